@@ -1,0 +1,146 @@
+"""Fixtures and helpers for tests that talk to real Redis and real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, message: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+class Process:
+    """A subprocess in its own process group, stopped by pid (then group) at teardown."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.log = log
+        self._log_file = open(log, "ab")
+        self.popen = subprocess.Popen(
+            args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log_file,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once (a crash)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the main pid, wait, then SIGKILL the group if anything lingers."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.popen.wait()
+        self._log_file.close()
+
+
+class Workers:
+    """Starts real ``celery worker`` processes for the test and stops them after it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.started: list[Process] = []
+
+    def start(
+        self, *queues: str, concurrency: int = 1, name: str | None = None, env: dict[str, str] | None = None,
+        ready: bool = True, pool: str = "prefork",
+    ) -> Process:  # fmt: skip
+        name = name or f"w{uuid.uuid4().hex[:6]}"
+        args = [
+            sys.executable, "-m", "celery", "-A", "trainq", "worker", "-Q", ",".join(queues),
+            "-c", str(concurrency), "-P", pool, "-n", f"{name}@%h", "-l", "info",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--prefetch-multiplier", "1",
+        ]  # fmt: skip
+        process = Process(args, self.tmp / f"{name}.log", env)
+        self.started.append(process)
+        if ready:
+            wait_for(lambda: " ready." in process.output() or not process.alive(), 30, message=f"worker {name} ready")
+            assert process.alive(), process.output()
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            process.stop()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """The test database, flushed before and after the test."""
+    from trainq.settings import get_settings
+
+    client = redis.Redis.from_url(get_settings().broker())
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"tests need Redis at {get_settings().broker()}: {exc}")
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def registry(redis_client: redis.Redis) -> Any:
+    """The registry on the flushed test database."""
+    from trainq.registry import get_registry
+
+    return get_registry()
+
+
+@pytest.fixture
+def workers(tmp_path: Path, redis_client: redis.Redis) -> Iterator[Workers]:
+    """Start worker processes with ``workers.start("training")``; all stop after the test."""
+    pool = Workers(tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m trainq ARGS`` as a real process; returns its result (never raises)."""
+    return subprocess.run(
+        [sys.executable, "-m", "trainq", *args], cwd=ROOT, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=timeout, input=input,
+    )  # fmt: skip

@@ -1,0 +1,58 @@
+"""Job types used by the tests; each keeps an independent record of its attempts in Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import redis
+from pydantic import BaseModel
+
+from trainq import Job, PermanentError, RetryPolicy, job_type
+from trainq.settings import get_settings
+
+
+def attempts_key(job_id: str) -> str:
+    """Redis list where a test job notes each attempt as ``start:end`` times (independent of trainq)."""
+    return f"test:attempts:{job_id}"
+
+
+def _note(job: Job, event: str) -> None:
+    client = redis.Redis.from_url(get_settings().broker())
+    client.rpush(attempts_key(job.id), f"{event}:{job.attempt}:{time.time()}:{os.getpid()}")
+
+
+class Sleep(BaseModel):
+    seconds: float = 0.0
+    fail_times: int = 0
+    permanent: bool = False
+    kill_self: bool = False
+    ignore_soft_timeout: bool = False
+    steps: int = 0
+
+
+@job_type("probe", input=Sleep, queue="probe", retry=RetryPolicy(max_retries=3, base_s=0.2, jitter=False))
+def probe(job: Job, config: Sleep) -> dict[str, object]:
+    """Sleep, optionally failing the first ``fail_times`` attempts or killing its own process."""
+    _note(job, "start")
+    if config.kill_self:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if job.attempt <= config.fail_times:
+        if config.permanent:
+            raise PermanentError("permanent failure")
+        raise RuntimeError(f"planned failure on attempt {job.attempt}")
+    steps = max(config.steps, 1)
+    for step in range(1, steps + 1):
+        deadline = time.monotonic() + config.seconds / steps
+        while time.monotonic() < deadline:
+            try:
+                time.sleep(0.01)
+            except Exception:
+                if not config.ignore_soft_timeout:
+                    raise
+        if config.steps:
+            job.progress(step, steps, loss=1.0 / step)
+    print(f"probe done after {config.seconds}s")
+    _note(job, "end")
+    return {"attempt": job.attempt, "pid": os.getpid()}

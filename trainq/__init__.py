@@ -1,0 +1,41 @@
+"""trainq: ML jobs on Celery workers, with pipelines, retries, schedules and a registry."""
+
+from trainq.celery import app
+from trainq.context import Job
+from trainq.errors import (
+    BrokerUnavailable,
+    InvalidInput,
+    PayloadError,
+    PermanentError,
+    PipelineError,
+    TrainqError,
+)
+from trainq.jobs import JobRecord, JobState
+from trainq.jobtypes import get_job_type, job_type
+from trainq.registry import Registry, get_registry
+from trainq.retry import RetryPolicy
+from trainq.settings import Settings, get_settings
+
+__all__ = [
+    # Jobs
+    "Job",
+    "JobRecord",
+    "JobState",
+    "job_type",
+    "get_job_type",
+    "RetryPolicy",
+    # Registry
+    "Registry",
+    "get_registry",
+    # Config
+    "app",
+    "Settings",
+    "get_settings",
+    # Errors
+    "TrainqError",
+    "InvalidInput",
+    "PayloadError",
+    "PermanentError",
+    "PipelineError",
+    "BrokerUnavailable",
+]

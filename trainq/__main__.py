@@ -1,0 +1,5 @@
+"""``python -m trainq`` runs the CLI."""
+
+from trainq.cli import main
+
+main()

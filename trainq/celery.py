@@ -1,0 +1,46 @@
+"""The Celery app: ``celery -A trainq worker -Q training`` finds it as ``trainq.app``.
+
+Its configuration is computed on first use (see ``_LazyConfig``), so importing trainq
+starts nothing; the first use without ``TRAINQ_BROKER_URL`` starts the embedded Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import Any
+
+from celery import Celery
+
+from trainq.settings import celery_config, get_settings
+
+#: trainq's own task modules; the user's handlers come from ``TRAINQ_WORKER_MODULES``.
+LIBRARY_MODULES = ["trainq.command", "trainq.pipelines", "trainq.worker"]
+
+
+class _LazyConfig(Mapping[str, Any]):
+    """Celery settings computed the first time Celery reads them."""
+
+    @cached_property
+    def _values(self) -> dict[str, Any]:
+        return celery_config(get_settings())
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def route_job(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any) -> dict[str, str] | None:
+    """The routing table: each job type goes to its own queue."""
+    job_type = getattr(task, "job_type", "")
+    return {"queue": task.queue or job_type} if job_type else None
+
+
+app = Celery("trainq", include=LIBRARY_MODULES + get_settings().worker_modules)
+app.config_from_object(_LazyConfig())
+app.conf.task_routes = (route_job,)

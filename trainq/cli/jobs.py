@@ -1,0 +1,213 @@
+"""Job commands: submit, list, show, logs, cancel, retry, dead, clean."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from trainq import control
+from trainq.cli import main
+from trainq.cli.output import console, jobs_table, json_option, print_json, progress_bar, state_text, when
+from trainq.durations import parse_duration
+from trainq.errors import InvalidInput
+from trainq.jobs import JobState
+from trainq.registry import get_registry
+
+
+def parse_config(text: str | None) -> dict[str, Any]:
+    """A payload from ``--config``: inline JSON or ``@file.json``."""
+    if not text:
+        return {}
+    source = "--config"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read config file {source}: {exc.strerror}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{source} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    """``k=v`` pairs from repeated ``--tag`` options."""
+    parsed = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"bad --tag {tag!r}: use key=value")
+        parsed[key] = value
+    return parsed
+
+
+def parse_at(text: str) -> datetime:
+    """An ISO time; a time without a zone is local."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"bad --at {text!r}: use an ISO time such as 2026-12-01T02:00") from None
+    return at if at.tzinfo else at.astimezone()
+
+
+@main.command()
+@click.argument("job_type")
+@click.option("--config", "config_text", help="Payload as JSON, or @file.json.")
+@click.option("--priority", type=click.IntRange(0, 9), help="0-9, 9 most urgent.")
+@click.option("--name", help="A name to find the job by.")
+@click.option("--tag", "tags", multiple=True, help="key=value, repeatable.")
+@click.option("--queue", help="Send to this queue instead of the type's own.")
+@click.option("--delay", help="Start after this long (e.g. 10m).")
+@click.option("--at", "at_text", help="Start at this time (ISO, local unless zoned).")
+@click.option("--timeout", help="Soft time limit (e.g. 1h 30m).")
+@click.option("--retries", type=click.IntRange(0), help="Override the type's max_retries.")
+@click.option("--key", help="Idempotency key: a repeat returns the first job's id.")
+def submit(
+    job_type: str, config_text: str | None, priority: int | None, name: str | None, tags: tuple[str, ...],
+    queue: str | None, delay: str | None, at_text: str | None, timeout: str | None, retries: int | None,
+    key: str | None,
+) -> None:  # fmt: skip
+    """Validate and enqueue a JOB_TYPE job; print its id."""
+    options: dict[str, Any] = {"tags": parse_tags(tags)}
+    if timeout:
+        parse_duration(timeout)
+    for option, value in (("priority", priority), ("job_name", name), ("queue", queue), ("timeout", timeout), ("key", key)):
+        if value is not None:
+            options[option] = value
+    if retries is not None:
+        options["retry"] = {"max_retries": retries}
+    if delay:
+        options["countdown"] = parse_duration(delay)
+    if at_text:
+        options["eta"] = parse_at(at_text)
+    click.echo(control.submit(job_type, parse_config(config_text), **options))
+
+
+@main.command("list")
+@click.option("--state", type=click.Choice([s.value for s in JobState]))
+@click.option("--type", "job_type")
+@click.option("--queue")
+@click.option("--tag", help="key=value")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--offset", default=0)
+@json_option
+def list_jobs(
+    state: str | None, job_type: str | None, queue: str | None, tag: str | None, limit: int, offset: int, as_json: bool
+) -> None:
+    """List jobs, newest first."""
+    records = get_registry().list(
+        state=JobState(state) if state else None, job_type=job_type, queue=queue, tag=tag, limit=limit, offset=offset
+    )
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in records])
+    else:
+        console.print(jobs_table(records))
+
+
+@main.command()
+@click.option("--limit", default=50, show_default=True)
+@json_option
+def dead(limit: int, as_json: bool) -> None:
+    """List dead jobs (failed after their last retry), newest first."""
+    records = get_registry().list(state=JobState.DEAD, limit=limit)
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in records])
+        return
+    table = jobs_table(records, title="dead jobs")
+    console.print(table)
+    for r in records:
+        console.print(f"[bold]{r.id}[/] {r.error}")
+
+
+@main.command()
+@click.argument("job_id")
+@json_option
+def show(job_id: str, as_json: bool) -> None:
+    """Show one job: record, progress, transitions and last error."""
+    registry = get_registry()
+    record = registry.get(job_id)
+    events = registry.events(job_id)
+    if as_json:
+        print_json({**record.model_dump(mode="json"), "events": [e.model_dump(mode="json") for e in events]})
+        return
+    console.print(f"[bold]{record.name}[/] {record.id}  {state_text(record.state)}")
+    for label, value in (
+        ("type / queue", f"{record.type} / {record.queue}"), ("priority", record.priority),
+        ("attempt", f"{record.attempt} (failures {record.failures}, recoveries {record.recoveries})"),
+        ("worker", record.worker), ("tags", record.tags or ""), ("payload", json.dumps(record.payload)),
+        ("next attempt", when(record.next_attempt_at)), ("progress", progress_bar(record)),
+        ("exit code", record.exit_code), ("result", json.dumps(record.result) if record.result is not None else ""),
+        ("artifacts", ", ".join(record.artifacts)), ("error", record.error or ""),
+    ):  # fmt: skip
+        if value not in (None, ""):
+            console.print(f"  {label:<13} {value}")
+    table = Table(title="transitions")
+    for column in ("at", "state", "attempt", "worker", "reason"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(when(e.at), state_text(e.state), str(e.attempt), e.worker or "", e.reason or "")
+    console.print(table)
+    if record.traceback:
+        console.print(record.traceback, markup=False)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
+def logs(job_id: str, follow: bool) -> None:
+    """Print a job's log lines (handler logging and output)."""
+    registry = get_registry()
+    registry.get(job_id)
+    cursor = "0-0"
+    shown_progress = ""
+    while True:
+        entries = registry.read_log(job_id, cursor, block_ms=500 if follow else None)
+        for cursor, line in entries:
+            click.echo(line)
+        if not follow:
+            return
+        record = registry.get(job_id)
+        bar = progress_bar(record)
+        if bar and bar != shown_progress:
+            click.echo(f"[progress] {bar}", err=True)
+            shown_progress = bar
+        if record.state.finished and not entries:
+            click.echo(f"[{record.state.value}]", err=True)
+            return
+
+
+@main.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel a job: a waiting one never starts, a running one is stopped."""
+    previous = control.cancel(job_id)
+    click.echo(f"{job_id} cancelled (was {previous.value})")
+
+
+@main.command()
+@click.argument("job_id")
+def retry(job_id: str) -> None:
+    """Re-queue a dead, failed, cancelled or blocked job with its payload."""
+    control.retry(job_id)
+    click.echo(f"{job_id} re-queued")
+
+
+@main.command()
+@click.option("--older-than", help="Drop finished records older than this (e.g. 7d).")
+@click.option("--keep", type=click.IntRange(0), help="Keep only the newest N finished records.")
+def clean(older_than: str | None, keep: int | None) -> None:
+    """Drop finished job records (succeeded, failed, dead, cancelled, blocked)."""
+    if older_than is None and keep is None:
+        raise InvalidInput("give --older-than or --keep")
+    before = time.time() - parse_duration(older_than) if older_than else None
+    click.echo(f"removed {get_registry().clean(before=before, keep=keep)} records")

@@ -1,0 +1,79 @@
+"""How the CLI prints: rich tables and bars for people, ``--json`` for programs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from trainq.durations import format_duration
+from trainq.jobs import JobRecord, JobState
+
+console = Console(highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATE_STYLE = {
+    JobState.SUCCEEDED: "green", JobState.RUNNING: "cyan", JobState.QUEUED: "white",
+    JobState.DELAYED: "white", JobState.RETRYING: "yellow", JobState.FAILED: "red",
+    JobState.DEAD: "bold red", JobState.CANCELLED: "magenta", JobState.BLOCKED: "yellow",
+}  # fmt: skip
+
+
+def json_option(command: F) -> F:
+    """The shared ``--json`` flag of every read command."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(command)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def when(ts: float | None) -> str:
+    """A local time of day for a timestamp (blank for None)."""
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def state_text(state: JobState) -> str:
+    """``state`` coloured for the terminal."""
+    return f"[{STATE_STYLE[state]}]{state.value}[/]"
+
+
+def progress_bar(record: JobRecord, width: int = 20) -> str:
+    """A text progress bar with percent, step, metrics and ETA."""
+    progress = record.progress
+    if progress is None:
+        return ""
+    filled = int(width * progress.percent / 100)
+    text = f"[{'#' * filled}{'.' * (width - filled)}] {progress.percent:5.1f}%"
+    if progress.total:
+        text += f" {progress.step:g}/{progress.total:g}"
+    if progress.metrics:
+        text += " " + " ".join(f"{k}={_short(v)}" for k, v in progress.metrics.items())
+    if record.started_at and 0 < progress.percent < 100:
+        elapsed = progress.at - record.started_at
+        text += f" eta {format_duration(elapsed * (100 - progress.percent) / progress.percent)}"
+    return text
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def jobs_table(records: Iterable[JobRecord], title: str | None = None) -> Table:
+    """A table of jobs: id, name, type, queue, state, attempt, progress, times."""
+    table = Table(title=title)
+    for column in ("id", "name", "type", "queue", "state", "pri", "att", "progress", "created", "took"):
+        table.add_column(column)
+    for r in records:
+        took = format_duration(r.duration_s) if r.duration_s is not None else ""
+        table.add_row(
+            r.id, r.name, r.type, r.queue, state_text(r.state), str(r.priority), str(r.attempt),
+            progress_bar(r, 10), when(r.created_at), took,
+        )  # fmt: skip
+    return table

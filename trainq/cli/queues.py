@@ -1,0 +1,85 @@
+"""Queue commands: stats, pause, resume, purge, and ``worker`` to start a pool."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from rich.table import Table
+
+from trainq import control
+from trainq.cli import main
+from trainq.cli.output import console, json_option, print_json
+from trainq.jobs import JobState
+from trainq.registry import get_registry
+from trainq.settings import get_settings
+
+
+@main.command()
+@json_option
+def stats(as_json: bool) -> None:
+    """Jobs per state and per queue, and messages waiting in each queue."""
+    registry = get_registry()
+    registry.ping()
+    states = registry.counts()
+    per_queue = registry.queue_counts()
+    depths = control.queue_depths(per_queue)
+    paused = registry.paused_queues()
+    if as_json:
+        print_json({
+            "states": {s.value: n for s, n in states.items()},
+            "queues": {q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused} for q in per_queue},
+        })  # fmt: skip
+        return
+    table = Table(title="jobs by state")
+    for state in JobState:
+        table.add_column(state.value)
+    table.add_row(*(str(states[s]) for s in JobState))
+    console.print(table)
+    queues = Table(title="queues")
+    for column in ("queue", "pending messages", "paused", *(s.value for s in JobState)):
+        queues.add_column(column)
+    for queue, counts in per_queue.items():
+        queues.add_row(queue, str(depths[queue]), "yes" if queue in paused else "",
+                       *(str(counts.get(s.value, 0)) for s in JobState))  # fmt: skip
+    console.print(queues)
+
+
+@main.command()
+@click.argument("queue")
+def pause(queue: str) -> None:
+    """Stop consuming QUEUE on every worker (and on workers started later)."""
+    control.pause(queue)
+    click.echo(f"queue {queue} paused")
+
+
+@main.command()
+@click.argument("queue")
+def resume(queue: str) -> None:
+    """Let QUEUE's workers consume it again."""
+    control.resume(queue)
+    click.echo(f"queue {queue} resumed")
+
+
+@main.command()
+@click.argument("queue")
+@click.confirmation_option(prompt="Drop every waiting job of this queue?")
+def purge(queue: str) -> None:
+    """Drop QUEUE's waiting jobs (they are recorded cancelled)."""
+    click.echo(f"purged {control.purge(queue)} jobs from {queue}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("queues", nargs=-1, required=True)
+@click.option("--concurrency", "-c", type=int, help="Processes (default: the queue's pool setting).")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(queues: tuple[str, ...], concurrency: int | None, celery_args: tuple[str, ...]) -> None:
+    """Start a worker pool for QUEUES (a thin wrapper over ``celery worker``)."""
+    pool = get_settings().pool(queues[0])
+    args = [
+        sys.executable, "-m", "celery", "-A", "trainq", "worker", "-Q", ",".join(queues),
+        "-c", str(concurrency or pool.concurrency), "--prefetch-multiplier", str(pool.prefetch),
+        "-n", f"{'+'.join(queues)}@%h", "-E", "-l", "info", *celery_args,
+    ]  # fmt: skip
+    os.execv(sys.executable, args)

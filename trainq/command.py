@@ -1,0 +1,115 @@
+"""The ``command`` job type: a shell command in its own process group, its output streamed.
+
+Each stdout/stderr line goes to the job log as it is printed. A line of the form
+``trainq:progress STEP/TOTAL [key=value ...]`` reports progress instead. A non-zero exit
+fails the attempt (and may retry); a timeout or cancel kills the whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from trainq.context import Job
+from trainq.jobtypes import job_type
+
+PROGRESS_LINE = re.compile(r"^trainq:progress\s+(\d+(?:\.\d+)?)(?:/(\d+(?:\.\d+)?))?\s*(.*)$")
+KILL_GRACE_S = 5.0
+
+
+class CommandConfig(BaseModel):
+    """A shell command, and the directory it runs in (default: the worker's)."""
+
+    command: str = Field(min_length=1)
+    cwd: str | None = None
+
+
+class CommandResult(BaseModel):
+    """How the command ended."""
+
+    exit_code: int
+
+
+class CommandFailed(Exception):
+    """Raised when a command exits with a non-zero code."""
+
+    def __init__(self, exit_code: int) -> None:
+        self.exit_code = exit_code
+        super().__init__(f"command exited with code {exit_code}")
+
+
+def parse_progress(line: str) -> tuple[float, float | None, dict[str, Any]] | None:
+    """``(step, total, metrics)`` from a ``trainq:progress`` line, else None."""
+    match = PROGRESS_LINE.match(line.strip())
+    if not match:
+        return None
+    metrics: dict[str, Any] = {}
+    for pair in match.group(3).split():
+        key, _, value = pair.partition("=")
+        try:
+            metrics[key] = float(value)
+        except ValueError:
+            metrics[key] = value
+    total = float(match.group(2)) if match.group(2) else None
+    return float(match.group(1)), total, metrics
+
+
+@job_type("command", input=CommandConfig, output=CommandResult, queue="command")
+def run_command(job: Job, config: CommandConfig) -> CommandResult:
+    """Run ``config.command`` with ``sh -c``; stream its output; fail on a non-zero exit."""
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", config.command],
+        cwd=config.cwd or job.record.options.get("cwd") or None,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
+    reader = threading.Thread(target=_stream, args=(job, process), daemon=True)
+    reader.start()
+    try:
+        code = process.wait()
+        reader.join()
+    finally:
+        if process.poll() is None:
+            kill_group(process)
+    job.record_fields(exit_code=code)
+    if code != 0:
+        raise CommandFailed(code)
+    return CommandResult(exit_code=code)
+
+
+def _stream(job: Job, process: subprocess.Popen[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        line = line.rstrip("\n")
+        progress = parse_progress(line)
+        if progress:
+            step, total, metrics = progress
+            job.progress(step, total, **metrics)
+        job.log(line)
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    """SIGTERM the command's process group, then SIGKILL it if it lingers."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()

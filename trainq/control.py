@@ -1,0 +1,112 @@
+"""Operations on jobs and queues after submission: submit by name, cancel, retry, pause,
+resume, purge, and the broker's queue depths.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from trainq.celery import app
+from trainq.errors import BrokerUnavailable, InvalidTransition
+from trainq.jobs import RETRYABLE_STATES, WAITING_STATES, JobEvent, JobRecord, JobState
+from trainq.jobtypes import get_job_type
+from trainq.registry import Registry, get_registry
+from trainq.task import publish, run_finish_hooks
+
+
+def submit(job_type: str, config: dict[str, Any] | None = None, **options: Any) -> str:
+    """Validate and enqueue a job of ``job_type``; return its id (see ``JobTask.apply_async``)."""
+    return str(get_job_type(job_type).apply_async(kwargs=config or {}, **options).id)
+
+
+def cancel(job_id: str, registry: Registry | None = None, reason: str = "cancelled") -> JobState:
+    """Cancel a waiting or running job; a running one is stopped by its heartbeat.
+
+    Returns the state the job was in. Raises InvalidTransition for a finished job.
+    """
+    registry = registry or get_registry()
+    record = registry.get(job_id)
+    now = time.time()
+    previous = registry.transition(
+        job_id, JobState.CANCELLED, allowed={*WAITING_STATES, JobState.RUNNING},
+        fields={"finished_at": now},
+        event=JobEvent(state=JobState.CANCELLED, at=now, attempt=record.attempt, reason=reason),
+        lease_until=0,
+    )  # fmt: skip
+    if previous is None:
+        raise InvalidTransition(f"job {job_id} is {registry.get(job_id).state.value}; only waiting or running jobs can be cancelled")
+    run_finish_hooks(registry, job_id)
+    return previous
+
+
+def retry(job_id: str, registry: Registry | None = None, reason: str = "re-queued") -> JobRecord:
+    """Re-queue a dead, failed, cancelled or blocked job with its payload: a new attempt series."""
+    registry = registry or get_registry()
+    record = registry.get(job_id)
+    task = get_job_type(record.type)
+    fence = record.fence + 1
+    now = time.time()
+    reset = {"fence": fence, "attempt": 1, "failures": 0, "recoveries": 0, "error": None,
+             "traceback": None, "started_at": None, "finished_at": None, "result": None,
+             "exit_code": None, "progress": None, "worker": None}  # fmt: skip
+    moved = registry.transition(
+        job_id, JobState.QUEUED, allowed=RETRYABLE_STATES, fence=record.fence, fields=reset,
+        event=JobEvent(state=JobState.QUEUED, at=now, attempt=1, reason=reason),
+    )  # fmt: skip
+    if moved is None:
+        raise InvalidTransition(f"job {job_id} is {record.state.value}; only dead, failed, cancelled or blocked jobs can be retried")
+    publish(task, record, fence)
+    return registry.get(job_id)
+
+
+def pause(queue: str, registry: Registry | None = None) -> None:
+    """Stop every worker consuming ``queue``; workers started later skip it too."""
+    (registry or get_registry()).set_paused(queue, True)
+    app.control.cancel_consumer(queue)
+
+
+def resume(queue: str, registry: Registry | None = None) -> None:
+    """Let the workers started for ``queue`` consume it again."""
+    registry = registry or get_registry()
+    registry.set_paused(queue, False)
+    owners = [name for name, queues in registry.worker_queues().items() if queue in queues]
+    if owners:
+        app.control.add_consumer(queue, destination=owners)
+
+
+def purge(queue: str, registry: Registry | None = None) -> int:
+    """Drop every waiting job of ``queue`` (recorded ``cancelled``); return how many."""
+    registry = registry or get_registry()
+    dropped = 0
+    for state in (JobState.QUEUED, JobState.DELAYED, JobState.RETRYING):
+        while batch := registry.list(state=state, queue=queue, limit=500):
+            for record in batch:
+                try:
+                    cancel(record.id, registry, reason=f"queue {queue} purged")
+                    dropped += 1
+                except InvalidTransition:
+                    continue
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(queue)
+    return dropped
+
+
+def queue_depths(queues: Iterable[str]) -> dict[str, int]:
+    """Messages waiting in each broker queue (0 for a queue the broker does not know)."""
+    depths: dict[str, int] = {}
+    try:
+        with app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+            for queue in queues:
+                channel = connection.channel()
+                try:
+                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                except Exception:
+                    depths[queue] = 0
+                finally:
+                    channel.close()
+    except OSError as exc:
+        raise BrokerUnavailable(app.conf.broker_url, str(exc)) from exc
+    return depths

@@ -1,0 +1,84 @@
+"""Every error trainq raises, in one tree.
+
+    TrainqError
+    ├── ConfigError              bad setting or unusable environment
+    ├── BrokerUnavailable        broker or registry cannot be reached
+    ├── InvalidInput             bad input from a caller (exit code 2)
+    │   ├── PayloadError         a payload failed its job type's model
+    │   ├── UnknownJobType       no job type of that name
+    │   ├── DurationError        a timeout / delay string that does not parse
+    │   ├── JobNotFound          no job with that id
+    │   ├── InvalidTransition    the job's state does not allow the operation
+    │   └── PipelineError        a pipeline file or DAG is invalid
+    └── PermanentError           raised by a handler: fail now, never retry
+"""
+
+from __future__ import annotations
+
+
+class TrainqError(Exception):
+    """Raised for any trainq failure; the root of the tree above."""
+
+
+class ConfigError(TrainqError):
+    """Raised when a setting is invalid or the embedded broker cannot start."""
+
+
+class BrokerUnavailable(TrainqError):
+    """Raised when the broker or the registry does not answer; ``url`` names it."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        super().__init__(
+            f"cannot reach {url}: {reason}. Start it, or point TRAINQ_BROKER_URL / "
+            "TRAINQ_REGISTRY_URL at a running server."
+        )
+
+
+class InvalidInput(TrainqError):
+    """Raised when a caller's input is wrong; nothing was enqueued."""
+
+
+class PayloadError(InvalidInput):
+    """Raised when a payload fails its job type's pydantic model; names each bad field."""
+
+    def __init__(self, job_type: str, errors: list[str]) -> None:
+        self.job_type = job_type
+        self.errors = errors
+        super().__init__(f"invalid payload for job type {job_type!r}: " + "; ".join(errors))
+
+
+class UnknownJobType(InvalidInput):
+    """Raised when a job type name is not registered."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown job type {name!r}; known types: {', '.join(sorted(known))}")
+
+
+class DurationError(InvalidInput):
+    """Raised when a duration such as ``1h 30m`` does not parse."""
+
+
+class JobNotFound(InvalidInput):
+    """Raised when no job record has the given id."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id!r}")
+
+
+class InvalidTransition(InvalidInput):
+    """Raised when a job's state does not allow the requested operation."""
+
+
+class PipelineError(InvalidInput):
+    """Raised when a pipeline is invalid; ``problems`` lists each one with its job id."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid pipeline:\n  " + "\n  ".join(problems))
+
+
+class PermanentError(TrainqError):
+    """Raised by a handler for a failure that retrying cannot fix; the job fails at once."""

@@ -1,0 +1,112 @@
+"""Job states and the job record the registry keeps for every job."""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobState(str, Enum):
+    """Where a job is in its life (see DESIGN.md)."""
+
+    DELAYED = "delayed"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    BLOCKED = "blocked"
+
+    @property
+    def finished(self) -> bool:
+        """True for states a job leaves only by an explicit retry or resume."""
+        return self in FINISHED_STATES
+
+
+FINISHED_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED, JobState.BLOCKED}
+)
+#: States from which ``trainq retry`` may re-queue a job.
+RETRYABLE_STATES = frozenset({JobState.FAILED, JobState.DEAD, JobState.CANCELLED, JobState.BLOCKED})
+#: States in which a job waits for a delivery to claim it.
+WAITING_STATES = frozenset({JobState.DELAYED, JobState.QUEUED, JobState.RETRYING})
+
+
+class Progress(BaseModel):
+    """How far a running job is: ``percent`` from ``step``/``total`` plus free metrics."""
+
+    step: float = 0
+    total: float | None = None
+    percent: float = 0.0
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    at: float = Field(default_factory=time.time)
+
+
+class JobEvent(BaseModel):
+    """One recorded transition: the new state, when, on which worker, in which attempt."""
+
+    state: JobState
+    at: float
+    attempt: int = 0
+    worker: str | None = None
+    reason: str | None = None
+
+
+class JobRecord(BaseModel):
+    """The registry's record of one job; stored as a Redis hash of JSON values."""
+
+    id: str
+    type: str
+    queue: str
+    name: str
+    state: JobState
+    priority: int
+    tags: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    eta: float | None = None
+    next_attempt_at: float | None = None
+    attempt: int = 0
+    fence: int = 0
+    failures: int = 0
+    recoveries: int = 0
+    worker: str | None = None
+    progress: Progress | None = None
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    exit_code: int | None = None
+    artifacts: list[str] = Field(default_factory=list)
+    pipeline_id: str | None = None
+    pipeline_job: str | None = None
+
+    def to_hash(self) -> dict[str, str]:
+        """The record as Redis hash fields (every value JSON-encoded)."""
+        return encode_fields(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> JobRecord:
+        """Parse a record read with HGETALL."""
+        return cls.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from the last start to the end (or to now while running)."""
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at
+
+
+def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
+    """JSON-encode each value, the registry's hash encoding."""
+    return {k: json.dumps(v.value if isinstance(v, Enum) else v) for k, v in fields.items()}

@@ -1,0 +1,86 @@
+"""Every Redis key trainq writes, in one place; all start with the settings' key prefix."""
+
+from __future__ import annotations
+
+
+class Keys:
+    """Key names under one prefix (``trainq:`` by default)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def job(self, job_id: str) -> str:
+        """Hash: the job record, each field JSON-encoded."""
+        return f"{self.prefix}job:{job_id}"
+
+    def events(self, job_id: str) -> str:
+        """List: the job's state transitions, oldest first, as JSON."""
+        return f"{self.prefix}job:{job_id}:events"
+
+    def log(self, job_id: str) -> str:
+        """Stream: the job's log lines (``line`` field)."""
+        return f"{self.prefix}job:{job_id}:log"
+
+    def index_all(self) -> str:
+        """Sorted set: every job id scored by creation time."""
+        return f"{self.prefix}index:all"
+
+    def index_prefix(self) -> str:
+        """Prefix of the per-state sorted sets (``<prefix>index:state:<state>``)."""
+        return f"{self.prefix}index:state:"
+
+    def index_state(self, state: str) -> str:
+        """Sorted set: jobs in ``state`` scored by creation time."""
+        return f"{self.index_prefix()}{state}"
+
+    def index_type(self, job_type: str) -> str:
+        """Sorted set: jobs of ``job_type`` scored by creation time."""
+        return f"{self.prefix}index:type:{job_type}"
+
+    def index_queue(self, queue: str) -> str:
+        """Sorted set: jobs sent to ``queue`` scored by creation time."""
+        return f"{self.prefix}index:queue:{queue}"
+
+    def index_tag(self, tag: str) -> str:
+        """Sorted set: jobs tagged ``k=v`` scored by creation time."""
+        return f"{self.prefix}index:tag:{tag}"
+
+    def queues(self) -> str:
+        """Set: every queue a job was ever sent to."""
+        return f"{self.prefix}queues"
+
+    def stats_prefix(self) -> str:
+        """Prefix of the per-queue state counters."""
+        return f"{self.prefix}stats:queue:"
+
+    def stats(self, queue: str) -> str:
+        """Hash: state -> number of jobs of ``queue`` in it."""
+        return f"{self.stats_prefix()}{queue}"
+
+    def leases(self) -> str:
+        """Sorted set: job id -> time by which its worker must renew (or its retry be due)."""
+        return f"{self.prefix}leases"
+
+    def idempotency(self, key: str) -> str:
+        """String: the id of the job first submitted with idempotency ``key``."""
+        return f"{self.prefix}idempotency:{key}"
+
+    def paused(self) -> str:
+        """Set: names of paused queues."""
+        return f"{self.prefix}paused"
+
+    def pipeline(self, pipeline_id: str) -> str:
+        """Hash: a pipeline record."""
+        return f"{self.prefix}pipeline:{pipeline_id}"
+
+    def pipeline_waiting(self, pipeline_id: str) -> str:
+        """Hash: pipeline job id -> number of its dependencies not yet succeeded."""
+        return f"{self.prefix}pipeline:{pipeline_id}:waiting"
+
+    def pipelines(self) -> str:
+        """Sorted set: pipeline ids scored by creation time."""
+        return f"{self.prefix}index:pipelines"
+
+    def workers(self) -> str:
+        """Hash: worker hostname -> JSON of its queues and last heartbeat."""
+        return f"{self.prefix}workers"

@@ -1,0 +1,57 @@
+"""Leases: a running job's claim on its work, renewed by heartbeats from the process running it.
+
+When the heartbeats stop (the process or its host died) the lease expires and a worker's
+reaper re-queues the job (``trainq.worker``). When the registry refuses a renewal, the job
+was cancelled or recovered elsewhere, so the heartbeat stops the handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+import redis
+
+from trainq.jobs import JobRecord, JobState
+from trainq.registry import Registry
+
+log = logging.getLogger("trainq.leases")
+
+
+class Heartbeat(threading.Thread):
+    """Renews ``record``'s lease every ``interval_s`` until stopped."""
+
+    def __init__(self, registry: Registry, record: JobRecord, lease_s: float, interval_s: float) -> None:
+        super().__init__(name=f"trainq-heartbeat-{record.id}", daemon=True)
+        self.registry = registry
+        self.record = record
+        self.lease_s = lease_s
+        self.interval_s = interval_s
+        self.lost = False
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                held = self.registry.transition(
+                    self.record.id,
+                    JobState.RUNNING,
+                    allowed={JobState.RUNNING},
+                    fence=self.record.fence,
+                    lease_until=time.time() + self.lease_s,
+                )
+            except redis.RedisError:
+                log.warning("lease renewal for %s failed; retrying", self.record.id)
+                continue
+            if held is None and not self._stop.is_set():
+                log.info("job %s was cancelled or recovered elsewhere; stopping it", self.record.id)
+                self.lost = True
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    def stop(self) -> None:
+        """Stop renewing (the job finished in this process)."""
+        self._stop.set()

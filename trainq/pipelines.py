@@ -1,0 +1,1 @@
+"""Pipelines: DAGs of jobs (placeholder until the pipelines issue lands)."""

@@ -1,0 +1,360 @@
+"""The registry: trainq's queryable store of job records, transitions, logs and leases.
+
+Every state change goes through one Lua script (``transition``) so that the record, the
+per-state index, the event history and the lease move together, and so that a change can
+be *fenced*: it applies only if the job is still in an allowed state and still on the
+delivery (``fence``) the caller holds. A stale worker therefore can never overwrite the
+record of a job that was recovered, cancelled or finished elsewhere.
+
+Listing reads per-state/type/queue/tag sorted sets scored by creation time, so its cost
+depends on the page asked for, not on how many jobs were ever recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from typing import Any
+
+import redis
+
+from trainq.errors import BrokerUnavailable, JobNotFound
+from trainq.jobs import FINISHED_STATES, JobEvent, JobRecord, JobState, encode_fields
+from trainq.keys import Keys
+from trainq.settings import Settings, get_settings, redis_py_url
+
+# KEYS: job hash, events list, leases zset.
+# ARGV: id, fence ('' = any), allowed states (comma list), new state, fields (JSON object of
+#       JSON-encoded values), event JSON ('' = none), state index prefix, lease ('' keep,
+#       '0' drop, else expiry).
+#       ARGV[9]: per-queue stats prefix.
+# Returns the state the job was in, or false when the change was refused.
+_TRANSITION = """
+local raw = redis.call('HGET', KEYS[1], 'state')
+if not raw then return false end
+local cur = cjson.decode(raw)
+local allowed = false
+for s in string.gmatch(ARGV[3], '[^,]+') do
+  if s == cur then allowed = true end
+end
+if not allowed then return false end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'fence') ~= ARGV[2] then return false end
+for k, v in pairs(cjson.decode(ARGV[5])) do redis.call('HSET', KEYS[1], k, v) end
+local new = ARGV[4]
+if new ~= cur then
+  local created = redis.call('HGET', KEYS[1], 'created_at')
+  redis.call('ZREM', ARGV[7] .. cur, ARGV[1])
+  redis.call('ZADD', ARGV[7] .. new, created, ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', cjson.encode(new))
+  local queue = ARGV[9] .. cjson.decode(redis.call('HGET', KEYS[1], 'queue'))
+  redis.call('HINCRBY', queue, cur, -1)
+  redis.call('HINCRBY', queue, new, 1)
+end
+if ARGV[6] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[6]) end
+if ARGV[8] == '0' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+elseif ARGV[8] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])
+end
+return cur
+"""
+
+LIST_PAGE = 200
+
+
+class Registry:
+    """Job records in Redis under one key prefix."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, log_max_lines: int = 20_000) -> None:
+        self.client = client
+        self.keys = keys
+        self.log_max_lines = log_max_lines
+        self._transition = client.register_script(_TRANSITION)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """A registry on the settings' Redis with their key prefix."""
+        url = redis_py_url(settings.registry())
+        client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=settings.connect_timeout_s,
+            socket_timeout=10,
+            health_check_interval=10,
+            retry_on_timeout=True,
+        )
+        return cls(client, Keys(settings.key_prefix), settings.log_max_lines)
+
+    @property
+    def url(self) -> str:
+        """The Redis this registry talks to, for messages."""
+        kwargs = self.client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}"
+        return f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+
+    def ping(self) -> None:
+        """Raise BrokerUnavailable unless Redis answers."""
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, str(exc)) from exc
+
+    # -- records -----------------------------------------------------------------------
+
+    def create(self, record: JobRecord, idempotency_key: str | None = None) -> tuple[str, bool]:
+        """Store a new record; with a key already used, return that job's id instead.
+
+        Returns ``(job_id, created)``.
+        """
+        try:
+            if idempotency_key is not None:
+                key = self.keys.idempotency(idempotency_key)
+                if not self.client.set(key, record.id, nx=True):
+                    existing = self.client.get(key)
+                    if existing is not None and self.client.exists(self.keys.job(existing.decode())):
+                        return existing.decode(), False
+                    self.client.set(key, record.id)
+            event = JobEvent(state=record.state, at=record.created_at, reason="submitted")
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self.keys.job(record.id), mapping=record.to_hash())  # type: ignore[arg-type]
+            pipe.rpush(self.keys.events(record.id), event.model_dump_json())
+            for index in self._indexes(record):
+                pipe.zadd(index, {record.id: record.created_at})
+            pipe.zadd(self.keys.index_state(record.state.value), {record.id: record.created_at})
+            pipe.hincrby(self.keys.stats(record.queue), record.state.value, 1)
+            pipe.sadd(self.keys.queues(), record.queue)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, str(exc)) from exc
+        return record.id, True
+
+    def _indexes(self, record: JobRecord) -> list[str]:
+        tags = [self.keys.index_tag(f"{k}={v}") for k, v in record.tags.items()]
+        return [
+            self.keys.index_all(),
+            self.keys.index_type(record.type),
+            self.keys.index_queue(record.queue),
+            *tags,
+        ]
+
+    def find(self, job_id: str) -> JobRecord | None:
+        """The record of ``job_id``, or None."""
+        raw = self.client.hgetall(self.keys.job(job_id))
+        return JobRecord.from_hash(raw) if raw else None  # type: ignore[arg-type]
+
+    def get(self, job_id: str) -> JobRecord:
+        """The record of ``job_id``; raises JobNotFound."""
+        record = self.find(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    def get_many(self, job_ids: Iterable[str]) -> list[JobRecord]:
+        """Records of ``job_ids`` in one round trip, skipping ids with no record."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [JobRecord.from_hash(raw) for raw in pipe.execute() if raw]
+
+    def delete(self, job_id: str) -> None:
+        """Remove a record, its history, log, lease and index entries."""
+        record = self.find(job_id)
+        pipe = self.client.pipeline(transaction=True)
+        if record is not None:
+            for index in self._indexes(record):
+                pipe.zrem(index, job_id)
+            pipe.zrem(self.keys.index_state(record.state.value), job_id)
+            pipe.hincrby(self.keys.stats(record.queue), record.state.value, -1)
+        pipe.zrem(self.keys.leases(), job_id)
+        pipe.delete(self.keys.job(job_id), self.keys.events(job_id), self.keys.log(job_id))
+        pipe.execute()
+
+    # -- transitions -------------------------------------------------------------------
+
+    def transition(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        allowed: Iterable[JobState],
+        fence: int | None = None,
+        fields: dict[str, Any] | None = None,
+        event: JobEvent | None = None,
+        lease_until: float | None = None,
+    ) -> JobState | None:
+        """Move ``job_id`` to ``to`` if it is in ``allowed`` (and on ``fence``).
+
+        Sets ``fields`` and ``updated_at``, records ``event`` (or none for a silent update),
+        and sets the lease expiry (``0`` drops the lease). Returns the previous state, or
+        None when the change was refused.
+        """
+        values = dict(fields or {})
+        values["updated_at"] = time.time()
+        lease = "" if lease_until is None else repr(lease_until) if lease_until else "0"
+        previous = self._transition(
+            keys=[self.keys.job(job_id), self.keys.events(job_id), self.keys.leases()],
+            args=[
+                job_id,
+                "" if fence is None else json.dumps(fence),
+                ",".join(s.value for s in allowed),
+                to.value,
+                json.dumps(encode_fields(values)),
+                event.model_dump_json() if event else "",
+                self.keys.index_prefix(),
+                lease,
+                self.keys.stats_prefix(),
+            ],
+        )
+        return JobState(previous.decode()) if previous else None
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        """The transitions of ``job_id``, oldest first."""
+        raw = self.client.lrange(self.keys.events(job_id), 0, -1)
+        return [JobEvent.model_validate_json(item) for item in raw]  # type: ignore[union-attr]
+
+    # -- listing -----------------------------------------------------------------------
+
+    def list(
+        self,
+        *,
+        state: JobState | None = None,
+        job_type: str | None = None,
+        queue: str | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        """Records newest first matching every filter given, ``limit`` from ``offset``."""
+        indexes = [
+            self.keys.index_state(state.value) if state else None,
+            self.keys.index_type(job_type) if job_type else None,
+            self.keys.index_queue(queue) if queue else None,
+            self.keys.index_tag(tag) if tag else None,
+        ]
+        chosen = [i for i in indexes if i] or [self.keys.index_all()]
+        if len(chosen) == 1:
+            ids = self.client.zrevrange(chosen[0], offset, offset + limit - 1)
+            return self.get_many(i.decode() for i in ids)  # type: ignore[union-attr]
+        return self.get_many(self._intersect(chosen, limit, offset))
+
+    def _intersect(self, indexes: list[str], limit: int, offset: int) -> list[str]:
+        """Walk the smallest index newest first, keeping ids present in all the others."""
+        sizes = self.client.pipeline(transaction=False)
+        for index in indexes:
+            sizes.zcard(index)
+        smallest, *others = [i for _, i in sorted(zip(sizes.execute(), indexes, strict=True))]
+        found: list[str] = []
+        for page in self._pages(smallest):
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in page:
+                for other in others:
+                    pipe.zscore(other, job_id)
+            scores = pipe.execute()
+            for n, job_id in enumerate(page):
+                row = scores[n * len(others) : (n + 1) * len(others)]
+                if all(s is not None for s in row):
+                    found.append(job_id)
+            if len(found) >= offset + limit:
+                break
+        return found[offset : offset + limit]
+
+    def _pages(self, index: str) -> Iterator[list[str]]:
+        start = 0
+        while True:
+            page = self.client.zrevrange(index, start, start + LIST_PAGE - 1)
+            if not page:
+                return
+            yield [i.decode() for i in page]  # type: ignore[union-attr]
+            start += LIST_PAGE
+
+    def counts(self) -> dict[JobState, int]:
+        """How many jobs are in each state (one ZCARD per state)."""
+        pipe = self.client.pipeline(transaction=False)
+        for state in JobState:
+            pipe.zcard(self.keys.index_state(state.value))
+        return dict(zip(JobState, pipe.execute(), strict=True))
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        """Jobs per state for every queue that has had jobs (kept as counters, O(queues))."""
+        names = sorted(q.decode() for q in self.client.smembers(self.keys.queues()))  # type: ignore[union-attr]
+        pipe = self.client.pipeline(transaction=False)
+        for queue in names:
+            pipe.hgetall(self.keys.stats(queue))
+        return {
+            queue: {k.decode(): int(v) for k, v in raw.items() if int(v)}
+            for queue, raw in zip(names, pipe.execute(), strict=True)
+        }
+
+    def clean(self, *, before: float | None = None, keep: int | None = None) -> int:
+        """Delete finished records created before ``before`` or beyond the newest ``keep``."""
+        doomed: list[tuple[float, str]] = []
+        for state in FINISHED_STATES:
+            index = self.keys.index_state(state.value)
+            for raw_id, score in self.client.zrange(index, 0, -1, withscores=True):  # type: ignore[union-attr]
+                doomed.append((score, raw_id.decode()))
+        doomed.sort(reverse=True)
+        if keep is not None:
+            doomed = doomed[keep:]
+        if before is not None:
+            doomed = [(s, i) for s, i in doomed if s < before]
+        for _, job_id in doomed:
+            self.delete(job_id)
+        return len(doomed)
+
+    # -- logs and leases ---------------------------------------------------------------
+
+    def append_log(self, job_id: str, lines: Iterable[str]) -> None:
+        """Append log lines to the job's log stream (capped at the newest lines)."""
+        pipe = self.client.pipeline(transaction=False)
+        for line in lines:
+            pipe.xadd(self.keys.log(job_id), {"line": line}, maxlen=self.log_max_lines, approximate=True)
+        pipe.execute()
+
+    def read_log(
+        self, job_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 1000
+    ) -> list[tuple[str, str]]:
+        """Log entries after stream id ``after`` as ``(entry_id, line)``; may block for new ones."""
+        reply = self.client.xread({self.keys.log(job_id): after}, count=count, block=block_ms)
+        if not reply:
+            return []
+        _, entries = reply[0]  # type: ignore[index]
+        return [(eid.decode(), fields[b"line"].decode()) for eid, fields in entries]
+
+    def expired_leases(self, now: float, limit: int = 100) -> list[str]:
+        """Ids of jobs whose lease (or retry deadline) passed before ``now``."""
+        ids = self.client.zrangebyscore(self.keys.leases(), "-inf", now, start=0, num=limit)
+        return [i.decode() for i in ids]  # type: ignore[union-attr]
+
+    def drop_lease(self, job_id: str) -> None:
+        """Forget a lease entry that no longer belongs to a running or retrying job."""
+        self.client.zrem(self.keys.leases(), job_id)
+
+    # -- queues ------------------------------------------------------------------------
+
+    def register_worker(self, hostname: str, queues: Iterable[str]) -> None:
+        """Remember which queues a worker was started for (``resume`` gives them back)."""
+        self.client.hset(self.keys.workers(), hostname, json.dumps(sorted(queues)))
+
+    def worker_queues(self) -> dict[str, list[str]]:
+        """Worker hostname -> the queues it was started for."""
+        raw = self.client.hgetall(self.keys.workers())
+        return {k.decode(): json.loads(v) for k, v in raw.items()}  # type: ignore[union-attr]
+
+    def paused_queues(self) -> set[str]:
+        """Names of queues paused with ``trainq pause``."""
+        return {q.decode() for q in self.client.smembers(self.keys.paused())}  # type: ignore[union-attr]
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Record ``queue`` as paused (or not) so workers started later honour it."""
+        if paused:
+            self.client.sadd(self.keys.paused(), queue)
+        else:
+            self.client.srem(self.keys.paused(), queue)
+
+
+@lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The process's registry, from the process's settings."""
+    return Registry.from_settings(get_settings())

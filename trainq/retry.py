@@ -1,0 +1,61 @@
+"""Retry policies: how many attempts a job gets and how long it waits between them."""
+
+from __future__ import annotations
+
+import random
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from trainq.durations import parse_duration
+
+
+class Backoff(str, Enum):
+    """How the delay grows between attempts."""
+
+    EXPONENTIAL = "exponential"
+    LINEAR = "linear"
+    FIXED = "fixed"
+
+
+class RetryPolicy(BaseModel):
+    """Retries for a job type or one job; durations accept ``90s`` style strings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_retries: int = 3
+    backoff: Backoff = Backoff.EXPONENTIAL
+    base_s: float = 2.0
+    max_s: float = 600.0
+    jitter: bool = True
+
+    @field_validator("base_s", "max_s", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("max_retries")
+    @classmethod
+    def _non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("max_retries must be >= 0")
+        return value
+
+
+def backoff_s(policy: RetryPolicy, attempt: int) -> float:
+    """Seconds to wait after failed ``attempt`` (1-based), capped at ``policy.max_s``.
+
+    With jitter the wait is drawn uniformly from [delay/2, delay], which spreads a burst
+    of failures without ever waiting longer than the policy says.
+    """
+    if policy.backoff is Backoff.EXPONENTIAL:
+        delay = policy.base_s * 2 ** (attempt - 1)
+    elif policy.backoff is Backoff.LINEAR:
+        delay = policy.base_s * attempt
+    else:
+        delay = policy.base_s
+    delay = min(delay, policy.max_s)
+    if policy.jitter:
+        delay = random.uniform(delay / 2, delay)
+    return delay

@@ -1,0 +1,164 @@
+"""Settings: one pydantic-settings class read from ``TRAINQ_*`` variables, and its Celery config.
+
+Nothing else in trainq reads ``os.environ``. With no broker set, trainq uses the embedded
+Redis (see ``trainq.embedded``) so one machine needs no server installed.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from trainq.retry import RetryPolicy
+
+DEFAULT_WORKER_MODULES = ["workers.data", "workers.training", "workers.detection"]
+
+
+class PoolSettings(BaseModel):
+    """How a queue's worker pool runs: processes, and messages reserved per process."""
+
+    concurrency: int = 2
+    prefetch: int = 1
+
+
+DEFAULT_POOLS = {"training": PoolSettings(concurrency=1), "data": PoolSettings(concurrency=2)}
+
+
+class Settings(BaseSettings):
+    """Everything configurable in trainq; each field is also ``TRAINQ_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TRAINQ_", env_nested_delimiter="__")
+
+    broker_url: str | None = None
+    result_backend: str | None = None
+    registry_url: str | None = None
+    home: Path = Field(default_factory=lambda: Path.home() / ".trainq")
+    artifacts: Path | None = None
+    key_prefix: str = "trainq:"
+    worker_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_WORKER_MODULES))
+    pools: dict[str, PoolSettings] = Field(default_factory=lambda: dict(DEFAULT_POOLS))
+    retry: RetryPolicy = RetryPolicy()
+    default_priority: int = 5
+    kill_grace_s: float = 30.0
+    lease_s: float = 30.0
+    heartbeat_s: float = 2.0
+    reaper_interval_s: float = 5.0
+    max_recoveries: int = 3
+    visibility_timeout_s: float = 300.0
+    connect_timeout_s: float = 2.0
+    log_max_lines: int = 20_000
+    gpus: str | None = None
+    flower_address: str = "127.0.0.1"
+    flower_port: int = 5555
+    flower_basic_auth: str | None = None
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Where result files are collected (``TRAINQ_ARTIFACTS``, else ``<home>/artifacts``)."""
+        return self.artifacts or self.home / "artifacts"
+
+    def broker(self) -> str:
+        """The broker URL, starting the embedded Redis when none is configured."""
+        if self.broker_url:
+            return self.broker_url
+        from trainq import embedded
+
+        return embedded.broker_url(self.home)
+
+    def registry(self) -> str:
+        """The registry's Redis URL: the setting, else the broker if it is Redis, else embedded."""
+        if self.registry_url:
+            return self.registry_url
+        broker = self.broker()
+        if broker.startswith(("redis", "rediss")):
+            return broker
+        from trainq import embedded
+
+        return embedded.broker_url(self.home)
+
+    def backend(self) -> str:
+        """Celery's result backend: the setting, else the registry's Redis."""
+        return self.result_backend or self.registry()
+
+    def pool(self, queue: str) -> PoolSettings:
+        """The pool settings of ``queue`` (defaults for queues not listed)."""
+        return self.pools.get(queue, PoolSettings())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
+
+
+def is_redis(url: str) -> bool:
+    """True for ``redis://``, ``rediss://``, ``redis+socket://`` and ``unix://`` URLs."""
+    return url.startswith(("redis", "unix"))
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery's configuration for ``settings``: JSON only, late acks, one message per process."""
+    broker = settings.broker()
+    config: dict[str, Any] = {
+        "broker_url": broker,
+        "result_backend": _backend_url(settings.backend()),
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": False,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": "default",
+        "task_create_missing_queues": True,
+        "task_queue_max_priority": 10,
+        "task_default_priority": settings.default_priority,
+        "task_track_started": False,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "result_extended": True,
+        "result_expires": 7 * 86400,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": settings.connect_timeout_s,
+        "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0.2},
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": _redis_py_url(settings.registry()),
+        "redbeat_key_prefix": f"{settings.key_prefix}redbeat:",
+        "redbeat_lock_key": f"{settings.key_prefix}redbeat::lock",
+        "redbeat_lock_timeout": 30,
+        "beat_max_loop_interval": 5,
+    }
+    if is_redis(broker):
+        config["broker_transport_options"] = {
+            "queue_order_strategy": "priority",
+            "priority_steps": list(range(10)),
+            "sep": ":",
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_connect_timeout": settings.connect_timeout_s,
+            "socket_timeout": 30,
+            "health_check_interval": 10,
+            "retry_on_timeout": True,
+        }
+        config["result_backend_transport_options"] = {"retry_policy": {"max_retries": 2}}
+    return config
+
+
+def _backend_url(url: str) -> str:
+    """Celery's redis backend spells a unix socket ``socket://``."""
+    return url.replace("redis+socket://", "socket://", 1)
+
+
+def _redis_py_url(url: str) -> str:
+    """redis-py spells a unix socket ``unix://``."""
+    return url.replace("redis+socket://", "unix://", 1)
+
+
+def redis_py_url(url: str) -> str:
+    """The ``url`` as redis-py's ``from_url`` reads it."""
+    return _redis_py_url(url)

@@ -1,0 +1,360 @@
+"""The task base class every job type uses, and the publish/fail/recover steps around it.
+
+A job's Celery task id is its job id. Each message carries a *fence*: Celery's ``retries``
+header, which trainq bumps on every re-delivery it makes (retry, recovery, manual retry).
+A worker claims a delivery only if the registry still expects that fence, so a stale or
+duplicated message (Redis visibility timeout, RabbitMQ requeue) is dropped, never run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from types import FrameType
+from typing import Any, ClassVar
+
+from billiard.process import current_process
+from celery import Task
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
+from pydantic import BaseModel, ValidationError
+
+from trainq import environment
+from trainq.context import Job, capture_output
+from trainq.durations import parse_duration
+from trainq.errors import BrokerUnavailable, InvalidInput, PayloadError, PermanentError
+from trainq.jobs import WAITING_STATES, JobEvent, JobRecord, JobState
+from trainq.leases import Heartbeat
+from trainq.registry import Registry, get_registry
+from trainq.retry import RetryPolicy, backoff_s
+from trainq.settings import get_settings, is_redis
+
+log = logging.getLogger("trainq.task")
+
+#: Options trainq reads from ``apply_async`` besides Celery's own.
+JOB_OPTIONS = (
+    "job_name", "tags", "key", "timeout", "hard_timeout", "retry", "environment",
+    "result_files", "pipeline_id", "pipeline_job", "cwd",
+)  # fmt: skip
+
+FinishHook = Callable[[JobRecord], None]
+_finish_hooks: list[FinishHook] = []
+
+
+def on_finished(hook: FinishHook) -> FinishHook:
+    """Register ``hook`` to run with the record each time a job reaches a finished state."""
+    _finish_hooks.append(hook)
+    return hook
+
+
+def run_finish_hooks(registry: Registry, job_id: str) -> None:
+    """Call every finish hook with the job's current record."""
+    record = registry.find(job_id)
+    if record is None:
+        return
+    for hook in _finish_hooks:
+        try:
+            hook(record)
+        except Exception:
+            log.exception("finish hook %r failed for job %s", hook, job_id)
+
+
+class JobStopped(BaseException):
+    """Raised inside a handler when its process is told to stop (cancel or shutdown)."""
+
+
+def broker_priority(priority: int) -> int:
+    """Map trainq's 0-9 (9 most urgent) onto the broker's scale (Redis serves 0 first)."""
+    if not 0 <= priority <= 9:
+        raise InvalidInput(f"priority must be between 0 and 9, got {priority}")
+    return 9 - priority if is_redis(get_settings().broker()) else priority
+
+
+def time_limits(options: dict[str, Any]) -> dict[str, float]:
+    """Celery's soft and hard time limits from a job's ``timeout``/``hard_timeout`` options."""
+    if not options.get("timeout") and not options.get("hard_timeout"):
+        return {}
+    soft = parse_duration(options["timeout"]) if options.get("timeout") else None
+    hard = (
+        parse_duration(options["hard_timeout"])
+        if options.get("hard_timeout")
+        else soft + get_settings().kill_grace_s  # type: ignore[operator]
+    )
+    return {"soft_time_limit": soft or hard, "time_limit": hard}
+
+
+class JobTask(Task):  # type: ignore[misc]
+    """Celery task for one job type: validates before sending, tracks every delivery."""
+
+    job_type: ClassVar[str] = ""
+    input_model: ClassVar[type[BaseModel]]
+    output_model: ClassVar[type[BaseModel] | None] = None
+    policy: ClassVar[RetryPolicy | None] = None
+    default_timeout: ClassVar[str | None] = None
+    handler: Callable[[Job, Any], Any]
+
+    acks_late = True
+    max_retries = None  # trainq's policy decides; Celery only re-publishes
+    typing = False
+
+    # -- caller side -------------------------------------------------------------------
+
+    def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload checked against the input model, as JSON; raises PayloadError."""
+        try:
+            model = self.input_model.model_validate(payload)
+        except ValidationError as exc:
+            raise PayloadError(self.job_type, _describe(exc)) from None
+        return model.model_dump(mode="json")
+
+    def retry_policy(self, record: JobRecord | None = None) -> RetryPolicy:
+        """The job's retry policy: its own override, else the type's, else the default."""
+        base = self.policy or get_settings().retry
+        override = (record.options.get("retry") if record else None) or {}
+        return base.model_copy(update=RetryPolicy.model_validate({**base.model_dump(), **override}).model_dump())
+
+    def apply_async(
+        self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any
+    ) -> AsyncResult:
+        """Validate, record and send a job; re-deliveries (``retries`` set) are only sent."""
+        if options.get("retries"):
+            return super().apply_async(args, kwargs, task_id=task_id, **options)
+        if args:
+            raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
+        job = {k: options.pop(k) for k in JOB_OPTIONS if k in options}
+        payload = self.validate(dict(kwargs or {}))
+        priority = int(options.pop("priority", get_settings().default_priority))
+        queue = options.pop("queue", None) or self.queue or self.job_type
+        if self.default_timeout and "timeout" not in job:
+            job["timeout"] = self.default_timeout
+        limits = time_limits(job)
+        if "retry" in job:
+            job["retry"] = RetryPolicy.model_validate(job["retry"]).model_dump(mode="json", exclude_unset=True)
+        eta = _eta(options)
+        now = time.time()
+        record = JobRecord(
+            id=task_id or uuid.uuid4().hex[:16],
+            type=self.job_type,
+            queue=queue,
+            name=job.pop("job_name", None) or self.job_type,
+            state=JobState.DELAYED if eta and eta > now else JobState.QUEUED,
+            priority=priority,
+            tags=job.pop("tags", None) or {},
+            payload=payload,
+            options={k: v for k, v in job.items() if k not in ("key", "pipeline_id", "pipeline_job")},
+            created_at=now,
+            updated_at=now,
+            eta=eta,
+            attempt=1,
+            pipeline_id=job.get("pipeline_id"),
+            pipeline_job=job.get("pipeline_job"),
+        )
+        registry = get_registry()
+        job_id, created = registry.create(record, job.get("key"))
+        if not created:
+            return self.AsyncResult(job_id)
+        try:
+            return super().apply_async(
+                None, payload, task_id=job_id, queue=queue,
+                priority=broker_priority(priority), **limits, **options,
+            )  # fmt: skip
+        except (OperationalError, OSError) as exc:
+            registry.delete(job_id)
+            raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
+
+    # -- worker side -------------------------------------------------------------------
+
+    def execute(self, **payload: Any) -> Any:
+        """Claim this delivery, run the handler, and record the outcome."""
+        registry = get_registry()
+        settings = get_settings()
+        job_id, fence = self.request.id, self.request.retries or 0
+        record = registry.find(job_id)
+        if record is None:
+            log.warning("dropping %s[%s]: no job record", self.name, job_id)
+            raise Ignore()
+        now = time.time()
+        worker = self.request.hostname
+        claimed = registry.transition(
+            job_id, JobState.RUNNING, allowed=WAITING_STATES, fence=fence,
+            fields={"started_at": now, "worker": worker, "progress": None, "next_attempt_at": None},
+            event=JobEvent(state=JobState.RUNNING, at=now, attempt=record.attempt, worker=worker),
+            lease_until=now + settings.lease_s,
+        )  # fmt: skip
+        if claimed is None:
+            log.info("dropping stale delivery %s[%s] (fence %s, job %s)", self.name, job_id, fence, record.state.value)
+            raise Ignore()
+        record = record.model_copy(update={"state": JobState.RUNNING, "worker": worker, "started_at": now})
+        variables, secrets = environment.expand(record.options.get("environment") or {})
+        job = Job(record, registry, self, settings.home, secrets)
+        heartbeat = Heartbeat(registry, record, settings.lease_s, settings.heartbeat_s)
+        heartbeat.start()
+        previous = _install_stop_handler()
+        try:
+            with capture_output(job), environment.applied(variables):
+                result = self.handler(job, self.input_model.model_validate(payload))
+                if self.output_model is not None:
+                    result = self.output_model.model_validate(result)
+                if isinstance(result, BaseModel):
+                    result = result.model_dump(mode="json")
+            return self._succeed(registry, record, result)
+        except JobStopped:
+            self._stopped(registry, record)
+            raise Ignore() from None
+        except Exception as exc:
+            permanent = isinstance(exc, (PermanentError, ValidationError, InvalidInput))
+            reason = _reason(exc)
+            countdown = fail_attempt(self, registry, record, reason, traceback.format_exc(), permanent)
+            if countdown is not None:
+                raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
+            raise
+        finally:
+            heartbeat.stop()
+            _restore_stop_handler(previous)
+
+    def _succeed(self, registry: Registry, record: JobRecord, result: Any) -> Any:
+        now = time.time()
+        from trainq import artifacts
+
+        fields: dict[str, Any] = {"finished_at": now, "result": result}
+        if record.options.get("result_files"):
+            fields["artifacts"] = artifacts.collect(record)
+        done = registry.transition(
+            record.id, JobState.SUCCEEDED, allowed={JobState.RUNNING}, fence=record.fence,
+            fields=fields,
+            event=JobEvent(state=JobState.SUCCEEDED, at=now, attempt=record.attempt, worker=record.worker),
+            lease_until=0,
+        )  # fmt: skip
+        if done is None:
+            log.info("job %s finished but was cancelled or recovered meanwhile", record.id)
+            raise Ignore()
+        run_finish_hooks(registry, record.id)
+        return result
+
+    def _stopped(self, registry: Registry, record: JobRecord) -> None:
+        """The process was told to stop: a cancel (already recorded) or a worker shutdown."""
+        current = registry.find(record.id)
+        if current and current.state is JobState.RUNNING and current.fence == record.fence:
+            recover(self, registry, current, reason="worker shut down mid-job", counted=False)
+
+
+def fail_attempt(
+    task: JobTask, registry: Registry, record: JobRecord, reason: str, tb: str | None, permanent: bool
+) -> float | None:
+    """Record a failed attempt; return the countdown to the next one, or None if the job ended.
+
+    The caller sends the retry (``self.retry`` in the handler's process, ``publish`` in the
+    worker's main process after a hard timeout).
+    """
+    policy = task.retry_policy(record)
+    failures = record.failures + 1
+    now = time.time()
+    common = {"failures": failures, "error": reason, "traceback": tb}
+    if not permanent and failures <= policy.max_retries:
+        countdown = backoff_s(policy, failures)
+        moved = registry.transition(
+            record.id, JobState.RETRYING, allowed={JobState.RUNNING}, fence=record.fence,
+            fields={**common, "fence": record.fence + 1, "attempt": record.attempt + 1,
+                    "next_attempt_at": now + countdown},
+            event=JobEvent(state=JobState.RETRYING, at=now, attempt=record.attempt,
+                           worker=record.worker, reason=reason),
+            lease_until=now + countdown + get_settings().lease_s,
+        )  # fmt: skip
+        return countdown if moved else None
+    state = JobState.FAILED if permanent else JobState.DEAD
+    ended = registry.transition(
+        record.id, state, allowed={JobState.RUNNING}, fence=record.fence,
+        fields={**common, "finished_at": now},
+        event=JobEvent(state=state, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
+        lease_until=0,
+    )  # fmt: skip
+    if ended:
+        run_finish_hooks(registry, record.id)
+    return None
+
+
+def recover(task: JobTask, registry: Registry, record: JobRecord, reason: str, counted: bool = True) -> bool:
+    """Re-queue a running job whose worker is gone; past the recovery cap, the job is dead.
+
+    Returns True if the job was re-queued or ended here, False if another process got there first.
+    """
+    now = time.time()
+    recoveries = record.recoveries + (1 if counted else 0)
+    if recoveries > get_settings().max_recoveries:
+        reason = f"{reason}; worker lost {recoveries} times, giving up"
+        ended = registry.transition(
+            record.id, JobState.DEAD, allowed={JobState.RUNNING}, fence=record.fence,
+            fields={"recoveries": recoveries, "error": reason, "finished_at": now},
+            event=JobEvent(state=JobState.DEAD, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
+            lease_until=0,
+        )  # fmt: skip
+        if ended:
+            run_finish_hooks(registry, record.id)
+        return ended is not None
+    fence = record.fence + 1
+    moved = registry.transition(
+        record.id, JobState.QUEUED, allowed={JobState.RUNNING}, fence=record.fence,
+        fields={"recoveries": recoveries, "fence": fence, "attempt": record.attempt + 1, "worker": None},
+        event=JobEvent(state=JobState.QUEUED, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
+        lease_until=0,
+    )  # fmt: skip
+    if moved:
+        publish(task, record, fence)
+    return moved is not None
+
+
+def publish(task: JobTask, record: JobRecord, fence: int, countdown: float | None = None) -> None:
+    """Send a delivery of an already recorded job carrying ``fence``."""
+    Task.apply_async(
+        task, None, record.payload, task_id=record.id, queue=record.queue,
+        priority=broker_priority(record.priority), retries=fence, countdown=countdown,
+        **time_limits(record.options),
+    )  # fmt: skip
+
+
+def _eta(options: dict[str, Any]) -> float | None:
+    """The epoch time a delayed job is due, from Celery's ``countdown``/``eta`` options."""
+    if options.get("countdown"):
+        return time.time() + float(options["countdown"])
+    eta = options.get("eta")
+    if isinstance(eta, str):
+        eta = datetime.fromisoformat(eta)
+    if isinstance(eta, datetime):
+        if eta.tzinfo is None:
+            eta = eta.replace(tzinfo=timezone.utc)
+        options["eta"] = eta
+        return eta.timestamp()
+    return None
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    """One ``field: message`` line per pydantic error."""
+    return [f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}" for e in exc.errors()]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "timed out (soft time limit)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise JobStopped()
+
+
+def _install_stop_handler() -> Any:
+    """In a prefork child, turn SIGTERM (cancel or cold shutdown) into JobStopped."""
+    if not current_process().name.startswith("ForkPoolWorker"):
+        return None
+    return signal.signal(signal.SIGTERM, _raise_stopped)
+
+
+def _restore_stop_handler(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,116 @@
+"""What runs inside a worker process besides tasks: the lease reaper, paused queues, and
+recording failures that happen outside the handler (hard timeouts, a pool process lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from celery import signals
+from celery.exceptions import TimeLimitExceeded, WorkerLostError
+
+from trainq.jobs import JobEvent, JobState
+from trainq.jobtypes import task_name
+from trainq.registry import Registry, get_registry
+from trainq.settings import get_settings
+from trainq.task import JobTask, fail_attempt, publish, recover
+
+log = logging.getLogger("trainq.worker")
+
+
+class Reaper(threading.Thread):
+    """Re-queues jobs whose lease expired (worker gone) or whose retry is overdue."""
+
+    def __init__(self, app: Any, registry: Registry, interval_s: float) -> None:
+        super().__init__(name="trainq-reaper", daemon=True)
+        self.app = app
+        self.registry = registry
+        self.interval_s = interval_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("lease sweep failed")
+
+    def sweep(self) -> int:
+        """Handle every expired lease once; return how many jobs were re-queued or ended."""
+        handled = 0
+        for job_id in self.registry.expired_leases(time.time()):
+            record = self.registry.find(job_id)
+            task = self.app.tasks.get(task_name(record.type)) if record else None
+            if record is None or record.state not in (JobState.RUNNING, JobState.RETRYING):
+                self.registry.drop_lease(job_id)
+            elif isinstance(task, JobTask):
+                if record.state is JobState.RUNNING:
+                    reason = f"lease expired: no heartbeat from {record.worker}"
+                    handled += recover(task, self.registry, record, reason)
+                else:
+                    handled += redeliver_overdue(task, self.registry, record)
+        return handled
+
+
+def redeliver_overdue(task: JobTask, registry: Registry, record: Any) -> bool:
+    """Send a fresh delivery for a retry whose message never arrived (e.g. its holder died)."""
+    now = time.time()
+    fence = record.fence + 1
+    moved = registry.transition(
+        record.id, JobState.QUEUED, allowed={JobState.RETRYING}, fence=record.fence,
+        fields={"fence": fence},
+        event=JobEvent(state=JobState.QUEUED, at=now, attempt=record.attempt, reason="retry overdue; re-sent"),
+        lease_until=0,
+    )  # fmt: skip
+    if moved:
+        publish(task, record, fence)
+    return moved is not None
+
+
+_reaper: Reaper | None = None
+
+
+@signals.celeryd_after_setup.connect
+def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
+    """Record the worker's queues; a worker started while a queue is paused does not consume it."""
+    registry = get_registry()
+    queues = set(instance.app.amqp.queues.consume_from or {})
+    registry.register_worker(sender, queues)
+    paused = registry.paused_queues() & queues
+    if paused:
+        log.info("not consuming paused queues: %s", ", ".join(sorted(paused)))
+        instance.app.amqp.queues.deselect(paused)
+
+
+@signals.worker_ready.connect
+def _start_reaper(sender: Any, **_: Any) -> None:
+    global _reaper
+    _reaper = Reaper(sender.app, get_registry(), get_settings().reaper_interval_s)
+    _reaper.start()
+
+
+@signals.worker_shutting_down.connect
+def _stop_reaper(**_: Any) -> None:
+    if _reaper is not None:
+        _reaper.stopped.set()
+
+
+@signals.task_failure.connect
+def _record_outside_failure(sender: Any, task_id: str, exception: BaseException, **_: Any) -> None:
+    """Failures the handler never saw: a hard time limit, or its pool process died."""
+    if not isinstance(sender, JobTask) or not isinstance(exception, (TimeLimitExceeded, WorkerLostError)):
+        return
+    registry = get_registry()
+    record = registry.find(task_id)
+    if record is None or record.state is not JobState.RUNNING:
+        return
+    if isinstance(exception, WorkerLostError):
+        recover(sender, registry, record, reason=f"pool process lost: {exception}")
+        return
+    reason = f"timed out (hard time limit {exception})"
+    countdown = fail_attempt(sender, registry, record, reason, None, permanent=False)
+    if countdown is not None:
+        publish(sender, record, record.fence + 1, countdown=countdown)
