@@ -1,0 +1,1 @@
+"""trainq CLI: monitor commands (being written)."""

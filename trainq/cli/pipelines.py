@@ -1,0 +1,1 @@
+"""trainq CLI: pipelines commands (being written)."""

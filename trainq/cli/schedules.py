@@ -1,0 +1,1 @@
+"""trainq CLI: schedules commands (being written)."""

@@ -1,0 +1,1 @@
+"""trainq CLI: stack commands (being written)."""
