@@ -30,6 +30,7 @@ class Sleep(BaseModel):
     kill_self: bool = False
     ignore_soft_timeout: bool = False
     steps: int = 0
+    fault_key: str | None = None
 
 
 @job_type("probe", input=Sleep, queue="probe", retry=RetryPolicy(max_retries=3, base_s=0.2, jitter=False))
@@ -38,6 +39,8 @@ def probe(job: Job, config: Sleep) -> dict[str, object]:
     _note(job, "start")
     if config.kill_self:
         os.kill(os.getpid(), signal.SIGKILL)
+    if config.fault_key and redis.Redis.from_url(get_settings().broker()).exists(config.fault_key):
+        raise RuntimeError(f"fault {config.fault_key} is present")
     if job.attempt <= config.fail_times:
         if config.permanent:
             raise PermanentError("permanent failure")

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     reaper_interval_s: float = 5.0
     max_recoveries: int = 3
     visibility_timeout_s: float = 300.0
+    restore_interval_s: float = 5.0
     connect_timeout_s: float = 2.0
     log_max_lines: int = 20_000
     gpus: str | None = None
@@ -140,6 +141,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "priority_steps": list(range(10)),
             "sep": ":",
             "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep for unacknowledged messages of lost workers every few seconds, not kombu's ~100 s.
+            "unacked_restore_interval": settings.restore_interval_s,
+            "unacked_restore_throttle": 1,
             "socket_connect_timeout": settings.connect_timeout_s,
             "socket_timeout": 30,
             "health_check_interval": 10,

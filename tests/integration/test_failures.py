@@ -1,0 +1,142 @@
+"""Failure handling with real workers: retries with backoff, dead jobs, timeouts, lost pool
+processes, stale deliveries. Attempts are checked against the handler's own record in Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from tests.fixtures import Workers, run_cli, wait_for
+from tests.jobs import attempts_key
+from trainq import JobState, get_registry
+from trainq.control import submit
+
+
+def attempts(client: redis.Redis, job_id: str) -> list[tuple[str, int, float]]:
+    """The handler's own notes: (start|end, attempt, time)."""
+    notes = [n.decode().split(":") for n in client.lrange(attempts_key(job_id), 0, -1)]
+    return [(kind, int(attempt), float(at)) for kind, attempt, at, _pid in notes]
+
+
+def finished(job_id: str) -> bool:
+    return get_registry().get(job_id).state.finished
+
+
+def test_fails_twice_then_succeeds_with_backoff_gaps(workers: Workers, redis_client: Any) -> None:
+    # given a policy of base 0.5 s exponential without jitter
+    workers.start("probe")
+    job_id = submit("probe", {"fail_times": 2}, retry={"base_s": 0.5, "jitter": False, "max_retries": 3})
+    # when it fails on attempts 1 and 2
+    wait_for(lambda: finished(job_id), message="job finished")
+    record = get_registry().get(job_id)
+    # then it succeeds on attempt 3 and the gaps follow the policy (0.5 s, then 1 s)
+    assert record.state is JobState.SUCCEEDED and record.attempt == 3 and record.failures == 2
+    starts = [at for kind, _, at in attempts(redis_client, job_id) if kind == "start"]
+    assert len(starts) == 3
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert 0.5 <= gaps[0] < 1.0, gaps
+    assert 1.0 <= gaps[1] < 2.0, gaps
+    states = [e.state for e in get_registry().events(job_id)]
+    assert states.count(JobState.RETRYING) == 2
+
+
+def test_retrying_job_shows_when_next_attempt_is_due(workers: Workers) -> None:
+    workers.start("probe")
+    job_id = submit("probe", {"fail_times": 1}, retry={"base_s": 3, "jitter": False})
+    record = wait_for(lambda: (r := get_registry().get(job_id)).state is JobState.RETRYING and r)
+    assert record.next_attempt_at is not None and record.error is not None
+    assert 2.0 < record.next_attempt_at - record.updated_at <= 3.1
+
+
+def test_always_failing_job_ends_dead_then_retry_brings_it_back(workers: Workers, redis_client: Any) -> None:
+    # given a fault that makes every attempt fail
+    workers.start("probe")
+    redis_client.set("fault:disk", 1)
+    job_id = submit("probe", {"fault_key": "fault:disk"}, retry={"max_retries": 2, "base_s": 0.1})
+    wait_for(lambda: finished(job_id))
+    record = get_registry().get(job_id)
+    # then it is dead after max_retries + 1 attempts, with its error and traceback
+    assert record.state is JobState.DEAD
+    assert len([a for a in attempts(redis_client, job_id) if a[0] == "start"]) == 3
+    assert "fault fault:disk is present" in (record.error or "")
+    assert "RuntimeError" in (record.traceback or "")
+    listed = run_cli("dead", "--json")
+    assert job_id in listed.stdout
+    # when the fault is removed and the job re-queued
+    redis_client.delete("fault:disk")
+    result = run_cli("retry", job_id)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: finished(job_id))
+    # then it succeeds in a new attempt series and the history is kept
+    record = get_registry().get(job_id)
+    assert record.state is JobState.SUCCEEDED and record.attempt == 1
+    assert [e.state for e in get_registry().events(job_id)].count(JobState.DEAD) == 1
+
+
+def test_permanent_error_fails_without_retry(workers: Workers, redis_client: Any) -> None:
+    workers.start("probe")
+    job_id = submit("probe", {"fail_times": 1, "permanent": True})
+    wait_for(lambda: finished(job_id))
+    assert get_registry().get(job_id).state is JobState.FAILED
+    assert len(attempts(redis_client, job_id)) == 1
+
+
+def test_soft_timeout_ends_the_attempt(workers: Workers) -> None:
+    workers.start("probe")
+    job_id = submit("probe", {"seconds": 30}, timeout="1s", retry={"max_retries": 0})
+    wait_for(lambda: finished(job_id), timeout=20)
+    record = get_registry().get(job_id)
+    assert record.state is JobState.DEAD
+    assert record.error == "timed out (soft time limit)"
+
+
+def test_hard_timeout_kills_the_process_and_counts_as_a_failed_attempt(workers: Workers, redis_client: Any) -> None:
+    # given a handler that ignores the soft limit
+    workers.start("probe")
+    job_id = submit(
+        "probe", {"seconds": 30, "ignore_soft_timeout": True}, timeout="1s", hard_timeout="2s",
+        retry={"max_retries": 1, "base_s": 0.1},
+    )  # fmt: skip
+    wait_for(lambda: finished(job_id), timeout=30)
+    record = get_registry().get(job_id)
+    # then each attempt was killed at the hard limit and recorded as a failure; then the job died
+    assert record.state is JobState.DEAD and record.failures == 2
+    assert "hard time limit" in (record.error or "")
+    pids = {n.decode().rsplit(":", 1)[1] for n in redis_client.lrange(attempts_key(job_id), 0, -1)}
+    assert len(pids) == 2  # the killed pool process was replaced
+
+
+def test_job_that_kills_its_own_process_is_dead_after_the_recovery_cap(workers: Workers, redis_client: Any) -> None:
+    workers.start("probe")
+    job_id = submit("probe", {"kill_self": True})
+    wait_for(lambda: finished(job_id), timeout=60)
+    record = get_registry().get(job_id)
+    assert record.state is JobState.DEAD
+    assert "worker lost 4 times" in (record.error or "")
+    assert len(attempts(redis_client, job_id)) == 4  # first run + 3 recoveries
+
+
+def test_job_longer_than_visibility_timeout_runs_once(workers: Workers, redis_client: Any) -> None:
+    # given two workers whose broker re-delivers unacknowledged messages after 1 s
+    env = {"TRAINQ_VISIBILITY_TIMEOUT_S": "1", "TRAINQ_RESTORE_INTERVAL_S": "1"}
+    first = workers.start("probe", env=env, name="first")
+    second = workers.start("probe", env=env, name="second")
+    # when a job runs for 6 s
+    job_id = submit("probe", {"seconds": 6})
+    wait_for(lambda: finished(job_id), timeout=30)
+    # then the broker did re-deliver it, the copy was dropped, and it ran exactly once
+    assert get_registry().get(job_id).state is JobState.SUCCEEDED
+    assert [a[0] for a in attempts(redis_client, job_id)] == ["start", "end"]
+    logs = first.output() + second.output()
+    assert "dropping stale delivery" in logs
+
+
+def test_idempotency_key_returns_the_first_job(redis_client: Any) -> None:
+    first = submit("probe", {}, key="nightly-2026-11-23")
+    again = submit("probe", {"seconds": 1}, key="nightly-2026-11-23")
+    assert again == first
+    assert len(get_registry().list(job_type="probe")) == 1
+    other = run_cli("submit", "probe", "--key", "nightly-2026-11-23")
+    assert other.returncode == 0 and other.stdout.strip() == first
