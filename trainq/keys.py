@@ -57,6 +57,22 @@ class Keys:
         """Hash: state -> number of jobs of ``queue`` in it."""
         return f"{self.stats_prefix()}{queue}"
 
+    def types(self) -> str:
+        """Set: every job type a job was ever recorded for."""
+        return f"{self.prefix}types"
+
+    def type_stats_prefix(self) -> str:
+        """Prefix of the per-type state counters."""
+        return f"{self.prefix}stats:type:"
+
+    def type_stats(self, job_type: str) -> str:
+        """Hash: state -> number of jobs of ``job_type`` in it."""
+        return f"{self.type_stats_prefix()}{job_type}"
+
+    def metrics(self) -> str:
+        """Hash: metric observations made at job end (duration buckets, retries), see ``trainq.metrics``."""
+        return f"{self.prefix}metrics"
+
     def leases(self) -> str:
         """Sorted set: job id -> time by which its worker must renew (or its retry be due)."""
         return f"{self.prefix}leases"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -29,7 +29,7 @@ from trainq.settings import Settings, get_settings, redis_py_url
 # ARGV: id, fence ('' = any), allowed states (comma list), new state, fields (JSON object of
 #       JSON-encoded values), event JSON ('' = none), state index prefix, lease ('' keep,
 #       '0' drop, else expiry).
-#       ARGV[9]: per-queue stats prefix.
+#       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix.
 # Returns the state the job was in, or false when the change was refused.
 _TRANSITION = """
 local raw = redis.call('HGET', KEYS[1], 'state')
@@ -51,6 +51,9 @@ if new ~= cur then
   local queue = ARGV[9] .. cjson.decode(redis.call('HGET', KEYS[1], 'queue'))
   redis.call('HINCRBY', queue, cur, -1)
   redis.call('HINCRBY', queue, new, 1)
+  local kind = ARGV[10] .. cjson.decode(redis.call('HGET', KEYS[1], 'type'))
+  redis.call('HINCRBY', kind, cur, -1)
+  redis.call('HINCRBY', kind, new, 1)
 end
 if ARGV[6] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[6]) end
 if ARGV[8] == '0' then
@@ -125,6 +128,8 @@ class Registry:
             pipe.zadd(self.keys.index_state(record.state.value), {record.id: record.created_at})
             pipe.hincrby(self.keys.stats(record.queue), record.state.value, 1)
             pipe.sadd(self.keys.queues(), record.queue)
+            pipe.hincrby(self.keys.type_stats(record.type), record.state.value, 1)
+            pipe.sadd(self.keys.types(), record.type)
             pipe.execute()
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc)) from exc
@@ -167,6 +172,7 @@ class Registry:
                 pipe.zrem(index, job_id)
             pipe.zrem(self.keys.index_state(record.state.value), job_id)
             pipe.hincrby(self.keys.stats(record.queue), record.state.value, -1)
+            pipe.hincrby(self.keys.type_stats(record.type), record.state.value, -1)
         pipe.zrem(self.keys.leases(), job_id)
         pipe.delete(self.keys.job(job_id), self.keys.events(job_id), self.keys.log(job_id))
         pipe.execute()
@@ -205,6 +211,7 @@ class Registry:
                 self.keys.index_prefix(),
                 lease,
                 self.keys.stats_prefix(),
+                self.keys.type_stats_prefix(),
             ],
         )
         return JobState(previous.decode()) if previous else None
@@ -278,13 +285,21 @@ class Registry:
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """Jobs per state for every queue that has had jobs (kept as counters, O(queues))."""
-        names = sorted(q.decode() for q in self.client.smembers(self.keys.queues()))  # type: ignore[union-attr]
+        return self._counters(self.keys.queues(), self.keys.stats)
+
+    def type_counts(self) -> dict[str, dict[str, int]]:
+        """Jobs per state for every job type that has had jobs (kept as counters, O(types))."""
+        return self._counters(self.keys.types(), self.keys.type_stats)
+
+    def _counters(self, members: str, counter_key: Callable[[str], str]) -> dict[str, dict[str, int]]:
+        """The non-zero state counters of each name in the set ``members``."""
+        names = sorted(n.decode() for n in self.client.smembers(members))  # type: ignore[union-attr]
         pipe = self.client.pipeline(transaction=False)
-        for queue in names:
-            pipe.hgetall(self.keys.stats(queue))
+        for name in names:
+            pipe.hgetall(counter_key(name))
         return {
-            queue: {k.decode(): int(v) for k, v in raw.items() if int(v)}
-            for queue, raw in zip(names, pipe.execute(), strict=True)
+            name: {k.decode(): int(v) for k, v in raw.items() if int(v)}
+            for name, raw in zip(names, pipe.execute(), strict=True)
         }
 
     def clean(self, *, before: float | None = None, keep: int | None = None) -> int:

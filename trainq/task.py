@@ -22,8 +22,10 @@ from billiard.process import current_process
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.result import AsyncResult
+from celery.utils.saferepr import saferepr
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import to_jsonable_python
 
 from trainq import environment
 from trainq.context import Job, capture_output
@@ -42,6 +44,9 @@ JOB_OPTIONS = (
     "job_name", "tags", "key", "timeout", "hard_timeout", "retry", "environment",
     "result_files", "pipeline_id", "pipeline_job", "cwd",
 )  # fmt: skip
+
+#: Longest payload repr a monitor is sent (Celery's own cap).
+REPR_MAX_CHARS = 1024
 
 FinishHook = Callable[[JobRecord], None]
 _finish_hooks: list[FinishHook] = []
@@ -63,6 +68,22 @@ def run_finish_hooks(registry: Registry, job_id: str) -> None:
             hook(record)
         except Exception:
             log.exception("finish hook %r failed for job %s", hook, job_id)
+
+
+def message_reprs(record: JobRecord) -> dict[str, str]:
+    """What monitors (Flower, events) show of a delivery: the job's name and its stored, redacted payload."""
+    return {"argsrepr": f"name={record.name!r}", "kwargsrepr": saferepr(record.payload, REPR_MAX_CHARS)}
+
+
+def reveal_secrets(value: Any) -> Any:
+    """A python-mode model dump with each ``SecretStr`` replaced by its value, for the message."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: reveal_secrets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [reveal_secrets(v) for v in value]
+    return value
 
 
 class JobStopped(BaseException):
@@ -106,12 +127,17 @@ class JobTask(Task):  # type: ignore[misc]
     # -- caller side -------------------------------------------------------------------
 
     def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """The payload checked against the input model, as JSON; raises PayloadError."""
+        """The payload checked against the input model, as JSON for the message; raises PayloadError."""
+        return self.payloads(payload)[0]
+
+    def payloads(self, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The validated payload as JSON twice: for the message (``SecretStr`` values revealed, the
+        handler needs them) and for the registry (masked ``**********``). Raises PayloadError."""
         try:
             model = self.input_model.model_validate(payload)
         except ValidationError as exc:
             raise PayloadError(self.job_type, _describe(exc)) from None
-        return model.model_dump(mode="json")
+        return to_jsonable_python(reveal_secrets(model.model_dump())), model.model_dump(mode="json")
 
     def retry_policy(self, record: JobRecord | None = None) -> RetryPolicy:
         """The job's retry policy: its own override, else the type's, else the default."""
@@ -124,11 +150,13 @@ class JobTask(Task):  # type: ignore[misc]
     ) -> AsyncResult:
         """Validate, record and send a job; re-deliveries (``retries`` set) are only sent."""
         if options.get("retries"):
+            if "kwargsrepr" not in options and task_id and (recorded := get_registry().find(task_id)):
+                options.update(message_reprs(recorded))
             return super().apply_async(args, kwargs, task_id=task_id, **options)
         if args:
             raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
         job = {k: options.pop(k) for k in JOB_OPTIONS if k in options}
-        payload = self.validate(dict(kwargs or {}))
+        payload, stored = self.payloads(dict(kwargs or {}))
         priority = int(options.pop("priority", get_settings().default_priority))
         queue = options.pop("queue", None) or self.queue or self.job_type
         if self.default_timeout and "timeout" not in job:
@@ -146,7 +174,7 @@ class JobTask(Task):  # type: ignore[misc]
             state=JobState.DELAYED if eta and eta > now else JobState.QUEUED,
             priority=priority,
             tags=job.pop("tags", None) or {},
-            payload=payload,
+            payload=stored,
             options={k: v for k, v in job.items() if k not in ("key", "pipeline_id", "pipeline_job")},
             created_at=now,
             updated_at=now,
@@ -162,7 +190,7 @@ class JobTask(Task):  # type: ignore[misc]
         try:
             return super().apply_async(
                 None, payload, task_id=job_id, queue=queue,
-                priority=broker_priority(priority), **limits, **options,
+                priority=broker_priority(priority), **message_reprs(record), **limits, **options,
             )  # fmt: skip
         except (OperationalError, OSError) as exc:
             registry.delete(job_id)
@@ -314,7 +342,7 @@ def publish(task: JobTask, record: JobRecord, fence: int, countdown: float | Non
     Task.apply_async(
         task, None, record.payload, task_id=record.id, queue=record.queue,
         priority=broker_priority(record.priority), retries=fence, countdown=countdown,
-        **time_limits(record.options),
+        **message_reprs(record), **time_limits(record.options),
     )  # fmt: skip
 
 
