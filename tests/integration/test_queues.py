@@ -1,0 +1,133 @@
+"""Queues and the CLI against real workers: delays, bad input, pause/resume, purge, clean, listing."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from tests.fixtures import Workers, run_cli, wait_for
+from trainq import JobState, get_registry
+from trainq.control import queue_depths, submit
+
+
+def state_of(job_id: str) -> JobState:
+    return get_registry().get(job_id).state
+
+
+def test_delayed_job_is_recorded_delayed_until_due(workers: Workers) -> None:
+    workers.start("probe")
+    result = run_cli("submit", "probe", "--delay", "3s")
+    job_id = result.stdout.strip()
+    assert state_of(job_id) is JobState.DELAYED
+    record = get_registry().get(job_id)
+    assert record.eta is not None and 2 < record.eta - record.created_at <= 3.1
+    wait_for(lambda: state_of(job_id) is JobState.SUCCEEDED, timeout=20)
+    assert (get_registry().get(job_id).started_at or 0) >= record.eta - 0.05
+
+
+def test_at_accepts_an_iso_time(redis_client: Any) -> None:
+    result = run_cli("submit", "probe", "--at", "2030-01-01T02:00")
+    assert result.returncode == 0, result.stderr
+    record = get_registry().get(result.stdout.strip())
+    assert record.state is JobState.DELAYED
+    assert time.localtime(record.eta).tm_hour == 2
+
+
+def _nothing_enqueued() -> None:
+    assert get_registry().list() == []
+    assert queue_depths(["probe", "training"]) == {"probe": 0, "training": 0}
+
+
+def test_bad_inputs_exit_2_and_enqueue_nothing(redis_client: Any, tmp_path: Any) -> None:
+    cases = {
+        ("submit", "training", "--config", '{"epochs": "many"}'): "epochs",
+        ("submit", "nosuchtype"): "unknown job type 'nosuchtype'",
+        ("submit", "training", "--config", "{not json"): "not valid JSON",
+        ("submit", "training", "--config", "[1, 2]"): "must be a JSON object",
+        ("submit", "training", "--config", f"@{tmp_path}/missing.json"): "cannot read config file",
+        ("submit", "probe", "--timeout", "soon"): "bad duration 'soon'",
+        ("submit", "probe", "--tag", "novalue"): "bad --tag",
+        ("show", "nosuchjob"): "no job with id 'nosuchjob'",
+        ("retry", "nosuchjob"): "no job with id 'nosuchjob'",
+    }
+    for args, message in cases.items():
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr  # one clear line, no traceback
+    _nothing_enqueued()
+
+
+def test_python_payload_error_names_the_field_and_sends_nothing(redis_client: Any) -> None:
+    from trainq import PayloadError
+    from workers.training import train
+
+    try:
+        train.delay(model="resnet50", dataset="digits", epochs="three")
+    except PayloadError as error:
+        assert "epochs" in str(error)
+    else:
+        raise AssertionError("expected PayloadError")
+    _nothing_enqueued()
+
+
+def test_pause_and_resume_a_queue(workers: Workers) -> None:
+    # given a running pool, paused
+    workers.start("probe", name="pauser")
+    assert run_cli("pause", "probe").returncode == 0
+    job_id = submit("probe", {})
+    # then jobs wait, also for a worker started while the queue is paused
+    late = workers.start("probe", name="late")
+    assert state_of(job_id) is JobState.QUEUED
+    assert "not consuming paused queues: probe" in late.output()
+    assert queue_depths(["probe"]) == {"probe": 1}
+    # when resumed
+    assert run_cli("resume", "probe").returncode == 0
+    wait_for(lambda: state_of(job_id) is JobState.SUCCEEDED, message="job after resume")
+
+
+def test_purge_drops_waiting_jobs_as_cancelled(redis_client: Any) -> None:
+    ids = [submit("probe", {}) for _ in range(5)]
+    result = run_cli("purge", "probe", "--yes")
+    assert result.returncode == 0 and "purged 5 jobs" in result.stdout
+    assert {state_of(j) for j in ids} == {JobState.CANCELLED}
+    assert queue_depths(["probe"]) == {"probe": 0}
+
+
+def test_list_filters_pages_newest_first_and_stats(workers: Workers) -> None:
+    workers.start("probe")
+    cv = [submit("probe", {}, tags={"team": "cv"}) for _ in range(3)]
+    nlp = submit("probe", {}, tags={"team": "nlp"})
+    queued = submit("training", {}, tags={"team": "cv"})
+    wait_for(lambda: all(state_of(j) is JobState.SUCCEEDED for j in [*cv, nlp]))
+    listed = json.loads(run_cli("list", "--tag", "team=cv", "--json").stdout)
+    assert [r["id"] for r in listed] == [queued, *reversed(cv)]
+    page = json.loads(run_cli("list", "--tag", "team=cv", "--state", "succeeded", "--limit", "2", "--json").stdout)
+    assert [r["id"] for r in page] == [cv[2], cv[1]]
+    assert json.loads(run_cli("list", "--type", "training", "--json").stdout)[0]["id"] == queued
+    stats = json.loads(run_cli("stats", "--json").stdout)
+    assert stats["states"]["succeeded"] == 4 and stats["states"]["queued"] == 1
+    assert stats["queues"]["training"] == {"states": {"queued": 1}, "pending": 1, "paused": False}
+
+
+def test_clean_keeps_the_newest_finished_records(workers: Workers) -> None:
+    workers.start("probe")
+    ids = [submit("probe", {}) for _ in range(4)]
+    wait_for(lambda: all(state_of(j) is JobState.SUCCEEDED for j in ids))
+    waiting = submit("training", {})
+    result = run_cli("clean", "--keep", "1")
+    assert result.returncode == 0 and "removed 3 records" in result.stdout
+    remaining = [r.id for r in get_registry().list()]
+    assert remaining == [waiting, ids[-1]]
+    assert run_cli("clean").returncode == 2
+
+
+def test_logs_follow_streams_until_the_job_ends(workers: Workers) -> None:
+    workers.start("probe")
+    job_id = submit("probe", {"seconds": 1, "steps": 4})
+    result = run_cli("logs", "-f", job_id, timeout=30)
+    assert result.returncode == 0
+    assert "probe done after 1.0s" in result.stdout
+    assert "[succeeded]" in result.stderr
+    assert "100.0%" in result.stderr
