@@ -1,0 +1,5 @@
+"""``python -m bench``: run the benchmark cases and write ``bench/results/``."""
+
+from bench.run import main
+
+main()

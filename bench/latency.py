@@ -1,0 +1,117 @@
+"""Case 1: submit latency of one call; and enqueue-to-start latency with an idle worker.
+
+Submit calls are interleaved across systems in rounds, so load from other users of the
+machine falls on every system alike. The enqueue-to-start floor is a bare Redis
+LPUSH -> BRPOP hand-off to a waiting process, the least any Redis queue can take.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from bench.measure import parse_stamp, reset, stamp_key
+from bench.report import Row, percentile
+from bench.servers import PYTHON, Process
+from bench.sizes import Sizes
+from bench.systems import BenchEnv, Sender, start_workers, stop_workers
+
+ROUNDS = 5
+WARMUP = 100
+FLOOR_QUEUE = "bench:floor"
+
+
+def submit_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
+    """p50/p99 of one submit call (trainq ``delay``, raw Celery ``delay``, RQ ``enqueue``), no workers."""
+    n = sizes.submits
+    systems = ["trainq", "celery"] + (["rq"] if env.broker == "redis" else [])
+    senders = {s: Sender(s, env) for s in systems}
+    samples: dict[str, list[float]] = {s: [] for s in systems}
+    for system, sender in senders.items():
+        for _ in range(min(WARMUP, n)):
+            sender.noop()
+    for _ in range(ROUNDS):
+        for system, sender in senders.items():
+            for _ in range(max(1, n // ROUNDS)):
+                began = time.perf_counter()
+                sender.noop()
+                samples[system].append(time.perf_counter() - began)
+            reset(env)
+    note = f"{n} calls each, interleaved in {ROUNDS} rounds"
+    rows = [
+        Row("1 submit", env.broker, f"submit p{p} (ms)", {s: 1000 * percentile(v, p) for s, v in samples.items()},
+            reference="celery", target=target, note=note if p == 50 else "")
+        for p, target in ((50, 1.1), (99, None))
+    ]  # fmt: skip
+    total = {s: sum(v) * n / len(v) for s, v in samples.items()}
+    rows.append(Row("1 submit", env.broker, f"{n} submits (s)", total, reference="celery"))
+    return rows
+
+
+def start_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
+    """p50/p99 from sending a job to its body starting, one at a time with idle workers."""
+    samples = sizes.handoffs
+    systems = ["trainq", "celery"] + (["rq", "dramatiq", "floor"] if env.broker == "redis" else [])
+    client = redis.Redis.from_url(env.redis_url)
+    results: dict[str, list[float]] = {}
+    for system in systems:
+        reset(env)
+        processes = _floor_server(env) if system == "floor" else start_workers(system, env)
+        try:
+            send = _floor_send(client) if system == "floor" else Sender(system, env).stamp
+            results[system] = _handoffs(client, send, samples)
+        finally:
+            stop_workers(processes)
+    reset(env)
+    note = f"{samples} sequential jobs; floor = bare LPUSH->BRPOP to a waiting process"
+    return [
+        Row("1 enqueue→start", env.broker, f"p{p} (ms)", {s: 1000 * percentile(v, p) for s, v in results.items()},
+            reference="floor" if env.broker == "redis" else "celery", target=3.0 if p == 50 and env.broker == "redis" else None,
+            note=note if p == 50 else "")
+        for p in (50, 99)
+    ]  # fmt: skip
+
+
+def _handoffs(client: redis.Redis, send: Callable[[str, str], Any], samples: int) -> list[float]:
+    """Send ``samples`` stamp jobs one after another; each latency is its start minus its send."""
+    key = stamp_key()
+    send(key, "warmup")
+    client.blpop([key], timeout=60)  # the first job also proves the workers are up
+    latencies = []
+    for i in range(samples):
+        sent = time.time()
+        send(key, str(i))
+        reply = client.blpop([key], timeout=30)
+        if reply is None:
+            raise TimeoutError(f"job {i} did not start within 30 s")
+        latencies.append(parse_stamp(reply[1]).start - sent)
+    return latencies
+
+
+def _floor_server(env: BenchEnv) -> list[Process]:
+    code = "from bench.latency import floor_server; floor_server()"
+    return [Process([PYTHON, "-c", code], env.logs / "floor.log", env.variables())]
+
+
+def _floor_send(client: redis.Redis) -> Callable[[str, str], Any]:
+    def send(key: str, name: str) -> None:
+        client.lpush(FLOOR_QUEUE, f"{key} {name}")
+
+    return send
+
+
+def floor_server() -> None:
+    """The floor's consumer: BRPOP a request, stamp it (same body as every system's job)."""
+    from bench import bodies
+
+    client = redis.Redis.from_url(os.environ[bodies.REDIS_ENV])
+    while True:
+        reply = client.brpop([FLOOR_QUEUE], timeout=5)
+        if reply:
+            key, name = reply[1].decode().split(" ", 1)
+            bodies.stamp(key, name)
+

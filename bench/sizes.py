@@ -1,0 +1,27 @@
+"""How much work each case does: the issue's sizes, or tiny ones for the CI smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each case does (the issue's sizes by default, tiny with ``--quick``)."""
+
+    submits: int = 10_000
+    handoffs: int = 300
+    drain: int = 10_000
+    rq_forking: int = 1_000
+    repeat: int = 2
+    chain: int = 50
+    fan: int = 100
+    pipeline: int = 1_000
+    records_small: int = 1_000
+    records: int = 100_000
+    items: int = 10_000
+    chunk: int = 100
+
+
+QUICK = Sizes(submits=50, handoffs=5, drain=50, rq_forking=10, repeat=1, chain=4, fan=4, pipeline=20,
+              records_small=100, records=1_000, items=200, chunk=20)  # fmt: skip
