@@ -1,19 +1,89 @@
-"""The ``data`` queue (placeholder until the ML handlers land)."""
+"""The ``data`` queue: prepare a bundled dataset as train/val/test arrays and a manifest.
+
+Handlers here and in the other worker modules import scikit-learn code (``workers.datasets``,
+``workers.models``, ``workers.reports``) only when they run: the CLI and each worker's main
+process load these modules just to find the job types, and need no scikit-learn for that.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
 
 from trainq import Job, job_type
+from trainq.settings import get_settings
+
+log = logging.getLogger("workers.data")
+Dataset = Literal["digits", "iris", "wine", "breast_cancer"]
 
 
 class DataConfig(BaseModel):
-    """Which dataset to prepare."""
+    """A bundled dataset and the work directory its splits go to.
 
-    dataset: str = "digits"
+    ``work_dir`` defaults to ``<home>/work/<dataset>``; a relative one is under ``<home>/work``,
+    so a pipeline file can name one without knowing where trainq's home is.
+    """
+
+    dataset: Dataset = "digits"
+    work_dir: str | None = None
+
+    def work_path(self) -> Path:
+        """The work directory as an absolute path."""
+        base = get_settings().home / "work"
+        return base / self.dataset if self.work_dir is None else base / Path(self.work_dir).expanduser()
 
 
-@job_type("data", input=DataConfig)
-def prepare(job: Job, config: DataConfig) -> dict[str, object]:
-    """Prepare ``config.dataset``."""
-    return {"dataset": config.dataset}
+class PrepareConfig(DataConfig):
+    """How to split: shares of validation and test rows, and the shuffle seed."""
+
+    val_fraction: float = Field(default=0.15, gt=0, lt=1)
+    test_fraction: float = Field(default=0.15, gt=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> PrepareConfig:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% of rows for training")
+        return self
+
+
+class PrepareResult(BaseModel):
+    """Where the splits are, and how many rows each has."""
+
+    work_dir: str
+    manifest: str
+    rows: dict[str, int]
+    n_features: int
+    classes: list[int]
+
+
+def ensure_prepared(config: DataConfig) -> dict[str, Any]:
+    """The work directory's manifest, preparing the dataset with default splits if it is missing."""
+    from workers import datasets
+
+    manifest = datasets.read_manifest(config.work_path())
+    if manifest is None:
+        log.info("no prepared data in %s; preparing %s", config.work_path(), config.dataset)
+        manifest = datasets.prepare(config.dataset, config.work_path(), 0.15, 0.15, 0)
+    return manifest
+
+
+@job_type("data", input=PrepareConfig, output=PrepareResult)
+def prepare(job: Job, config: PrepareConfig) -> PrepareResult:
+    """Load ``config.dataset``, split it, and write the arrays and manifest to the work directory."""
+    from workers import datasets
+
+    work = config.work_path()
+    manifest = datasets.prepare(config.dataset, work, config.val_fraction, config.test_fraction, config.seed)
+    rows = {split: info["rows"] for split, info in manifest["splits"].items()}
+    log.info("prepared %s in %s: %s", config.dataset, work, rows)
+    return PrepareResult(
+        work_dir=str(work),
+        manifest=str(work / datasets.MANIFEST),
+        rows=rows,
+        n_features=manifest["n_features"],
+        classes=manifest["classes"],
+    )
