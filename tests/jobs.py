@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import time
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from trainq import Job, PermanentError, RetryPolicy, job_type
-from trainq.settings import get_settings
+from trainq.settings import get_settings, redis_py_url
 
 
 def attempts_key(job_id: str) -> str:
@@ -19,7 +20,7 @@ def attempts_key(job_id: str) -> str:
 
 
 def _note(job: Job, event: str) -> None:
-    client = redis.Redis.from_url(get_settings().broker())
+    client = redis.Redis.from_url(redis_py_url(get_settings().registry()))
     client.rpush(attempts_key(job.id), f"{event}:{job.attempt}:{time.time()}:{os.getpid()}")
 
 
@@ -39,7 +40,7 @@ def probe(job: Job, config: Sleep) -> dict[str, object]:
     _note(job, "start")
     if config.kill_self:
         os.kill(os.getpid(), signal.SIGKILL)
-    if config.fault_key and redis.Redis.from_url(get_settings().broker()).exists(config.fault_key):
+    if config.fault_key and redis.Redis.from_url(redis_py_url(get_settings().registry())).exists(config.fault_key):
         raise RuntimeError(f"fault {config.fault_key} is present")
     if job.attempt <= config.fail_times:
         if config.permanent:
@@ -59,3 +60,17 @@ def probe(job: Job, config: Sleep) -> dict[str, object]:
     print(f"probe done after {config.seconds}s")
     _note(job, "end")
     return {"attempt": job.attempt, "pid": os.getpid()}
+
+
+class Credentials(BaseModel):
+    user: str = "ci"
+    token: SecretStr
+
+
+@job_type("secret", input=Credentials, queue="probe")
+def use_secret(job: Job, config: Credentials) -> dict[str, object]:
+    """Proves the handler got the real token (its digest) without storing or printing it."""
+    return {
+        "user": config.user,
+        "token_sha256": hashlib.sha256(config.token.get_secret_value().encode()).hexdigest(),
+    }

@@ -1,0 +1,65 @@
+"""The registry on its own (real Redis): fenced transitions, indexes, counters, logs."""
+
+from __future__ import annotations
+
+import time
+
+from trainq.jobs import JobEvent, JobRecord, JobState
+from trainq.registry import Registry
+
+
+def record(job_id: str, **fields: object) -> JobRecord:
+    now = time.time()
+    values: dict[str, object] = {
+        "id": job_id, "type": "probe", "queue": "probe", "name": job_id, "state": JobState.QUEUED,
+        "priority": 5, "created_at": now, "updated_at": now, "attempt": 1, **fields,
+    }  # fmt: skip
+    return JobRecord.model_validate(values)
+
+
+def test_a_stale_fence_cannot_change_the_record(registry: Registry) -> None:
+    registry.create(record("a", fence=2))
+    assert registry.transition("a", JobState.RUNNING, allowed={JobState.QUEUED}, fence=1) is None
+    assert registry.transition("a", JobState.RUNNING, allowed={JobState.QUEUED}, fence=2) is JobState.QUEUED
+    assert registry.transition("a", JobState.RUNNING, allowed={JobState.QUEUED}, fence=2) is None
+    assert registry.get("a").state is JobState.RUNNING
+
+
+def test_transitions_move_indexes_counters_and_history(registry: Registry) -> None:
+    registry.create(record("a"))
+    registry.create(record("b", queue="other"))
+    event = JobEvent(state=JobState.RUNNING, at=time.time(), attempt=1, worker="w1")
+    registry.transition("a", JobState.RUNNING, allowed={JobState.QUEUED}, event=event, lease_until=time.time() - 1)
+    assert [r.id for r in registry.list(state=JobState.RUNNING)] == ["a"]
+    assert [r.id for r in registry.list(state=JobState.QUEUED)] == ["b"]
+    assert registry.counts()[JobState.RUNNING] == 1
+    assert registry.queue_counts() == {"other": {"queued": 1}, "probe": {"running": 1}}
+    assert [e.state for e in registry.events("a")] == [JobState.QUEUED, JobState.RUNNING]
+    assert registry.expired_leases(time.time()) == ["a"]
+    registry.transition("a", JobState.SUCCEEDED, allowed={JobState.RUNNING}, lease_until=0)
+    assert registry.expired_leases(time.time()) == []
+
+
+def test_list_intersects_filters_newest_first_with_paging(registry: Registry) -> None:
+    for n in range(30):
+        registry.create(record(f"j{n:02}", tags={"parity": "even" if n % 2 == 0 else "odd"}, created_at=1000.0 + n))
+    evens = registry.list(tag="parity=even", state=JobState.QUEUED, limit=3, offset=1)
+    assert [r.id for r in evens] == ["j26", "j24", "j22"]
+    assert registry.list(tag="parity=none") == []
+
+
+def test_logs_append_and_read_after_a_cursor(registry: Registry) -> None:
+    registry.create(record("a"))
+    registry.append_log("a", ["one", "two"])
+    first = registry.read_log("a")
+    assert [line for _, line in first] == ["one", "two"]
+    registry.append_log("a", ["three"])
+    assert [line for _, line in registry.read_log("a", first[-1][0])] == ["three"]
+
+
+def test_delete_removes_every_trace(registry: Registry) -> None:
+    registry.create(record("a", tags={"k": "v"}))
+    registry.delete("a")
+    assert registry.find("a") is None
+    assert registry.list() == [] and registry.list(tag="k=v") == []
+    assert registry.queue_counts() == {"probe": {}}
