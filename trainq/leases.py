@@ -22,14 +22,20 @@ log = logging.getLogger("trainq.leases")
 
 
 class Heartbeat(threading.Thread):
-    """Renews ``record``'s lease every ``interval_s`` until stopped."""
+    """Renews ``record``'s lease every ``interval_s`` until stopped.
 
-    def __init__(self, registry: Registry, record: JobRecord, lease_s: float, interval_s: float) -> None:
+    ``stoppable`` says the handler runs in a process where SIGTERM raises ``JobStopped``.
+    """
+
+    def __init__(
+        self, registry: Registry, record: JobRecord, lease_s: float, interval_s: float, stoppable: bool
+    ) -> None:
         super().__init__(name=f"trainq-heartbeat-{record.id}", daemon=True)
         self.registry = registry
         self.record = record
         self.lease_s = lease_s
         self.interval_s = interval_s
+        self.stoppable = stoppable
         self.lost = False
         self._stop = threading.Event()
 
@@ -49,7 +55,8 @@ class Heartbeat(threading.Thread):
             if held is None and not self._stop.is_set():
                 log.info("job %s was cancelled or recovered elsewhere; stopping it", self.record.id)
                 self.lost = True
-                os.kill(os.getpid(), signal.SIGTERM)
+                if self.stoppable:  # only where SIGTERM is turned into JobStopped (a prefork child)
+                    os.kill(os.getpid(), signal.SIGTERM)
                 return
 
     def stop(self) -> None:
