@@ -55,22 +55,22 @@ def submit_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
 def start_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
     """p50/p99 from sending a job to its body starting, one at a time with idle workers."""
     samples = sizes.handoffs
-    systems = ["trainq", "celery"] + (["rq", "dramatiq", "floor"] if env.broker == "redis" else [])
+    systems = ["trainq", "celery"] + (["rq", "dramatiq", "baseline"] if env.broker == "redis" else [])
     client = redis.Redis.from_url(env.redis_url)
     results: dict[str, list[float]] = {}
     for system in systems:
         reset(env)
-        processes = _floor_server(env) if system == "floor" else start_workers(system, env)
+        processes = _floor_server(env) if system == "baseline" else start_workers(system, env)
         try:
-            send = _floor_send(client) if system == "floor" else Sender(system, env).stamp
+            send = _floor_send(client) if system == "baseline" else Sender(system, env).stamp
             results[system] = _handoffs(client, send, samples)
         finally:
             stop_workers(processes)
     reset(env)
-    note = f"{samples} sequential jobs; floor = bare LPUSH->BRPOP to a waiting process"
+    note = f"{samples} sequential jobs; baseline = bare LPUSH->BRPOP to a waiting process"
     return [
         Row("1 enqueue→start", env.broker, f"p{p} (ms)", {s: 1000 * percentile(v, p) for s, v in results.items()},
-            reference="floor" if env.broker == "redis" else "celery", target=3.0 if p == 50 and env.broker == "redis" else None,
+            reference="baseline" if env.broker == "redis" else "celery", target=3.0 if p == 50 and env.broker == "redis" else None,
             note=note if p == 50 else "")
         for p in (50, 99)
     ]  # fmt: skip

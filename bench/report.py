@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SYSTEMS = ("trainq", "celery", "rq", "dramatiq", "floor")
+SYSTEMS = ("trainq", "celery", "rq", "dramatiq", "baseline")
 
 
 @dataclass
@@ -80,7 +80,7 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         f"{meta['loadavg_start'][0]:.2f}, at end {meta.get('loadavg_end', [0])[0]:.2f}); "
         f"{meta.get('command', 'python -m bench')}.",
         "",
-        "| case | broker | metric | trainq | raw Celery | RQ | Dramatiq | floor | ratio | target | met |",
+        "| case | broker | metric | trainq | raw Celery | RQ | Dramatiq | baseline | ratio | target | met |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
@@ -98,7 +98,7 @@ def print_table(rows: list[Row]) -> None:
     from rich.table import Table
 
     table = Table(title="trainq benchmarks")
-    for column in ("case", "broker", "metric", "trainq", "celery", "rq", "dramatiq", "floor", "ratio", "target", "met"):
+    for column in ("case", "broker", "metric", "trainq", "celery", "rq", "dramatiq", "baseline", "ratio", "target", "met"):
         table.add_column(column)
     for r in rows:
         met = "" if r.met is None else ("[green]yes[/]" if r.met else "[red]no[/]")

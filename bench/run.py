@@ -32,12 +32,14 @@ CASES = ("submit", "start", "throughput", "dependencies", "pipeline", "registry"
 
 def case_function(name: str) -> Callable[[BenchEnv, Sizes], list[Row]]:
     """The function measuring case ``name`` (imported late: cases import trainq)."""
-    from bench import latency, throughput
+    from bench import items, latency, registry_scale, throughput
 
     functions: dict[str, Callable[[BenchEnv, Sizes], list[Row]]] = {
         "submit": latency.submit_latency,
         "start": latency.start_latency,
         "throughput": throughput.run,
+        "registry": registry_scale.run,
+        "items": items.run,
     }
     return functions[name]
 

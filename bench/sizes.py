@@ -21,7 +21,9 @@ class Sizes:
     records: int = 100_000
     items: int = 10_000
     chunk: int = 100
+    reads: int = 20
+    cli_runs: int = 5
 
 
 QUICK = Sizes(submits=50, handoffs=5, drain=50, rq_forking=10, repeat=1, chain=4, fan=4, pipeline=20,
-              records_small=100, records=1_000, items=200, chunk=20)  # fmt: skip
+              records_small=100, records=1_000, items=200, chunk=20, reads=2, cli_runs=1)  # fmt: skip
