@@ -87,13 +87,15 @@ class Workers:
 
     def start(
         self, *queues: str, concurrency: int = 1, name: str | None = None, env: dict[str, str] | None = None,
-        ready: bool = True, pool: str = "prefork",
+        ready: bool = True, pool: str = "prefork", events: bool = False,
     ) -> Process:  # fmt: skip
+        """A worker for ``queues``; ``events`` sends task events and heartbeats (Flower needs both)."""
         name = name or f"w{uuid.uuid4().hex[:6]}"
+        quiet = ["-E"] if events else ["--without-heartbeat"]
         args = [
             sys.executable, "-m", "celery", "-A", "trainq", "worker", "-Q", ",".join(queues),
             "-c", str(concurrency), "-P", pool, "-n", f"{name}@%h", "-l", "info",
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "--prefetch-multiplier", "1",
+            "--without-gossip", "--without-mingle", *quiet, "--prefetch-multiplier", "1",
         ]  # fmt: skip
         process = Process(args, self.tmp / f"{name}.log", env)
         self.started.append(process)

@@ -54,11 +54,25 @@ def progress_bar(record: JobRecord, width: int = 20) -> str:
     if progress.total:
         text += f" {progress.step:g}/{progress.total:g}"
     if progress.metrics:
-        text += " " + " ".join(f"{k}={_short(v)}" for k, v in progress.metrics.items())
-    if record.started_at and 0 < progress.percent < 100:
-        elapsed = progress.at - record.started_at
-        text += f" eta {format_duration(elapsed * (100 - progress.percent) / progress.percent)}"
+        text += " " + metrics_text(progress.metrics)
+    eta = eta_s(record)
+    if eta is not None:
+        text += f" eta {format_duration(eta)}"
     return text
+
+
+def eta_s(record: JobRecord) -> float | None:
+    """Seconds left at the job's rate so far, as of its last report (None before any partial progress)."""
+    progress = record.progress
+    if progress is None or not record.started_at or not 0 < progress.percent < 100:
+        return None
+    elapsed = progress.at - record.started_at
+    return elapsed * (100 - progress.percent) / progress.percent
+
+
+def metrics_text(metrics: dict[str, Any]) -> str:
+    """Progress metrics as ``loss=0.2871 acc=0.91``."""
+    return " ".join(f"{k}={_short(v)}" for k, v in metrics.items())
 
 
 def _short(value: Any) -> str:
