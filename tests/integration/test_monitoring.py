@@ -47,13 +47,15 @@ def http_get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
         return 0, ""
 
 
-def start_flower(tmp: Path, port: int, name: str = "flower") -> Process:
-    """``trainq flower`` on 127.0.0.1:port with basic auth, answering HTTP (a 401 counts)."""
+def start_flower(tmp: Path, port: int, workers: Workers, name: str = "flower") -> Process:
+    """``trainq flower`` on 127.0.0.1:port with basic auth, answering HTTP (a 401 counts);
+    it is stopped with the test's ``workers``, even when the test fails."""
     flower = Process(
         [sys.executable, "-m", "trainq", "flower", "--address=127.0.0.1", f"--port={port}",
          f"--basic-auth={FLOWER_USER}:{FLOWER_PASSWORD}"],
         tmp / f"{name}.log",
     )  # fmt: skip
+    workers.started.append(flower)
     url = f"http://127.0.0.1:{port}/healthcheck"
     wait_for(lambda: http_get(url)[0] or not flower.alive(), 30, 0.2, message="Flower up")
     assert flower.alive(), flower.output()
@@ -162,7 +164,7 @@ def test_flower_needs_credentials_and_lists_jobs_by_name_with_secrets_redacted(
 ) -> None:
     # given Flower with basic auth and a probe worker sending events
     port = free_port()
-    flower = start_flower(tmp_path, port)
+    start_flower(tmp_path, port, workers)
     workers.start("probe", name="evt", events=True)
     wait_for(lambda: any(flower_workers(port).values()), 30, 0.2, message="Flower sees the worker")
     # when a job whose payload holds a secret runs
@@ -187,7 +189,6 @@ def test_flower_needs_credentials_and_lists_jobs_by_name_with_secrets_redacted(
     assert task["name"] == "trainq.secret"
     assert "deploy-check" in task["args"]
     assert "**********" in task["kwargs"] and token not in json.dumps(task)
-    flower.stop()
 
 
 def test_flower_refuses_a_public_address_without_authentication() -> None:
