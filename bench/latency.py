@@ -114,4 +114,3 @@ def floor_server() -> None:
         if reply:
             key, name = reply[1].decode().split(" ", 1)
             bodies.stamp(key, name)
-

@@ -101,4 +101,3 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
                     note="synthetic records with one event each; see 'bytes per finished job' for real runs"))  # fmt: skip
     reset(env)
     return rows
-

@@ -87,7 +87,9 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         cells = [_cell(r.values.get(s)) for s in SYSTEMS]
         met = "" if r.met is None else ("yes" if r.met else "**no**")
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
-        lines.append(f"| {r.case} | {r.broker} | {r.metric} | {' | '.join(cells)} | {ratio} | {r.target_text()} | {met} |")
+        lines.append(
+            f"| {r.case} | {r.broker} | {r.metric} | {' | '.join(cells)} | {ratio} | {r.target_text()} | {met} |"
+        )
     notes = [f"- {r.case} {r.metric}: {r.note}" for r in rows if r.note]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
@@ -98,7 +100,19 @@ def print_table(rows: list[Row]) -> None:
     from rich.table import Table
 
     table = Table(title="trainq benchmarks")
-    for column in ("case", "broker", "metric", "trainq", "celery", "rq", "dramatiq", "baseline", "ratio", "target", "met"):
+    for column in (
+        "case",
+        "broker",
+        "metric",
+        "trainq",
+        "celery",
+        "rq",
+        "dramatiq",
+        "baseline",
+        "ratio",
+        "target",
+        "met",
+    ):
         table.add_column(column)
     for r in rows:
         met = "" if r.met is None else ("[green]yes[/]" if r.met else "[red]no[/]")
@@ -111,7 +125,9 @@ def print_table(rows: list[Row]) -> None:
 def write(rows: list[Row], meta: dict[str, Any], directory: Path) -> None:
     """Write ``results.json`` and ``results.md`` under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "results.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
+    (directory / "results.json").write_text(
+        json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2)
+    )
     (directory / "results.md").write_text(markdown(rows, meta))
 
 

@@ -32,12 +32,14 @@ CASES = ("submit", "start", "throughput", "dependencies", "pipeline", "registry"
 
 def case_function(name: str) -> Callable[[BenchEnv, Sizes], list[Row]]:
     """The function measuring case ``name`` (imported late: cases import trainq)."""
-    from bench import items, latency, registry_scale, throughput
+    from bench import dependencies, items, latency, registry_scale, throughput
 
     functions: dict[str, Callable[[BenchEnv, Sizes], list[Row]]] = {
         "submit": latency.submit_latency,
         "start": latency.start_latency,
         "throughput": throughput.run,
+        "dependencies": dependencies.run,
+        "pipeline": dependencies.pipeline_start,
         "registry": registry_scale.run,
         "items": items.run,
     }
@@ -56,7 +58,9 @@ def run_case(name: str, env: BenchEnv, sizes: Sizes, timeout: float) -> list[Row
     return report.rows_from_json(json.loads(out.read_text()))
 
 
-def run(cases: list[str], brokers: list[str], sizes: Sizes, out: Path | None, timeout: float = 900) -> list[Row]:
+def run(
+    cases: list[str], brokers: list[str], sizes: Sizes, out: Path | None, timeout: float = 900
+) -> list[Row]:
     """Start the servers, run ``cases`` on ``brokers``, stop the servers; write results to ``out``."""
     meta = report.machine()
     logs = workdir()
@@ -88,7 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run (or, with ``--child``, measure one case in this process)."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
-    parser.add_argument("--brokers", nargs="+", choices=("redis", "rabbitmq"), help="default: both when RabbitMQ is up")
+    parser.add_argument(
+        "--brokers", nargs="+", choices=("redis", "rabbitmq"), help="default: both when RabbitMQ is up"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CI smoke run)")
     parser.add_argument("--repeat", type=int, help="runs of each throughput measurement (median reported)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results.json/md go")

@@ -64,7 +64,19 @@ def start_workers(system: str, env: BenchEnv, rq_class: str = "rq.worker.SimpleW
     log = env.logs / f"{name}.log"
     variables = env.variables()
     if system == "trainq":
-        args = [PYTHON, "-m", "celery", "-A", "trainq", "worker", "-Q", QUEUE, "-n", f"{name}@%h", *CELERY_FLAGS]
+        args = [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "trainq",
+            "worker",
+            "-Q",
+            QUEUE,
+            "-n",
+            f"{name}@%h",
+            *CELERY_FLAGS,
+        ]
         return [Process(args, log, variables)]
     if system == "celery":
         args = [PYTHON, "-m", "celery", "-A", "bench.celery_app", "worker", "-Q", RAW_QUEUE, "-n", f"{name}@%h",
@@ -72,7 +84,10 @@ def start_workers(system: str, env: BenchEnv, rq_class: str = "rq.worker.SimpleW
         return [Process(args, log, variables)]
     if system == "rq":
         args = [PYTHON, "-m", "rq.cli", "worker", "-u", env.redis_url, "-w", rq_class, "-q", QUEUE]
-        return [Process([*args, "-n", f"{name}-{i}"], env.logs / f"{name}-{i}.log", variables) for i in range(PROCESSES)]
+        return [
+            Process([*args, "-n", f"{name}-{i}"], env.logs / f"{name}-{i}.log", variables)
+            for i in range(PROCESSES)
+        ]
     if system == "dramatiq":
         args = [PYTHON, "-m", "dramatiq", "bench.dramatiq_app", "-p", str(PROCESSES), "-t", "8", "-Q", QUEUE]
         return [Process(args, log, variables)]

@@ -20,7 +20,6 @@ from bench.sizes import Sizes
 from bench.systems import QUEUE, RAW_QUEUE, BenchEnv, Sender, start_workers, stop_workers
 
 
-
 class Drain:
     """One drain of ``n`` no-ops by one system: its rate and Redis bytes per job."""
 
@@ -37,7 +36,9 @@ class Drain:
         processes = start_workers(system, env, rq_class)
         try:
             stamps = read_stamps(client, key, 2, timeout=120 + n / 20)
-            wait_until(_settled(system, env, client, n + 2), 60, f"{system} to finish every job", interval=0.05)
+            wait_until(
+                _settled(system, env, client, n + 2), 60, f"{system} to finish every job", interval=0.05
+            )
         finally:
             stop_workers(processes)
         self.rate = n / (stamps["end"].start - stamps["start"].end)
@@ -64,8 +65,9 @@ def _settled(system: str, env: BenchEnv, client: redis.Redis, total: int) -> Cal
 
         queue = Queue(QUEUE, connection=client)
         return lambda: queue.count == 0 and StartedJobRegistry(queue=queue).count == 0
-    return lambda: client.llen(f"dramatiq:{QUEUE}") == 0 and not any(
-        client.scard(k) for k in client.scan_iter("dramatiq:__acks__*")
+    return lambda: (
+        client.llen(f"dramatiq:{QUEUE}") == 0
+        and not any(client.scard(k) for k in client.scan_iter("dramatiq:__acks__*"))
     )
 
 
@@ -89,7 +91,9 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
                         reference="rq", target=2.0, higher_is_better=True,
                         note=f"RQ's default forking Worker: {forking:.0f} jobs/s ({sizes.rq_forking} jobs)"))  # fmt: skip
         last = {s: runs[-1] for s, runs in drains.items()}
-        rows.append(Row("6 memory", env.broker, "bytes per queued job", {s: d.queued_bytes for s, d in last.items()}))
+        rows.append(
+            Row("6 memory", env.broker, "bytes per queued job", {s: d.queued_bytes for s, d in last.items()})
+        )
         rows.append(Row("6 memory", env.broker, "bytes per finished job", {s: d.finished_bytes for s, d in last.items()},
                         note="what stays in Redis after a job ends: trainq's record, events and Celery's result; "
                              "Celery's result; RQ's job hash (kept for its result TTL)"))  # fmt: skip
