@@ -50,7 +50,8 @@ def progress_bar(record: JobRecord, width: int = 20) -> str:
     if progress is None:
         return ""
     filled = int(width * progress.percent / 100)
-    text = f"[{'#' * filled}{'.' * (width - filled)}] {progress.percent:5.1f}%"
+    # '=' rather than '#': rich would read "[#...]" as a colour tag and drop the bar.
+    text = f"[{'=' * filled}{'.' * (width - filled)}] {progress.percent:5.1f}%"
     if progress.total:
         text += f" {progress.step:g}/{progress.total:g}"
     if progress.metrics:
