@@ -106,7 +106,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     broker = settings.broker()
     config: dict[str, Any] = {
         "broker_url": broker,
-        "result_backend": _backend_url(settings.backend()),
+        "result_backend": settings.backend(),  # Celery reads redis+socket:// as is
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -151,11 +151,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
         config["result_backend_transport_options"] = {"retry_policy": {"max_retries": 2}}
     return config
-
-
-def _backend_url(url: str) -> str:
-    """Celery's redis backend spells a unix socket ``socket://``."""
-    return url.replace("redis+socket://", "socket://", 1)
 
 
 def _redis_py_url(url: str) -> str:

@@ -1,0 +1,43 @@
+"""``trainq demo`` as the README runs it: on the embedded default with nothing running, it starts
+the stack, runs examples/ml-pipeline.yaml end to end, prints the metrics, and stops what it started.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.e2e.test_up import free_port, home, trainq  # noqa: F401  (home is a fixture)
+from trainq import embedded
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_the_ml_pipeline_and_leaves_its_artifacts(home: Path) -> None:  # noqa: F811
+    # when the demo runs on a fresh home with no stack up
+    result = trainq(home, "demo", "--flower-port", str(free_port()), timeout=240)
+    sys.stdout.write(result.stdout)
+    # then it succeeds, showing each job's progress and the metrics table
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "stack up:" in out and "pipeline run ml-demo-" in out and "pipeline succeeded" in out
+    assert "15/15" in out and "acc=" in out
+    for job in ("data", "train", "evaluate", "detect", "export"):
+        assert f"{job}  " in out
+    # and the model, its metrics, the confusion matrix and the export are where it says
+    model_dir = home / "work" / "demo" / "models" / "mlp"
+    assert str(model_dir / "model.joblib") in out
+    assert (model_dir / "model.joblib").stat().st_size > 0
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["dataset"] == "digits" and metrics["accuracy"] > 0.8
+    with Image.open(model_dir / "confusion-matrix.png") as image:
+        image.verify()
+        assert image.format == "PNG"
+    info = json.loads((model_dir / "export" / "model-info.json").read_text())
+    assert (model_dir / "export" / info["file"]).exists() and info["evaluation"]["accuracy"] > 0.8
+    # and the stack it started is stopped, the embedded Redis included
+    assert not embedded.is_running(home)
