@@ -12,6 +12,7 @@ from trainq.errors import (
 )
 from trainq.jobs import JobRecord, JobState
 from trainq.jobtypes import get_job_type, job_type
+from trainq.pipelines import Pipeline, load_pipeline, run_pipeline_file
 from trainq.registry import Registry, get_registry
 from trainq.retry import RetryPolicy
 from trainq.settings import Settings, get_settings
@@ -24,6 +25,10 @@ __all__ = [
     "job_type",
     "get_job_type",
     "RetryPolicy",
+    # Pipelines
+    "Pipeline",
+    "load_pipeline",
+    "run_pipeline_file",
     # Registry
     "Registry",
     "get_registry",

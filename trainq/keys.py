@@ -97,6 +97,26 @@ class Keys:
         """Sorted set: pipeline ids scored by creation time."""
         return f"{self.prefix}index:pipelines"
 
+    def pipeline_jobs(self, pipeline_id: str) -> str:
+        """Hash: pipeline job id -> its step in the run (waiting, released, succeeded, failed, ...)."""
+        return f"{self.prefix}pipeline:{pipeline_id}:jobs"
+
+    def pipeline_specs(self, pipeline_id: str) -> str:
+        """Hash: pipeline job id -> JSON of its job type, payload, options and dependants."""
+        return f"{self.prefix}pipeline:{pipeline_id}:specs"
+
+    def pipeline_blocked(self, pipeline_id: str) -> str:
+        """Hash: blocked pipeline job id -> the failed job that blocks it."""
+        return f"{self.prefix}pipeline:{pipeline_id}:blocked"
+
+    def pipeline_sweep(self, pipeline_id: str) -> str:
+        """String: held (with an expiry) while one process sweeps the run for lost releases."""
+        return f"{self.prefix}pipeline:{pipeline_id}:sweep"
+
+    def pipelines_running(self) -> str:
+        """Set: ids of pipeline runs still running."""
+        return f"{self.prefix}pipelines:running"
+
     def workers(self) -> str:
         """Hash: worker hostname -> JSON of its queues and last heartbeat."""
         return f"{self.prefix}workers"

@@ -119,21 +119,44 @@ class Registry:
                     if existing is not None and self.client.exists(self.keys.job(existing.decode())):
                         return existing.decode(), False
                     self.client.set(key, record.id)
-            event = JobEvent(state=record.state, at=record.created_at, reason="submitted")
             pipe = self.client.pipeline(transaction=True)
-            pipe.hset(self.keys.job(record.id), mapping=record.to_hash())  # type: ignore[arg-type]
-            pipe.rpush(self.keys.events(record.id), event.model_dump_json())
-            for index in self._indexes(record):
-                pipe.zadd(index, {record.id: record.created_at})
-            pipe.zadd(self.keys.index_state(record.state.value), {record.id: record.created_at})
-            pipe.hincrby(self.keys.stats(record.queue), record.state.value, 1)
-            pipe.sadd(self.keys.queues(), record.queue)
-            pipe.hincrby(self.keys.type_stats(record.type), record.state.value, 1)
-            pipe.sadd(self.keys.types(), record.type)
+            self._add(pipe, record)
             pipe.execute()
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc)) from exc
         return record.id, True
+
+    def create_many(self, records: Iterable[JobRecord]) -> list[JobRecord]:
+        """Store new records in one transaction, skipping ids that already have one.
+
+        Returns the records stored, so a repeated release never records (or sends) a job twice.
+        """
+        records = list(records)
+        try:
+            check = self.client.pipeline(transaction=False)
+            for record in records:
+                check.exists(self.keys.job(record.id))
+            fresh = [r for r, found in zip(records, check.execute(), strict=True) if not found]
+            pipe = self.client.pipeline(transaction=True)
+            for record in fresh:
+                self._add(pipe, record)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, str(exc)) from exc
+        return fresh
+
+    def _add(self, pipe: Any, record: JobRecord) -> None:
+        """Queue the writes of a new record, its first event, indexes and counters on ``pipe``."""
+        event = JobEvent(state=record.state, at=record.created_at, reason="submitted")
+        pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
+        pipe.rpush(self.keys.events(record.id), event.model_dump_json())
+        for index in self._indexes(record):
+            pipe.zadd(index, {record.id: record.created_at})
+        pipe.zadd(self.keys.index_state(record.state.value), {record.id: record.created_at})
+        pipe.hincrby(self.keys.stats(record.queue), record.state.value, 1)
+        pipe.sadd(self.keys.queues(), record.queue)
+        pipe.hincrby(self.keys.type_stats(record.type), record.state.value, 1)
+        pipe.sadd(self.keys.types(), record.type)
 
     def _indexes(self, record: JobRecord) -> list[str]:
         tags = [self.keys.index_tag(f"{k}={v}") for k, v in record.tags.items()]

@@ -145,23 +145,21 @@ class JobTask(Task):  # type: ignore[misc]
         override = (record.options.get("retry") if record else None) or {}
         return base.model_copy(update=RetryPolicy.model_validate({**base.model_dump(), **override}).model_dump())
 
-    def apply_async(
-        self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any
-    ) -> AsyncResult:
-        """Validate, record and send a job; re-deliveries (``retries`` set) are only sent."""
-        if options.get("retries"):
-            if "kwargsrepr" not in options and task_id and (recorded := get_registry().find(task_id)):
-                options.update(message_reprs(recorded))
-            return super().apply_async(args, kwargs, task_id=task_id, **options)
-        if args:
-            raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
+    def new_record(
+        self, kwargs: Any, options: dict[str, Any], task_id: str | None = None
+    ) -> tuple[JobRecord, dict[str, Any], str | None]:
+        """Validate a new job and build its record, taking trainq's options out of ``options``.
+
+        Returns the record, the payload for the message and the idempotency key; what is left in
+        ``options`` is Celery's. Pipelines use it to record many jobs in one round trip.
+        """
         job = {k: options.pop(k) for k in JOB_OPTIONS if k in options}
         payload, stored = self.payloads(dict(kwargs or {}))
         priority = int(options.pop("priority", get_settings().default_priority))
         queue = options.pop("queue", None) or self.queue or self.job_type
         if self.default_timeout and "timeout" not in job:
             job["timeout"] = self.default_timeout
-        limits = time_limits(job)
+        time_limits(job)  # a bad duration raises here, before anything is written
         if "retry" in job:
             job["retry"] = RetryPolicy.model_validate(job["retry"]).model_dump(mode="json", exclude_unset=True)
         eta = _eta(options)
@@ -183,14 +181,27 @@ class JobTask(Task):  # type: ignore[misc]
             pipeline_id=job.get("pipeline_id"),
             pipeline_job=job.get("pipeline_job"),
         )
+        return record, payload, job.get("key")
+
+    def apply_async(
+        self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any
+    ) -> AsyncResult:
+        """Validate, record and send a job; re-deliveries (``retries`` set) are only sent."""
+        if options.get("retries"):
+            if "kwargsrepr" not in options and task_id and (recorded := get_registry().find(task_id)):
+                options.update(message_reprs(recorded))
+            return super().apply_async(args, kwargs, task_id=task_id, **options)
+        if args:
+            raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
+        record, payload, key = self.new_record(kwargs, options, task_id)
         registry = get_registry()
-        job_id, created = registry.create(record, job.get("key"))
+        job_id, created = registry.create(record, key)
         if not created:
             return self.AsyncResult(job_id)
         try:
             return super().apply_async(
-                None, payload, task_id=job_id, queue=queue,
-                priority=broker_priority(priority), **message_reprs(record), **limits, **options,
+                None, payload, task_id=job_id, queue=record.queue, priority=broker_priority(record.priority),
+                **message_reprs(record), **time_limits(record.options), **options,
             )  # fmt: skip
         except (OperationalError, OSError) as exc:
             registry.delete(job_id)

@@ -1,1 +1,183 @@
-"""trainq CLI: pipelines commands (being written)."""
+"""Pipeline commands: ``trainq pipeline validate|run|status|list|resume|cancel|results``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from trainq.cli import EXIT_FAILED, EXIT_OK, main
+from trainq.cli.output import STATE_STYLE, console, json_option, print_json, when
+from trainq.dag import Dag
+from trainq.durations import format_duration
+from trainq.jobs import JobState
+from trainq.pipelines import RunState, RunStatus, get_runs, load_pipeline, run_pipeline_file
+from trainq.settings import get_settings
+
+#: How often ``--wait`` and ``--watch`` re-read the run.
+POLL_S = 0.5
+RUN_STYLE = {RunState.RUNNING: "cyan", RunState.SUCCEEDED: "green", RunState.FAILED: "red",
+             RunState.CANCELLED: "magenta"}  # fmt: skip
+SYMBOL = {"succeeded": "✔", "running": "●", "failed": "✘", "dead": "✘", "cancelled": "✘", "blocked": "⊘",
+          "retrying": "↻", "waiting": "·"}  # fmt: skip
+
+
+@main.group()
+def pipeline() -> None:
+    """Run DAGs of jobs from a JSON/YAML file; follow, resume, cancel them and collect results."""
+
+
+@pipeline.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def validate(file: str) -> None:
+    """Check FILE without running anything; list every problem (exit 2) or draw the DAG."""
+    planned = load_pipeline(file).validate()
+    graph = Dag({job.job_id: job.depends_on for job in planned})
+    kinds = {job.job_id: job.type for job in planned}
+    click.echo(f"ok: {len(planned)} jobs")
+    for line in graph.picture(lambda job: f"{job} [{kinds[job]}]"):
+        click.echo(line)
+
+
+@pipeline.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--wait", is_flag=True, help="Follow the run; exit 0 if it succeeds, 1 if not.")
+@json_option
+@click.pass_context
+def run(ctx: click.Context, file: str, wait: bool, as_json: bool) -> None:
+    """Validate FILE and start a run of it; print the run id."""
+    run_id = run_pipeline_file(file)
+    if as_json and not wait:
+        print_json({"run_id": run_id})
+        return
+    if not as_json:
+        click.echo(run_id)
+    if wait:
+        status = follow(run_id, echo=not as_json)
+        if as_json:
+            print_json(status.model_dump(mode="json"))
+        ctx.exit(EXIT_OK if status.state is RunState.SUCCEEDED else EXIT_FAILED)
+
+
+def follow(run_id: str, echo: bool = True) -> RunStatus:
+    """Poll the run until it ends, printing each job's state changes; return the final status."""
+    runs, seen = get_runs(), dict[str, str]()
+    while True:
+        status = runs.status(run_id)
+        for job in status.jobs:
+            if echo and seen.get(job.job_id) != job.state:
+                click.echo(f"{when(time.time())}  {job.job_id:<20} {job.state}")
+            seen[job.job_id] = job.state
+        if status.finished:
+            if echo:
+                click.echo(f"run {run_id} {status.state.value}")
+            return status
+        time.sleep(POLL_S)
+
+
+@pipeline.command()
+@click.argument("run_id")
+@click.option("--watch", is_flag=True, help="Keep the view updated until the run ends.")
+@json_option
+def status(run_id: str, watch: bool, as_json: bool) -> None:
+    """Show each job's state, attempts, duration, exit code and what holds it, and the DAG."""
+    runs = get_runs()
+    runs.sweep(run_id, get_settings().lease_s)
+    current = runs.status(run_id)
+    if as_json:
+        print_json(current.model_dump(mode="json"))
+        return
+    if not watch:
+        console.print(render(current))
+        return
+    with Live(render(current), console=console, auto_refresh=False) as live:
+        while not current.finished:
+            time.sleep(POLL_S)
+            current = runs.status(run_id)
+            live.update(render(current), refresh=True)
+
+
+def render(status: RunStatus) -> Group:
+    """The run's header, its jobs table and the picture of its DAG."""
+    took = format_duration((status.finished_at or time.time()) - status.created_at)
+    header = Text.from_markup(
+        f"[bold]{status.id}[/]  [{RUN_STYLE[status.state]}]{status.state.value}[/]  "
+        f"{status.source}  started {when(status.created_at)}  took {took}"
+    )
+    table = Table()
+    for column in ("job", "state", "att", "took", "exit", "note", "job id"):
+        table.add_column(column)
+    states = {job.job_id: job.state for job in status.jobs}
+    for job in status.jobs:
+        if job.blocked_by:
+            note = f"blocked by {job.blocked_by}"
+        elif job.waiting_for:
+            note = f"waiting for {', '.join(job.waiting_for)}"
+        else:
+            note = job.error or ""
+        table.add_row(
+            job.job_id, _state(job.state), str(job.attempts or ""),
+            format_duration(job.duration_s) if job.duration_s is not None else "",
+            "" if job.exit_code is None else str(job.exit_code), Text(note), job.job or "",
+        )  # fmt: skip
+    picture = status.dag().picture(lambda job: f"{job} {SYMBOL.get(states[job], '○')} {_state(states[job])}")
+    return Group(header, table, Text.from_markup("\n".join(picture)))
+
+
+def _state(state: str) -> str:
+    style = STATE_STYLE[JobState(state)] if state in JobState._value2member_map_ else "dim"
+    return f"[{style}]{state}[/]"
+
+
+@pipeline.command("list")
+@click.option("--limit", default=20, show_default=True)
+@json_option
+def list_runs(limit: int, as_json: bool) -> None:
+    """List pipeline runs, newest first."""
+    runs = get_runs().recent(limit)
+    if as_json:
+        print_json([{**r.model_dump(mode="json", exclude={"jobs"}), "jobs": len(r.jobs)} for r in runs])
+        return
+    table = Table()
+    for column in ("run", "pipeline", "state", "succeeded", "started", "took"):
+        table.add_column(column)
+    for r in runs:
+        done = sum(job.state == "succeeded" for job in r.jobs)
+        took = format_duration((r.finished_at or time.time()) - r.created_at)
+        state = f"[{RUN_STYLE[r.state]}]{r.state.value}[/]"
+        table.add_row(r.id, r.pipeline_id, state, f"{done}/{len(r.jobs)}", when(r.created_at), took)
+    console.print(table)
+
+
+@pipeline.command()
+@click.argument("run_id")
+def resume(run_id: str) -> None:
+    """Re-run the failed, dead, cancelled and blocked jobs of RUN_ID, keeping succeeded results."""
+    started = get_runs().resume(run_id)
+    click.echo(f"{run_id} resumed: re-running {', '.join(started)}; their dependants follow")
+
+
+@pipeline.command()
+@click.argument("run_id")
+def cancel(run_id: str) -> None:
+    """Cancel RUN_ID: waiting jobs never start, running jobs are stopped."""
+    stopped = get_runs().cancel(run_id)
+    click.echo(f"{run_id} cancelled ({stopped} queued or running jobs stopped)")
+
+
+@pipeline.command()
+@click.argument("run_id")
+@click.option(
+    "--output", "-o", type=click.Path(file_okay=False), required=True, help="Directory to copy into."
+)
+def results(run_id: str, output: str) -> None:
+    """Copy the result files of RUN_ID's jobs into OUTPUT/<job>/."""
+    files = get_runs().results(run_id, Path(output))
+    for path in files:
+        click.echo(str(path))
+    click.echo(f"{len(files)} files in {output}", err=True)

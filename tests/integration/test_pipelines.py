@@ -1,0 +1,274 @@
+"""Pipelines against real Redis and real workers: order, fan-out/fan-in, exact release,
+failure and resume, cancel, lost releases, validation, and secrets kept out of sight."""
+
+from __future__ import annotations
+
+import json
+import time
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+from tests.fixtures import Workers, run_cli, wait_for
+from trainq import JobState, Pipeline, get_registry, run_pipeline_file
+from trainq.cli import main
+from trainq.jobs import JobEvent, JobRecord
+from trainq.pipelines import RunState, RunStatus, get_runs
+
+SECRET = "s3cr3t-value-4711"
+
+
+def write(tmp_path: Path, jobs: list[dict[str, Any]], name: str = "pipeline.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps({"pipeline_id": "test", "jobs": jobs}))
+    return path
+
+
+def record(run_id: str, job: str) -> JobRecord:
+    return get_registry().get(f"{run_id}.{job}")
+
+
+def finished(run_id: str, timeout: float = 60) -> RunStatus:
+    return wait_for(
+        lambda: (s := get_runs().status(run_id)).finished and s, timeout, message=f"{run_id} ends"
+    )
+
+
+def cli(*args: str) -> Result:
+    """The trainq CLI in this process (its own exit code and output)."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_linear_chain_of_four_commands_runs_in_order(workers: Workers, tmp_path: Path) -> None:
+    # given a chain a -> b -> c -> d of commands, and two worker processes free to run any of them
+    workers.start("command", concurrency=2)
+    jobs = [{"job_id": "a", "command": "echo a >> order.txt"}]
+    for prev, job in zip("abc", "bcd", strict=True):
+        jobs.append({"job_id": job, "command": f"echo {job} >> order.txt", "depends_on": [prev]})
+    jobs[-1].update(command="echo d >> order.txt && cp order.txt result.txt", result_files=["result.txt"])
+    # when it runs from the CLI and is waited for
+    result = run_cli("pipeline", "run", str(write(tmp_path, jobs)), "--wait")
+    # then it succeeds, each job starting only after the one before it finished
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_id = result.stdout.splitlines()[0]
+    assert (tmp_path / "order.txt").read_text().split() == ["a", "b", "c", "d"]
+    records = [record(run_id, job) for job in "abcd"]
+    for before, after in pairwise(records):
+        assert after.started_at is not None and before.finished_at is not None
+        assert after.started_at >= before.finished_at
+    assert f"run {run_id} succeeded" in result.stdout
+    # and its result files are collected
+    out = cli("pipeline", "results", run_id, "--output", str(tmp_path / "out"))
+    assert out.exit_code == 0
+    assert (tmp_path / "out" / "d" / "result.txt").read_text().split() == ["a", "b", "c", "d"]
+
+
+def test_fan_out_of_three_then_fan_in(workers: Workers) -> None:
+    # given root -> {x, y, z} (1 s each) -> join, built in Python, and three worker processes
+    workers.start("probe", concurrency=3)
+    pipeline = Pipeline("fan").add("root", type="probe")
+    for branch in "xyz":
+        pipeline.add(branch, type="probe", config={"seconds": 1}, depends_on=["root"])
+    run_id = pipeline.add("join", type="probe", depends_on=["x", "y", "z"]).run()
+    # when it runs
+    assert finished(run_id).state is RunState.SUCCEEDED
+    root, join = record(run_id, "root"), record(run_id, "join")
+    branches = [record(run_id, b) for b in "xyz"]
+    # then the branches start after the root, run side by side, and join starts after all of them
+    assert all(b.started_at >= root.finished_at for b in branches)  # type: ignore[operator]
+    assert max(b.started_at for b in branches) < min(b.finished_at for b in branches)  # type: ignore[type-var]
+    assert join.started_at >= max(b.finished_at for b in branches)  # type: ignore[operator,type-var]
+
+
+def test_a_job_starts_when_its_own_dependencies_are_done(workers: Workers) -> None:
+    # given A fast and B slow (no dependencies), C after A, D after A and B
+    workers.start("probe", concurrency=3)
+    run_id = (
+        Pipeline("exact")
+        .add("A", type="probe", config={"seconds": 0.2})
+        .add("B", type="probe", config={"seconds": 5})
+        .add("C", type="probe", config={"seconds": 0.2}, depends_on=["A"])
+        .add("D", type="probe", depends_on=["A", "B"])
+        .run()
+    )
+    assert finished(run_id).state is RunState.SUCCEEDED
+    a, b, c, d = (record(run_id, job) for job in "ABCD")
+    # then C ran and finished while B was still running, and D started only after both
+    assert c.finished_at < b.finished_at  # type: ignore[operator]
+    assert d.started_at >= max(a.finished_at, b.finished_at)  # type: ignore[operator,type-var]
+    # and C was released quickly after A finished (the hook runs in the worker)
+    assert c.started_at - a.finished_at < 1.0  # type: ignore[operator]
+
+
+def test_failure_blocks_only_descendants_and_resume_reruns_only_those(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # given a job that fails until a flag file exists, with descendants, beside an independent branch
+    workers.start("command", concurrency=2)
+    jobs = [
+        {"job_id": "root", "command": "echo root"},
+        {"job_id": "bad", "command": "test -f fixed.flag", "depends_on": ["root"], "retry_count": 0},
+        {"job_id": "child", "command": "echo child", "depends_on": ["bad"]},
+        {"job_id": "grandchild", "command": "echo grandchild", "depends_on": ["child", "side"]},
+        {"job_id": "side", "command": "sleep 1", "depends_on": ["root"]},
+        {"job_id": "side2", "command": "echo side2", "depends_on": ["side"]},
+    ]
+    path = write(tmp_path, jobs)
+    # when it runs and is waited for, it exits 1
+    result = run_cli("pipeline", "run", str(path), "--wait")
+    assert result.returncode == 1, result.stdout + result.stderr
+    run_id = result.stdout.splitlines()[0]
+    status = {job.job_id: job for job in get_runs().status(run_id).jobs}
+    # then only the failed job's descendants are blocked, by it; the other branch ran to the end
+    assert {j: s.state for j, s in status.items()} == {
+        "root": "succeeded", "bad": "dead", "child": "blocked", "grandchild": "blocked",
+        "side": "succeeded", "side2": "succeeded",
+    }  # fmt: skip
+    assert status["child"].blocked_by == status["grandchild"].blocked_by == "bad"
+    assert status["bad"].exit_code == 1
+    shown = cli("pipeline", "status", run_id)
+    assert "blocked by bad" in shown.output and "failed" in shown.output
+    kept = {job: record(run_id, job) for job in ("root", "side", "side2")}
+    # when the cause is fixed and the run resumed
+    (tmp_path / "fixed.flag").write_text("")
+    resumed = cli("pipeline", "resume", run_id)
+    assert resumed.exit_code == 0 and "re-running bad" in resumed.output
+    # then it succeeds, and the jobs that had succeeded were not run again
+    assert finished(run_id).state is RunState.SUCCEEDED
+    for job, before in kept.items():
+        after = record(run_id, job)
+        assert (after.started_at, after.attempt) == (before.started_at, before.attempt)
+    assert [e.reason for e in get_registry().events(f"{run_id}.bad")][-3] == f"pipeline run {run_id} resumed"
+    assert record(run_id, "grandchild").state is JobState.SUCCEEDED
+    assert cli("pipeline", "resume", run_id).exit_code == 2  # nothing left to resume
+
+
+def test_cancel_stops_running_and_waiting_jobs(workers: Workers, redis_client: redis.Redis) -> None:
+    # given a long job with a dependant, and a second root still queued behind it
+    workers.start("probe", concurrency=1)
+    run_id = (
+        Pipeline("cancel")
+        .add("long", type="probe", config={"seconds": 60})
+        .add("after", type="probe", depends_on=["long"])
+        .add("queued", type="probe")
+        .run()
+    )
+    wait_for(lambda: record(run_id, "long").state is JobState.RUNNING, message="long job running")
+    # when the run is cancelled
+    result = cli("pipeline", "cancel", run_id)
+    # then everything stops and nothing more starts
+    assert result.exit_code == 0, result.output
+    wait_for(lambda: record(run_id, "long").state is JobState.CANCELLED)
+    status = {job.job_id: job.state for job in finished(run_id).jobs}
+    assert status == {"long": "cancelled", "after": "cancelled", "queued": "cancelled"}
+    assert get_runs().status(run_id).state is RunState.CANCELLED
+    assert redis_client.llen(f"test:attempts:{run_id}.queued") == 0
+
+
+def test_a_release_lost_with_its_worker_is_swept(workers: Workers) -> None:
+    # given A -> B where A's success was recorded but its worker died before releasing B
+    run_id = Pipeline("lost").add("A", type="probe").add("B", type="probe", depends_on=["A"]).run()
+    now = time.time()
+    get_registry().transition(
+        f"{run_id}.A", JobState.SUCCEEDED, allowed={JobState.QUEUED},
+        fields={"started_at": now, "finished_at": now},
+        event=JobEvent(state=JobState.SUCCEEDED, at=now, reason="worker died before releasing"),
+    )  # fmt: skip
+    # when a worker runs (its sweeper looks at running runs after the grace period)
+    workers.start("probe")
+    # then B is released and runs once, A not again
+    assert finished(run_id, timeout=30).state is RunState.SUCCEEDED
+    assert record(run_id, "B").attempt == 1
+    assert record(run_id, "A").started_at == now
+
+
+INVALID = [
+    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x"}, {"job_id": "a", "command": "y"}]}',
+     "job 'a': duplicate job id"),
+    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x", "depends_on": ["zz"]}]}',
+     "job 'a': depends on unknown job 'zz'"),
+    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x", "depends_on": ["b"]},'
+     ' {"job_id": "b", "command": "x", "depends_on": ["a"]}]}', "dependency cycle: a -> b -> a"),
+    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x", "timeout": "soon"}]}',
+     "job 'a': timeout: bad duration 'soon'"),
+    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "trainnig"}]}',
+     "job 'a': unknown job type 'trainnig'"),
+    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "probe", "config": {"seconds": "x"}}]}',
+     "job 'a': invalid payload for job type 'probe': seconds:"),
+    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "probe", "command": "x"}]}',
+     "job 'a': has both command and type"),
+    ('{"pipeline_id": "p", "jobs": [{"job_id": "a"}]}', "job 'a': needs either command or type"),
+    ('{"pipeline_id": "p", "jobs": [', "is not valid JSON: Expecting value at line 1 column 31"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), INVALID)
+def test_every_validation_error_exits_2_with_nothing_stored(
+    text: str, message: str, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(text)
+    for command in ("validate", "run"):
+        result = CliRunner().invoke(main, ["pipeline", command, str(path)])
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+    assert redis_client.keys("*") == []  # no run, no job record, no broker message
+
+
+def test_all_problems_of_a_file_in_one_run_of_the_real_cli(redis_client: redis.Redis) -> None:
+    result = run_cli("pipeline", "run", "examples/invalid-pipeline.json")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 9, result.stderr
+    assert "dependency cycle: a -> c -> b -> a" in result.stderr
+    broken = Path("/nonexistent/dir/p.yaml")
+    assert run_cli("pipeline", "validate", str(broken)).returncode == 2
+    assert redis_client.keys("*") == []
+
+
+def test_a_secret_in_environment_is_never_stored_or_shown(workers: Workers, tmp_path: Path) -> None:
+    # given a worker whose environment holds the secret, and a job that prints what it is given
+    workers.start("command", env={"MY_SECRET": SECRET})
+    jobs = [{"job_id": "leak", "command": 'echo "token=$API_TOKEN"; echo "$API_TOKEN" >&2',
+             "environment": {"API_TOKEN": "${MY_SECRET}"}}]  # fmt: skip
+    # when the pipeline runs to the end
+    run_id = run_pipeline_file(write(tmp_path, jobs))
+    assert finished(run_id).state is RunState.SUCCEEDED
+    job_id = f"{run_id}.leak"
+    # then the command saw it (masked in its log), and no output or stored value holds it
+    lines = [line for _, line in get_registry().read_log(job_id)]
+    assert lines == ["token=***", "***"]
+    outputs = [
+        cli("pipeline", "status", run_id).output, cli("pipeline", "status", run_id, "--json").output,
+        cli("logs", job_id).output, cli("show", job_id, "--json").output, cli("pipeline", "list").output,
+    ]  # fmt: skip
+    assert all(SECRET not in out for out in outputs)
+    assert "${MY_SECRET}" in get_registry().get(job_id).options["environment"]["API_TOKEN"]
+    assert SECRET.encode() not in dump_database()
+
+
+def dump_database() -> bytes:
+    """Every value in the test database, whatever its type."""
+    client = redis.Redis.from_url(get_registry().url)
+    parts = []
+    for key in client.scan_iter():
+        kind = client.type(key)
+        if kind == b"string":
+            parts.append(client.get(key) or b"")
+        elif kind == b"hash":
+            parts += [k + v for k, v in client.hgetall(key).items()]
+        elif kind == b"list":
+            parts += client.lrange(key, 0, -1)
+        elif kind == b"set":
+            parts += list(client.smembers(key))
+        elif kind == b"zset":
+            parts += client.zrange(key, 0, -1)
+        elif kind == b"stream":
+            parts += [
+                json.dumps({k.decode(): v.decode() for k, v in f.items()}).encode()
+                for _, f in client.xrange(key)
+            ]
+    return b"\n".join(parts)

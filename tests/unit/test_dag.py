@@ -1,0 +1,151 @@
+"""The pipeline definition on its own: parsing, every validation problem, the graph and its picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainq.dag import Dag, load, parse, plan
+from trainq.errors import InvalidInput, PipelineError
+
+
+def pipeline(*jobs: dict[str, Any]) -> dict[str, Any]:
+    return {"pipeline_id": "p", "jobs": list(jobs)}
+
+
+def cmd(**fields: Any) -> dict[str, Any]:
+    """Job ``a``, a command, with ``fields``."""
+    return {"job_id": "a", "command": "x", **fields}
+
+
+def problems(data: Any) -> list[str]:
+    return parse(data)[2]
+
+
+def test_a_valid_pipeline_has_no_problems() -> None:
+    pipeline_id, jobs, found = parse(
+        pipeline({"job_id": "a", "command": "true"}, {"job_id": "b", "type": "data", "depends_on": ["a"]})
+    )
+    assert (pipeline_id, [j.job_id for j in jobs], found) == ("p", ["a", "b"], [])
+
+
+@pytest.mark.parametrize(
+    ("jobs", "expected"),
+    [
+        ([cmd(), cmd()], "job 'a': duplicate job id"),
+        ([cmd(depends_on=["dowload"]), {"job_id": "download", "command": "y"}],
+         "job 'a': depends on unknown job 'dowload' (did you mean 'download'?)"),
+        ([cmd(timeout="5 parsecs")], "job 'a': timeout: bad duration '5 parsecs'"),
+        ([cmd(type="data")], "job 'a': has both command and type; give one"),
+        ([{"job_id": "a"}], "job 'a': needs either command or type"),
+        ([cmd(config={})], "job 'a': config applies only to a job with a type"),
+        ([cmd(priority=12)], "job 'a': priority: Input should be less than or equal to 9"),
+        ([cmd(retry_count=-1)], "job 'a': retry_count: Input should be greater than"),
+        ([cmd(retries=3)], "job 'a': retries: Extra inputs are not permitted"),
+        ([{"job_id": "a b", "command": "x"}], "job 'a b': job_id is invalid"),
+        ([{"command": "x"}], "job #1: job_id: Field required"),
+    ],
+)  # fmt: skip
+def test_each_problem_is_named_with_its_job(jobs: list[dict[str, Any]], expected: str) -> None:
+    found = problems(pipeline(*jobs))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_cycles_are_printed_along_the_dependencies() -> None:
+    found = problems(
+        pipeline(
+            {"job_id": "a", "command": "x", "depends_on": ["b"]},
+            {"job_id": "b", "command": "x", "depends_on": ["a"]},
+            {"job_id": "c", "command": "x", "depends_on": ["c"]},
+        )
+    )
+    assert found == ["dependency cycle: a -> b -> a", "dependency cycle: c -> c"]
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    found = problems(
+        {
+            "pipeline_id": "bad id!",
+            "extra": 1,
+            "jobs": [
+                {"job_id": "a", "command": "x", "depends_on": ["nope"]},
+                {"job_id": "a", "command": "x"},
+                {"job_id": "t", "command": "x", "timeout": "soon"},
+            ],
+        }
+    )
+    assert len(found) == 5, found
+
+
+@pytest.mark.parametrize("data", [None, [], "text", {"pipeline_id": "p"}, {"pipeline_id": "p", "jobs": []}])
+def test_a_file_that_is_not_a_pipeline_is_one_problem(data: Any) -> None:
+    assert problems(data)
+
+
+def test_plan_checks_types_and_configs_and_maps_options(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError) as caught:
+        plan(
+            pipeline(
+                {"job_id": "t", "type": "training", "config": {"epochs": "many"}},
+                {"job_id": "u", "type": "trainnig"},
+            ),
+            tmp_path,
+        )
+    assert caught.value.problems[0].startswith("job 't': invalid payload for job type 'training': epochs:")
+    assert caught.value.problems[1].startswith("job 'u': unknown job type 'trainnig'; known types: command,")
+    _, (job,) = plan(
+        pipeline(
+            {"job_id": "dl", "command": "echo hi", "retry_count": 3, "timeout": "15m", "priority": 0,
+             "environment": {"K": "${SECRET}", "N": 1}, "result_files": ["out/*.json"], "queue": "io"}
+        ),
+        tmp_path,
+    )  # fmt: skip
+    assert (job.type, job.payload) == ("command", {"command": "echo hi", "cwd": str(tmp_path)})
+    assert job.options == {
+        "job_name": "dl", "tags": {"pipeline": "p"}, "cwd": str(tmp_path), "retry": {"max_retries": 3},
+        "environment": {"K": "${SECRET}", "N": "1"}, "result_files": ["out/*.json"], "timeout": "15m",
+        "queue": "io", "priority": 0,
+    }  # fmt: skip
+
+
+def test_malformed_files_are_one_clear_message(tmp_path: Path) -> None:
+    (tmp_path / "p.json").write_text('{"pipeline_id": "x",\n "jobs": [}')
+    (tmp_path / "p.yaml").write_text("pipeline_id: x\njobs: [a\n")
+    with pytest.raises(InvalidInput, match=r"p.json is not valid JSON: .* at line 2 column 11"):
+        load(tmp_path / "p.json")
+    with pytest.raises(InvalidInput, match=r"p.yaml is not valid YAML: .* at line 3"):
+        load(tmp_path / "p.yaml")
+    with pytest.raises(InvalidInput, match="cannot read pipeline file"):
+        load(tmp_path / "missing.yaml")
+
+
+def diamond() -> Dag:
+    return Dag({"data": [], "train": ["data"], "evaluate": ["train"], "detect": ["train"],
+                "export": ["evaluate", "detect"], "other": []})  # fmt: skip
+
+
+def test_graph_order_roots_and_dependants() -> None:
+    dag = diamond()
+    assert dag.roots() == ["data", "other"]
+    assert dag.order() == ["data", "train", "evaluate", "detect", "export", "other"]
+    assert dag.dependants()["train"] == ["evaluate", "detect"]
+
+
+def test_order_of_a_deep_chain_does_not_recurse() -> None:
+    chain = Dag({f"j{n}": [f"j{n - 1}"] if n else [] for n in range(5000)})
+    assert chain.order()[-1] == "j4999"
+    assert chain.cycles() == []
+    assert len(chain.picture(str)) == 5000
+
+
+def test_picture_places_each_job_once_and_names_other_dependencies() -> None:
+    assert diamond().picture(str) == [
+        "data",
+        "└─▶ train",
+        "    ├─▶ evaluate",
+        "    └─▶ detect",
+        "        └─▶ export  (also after evaluate)",
+        "other",
+    ]
