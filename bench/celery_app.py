@@ -8,6 +8,7 @@ difference measured is trainq's tracking, not configuration.
 from __future__ import annotations
 
 import os
+
 from celery import Celery
 
 from bench import bodies

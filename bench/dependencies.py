@@ -29,8 +29,12 @@ def _chain(system: str, key: str, length: int) -> None:
 
         pipeline = Pipeline(f"chain-{uuid.uuid4().hex[:6]}")
         for i in range(length):
-            pipeline.add(f"j{i}", type="bench_stamp", config={"key": key, "name": f"j{i}"},
-                         depends_on=[f"j{i - 1}"] if i else [])  # fmt: skip
+            pipeline.add(
+                f"j{i}",
+                type="bench_stamp",
+                config={"key": key, "name": f"j{i}"},
+                depends_on=[f"j{i - 1}"] if i else [],
+            )
         pipeline.run()
         return
     from celery import chain
@@ -101,13 +105,23 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
         return Row("3 dependencies", env.broker, metric, values, reference="celery", target=target, note=note)
 
     return [
-        row("chain step p50 (ms)", "chain", 50, 1.2,
-            f"{RUNS} runs of a {sizes.chain}-job chain and a {sizes.fan}-wide fan-out/fan-in; trainq pipeline "
-            "vs Celery chain/chord; a step = dependant's start minus its dependency's end"),
+        row(
+            "chain step p50 (ms)",
+            "chain",
+            50,
+            1.2,
+            f"{RUNS} runs of a {sizes.chain}-job chain and a {sizes.fan}-wide fan-out/fan-in; "
+            "trainq pipeline vs Celery chain/chord; a step = dependant's start minus its dependency's end",
+        ),
         row("chain step p99 (ms)", "chain", 99),
         row("fan-in p50 (ms)", "fan-in", 50, note="last member's end to the join's start"),
-        row("fan-out/in p50, root end→join start (ms)", "fan", 50, note=f"{sizes.fan} members on 2 processes"),
-    ]  # fmt: skip
+        row(
+            "fan-out/in p50 (ms)",
+            "fan",
+            50,
+            note=f"root end to join start, {sizes.fan} members on 2 processes",
+        ),
+    ]
 
 
 def pipeline_start(env: BenchEnv, sizes: Sizes) -> list[Row]:
@@ -127,7 +141,7 @@ def pipeline_start(env: BenchEnv, sizes: Sizes) -> list[Row]:
         f"{n // 10} chains of 10": lambda i: [f"j{i - 1}"] if i % 10 else [],
     }
     Pipeline("warmup").add("a", type="bench_noop").validate()  # imports the job types, as a running app has
-    rows = []
+    rows: list[Row] = []
     for shape, deps in shapes.items():
         reset(env)
         pipeline = Pipeline(f"start-{uuid.uuid4().hex[:6]}")
@@ -136,8 +150,16 @@ def pipeline_start(env: BenchEnv, sizes: Sizes) -> list[Row]:
         began = time.perf_counter()
         pipeline.run()
         took = time.perf_counter() - began
-        rows.append(Row("4 pipeline start", env.broker, f"validate+start, {shape} (s)", {"trainq": took, "baseline": baseline},
-                        reference="baseline", target=1.0, note=f"baseline = {n} raw Celery .delay() calls, no workers"
-                        if not rows else ""))  # fmt: skip
+        rows.append(
+            Row(
+                "4 pipeline start",
+                env.broker,
+                f"validate+start, {shape} (s)",
+                {"trainq": took, "baseline": baseline},
+                reference="baseline",
+                target=1.0,
+                note=f"baseline = {n} raw Celery .delay() calls, no workers" if not rows else "",
+            )
+        )
     reset(env)
     return rows

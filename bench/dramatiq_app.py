@@ -10,7 +10,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from bench import bodies
 
-broker = RedisBroker(url=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0"))
+URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0")
+broker = RedisBroker(url=URL)  # type: ignore[no-untyped-call]
 dramatiq.set_broker(broker)
 
 

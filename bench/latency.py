@@ -31,7 +31,7 @@ def submit_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
     systems = ["trainq", "celery"] + (["rq"] if env.broker == "redis" else [])
     senders = {s: Sender(s, env) for s in systems}
     samples: dict[str, list[float]] = {s: [] for s in systems}
-    for system, sender in senders.items():
+    for sender in senders.values():
         for _ in range(min(WARMUP, n)):
             sender.noop()
     for _ in range(ROUNDS):
@@ -43,10 +43,17 @@ def submit_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
             reset(env)
     note = f"{n} calls each, interleaved in {ROUNDS} rounds"
     rows = [
-        Row("1 submit", env.broker, f"submit p{p} (ms)", {s: 1000 * percentile(v, p) for s, v in samples.items()},
-            reference="celery", target=target, note=note if p == 50 else "")
+        Row(
+            "1 submit",
+            env.broker,
+            f"submit p{p} (ms)",
+            {s: 1000 * percentile(v, p) for s, v in samples.items()},
+            reference="celery",
+            target=target,
+            note=note if p == 50 else "",
+        )
         for p, target in ((50, 1.1), (99, None))
-    ]  # fmt: skip
+    ]
     total = {s: sum(v) * n / len(v) for s, v in samples.items()}
     rows.append(Row("1 submit", env.broker, f"{n} submits (s)", total, reference="celery"))
     return rows
@@ -67,13 +74,20 @@ def start_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
         finally:
             stop_workers(processes)
     reset(env)
+    redis_broker = env.broker == "redis"
     note = f"{samples} sequential jobs; baseline = bare LPUSH->BRPOP to a waiting process"
     return [
-        Row("1 enqueue→start", env.broker, f"p{p} (ms)", {s: 1000 * percentile(v, p) for s, v in results.items()},
-            reference="baseline" if env.broker == "redis" else "celery", target=3.0 if p == 50 and env.broker == "redis" else None,
-            note=note if p == 50 else "")
+        Row(
+            "1 enqueue→start",
+            env.broker,
+            f"p{p} (ms)",
+            {s: 1000 * percentile(v, p) for s, v in results.items()},
+            reference="baseline" if redis_broker else "celery",
+            target=3.0 if p == 50 and redis_broker else None,
+            note=note if p == 50 else "",
+        )
         for p in (50, 99)
-    ]  # fmt: skip
+    ]
 
 
 def _handoffs(client: redis.Redis, send: Callable[[str, str], Any], samples: int) -> list[float]:
@@ -108,9 +122,9 @@ def floor_server() -> None:
     """The floor's consumer: BRPOP a request, stamp it (same body as every system's job)."""
     from bench import bodies
 
-    client = redis.Redis.from_url(os.environ[bodies.REDIS_ENV])
+    client = redis.Redis.from_url(os.environ[bodies.REDIS_ENV], decode_responses=True)
     while True:
         reply = client.brpop([FLOOR_QUEUE], timeout=5)
         if reply:
-            key, name = reply[1].decode().split(" ", 1)
+            key, name = str(reply[1]).split(" ", 1)
             bodies.stamp(key, name)

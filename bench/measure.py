@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 
@@ -20,9 +21,10 @@ class Stamp:
     end: float
 
 
-def parse_stamp(raw: bytes) -> Stamp:
+def parse_stamp(raw: bytes | str) -> Stamp:
     """A stamp pushed by ``bodies.stamp``."""
-    name, start, end = raw.decode().rsplit(" ", 2)
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    name, start, end = text.rsplit(" ", 2)
     return Stamp(name, float(start), float(end))
 
 
@@ -34,7 +36,7 @@ def stamp_key() -> str:
 def read_stamps(client: redis.Redis, key: str, count: int, timeout: float) -> dict[str, Stamp]:
     """Wait until ``count`` stamps are on ``key``; return them by name."""
     wait_until(lambda: client.llen(key) >= count, timeout, f"{count} stamps on {key}", interval=0.01)
-    return {s.name: s for s in (parse_stamp(raw) for raw in client.lrange(key, 0, -1))}  # type: ignore[union-attr]
+    return {s.name: s for s in (parse_stamp(raw) for raw in client.lrange(key, 0, -1))}
 
 
 def reset(env: BenchEnv) -> None:
@@ -45,8 +47,6 @@ def reset(env: BenchEnv) -> None:
         from trainq.celery import app as trainq_app
 
         for app, queue in ((trainq_app, QUEUE), (raw_app, RAW_QUEUE)):
-            with app.connection_for_write() as connection:
-                try:
-                    connection.default_channel.queue_purge(queue)
-                except Exception:  # the queue does not exist yet
-                    pass
+            # the queue may not exist yet
+            with app.connection_for_write() as connection, contextlib.suppress(Exception):
+                connection.default_channel.queue_purge(queue)

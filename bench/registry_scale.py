@@ -31,11 +31,22 @@ def write_records(start: int, stop: int) -> None:
         for i in range(first, min(first + BATCH, stop)):
             state = JobState.FAILED if i % 20 == 0 else JobState.DEAD if i % 20 == 1 else JobState.SUCCEEDED
             at = now - (stop - i) * 0.01
-            batch.append(JobRecord(
-                id=f"rec{i:07d}", type="bench_noop", queue=QUEUE, name="bench_noop", state=state, priority=5,
-                created_at=at, updated_at=at, started_at=at, finished_at=at + 0.001, attempt=1,
-                error=None if state is JobState.SUCCEEDED else "RuntimeError: planned",
-            ))  # fmt: skip
+            batch.append(
+                JobRecord(
+                    id=f"rec{i:07d}",
+                    type="bench_noop",
+                    queue=QUEUE,
+                    name="bench_noop",
+                    state=state,
+                    priority=5,
+                    created_at=at,
+                    updated_at=at,
+                    started_at=at,
+                    finished_at=at + 0.001,
+                    attempt=1,
+                    error=None if state is JobState.SUCCEEDED else "RuntimeError: planned",
+                )
+            )
         registry.create_many(batch)
 
 
@@ -61,8 +72,14 @@ def _as_process(args: list[str], runs: int) -> float:
     times = []
     for _ in range(runs):
         began = time.perf_counter()
-        subprocess.run([PYTHON, "-m", "trainq", *args], cwd=ROOT, env=dict(os.environ), check=True,
-                       capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            [PYTHON, "-m", "trainq", *args],
+            cwd=ROOT,
+            env=dict(os.environ),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         times.append(time.perf_counter() - began)
     return median(times)
 
@@ -82,22 +99,38 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
 
     reset(env)
     client = get_registry().client
-    empty = int(client.info("memory")["used_memory"])  # type: ignore[index]
+    empty = int(client.info("memory")["used_memory"])
     write_records(0, sizes.records_small)
     small = _measure(sizes.records_small, sizes)
     began = time.perf_counter()
     write_records(sizes.records_small, sizes.records)
     wrote = time.perf_counter() - began
-    bytes_each = (int(client.info("memory")["used_memory"]) - empty) / sizes.records  # type: ignore[index]
+    bytes_each = (int(client.info("memory")["used_memory"]) - empty) / sizes.records
     large = _measure(sizes.records, sizes)
-    note = (f"baseline = the same read at {sizes.records_small:,} jobs; {sizes.records:,} records written in "
-            f"{wrote:.1f}s through Registry.create_many ({BATCH:,} per transaction)")  # fmt: skip
+    note = (
+        f"baseline = the same read at {sizes.records_small:,} jobs; {sizes.records:,} records written in "
+        f"{wrote:.1f}s through Registry.create_many ({BATCH:,} per transaction)"
+    )
     rows = [
-        Row("5 registry", env.broker, f"{metric} at {sizes.records:,} jobs", {"trainq": large[metric], "baseline": small[metric]},
-            reference="baseline", target=1.5, note=note if n == 0 else "")
+        Row(
+            "5 registry",
+            env.broker,
+            f"{metric} at {sizes.records:,} jobs",
+            {"trainq": large[metric], "baseline": small[metric]},
+            reference="baseline",
+            target=1.5,
+            note=note if n == 0 else "",
+        )
         for n, metric in enumerate(large)
-    ]  # fmt: skip
-    rows.append(Row("6 memory", env.broker, "bytes per finished record (registry only)", {"trainq": bytes_each},
-                    note="synthetic records with one event each; see 'bytes per finished job' for real runs"))  # fmt: skip
+    ]
+    rows.append(
+        Row(
+            "6 memory",
+            env.broker,
+            "bytes per finished record (registry only)",
+            {"trainq": bytes_each},
+            note="synthetic records, one event each (real jobs: bytes per finished job)",
+        )
+    )
     reset(env)
     return rows

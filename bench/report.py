@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ class Row:
     case: str
     broker: str
     metric: str
-    values: dict[str, float | None]
+    values: Mapping[str, float | None]
     reference: str | None = None
     target: float | None = None
     higher_is_better: bool = False
@@ -37,10 +38,10 @@ class Row:
                 self.met = self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
 
     def target_text(self) -> str:
-        """``≤ 1.1 × celery`` or ``≥ 0.9 × celery`` (blank without a target)."""
+        """``<= 1.1 x celery`` or ``>= 0.9 x celery`` (blank without a target)."""
         if self.target is None or self.reference is None:
             return ""
-        return f"{'≥' if self.higher_is_better else '≤'} {self.target:g} × {self.reference}"
+        return f"{'>=' if self.higher_is_better else '<='} {self.target:g} x {self.reference}"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -67,7 +68,7 @@ def machine() -> dict[str, Any]:
 
 def _cell(value: float | None) -> str:
     if value is None:
-        return "–"
+        return "-"
     if value >= 100:
         return f"{value:,.0f}"
     return f"{value:.3g}"
@@ -87,11 +88,10 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         cells = [_cell(r.values.get(s)) for s in SYSTEMS]
         met = "" if r.met is None else ("yes" if r.met else "**no**")
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
-        lines.append(
-            f"| {r.case} | {r.broker} | {r.metric} | {' | '.join(cells)} | {ratio} | {r.target_text()} | {met} |"
-        )
+        row = [r.case, r.broker, r.metric, *cells, ratio, r.target_text(), met]
+        lines.append(f"| {' | '.join(row)} |")
     notes = [f"- {r.case} {r.metric}: {r.note}" for r in rows if r.note]
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
 
 
 def print_table(rows: list[Row]) -> None:

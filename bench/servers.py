@@ -6,6 +6,7 @@ run beside other people's tests on the same machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -45,7 +46,7 @@ class Process:
 
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
-        self._log = open(log, "ab")
+        self._log = open(log, "ab")  # noqa: SIM115  (closed in stop)
         self.popen = subprocess.Popen(
             args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True,
@@ -63,14 +64,10 @@ class Process:
         """SIGTERM the pid, wait, then SIGKILL its group if anything is left."""
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.popen.wait()
         self._log.close()
 

@@ -20,9 +20,18 @@ QUEUE = "bench"
 RAW_QUEUE = "raw"
 PROCESSES = 2
 CELERY_FLAGS = [
-    "-c", str(PROCESSES), "-P", "prefork", "--prefetch-multiplier", "1",
-    "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning",
-]  # fmt: skip
+    "-c",
+    str(PROCESSES),
+    "-P",
+    "prefork",
+    "--prefetch-multiplier",
+    "1",
+    "--without-gossip",
+    "--without-mingle",
+    "--without-heartbeat",
+    "-l",
+    "warning",
+]
 
 
 @dataclass
@@ -79,8 +88,19 @@ def start_workers(system: str, env: BenchEnv, rq_class: str = "rq.worker.SimpleW
         ]
         return [Process(args, log, variables)]
     if system == "celery":
-        args = [PYTHON, "-m", "celery", "-A", "bench.celery_app", "worker", "-Q", RAW_QUEUE, "-n", f"{name}@%h",
-                *CELERY_FLAGS]  # fmt: skip
+        args = [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "bench.celery_app",
+            "worker",
+            "-Q",
+            RAW_QUEUE,
+            "-n",
+            f"{name}@%h",
+            *CELERY_FLAGS,
+        ]
         return [Process(args, log, variables)]
     if system == "rq":
         args = [PYTHON, "-m", "rq.cli", "worker", "-u", env.redis_url, "-w", rq_class, "-q", QUEUE]

@@ -46,7 +46,7 @@ class Drain:
 
 
 def _memory(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])  # type: ignore[index]
+    return int(client.info("memory")["used_memory"])
 
 
 def _settled(system: str, env: BenchEnv, client: redis.Redis, total: int) -> Callable[[], bool]:
@@ -83,18 +83,44 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
     rates = {s: median([d.rate for d in runs]) for s, runs in drains.items()}
     spread = ", ".join(f"{s} {'/'.join(f'{d.rate:.0f}' for d in runs)}" for s, runs in drains.items())
     note = f"{sizes.drain} no-ops, 2 processes each, median of {sizes.repeat} interleaved runs ({spread})"
-    rows = [Row("2 throughput", env.broker, "drain (jobs/s)", rates, reference="celery", target=0.9,
-                higher_is_better=True, note=note)]  # fmt: skip
+    rows = [
+        Row(
+            "2 throughput",
+            env.broker,
+            "drain (jobs/s)",
+            rates,
+            reference="celery",
+            target=0.9,
+            higher_is_better=True,
+            note=note,
+        )
+    ]
     if env.broker == "redis":
         forking = Drain("rq", env, sizes.rq_forking, "rq.worker.Worker").rate
-        rows.append(Row("2 throughput", env.broker, "drain vs RQ SimpleWorker", {**rates, "rq": rates["rq"]},
-                        reference="rq", target=2.0, higher_is_better=True,
-                        note=f"RQ's default forking Worker: {forking:.0f} jobs/s ({sizes.rq_forking} jobs)"))  # fmt: skip
+        rows.append(
+            Row(
+                "2 throughput",
+                env.broker,
+                "drain vs RQ SimpleWorker",
+                {**rates, "rq": rates["rq"]},
+                reference="rq",
+                target=2.0,
+                higher_is_better=True,
+                note=f"RQ's default forking Worker: {forking:.0f} jobs/s ({sizes.rq_forking} jobs)",
+            )
+        )
         last = {s: runs[-1] for s, runs in drains.items()}
         rows.append(
             Row("6 memory", env.broker, "bytes per queued job", {s: d.queued_bytes for s, d in last.items()})
         )
-        rows.append(Row("6 memory", env.broker, "bytes per finished job", {s: d.finished_bytes for s, d in last.items()},
-                        note="what stays in Redis after a job ends: trainq's record, events and Celery's result; "
-                             "Celery's result; RQ's job hash (kept for its result TTL)"))  # fmt: skip
+        rows.append(
+            Row(
+                "6 memory",
+                env.broker,
+                "bytes per finished job",
+                {s: d.finished_bytes for s, d in last.items()},
+                note="kept after a job ends: trainq's record, events and Celery result; "
+                "Celery's result; RQ's job hash (until its result TTL)",
+            )
+        )
     return rows
