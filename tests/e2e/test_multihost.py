@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -106,13 +107,19 @@ class Topology:
         return [sys.executable, "-m", *[local.get(a, a) for a in args]]
 
     def start(self, service: str) -> Process:
+        if service in self.processes:  # a restart: reap the old one first
+            self.processes[service].stop()
         log = self.tmp / f"{service}.log"
         process = Process(self.command(service), log, self.env(service))
         self.processes[service] = process
         return process
 
     def stop_all(self) -> None:
-        for process in reversed(self.processes.values()):
+        """SIGTERM every service at once (warm shutdowns overlap), then reap each; Redis last."""
+        services = [p for name, p in self.processes.items() if name != "redis" and p.alive()]
+        for process in services:
+            process.popen.send_signal(signal.SIGTERM)
+        for process in [*services, *([self.processes["redis"]] if "redis" in self.processes else [])]:
             process.stop()
 
 
