@@ -9,7 +9,8 @@
     │   ├── DurationError        a timeout / delay string that does not parse
     │   ├── JobNotFound          no job with that id
     │   ├── InvalidTransition    the job's state does not allow the operation
-    │   └── PipelineError        a pipeline file or DAG is invalid
+    │   ├── PipelineError        a pipeline file or DAG is invalid
+    │   └── ScheduleError        a schedule definition is invalid, or no schedule has that name
     └── PermanentError           raised by a handler: fail now, never retry
 """
 
@@ -78,6 +79,14 @@ class PipelineError(InvalidInput):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid pipeline:\n  " + "\n  ".join(problems))
+
+
+class ScheduleError(InvalidInput):
+    """Raised when a schedule is invalid or missing; the message starts with its name."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(f"schedule {name!r}: {problem}")
 
 
 class PermanentError(TrainqError):

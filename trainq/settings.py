@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     flower_address: str = "127.0.0.1"
     flower_port: int = 5555
     flower_basic_auth: str | None = None
+    beat_schedule_module: str = "beat_schedule"
+    beat_interval_s: float = 5.0
+    schedule_catch_up: bool = True
 
     @property
     def artifacts_dir(self) -> Path:
@@ -128,12 +131,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0.2},
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "trainq.schedules:Scheduler",
         "redbeat_redis_url": _redis_py_url(settings.registry()),
+        "redbeat_redis_options": {
+            "socket_connect_timeout": settings.connect_timeout_s,
+            "health_check_interval": 10,
+        },
         "redbeat_key_prefix": f"{settings.key_prefix}redbeat:",
         "redbeat_lock_key": f"{settings.key_prefix}redbeat::lock",
         "redbeat_lock_timeout": 30,
-        "beat_max_loop_interval": 5,
+        "beat_max_loop_interval": settings.beat_interval_s,
     }
     if is_redis(broker):
         config["broker_transport_options"] = {

@@ -1,1 +1,96 @@
-"""trainq CLI: schedules commands (being written)."""
+"""Schedule commands: ``trainq schedule create|list|enable|disable|delete|run``."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from trainq import schedules
+from trainq.cli import main
+from trainq.cli.jobs import parse_config
+from trainq.cli.output import console, json_option, print_json, when
+
+
+@main.group()
+def schedule() -> None:
+    """Cron and interval schedules that Celery Beat runs (``celery -A trainq beat``)."""
+
+
+@schedule.command()
+@click.argument("name")
+@click.option("--cron", help="Cron expression, e.g. '0 2 * * *' (5 fields, or @hourly/@daily).")
+@click.option("--every", help="Interval, e.g. 10m or 1h 30m.")
+@click.option("--type", "job_type", help="Job type each run submits.")
+@click.option("--config", "config_text", help="Payload of each job as JSON, or @file.json.")
+@click.option("--pipeline", type=click.Path(dir_okay=False), help="Pipeline file each run starts.")
+@click.option("--priority", type=click.IntRange(0, 9), help="0-9, 9 most urgent.")
+@click.option("--timezone", help="IANA zone the cron expression is read in (default UTC).")
+@click.option("--disabled", is_flag=True, help="Store it disabled; `schedule enable` starts it.")
+def create(
+    name: str, cron: str | None, every: str | None, job_type: str | None, config_text: str | None,
+    pipeline: str | None, priority: int | None, timezone: str | None, disabled: bool,
+) -> None:  # fmt: skip
+    """Create schedule NAME: (--cron | --every) and (--type [--config] | --pipeline)."""
+    spec = schedules.ScheduleSpec(
+        cron=cron, every=every, type=job_type, config=parse_config(config_text), pipeline=pipeline,
+        priority=priority, timezone=timezone, enabled=not disabled,
+    )  # fmt: skip
+    entry = schedules.create(name, spec)
+    described = schedules.info(entry)
+    click.echo(f"schedule {name} created: {described.when}, next run {when(described.next_run_at) or '-'}")
+
+
+@schedule.command("list")
+@json_option
+def list_schedules(as_json: bool) -> None:
+    """List schedules with their rule, target, last and next run."""
+    described = [schedules.info(entry) for entry in schedules.entries()]
+    if as_json:
+        print_json([d.model_dump(mode="json") for d in described])
+        return
+    table = Table(title="schedules")
+    for column in ("name", "when", "submits", "pri", "enabled", "last run", "next run"):
+        table.add_column(column)
+    for d in described:
+        target = f"pipeline {d.pipeline}" if d.pipeline else f"{d.type} {_short_config(d.config)}"
+        last = f"{when(d.last_run_at)} {d.last_run_id}" if d.last_run_at else ""
+        enabled = ("yes" if d.enabled else "[yellow]no[/]") + (" (static)" if d.static else "")
+        pri = "" if d.priority is None else str(d.priority)
+        table.add_row(d.name, d.when, target, pri, enabled, last, when(d.next_run_at))
+    console.print(table)
+
+
+def _short_config(config: dict[str, object], width: int = 40) -> str:
+    text = " ".join(f"{k}={v}" for k, v in config.items())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@schedule.command()
+@click.argument("name")
+def enable(name: str) -> None:
+    """Enable schedule NAME; it next runs at its next time from now."""
+    schedules.set_enabled(name, True)
+    click.echo(f"schedule {name} enabled")
+
+
+@schedule.command()
+@click.argument("name")
+def disable(name: str) -> None:
+    """Disable schedule NAME: Beat submits nothing for it until it is enabled."""
+    schedules.set_enabled(name, False)
+    click.echo(f"schedule {name} disabled")
+
+
+@schedule.command()
+@click.argument("name")
+def delete(name: str) -> None:
+    """Delete schedule NAME (a static one returns when Beat restarts)."""
+    schedules.delete(name)
+    click.echo(f"schedule {name} deleted")
+
+
+@schedule.command()
+@click.argument("name")
+def run(name: str) -> None:
+    """Submit one run of schedule NAME now; print the job (or pipeline run) id."""
+    click.echo(schedules.run_now(name))

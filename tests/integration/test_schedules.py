@@ -1,0 +1,261 @@
+"""Schedules against real Redis, real ``celery beat`` and real workers: runs, lifecycle, lock, statics."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from tests.fixtures import ROOT, Process, Workers, run_cli, wait_for
+from trainq import JobRecord, JobState, get_registry
+from trainq.cli import main
+from trainq.errors import ScheduleError
+from trainq.pipelines import get_runs
+from trainq.schedules import create, entries, get, info, run_now
+
+
+class Beats:
+    """Starts real ``celery beat`` processes for the test and stops them after it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.started: list[Process] = []
+
+    def start(self, env: dict[str, str] | None = None, lock: bool = True) -> Process:
+        """A Beat; with ``lock`` wait until it holds the redbeat lock, else until it is starting."""
+        name = f"beat{len(self.started)}"
+        args = [sys.executable, "-m", "celery", "-A", "trainq", "beat", "-l", "info", "-s", str(self.tmp)]
+        # re-read schedules every second; keep the shipped beat_schedule.py out (missing module: no statics)
+        env = {
+            "TRAINQ_BEAT_INTERVAL_S": "1",
+            "TRAINQ_BEAT_SCHEDULE_MODULE": "tests.no_such_module",
+            **(env or {}),
+        }
+        process = Process(args, self.tmp / f"{name}.log", env)
+        self.started.append(process)
+        marker = "beat: Acquired lock" if lock else "beat: Starting..."
+        wait_for(lambda: marker in process.output() or not process.alive(), 30, message=f"{name}: {marker}")
+        assert process.alive(), process.output()
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            process.stop()
+
+
+@pytest.fixture
+def beats(tmp_path: Path, redis_client: Any) -> Iterator[Beats]:
+    pool = Beats(tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def runs(name: str) -> list[JobRecord]:
+    """The jobs schedule ``name`` submitted, oldest first."""
+    return sorted(get_registry().list(tag=f"schedule={name}", limit=500), key=lambda r: r.created_at)
+
+
+def succeeded(name: str) -> list[JobRecord]:
+    return [r for r in runs(name) if r.state is JobState.SUCCEEDED]
+
+
+def cli(*args: str) -> Result:
+    """Run the real ``trainq`` CLI in this process (no interpreter start-up per call)."""
+    return CliRunner().invoke(main, list(args))
+
+
+def cli_ok(*args: str) -> str:
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def listed() -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in json.loads(cli_ok("schedule", "list", "--json"))}
+
+
+def test_every_two_seconds_runs_then_disable_enable_delete(workers: Workers, beats: Beats) -> None:
+    # given a probe pool, an every-2s schedule and a running Beat
+    workers.start("probe")
+    cli_ok("schedule", "create", "tick", "--every", "2s", "--type", "probe", "--config", '{"seconds": 0.05}')
+    beats.start()
+    # then its jobs run, as ordinary jobs tagged with the schedule, about 2 s apart
+    wait_for(lambda: len(succeeded("tick")) >= 2, 20, message="two scheduled jobs done")
+    first, second = succeeded("tick")[:2]
+    assert first.name == "tick" and first.tags == {"schedule": "tick"} and first.type == "probe"
+    assert 1.5 < second.created_at - first.created_at < 3.5
+    listed_ids = {r["id"] for r in json.loads(cli_ok("list", "--tag", "schedule=tick", "--json"))}
+    assert {first.id, second.id} <= listed_ids
+
+    # when it is disabled, no new job appears while another schedule keeps running
+    cli_ok("schedule", "disable", "tick")
+    disabled_at = time.time()
+    create("witness", {"every": "1s", "type": "probe"})
+    wait_for(lambda: len(runs("witness")) >= 3, 20, message="witness ran three times")
+    assert not [r for r in runs("tick") if r.created_at > disabled_at + 1]
+    shown = info(get("tick"))
+    assert not shown.enabled and shown.next_run_at is None
+
+    # when it is enabled again, it resumes
+    before = len(runs("tick"))
+    cli_ok("schedule", "enable", "tick")
+    wait_for(lambda: len(runs("tick")) > before, 15, message="tick resumed")
+
+    # when it is deleted, it is gone and submits nothing more
+    cli_ok("schedule", "delete", "tick")
+    deleted_at, witnessed = time.time(), len(runs("witness"))
+    wait_for(lambda: len(runs("witness")) >= witnessed + 3, 20, message="witness ran three more times")
+    assert not [r for r in runs("tick") if r.created_at > deleted_at + 1]
+    assert [e.name for e in entries()] == ["witness"]
+    with pytest.raises(ScheduleError, match="schedule 'tick': no such schedule"):
+        run_now("tick")
+
+
+def test_schedule_created_while_beat_runs_is_picked_up(beats: Beats) -> None:
+    # given a Beat running with no schedules
+    beat = beats.start()
+    # when a schedule is created
+    create("late", {"every": "1s", "type": "probe", "priority": 9})
+    # then the same Beat submits its runs, without a restart
+    wait_for(lambda: runs("late"), 20, message="job of the new schedule submitted")
+    assert runs("late")[0].priority == 9
+    assert "Sending due task late" in beat.output()
+
+
+def test_two_beats_do_not_double_submit(beats: Beats) -> None:
+    # given an every-2s schedule and two Beat processes started for it
+    create("pair", {"every": "2s", "type": "probe"})
+    first = beats.start()
+    second = beats.start(lock=False)
+    # when they run side by side for about 10 s
+    wait_for(lambda: len(runs("pair")) >= 5, 20, message="five submissions")
+    # then each due time was submitted once: one Beat holds the lock, the other waits
+    created = [r.created_at for r in runs("pair")]
+    assert all(later - earlier > 1.5 for earlier, later in itertools.pairwise(created)), created
+    assert first.alive() and second.alive()
+    assert "Sending due task pair" in first.output()
+    assert "Acquired lock" not in second.output() and "Sending due task" not in second.output()
+
+
+def test_static_schedule_in_module_fires(beats: Beats) -> None:
+    # given Beat pointed at a module of static schedules
+    beats.start(env={"TRAINQ_BEAT_SCHEDULE_MODULE": "tests.beat_static"})
+    # then its schedule submits jobs, and is listed as static
+    wait_for(lambda: runs("static-probe"), 20, message="static schedule's job submitted")
+    assert runs("static-probe")[0].priority == 8
+    assert listed()["static-probe"]["static"] is True
+
+
+def test_beat_refuses_to_start_on_a_bad_static_schedule(tmp_path: Path, redis_client: Any) -> None:
+    # given a static schedule module with a bad cron expression
+    (tmp_path / "bad_statics.py").write_text(
+        'beat_schedule = {"broken": {"cron": "0 25 * * *", "type": "probe"}}'
+    )
+    env = {"TRAINQ_BEAT_SCHEDULE_MODULE": "bad_statics", "PYTHONPATH": str(tmp_path)}
+    args = [sys.executable, "-m", "celery", "-A", "trainq", "beat", "-s", str(tmp_path / "beat")]
+    beat = Process(args, tmp_path / "beat.log", env)
+    try:
+        # then Beat exits naming the schedule and the problem, and stores nothing
+        wait_for(lambda: not beat.alive(), 30, message="beat exited")
+        assert beat.popen.returncode != 0
+        assert "schedule 'broken': bad cron expression '0 25 * * *'" in beat.output()
+        assert entries() == []
+    finally:
+        beat.stop()
+
+
+@pytest.mark.parametrize(("catch_up", "expected"), [("true", 1), ("false", 0)])
+def test_missed_runs_are_caught_up_at_most_once(beats: Beats, catch_up: str, expected: int) -> None:
+    # given an hourly schedule that last ran 5 h ago (Beat was down for four due times)
+    created = create("hourly", {"every": "1h", "type": "probe"}).last_run_at
+    get("hourly").reschedule(last_run_at=created - timedelta(hours=5))
+    # when Beat starts and handles it (its last run time moves to now, by a run or a skip)
+    beat = beats.start(env={"TRAINQ_SCHEDULE_CATCH_UP": catch_up})
+
+    def handled() -> bool:
+        return bool(get("hourly").last_run_at > created and len(runs("hourly")) >= expected)
+
+    wait_for(handled, 20, message="overdue schedule handled")
+    # then the missed runs are submitted once (catch-up on) or not at all (off); next is in ~1 h
+    assert len(runs("hourly")) == expected
+    assert ("schedule hourly: skipping the run due" in beat.output()) is (expected == 0)
+    next_run_at = listed()["hourly"]["next_run_at"]
+    assert 3500 < next_run_at - time.time() <= 3600
+
+
+def test_pipeline_schedule_starts_runs_that_finish(workers: Workers, beats: Beats, tmp_path: Path) -> None:
+    # given a two-job pipeline file, a probe pool, and a schedule that starts it every 2 s
+    pipeline = tmp_path / "etl.json"
+    jobs = [
+        {"job_id": "extract", "type": "probe"},
+        {"job_id": "load", "type": "probe", "depends_on": ["extract"]},
+    ]
+    pipeline.write_text(json.dumps({"pipeline_id": "etl", "jobs": jobs}))
+    workers.start("probe")
+    cli_ok("schedule", "create", "etl-nightly", "--every", "2s", "--pipeline", str(pipeline))
+    # when Beat runs it
+    beats.start()
+    # then pipeline runs start and finish, and the schedule shows the last one
+    wait_for(lambda: any(r.state == "succeeded" for r in get_runs().recent()), 20, message="a run succeeded")
+    shown = listed()["etl-nightly"]
+    assert shown["pipeline"] == str(pipeline) and shown["type"] is None
+    assert shown["last_run_id"] in {r.id for r in get_runs().recent()}
+
+
+def test_run_now_submits_once_and_list_shows_last_and_next_run(registry: Any) -> None:
+    # given a nightly cron schedule in Berlin time
+    cli_ok("schedule", "create", "nightly", "--cron", "0 2 * * *", "--timezone", "Europe/Berlin",
+           "--type", "probe", "--config", '{"seconds": 1}')  # fmt: skip
+    # when it is run now (from a separate `python -m trainq` process)
+    result = run_cli("schedule", "run", "nightly")
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    # then one ordinary job was submitted, and the list shows it as the last run
+    record = registry.get(job_id)
+    assert record.state is JobState.QUEUED and record.payload["seconds"] == 1
+    assert record.tags == {"schedule": "nightly"}
+    shown = listed()["nightly"]
+    assert shown["last_run_id"] == job_id and shown["when"] == "cron 0 2 * * * (Europe/Berlin)"
+    next_run = shown["next_run_at"]
+    assert 0 < next_run - time.time() <= 86400
+    assert time.strftime("%H:%M", time.gmtime(next_run)) in ("00:00", "01:00")  # 02:00 CEST / CET
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cron", "0 25 * * *", "--type", "probe"], "bad cron expression '0 25 * * *'"),
+        (["--every", "soon", "--type", "probe"], "bad duration 'soon'"),
+        (["--every", "1m", "--type", "trainning"], "unknown job type 'trainning'"),
+        (
+            ["--every", "1m", "--type", "probe", "--config", '{"seconds": [1]}'],
+            "invalid payload for job type 'probe'",
+        ),
+        (["--every", "1m"], "exactly one of type"),
+        (
+            ["--every", "1m", "--pipeline", str(ROOT / "examples" / "invalid-pipeline.json")],
+            "invalid pipeline",
+        ),
+        (["--every", "1m", "--pipeline", "no/such/pipeline.yaml"], "cannot read pipeline file"),
+    ],
+)
+def test_create_refuses_bad_input_with_exit_2(registry: Any, args: list[str], message: str) -> None:
+    result = cli("schedule", "create", "bad", *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: schedule 'bad': ") and message in result.stderr
+    assert entries() == []
+
+
+def test_create_refuses_an_existing_name(registry: Any) -> None:
+    create("twice", {"every": "1m", "type": "probe", "config": {"seconds": 1}})
+    result = run_cli("schedule", "create", "twice", "--every", "5m", "--type", "probe")
+    assert result.returncode == 2 and "schedule 'twice': already exists" in result.stderr
+    assert get("twice").schedule.seconds == 60

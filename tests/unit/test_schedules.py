@@ -1,0 +1,130 @@
+"""Schedule rules without Redis: cron next runs in a time zone, and validation at create."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from trainq.errors import ScheduleError
+from trainq.schedules import CronSchedule, build_entry
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def next_runs(expr: str, start: datetime, count: int = 3, timezone: str = "Europe/Berlin") -> list[datetime]:
+    cron, runs, at = CronSchedule(expr, timezone), [], start
+    for _ in range(count):
+        at = cron.next_run(at)
+        runs.append(at)
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("expr", "start", "expected"),
+    [
+        # hourly, from the middle of an hour
+        (
+            "0 * * * *",
+            datetime(2026, 1, 14, 10, 20, tzinfo=BERLIN),
+            [(1, 14, 11, 0), (1, 14, 12, 0), (1, 14, 13, 0)],
+        ),
+        # daily at 02:00, from a Saturday evening
+        (
+            "0 2 * * *",
+            datetime(2026, 1, 10, 22, 0, tzinfo=BERLIN),
+            [(1, 11, 2, 0), (1, 12, 2, 0), (1, 13, 2, 0)],
+        ),
+        # every 15 minutes, from exactly a quarter (strictly after it)
+        (
+            "*/15 * * * *",
+            datetime(2026, 1, 14, 10, 15, tzinfo=BERLIN),
+            [(1, 14, 10, 30), (1, 14, 10, 45), (1, 14, 11, 0)],
+        ),
+        # weekdays at 09:00, from Friday after 09:00: Monday, Tuesday, Wednesday
+        (
+            "0 9 * * 1-5",
+            datetime(2026, 1, 16, 10, 0, tzinfo=BERLIN),
+            [(1, 19, 9, 0), (1, 20, 9, 0), (1, 21, 9, 0)],
+        ),
+    ],
+)
+def test_cron_next_runs_in_timezone(expr: str, start: datetime, expected: list[tuple[int, ...]]) -> None:
+    runs = next_runs(expr, start)
+    assert [(r.month, r.day, r.hour, r.minute) for r in runs] == expected
+    assert all(r.astimezone(BERLIN).utcoffset() == timedelta(hours=1) for r in runs)
+
+
+def test_daily_0200_follows_daylight_saving_in_its_zone() -> None:
+    # given 02:00 Berlin: 01:00 UTC in winter, 00:00 UTC in summer
+    winter = next_runs("0 2 * * *", datetime(2026, 1, 10, 12, 0, tzinfo=BERLIN), 1)[0]
+    summer = next_runs("0 2 * * *", datetime(2026, 7, 10, 12, 0, tzinfo=BERLIN), 1)[0]
+    assert winter.astimezone(ZoneInfo("UTC")).hour == 1
+    assert summer.astimezone(ZoneInfo("UTC")).hour == 0
+
+
+def test_same_expression_differs_by_zone() -> None:
+    start = datetime(2026, 1, 14, 0, 0, tzinfo=ZoneInfo("UTC"))
+    utc = next_runs("0 2 * * *", start, 1, "UTC")[0]
+    tokyo = next_runs("0 2 * * *", start, 1, "Asia/Tokyo")[0]
+    # then 02:00 UTC the same day, and 02:00 in Tokyo the next day (17:00 UTC)
+    assert (utc.day, utc.hour) == (14, 2)
+    assert (tokyo.astimezone(ZoneInfo("UTC")).day, tokyo.astimezone(ZoneInfo("UTC")).hour) == (14, 17)
+
+
+def test_cron_schedule_is_due_once_overdue() -> None:
+    # given a schedule whose clock reads 10:00:30 and whose last run was 09:00
+    now = datetime(2026, 1, 14, 10, 0, 30, tzinfo=BERLIN)
+    cron = CronSchedule("0 * * * *", "Europe/Berlin", nowfun=lambda: now)
+    due, next_s = cron.is_due(datetime(2026, 1, 14, 9, 0, tzinfo=BERLIN))
+    assert due and next_s == pytest.approx(3570)
+    due, next_s = cron.is_due(datetime(2026, 1, 14, 10, 0, 30, tzinfo=BERLIN))
+    assert not due and next_s == pytest.approx(3570)
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({"cron": "61 * * * *", "type": "probe"}, "bad cron expression '61 * * * *'"),
+        ({"cron": "0 2 * *", "type": "probe"}, "bad cron expression"),
+        ({"cron": "0 0 2 * * *", "type": "probe"}, "use 5 fields"),
+        ({"every": "10 parsecs", "type": "probe"}, "bad duration '10 parsecs'"),
+        ({"every": "0s", "type": "probe"}, "every must be longer than 0s"),
+        ({"every": "1m", "cron": "* * * * *", "type": "probe"}, "exactly one of cron or every"),
+        ({"type": "probe"}, "exactly one of cron or every"),
+        ({"every": "1m", "timezone": "Europe/Berlin", "type": "probe"}, "timezone applies to cron"),
+        (
+            {"cron": "0 2 * * *", "timezone": "Mars/Olympus", "type": "probe"},
+            "unknown timezone 'Mars/Olympus'",
+        ),
+        ({"every": "1m"}, "exactly one of type"),
+        ({"every": "1m", "type": "no-such-type"}, "unknown job type 'no-such-type'"),
+        (
+            {"every": "1m", "type": "probe", "config": {"seconds": "soon"}},
+            "invalid payload for job type 'probe': seconds",
+        ),
+        ({"every": "1m", "type": "probe", "priority": 12}, "priority"),
+        ({"every": "1m", "type": "probe", "colour": "red"}, "colour: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_definitions_are_refused_with_the_problem_named(spec: dict[str, object], problem: str) -> None:
+    with pytest.raises(ScheduleError) as error:
+        build_entry("nightly", spec)
+    assert str(error.value).startswith("schedule 'nightly': ")
+    assert problem in str(error.value)
+
+
+def test_bad_name_is_refused() -> None:
+    with pytest.raises(ScheduleError, match="names are"):
+        build_entry("two words", {"every": "1m", "type": "probe"})
+
+
+def test_job_schedule_runs_are_tagged_with_the_schedule_name() -> None:
+    entry = build_entry(
+        "hourly-data", {"every": "1h", "type": "probe", "config": {"seconds": 1}, "priority": 7}
+    )
+    assert entry.task == "trainq.probe"
+    assert entry.kwargs == {"seconds": 1}
+    assert entry.options == {"tags": {"schedule": "hourly-data"}, "job_name": "hourly-data", "priority": 7}
+    assert entry.schedule.run_every == timedelta(hours=1)

@@ -1,0 +1,371 @@
+"""Schedules: cron or interval rules that submit a job or start a pipeline, run by Celery Beat.
+
+Schedules are celery-redbeat entries in Redis, so they survive restarts and ``celery -A trainq
+beat`` picks up every change on its next tick; redbeat's lock keeps a second Beat waiting
+instead of submitting duplicates. Static schedules come from the module named by
+``TRAINQ_BEAT_SCHEDULE_MODULE`` (``beat_schedule.py``), loaded by name when Beat starts.
+Each run is an ordinary job tagged ``schedule=<name>`` (or a pipeline run).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import re
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from celery import Celery
+from celery.schedules import BaseSchedule, schedstate
+from celery.schedules import schedule as interval
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
+from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
+
+from trainq import control
+from trainq.celery import app
+from trainq.durations import format_duration, parse_duration
+from trainq.errors import InvalidInput, ScheduleError
+from trainq.jobtypes import TASK_PREFIX, get_job_type
+from trainq.pipelines import load_pipeline, run_pipeline_file
+from trainq.settings import get_settings
+
+log = logging.getLogger("trainq.schedules")
+
+#: The entry task of pipeline schedules: Beat starts the pipeline run itself (no worker needed).
+PIPELINE_TASK = "trainq.schedules.pipeline"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+#: Redis hash field (beside redbeat's ``definition`` and ``meta``) holding the last run.
+LAST_RUN_FIELD = "trainq_last_run"
+
+
+class ScheduleSpec(BaseModel):
+    """A schedule as written in ``beat_schedule.py`` or given to ``trainq schedule create``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str | None = None
+    every: str | float | None = None
+    timezone: str | None = None
+    type: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    pipeline: str | None = None
+    priority: int | None = Field(default=None, ge=0, le=9)
+    enabled: bool = True
+
+
+class ScheduleInfo(BaseModel):
+    """What ``trainq schedule list`` shows of one schedule."""
+
+    name: str
+    when: str
+    cron: str | None = None
+    every_s: float | None = None
+    timezone: str | None = None
+    type: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    pipeline: str | None = None
+    priority: int | None = None
+    enabled: bool
+    static: bool
+    last_run_at: float | None = None
+    last_run_id: str | None = None
+    next_run_at: float | None = None
+
+
+class CronSchedule(BaseSchedule):
+    """A cron expression evaluated in a time zone with croniter (wall-clock, DST-aware)."""
+
+    def __init__(
+        self, expr: str, timezone: str = "UTC", nowfun: Any = None, app: Celery | None = None
+    ) -> None:
+        super().__init__(nowfun=nowfun, app=app)
+        self.expr = expr
+        self.timezone = timezone
+        self.zone = ZoneInfo(timezone)
+
+    def next_run(self, after: datetime) -> datetime:
+        """The first time strictly after ``after`` at which the expression fires."""
+        result: datetime = croniter(self.expr, after.astimezone(self.zone)).get_next(datetime)
+        return result
+
+    def remaining_estimate(self, last_run_at: datetime) -> timedelta:
+        """Time from now to the first run after ``last_run_at`` (negative when overdue)."""
+        return self.next_run(self.maybe_make_aware(last_run_at)) - self.now()
+
+    def is_due(self, last_run_at: datetime) -> schedstate:
+        """Celery's ``(due, seconds until the next check)``."""
+        remaining_s = self.remaining_estimate(last_run_at).total_seconds()
+        if remaining_s > 0:
+            return schedstate(False, remaining_s)
+        now = self.now()
+        return schedstate(True, (self.next_run(now) - now).total_seconds())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CronSchedule):
+            return (self.expr, self.timezone) == (other.expr, other.timezone)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"<cron {self.expr} {self.timezone}>"
+
+
+class _Encoder(RedBeatJSONEncoder):
+    """redbeat's JSON codec plus CronSchedule."""
+
+    def default(self, obj: Any) -> Any:
+        if isinstance(obj, CronSchedule):
+            return {"__type__": "trainq_cron", "expr": obj.expr, "timezone": obj.timezone}
+        return super().default(obj)
+
+
+class _Decoder(RedBeatJSONDecoder):
+    def dict_to_object(self, d: dict[str, Any]) -> Any:
+        if d.get("__type__") == "trainq_cron":
+            return CronSchedule(d["expr"], d["timezone"])
+        return super().dict_to_object(d)
+
+
+class ScheduleEntry(RedBeatSchedulerEntry):
+    """A redbeat entry whose definition may hold a CronSchedule."""
+
+    @staticmethod
+    def decode_definition(definition: str) -> dict[str, Any]:
+        """Parse a stored definition, CronSchedule included."""
+        result: dict[str, Any] = json.loads(definition, cls=_Decoder)
+        return result
+
+    def save(self) -> ScheduleEntry:
+        """Store the definition (keeping any run history); redbeat's own save hard-codes its codec."""
+        definition = {
+            "name": self.name, "task": self.task, "args": self.args, "kwargs": self.kwargs,
+            "options": self.options, "schedule": self.schedule, "enabled": self.enabled,
+        }  # fmt: skip
+        with get_redis(self.app).pipeline() as pipe:
+            pipe.hset(self.key, "definition", json.dumps(definition, cls=_Encoder))
+            pipe.hsetnx(self.key, "meta", json.dumps({"last_run_at": self.last_run_at}, cls=_Encoder))
+            pipe.zadd(self.app.redbeat_conf.schedule_key, {self.key: self.score})
+            pipe.execute()
+        return self
+
+
+class Scheduler(RedBeatScheduler):
+    """redbeat's scheduler plus trainq's static schedules, job/pipeline runs and catch-up policy."""
+
+    Entry = ScheduleEntry
+
+    def setup_schedule(self) -> None:
+        """Install the static schedules (redbeat drops the ones removed from the module)."""
+        self.app.conf.beat_schedule = static_entries(get_settings().beat_schedule_module, self.app)
+        super().setup_schedule()
+
+    def maybe_due(self, entry: ScheduleEntry, **kwargs: Any) -> float:
+        """Run ``entry`` if due; with catch-up off, skip a run missed while Beat was down."""
+        late = entry.schedule.remaining_estimate(entry.last_run_at) if entry.last_run_at else timedelta(0)
+        if (
+            entry.enabled
+            and not get_settings().schedule_catch_up
+            and -late.total_seconds() > 2 * self.max_interval
+        ):
+            log.warning(
+                "schedule %s: skipping the run due %s ago (catch-up is off)",
+                entry.name,
+                format_duration(-late.total_seconds()),
+            )
+            entry.reschedule()
+            return float(entry.is_due()[1])
+        result: float = super().maybe_due(entry, **kwargs)
+        return result
+
+    def apply_async(
+        self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
+    ) -> str:
+        """Submit one run of ``entry`` (advancing its schedule first, as Celery Beat does)."""
+        entry = self.reserve(entry) if advance else entry
+        return submit_run(entry, producer=producer)
+
+
+def build_entry(name: str, spec: ScheduleSpec | dict[str, Any], app: Celery = app) -> ScheduleEntry:
+    """Validate ``spec`` completely (timing, job type and config, or pipeline file) into an entry.
+
+    Raises ScheduleError naming the schedule and the problem; nothing is stored.
+    """
+    if not NAME.fullmatch(name):
+        raise ScheduleError(
+            name, "names are 1-100 letters, digits and _ . : - (starting with a letter or digit)"
+        )
+    try:
+        spec = ScheduleSpec.model_validate(spec)
+        when = _timing(spec)
+        task, kwargs, options = _target(name, spec)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'schedule'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ScheduleError(name, problems) from None
+    except ScheduleError:
+        raise
+    except InvalidInput as exc:
+        raise ScheduleError(name, str(exc)) from None
+    return ScheduleEntry(
+        name=name, task=task, schedule=when, kwargs=kwargs, options=options, enabled=spec.enabled, app=app
+    )
+
+
+def _timing(spec: ScheduleSpec) -> BaseSchedule:
+    if (spec.cron is None) == (spec.every is None):
+        raise InvalidInput("give exactly one of cron or every")
+    if spec.every is not None:
+        if spec.timezone:
+            raise InvalidInput("a timezone applies to cron schedules only")
+        seconds = parse_duration(spec.every)
+        if seconds <= 0:
+            raise InvalidInput(f"every must be longer than 0s, got {spec.every!r}")
+        return interval(timedelta(seconds=seconds))
+    expr = " ".join(spec.cron.split())  # type: ignore[union-attr]
+    if not croniter.is_valid(expr) or not (expr.startswith("@") or len(expr.split()) == 5):
+        raise InvalidInput(
+            f"bad cron expression {spec.cron!r}: use 5 fields 'minute hour day-of-month month day-of-week' "
+            "(e.g. '0 2 * * *') or @hourly/@daily/@weekly"
+        )
+    try:
+        return CronSchedule(expr, spec.timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            f"unknown timezone {spec.timezone!r}: use an IANA name such as Europe/Berlin"
+        ) from None
+
+
+def _target(name: str, spec: ScheduleSpec) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The entry's task, kwargs and options: what each run submits."""
+    if (spec.type is None) == (spec.pipeline is None):
+        raise InvalidInput("give exactly one of type (with its config) or pipeline")
+    if spec.pipeline is not None:
+        if spec.config or spec.priority is not None:
+            raise InvalidInput(
+                "config and priority apply to type schedules; a pipeline file sets its jobs' own"
+            )
+        path = Path(spec.pipeline).expanduser().resolve()
+        load_pipeline(path).validate()
+        return PIPELINE_TASK, {"path": str(path)}, {}
+    options: dict[str, Any] = {"tags": {"schedule": name}, "job_name": name}
+    if spec.priority is not None:
+        options["priority"] = spec.priority
+    task = get_job_type(spec.type)  # type: ignore[arg-type]
+    task.validate(spec.config)
+    return task.name, spec.config, options
+
+
+def static_entries(module_name: str, app: Celery = app) -> dict[str, ScheduleEntry]:
+    """The static schedules of ``module_name`` (its ``beat_schedule`` dict); none if it does not exist."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        log.info("no static schedules: module %s not found", module_name)
+        return {}
+    specs: dict[str, ScheduleSpec | dict[str, Any]] = getattr(module, "beat_schedule", {})
+    return {name: build_entry(name, spec, app) for name, spec in specs.items()}
+
+
+def submit_run(entry: ScheduleEntry, **send_options: Any) -> str:
+    """Submit one run of ``entry`` now: its job, or its pipeline. Returns the job or run id."""
+    if entry.task == PIPELINE_TASK:
+        run_id = run_pipeline_file(entry.kwargs["path"])
+    else:
+        job_type = entry.task.removeprefix(TASK_PREFIX)
+        run_id = control.submit(job_type, entry.kwargs, **entry.options, **send_options)
+    last = json.dumps({"at": time.time(), "id": run_id})
+    get_redis(entry.app).hset(entry.key, LAST_RUN_FIELD, last)
+    log.info("schedule %s submitted %s", entry.name, run_id)
+    return run_id
+
+
+# -- operations on stored schedules ----------------------------------------------------
+
+
+def create(name: str, spec: ScheduleSpec | dict[str, Any], app: Celery = app) -> ScheduleEntry:
+    """Validate and store a new schedule; a running Beat picks it up on its next tick."""
+    entry = build_entry(name, spec, app)
+    if get_redis(app).exists(entry.key):
+        raise ScheduleError(name, "already exists; delete it first or choose another name")
+    return entry.save()
+
+
+def get(name: str, app: Celery = app) -> ScheduleEntry:
+    """The stored schedule ``name``; raises ScheduleError if there is none."""
+    ensure_conf(app)
+    try:
+        entry: ScheduleEntry = ScheduleEntry.from_key(ScheduleEntry.generate_key(app, name), app=app)
+    except KeyError:
+        raise ScheduleError(name, "no such schedule (see `trainq schedule list`)") from None
+    return entry
+
+
+def set_enabled(name: str, enabled: bool, app: Celery = app) -> ScheduleEntry:
+    """Enable or disable a schedule; an enabled one next runs at its next time from now."""
+    entry = get(name, app)
+    entry.enabled = enabled
+    entry.save()
+    if enabled:
+        entry.reschedule()  # runs skipped while disabled are not caught up
+    return entry
+
+
+def delete(name: str, app: Celery = app) -> None:
+    """Remove a schedule (a static one returns when Beat restarts with it in the module)."""
+    get(name, app).delete()
+
+
+def run_now(name: str, app: Celery = app) -> str:
+    """Submit one run of schedule ``name`` now, whether enabled or not; its timing is unchanged."""
+    return submit_run(get(name, app))
+
+
+def entries(app: Celery = app) -> list[ScheduleEntry]:
+    """Every stored schedule, by name."""
+    client = get_redis(app)
+    found = []
+    for key in client.zrange(app.redbeat_conf.schedule_key, 0, -1):
+        try:
+            found.append(ScheduleEntry.from_key(key, app=app))
+        except KeyError:
+            continue
+    return sorted(found, key=lambda e: e.name)
+
+
+def info(entry: ScheduleEntry) -> ScheduleInfo:
+    """Describe ``entry``: its rule, what it submits, its last and next run."""
+    client = get_redis(entry.app)
+    last = json.loads(client.hget(entry.key, LAST_RUN_FIELD) or "{}")
+    when = entry.schedule
+    fields: dict[str, Any] = {}
+    if isinstance(when, CronSchedule):
+        fields.update(when=f"cron {when.expr} ({when.timezone})", cron=when.expr, timezone=when.timezone)
+    else:
+        fields.update(when=f"every {format_duration(when.seconds)}", every_s=when.seconds)
+    if entry.task == PIPELINE_TASK:
+        fields["pipeline"] = entry.kwargs["path"]
+    else:
+        fields.update(type=entry.task.removeprefix(TASK_PREFIX), config=entry.kwargs)
+    return ScheduleInfo(
+        name=entry.name, priority=entry.options.get("priority"), enabled=entry.enabled,
+        static=bool(client.sismember(entry.app.redbeat_conf.statics_key, entry.name)),
+        last_run_at=last.get("at"), last_run_id=last.get("id"), next_run_at=next_run_at(entry), **fields,
+    )  # fmt: skip
+
+
+def next_run_at(entry: ScheduleEntry) -> float | None:
+    """When ``entry`` next runs (epoch seconds; now if overdue), or None while disabled."""
+    if not entry.enabled:
+        return None
+    when, now = entry.schedule, entry.schedule.now()
+    last = entry.last_run_at or now
+    due = when.next_run(last) if isinstance(when, CronSchedule) else last + when.run_every
+    return float(max(due, now).timestamp())
