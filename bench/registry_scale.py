@@ -89,7 +89,8 @@ def _measure(total: int, sizes: Sizes) -> dict[str, float]:
     timings: dict[str, float] = {}
     for label, args in {**COMMANDS, "show": show}.items():
         timings[f"{label} (ms)"] = 1000 * _in_process(args, sizes.reads)
-        timings[f"{label}, CLI process (ms)"] = 1000 * _as_process(args, sizes.cli_runs)
+        if sizes.cli_runs:
+            timings[f"{label}, CLI process (ms)"] = 1000 * _as_process(args, sizes.cli_runs)
     return timings
 
 

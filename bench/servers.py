@@ -61,8 +61,8 @@ class Process:
         return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the pid, wait, then SIGKILL its group if anything is left."""
-        if self.alive():
+        """SIGTERM the pid and wait up to ``timeout``, then SIGKILL its group if anything is left."""
+        if self.alive() and timeout:
             self.popen.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)

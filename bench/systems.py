@@ -115,9 +115,9 @@ def start_workers(system: str, env: BenchEnv, rq_class: str = "rq.worker.SimpleW
 
 
 def stop_workers(processes: list[Process]) -> None:
-    """Stop worker processes by pid."""
+    """Kill worker processes by pid and group: every job they ran is done and recorded by now."""
     for process in processes:
-        process.stop()
+        process.stop(timeout=0)
 
 
 class Sender:

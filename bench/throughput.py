@@ -96,17 +96,19 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
         )
     ]
     if env.broker == "redis":
-        forking = Drain("rq", env, sizes.rq_forking, "rq.worker.Worker").rate
+        forking = Drain("rq", env, sizes.rq_forking, "rq.worker.Worker").rate if sizes.rq_forking else None
         rows.append(
             Row(
                 "2 throughput",
                 env.broker,
                 "drain vs RQ SimpleWorker",
-                {**rates, "rq": rates["rq"]},
+                rates,
                 reference="rq",
                 target=2.0,
                 higher_is_better=True,
-                note=f"RQ's default forking Worker: {forking:.0f} jobs/s ({sizes.rq_forking} jobs)",
+                note=f"RQ's default forking Worker: {forking:.0f} jobs/s ({sizes.rq_forking} jobs)"
+                if forking
+                else "",
             )
         )
         last = {s: runs[-1] for s, runs in drains.items()}
