@@ -339,11 +339,11 @@ class Runs:
         sent = [(task, r, p) for task, r, p in batch if r.id in fresh]
         if not sent:
             return []
+        priorities = {r.priority: broker_priority(r.priority) for _, r, _ in sent}  # one broker lookup each
         signatures = [
             task.signature(
                 kwargs=payload, task_id=record.id, queue=record.queue, retries=FIRST_FENCE,
-                priority=broker_priority(record.priority), **message_reprs(record),
-                **time_limits(record.options),
+                priority=priorities[record.priority], **message_reprs(record), **time_limits(record.options),
             )
             for task, record, payload in sent
         ]  # fmt: skip
