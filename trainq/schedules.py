@@ -208,8 +208,6 @@ def build_entry(name: str, spec: ScheduleSpec | dict[str, Any], app: Celery = ap
             f"{'.'.join(str(p) for p in e['loc']) or 'schedule'}: {e['msg']}" for e in exc.errors()
         )
         raise ScheduleError(name, problems) from None
-    except ScheduleError:
-        raise
     except InvalidInput as exc:
         raise ScheduleError(name, str(exc)) from None
     return ScheduleEntry(

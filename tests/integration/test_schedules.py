@@ -6,7 +6,6 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,48 +13,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.fixtures import ROOT, Process, Workers, run_cli, wait_for
+from tests.fixtures import ROOT, Beats, Process, Workers, run_cli, wait_for
 from trainq import JobRecord, JobState, get_registry
 from trainq.cli import main
 from trainq.errors import ScheduleError
 from trainq.pipelines import get_runs
 from trainq.schedules import create, entries, get, info, run_now
-
-
-class Beats:
-    """Starts real ``celery beat`` processes for the test and stops them after it."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.started: list[Process] = []
-
-    def start(self, env: dict[str, str] | None = None, lock: bool = True) -> Process:
-        """A Beat; with ``lock`` wait until it holds the redbeat lock, else until it is starting."""
-        name = f"beat{len(self.started)}"
-        args = [sys.executable, "-m", "celery", "-A", "trainq", "beat", "-l", "info", "-s", str(self.tmp)]
-        # re-read schedules every second; keep the shipped beat_schedule.py out (missing module: no statics)
-        env = {
-            "TRAINQ_BEAT_INTERVAL_S": "1",
-            "TRAINQ_BEAT_SCHEDULE_MODULE": "tests.no_such_module",
-            **(env or {}),
-        }
-        process = Process(args, self.tmp / f"{name}.log", env)
-        self.started.append(process)
-        marker = "beat: Acquired lock" if lock else "beat: Starting..."
-        wait_for(lambda: marker in process.output() or not process.alive(), 30, message=f"{name}: {marker}")
-        assert process.alive(), process.output()
-        return process
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            process.stop()
-
-
-@pytest.fixture
-def beats(tmp_path: Path, redis_client: Any) -> Iterator[Beats]:
-    pool = Beats(tmp_path)
-    yield pool
-    pool.stop_all()
 
 
 def runs(name: str) -> list[JobRecord]:
