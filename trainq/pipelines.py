@@ -34,7 +34,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery import group, signals
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel
@@ -265,7 +264,7 @@ class RunStatus(BaseModel):
         """True once nothing more of the run will start by itself."""
         return self.state is not RunState.RUNNING
 
-    def dag(self) -> dag.Dag:
+    def graph(self) -> dag.Dag:
         """The run's job graph."""
         return dag.Dag({job.job_id: job.depends_on for job in self.jobs})
 
@@ -423,6 +422,10 @@ class Runs:
 
     def sweep(self, run_id: str, grace_s: float) -> int:
         """Finish releases a dead process left undone more than ``grace_s`` ago; return how many."""
+        run = _text(self.client.hgetall(self.keys.pipeline(run_id)))
+        if not run:  # deleted meanwhile
+            self.client.srem(self.keys.pipelines_running(), run_id)
+            return 0
         if not self.client.set(self.keys.pipeline_sweep(run_id), 1, nx=True, px=max(int(grace_s * 1000), 1)):
             return 0
         steps = _text(self.client.hgetall(self.keys.pipeline_jobs(run_id)))
@@ -430,7 +433,6 @@ class Runs:
         if not released:
             return 0
         deadline = time.time() - grace_s
-        run = self._run(run_id)
         graph = json.loads(run["graph"])
         records = {r.pipeline_job: r for r in self.registry.get_many(f"{run_id}.{j}" for j in released)}
         ended = [r for r in records.values() if r.state.finished and (r.finished_at or 0) < deadline]
@@ -562,8 +564,8 @@ class Sweeper(threading.Thread):
             try:
                 if handled := get_runs().sweep_all(self.grace_s):
                     log.warning("pipeline sweep finished %d lost releases", handled)
-            except (redis.RedisError, BrokerUnavailable):
-                log.warning("pipeline sweep failed; retrying", exc_info=True)
+            except Exception:  # the next round retries; the thread must live on
+                log.exception("pipeline sweep failed")
 
 
 _sweeper: Sweeper | None = None

@@ -87,8 +87,9 @@ def follow(run_id: str, echo: bool = True) -> RunStatus:
 def status(run_id: str, watch: bool, as_json: bool) -> None:
     """Show each job's state, attempts, duration, exit code and what holds it, and the DAG."""
     runs = get_runs()
-    runs.sweep(run_id, get_settings().lease_s)
     current = runs.status(run_id)
+    if not current.finished and runs.sweep(run_id, get_settings().lease_s):
+        current = runs.status(run_id)
     if as_json:
         print_json(current.model_dump(mode="json"))
         return
@@ -125,7 +126,9 @@ def render(status: RunStatus) -> Group:
             format_duration(job.duration_s) if job.duration_s is not None else "",
             "" if job.exit_code is None else str(job.exit_code), Text(note), job.job or "",
         )  # fmt: skip
-    picture = status.dag().picture(lambda job: f"{job} {SYMBOL.get(states[job], '○')} {_state(states[job])}")
+    picture = status.graph().picture(
+        lambda job: f"{job} {SYMBOL.get(states[job], '○')} {_state(states[job])}"
+    )
     return Group(header, table, Text.from_markup("\n".join(picture)))
 
 
