@@ -291,8 +291,10 @@ def submit_run(entry: ScheduleEntry, **send_options: Any) -> str:
 def create(name: str, spec: ScheduleSpec | dict[str, Any], app: Celery = app) -> ScheduleEntry:
     """Validate and store a new schedule; a running Beat picks it up on its next tick."""
     entry = build_entry(name, spec, app)
-    if get_redis(app).exists(entry.key):
+    client = get_redis(app)
+    if client.hexists(entry.key, "definition"):
         raise ScheduleError(name, "already exists; delete it first or choose another name")
+    client.delete(entry.key)  # run history a Beat wrote while the previous holder of the name was deleted
     return entry.save()
 
 

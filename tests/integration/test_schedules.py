@@ -18,7 +18,7 @@ from trainq import JobRecord, JobState, get_registry
 from trainq.cli import main
 from trainq.errors import ScheduleError
 from trainq.pipelines import get_runs
-from trainq.schedules import create, entries, get, info, run_now
+from trainq.schedules import create, delete, entries, get, info, run_now, submit_run
 
 
 def runs(name: str) -> list[JobRecord]:
@@ -222,3 +222,15 @@ def test_create_refuses_an_existing_name(registry: Any) -> None:
     result = run_cli("schedule", "create", "twice", "--every", "5m", "--type", "probe")
     assert result.returncode == 2 and "schedule 'twice': already exists" in result.stderr
     assert get("twice").schedule.seconds == 60
+
+
+def test_a_deleted_name_can_be_reused_with_fresh_history(registry: Any) -> None:
+    # given a schedule deleted while a Beat held a loaded copy, which then ran it once more
+    stale = create("reuse", {"every": "1m", "type": "probe"})
+    delete("reuse")
+    submit_run(stale)
+    # when the name is created again
+    create("reuse", {"every": "5m", "type": "probe"})
+    # then it is a new schedule with no run history
+    shown = info(get("reuse"))
+    assert shown.every_s == 300 and shown.last_run_id is None

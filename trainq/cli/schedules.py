@@ -13,7 +13,7 @@ from trainq.cli.output import console, json_option, print_json, when
 
 @main.group()
 def schedule() -> None:
-    """Cron and interval schedules that Celery Beat runs (``celery -A trainq beat``)."""
+    """Cron and interval schedules, run by Celery Beat (celery -A trainq beat)."""
 
 
 @schedule.command()
