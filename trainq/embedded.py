@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import redis
@@ -29,8 +30,9 @@ def socket_path(home: Path) -> Path:
     return home / "redis" / "redis.sock"
 
 
+@lru_cache(maxsize=None)
 def broker_url(home: Path) -> str:
-    """The embedded Redis's URL, starting the server first if it is not answering."""
+    """The embedded Redis's URL, starting the server first if it is not answering (once per process)."""
     ensure_running(home)
     return f"redis+socket://{socket_path(home)}"
 
