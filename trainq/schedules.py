@@ -79,7 +79,10 @@ class ScheduleInfo(BaseModel):
 
 
 class CronSchedule(BaseSchedule):
-    """A cron expression evaluated in a time zone with croniter (wall-clock, DST-aware)."""
+    """A cron expression read by croniter in its own time zone (wall clock, across DST changes).
+
+    Celery's crontab uses the app's one time zone and redbeat stores none, hence this class.
+    """
 
     def __init__(
         self, expr: str, timezone: str = "UTC", nowfun: Any = None, app: Celery | None = None
