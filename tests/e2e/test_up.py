@@ -4,6 +4,7 @@ SIGTERM that leaves no process behind (not even the embedded Redis it started).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import psutil
 import pytest
 
 from tests.fixtures import ROOT, wait_for
+from trainq import embedded
 
 pytestmark = pytest.mark.slow
 #: Test settings that would point the stack away from the embedded default.
@@ -66,6 +68,22 @@ def alive(pids: list[int]) -> list[int]:
     return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
 
+def stop_leftovers(up: subprocess.Popen[bytes], descendants: list[int], home: Path) -> None:
+    """After a failed test: let ``up`` stop its stack, else kill what this test started, by pid."""
+    if up.poll() is None:
+        up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+    for pid in alive(descendants):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if embedded.is_running(home):
+        embedded.stop(home)
+
+
 def test_up_runs_the_stack_and_sigterm_leaves_no_process_behind(home: Path) -> None:
     # given `trainq up` started in its own process group on a fresh home
     port = free_port()
@@ -79,6 +97,7 @@ def test_up_runs_the_stack_and_sigterm_leaves_no_process_behind(home: Path) -> N
     try:
         wait_for(lambda: "stack up:" in log.read_text() or up.poll() is not None, 120, message="stack up")
         assert up.poll() is None, log.read_text()
+        descendants = [p.pid for p in psutil.Process(up.pid).children(recursive=True)]
         # then Flower answers where `up` says it is, and a job runs on the data pool
         assert f"Flower at http://127.0.0.1:{port}/" in log.read_text()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=10) as reply:
@@ -89,7 +108,6 @@ def test_up_runs_the_stack_and_sigterm_leaves_no_process_behind(home: Path) -> N
         record = wait_for(lambda: finished(home, job_id), 60, message="data job finished")
         assert record["state"] == "succeeded", record
         # and the stack is one process per pool plus its pool processes, Beat, Flower and Redis
-        descendants = [p.pid for p in psutil.Process(up.pid).children(recursive=True)]
         commands = [" ".join(psutil.Process(p).cmdline()) for p in descendants]
         for queue in ("command", "data", "detection", "training"):
             assert sum(f"worker -Q {queue} " in c for c in commands) >= 2, commands
@@ -103,8 +121,4 @@ def test_up_runs_the_stack_and_sigterm_leaves_no_process_behind(home: Path) -> N
         assert "stack stopped" in log.read_text()
         assert alive([*descendants, redis_pid]) == []
     finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
-        for pid in alive(descendants):
-            os.kill(pid, signal.SIGKILL)
+        stop_leftovers(up, descendants, home)
