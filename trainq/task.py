@@ -232,9 +232,9 @@ class JobTask(Task):  # type: ignore[misc]
         record = record.model_copy(update={"state": JobState.RUNNING, "worker": worker, "started_at": now})
         variables, secrets = environment.expand(record.options.get("environment") or {})
         job = Job(record, registry, self, settings.home, secrets)
-        heartbeat = Heartbeat(registry, record, settings.lease_s, settings.heartbeat_s)
-        heartbeat.start()
         previous = _install_stop_handler()
+        heartbeat = Heartbeat(registry, record, settings.lease_s, settings.heartbeat_s, stoppable=previous is not None)
+        heartbeat.start()
         try:
             with capture_output(job), environment.applied(variables):
                 result = self.handler(job, self.input_model.model_validate(payload))
