@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import signals
@@ -19,6 +20,15 @@ from trainq.settings import get_settings
 from trainq.task import JobTask, fail_attempt, publish, recover
 
 log = logging.getLogger("trainq.worker")
+
+SweepHook = Callable[[], int]
+_sweep_hooks: list[SweepHook] = []
+
+
+def on_sweep(hook: SweepHook) -> SweepHook:
+    """Register ``hook`` to run in every worker's reaper thread each interval (e.g. pipeline repairs)."""
+    _sweep_hooks.append(hook)
+    return hook
 
 
 class Reaper(threading.Thread):
@@ -33,10 +43,11 @@ class Reaper(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
-            try:
-                self.sweep()
-            except Exception:
-                log.exception("lease sweep failed")
+            for sweep in (self.sweep, *_sweep_hooks):
+                try:
+                    sweep()
+                except Exception:  # the next round retries; the thread must live on
+                    log.exception("sweep %s failed", sweep.__name__)
 
     def sweep(self) -> int:
         """Handle every expired lease once; return how many jobs were re-queued or ended."""

@@ -31,8 +31,8 @@ from tests.fixtures import ROOT, Process, wait_for
 from tests.unit.test_deploy_files import COMPOSE_FILE, K8S, compose_config
 from trainq.jobs import JobState
 from trainq.keys import Keys
-from trainq.pipelines import Runs, RunState
 from trainq.registry import Registry
+from trainq.runs import Runs, RunState
 
 pytestmark = pytest.mark.slow
 VOLUME = "/var/lib/trainq"

@@ -17,7 +17,7 @@ from tests.fixtures import Workers, run_cli, wait_for
 from trainq import JobState, Pipeline, get_registry, run_pipeline_file
 from trainq.cli import main
 from trainq.jobs import JobEvent, JobRecord
-from trainq.pipelines import RunState, RunStatus, get_runs
+from trainq.runs import RunState, RunStatus, get_runs
 
 SECRET = "s3cr3t-value-4711"
 

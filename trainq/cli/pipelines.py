@@ -16,7 +16,8 @@ from trainq.cli.output import STATE_STYLE, console, json_option, print_json, whe
 from trainq.dag import Dag
 from trainq.durations import format_duration
 from trainq.jobs import JobState
-from trainq.pipelines import RunState, RunStatus, get_runs, load_pipeline, run_pipeline_file
+from trainq.pipelines import load_pipeline, run_pipeline_file
+from trainq.runs import RunState, RunStatus, get_runs
 from trainq.settings import get_settings
 
 #: How often ``--wait`` and ``--watch`` re-read the run.

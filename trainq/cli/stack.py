@@ -26,7 +26,7 @@ from trainq.settings import get_settings
 from trainq.stack import Stack, live_queues, stack_queues
 
 if TYPE_CHECKING:
-    from trainq.pipelines import RunStatus
+    from trainq.runs import RunStatus
 
 DEMO_FILE = Path("examples") / "ml-pipeline.yaml"
 REFRESH_S = 0.5
@@ -163,7 +163,7 @@ def follow(run_id: str, stopping: threading.Event) -> bool:
     On a terminal the table redraws in place; otherwise (CI, a pipe) a line is printed each
     time a job's state, attempt or progress step changes.
     """
-    from trainq.pipelines import get_runs
+    from trainq.runs import get_runs
 
     shown: dict[str, tuple[Any, ...]] = {}
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
@@ -207,7 +207,7 @@ def _row(job_id: str, state: str, record: JobRecord | None) -> list[str]:
 
 def summarize(run_id: str) -> None:
     """Print every job's numeric results (the metrics table) and the files the jobs wrote."""
-    from trainq.pipelines import get_runs
+    from trainq.runs import get_runs
 
     status = get_runs().status(run_id)
     records = run_records(status)
