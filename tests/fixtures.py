@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, message: str = "") -> T:
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, message: str = ""
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -38,11 +41,15 @@ class Process:
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.log = log
-        self._log_file = open(log, "ab")
+        self._log_file = open(log, "ab")  # noqa: SIM115 - open for the process's whole life
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log_file,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            args,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     @property
     def pid(self) -> int:
@@ -56,24 +63,18 @@ class Process:
 
     def kill(self) -> None:
         """SIGKILL the whole group at once (a crash)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.popen.wait()
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the main pid, wait, then SIGKILL the group if anything lingers."""
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.popen.wait()
         self._log_file.close()
 
@@ -86,21 +87,49 @@ class Workers:
         self.started: list[Process] = []
 
     def start(
-        self, *queues: str, concurrency: int = 1, name: str | None = None, env: dict[str, str] | None = None,
-        ready: bool = True, pool: str = "prefork", events: bool = False,
-    ) -> Process:  # fmt: skip
+        self,
+        *queues: str,
+        concurrency: int = 1,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        pool: str = "prefork",
+        events: bool = False,
+    ) -> Process:
         """A worker for ``queues``; ``events`` sends task events and heartbeats (Flower needs both)."""
         name = name or f"w{uuid.uuid4().hex[:6]}"
         quiet = ["-E"] if events else ["--without-heartbeat"]
         args = [
-            sys.executable, "-m", "celery", "-A", "trainq", "worker", "-Q", ",".join(queues),
-            "-c", str(concurrency), "-P", pool, "-n", f"{name}@%h", "-l", "info",
-            "--without-gossip", "--without-mingle", *quiet, "--prefetch-multiplier", "1",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "trainq",
+            "worker",
+            "-Q",
+            ",".join(queues),
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-n",
+            f"{name}@%h",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            *quiet,
+            "--prefetch-multiplier",
+            "1",
+        ]
         process = Process(args, self.tmp / f"{name}.log", env)
         self.started.append(process)
         if ready:
-            wait_for(lambda: " ready." in process.output() or not process.alive(), 30, message=f"worker {name} ready")
+            wait_for(
+                lambda: " ready." in process.output() or not process.alive(),
+                30,
+                message=f"worker {name} ready",
+            )
             assert process.alive(), process.output()
         return process
 
@@ -150,9 +179,19 @@ def start_redis(directory: Path, port: int, *extra: str) -> Process:
 
     directory.mkdir(parents=True, exist_ok=True)
     args = [
-        __redis_executable__, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
-        "--appendonly", "yes", "--save", "", *extra,
-    ]  # fmt: skip
+        __redis_executable__,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(directory),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        *extra,
+    ]
     process = Process(args, directory / "redis.log")
     client = redis.Redis(host="127.0.0.1", port=port, password=_password(extra))
     wait_for(lambda: _pings(client), 10, message=f"redis on port {port}")
@@ -209,9 +248,16 @@ def beats(tmp_path: Path, redis_client: redis.Redis) -> Iterator[Beats]:
     pool.stop_all()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m trainq ARGS`` as a real process; returns its result (never raises)."""
     return subprocess.run(
-        [sys.executable, "-m", "trainq", *args], cwd=ROOT, env={**os.environ, **(env or {})},
-        capture_output=True, text=True, timeout=timeout, input=input,
-    )  # fmt: skip
+        [sys.executable, "-m", "trainq", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )

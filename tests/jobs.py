@@ -40,7 +40,9 @@ def probe(job: Job, config: Sleep) -> dict[str, object]:
     _note(job, "start")
     if config.kill_self:
         os.kill(os.getpid(), signal.SIGKILL)
-    if config.fault_key and redis.Redis.from_url(redis_py_url(get_settings().registry())).exists(config.fault_key):
+    if config.fault_key and redis.Redis.from_url(redis_py_url(get_settings().registry())).exists(
+        config.fault_key
+    ):
         raise RuntimeError(f"fault {config.fault_key} is present")
     if job.attempt <= config.fail_times:
         if config.permanent:

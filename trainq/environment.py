@@ -15,7 +15,9 @@ _REFERENCE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 MASK = "***"
 
 
-def expand(environment: Mapping[str, str], source: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+def expand(
+    environment: Mapping[str, str], source: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], list[str]]:
     """Expand ``${VAR}`` in each value from ``source`` (the worker's environment).
 
     Returns the expanded variables and the secret values (those that came from references).

@@ -1,17 +1,17 @@
 """Every error trainq raises, in one tree.
 
-    TrainqError
-    ├── ConfigError              bad setting or unusable environment
-    ├── BrokerUnavailable        broker or registry cannot be reached
-    ├── InvalidInput             bad input from a caller (exit code 2)
-    │   ├── PayloadError         a payload failed its job type's model
-    │   ├── UnknownJobType       no job type of that name
-    │   ├── DurationError        a timeout / delay string that does not parse
-    │   ├── JobNotFound          no job with that id
-    │   ├── InvalidTransition    the job's state does not allow the operation
-    │   ├── PipelineError        a pipeline file or DAG is invalid
-    │   └── ScheduleError        a schedule definition is invalid, or no schedule has that name
-    └── PermanentError           raised by a handler: fail now, never retry
+TrainqError
+├── ConfigError              bad setting or unusable environment
+├── BrokerUnavailable        broker or registry cannot be reached
+├── InvalidInput             bad input from a caller (exit code 2)
+│   ├── PayloadError         a payload failed its job type's model
+│   ├── UnknownJobType       no job type of that name
+│   ├── DurationError        a timeout / delay string that does not parse
+│   ├── JobNotFound          no job with that id
+│   ├── InvalidTransition    the job's state does not allow the operation
+│   ├── PipelineError        a pipeline file or DAG is invalid
+│   └── ScheduleError        a schedule definition is invalid, or no schedule has that name
+└── PermanentError           raised by a handler: fail now, never retry
 """
 
 from __future__ import annotations

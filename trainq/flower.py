@@ -74,12 +74,20 @@ def flower_launch(
         raise InvalidInput(f"Flower port must be between 1 and 65535, got {port}")
     settings.home.mkdir(parents=True, exist_ok=True)
     argv = [
-        sys.executable, "-m", "celery", "-A", "trainq", "flower",
-        f"--address={address}", f"--port={port}",
-        "--persistent=True", f"--db={settings.home / 'flower.db'}",
-        f"--state_save_interval={STATE_SAVE_INTERVAL_MS}", f"--tasks_columns={TASK_COLUMNS}",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "trainq",
+        "flower",
+        f"--address={address}",
+        f"--port={port}",
+        "--persistent=True",
+        f"--db={settings.home / 'flower.db'}",
+        f"--state_save_interval={STATE_SAVE_INTERVAL_MS}",
+        f"--tasks_columns={TASK_COLUMNS}",
         *extra,
-    ]  # fmt: skip
+    ]
     env = {"FLOWER_BASIC_AUTH": check_basic_auth(auth)} if auth else {}
     host = f"[{address}]" if ":" in address else address or "0.0.0.0"
     return FlowerLaunch(argv, env, f"http://{host}:{port}/")

@@ -92,7 +92,7 @@ class TrainqCollector(Collector):
         )
 
     def _observations(self) -> Iterator[Metric]:
-        raw: dict[bytes, bytes] = self.registry.client.hgetall(self.registry.keys.metrics())  # type: ignore[assignment]
+        raw: dict[bytes, bytes] = self.registry.client.hgetall(self.registry.keys.metrics())
         finished = CounterMetricFamily(
             "trainq_jobs_finished", "Jobs that reached a finished state.", labels=["type", "state"]
         )

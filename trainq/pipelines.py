@@ -55,18 +55,34 @@ class Pipeline:
         return pipeline
 
     def add(
-        self, job_id: str, *, command: str | None = None, type: str | None = None,
-        config: dict[str, Any] | None = None, depends_on: list[str] | tuple[str, ...] = (),
-        retry_count: int | None = None, timeout: str | float | None = None,
-        environment: dict[str, str] | None = None, result_files: list[str] | None = None,
-        queue: str | None = None, priority: int | None = None,
-    ) -> Pipeline:  # fmt: skip
+        self,
+        job_id: str,
+        *,
+        command: str | None = None,
+        type: str | None = None,
+        config: dict[str, Any] | None = None,
+        depends_on: list[str] | tuple[str, ...] = (),
+        retry_count: int | None = None,
+        timeout: str | float | None = None,
+        environment: dict[str, str] | None = None,
+        result_files: list[str] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> Pipeline:
         """Add a job (a shell ``command``, or a job ``type`` with ``config``); returns the pipeline."""
         fields = {
-            "job_id": job_id, "command": command, "type": type, "config": config, "retry_count": retry_count,
-            "timeout": timeout, "environment": environment, "result_files": result_files, "queue": queue,
-            "priority": priority, "depends_on": list(depends_on),
-        }  # fmt: skip
+            "job_id": job_id,
+            "command": command,
+            "type": type,
+            "config": config,
+            "retry_count": retry_count,
+            "timeout": timeout,
+            "environment": environment,
+            "result_files": result_files,
+            "queue": queue,
+            "priority": priority,
+            "depends_on": list(depends_on),
+        }
         self.data["jobs"].append({k: v for k, v in fields.items() if v is not None})
         return self
 

@@ -170,7 +170,7 @@ class Registry:
     def find(self, job_id: str) -> JobRecord | None:
         """The record of ``job_id``, or None."""
         raw = self.client.hgetall(self.keys.job(job_id))
-        return JobRecord.from_hash(raw) if raw else None  # type: ignore[arg-type]
+        return JobRecord.from_hash(raw) if raw else None
 
     def get(self, job_id: str) -> JobRecord:
         """The record of ``job_id``; raises JobNotFound."""
@@ -242,32 +242,9 @@ class Registry:
     def events(self, job_id: str) -> list[JobEvent]:
         """The transitions of ``job_id``, oldest first."""
         raw = self.client.lrange(self.keys.events(job_id), 0, -1)
-        return [JobEvent.model_validate_json(item) for item in raw]  # type: ignore[union-attr]
+        return [JobEvent.model_validate_json(item) for item in raw]
 
     # -- listing -----------------------------------------------------------------------
-
-    def list(
-        self,
-        *,
-        state: JobState | None = None,
-        job_type: str | None = None,
-        queue: str | None = None,
-        tag: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[JobRecord]:
-        """Records newest first matching every filter given, ``limit`` from ``offset``."""
-        indexes = [
-            self.keys.index_state(state.value) if state else None,
-            self.keys.index_type(job_type) if job_type else None,
-            self.keys.index_queue(queue) if queue else None,
-            self.keys.index_tag(tag) if tag else None,
-        ]
-        chosen = [i for i in indexes if i] or [self.keys.index_all()]
-        if len(chosen) == 1:
-            ids = self.client.zrevrange(chosen[0], offset, offset + limit - 1)
-            return self.get_many(i.decode() for i in ids)  # type: ignore[union-attr]
-        return self.get_many(self._intersect(chosen, limit, offset))
 
     def _intersect(self, indexes: list[str], limit: int, offset: int) -> list[str]:
         """Walk the smallest index newest first, keeping ids present in all the others."""
@@ -296,7 +273,7 @@ class Registry:
             page = self.client.zrevrange(index, start, start + LIST_PAGE - 1)
             if not page:
                 return
-            yield [i.decode() for i in page]  # type: ignore[union-attr]
+            yield [i.decode() for i in page]
             start += LIST_PAGE
 
     def counts(self) -> dict[JobState, int]:
@@ -316,7 +293,7 @@ class Registry:
 
     def _counters(self, members: str, counter_key: Callable[[str], str]) -> dict[str, dict[str, int]]:
         """The non-zero state counters of each name in the set ``members``."""
-        names = sorted(n.decode() for n in self.client.smembers(members))  # type: ignore[union-attr]
+        names = sorted(n.decode() for n in self.client.smembers(members))
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(counter_key(name))
@@ -330,7 +307,7 @@ class Registry:
         doomed: list[tuple[float, str]] = []
         for state in FINISHED_STATES:
             index = self.keys.index_state(state.value)
-            for raw_id, score in self.client.zrange(index, 0, -1, withscores=True):  # type: ignore[union-attr]
+            for raw_id, score in self.client.zrange(index, 0, -1, withscores=True):
                 doomed.append((score, raw_id.decode()))
         doomed.sort(reverse=True)
         if keep is not None:
@@ -357,13 +334,13 @@ class Registry:
         reply = self.client.xread({self.keys.log(job_id): after}, count=count, block=block_ms)
         if not reply:
             return []
-        _, entries = reply[0]  # type: ignore[index]
+        _, entries = reply[0]
         return [(eid.decode(), fields[b"line"].decode()) for eid, fields in entries]
 
     def expired_leases(self, now: float, limit: int = 100) -> list[str]:
         """Ids of jobs whose lease (or retry deadline) passed before ``now``."""
         ids = self.client.zrangebyscore(self.keys.leases(), "-inf", now, start=0, num=limit)
-        return [i.decode() for i in ids]  # type: ignore[union-attr]
+        return [i.decode() for i in ids]
 
     def drop_lease(self, job_id: str) -> None:
         """Forget a lease entry that no longer belongs to a running or retrying job."""
@@ -378,11 +355,11 @@ class Registry:
     def worker_queues(self) -> dict[str, list[str]]:
         """Worker hostname -> the queues it was started for."""
         raw = self.client.hgetall(self.keys.workers())
-        return {k.decode(): json.loads(v) for k, v in raw.items()}  # type: ignore[union-attr]
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
 
     def paused_queues(self) -> set[str]:
         """Names of queues paused with ``trainq pause``."""
-        return {q.decode() for q in self.client.smembers(self.keys.paused())}  # type: ignore[union-attr]
+        return {q.decode() for q in self.client.smembers(self.keys.paused())}
 
     def set_paused(self, queue: str, paused: bool) -> None:
         """Record ``queue`` as paused (or not) so workers started later honour it."""
@@ -390,6 +367,29 @@ class Registry:
             self.client.sadd(self.keys.paused(), queue)
         else:
             self.client.srem(self.keys.paused(), queue)
+
+    def list(
+        self,
+        *,
+        state: JobState | None = None,
+        job_type: str | None = None,
+        queue: str | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        """Records newest first matching every filter given, ``limit`` from ``offset``."""
+        indexes = [
+            self.keys.index_state(state.value) if state else None,
+            self.keys.index_type(job_type) if job_type else None,
+            self.keys.index_queue(queue) if queue else None,
+            self.keys.index_tag(tag) if tag else None,
+        ]
+        chosen = [i for i in indexes if i] or [self.keys.index_all()]
+        if len(chosen) == 1:
+            ids = self.client.zrevrange(chosen[0], offset, offset + limit - 1)
+            return self.get_many(i.decode() for i in ids)
+        return self.get_many(self._intersect(chosen, limit, offset))
 
 
 @lru_cache(maxsize=1)

@@ -209,8 +209,14 @@ class Runs:
 
     def _call(self, script: str, run_id: str, *args: Any) -> Any:
         k = self.keys
-        keys = [k.pipeline(run_id), k.pipeline_jobs(run_id), k.pipeline_specs(run_id),
-                k.pipeline_waiting(run_id), k.pipeline_blocked(run_id), k.pipelines_running()]  # fmt: skip
+        keys = [
+            k.pipeline(run_id),
+            k.pipeline_jobs(run_id),
+            k.pipeline_specs(run_id),
+            k.pipeline_waiting(run_id),
+            k.pipeline_blocked(run_id),
+            k.pipelines_running(),
+        ]
         return self._scripts[script](keys=keys, args=[run_id, time.time(), *args])
 
     def start(self, pipeline_id: str, planned: list[dag.PlannedJob], source: str) -> str:
@@ -232,15 +238,24 @@ class Runs:
         }
         k = self.keys
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(k.pipeline(run_id), mapping={
-            "id": run_id, "pipeline_id": pipeline_id, "state": RunState.RUNNING.value, "source": source,
-            "created_at": now, "updated_at": now, "graph": json.dumps(graph.deps)})  # fmt: skip
-        pipe.hset(k.pipeline_specs(run_id), mapping=specs)  # type: ignore[arg-type]
+        pipe.hset(
+            k.pipeline(run_id),
+            mapping={
+                "id": run_id,
+                "pipeline_id": pipeline_id,
+                "state": RunState.RUNNING.value,
+                "source": source,
+                "created_at": now,
+                "updated_at": now,
+                "graph": json.dumps(graph.deps),
+            },
+        )
+        pipe.hset(k.pipeline_specs(run_id), mapping=specs)
         steps = {job: (Step.WAITING if deps else Step.RELEASED).value for job, deps in graph.deps.items()}
-        pipe.hset(k.pipeline_jobs(run_id), mapping=steps)  # type: ignore[arg-type]
+        pipe.hset(k.pipeline_jobs(run_id), mapping=steps)
         waiting = {job: len(deps) for job, deps in graph.deps.items() if deps}
         if waiting:
-            pipe.hset(k.pipeline_waiting(run_id), mapping=waiting)  # type: ignore[arg-type]
+            pipe.hset(k.pipeline_waiting(run_id), mapping=waiting)
         pipe.zadd(k.pipelines(), {run_id: now})
         pipe.sadd(k.pipelines_running(), run_id)
         pipe.execute()
@@ -269,11 +284,16 @@ class Runs:
         priorities = {r.priority: broker_priority(r.priority) for _, r, _ in sent}  # one broker lookup each
         signatures = [
             task.signature(
-                kwargs=payload, task_id=record.id, queue=record.queue, retries=FIRST_FENCE,
-                priority=priorities[record.priority], **message_reprs(record), **time_limits(record.options),
+                kwargs=payload,
+                task_id=record.id,
+                queue=record.queue,
+                retries=FIRST_FENCE,
+                priority=priorities[record.priority],
+                **message_reprs(record),
+                **time_limits(record.options),
             )
             for task, record, payload in sent
-        ]  # fmt: skip
+        ]
         try:
             group(signatures).apply_async(add_to_parent=False)
         except (OperationalError, OSError) as exc:
@@ -367,8 +387,10 @@ class Runs:
         for record in ended:
             self.job_finished(record)
         lost = [j for j in released if j not in records]
-        deps = {r.pipeline_job: r.finished_at or 0 for r in self.registry.get_many(
-            f"{run_id}.{d}" for j in lost for d in graph[j])}  # fmt: skip
+        deps = {
+            r.pipeline_job: r.finished_at or 0
+            for r in self.registry.get_many(f"{run_id}.{d}" for j in lost for d in graph[j])
+        }
         due = [
             j for j in lost if max([float(run["created_at"])] + [deps.get(d, 0) for d in graph[j]]) < deadline
         ]
@@ -377,7 +399,7 @@ class Runs:
 
     def sweep_all(self, grace_s: float) -> int:
         """Sweep every running run."""
-        runs = [r.decode() for r in self.client.smembers(self.keys.pipelines_running())]  # type: ignore[union-attr]
+        runs = [r.decode() for r in self.client.smembers(self.keys.pipelines_running())]
         return sum(self.sweep(run_id, grace_s) for run_id in runs)
 
     def _run(self, run_id: str) -> dict[str, str]:
@@ -417,7 +439,7 @@ class Runs:
 
     def recent(self, limit: int = 50) -> list[RunStatus]:
         """The newest runs, each job with its step only (no job records read)."""
-        ids = [i.decode() for i in self.client.zrevrange(self.keys.pipelines(), 0, limit - 1)]  # type: ignore[union-attr]
+        ids = [i.decode() for i in self.client.zrevrange(self.keys.pipelines(), 0, limit - 1)]
         pipe = self.client.pipeline(transaction=False)
         for run_id in ids:
             pipe.hmget(self.keys.pipeline(run_id), *RUN_FIELDS)
@@ -446,8 +468,13 @@ class Runs:
         for job in graph:
             self.registry.delete(f"{run_id}.{job}")
         k = self.keys
-        self.client.delete(k.pipeline(run_id), k.pipeline_jobs(run_id), k.pipeline_specs(run_id),
-                           k.pipeline_waiting(run_id), k.pipeline_blocked(run_id))  # fmt: skip
+        self.client.delete(
+            k.pipeline(run_id),
+            k.pipeline_jobs(run_id),
+            k.pipeline_specs(run_id),
+            k.pipeline_waiting(run_id),
+            k.pipeline_blocked(run_id),
+        )
         self.client.zrem(k.pipelines(), run_id)
         self.client.srem(k.pipelines_running(), run_id)
 
@@ -460,9 +487,14 @@ def _text(raw: Any) -> dict[str, str]:
 def _run_status(run_id: str, run: dict[str, str], jobs: list[JobStatus]) -> RunStatus:
     finished = float(run["finished_at"]) if run.get("finished_at") else None
     return RunStatus(
-        id=run_id, pipeline_id=run["pipeline_id"], state=RunState(run["state"]), source=run.get("source", ""),
-        created_at=float(run["created_at"]), finished_at=finished, jobs=jobs,
-    )  # fmt: skip
+        id=run_id,
+        pipeline_id=run["pipeline_id"],
+        state=RunState(run["state"]),
+        source=run.get("source", ""),
+        created_at=float(run["created_at"]),
+        finished_at=finished,
+        jobs=jobs,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -146,9 +146,14 @@ class ScheduleEntry(RedBeatSchedulerEntry):
     def save(self) -> ScheduleEntry:
         """Store the definition (keeping any run history); redbeat's own save hard-codes its codec."""
         definition = {
-            "name": self.name, "task": self.task, "args": self.args, "kwargs": self.kwargs,
-            "options": self.options, "schedule": self.schedule, "enabled": self.enabled,
-        }  # fmt: skip
+            "name": self.name,
+            "task": self.task,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "options": self.options,
+            "schedule": self.schedule,
+            "enabled": self.enabled,
+        }
         with get_redis(self.app).pipeline() as pipe:
             pipe.hset(self.key, "definition", json.dumps(definition, cls=_Encoder))
             pipe.hsetnx(self.key, "meta", json.dumps({"last_run_at": self.last_run_at}, cls=_Encoder))
@@ -358,10 +363,15 @@ def info(entry: ScheduleEntry) -> ScheduleInfo:
     else:
         fields.update(type=entry.task.removeprefix(TASK_PREFIX), config=entry.kwargs)
     return ScheduleInfo(
-        name=entry.name, priority=entry.options.get("priority"), enabled=entry.enabled,
+        name=entry.name,
+        priority=entry.options.get("priority"),
+        enabled=entry.enabled,
         static=bool(client.sismember(entry.app.redbeat_conf.statics_key, entry.name)),
-        last_run_at=last.get("at"), last_run_id=last.get("id"), next_run_at=next_run_at(entry), **fields,
-    )  # fmt: skip
+        last_run_at=last.get("at"),
+        last_run_id=last.get("id"),
+        next_run_at=next_run_at(entry),
+        **fields,
+    )
 
 
 def next_run_at(entry: ScheduleEntry) -> float | None:

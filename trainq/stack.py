@@ -97,10 +97,28 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for queue in self.queues:
             pool = self.settings.pool(queue)
-            self._spawn(f"worker-{queue}", [
-                sys.executable, "-m", "celery", "-A", "trainq", "worker", "-Q", queue, "-n", f"{queue}@%h",
-                "-c", str(pool.concurrency), "--prefetch-multiplier", str(pool.prefetch), "-E", "-l", "info",
-            ])  # fmt: skip
+            self._spawn(
+                f"worker-{queue}",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "trainq",
+                    "worker",
+                    "-Q",
+                    queue,
+                    "-n",
+                    f"{queue}@%h",
+                    "-c",
+                    str(pool.concurrency),
+                    "--prefetch-multiplier",
+                    str(pool.prefetch),
+                    "-E",
+                    "-l",
+                    "info",
+                ],
+            )
         if self.beat:
             self._spawn("beat", [sys.executable, "-m", "celery", "-A", "trainq", "beat", "-l", "info"])
         if self.flower_port is not None:
@@ -112,9 +130,13 @@ class Stack:
         path = self.log_dir / f"{name}.log"
         out = open(path, "ab")  # noqa: SIM115  (closed by stop, when the child is gone)
         popen = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, start_new_session=True,
-        )  # fmt: skip
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         self.children.append(Child(name, popen, path, out))
         log.info("started %s (pid %s), log %s", name, popen.pid, path)
 

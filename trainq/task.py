@@ -14,7 +14,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, ClassVar
 
@@ -41,9 +41,18 @@ log = logging.getLogger("trainq.task")
 
 #: Options trainq reads from ``apply_async`` besides Celery's own.
 JOB_OPTIONS = (
-    "job_name", "tags", "key", "timeout", "hard_timeout", "retry", "environment",
-    "result_files", "pipeline_id", "pipeline_job", "cwd",
-)  # fmt: skip
+    "job_name",
+    "tags",
+    "key",
+    "timeout",
+    "hard_timeout",
+    "retry",
+    "environment",
+    "result_files",
+    "pipeline_id",
+    "pipeline_job",
+    "cwd",
+)
 
 #: Longest payload repr a monitor is sent (Celery's own cap).
 REPR_MAX_CHARS = 1024
@@ -110,7 +119,7 @@ def time_limits(options: dict[str, Any]) -> dict[str, float]:
     return {"soft_time_limit": soft or hard, "time_limit": hard}
 
 
-class JobTask(Task):  # type: ignore[misc]
+class JobTask(Task):
     """Celery task for one job type: validates before sending, tracks every delivery."""
 
     job_type: ClassVar[str] = ""
@@ -143,7 +152,9 @@ class JobTask(Task):  # type: ignore[misc]
         """The job's retry policy: its own override, else the type's, else the default."""
         base = self.policy or get_settings().retry
         override = (record.options.get("retry") if record else None) or {}
-        return base.model_copy(update=RetryPolicy.model_validate({**base.model_dump(), **override}).model_dump())
+        return base.model_copy(
+            update=RetryPolicy.model_validate({**base.model_dump(), **override}).model_dump()
+        )
 
     def new_record(
         self, kwargs: Any, options: dict[str, Any], task_id: str | None = None
@@ -161,7 +172,9 @@ class JobTask(Task):  # type: ignore[misc]
             job["timeout"] = self.default_timeout
         time_limits(job)  # a bad duration raises here, before anything is written
         if "retry" in job:
-            job["retry"] = RetryPolicy.model_validate(job["retry"]).model_dump(mode="json", exclude_unset=True)
+            job["retry"] = RetryPolicy.model_validate(job["retry"]).model_dump(
+                mode="json", exclude_unset=True
+            )
         eta = _eta(options)
         now = time.time()
         record = JobRecord(
@@ -200,9 +213,15 @@ class JobTask(Task):  # type: ignore[misc]
             return self.AsyncResult(job_id)
         try:
             return super().apply_async(
-                None, payload, task_id=job_id, queue=record.queue, priority=broker_priority(record.priority),
-                **message_reprs(record), **time_limits(record.options), **options,
-            )  # fmt: skip
+                None,
+                payload,
+                task_id=job_id,
+                queue=record.queue,
+                priority=broker_priority(record.priority),
+                **message_reprs(record),
+                **time_limits(record.options),
+                **options,
+            )
         except (OperationalError, OSError) as exc:
             registry.delete(job_id)
             raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
@@ -221,19 +240,30 @@ class JobTask(Task):  # type: ignore[misc]
         now = time.time()
         worker = self.request.hostname
         claimed = registry.transition(
-            job_id, JobState.RUNNING, allowed=WAITING_STATES, fence=fence,
+            job_id,
+            JobState.RUNNING,
+            allowed=WAITING_STATES,
+            fence=fence,
             fields={"started_at": now, "worker": worker, "progress": None, "next_attempt_at": None},
             event=JobEvent(state=JobState.RUNNING, at=now, attempt=record.attempt, worker=worker),
             lease_until=now + settings.lease_s,
-        )  # fmt: skip
+        )
         if claimed is None:
-            log.info("dropping stale delivery %s[%s] (fence %s, job %s)", self.name, job_id, fence, record.state.value)
+            log.info(
+                "dropping stale delivery %s[%s] (fence %s, job %s)",
+                self.name,
+                job_id,
+                fence,
+                record.state.value,
+            )
             raise Ignore()
         record = record.model_copy(update={"state": JobState.RUNNING, "worker": worker, "started_at": now})
         variables, secrets = environment.expand(record.options.get("environment") or {})
         job = Job(record, registry, self, settings.home, secrets)
         previous = _install_stop_handler()
-        heartbeat = Heartbeat(registry, record, settings.lease_s, settings.heartbeat_s, stoppable=previous is not None)
+        heartbeat = Heartbeat(
+            registry, record, settings.lease_s, settings.heartbeat_s, stoppable=previous is not None
+        )
         heartbeat.start()
         try:
             with capture_output(job), environment.applied(variables):
@@ -265,11 +295,14 @@ class JobTask(Task):  # type: ignore[misc]
         if record.options.get("result_files"):
             fields["artifacts"] = artifacts.collect(record)
         done = registry.transition(
-            record.id, JobState.SUCCEEDED, allowed={JobState.RUNNING}, fence=record.fence,
+            record.id,
+            JobState.SUCCEEDED,
+            allowed={JobState.RUNNING},
+            fence=record.fence,
             fields=fields,
             event=JobEvent(state=JobState.SUCCEEDED, at=now, attempt=record.attempt, worker=record.worker),
             lease_until=0,
-        )  # fmt: skip
+        )
         if done is None:
             log.info("job %s finished but was cancelled or recovered meanwhile", record.id)
             raise Ignore()
@@ -298,21 +331,32 @@ def fail_attempt(
     if not permanent and failures <= policy.max_retries:
         countdown = backoff_s(policy, failures)
         moved = registry.transition(
-            record.id, JobState.RETRYING, allowed={JobState.RUNNING}, fence=record.fence,
-            fields={**common, "fence": record.fence + 1, "attempt": record.attempt + 1,
-                    "next_attempt_at": now + countdown},
-            event=JobEvent(state=JobState.RETRYING, at=now, attempt=record.attempt,
-                           worker=record.worker, reason=reason),
+            record.id,
+            JobState.RETRYING,
+            allowed={JobState.RUNNING},
+            fence=record.fence,
+            fields={
+                **common,
+                "fence": record.fence + 1,
+                "attempt": record.attempt + 1,
+                "next_attempt_at": now + countdown,
+            },
+            event=JobEvent(
+                state=JobState.RETRYING, at=now, attempt=record.attempt, worker=record.worker, reason=reason
+            ),
             lease_until=now + countdown + get_settings().lease_s,
-        )  # fmt: skip
+        )
         return countdown if moved else None
     state = JobState.FAILED if permanent else JobState.DEAD
     ended = registry.transition(
-        record.id, state, allowed={JobState.RUNNING}, fence=record.fence,
+        record.id,
+        state,
+        allowed={JobState.RUNNING},
+        fence=record.fence,
         fields={**common, "finished_at": now},
         event=JobEvent(state=state, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
         lease_until=0,
-    )  # fmt: skip
+    )
     if ended:
         run_finish_hooks(registry, record.id)
     return None
@@ -328,21 +372,31 @@ def recover(task: JobTask, registry: Registry, record: JobRecord, reason: str, c
     if recoveries > get_settings().max_recoveries:
         reason = f"{reason}; worker lost {recoveries} times, giving up"
         ended = registry.transition(
-            record.id, JobState.DEAD, allowed={JobState.RUNNING}, fence=record.fence,
+            record.id,
+            JobState.DEAD,
+            allowed={JobState.RUNNING},
+            fence=record.fence,
             fields={"recoveries": recoveries, "error": reason, "finished_at": now},
-            event=JobEvent(state=JobState.DEAD, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
+            event=JobEvent(
+                state=JobState.DEAD, at=now, attempt=record.attempt, worker=record.worker, reason=reason
+            ),
             lease_until=0,
-        )  # fmt: skip
+        )
         if ended:
             run_finish_hooks(registry, record.id)
         return ended is not None
     fence = record.fence + 1
     moved = registry.transition(
-        record.id, JobState.QUEUED, allowed={JobState.RUNNING}, fence=record.fence,
+        record.id,
+        JobState.QUEUED,
+        allowed={JobState.RUNNING},
+        fence=record.fence,
         fields={"recoveries": recoveries, "fence": fence, "attempt": record.attempt + 1, "worker": None},
-        event=JobEvent(state=JobState.QUEUED, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
+        event=JobEvent(
+            state=JobState.QUEUED, at=now, attempt=record.attempt, worker=record.worker, reason=reason
+        ),
         lease_until=0,
-    )  # fmt: skip
+    )
     if moved:
         publish(task, record, fence)
     return moved is not None
@@ -351,10 +405,17 @@ def recover(task: JobTask, registry: Registry, record: JobRecord, reason: str, c
 def publish(task: JobTask, record: JobRecord, fence: int, countdown: float | None = None) -> None:
     """Send a delivery of an already recorded job carrying ``fence``."""
     Task.apply_async(
-        task, None, record.payload, task_id=record.id, queue=record.queue,
-        priority=broker_priority(record.priority), retries=fence, countdown=countdown,
-        **message_reprs(record), **time_limits(record.options),
-    )  # fmt: skip
+        task,
+        None,
+        record.payload,
+        task_id=record.id,
+        queue=record.queue,
+        priority=broker_priority(record.priority),
+        retries=fence,
+        countdown=countdown,
+        **message_reprs(record),
+        **time_limits(record.options),
+    )
 
 
 def _eta(options: dict[str, Any]) -> float | None:
@@ -366,7 +427,7 @@ def _eta(options: dict[str, Any]) -> float | None:
         eta = datetime.fromisoformat(eta)
     if isinstance(eta, datetime):
         if eta.tzinfo is None:
-            eta = eta.replace(tzinfo=timezone.utc)
+            eta = eta.replace(tzinfo=UTC)
         options["eta"] = eta
         return eta.timestamp()
     return None

@@ -71,11 +71,16 @@ def redeliver_overdue(task: JobTask, registry: Registry, record: Any) -> bool:
     now = time.time()
     fence = record.fence + 1
     moved = registry.transition(
-        record.id, JobState.QUEUED, allowed={JobState.RETRYING}, fence=record.fence,
+        record.id,
+        JobState.QUEUED,
+        allowed={JobState.RETRYING},
+        fence=record.fence,
         fields={"fence": fence},
-        event=JobEvent(state=JobState.QUEUED, at=now, attempt=record.attempt, reason="retry overdue; re-sent"),
+        event=JobEvent(
+            state=JobState.QUEUED, at=now, attempt=record.attempt, reason="retry overdue; re-sent"
+        ),
         lease_until=0,
-    )  # fmt: skip
+    )
     if moved:
         publish(task, record, fence)
     return moved is not None

@@ -138,14 +138,19 @@ def export(job: Job, config: ModelConfig) -> ExportResult:
         if (source / name).exists()
     }
     info = {
-        "model": config.model, "dataset": config.dataset, **models.describe(model),
-        "file": exported.name, "sha256": digest, "format": "joblib (scikit-learn Pipeline)",
+        "model": config.model,
+        "dataset": config.dataset,
+        **models.describe(model),
+        "file": exported.name,
+        "sha256": digest,
+        "format": "joblib (scikit-learn Pipeline)",
         "load": f"joblib.load('{exported.name}').predict(X)  # X: float32 rows of n_features",
         "versions": {p: version(p) for p in ("scikit-learn", "numpy", "joblib")},
         "metrics": {k: v for k, v in extras.get(METRICS_FILE, {}).items() if k != "history"},
         "evaluation": {k: extras.get("evaluation.json", {}).get(k) for k in ("split", "accuracy")},
-        "exported_at": time.time(), "job_id": job.id,
-    }  # fmt: skip
+        "exported_at": time.time(),
+        "job_id": job.id,
+    }
     info_file = target / "model-info.json"
     datasets.write_atomic(info_file, lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
     log.info("exported %s (sha256 %s) to %s", exported.name, digest[:12], target)

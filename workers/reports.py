@@ -41,12 +41,14 @@ def predict(model: Pipeline, X: np.ndarray, top_k: int) -> list[dict[str, Any]]:
     rows = []
     for index, row in enumerate(scores):
         best = np.argsort(row)[::-1][:top_k]
-        rows.append({
-            "index": index,
-            "label": int(classes[best[0]]),
-            "score": round(float(row[best[0]]), 6),
-            "top": [[int(classes[i]), round(float(row[i]), 6)] for i in best],
-        })  # fmt: skip
+        rows.append(
+            {
+                "index": index,
+                "label": int(classes[best[0]]),
+                "score": round(float(row[best[0]]), 6),
+                "top": [[int(classes[i]), round(float(row[i]), 6)] for i in best],
+            }
+        )
     return rows
 
 

@@ -24,8 +24,16 @@ log = logging.getLogger("workers.training")
 ESTIMATORS = ("sgd", "mlp")
 #: Deep-network families that train the ``mlp`` stand-in on the bundled datasets.
 DEEP_FAMILIES = (
-    "resnet", "vgg", "efficientnet", "mobilenet", "densenet", "inception", "vit", "convnet", "cnn",
-)  # fmt: skip
+    "resnet",
+    "vgg",
+    "efficientnet",
+    "mobilenet",
+    "densenet",
+    "inception",
+    "vit",
+    "convnet",
+    "cnn",
+)
 MODEL_FILE = "model.joblib"
 METRICS_FILE = "metrics.json"
 
@@ -104,22 +112,41 @@ def train(job: Job, config: TrainConfig) -> TrainResult:
 
     train_split, val_split = datasets.load_split(work, "train"), datasets.load_split(work, "val")
     checkpoint = models.fit_epochs(
-        checkpoint, train_split, val_split, manifest["classes"], config.epochs, config.seed,
-        lambda c: models.save_checkpoint(checkpoint_file, c), report, config.pace_s,
-    )  # fmt: skip
+        checkpoint,
+        train_split,
+        val_split,
+        manifest["classes"],
+        config.epochs,
+        config.seed,
+        lambda c: models.save_checkpoint(checkpoint_file, c),
+        report,
+        config.pace_s,
+    )
     test = reports.evaluate(checkpoint.model, datasets.load_split(work, "test"), manifest["classes"])
     last = checkpoint.history[-1]
     metrics = {
-        "model": config.model, "estimator": estimator, "dataset": config.dataset, "epochs": config.epochs,
-        "accuracy": test["accuracy"], "val_accuracy": last.acc, "loss": last.loss, "val_loss": last.val_loss,
-        "resumed_from_epoch": resumed_from, "job_id": job.id,
+        "model": config.model,
+        "estimator": estimator,
+        "dataset": config.dataset,
+        "epochs": config.epochs,
+        "accuracy": test["accuracy"],
+        "val_accuracy": last.acc,
+        "loss": last.loss,
+        "val_loss": last.val_loss,
+        "resumed_from_epoch": resumed_from,
+        "job_id": job.id,
         "history": [vars(e) for e in checkpoint.history],
-    }  # fmt: skip
+    }
     models.save_model(out / MODEL_FILE, checkpoint.model)
     datasets.write_atomic(out / METRICS_FILE, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     log.info("test accuracy %.4f; model in %s", test["accuracy"], out)
     return TrainResult(
-        model_file=str(out / MODEL_FILE), metrics_file=str(out / METRICS_FILE), estimator=estimator,
-        epochs=config.epochs, accuracy=test["accuracy"], val_accuracy=last.acc, loss=last.loss,
+        model_file=str(out / MODEL_FILE),
+        metrics_file=str(out / METRICS_FILE),
+        estimator=estimator,
+        epochs=config.epochs,
+        accuracy=test["accuracy"],
+        val_accuracy=last.acc,
+        loss=last.loss,
         resumed_from_epoch=resumed_from,
-    )  # fmt: skip
+    )

@@ -43,7 +43,9 @@ def test_sigkilled_workers_lose_and_duplicate_nothing(workers: Workers, redis_cl
         wait_for(lambda name=name: running_on(name), timeout=30, interval=0.002, message=f"a job on {name}")
         pools[name].kill()
         pools[name] = workers.start("probe", name=name)
-    wait_for(lambda: get_registry().counts()[JobState.SUCCEEDED] == 200, timeout=120, message="all 200 succeeded")
+    wait_for(
+        lambda: get_registry().counts()[JobState.SUCCEEDED] == 200, timeout=120, message="all 200 succeeded"
+    )
     # then all 200 succeeded, none is missing, none ran to completion twice
     records = get_registry().get_many(ids)
     assert len(records) == 200 and all(r.state is JobState.SUCCEEDED for r in records)
@@ -54,7 +56,12 @@ def test_sigkilled_workers_lose_and_duplicate_nothing(workers: Workers, redis_cl
 def _submit_many(env: dict[str, str], count: int) -> list[str]:
     code = f"from trainq.control import submit\nfor _ in range({count}): print(submit('probe', {{}}))"
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.split()
 
@@ -73,14 +80,20 @@ def test_redis_restart_and_pause_lose_no_job(tmp_path: Path, workers: Workers) -
         server = start_redis(tmp_path / "redis", port)
         # then every job survives and completes once a worker starts
         worker = workers.start("probe", env=env)
-        wait_for(lambda: all(client.llen(attempts_key(j)) == 2 for j in ids), timeout=60, message="100 jobs done")
+        wait_for(
+            lambda: all(client.llen(attempts_key(j)) == 2 for j in ids), timeout=60, message="100 jobs done"
+        )
         # when Redis is paused (SIGSTOP) for 20 s under the running worker
         os.kill(server.pid, signal.SIGSTOP)
         time.sleep(20)  # the fault itself: Redis stays frozen this long
         os.kill(server.pid, signal.SIGCONT)
         # then the worker carries on consuming
         later = _submit_many(env, 3)
-        wait_for(lambda: all(client.llen(attempts_key(j)) == 2 for j in later), timeout=60, message="jobs after pause")
+        wait_for(
+            lambda: all(client.llen(attempts_key(j)) == 2 for j in later),
+            timeout=60,
+            message="jobs after pause",
+        )
         assert worker.alive()
     finally:
         os.kill(server.pid, signal.SIGCONT)
@@ -98,7 +111,10 @@ def test_submit_to_dead_broker_exits_3_within_5_seconds(redis_client: Any) -> No
 
 def test_submit_with_registry_up_but_broker_down_stores_nothing(redis_client: Any) -> None:
     port = free_port()
-    env = {"TRAINQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{port}//", "TRAINQ_REGISTRY_URL": os.environ["TRAINQ_BROKER_URL"]}
+    env = {
+        "TRAINQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{port}//",
+        "TRAINQ_REGISTRY_URL": os.environ["TRAINQ_BROKER_URL"],
+    }
     started = time.monotonic()
     result = run_cli("submit", "probe", env=env)
     assert result.returncode == 3, result.stderr

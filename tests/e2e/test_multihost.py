@@ -40,13 +40,21 @@ PIPELINE = {
     "pipeline_id": "rehearsal",
     "jobs": [
         {"job_id": "prepare", "type": "data", "config": {"dataset": "digits"}},
-        {"job_id": "train", "type": "training", "depends_on": ["prepare"],
-         "config": {"dataset": "digits", "model": "sgd", "epochs": 4, "pace_s": 1.0}},
-        {"job_id": "evaluate", "type": "evaluation", "depends_on": ["train"],
-         "config": {"dataset": "digits", "model": "sgd"}},
+        {
+            "job_id": "train",
+            "type": "training",
+            "depends_on": ["prepare"],
+            "config": {"dataset": "digits", "model": "sgd", "epochs": 4, "pace_s": 1.0},
+        },
+        {
+            "job_id": "evaluate",
+            "type": "evaluation",
+            "depends_on": ["train"],
+            "config": {"dataset": "digits", "model": "sgd"},
+        },
         {"job_id": "report", "command": "echo rehearsal done", "depends_on": ["evaluate"]},
     ],
-}  # fmt: skip
+}
 
 
 def free_port() -> int:
@@ -77,10 +85,24 @@ class Topology:
         data = self.tmp / "redis"
         data.mkdir()
         args = [
-            redis_server, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--dir", str(data),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
-            "--save", "", "--requirepass", self.password,
-        ]  # fmt: skip
+            redis_server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.redis_port),
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+            "--save",
+            "",
+            "--requirepass",
+            self.password,
+        ]
         self.processes["redis"] = Process(args, self.tmp / "redis.log")
         wait_for(lambda: self._pings(), 15, message="redis up")
 
@@ -179,21 +201,43 @@ def test_pipeline_completes_across_hosts_when_one_is_lost_and_restarted(topology
     wait_for(lambda: topology.client.exists(lock), 30, message="beat holds the redbeat lock")
     # and the liveness probe of the manifests answers for the training host
     probe = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "trainq", "inspect", "ping", "-d",
-         f"training@{socket.gethostname()}", "--timeout", "10"],
-        cwd=ROOT, env={**os.environ, **topology.env("beat")},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "trainq",
+            "inspect",
+            "ping",
+            "-d",
+            f"training@{socket.gethostname()}",
+            "--timeout",
+            "10",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **topology.env("beat")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.returncode == 0, probe.stdout + probe.stderr
 
     # when a pipeline runs through every pool
     pipeline_file = topology.tmp / "pipeline.yaml"
     pipeline_file.write_text(yaml.safe_dump(PIPELINE))
     submit = subprocess.run(
-        [sys.executable, "-c", "import sys; from trainq.pipelines import run_pipeline_file as run; "
-         "print(run(sys.argv[1]))", str(pipeline_file)],
-        cwd=ROOT, env={**os.environ, **topology.env("beat")}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys; from trainq.pipelines import run_pipeline_file as run; print(run(sys.argv[1]))",
+            str(pipeline_file),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **topology.env("beat")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert submit.returncode == 0, submit.stderr
     run_id = submit.stdout.strip().splitlines()[-1]
     train_id = f"{run_id}.train"

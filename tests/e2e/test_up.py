@@ -52,9 +52,13 @@ def free_port() -> int:
 def trainq(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``python -m trainq ARGS`` against the stack of ``home``."""
     return subprocess.run(
-        [sys.executable, "-m", "trainq", *args], cwd=ROOT, env=stack_env(home),
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        [sys.executable, "-m", "trainq", *args],
+        cwd=ROOT,
+        env=stack_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def finished(home: Path, job_id: str) -> dict[str, Any] | None:
@@ -90,9 +94,13 @@ def test_up_runs_the_stack_and_sigterm_leaves_no_process_behind(home: Path) -> N
     log = home / "up.out"
     with open(log, "wb") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "trainq", "up", "--flower-port", str(port)], cwd=ROOT, env=stack_env(home),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-m", "trainq", "up", "--flower-port", str(port)],
+            cwd=ROOT,
+            env=stack_env(home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     descendants: list[int] = []
     try:
         wait_for(lambda: "stack up:" in log.read_text() or up.poll() is not None, 120, message="stack up")

@@ -4,6 +4,7 @@ processes, stale deliveries. Attempts are checked against the handler's own reco
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import redis
@@ -35,7 +36,7 @@ def test_fails_twice_then_succeeds_with_backoff_gaps(workers: Workers, redis_cli
     assert record.state is JobState.SUCCEEDED and record.attempt == 3 and record.failures == 2
     starts = [at for kind, _, at in attempts(redis_client, job_id) if kind == "start"]
     assert len(starts) == 3
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(starts)]
     assert 0.5 <= gaps[0] < 1.0, gaps
     assert 1.0 <= gaps[1] < 2.0, gaps
     states = [e.state for e in get_registry().events(job_id)]
@@ -92,13 +93,18 @@ def test_soft_timeout_ends_the_attempt(workers: Workers) -> None:
     assert record.error == "timed out (soft time limit)"
 
 
-def test_hard_timeout_kills_the_process_and_counts_as_a_failed_attempt(workers: Workers, redis_client: Any) -> None:
+def test_hard_timeout_kills_the_process_and_counts_as_a_failed_attempt(
+    workers: Workers, redis_client: Any
+) -> None:
     # given a handler that ignores the soft limit
     workers.start("probe")
     job_id = submit(
-        "probe", {"seconds": 30, "ignore_soft_timeout": True}, timeout="1s", hard_timeout="2s",
+        "probe",
+        {"seconds": 30, "ignore_soft_timeout": True},
+        timeout="1s",
+        hard_timeout="2s",
         retry={"max_retries": 1, "base_s": 0.1},
-    )  # fmt: skip
+    )
     wait_for(lambda: finished(job_id), timeout=30)
     record = get_registry().get(job_id)
     # then each attempt was killed at the hard limit and recorded as a failure; then the job died
@@ -108,7 +114,9 @@ def test_hard_timeout_kills_the_process_and_counts_as_a_failed_attempt(workers: 
     assert len(pids) == 2  # the killed pool process was replaced
 
 
-def test_job_that_kills_its_own_process_is_dead_after_the_recovery_cap(workers: Workers, redis_client: Any) -> None:
+def test_job_that_kills_its_own_process_is_dead_after_the_recovery_cap(
+    workers: Workers, redis_client: Any
+) -> None:
     workers.start("probe")
     job_id = submit("probe", {"kill_self": True})
     wait_for(lambda: finished(job_id), timeout=60)

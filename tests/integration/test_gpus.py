@@ -47,9 +47,15 @@ def test_pool_with_more_processes_than_gpus_refuses_to_start(workers: Workers) -
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [(None, []), ("", []), ("0,1", ["0", "1"]), (" 2 , 3 ", ["2", "3"]),
-                            ("GPU-8f2a,GPU-11bc", ["GPU-8f2a", "GPU-11bc"])],
-)  # fmt: skip
+    ("value", "expected"),
+    [
+        (None, []),
+        ("", []),
+        ("0,1", ["0", "1"]),
+        (" 2 , 3 ", ["2", "3"]),
+        ("GPU-8f2a,GPU-11bc", ["GPU-8f2a", "GPU-11bc"]),
+    ],
+)
 def test_parse_gpus(value: str | None, expected: list[str]) -> None:
     assert parse_gpus(value) == expected
 

@@ -51,10 +51,17 @@ def start_flower(tmp: Path, port: int, workers: Workers, name: str = "flower") -
     """``trainq flower`` on 127.0.0.1:port with basic auth, answering HTTP (a 401 counts);
     it is stopped with the test's ``workers``, even when the test fails."""
     flower = Process(
-        [sys.executable, "-m", "trainq", "flower", "--address=127.0.0.1", f"--port={port}",
-         f"--basic-auth={FLOWER_USER}:{FLOWER_PASSWORD}"],
+        [
+            sys.executable,
+            "-m",
+            "trainq",
+            "flower",
+            "--address=127.0.0.1",
+            f"--port={port}",
+            f"--basic-auth={FLOWER_USER}:{FLOWER_PASSWORD}",
+        ],
         tmp / f"{name}.log",
-    )  # fmt: skip
+    )
     workers.started.append(flower)
     url = f"http://127.0.0.1:{port}/healthcheck"
     wait_for(lambda: http_get(url)[0] or not flower.alive(), 30, 0.2, message="Flower up")

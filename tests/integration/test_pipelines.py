@@ -125,9 +125,13 @@ def test_failure_blocks_only_descendants_and_resume_reruns_only_those(
     status = {job.job_id: job for job in get_runs().status(run_id).jobs}
     # then only the failed job's descendants are blocked, by it; the other branch ran to the end
     assert {j: s.state for j, s in status.items()} == {
-        "root": "succeeded", "bad": "dead", "child": "blocked", "grandchild": "blocked",
-        "side": "succeeded", "side2": "succeeded",
-    }  # fmt: skip
+        "root": "succeeded",
+        "bad": "dead",
+        "child": "blocked",
+        "grandchild": "blocked",
+        "side": "succeeded",
+        "side2": "succeeded",
+    }
     assert status["child"].blocked_by == status["grandchild"].blocked_by == "bad"
     assert status["bad"].exit_code == 1
     shown = cli("pipeline", "status", run_id)
@@ -174,10 +178,12 @@ def test_a_release_lost_with_its_worker_is_swept(workers: Workers) -> None:
     run_id = Pipeline("lost").add("A", type="probe").add("B", type="probe", depends_on=["A"]).run()
     now = time.time()
     get_registry().transition(
-        f"{run_id}.A", JobState.SUCCEEDED, allowed={JobState.QUEUED},
+        f"{run_id}.A",
+        JobState.SUCCEEDED,
+        allowed={JobState.QUEUED},
         fields={"started_at": now, "finished_at": now},
         event=JobEvent(state=JobState.SUCCEEDED, at=now, reason="worker died before releasing"),
-    )  # fmt: skip
+    )
     # when a worker runs (its sweeper looks at running runs after the grace period)
     workers.start("probe")
     # then B is released and runs once, A not again
@@ -187,23 +193,38 @@ def test_a_release_lost_with_its_worker_is_swept(workers: Workers) -> None:
 
 
 INVALID = [
-    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x"}, {"job_id": "a", "command": "y"}]}',
-     "job 'a': duplicate job id"),
-    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x", "depends_on": ["zz"]}]}',
-     "job 'a': depends on unknown job 'zz'"),
-    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x", "depends_on": ["b"]},'
-     ' {"job_id": "b", "command": "x", "depends_on": ["a"]}]}', "dependency cycle: a -> b -> a"),
-    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x", "timeout": "soon"}]}',
-     "job 'a': timeout: bad duration 'soon'"),
-    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "trainnig"}]}',
-     "job 'a': unknown job type 'trainnig'"),
-    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "probe", "config": {"seconds": "x"}}]}',
-     "job 'a': invalid payload for job type 'probe': seconds:"),
-    ('{"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "probe", "command": "x"}]}',
-     "job 'a': has both command and type"),
+    (
+        '{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x"}, {"job_id": "a", "command": "y"}]}',
+        "job 'a': duplicate job id",
+    ),
+    (
+        '{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x", "depends_on": ["zz"]}]}',
+        "job 'a': depends on unknown job 'zz'",
+    ),
+    (
+        '{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x", "depends_on": ["b"]},'
+        ' {"job_id": "b", "command": "x", "depends_on": ["a"]}]}',
+        "dependency cycle: a -> b -> a",
+    ),
+    (
+        '{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "x", "timeout": "soon"}]}',
+        "job 'a': timeout: bad duration 'soon'",
+    ),
+    (
+        '{"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "trainnig"}]}',
+        "job 'a': unknown job type 'trainnig'",
+    ),
+    (
+        '{"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "probe", "config": {"seconds": "x"}}]}',
+        "job 'a': invalid payload for job type 'probe': seconds:",
+    ),
+    (
+        '{"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "probe", "command": "x"}]}',
+        "job 'a': has both command and type",
+    ),
     ('{"pipeline_id": "p", "jobs": [{"job_id": "a"}]}', "job 'a': needs either command or type"),
     ('{"pipeline_id": "p", "jobs": [', "is not valid JSON: Expecting value at line 1 column 31"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("text", "message"), INVALID)
@@ -230,8 +251,13 @@ def test_all_problems_of_a_file_in_one_run_of_the_real_cli(redis_client: redis.R
 def test_a_secret_in_environment_is_never_stored_or_shown(workers: Workers, tmp_path: Path) -> None:
     # given a worker whose environment holds the secret, and a job that prints what it is given
     workers.start("command", env={"MY_SECRET": SECRET})
-    jobs = [{"job_id": "leak", "command": 'echo "token=$API_TOKEN"; echo "$API_TOKEN" >&2',
-             "environment": {"API_TOKEN": "${MY_SECRET}"}}]  # fmt: skip
+    jobs = [
+        {
+            "job_id": "leak",
+            "command": 'echo "token=$API_TOKEN"; echo "$API_TOKEN" >&2',
+            "environment": {"API_TOKEN": "${MY_SECRET}"},
+        }
+    ]
     # when the pipeline runs to the end
     run_id = run_pipeline_file(write(tmp_path, jobs))
     assert finished(run_id).state is RunState.SUCCEEDED
@@ -240,9 +266,12 @@ def test_a_secret_in_environment_is_never_stored_or_shown(workers: Workers, tmp_
     lines = [line for _, line in get_registry().read_log(job_id)]
     assert lines == ["token=***", "***"]
     outputs = [
-        cli("pipeline", "status", run_id).output, cli("pipeline", "status", run_id, "--json").output,
-        cli("logs", job_id).output, cli("show", job_id, "--json").output, cli("pipeline", "list").output,
-    ]  # fmt: skip
+        cli("pipeline", "status", run_id).output,
+        cli("pipeline", "status", run_id, "--json").output,
+        cli("logs", job_id).output,
+        cli("show", job_id, "--json").output,
+        cli("pipeline", "list").output,
+    ]
     assert all(SECRET not in out for out in outputs)
     assert "${MY_SECRET}" in get_registry().get(job_id).options["environment"]["API_TOKEN"]
     assert SECRET.encode() not in dump_database()

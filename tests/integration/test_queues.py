@@ -103,7 +103,9 @@ def test_list_filters_pages_newest_first_and_stats(workers: Workers) -> None:
     wait_for(lambda: all(state_of(j) is JobState.SUCCEEDED for j in [*cv, nlp]))
     listed = json.loads(run_cli("list", "--tag", "team=cv", "--json").stdout)
     assert [r["id"] for r in listed] == [queued, *reversed(cv)]
-    page = json.loads(run_cli("list", "--tag", "team=cv", "--state", "succeeded", "--limit", "2", "--json").stdout)
+    page = json.loads(
+        run_cli("list", "--tag", "team=cv", "--state", "succeeded", "--limit", "2", "--json").stdout
+    )
     assert [r["id"] for r in page] == [cv[2], cv[1]]
     assert json.loads(run_cli("list", "--type", "training", "--json").stdout)[0]["id"] == queued
     stats = json.loads(run_cli("stats", "--json").stdout)

@@ -40,7 +40,12 @@ def amqp_env(redis_client: Any) -> Iterator[dict[str, str]]:
 def submit_all(env: dict[str, str], calls: list[str]) -> list[str]:
     code = "from trainq.control import submit\n" + "\n".join(f"print({call})" for call in calls)
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
@@ -58,7 +63,9 @@ def test_rabbitmq_routes_prioritises_and_retries(workers: Workers, amqp_env: dic
     # when only a probe pool runs
     workers.start("probe", env=amqp_env)
     probes = [*low, urgent, flaky]
-    wait_for(lambda: all(state_of(j) is JobState.SUCCEEDED for j in probes), timeout=60, message="probe jobs done")
+    wait_for(
+        lambda: all(state_of(j) is JobState.SUCCEEDED for j in probes), timeout=60, message="probe jobs done"
+    )
     # then the urgent job ran first, the flaky one needed two attempts, and the data job still waits
     started = {j: get_registry().get(j).started_at or 0 for j in [*low, urgent]}
     assert min(started, key=started.__getitem__) == urgent

@@ -11,9 +11,17 @@ from trainq.registry import Registry
 def record(job_id: str, **fields: object) -> JobRecord:
     now = time.time()
     values: dict[str, object] = {
-        "id": job_id, "type": "probe", "queue": "probe", "name": job_id, "state": JobState.QUEUED,
-        "priority": 5, "created_at": now, "updated_at": now, "attempt": 1, **fields,
-    }  # fmt: skip
+        "id": job_id,
+        "type": "probe",
+        "queue": "probe",
+        "name": job_id,
+        "state": JobState.QUEUED,
+        "priority": 5,
+        "created_at": now,
+        "updated_at": now,
+        "attempt": 1,
+        **fields,
+    }
     return JobRecord.model_validate(values)
 
 
@@ -29,7 +37,9 @@ def test_transitions_move_indexes_counters_and_history(registry: Registry) -> No
     registry.create(record("a"))
     registry.create(record("b", queue="other"))
     event = JobEvent(state=JobState.RUNNING, at=time.time(), attempt=1, worker="w1")
-    registry.transition("a", JobState.RUNNING, allowed={JobState.QUEUED}, event=event, lease_until=time.time() - 1)
+    registry.transition(
+        "a", JobState.RUNNING, allowed={JobState.QUEUED}, event=event, lease_until=time.time() - 1
+    )
     assert [r.id for r in registry.list(state=JobState.RUNNING)] == ["a"]
     assert [r.id for r in registry.list(state=JobState.QUEUED)] == ["b"]
     assert registry.counts()[JobState.RUNNING] == 1
@@ -42,7 +52,9 @@ def test_transitions_move_indexes_counters_and_history(registry: Registry) -> No
 
 def test_list_intersects_filters_newest_first_with_paging(registry: Registry) -> None:
     for n in range(30):
-        registry.create(record(f"j{n:02}", tags={"parity": "even" if n % 2 == 0 else "odd"}, created_at=1000.0 + n))
+        registry.create(
+            record(f"j{n:02}", tags={"parity": "even" if n % 2 == 0 else "odd"}, created_at=1000.0 + n)
+        )
     evens = registry.list(tag="parity=even", state=JobState.QUEUED, limit=3, offset=1)
     assert [r.id for r in evens] == ["j26", "j24", "j22"]
     assert registry.list(tag="parity=none") == []

@@ -175,8 +175,19 @@ def test_pipeline_schedule_starts_runs_that_finish(workers: Workers, beats: Beat
 
 def test_run_now_submits_once_and_list_shows_last_and_next_run(registry: Any) -> None:
     # given a nightly cron schedule in Berlin time
-    cli_ok("schedule", "create", "nightly", "--cron", "0 2 * * *", "--timezone", "Europe/Berlin",
-           "--type", "probe", "--config", '{"seconds": 1}')  # fmt: skip
+    cli_ok(
+        "schedule",
+        "create",
+        "nightly",
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--type",
+        "probe",
+        "--config",
+        '{"seconds": 1}',
+    )
     # when it is run now (from a separate `python -m trainq` process)
     result = run_cli("schedule", "run", "nightly")
     assert result.returncode == 0, result.stderr

@@ -35,8 +35,10 @@ def test_a_valid_pipeline_has_no_problems() -> None:
     ("jobs", "expected"),
     [
         ([cmd(), cmd()], "job 'a': duplicate job id"),
-        ([cmd(depends_on=["dowload"]), {"job_id": "download", "command": "y"}],
-         "job 'a': depends on unknown job 'dowload' (did you mean 'download'?)"),
+        (
+            [cmd(depends_on=["dowload"]), {"job_id": "download", "command": "y"}],
+            "job 'a': depends on unknown job 'dowload' (did you mean 'download'?)",
+        ),
         ([cmd(timeout="5 parsecs")], "job 'a': timeout: bad duration '5 parsecs'"),
         ([cmd(type="data")], "job 'a': has both command and type; give one"),
         ([{"job_id": "a"}], "job 'a': needs either command or type"),
@@ -47,7 +49,7 @@ def test_a_valid_pipeline_has_no_problems() -> None:
         ([{"job_id": "a b", "command": "x"}], "job 'a b': job_id is invalid"),
         ([{"command": "x"}], "job #1: job_id: Field required"),
     ],
-)  # fmt: skip
+)
 def test_each_problem_is_named_with_its_job(jobs: list[dict[str, Any]], expected: str) -> None:
     found = problems(pipeline(*jobs))
     assert any(p.startswith(expected) for p in found), found
@@ -97,17 +99,31 @@ def test_plan_checks_types_and_configs_and_maps_options(tmp_path: Path) -> None:
     assert caught.value.problems[1].startswith("job 'u': unknown job type 'trainnig'; known types: command,")
     _, (job,) = plan(
         pipeline(
-            {"job_id": "dl", "command": "echo hi", "retry_count": 3, "timeout": "15m", "priority": 0,
-             "environment": {"K": "${SECRET}", "N": 1}, "result_files": ["out/*.json"], "queue": "io"}
+            {
+                "job_id": "dl",
+                "command": "echo hi",
+                "retry_count": 3,
+                "timeout": "15m",
+                "priority": 0,
+                "environment": {"K": "${SECRET}", "N": 1},
+                "result_files": ["out/*.json"],
+                "queue": "io",
+            }
         ),
         tmp_path,
-    )  # fmt: skip
+    )
     assert (job.type, job.payload) == ("command", {"command": "echo hi", "cwd": str(tmp_path)})
     assert job.options == {
-        "job_name": "dl", "tags": {"pipeline": "p"}, "cwd": str(tmp_path), "retry": {"max_retries": 3},
-        "environment": {"K": "${SECRET}", "N": "1"}, "result_files": ["out/*.json"], "timeout": "15m",
-        "queue": "io", "priority": 0,
-    }  # fmt: skip
+        "job_name": "dl",
+        "tags": {"pipeline": "p"},
+        "cwd": str(tmp_path),
+        "retry": {"max_retries": 3},
+        "environment": {"K": "${SECRET}", "N": "1"},
+        "result_files": ["out/*.json"],
+        "timeout": "15m",
+        "queue": "io",
+        "priority": 0,
+    }
 
 
 def test_malformed_files_are_one_clear_message(tmp_path: Path) -> None:
@@ -122,8 +138,16 @@ def test_malformed_files_are_one_clear_message(tmp_path: Path) -> None:
 
 
 def diamond() -> Dag:
-    return Dag({"data": [], "train": ["data"], "evaluate": ["train"], "detect": ["train"],
-                "export": ["evaluate", "detect"], "other": []})  # fmt: skip
+    return Dag(
+        {
+            "data": [],
+            "train": ["data"],
+            "evaluate": ["train"],
+            "detect": ["train"],
+            "export": ["evaluate", "detect"],
+            "other": [],
+        }
+    )
 
 
 def test_graph_order_roots_and_dependants() -> None:

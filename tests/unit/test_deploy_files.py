@@ -209,10 +209,12 @@ def test_secrets_come_from_the_environment_and_secret() -> None:
     (secret,) = k8s_kind("Secret")
     referenced = {
         env["valueFrom"]["secretKeyRef"]["key"]
-        for doc in k8s_documents() if doc["kind"] in ("Deployment", "StatefulSet")
+        for doc in k8s_documents()
+        if doc["kind"] in ("Deployment", "StatefulSet")
         for container in doc["spec"]["template"]["spec"]["containers"]
-        for env in container.get("env", []) if "valueFrom" in env
-    }  # fmt: skip
+        for env in container.get("env", [])
+        if "valueFrom" in env
+    }
     (auth,) = k8s_kind("TriggerAuthentication")
     referenced |= {ref["key"] for ref in auth["spec"]["secretTargetRef"]}
     assert referenced == set(secret["stringData"])

@@ -13,7 +13,16 @@ from trainq.retry import Backoff, RetryPolicy, backoff_s
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("15m", 900), ("1h 30m", 5400), ("4h", 14400), ("7d", 604800), ("2.5s", 2.5), ("30", 30), (12, 12)],
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("1h 30m", 5400),
+        ("4h", 14400),
+        ("7d", 604800),
+        ("2.5s", 2.5),
+        ("30", 30),
+        (12, 12),
+    ],
 )
 def test_durations_parse(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -31,8 +40,15 @@ def test_exponential_backoff_doubles_and_caps() -> None:
 
 
 def test_linear_and_fixed_backoff() -> None:
-    assert [backoff_s(RetryPolicy(backoff=Backoff.LINEAR, base_s=2, jitter=False), n) for n in (1, 2, 3)] == [2, 4, 6]
-    assert [backoff_s(RetryPolicy(backoff=Backoff.FIXED, base_s="3s", jitter=False), n) for n in (1, 5)] == [3, 3]
+    assert [backoff_s(RetryPolicy(backoff=Backoff.LINEAR, base_s=2, jitter=False), n) for n in (1, 2, 3)] == [
+        2,
+        4,
+        6,
+    ]
+    assert [backoff_s(RetryPolicy(backoff=Backoff.FIXED, base_s="3s", jitter=False), n) for n in (1, 5)] == [
+        3,
+        3,
+    ]
 
 
 def test_jitter_stays_within_half_to_full_delay() -> None:

@@ -40,12 +40,15 @@ class TrainqGroup(click.Group):
             if not isinstance(error, TrainqError):
                 from trainq.settings import get_settings
 
-                message = f"cannot reach the broker/registry ({error}); is it running? URL: {get_settings().broker_url or 'embedded'}"
+                url = get_settings().broker_url or "the embedded broker"
+                message = f"cannot reach the broker/registry at {url} ({error}); is it running?"
             click.echo(f"error: {message}", err=True)
             sys.exit(exit_code(error))
 
 
-@click.group(cls=TrainqGroup, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "TRAINQ"})
+@click.group(
+    cls=TrainqGroup, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "TRAINQ"}
+)
 @click.version_option(package_name="trainq")
 def main() -> None:
     """trainq: ML jobs on Celery workers (submit, watch, retry, pipelines, schedules)."""

@@ -34,7 +34,9 @@ def parse_config(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise InvalidInput(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{source} must be a JSON object, got {type(value).__name__}")
     return value
@@ -73,15 +75,29 @@ def parse_at(text: str) -> datetime:
 @click.option("--retries", type=click.IntRange(0), help="Override the type's max_retries.")
 @click.option("--key", help="Idempotency key: a repeat returns the first job's id.")
 def submit(
-    job_type: str, config_text: str | None, priority: int | None, name: str | None, tags: tuple[str, ...],
-    queue: str | None, delay: str | None, at_text: str | None, timeout: str | None, retries: int | None,
+    job_type: str,
+    config_text: str | None,
+    priority: int | None,
+    name: str | None,
+    tags: tuple[str, ...],
+    queue: str | None,
+    delay: str | None,
+    at_text: str | None,
+    timeout: str | None,
+    retries: int | None,
     key: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Validate and enqueue a JOB_TYPE job; print its id."""
     options: dict[str, Any] = {"tags": parse_tags(tags)}
     if timeout:
         parse_duration(timeout)
-    for option, value in (("priority", priority), ("job_name", name), ("queue", queue), ("timeout", timeout), ("key", key)):
+    for option, value in (
+        ("priority", priority),
+        ("job_name", name),
+        ("queue", queue),
+        ("timeout", timeout),
+        ("key", key),
+    ):
         if value is not None:
             options[option] = value
     if retries is not None:
@@ -102,11 +118,22 @@ def submit(
 @click.option("--offset", default=0)
 @json_option
 def list_jobs(
-    state: str | None, job_type: str | None, queue: str | None, tag: str | None, limit: int, offset: int, as_json: bool
+    state: str | None,
+    job_type: str | None,
+    queue: str | None,
+    tag: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
 ) -> None:
     """List jobs, newest first."""
     records = get_registry().list(
-        state=JobState(state) if state else None, job_type=job_type, queue=queue, tag=tag, limit=limit, offset=offset
+        state=JobState(state) if state else None,
+        job_type=job_type,
+        queue=queue,
+        tag=tag,
+        limit=limit,
+        offset=offset,
     )
     if as_json:
         print_json([r.model_dump(mode="json") for r in records])
@@ -142,13 +169,19 @@ def show(job_id: str, as_json: bool) -> None:
         return
     console.print(f"[bold]{record.name}[/] {record.id}  {state_text(record.state)}")
     for label, value in (
-        ("type / queue", f"{record.type} / {record.queue}"), ("priority", record.priority),
+        ("type / queue", f"{record.type} / {record.queue}"),
+        ("priority", record.priority),
         ("attempt", f"{record.attempt} (failures {record.failures}, recoveries {record.recoveries})"),
-        ("worker", record.worker), ("tags", record.tags or ""), ("payload", json.dumps(record.payload)),
-        ("next attempt", when(record.next_attempt_at)), ("progress", progress_bar(record)),
-        ("exit code", record.exit_code), ("result", json.dumps(record.result) if record.result is not None else ""),
-        ("artifacts", ", ".join(record.artifacts)), ("error", record.error or ""),
-    ):  # fmt: skip
+        ("worker", record.worker),
+        ("tags", record.tags or ""),
+        ("payload", json.dumps(record.payload)),
+        ("next attempt", when(record.next_attempt_at)),
+        ("progress", progress_bar(record)),
+        ("exit code", record.exit_code),
+        ("result", json.dumps(record.result) if record.result is not None else ""),
+        ("artifacts", ", ".join(record.artifacts)),
+        ("error", record.error or ""),
+    ):
         if value not in (None, ""):
             console.print(f"  {label:<13} {value}")
     table = Table(title="transitions")
@@ -172,8 +205,10 @@ def logs(job_id: str, follow: bool) -> None:
     shown_progress = ""
     while True:
         entries = registry.read_log(job_id, cursor, block_ms=500 if follow else None)
-        for cursor, line in entries:
+        for _, line in entries:
             click.echo(line)
+        if entries:
+            cursor = entries[-1][0]
         if not follow:
             return
         record = registry.get(job_id)

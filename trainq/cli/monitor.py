@@ -90,12 +90,17 @@ def status_view(registry: Registry, limit: int) -> Group:
         p = r.progress
         eta = eta_s(r)
         jobs.add_row(
-            r.queue, r.id, r.name, r.worker or "",
+            r.queue,
+            r.id,
+            r.name,
+            r.worker or "",
             ProgressBar(total=100, completed=p.percent, width=24) if p else "",
-            f"{p.percent:.1f}" if p else "", f"{p.step:g}/{p.total:g}" if p and p.total else "",
-            metrics_text(p.metrics) if p else "", format_duration(r.duration_s or 0),
+            f"{p.percent:.1f}" if p else "",
+            f"{p.step:g}/{p.total:g}" if p and p.total else "",
+            metrics_text(p.metrics) if p else "",
+            format_duration(r.duration_s or 0),
             format_duration(eta) if eta is not None else "",
-        )  # fmt: skip
+        )
     return Group(queues, jobs)
 
 
@@ -162,9 +167,12 @@ def worker_report(registry: Registry, timeout: float) -> dict[str, Any]:
         waiting = max(sum(counts.get(s, 0) for s in WAITING), depths[queue])
         serving = [name for name, w in workers.items() if queue in w["queues"]]
         queues[queue] = {
-            "workers": serving, "waiting": waiting, "running": counts.get(JobState.RUNNING.value, 0),
-            "paused": queue in paused, "no_worker": waiting > 0 and not serving and queue not in paused,
-        }  # fmt: skip
+            "workers": serving,
+            "waiting": waiting,
+            "running": counts.get(JobState.RUNNING.value, 0),
+            "paused": queue in paused,
+            "no_worker": waiting > 0 and not serving and queue not in paused,
+        }
     return {"workers": workers, "queues": queues}
 
 

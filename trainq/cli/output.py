@@ -18,10 +18,16 @@ console = Console(highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 STATE_STYLE = {
-    JobState.SUCCEEDED: "green", JobState.RUNNING: "cyan", JobState.QUEUED: "white",
-    JobState.DELAYED: "white", JobState.RETRYING: "yellow", JobState.FAILED: "red",
-    JobState.DEAD: "bold red", JobState.CANCELLED: "magenta", JobState.BLOCKED: "yellow",
-}  # fmt: skip
+    JobState.SUCCEEDED: "green",
+    JobState.RUNNING: "cyan",
+    JobState.QUEUED: "white",
+    JobState.DELAYED: "white",
+    JobState.RETRYING: "yellow",
+    JobState.FAILED: "red",
+    JobState.DEAD: "bold red",
+    JobState.CANCELLED: "magenta",
+    JobState.BLOCKED: "yellow",
+}
 
 
 def json_option(command: F) -> F:
@@ -88,7 +94,15 @@ def jobs_table(records: Iterable[JobRecord], title: str | None = None) -> Table:
     for r in records:
         took = format_duration(r.duration_s) if r.duration_s is not None else ""
         table.add_row(
-            r.id, r.name, r.type, r.queue, state_text(r.state), str(r.priority), str(r.attempt),
-            progress_bar(r, 10), when(r.created_at), took,
-        )  # fmt: skip
+            r.id,
+            r.name,
+            r.type,
+            r.queue,
+            state_text(r.state),
+            str(r.priority),
+            str(r.attempt),
+            progress_bar(r, 10),
+            when(r.created_at),
+            took,
+        )
     return table

@@ -22,10 +22,22 @@ from trainq.settings import get_settings
 
 #: How often ``--wait`` and ``--watch`` re-read the run.
 POLL_S = 0.5
-RUN_STYLE = {RunState.RUNNING: "cyan", RunState.SUCCEEDED: "green", RunState.FAILED: "red",
-             RunState.CANCELLED: "magenta"}  # fmt: skip
-SYMBOL = {"succeeded": "✔", "running": "●", "failed": "✘", "dead": "✘", "cancelled": "✘", "blocked": "⊘",
-          "retrying": "↻", "waiting": "·"}  # fmt: skip
+RUN_STYLE = {
+    RunState.RUNNING: "cyan",
+    RunState.SUCCEEDED: "green",
+    RunState.FAILED: "red",
+    RunState.CANCELLED: "magenta",
+}
+SYMBOL = {
+    "succeeded": "✔",
+    "running": "●",
+    "failed": "✘",
+    "dead": "✘",
+    "cancelled": "✘",
+    "blocked": "⊘",
+    "retrying": "↻",
+    "waiting": "·",
+}
 
 
 @main.group()
@@ -123,10 +135,14 @@ def render(status: RunStatus) -> Group:
         else:
             note = job.error or ""
         table.add_row(
-            job.job_id, _state(job.state), str(job.attempts or ""),
+            job.job_id,
+            _state(job.state),
+            str(job.attempts or ""),
             format_duration(job.duration_s) if job.duration_s is not None else "",
-            "" if job.exit_code is None else str(job.exit_code), Text(note), job.job or "",
-        )  # fmt: skip
+            "" if job.exit_code is None else str(job.exit_code),
+            Text(note),
+            job.job or "",
+        )
     picture = status.graph().picture(
         lambda job: f"{job} {SYMBOL.get(states[job], '○')} {_state(states[job])}"
     )

@@ -27,10 +27,15 @@ def stats(as_json: bool) -> None:
     depths = control.queue_depths(per_queue)
     paused = registry.paused_queues()
     if as_json:
-        print_json({
-            "states": {s.value: n for s, n in states.items()},
-            "queues": {q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused} for q in per_queue},
-        })  # fmt: skip
+        print_json(
+            {
+                "states": {s.value: n for s, n in states.items()},
+                "queues": {
+                    q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused}
+                    for q in per_queue
+                },
+            }
+        )
         return
     table = Table(title="jobs by state")
     for state in JobState:
@@ -41,8 +46,12 @@ def stats(as_json: bool) -> None:
     for column in ("queue", "pending messages", "paused", *(s.value for s in JobState)):
         queues.add_column(column)
     for queue, counts in per_queue.items():
-        queues.add_row(queue, str(depths[queue]), "yes" if queue in paused else "",
-                       *(str(counts.get(s.value, 0)) for s in JobState))  # fmt: skip
+        queues.add_row(
+            queue,
+            str(depths[queue]),
+            "yes" if queue in paused else "",
+            *(str(counts.get(s.value, 0)) for s in JobState),
+        )
     console.print(queues)
 
 
@@ -78,8 +87,23 @@ def worker(queues: tuple[str, ...], concurrency: int | None, celery_args: tuple[
     """Start a worker pool for QUEUES (a thin wrapper over ``celery worker``)."""
     pool = get_settings().pool(queues[0])
     args = [
-        sys.executable, "-m", "celery", "-A", "trainq", "worker", "-Q", ",".join(queues),
-        "-c", str(concurrency or pool.concurrency), "--prefetch-multiplier", str(pool.prefetch),
-        "-n", f"{'+'.join(queues)}@%h", "-E", "-l", "info", *celery_args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "trainq",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-c",
+        str(concurrency or pool.concurrency),
+        "--prefetch-multiplier",
+        str(pool.prefetch),
+        "-n",
+        f"{'+'.join(queues)}@%h",
+        "-E",
+        "-l",
+        "info",
+        *celery_args,
+    ]
     os.execv(sys.executable, args)

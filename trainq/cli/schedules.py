@@ -27,14 +27,27 @@ def schedule() -> None:
 @click.option("--timezone", help="IANA zone the cron expression is read in (default UTC).")
 @click.option("--disabled", is_flag=True, help="Store it disabled; `schedule enable` starts it.")
 def create(
-    name: str, cron: str | None, every: str | None, job_type: str | None, config_text: str | None,
-    pipeline: str | None, priority: int | None, timezone: str | None, disabled: bool,
-) -> None:  # fmt: skip
+    name: str,
+    cron: str | None,
+    every: str | None,
+    job_type: str | None,
+    config_text: str | None,
+    pipeline: str | None,
+    priority: int | None,
+    timezone: str | None,
+    disabled: bool,
+) -> None:
     """Create schedule NAME: (--cron | --every) and (--type [--config] | --pipeline)."""
     spec = schedules.ScheduleSpec(
-        cron=cron, every=every, type=job_type, config=parse_config(config_text), pipeline=pipeline,
-        priority=priority, timezone=timezone, enabled=not disabled,
-    )  # fmt: skip
+        cron=cron,
+        every=every,
+        type=job_type,
+        config=parse_config(config_text),
+        pipeline=pipeline,
+        priority=priority,
+        timezone=timezone,
+        enabled=not disabled,
+    )
     entry = schedules.create(name, spec)
     described = schedules.info(entry)
     click.echo(f"schedule {name} created: {described.when}, next run {when(described.next_run_at) or '-'}")
