@@ -21,6 +21,10 @@ class Keys:
         """Stream: the job's log lines (``line`` field)."""
         return f"{self.prefix}job:{job_id}:log"
 
+    def message(self, job_id: str) -> str:
+        """String: the payload as sent, kept only when it holds secret values the record masks."""
+        return f"{self.prefix}job:{job_id}:message"
+
     def index_all(self) -> str:
         """Sorted set: every job id scored by creation time."""
         return f"{self.prefix}index:all"

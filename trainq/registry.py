@@ -106,9 +106,13 @@ class Registry:
 
     # -- records -----------------------------------------------------------------------
 
-    def create(self, record: JobRecord, idempotency_key: str | None = None) -> tuple[str, bool]:
+    def create(
+        self, record: JobRecord, idempotency_key: str | None = None, message: dict[str, Any] | None = None
+    ) -> tuple[str, bool]:
         """Store a new record; with a key already used, return that job's id instead.
 
+        ``message`` is the payload as sent when it differs from ``record.payload`` (secret fields
+        revealed); it is kept apart so re-deliveries carry it and no listing shows it.
         Returns ``(job_id, created)``.
         """
         try:
@@ -121,10 +125,17 @@ class Registry:
                     self.client.set(key, record.id)
             pipe = self.client.pipeline(transaction=True)
             self._add(pipe, record)
+            if message is not None:
+                pipe.set(self.keys.message(record.id), json.dumps(message))
             pipe.execute()
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc)) from exc
         return record.id, True
+
+    def message_payload(self, record: JobRecord) -> dict[str, Any]:
+        """The payload to send for ``record``: the kept message payload, else the stored one."""
+        raw = self.client.get(self.keys.message(record.id))
+        return json.loads(raw) if raw else record.payload
 
     def create_many(self, records: Iterable[JobRecord]) -> list[JobRecord]:
         """Store new records in one transaction, skipping ids that already have one.
@@ -197,7 +208,9 @@ class Registry:
             pipe.hincrby(self.keys.stats(record.queue), record.state.value, -1)
             pipe.hincrby(self.keys.type_stats(record.type), record.state.value, -1)
         pipe.zrem(self.keys.leases(), job_id)
-        pipe.delete(self.keys.job(job_id), self.keys.events(job_id), self.keys.log(job_id))
+        pipe.delete(
+            self.keys.job(job_id), self.keys.events(job_id), self.keys.log(job_id), self.keys.message(job_id)
+        )
         pipe.execute()
 
     # -- transitions -------------------------------------------------------------------

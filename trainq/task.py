@@ -208,7 +208,7 @@ class JobTask(Task):
             raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
         record, payload, key = self.new_record(kwargs, options, task_id)
         registry = get_registry()
-        job_id, created = registry.create(record, key)
+        job_id, created = registry.create(record, key, payload if payload != record.payload else None)
         if not created:
             return self.AsyncResult(job_id)
         try:
@@ -407,7 +407,7 @@ def publish(task: JobTask, record: JobRecord, fence: int, countdown: float | Non
     Task.apply_async(
         task,
         None,
-        record.payload,
+        get_registry().message_payload(record),
         task_id=record.id,
         queue=record.queue,
         priority=broker_priority(record.priority),

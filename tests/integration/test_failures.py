@@ -148,3 +148,21 @@ def test_idempotency_key_returns_the_first_job(redis_client: Any) -> None:
     assert len(get_registry().list(job_type="probe")) == 1
     other = run_cli("submit", "probe", "--key", "nightly-2026-11-23")
     assert other.returncode == 0 and other.stdout.strip() == first
+
+
+def test_a_requeued_job_still_gets_its_secret_values(workers: Workers, redis_client: Any) -> None:
+    import hashlib
+
+    from trainq.control import cancel, retry
+
+    # given a delayed job with a SecretStr field, cancelled before it ran
+    workers.start("probe")
+    cancelled = submit("secret", {"user": "ci", "token": "tok-123"}, countdown=60)
+    cancel(cancelled)
+    assert get_registry().get(cancelled).payload["token"] == "**********"
+    # when it is re-queued from its record (as recovery and `trainq retry` do)
+    retry(cancelled)
+    wait_for(lambda: finished(cancelled))
+    # then the handler received the real value, not the mask
+    expected = hashlib.sha256(b"tok-123").hexdigest()
+    assert get_registry().get(cancelled).result == {"user": "ci", "token_sha256": expected}
