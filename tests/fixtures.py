@@ -98,30 +98,11 @@ class Workers:
     ) -> Process:
         """A worker for ``queues``; ``events`` sends task events and heartbeats (Flower needs both)."""
         name = name or f"w{uuid.uuid4().hex[:6]}"
-        quiet = ["-E"] if events else ["--without-heartbeat"]
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "trainq",
-            "worker",
-            "-Q",
-            ",".join(queues),
-            "-c",
-            str(concurrency),
-            "-P",
-            pool,
-            "-n",
-            f"{name}@%h",
-            "-l",
-            "info",
-            "--without-gossip",
-            "--without-mingle",
-            *quiet,
-            "--prefetch-multiplier",
-            "1",
-        ]
+        from trainq.worker import worker_command
+
+        quiet = [] if events else ["--without-heartbeat"]
+        extra = ["-P", pool, "--without-gossip", "--without-mingle", *quiet]
+        args = worker_command(queues, name=name, concurrency=concurrency, extra=extra)
         process = Process(args, self.tmp / f"{name}.log", env)
         self.started.append(process)
         if ready:

@@ -26,6 +26,7 @@ from trainq.flower import flower_launch
 from trainq.jobtypes import job_types
 from trainq.registry import get_registry
 from trainq.settings import Settings
+from trainq.worker import worker_command
 
 log = logging.getLogger("trainq.stack")
 READY_TIMEOUT_S = 90.0
@@ -96,29 +97,7 @@ class Stack:
         self.queues = self.queues or stack_queues()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for queue in self.queues:
-            pool = self.settings.pool(queue)
-            self._spawn(
-                f"worker-{queue}",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "trainq",
-                    "worker",
-                    "-Q",
-                    queue,
-                    "-n",
-                    f"{queue}@%h",
-                    "-c",
-                    str(pool.concurrency),
-                    "--prefetch-multiplier",
-                    str(pool.prefetch),
-                    "-E",
-                    "-l",
-                    "info",
-                ],
-            )
+            self._spawn(f"worker-{queue}", worker_command([queue]))
         if self.beat:
             self._spawn("beat", [sys.executable, "-m", "celery", "-A", "trainq", "beat", "-l", "info"])
         if self.flower_port is not None:

@@ -5,9 +5,10 @@ recording failures that happen outside the handler (hard timeouts, a pool proces
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import signals
@@ -20,6 +21,26 @@ from trainq.settings import get_settings
 from trainq.task import JobTask, fail_attempt, publish, recover
 
 log = logging.getLogger("trainq.worker")
+
+
+def worker_command(
+    queues: Sequence[str],
+    *,
+    name: str | None = None,
+    concurrency: int | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The ``celery worker`` command line for a pool on ``queues`` with their pool settings.
+
+    Events are on (``-E``) so Flower sees the jobs; the node is ``<name or queues>@<host>``.
+    """
+    pool = get_settings().pool(queues[0])
+    return [
+        sys.executable, "-m", "celery", "-A", "trainq", "worker", "-Q", ",".join(queues),
+        "-n", f"{name or '+'.join(queues)}@%h", "-c", str(concurrency or pool.concurrency),
+        "--prefetch-multiplier", str(pool.prefetch), "-E", "-l", "info", *extra,
+    ]  # fmt: skip
+
 
 SweepHook = Callable[[], int]
 _sweep_hooks: list[SweepHook] = []

@@ -13,7 +13,7 @@ from trainq.cli import main
 from trainq.cli.output import console, json_option, print_json
 from trainq.jobs import JobState
 from trainq.registry import get_registry
-from trainq.settings import get_settings
+from trainq.worker import worker_command
 
 
 @main.command()
@@ -85,25 +85,5 @@ def purge(queue: str) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(queues: tuple[str, ...], concurrency: int | None, celery_args: tuple[str, ...]) -> None:
     """Start a worker pool for QUEUES (a thin wrapper over ``celery worker``)."""
-    pool = get_settings().pool(queues[0])
-    args = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "trainq",
-        "worker",
-        "-Q",
-        ",".join(queues),
-        "-c",
-        str(concurrency or pool.concurrency),
-        "--prefetch-multiplier",
-        str(pool.prefetch),
-        "-n",
-        f"{'+'.join(queues)}@%h",
-        "-E",
-        "-l",
-        "info",
-        *celery_args,
-    ]
+    args = worker_command(queues, concurrency=concurrency, extra=celery_args)
     os.execv(sys.executable, args)
