@@ -42,6 +42,7 @@ class Process:
         self.args = args
         self.log = log
         self._log_file = open(log, "ab")  # noqa: SIM115 - open for the process's whole life
+        self._terminated = False
         self.popen = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -67,10 +68,16 @@ class Process:
             os.killpg(self.pid, signal.SIGKILL)
         self.popen.wait()
 
+    def terminate(self) -> None:
+        """SIGTERM the main pid once (a warm shutdown); ``stop`` then waits for it."""
+        if self.alive() and not self._terminated:
+            self.popen.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the main pid, wait, then SIGKILL the group if anything lingers."""
         if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
+            self.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -115,6 +122,9 @@ class Workers:
         return process
 
     def stop_all(self) -> None:
+        """Signal every worker first so they shut down side by side, then wait for each."""
+        for process in self.started:
+            process.terminate()
         for process in self.started:
             process.stop()
 
@@ -242,3 +252,18 @@ def run_cli(
         timeout=timeout,
         input=input,
     )
+
+
+def submit_elsewhere(env: dict[str, str], calls: list[str]) -> list[str]:
+    """Run ``submit(...)`` calls in a separate process configured by ``env``; return the job ids."""
+    code = "from trainq.control import submit\n" + "\n".join(f"print({call})" for call in calls)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.fixtures import ROOT, Workers, free_port, run_cli, start_redis, wait_for
+from tests.fixtures import Workers, free_port, run_cli, start_redis, submit_elsewhere, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
 from trainq.control import submit
@@ -53,19 +51,6 @@ def test_sigkilled_workers_lose_and_duplicate_nothing(workers: Workers, redis_cl
     assert sum(r.recoveries for r in records) >= 5
 
 
-def _submit_many(env: dict[str, str], count: int) -> list[str]:
-    code = f"from trainq.control import submit\nfor _ in range({count}): print(submit('probe', {{}}))"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.split()
-
-
 def test_redis_restart_and_pause_lose_no_job(tmp_path: Path, workers: Workers) -> None:
     # given a private Redis with AOF and 100 submitted jobs, no worker
     port = free_port()
@@ -73,7 +58,7 @@ def test_redis_restart_and_pause_lose_no_job(tmp_path: Path, workers: Workers) -
     env = {"TRAINQ_BROKER_URL": f"redis://127.0.0.1:{port}/0", "TRAINQ_KEY_PREFIX": "chaos:"}
     client = redis.Redis(port=port)
     try:
-        ids = _submit_many(env, 100)
+        ids = submit_elsewhere(env, ["submit('probe', {})"] * 100)
         assert len(ids) == 100
         # when Redis is killed and restarted from its append-only file
         server.kill()
@@ -88,7 +73,7 @@ def test_redis_restart_and_pause_lose_no_job(tmp_path: Path, workers: Workers) -
         time.sleep(20)  # the fault itself: Redis stays frozen this long
         os.kill(server.pid, signal.SIGCONT)
         # then the worker carries on consuming
-        later = _submit_many(env, 3)
+        later = submit_elsewhere(env, ["submit('probe', {})"] * 3)
         wait_for(
             lambda: all(client.llen(attempts_key(j)) == 2 for j in later),
             timeout=60,

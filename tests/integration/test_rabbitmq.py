@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kombu import Connection
 
-from tests.fixtures import ROOT, Workers, wait_for
+from tests.fixtures import Workers, submit_elsewhere, wait_for
 from trainq import JobState, get_registry
 
 pytestmark = pytest.mark.rabbitmq
@@ -37,20 +35,6 @@ def amqp_env(redis_client: Any) -> Iterator[dict[str, str]]:
                 channel = connection.channel()
 
 
-def submit_all(env: dict[str, str], calls: list[str]) -> list[str]:
-    code = "from trainq.control import submit\n" + "\n".join(f"print({call})" for call in calls)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.split()
-
-
 def state_of(job_id: str) -> JobState:
     return get_registry().get(job_id).state
 
@@ -59,7 +43,7 @@ def test_rabbitmq_routes_prioritises_and_retries(workers: Workers, amqp_env: dic
     # given 20 priority-0 probe jobs, one priority-9, a retried job and a data job, no worker yet
     calls = ["submit('probe', {}, priority=0)"] * 20 + ["submit('probe', {}, priority=9)"]
     calls += ["submit('probe', {'fail_times': 1}, retry={'base_s': 0.2})", "submit('data', {})"]
-    *low, urgent, flaky, data = submit_all(amqp_env, calls)
+    *low, urgent, flaky, data = submit_elsewhere(amqp_env, calls)
     # when only a probe pool runs
     workers.start("probe", env=amqp_env)
     probes = [*low, urgent, flaky]
