@@ -86,12 +86,23 @@ class Process:
         self._log_file.close()
 
 
-class Workers:
-    """Starts real ``celery worker`` processes for the test and stops them after it."""
+class Processes:
+    """Processes a test started, stopped together after it."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.started: list[Process] = []
+
+    def stop_all(self) -> None:
+        """Signal every process first so they shut down side by side, then wait for each."""
+        for process in self.started:
+            process.terminate()
+        for process in self.started:
+            process.stop()
+
+
+class Workers(Processes):
+    """Starts real ``celery worker`` processes for the test and stops them after it."""
 
     def start(
         self,
@@ -121,20 +132,9 @@ class Workers:
             assert process.alive(), process.output()
         return process
 
-    def stop_all(self) -> None:
-        """Signal every worker first so they shut down side by side, then wait for each."""
-        for process in self.started:
-            process.terminate()
-        for process in self.started:
-            process.stop()
 
-
-class Beats:
+class Beats(Processes):
     """Starts real ``celery beat`` processes for the test and stops them after it."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.started: list[Process] = []
 
     def start(self, env: dict[str, str] | None = None, lock: bool = True) -> Process:
         """A Beat; with ``lock`` wait until it holds the redbeat lock, else until it is starting."""
@@ -149,10 +149,6 @@ class Beats:
         wait_for(lambda: marker in process.output() or not process.alive(), 30, message=f"{name}: {marker}")
         assert process.alive(), process.output()
         return process
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            process.stop()
 
 
 def free_port() -> int:
