@@ -29,6 +29,9 @@ class RetryPolicy(BaseModel):
     base_s: float = 2.0
     max_s: float = 600.0
     jitter: bool = True
+    #: Exception class names (``TimeoutError``) or dotted paths (``requests.HTTPError``) that retry;
+    #: empty means any exception. Validation errors and ``PermanentError`` never retry.
+    retry_on: tuple[str, ...] = ()
 
     @field_validator("base_s", "max_s", mode="before")
     @classmethod
@@ -41,6 +44,15 @@ class RetryPolicy(BaseModel):
         if value < 0:
             raise ValueError("max_retries must be >= 0")
         return value
+
+
+def retries(policy: RetryPolicy, exc: BaseException) -> bool:
+    """True if ``exc`` (or one of its base classes) is one the policy retries."""
+    if not policy.retry_on:
+        return True
+    names = {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
+    names |= {c.__qualname__ for c in type(exc).__mro__}
+    return any(name in names for name in policy.retry_on)
 
 
 def backoff_s(policy: RetryPolicy, attempt: int) -> float:

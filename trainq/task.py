@@ -34,7 +34,7 @@ from trainq.errors import BrokerUnavailable, InvalidInput, PayloadError, Permane
 from trainq.jobs import WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.leases import Heartbeat
 from trainq.registry import Registry, get_registry
-from trainq.retry import RetryPolicy, backoff_s
+from trainq.retry import RetryPolicy, backoff_s, retries
 from trainq.settings import get_settings, is_redis
 
 log = logging.getLogger("trainq.task")
@@ -277,7 +277,9 @@ class JobTask(Task):
             self._stopped(registry, record)
             raise Ignore() from None
         except Exception as exc:
-            permanent = isinstance(exc, (PermanentError, ValidationError, InvalidInput))
+            permanent = isinstance(exc, (PermanentError, ValidationError, InvalidInput)) or not retries(
+                self.retry_policy(record), exc
+            )
             reason = _reason(exc)
             countdown = fail_attempt(self, registry, record, reason, traceback.format_exc(), permanent)
             if countdown is not None:

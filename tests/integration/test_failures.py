@@ -166,3 +166,12 @@ def test_a_requeued_job_still_gets_its_secret_values(workers: Workers, redis_cli
     # then the handler received the real value, not the mask
     expected = hashlib.sha256(b"tok-123").hexdigest()
     assert get_registry().get(cancelled).result == {"user": "ci", "token_sha256": expected}
+
+
+def test_an_exception_outside_retry_on_fails_at_once(workers: Workers, redis_client: Any) -> None:
+    workers.start("probe")
+    job_id = submit("probe", {"fail_times": 3}, retry={"retry_on": ["ConnectionError"]})
+    wait_for(lambda: finished(job_id))
+    record = get_registry().get(job_id)
+    assert record.state is JobState.FAILED and record.failures == 1
+    assert len(attempts(redis_client, job_id)) == 1

@@ -8,7 +8,7 @@ from trainq.command import parse_progress
 from trainq.durations import parse_duration
 from trainq.environment import expand, mask
 from trainq.errors import DurationError
-from trainq.retry import Backoff, RetryPolicy, backoff_s
+from trainq.retry import Backoff, RetryPolicy, backoff_s, retries
 
 
 @pytest.mark.parametrize(
@@ -76,3 +76,12 @@ def test_environment_expands_references_and_reports_secrets() -> None:
 )
 def test_command_progress_lines(line: str, parsed: object) -> None:
     assert parse_progress(line) == parsed
+
+
+def test_retry_on_limits_which_exceptions_retry() -> None:
+    anything = RetryPolicy()
+    network = RetryPolicy(retry_on=("ConnectionError", "builtins.TimeoutError"))
+    assert retries(anything, ValueError("x"))
+    assert retries(network, ConnectionRefusedError())  # a subclass of ConnectionError
+    assert retries(network, TimeoutError())
+    assert not retries(network, ValueError("bad config"))
