@@ -7,28 +7,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures import Process, Workers, run_cli, wait_for
+from tests.fixtures import Process, Workers, free_port, run_cli, wait_for
 from trainq import JobState, get_registry
 from trainq.celery import app
 from trainq.control import cancel, submit
 
 FLOWER_USER, FLOWER_PASSWORD = "ops", "s3cret-pass"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
@@ -204,3 +197,20 @@ def test_flower_refuses_a_public_address_without_authentication() -> None:
     assert "refusing to serve Flower on 0.0.0.0 without authentication" in result.stderr
     bad = run_cli("flower", "--basic-auth=nopassword", f"--port={free_port()}")
     assert bad.returncode == 2 and "use user:password" in bad.stderr
+
+
+def test_plain_celery_flower_gets_trainqs_safe_defaults(tmp_path: Path, workers: Workers) -> None:
+    # given `celery -A trainq flower` started from the project directory with no options
+    port = free_port()
+    env = {"TRAINQ_FLOWER_PORT": str(port), "TRAINQ_FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}"}
+    flower = Process([sys.executable, "-m", "celery", "-A", "trainq", "flower"], tmp_path / "plain.log", env)
+    workers.started.append(flower)
+    url = f"http://127.0.0.1:{port}/healthcheck"
+    wait_for(lambda: http_get(url)[0] or not flower.alive(), 30, 0.2, message="Flower up")
+    # then it listens on 127.0.0.1 only and asks for the configured credentials
+    assert http_get(f"http://127.0.0.1:{port}/")[0] == 401
+    assert http_get(f"http://127.0.0.1:{port}/", (FLOWER_USER, FLOWER_PASSWORD))[0] == 200
+    listening = {
+        c.laddr for c in psutil.Process(flower.pid).net_connections() if c.status == psutil.CONN_LISTEN
+    }
+    assert {(ip, p) for ip, p in listening if p == port} == {("127.0.0.1", port)}
