@@ -117,8 +117,15 @@ def print_table(rows: list[Row]) -> None:
     for r in rows:
         met = "" if r.met is None else ("[green]yes[/]" if r.met else "[red]no[/]")
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
-        table.add_row(r.case, r.broker, r.metric, *(_cell(r.values.get(s)) for s in SYSTEMS), ratio,
-                      r.target_text(), met)  # fmt: skip
+        table.add_row(
+            r.case,
+            r.broker,
+            r.metric,
+            *(_cell(r.values.get(s)) for s in SYSTEMS),
+            ratio,
+            r.target_text(),
+            met,
+        )
     Console(width=200).print(table)
 
 

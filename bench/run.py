@@ -49,10 +49,26 @@ def case_function(name: str) -> Callable[[BenchEnv, Sizes], list[Row]]:
 def run_case(name: str, env: BenchEnv, sizes: Sizes, timeout: float) -> list[Row]:
     """Run one case in a fresh process with ``env``; return its rows."""
     out = env.logs / f"{name}-{env.broker}.json"
-    args = [PYTHON, "-m", "bench", "--child", name, "--redis", env.redis_url, "--broker-url", env.broker_url,
-            "--logs", str(env.logs), "--sizes", json.dumps(asdict(sizes)), "--result", str(out)]  # fmt: skip
-    done = subprocess.run(args, cwd=ROOT, env={**os.environ, **env.variables()}, timeout=timeout,
-                          capture_output=True, text=True)  # fmt: skip
+    args = [
+        PYTHON,
+        "-m",
+        "bench",
+        "--child",
+        name,
+        "--redis",
+        env.redis_url,
+        "--broker-url",
+        env.broker_url,
+        "--logs",
+        str(env.logs),
+        "--sizes",
+        json.dumps(asdict(sizes)),
+        "--result",
+        str(out),
+    ]
+    done = subprocess.run(
+        args, cwd=ROOT, env={**os.environ, **env.variables()}, timeout=timeout, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise RuntimeError(f"case {name} on {env.broker} failed:\n{done.stdout}\n{done.stderr}")
     return report.rows_from_json(json.loads(out.read_text()))

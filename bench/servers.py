@@ -48,9 +48,13 @@ class Process:
         self.log = log
         self._log = open(log, "ab")  # noqa: SIM115  (closed in stop)
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            args,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def alive(self) -> bool:
         """True while the process runs."""
@@ -80,9 +84,20 @@ class RedisServer:
 
         self.port = free_port()
         args = [
-            __redis_executable__, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-            "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no",
-        ]  # fmt: skip
+            __redis_executable__,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--daemonize",
+            "no",
+        ]
         self.process = Process(args, workdir / "redis.log")
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.client = redis.Redis.from_url(self.url)

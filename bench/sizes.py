@@ -25,5 +25,19 @@ class Sizes:
     cli_runs: int = 5
 
 
-QUICK = Sizes(submits=50, handoffs=5, drain=50, rq_forking=0, repeat=1, chain=4, fan=4, pipeline=20,
-              records_small=100, records=1_000, items=200, chunk=20, reads=2, cli_runs=0)  # fmt: skip
+QUICK = Sizes(
+    submits=50,
+    handoffs=5,
+    drain=50,
+    rq_forking=0,
+    repeat=1,
+    chain=4,
+    fan=4,
+    pipeline=20,
+    records_small=100,
+    records=1_000,
+    items=200,
+    chunk=20,
+    reads=2,
+    cli_runs=0,
+)
