@@ -142,6 +142,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redbeat_lock_timeout": 30,
         "beat_max_loop_interval": settings.beat_interval_s,
     }
+    if broker.startswith("redis://"):
+        from trainq.transport import TRANSPORT
+
+        config["broker_transport"] = TRANSPORT  # kombu's, minus a client object per publish
     if is_redis(broker):
         config["broker_transport_options"] = {
             "queue_order_strategy": "priority",
