@@ -90,7 +90,7 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
         row = [r.case, r.broker, r.metric, *cells, ratio, r.target_text(), met]
         lines.append(f"| {' | '.join(row)} |")
-    notes = [f"- {r.case} {r.metric}: {r.note}" for r in rows if r.note]
+    notes = [f"- {r.case} ({r.broker}), {r.metric}: {r.note}" for r in rows if r.note]
     return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
 
 

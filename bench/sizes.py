@@ -13,7 +13,7 @@ class Sizes:
     handoffs: int = 300
     drain: int = 10_000
     rq_forking: int = 1_000
-    repeat: int = 2
+    repeat: int = 1
     chain: int = 50
     fan: int = 100
     pipeline: int = 1_000
