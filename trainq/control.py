@@ -13,7 +13,7 @@ from trainq.errors import BrokerUnavailable, InvalidTransition
 from trainq.jobs import RETRYABLE_STATES, WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.jobtypes import get_job_type
 from trainq.registry import Registry, get_registry
-from trainq.task import publish, run_finish_hooks
+from trainq.task import finish, publish
 
 
 def submit(job_type: str, config: dict[str, Any] | None = None, **options: Any) -> str:
@@ -28,21 +28,13 @@ def cancel(job_id: str, registry: Registry | None = None, reason: str = "cancell
     """
     registry = registry or get_registry()
     record = registry.get(job_id)
-    now = time.time()
-    previous = registry.transition(
-        job_id,
-        JobState.CANCELLED,
-        allowed={*WAITING_STATES, JobState.RUNNING},
-        fields={"finished_at": now},
-        event=JobEvent(state=JobState.CANCELLED, at=now, attempt=record.attempt, reason=reason),
-        lease_until=0,
-    )
+    allowed = frozenset({*WAITING_STATES, JobState.RUNNING})
+    previous = finish(registry, record, JobState.CANCELLED, reason=reason, allowed=allowed, fenced=False)
     if previous is None:
         raise InvalidTransition(
             f"job {job_id} is {registry.get(job_id).state.value}; "
             "only waiting or running jobs can be cancelled"
         )
-    run_finish_hooks(registry, job_id)
     return previous
 
 

@@ -122,8 +122,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queue_max_priority": 10,
         "task_default_priority": settings.default_priority,
         "task_track_started": False,
-        "task_send_sent_event": True,
-        "worker_send_task_events": True,
+        # Task events come from workers started with -E (trainq worker/up, deploy/): no extra
+        # publish per submit, and a worker started without -E does no event work per job.
         "result_extended": True,
         "result_expires": 7 * 86400,
         "broker_connection_retry_on_startup": True,

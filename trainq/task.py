@@ -67,16 +67,40 @@ def on_finished(hook: FinishHook) -> FinishHook:
     return hook
 
 
-def run_finish_hooks(registry: Registry, job_id: str) -> None:
-    """Call every finish hook with the job's current record."""
-    record = registry.find(job_id)
-    if record is None:
-        return
-    for hook in _finish_hooks:
-        try:
-            hook(record)
-        except Exception:
-            log.exception("finish hook %r failed for job %s", hook, job_id)
+def finish(
+    registry: Registry,
+    record: JobRecord,
+    state: JobState,
+    fields: dict[str, Any] | None = None,
+    *,
+    reason: str | None = None,
+    allowed: frozenset[JobState] = frozenset({JobState.RUNNING}),
+    fenced: bool = True,
+) -> JobState | None:
+    """Move ``record`` to the finished ``state``, drop its lease and run the finish hooks.
+
+    Fenced on the record's delivery unless ``fenced`` is false. The hooks get the final record
+    (no re-read). Returns the state the job was in, or None if the change was refused.
+    """
+    now = time.time()
+    values = {**(fields or {}), "finished_at": now}
+    previous = registry.transition(
+        record.id,
+        state,
+        allowed=allowed,
+        fence=record.fence if fenced else None,
+        fields=values,
+        event=JobEvent(state=state, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
+        lease_until=0,
+    )
+    if previous is not None:
+        final = record.model_copy(update={**values, "state": state})
+        for hook in _finish_hooks:
+            try:
+                hook(final)
+            except Exception:
+                log.exception("finish hook %r failed for job %s", hook, record.id)
+    return previous
 
 
 def message_reprs(record: JobRecord) -> dict[str, str]:
@@ -290,25 +314,14 @@ class JobTask(Task):
             _restore_stop_handler(previous)
 
     def _succeed(self, registry: Registry, record: JobRecord, result: Any) -> Any:
-        now = time.time()
         from trainq import artifacts
 
-        fields: dict[str, Any] = {"finished_at": now, "result": result}
+        fields: dict[str, Any] = {"result": result}
         if record.options.get("result_files"):
             fields["artifacts"] = artifacts.collect(record)
-        done = registry.transition(
-            record.id,
-            JobState.SUCCEEDED,
-            allowed={JobState.RUNNING},
-            fence=record.fence,
-            fields=fields,
-            event=JobEvent(state=JobState.SUCCEEDED, at=now, attempt=record.attempt, worker=record.worker),
-            lease_until=0,
-        )
-        if done is None:
+        if finish(registry, record, JobState.SUCCEEDED, fields) is None:
             log.info("job %s finished but was cancelled or recovered meanwhile", record.id)
             raise Ignore()
-        run_finish_hooks(registry, record.id)
         return result
 
     def _stopped(self, registry: Registry, record: JobRecord) -> None:
@@ -349,18 +362,7 @@ def fail_attempt(
             lease_until=now + countdown + get_settings().lease_s,
         )
         return countdown if moved else None
-    state = JobState.FAILED if permanent else JobState.DEAD
-    ended = registry.transition(
-        record.id,
-        state,
-        allowed={JobState.RUNNING},
-        fence=record.fence,
-        fields={**common, "finished_at": now},
-        event=JobEvent(state=state, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
-        lease_until=0,
-    )
-    if ended:
-        run_finish_hooks(registry, record.id)
+    finish(registry, record, JobState.FAILED if permanent else JobState.DEAD, common, reason=reason)
     return None
 
 
@@ -373,20 +375,8 @@ def recover(task: JobTask, registry: Registry, record: JobRecord, reason: str, c
     recoveries = record.recoveries + (1 if counted else 0)
     if recoveries > get_settings().max_recoveries:
         reason = f"{reason}; worker lost {recoveries} times, giving up"
-        ended = registry.transition(
-            record.id,
-            JobState.DEAD,
-            allowed={JobState.RUNNING},
-            fence=record.fence,
-            fields={"recoveries": recoveries, "error": reason, "finished_at": now},
-            event=JobEvent(
-                state=JobState.DEAD, at=now, attempt=record.attempt, worker=record.worker, reason=reason
-            ),
-            lease_until=0,
-        )
-        if ended:
-            run_finish_hooks(registry, record.id)
-        return ended is not None
+        fields = {"recoveries": recoveries, "error": reason}
+        return finish(registry, record, JobState.DEAD, fields, reason=reason) is not None
     fence = record.fence + 1
     moved = registry.transition(
         record.id,
