@@ -8,6 +8,7 @@ import signal
 import time
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, SecretStr
 
 from trainq import Job, PermanentError, RetryPolicy, job_type
@@ -22,6 +23,19 @@ def attempts_key(job_id: str) -> str:
 def _note(job: Job, event: str) -> None:
     client = redis.Redis.from_url(redis_py_url(get_settings().registry()))
     client.rpush(attempts_key(job.id), f"{event}:{job.attempt}:{time.time()}:{os.getpid()}")
+
+
+def _sleep(seconds: float, ignore_soft_timeout: bool) -> None:
+    """Sleep ``seconds``; with ``ignore_soft_timeout`` swallow the soft time limit wherever it lands."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
+        except SoftTimeLimitExceeded:
+            if not ignore_soft_timeout:
+                raise
 
 
 class Sleep(BaseModel):
@@ -50,13 +64,7 @@ def probe(job: Job, config: Sleep) -> dict[str, object]:
         raise RuntimeError(f"planned failure on attempt {job.attempt}")
     steps = max(config.steps, 1)
     for step in range(1, steps + 1):
-        deadline = time.monotonic() + config.seconds / steps
-        while time.monotonic() < deadline:
-            try:
-                time.sleep(0.01)
-            except Exception:
-                if not config.ignore_soft_timeout:
-                    raise
+        _sleep(config.seconds / steps, config.ignore_soft_timeout)
         if config.steps:
             job.progress(step, steps, loss=1.0 / step)
     print(f"probe done after {config.seconds}s")

@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from trainq.errors import BrokerUnavailable, JobNotFound
-from trainq.jobs import FINISHED_STATES, JobEvent, JobRecord, JobState, encode_fields
+from trainq.jobs import FINISHED_STATES, WAITING_STATES, JobEvent, JobRecord, JobState, encode_fields
 from trainq.keys import Keys
 from trainq.settings import Settings, get_settings, redis_py_url
 
@@ -29,8 +29,9 @@ from trainq.settings import Settings, get_settings, redis_py_url
 # ARGV: id, fence ('' = any), allowed states (comma list), new state, fields (JSON object of
 #       JSON-encoded values), event JSON ('' = none), state index prefix, lease ('' keep,
 #       '0' drop, else expiry).
-#       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix.
-# Returns the state the job was in, or false when the change was refused.
+#       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix,
+#       ARGV[11]: '1' to fill the event's attempt from the record and return the record.
+# Returns the state the job was in (or the record), or false when the change was refused.
 _TRANSITION = """
 local raw = redis.call('HGET', KEYS[1], 'state')
 if not raw then return false end
@@ -55,14 +56,22 @@ if new ~= cur then
   redis.call('HINCRBY', kind, cur, -1)
   redis.call('HINCRBY', kind, new, 1)
 end
-if ARGV[6] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[6]) end
+local event = ARGV[6]
+if ARGV[11] == '1' then
+  event = (string.gsub(event, '"attempt":%-1', '"attempt":' .. redis.call('HGET', KEYS[1], 'attempt'), 1))
+end
+if event ~= '' then redis.call('RPUSH', KEYS[2], event) end
 if ARGV[8] == '0' then
   redis.call('ZREM', KEYS[3], ARGV[1])
 elseif ARGV[8] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])
 end
+if ARGV[11] == '1' then return redis.call('HGETALL', KEYS[1]) end
 return cur
 """
+
+#: A claim event's attempt, filled in from the record by the script.
+ATTEMPT_FROM_RECORD = -1
 
 LIST_PAGE = 200
 
@@ -232,10 +241,38 @@ class Registry:
         and sets the lease expiry (``0`` drops the lease). Returns the previous state, or
         None when the change was refused.
         """
+        previous = self._run(job_id, to, allowed, fence, fields, event, lease_until, returning=False)
+        return JobState(previous.decode()) if previous else None
+
+    def claim(self, job_id: str, fence: int, worker: str, lease_until: float) -> JobRecord | None:
+        """Start a waiting job's delivery ``fence`` on ``worker``; the running record, or None.
+
+        One round trip: the script records the start with the job's attempt and returns the record.
+        """
+        now = time.time()
+        fields = {"started_at": now, "worker": worker, "progress": None, "next_attempt_at": None}
+        event = JobEvent(state=JobState.RUNNING, at=now, attempt=ATTEMPT_FROM_RECORD, worker=worker)
+        raw = self._run(
+            job_id, JobState.RUNNING, WAITING_STATES, fence, fields, event, lease_until, returning=True
+        )
+        return JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True))) if raw else None
+
+    def _run(
+        self,
+        job_id: str,
+        to: JobState,
+        allowed: Iterable[JobState],
+        fence: int | None,
+        fields: dict[str, Any] | None,
+        event: JobEvent | None,
+        lease_until: float | None,
+        returning: bool,
+    ) -> Any:
+        """Call the transition script (see ``_TRANSITION``)."""
         values = dict(fields or {})
         values["updated_at"] = time.time()
         lease = "" if lease_until is None else repr(lease_until) if lease_until else "0"
-        previous = self._transition(
+        return self._transition(
             keys=[self.keys.job(job_id), self.keys.events(job_id), self.keys.leases()],
             args=[
                 job_id,
@@ -248,9 +285,9 @@ class Registry:
                 lease,
                 self.keys.stats_prefix(),
                 self.keys.type_stats_prefix(),
+                "1" if returning else "",
             ],
         )
-        return JobState(previous.decode()) if previous else None
 
     def events(self, job_id: str) -> list[JobEvent]:
         """The transitions of ``job_id``, oldest first."""

@@ -31,7 +31,7 @@ from trainq import environment
 from trainq.context import Job, capture_output
 from trainq.durations import parse_duration
 from trainq.errors import BrokerUnavailable, InvalidInput, PayloadError, PermanentError
-from trainq.jobs import WAITING_STATES, JobEvent, JobRecord, JobState
+from trainq.jobs import JobEvent, JobRecord, JobState
 from trainq.leases import Heartbeat
 from trainq.registry import Registry, get_registry
 from trainq.retry import RetryPolicy, backoff_s, retries
@@ -257,31 +257,12 @@ class JobTask(Task):
         registry = get_registry()
         settings = get_settings()
         job_id, fence = self.request.id, self.request.retries or 0
-        record = registry.find(job_id)
+        record = registry.claim(job_id, fence, self.request.hostname, time.time() + settings.lease_s)
         if record is None:
-            log.warning("dropping %s[%s]: no job record", self.name, job_id)
+            current = registry.find(job_id)
+            state = current.state.value if current else "no record"
+            log.info("dropping stale delivery %s[%s] (fence %s, job %s)", self.name, job_id, fence, state)
             raise Ignore()
-        now = time.time()
-        worker = self.request.hostname
-        claimed = registry.transition(
-            job_id,
-            JobState.RUNNING,
-            allowed=WAITING_STATES,
-            fence=fence,
-            fields={"started_at": now, "worker": worker, "progress": None, "next_attempt_at": None},
-            event=JobEvent(state=JobState.RUNNING, at=now, attempt=record.attempt, worker=worker),
-            lease_until=now + settings.lease_s,
-        )
-        if claimed is None:
-            log.info(
-                "dropping stale delivery %s[%s] (fence %s, job %s)",
-                self.name,
-                job_id,
-                fence,
-                record.state.value,
-            )
-            raise Ignore()
-        record = record.model_copy(update={"state": JobState.RUNNING, "worker": worker, "started_at": now})
         variables, secrets = environment.expand(record.options.get("environment") or {})
         job = Job(record, registry, self, settings.home, secrets)
         previous = _install_stop_handler()
