@@ -1,7 +1,7 @@
 """Settings: one pydantic-settings class read from ``TRAINQ_*`` variables, and its Celery config.
 
-Nothing else in trainq reads ``os.environ``. With no broker set, trainq uses the embedded
-Redis (see ``trainq.embedded``) so one machine needs no server installed.
+Nothing else in trainq reads its configuration from ``os.environ``. With no broker set,
+trainq uses the embedded Redis (see ``trainq.embedded``) so one machine needs no server.
 """
 
 from __future__ import annotations
