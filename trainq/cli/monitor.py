@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import click
-from rich.console import Console, Group
+from rich.console import Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
@@ -25,8 +25,6 @@ from trainq.settings import get_settings
 
 #: States counted as work a queue's workers still have to pick up.
 WAITING = (JobState.QUEUED.value, JobState.RETRYING.value)
-#: Columns of tables printed to a pipe or file instead of a terminal.
-PIPE_WIDTH = 160
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -44,12 +42,6 @@ def flower(
     click.echo(f"Flower on {launch.url}" + (" (basic auth)" if launch.env else ""), err=True)
     # Credentials travel in the environment (FLOWER_BASIC_AUTH), never on the visible command line.
     os.execve(launch.argv[0], launch.argv, {**os.environ, **launch.env})
-
-
-def _print(*renderables: Any) -> None:
-    """Print to the terminal, or at ``PIPE_WIDTH`` to a pipe or file (not 80 squeezed columns)."""
-    target = console if console.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
-    target.print(*renderables)
 
 
 def _running(registry: Registry, limit: int) -> list[JobRecord]:
@@ -125,7 +117,7 @@ def status(once: bool, interval: float, limit: int, as_json: bool) -> None:
         )
         return
     if once or not console.is_terminal:
-        _print(status_view(registry, limit))
+        console.print(status_view(registry, limit))
         return
     from rich.live import Live
 
@@ -224,7 +216,7 @@ def workers(timeout: float, as_json: bool) -> None:
             for j in w["active"]
         )
         table.add_row(name, ", ".join(w["queues"]), jobs or "idle")
-    _print(queues, table)
+    console.print(queues, table)
     if not report["workers"]:
         console.print("[bold red]no live worker answered[/] (start one: trainq worker QUEUE)")
 

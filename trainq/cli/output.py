@@ -14,7 +14,11 @@ from rich.table import Table
 from trainq.durations import format_duration
 from trainq.jobs import JobRecord, JobState
 
+#: Columns of tables printed to a pipe or file instead of a terminal (not 80 squeezed ones).
+PIPE_WIDTH = 160
 console = Console(highlight=False)
+if not console.is_terminal:
+    console = Console(highlight=False, width=PIPE_WIDTH)
 F = TypeVar("F", bound=Callable[..., Any])
 
 STATE_STYLE = {
