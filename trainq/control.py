@@ -4,16 +4,15 @@ resume, purge, and the broker's queue depths.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from trainq.celery import app
 from trainq.errors import BrokerUnavailable, InvalidTransition
-from trainq.jobs import RETRYABLE_STATES, WAITING_STATES, JobEvent, JobRecord, JobState
+from trainq.jobs import RETRYABLE_STATES, WAITING_STATES, JobRecord, JobState
 from trainq.jobtypes import get_job_type
 from trainq.registry import Registry, get_registry
-from trainq.task import finish, publish
+from trainq.task import finish, requeue
 
 
 def submit(job_type: str, config: dict[str, Any] | None = None, **options: Any) -> str:
@@ -42,11 +41,7 @@ def retry(job_id: str, registry: Registry | None = None, reason: str = "re-queue
     """Re-queue a dead, failed, cancelled or blocked job with its payload: a new attempt series."""
     registry = registry or get_registry()
     record = registry.get(job_id)
-    task = get_job_type(record.type)
-    fence = record.fence + 1
-    now = time.time()
     reset = {
-        "fence": fence,
         "attempt": 1,
         "failures": 0,
         "recoveries": 0,
@@ -59,20 +54,13 @@ def retry(job_id: str, registry: Registry | None = None, reason: str = "re-queue
         "progress": None,
         "worker": None,
     }
-    moved = registry.transition(
-        job_id,
-        JobState.QUEUED,
-        allowed=RETRYABLE_STATES,
-        fence=record.fence,
-        fields=reset,
-        event=JobEvent(state=JobState.QUEUED, at=now, attempt=1, reason=reason),
-    )
-    if moved is None:
+    if not requeue(
+        get_job_type(record.type), registry, record, allowed=RETRYABLE_STATES, reason=reason, fields=reset
+    ):
         raise InvalidTransition(
             f"job {job_id} is {record.state.value}; "
             "only dead, failed, cancelled or blocked jobs can be retried"
         )
-    publish(task, record, fence)
     return registry.get(job_id)
 
 

@@ -13,7 +13,7 @@ import signal
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, ClassVar
@@ -352,21 +352,37 @@ def recover(task: JobTask, registry: Registry, record: JobRecord, reason: str, c
 
     Returns True if the job was re-queued or ended here, False if another process got there first.
     """
-    now = time.time()
     recoveries = record.recoveries + (1 if counted else 0)
     if recoveries > get_settings().max_recoveries:
         reason = f"{reason}; worker lost {recoveries} times, giving up"
         fields = {"recoveries": recoveries, "error": reason}
         return finish(registry, record, JobState.DEAD, fields, reason=reason) is not None
+    fields = {"recoveries": recoveries, "attempt": record.attempt + 1, "worker": None}
+    return requeue(task, registry, record, allowed={JobState.RUNNING}, reason=reason, fields=fields)
+
+
+def requeue(
+    task: JobTask,
+    registry: Registry,
+    record: JobRecord,
+    *,
+    allowed: Iterable[JobState],
+    reason: str,
+    fields: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``record`` back to ``queued`` on a new fence and send that delivery.
+
+    Fenced on the record's delivery; returns False (nothing sent) if another process moved it first.
+    """
     fence = record.fence + 1
     moved = registry.transition(
         record.id,
         JobState.QUEUED,
-        allowed={JobState.RUNNING},
+        allowed=allowed,
         fence=record.fence,
-        fields={"recoveries": recoveries, "fence": fence, "attempt": record.attempt + 1, "worker": None},
+        fields={**(fields or {}), "fence": fence},
         event=JobEvent(
-            state=JobState.QUEUED, at=now, attempt=record.attempt, worker=record.worker, reason=reason
+            state=JobState.QUEUED, at=time.time(), attempt=record.attempt, worker=record.worker, reason=reason
         ),
         lease_until=0,
     )

@@ -14,11 +14,11 @@ from typing import Any
 from celery import signals
 from celery.exceptions import TimeLimitExceeded, WorkerLostError
 
-from trainq.jobs import JobEvent, JobState
+from trainq.jobs import JobRecord, JobState
 from trainq.jobtypes import task_name
 from trainq.registry import Registry, get_registry
 from trainq.settings import get_settings
-from trainq.task import JobTask, fail_attempt, publish, recover
+from trainq.task import JobTask, fail_attempt, publish, recover, requeue
 
 log = logging.getLogger("trainq.worker")
 
@@ -87,24 +87,9 @@ class Reaper(threading.Thread):
         return handled
 
 
-def redeliver_overdue(task: JobTask, registry: Registry, record: Any) -> bool:
+def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> bool:
     """Send a fresh delivery for a retry whose message never arrived (e.g. its holder died)."""
-    now = time.time()
-    fence = record.fence + 1
-    moved = registry.transition(
-        record.id,
-        JobState.QUEUED,
-        allowed={JobState.RETRYING},
-        fence=record.fence,
-        fields={"fence": fence},
-        event=JobEvent(
-            state=JobState.QUEUED, at=now, attempt=record.attempt, reason="retry overdue; re-sent"
-        ),
-        lease_until=0,
-    )
-    if moved:
-        publish(task, record, fence)
-    return moved is not None
+    return requeue(task, registry, record, allowed={JobState.RETRYING}, reason="retry overdue; re-sent")
 
 
 _reaper: Reaper | None = None
