@@ -72,35 +72,9 @@ def start_workers(system: str, env: BenchEnv, rq_class: str = "rq.worker.SimpleW
     name = f"{system}-{uuid.uuid4().hex[:6]}"
     log = env.logs / f"{name}.log"
     variables = env.variables()
-    if system == "trainq":
-        args = [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "trainq",
-            "worker",
-            "-Q",
-            QUEUE,
-            "-n",
-            f"{name}@%h",
-            *CELERY_FLAGS,
-        ]
-        return [Process(args, log, variables)]
-    if system == "celery":
-        args = [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "bench.celery_app",
-            "worker",
-            "-Q",
-            RAW_QUEUE,
-            "-n",
-            f"{name}@%h",
-            *CELERY_FLAGS,
-        ]
+    if system in ("trainq", "celery"):
+        app, queue = ("trainq", QUEUE) if system == "trainq" else ("bench.celery_app", RAW_QUEUE)
+        args = [PYTHON, "-m", "celery", "-A", app, "worker", "-Q", queue, "-n", f"{name}@%h", *CELERY_FLAGS]
         return [Process(args, log, variables)]
     if system == "rq":
         args = [PYTHON, "-m", "rq.cli", "worker", "-u", env.redis_url, "-w", rq_class, "-q", QUEUE]
