@@ -27,7 +27,7 @@ from kombu.exceptions import OperationalError
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
-from trainq import environment
+from trainq import artifacts, environment
 from trainq.context import Job, capture_output
 from trainq.durations import parse_duration
 from trainq.errors import BrokerUnavailable, InvalidInput, PayloadError, PermanentError
@@ -271,13 +271,24 @@ class JobTask(Task):
         )
         heartbeat.start()
         try:
-            with capture_output(job), environment.applied(variables):
-                result = self.handler(job, self.input_model.model_validate(payload))
-                if self.output_model is not None:
-                    result = self.output_model.model_validate(result)
-                if isinstance(result, BaseModel):
-                    result = result.model_dump(mode="json")
-            return self._succeed(registry, record, result)
+            try:
+                with capture_output(job), environment.applied(variables):
+                    result = self.handler(job, self.input_model.model_validate(payload))
+                    if self.output_model is not None:
+                        result = self.output_model.model_validate(result)
+                    if isinstance(result, BaseModel):
+                        result = result.model_dump(mode="json")
+                    fields: dict[str, Any] = {"result": result}
+                    if record.options.get("result_files"):
+                        fields["artifacts"] = artifacts.collect(record)
+            finally:
+                # Before the outcome is recorded: a renewal refused because this process itself
+                # ended the job must not look like a cancel and stop the finish hooks midway.
+                heartbeat.stop()
+            if finish(registry, record, JobState.SUCCEEDED, fields) is None:
+                log.info("job %s finished but was cancelled or recovered meanwhile", record.id)
+                raise Ignore()
+            return result
         except JobStopped:
             self._stopped(registry, record)
             raise Ignore() from None
@@ -291,19 +302,7 @@ class JobTask(Task):
                 raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
             raise
         finally:
-            heartbeat.stop()
             _restore_stop_handler(previous)
-
-    def _succeed(self, registry: Registry, record: JobRecord, result: Any) -> Any:
-        from trainq import artifacts
-
-        fields: dict[str, Any] = {"result": result}
-        if record.options.get("result_files"):
-            fields["artifacts"] = artifacts.collect(record)
-        if finish(registry, record, JobState.SUCCEEDED, fields) is None:
-            log.info("job %s finished but was cancelled or recovered meanwhile", record.id)
-            raise Ignore()
-        return result
 
     def _stopped(self, registry: Registry, record: JobRecord) -> None:
         """The process was told to stop: a cancel (already recorded) or a worker shutdown."""
