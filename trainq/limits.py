@@ -1,0 +1,8 @@
+"""Input limits: every bound on what trainq accepts from a caller, as named constants.
+
+Files, ``--config`` payloads, ids, names and messages are checked against these before any
+work is done, so hostile or accidental input fails fast with exit 2 instead of eating time
+or memory.
+"""
+
+from __future__ import annotations
