@@ -111,7 +111,7 @@ class Registry:
         try:
             self.client.ping()
         except redis.RedisError as exc:
-            raise BrokerUnavailable(self.url, str(exc)) from exc
+            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
 
     # -- records -----------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ class Registry:
                 self._add(pipe, record)
             pipe.execute()
         except redis.RedisError as exc:
-            raise BrokerUnavailable(self.url, str(exc)) from exc
+            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
         return fresh
 
     def _add(self, pipe: Any, record: JobRecord) -> None:

@@ -6,6 +6,7 @@ trainq uses the embedded Redis (see ``trainq.embedded``) so one machine needs no
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from trainq.retry import RetryPolicy
 
 DEFAULT_WORKER_MODULES = ["workers.data", "workers.training", "workers.detection"]
+#: The password part of a URL's ``user:password@``, wherever a URL appears in a text.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*):[^\s/]*@")
+PASSWORD_MASK = "***"
 
 
 class PoolSettings(BaseModel):
@@ -102,6 +106,14 @@ def get_settings() -> Settings:
 def is_redis(url: str) -> bool:
     """True for ``redis://``, ``rediss://``, ``redis+socket://`` and ``unix://`` URLs."""
     return url.startswith(("redis", "unix"))
+
+
+def redacted(text: str) -> str:
+    """``text`` (a URL, or a message holding URLs) with every URL's password shown as ``***``.
+
+    Everything trainq prints or logs about a broker, registry or backend goes through this.
+    """
+    return _URL_PASSWORD.sub(rf"\g<head>:{PASSWORD_MASK}@", text)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
