@@ -84,3 +84,16 @@ def use_secret(job: Job, config: Credentials) -> dict[str, object]:
         "user": config.user,
         "token_sha256": hashlib.sha256(config.token.get_secret_value().encode()).hexdigest(),
     }
+
+
+class Variable(BaseModel):
+    name: str
+
+
+@job_type("environ", input=Variable, queue="probe")
+def echo_variable(job: Job, config: Variable) -> dict[str, object]:
+    """Hands a variable of its ``environment`` to every surface: progress, log and result."""
+    value = os.environ[config.name]
+    job.progress(1, 2, value=value)
+    print(f"{config.name}={value}")
+    return {"value": value}

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from trainq.environment import mask
+from trainq.environment import mask, masked
 from trainq.jobs import JobRecord, JobState, Progress
 from trainq.registry import Registry
 
@@ -59,9 +59,11 @@ class Job:
     def progress(self, step: float, total: float | None = None, **metrics: Any) -> None:
         """Report progress: ``step`` of ``total`` plus free metrics (loss, acc, ...).
 
-        Updates the registry record and the Celery task state (``PROGRESS``, seen in Flower).
+        Updates the registry record and the Celery task state (``PROGRESS``, seen in Flower);
+        secrets in metric names and values are masked as in the log.
         """
         percent = 100.0 * step / total if total else 0.0
+        metrics = masked(metrics, self.secrets)  # a metric may echo a ``${VAR}`` secret, as a log line may
         progress = Progress(step=step, total=total, percent=round(percent, 2), metrics=metrics)
         self.registry.transition(
             self.id,
