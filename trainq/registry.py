@@ -395,6 +395,14 @@ class Registry:
         _, entries = reply[0]
         return [(eid.decode(), fields[b"line"].decode()) for eid, fields in entries]
 
+    def log_dropped(self, job_id: str) -> int:
+        """How many of the job's log lines the cap (``log_max_lines``) has trimmed away."""
+        try:
+            info = self.client.xinfo_stream(self.keys.log(job_id))
+        except redis.ResponseError:  # no log yet
+            return 0
+        return max(int(info.get("entries-added", info["length"])) - int(info["length"]), 0)
+
     def expired_leases(self, now: float, limit: int = 100) -> list[str]:
         """Ids of jobs whose lease (or retry deadline) passed before ``now``."""
         ids = self.client.zrangebyscore(self.keys.leases(), "-inf", now, start=0, num=limit)
