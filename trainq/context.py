@@ -90,7 +90,10 @@ class Job:
 
 
 class _LineWriter(io.TextIOBase):
-    """A text stream that sends each complete line to the job log and passes it through."""
+    """A text stream that sends each complete line to the job log and passes it through.
+
+    Whole lines pass through, secrets masked, so the worker's own log never shows them either.
+    """
 
     def __init__(self, job: Job, passthrough: TextIO) -> None:
         self._job = job
@@ -98,15 +101,16 @@ class _LineWriter(io.TextIOBase):
         self._buffer = ""
 
     def write(self, text: str) -> int:
-        self._passthrough.write(text)
         self._buffer += text
         if "\n" in self._buffer:
             *lines, self._buffer = self._buffer.split("\n")
+            self._passthrough.write("".join(f"{mask(line, self._job.secrets)}\n" for line in lines))
             self._job.log_lines(lines)
         return len(text)
 
     def flush(self) -> None:
         if self._buffer:
+            self._passthrough.write(mask(self._buffer, self._job.secrets))
             self._job.log_lines([self._buffer])
             self._buffer = ""
         self._passthrough.flush()

@@ -35,7 +35,7 @@ class BrokerUnavailable(TrainqError):
         self.url = redacted(url)
         self.role = role
         super().__init__(
-            f"cannot reach the {role} at {self.url}: {redacted(reason)}. Start it, or point "
+            f"cannot reach the {role} at {self.url}: {redacted(reason).rstrip('.')}. Start it, or point "
             f"TRAINQ_{role.upper()}_URL at a running server."
         )
 
