@@ -14,12 +14,23 @@ from pathlib import Path
 
 import redis
 
-from tests.fixtures import ROOT, Process, Workers, free_port, start_redis, submit_elsewhere, wait_for
+from tests.fixtures import (
+    Process,
+    Workers,
+    dump_redis,
+    free_port,
+    python_elsewhere,
+    start_redis,
+    submit_elsewhere,
+    wait_for,
+)
 from tests.integration.test_monitoring import http_get
+from trainq.flower import flower_launch
 from trainq.jobs import JobState
 from trainq.keys import Keys
 from trainq.registry import Registry, get_registry
 from trainq.runs import Runs
+from trainq.settings import get_settings
 
 FLOWER_AUTH = ("ops", "flower-pw")
 #: Commands that each reach the registry or broker in their own way (x1: an id that need not exist).
@@ -55,37 +66,8 @@ print(json.dumps(results))
 
 def run_clis(commands: list[tuple[str, ...]], env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
     """The trainq CLI for each command, in one fresh process configured by ``env``; results in order."""
-    batch = subprocess.run(
-        [sys.executable, "-c", _CLI_BATCH, json.dumps(commands)],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert batch.returncode == 0, batch.stderr
-    return [subprocess.CompletedProcess(*result) for result in json.loads(batch.stdout)]
-
-
-def dump(client: redis.Redis) -> bytes:
-    """Every key and value of every type in ``client``'s database."""
-    parts: list[bytes] = []
-    for key in client.scan_iter():
-        parts.append(key)
-        kind = client.type(key)
-        if kind == b"string":
-            parts.append(client.get(key) or b"")
-        elif kind == b"hash":
-            parts += [k + b"=" + v for k, v in client.hgetall(key).items()]
-        elif kind == b"list":
-            parts += client.lrange(key, 0, -1)
-        elif kind == b"set":
-            parts += list(client.smembers(key))
-        elif kind == b"zset":
-            parts += client.zrange(key, 0, -1)
-        elif kind == b"stream":
-            parts += [k + b"=" + v for _, fields in client.xrange(key) for k, v in fields.items()]
-    return b"\n".join(parts)
+    out = python_elsewhere(_CLI_BATCH, env, json.dumps(commands))
+    return [subprocess.CompletedProcess(*result) for result in json.loads(out)]
 
 
 def test_unreachable_messages_never_show_the_password(tmp_path: Path, redis_client: redis.Redis) -> None:
@@ -192,20 +174,8 @@ def test_a_planted_password_and_token_appear_on_no_surface(workers: Workers, tmp
     url = f"redis://:{password}@127.0.0.1:{port}/0"
     env = {"TRAINQ_BROKER_URL": url, "MY_TOKEN": token}
     workers.start("command", "probe", name="leaky", env=env, events=True)
-    flower = Process(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "trainq",
-            "flower",
-            "--address=127.0.0.1",
-            f"--port={flower_port}",
-        ],
-        tmp_path / "flower.log",
-        {**env, "TRAINQ_FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH)},  # read by flowerconfig.py
-    )
+    launch = flower_launch(get_settings(), "127.0.0.1", flower_port, ":".join(FLOWER_AUTH))
+    flower = Process(launch.argv, tmp_path / "flower.log", {**env, **launch.env})
     workers.started.append(flower)
     wait_for(
         lambda: http_get(f"http://127.0.0.1:{flower_port}/healthcheck")[0] == 200, 30, 0.2, message="Flower"
@@ -276,7 +246,7 @@ def test_a_planted_password_and_token_appear_on_no_surface(workers: Workers, tmp
         assert result.returncode == 0, (result.args, result.stderr)
         surfaces[" ".join(result.args)] = result.stdout + result.stderr
     # nor in the registry, Celery's results or the broker (every key of the database),
-    surfaces["redis"] = dump(client).decode(errors="replace")
+    surfaces["redis"] = dump_redis(client).decode(errors="replace")
     assert b"celery-task-meta-" + handler_job.encode() in client.keys("celery-task-meta-*")
     # nor in Flower's API and pages, the metrics endpoint, or the logs of the processes
     flower_paths = ["/tasks", "/workers?refresh=1", *(f"/task/info/{j}" for j in job_ids)]
