@@ -133,12 +133,31 @@ class _LogHandler(logging.Handler):
             log.debug("could not store log line", exc_info=True)
 
 
+class _MaskSecrets(logging.Filter):
+    """Masks the job's secrets in every record the worker's own log handlers write."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shown = mask(message, self._secrets)
+        if shown != message:
+            record.msg, record.args = shown, None
+        return True
+
+
 @contextmanager
 def capture_output(job: Job) -> Iterator[None]:
     """Route handler logging and stdout/stderr into the job log while the block runs."""
     handler = _LogHandler(job)
     root = logging.getLogger()
     old_level = root.level
+    masking = _MaskSecrets(job.secrets)
+    others = list(root.handlers) if job.secrets else []
+    for other in others:
+        other.addFilter(masking)
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
@@ -152,3 +171,5 @@ def capture_output(job: Job) -> Iterator[None]:
         sys.stdout, sys.stderr = out, err
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for other in others:
+            other.removeFilter(masking)

@@ -3,6 +3,7 @@
 TrainqError
 ├── ConfigError              bad setting or unusable environment
 ├── BrokerUnavailable        broker or registry cannot be reached
+├── JobFailed                a job's error as Celery stores it, secrets masked
 ├── InvalidInput             bad input from a caller (exit code 2)
 │   ├── PayloadError         a payload failed its job type's model
 │   ├── UnknownJobType       no job type of that name
@@ -38,6 +39,10 @@ class BrokerUnavailable(TrainqError):
             f"cannot reach the {role} at {self.url}: {redacted(reason).rstrip('.')}. Start it, or point "
             f"TRAINQ_{role.upper()}_URL at a running server."
         )
+
+
+class JobFailed(TrainqError):
+    """Raised to Celery instead of a handler's exception whose message held a secret (masked here)."""
 
 
 class InvalidInput(TrainqError):

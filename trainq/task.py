@@ -30,7 +30,7 @@ from pydantic_core import to_jsonable_python
 from trainq import artifacts, environment
 from trainq.context import Job, capture_output
 from trainq.durations import parse_duration
-from trainq.errors import BrokerUnavailable, InvalidInput, PayloadError, PermanentError
+from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, PayloadError, PermanentError
 from trainq.jobs import JobEvent, JobRecord, JobState
 from trainq.leases import Heartbeat
 from trainq.registry import Registry, get_registry
@@ -302,9 +302,12 @@ class JobTask(Task):
             )
             reason, tb = (environment.mask(t, job.secrets) for t in (_reason(exc), traceback.format_exc()))
             countdown = fail_attempt(self, registry, record, reason, tb, permanent)
+            shown = exc if reason == _reason(exc) else JobFailed(reason)  # Celery stores what is raised
             if countdown is not None:
-                raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
-            raise
+                raise self.retry(countdown=countdown, exc=shown, max_retries=None) from None
+            if shown is exc:
+                raise
+            raise shown from None
         finally:
             _restore_stop_handler(previous)
 

@@ -198,19 +198,26 @@ def test_a_planted_password_and_token_appear_on_no_surface(workers: Workers, tmp
     (run,) = run_clis([("pipeline", "run", str(pipeline))], env)
     assert run.returncode == 0, run.stderr
     run_id = run.stdout.strip()
-    # and a handler returns it as its result
-    (handler_job,) = submit_elsewhere(
-        env, ["submit('environ', {'name': 'API_TOKEN'}, environment={'API_TOKEN': '${MY_TOKEN}'})"]
+    # and handlers log it, return it as their result or fail with it in their error
+    handler_job, failing_job = submit_elsewhere(
+        env,
+        [
+            f"submit('environ', {{'name': 'API_TOKEN', 'fail': {fail}}}, retry={{'max_retries': 0}},"
+            " environment={'API_TOKEN': '${MY_TOKEN}'})"
+            for fail in (False, True)
+        ],
     )
     client = redis.Redis.from_url(url)
     registry = Registry(client, Keys("trainq:"))
     wait_for(lambda: Runs(registry).status(run_id).finished, 60, message="pipeline ends")
     wait_for(lambda: registry.get(handler_job).state is JobState.SUCCEEDED, 30, message="handler job")
-    job_ids = [f"{run_id}.echo", f"{run_id}.fails", handler_job]
+    wait_for(lambda: registry.get(failing_job).state is JobState.DEAD, 30, message="failing handler job")
+    job_ids = [f"{run_id}.echo", f"{run_id}.fails", handler_job, failing_job]
     # (the token did reach the jobs: masked where they showed it)
     assert registry.read_log(job_ids[0])[0][1] == "token=***"
     assert registry.get(handler_job).result == {"value": "***"}
     assert registry.get(job_ids[1]).state is JobState.DEAD
+    assert registry.get(failing_job).error == "RuntimeError: rejected ***"
     flower_api = f"http://127.0.0.1:{flower_port}/api"
 
     def flower_has_all() -> bool:
@@ -247,7 +254,7 @@ def test_a_planted_password_and_token_appear_on_no_surface(workers: Workers, tmp
         surfaces[" ".join(result.args)] = result.stdout + result.stderr
     # nor in the registry, Celery's results or the broker (every key of the database),
     surfaces["redis"] = dump_redis(client).decode(errors="replace")
-    assert b"celery-task-meta-" + handler_job.encode() in client.keys("celery-task-meta-*")
+    assert {f"celery-task-meta-{j}".encode() for j in (handler_job, failing_job)} <= set(client.keys())
     # nor in Flower's API and pages, the metrics endpoint, or the logs of the processes
     flower_paths = ["/tasks", "/workers?refresh=1", *(f"/task/info/{j}" for j in job_ids)]
     for path in [*flower_paths, f"/task/result/{handler_job}"]:
