@@ -3,7 +3,8 @@
 The registry keeps the unexpanded form; values that came from ``${VAR}`` are secrets and
 are masked wherever the job's log, progress or result would show them. A reference to a
 variable the worker does not set fails the job (``UnsetVariable``) unless it gives a default
-(``${VAR:-default}``). Values of the ordinary variables in ``NOT_SECRET`` are not masked.
+(``${VAR:-default}``); ``$$`` is a literal ``$``. Values of the ordinary variables in
+``NOT_SECRET`` are not masked.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from trainq.errors import UnsetVariable
 
-_REFERENCE = re.compile(r"\$\{(?P<braced>\w+)(?::-(?P<default>[^}]*))?\}|\$(?P<bare>\w+)")
+_REFERENCE = re.compile(r"\$\$|\$\{(?P<braced>\w+)(?::-(?P<default>[^}]*))?\}|\$(?P<bare>\w+)")
 MASK = "***"
 #: Variables every machine sets to ordinary values (``/root``, ``/usr/bin``...): expanded, never masked.
 NOT_SECRET = frozenset(
@@ -41,6 +42,8 @@ def expand(
 
         def lookup(match: re.Match[str], name: str = name) -> str:
             variable, default = match.group("braced") or match.group("bare"), match.group("default")
+            if variable is None:
+                return "$"  # ``$$``: a literal dollar sign
             found = source.get(variable)
             if default is not None and not found:
                 return default

@@ -32,6 +32,7 @@ def test_a_default_applies_to_an_unset_or_empty_variable_only() -> None:
         WORKER_ENV,
     )
     assert variables == {"A": "fallback", "B": "dflt", "C": "s3cr3t-tok", "D": ""}
+    assert expand({"PRICE": "$$5 and $${TOKEN}"}, WORKER_ENV) == ({"PRICE": "$5 and ${TOKEN}"}, [])
     assert secrets == ["s3cr3t-tok"]  # a default is written in the file, so it is no secret
 
 
