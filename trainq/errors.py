@@ -31,7 +31,7 @@ class BrokerUnavailable(TrainqError):
     """Raised when the broker or the registry does not answer; ``url`` names it (password masked)."""
 
     def __init__(self, url: str, reason: str, role: str = "broker") -> None:
-        from trainq.settings import redacted
+        from trainq.settings import redacted  # here: settings imports (via durations) this module
 
         self.url = redacted(url)
         self.role = role
