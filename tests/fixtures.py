@@ -250,11 +250,10 @@ def run_cli(
     )
 
 
-def submit_elsewhere(env: dict[str, str], calls: list[str]) -> list[str]:
-    """Run ``submit(...)`` calls in a separate process configured by ``env``; return the job ids."""
-    code = "from trainq.control import submit\n" + "\n".join(f"print({call})" for call in calls)
+def python_elsewhere(code: str, env: dict[str, str], *args: str) -> str:
+    """Run ``code`` with ``args`` in a separate Python process configured by ``env``; its stdout."""
     result = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, *args],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -262,4 +261,31 @@ def submit_elsewhere(env: dict[str, str], calls: list[str]) -> list[str]:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout.split()
+    return result.stdout
+
+
+def submit_elsewhere(env: dict[str, str], calls: list[str]) -> list[str]:
+    """Run ``submit(...)`` calls in a separate process configured by ``env``; return the job ids."""
+    code = "from trainq.control import submit\n" + "\n".join(f"print({call})" for call in calls)
+    return python_elsewhere(code, env).split()
+
+
+def dump_redis(client: redis.Redis) -> bytes:
+    """Every key and value, of every type, in ``client``'s database."""
+    parts: list[bytes] = []
+    for key in client.scan_iter():
+        parts.append(key)
+        kind = client.type(key)
+        if kind == b"string":
+            parts.append(client.get(key) or b"")
+        elif kind == b"hash":
+            parts += [k + b"=" + v for k, v in client.hgetall(key).items()]
+        elif kind == b"list":
+            parts += client.lrange(key, 0, -1)
+        elif kind == b"set":
+            parts += list(client.smembers(key))
+        elif kind == b"zset":
+            parts += client.zrange(key, 0, -1)
+        elif kind == b"stream":
+            parts += [k + b"=" + v for _, fields in client.xrange(key) for k, v in fields.items()]
+    return b"\n".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import signal
 import time
@@ -84,3 +85,20 @@ def use_secret(job: Job, config: Credentials) -> dict[str, object]:
         "user": config.user,
         "token_sha256": hashlib.sha256(config.token.get_secret_value().encode()).hexdigest(),
     }
+
+
+class Variable(BaseModel):
+    name: str
+    fail: bool = False
+
+
+@job_type("environ", input=Variable, queue="probe")
+def echo_variable(job: Job, config: Variable) -> dict[str, object]:
+    """Hands a variable of its ``environment`` to every surface: progress, output, logging, result, error."""
+    value = os.environ[config.name]
+    job.progress(1, 2, value=value)
+    print(f"{config.name}={value}")
+    logging.getLogger("tests.environ").warning("%s is %s", config.name, value)
+    if config.fail:
+        raise RuntimeError(f"rejected {value}")
+    return {"value": value}

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from trainq.environment import mask
+from trainq.environment import mask, masked
 from trainq.jobs import JobRecord, JobState, Progress
 from trainq.registry import Registry
 
@@ -59,9 +59,11 @@ class Job:
     def progress(self, step: float, total: float | None = None, **metrics: Any) -> None:
         """Report progress: ``step`` of ``total`` plus free metrics (loss, acc, ...).
 
-        Updates the registry record and the Celery task state (``PROGRESS``, seen in Flower).
+        Updates the registry record and the Celery task state (``PROGRESS``, seen in Flower);
+        secrets in metric names and values are masked as in the log.
         """
         percent = 100.0 * step / total if total else 0.0
+        metrics = masked(metrics, self.secrets)  # a metric may echo a ``${VAR}`` secret, as a log line may
         progress = Progress(step=step, total=total, percent=round(percent, 2), metrics=metrics)
         self.registry.transition(
             self.id,
@@ -88,7 +90,10 @@ class Job:
 
 
 class _LineWriter(io.TextIOBase):
-    """A text stream that sends each complete line to the job log and passes it through."""
+    """A text stream that sends each complete line to the job log and passes it through.
+
+    Whole lines pass through, secrets masked, so the worker's own log never shows them either.
+    """
 
     def __init__(self, job: Job, passthrough: TextIO) -> None:
         self._job = job
@@ -96,15 +101,16 @@ class _LineWriter(io.TextIOBase):
         self._buffer = ""
 
     def write(self, text: str) -> int:
-        self._passthrough.write(text)
         self._buffer += text
         if "\n" in self._buffer:
             *lines, self._buffer = self._buffer.split("\n")
+            self._passthrough.write("".join(f"{mask(line, self._job.secrets)}\n" for line in lines))
             self._job.log_lines(lines)
         return len(text)
 
     def flush(self) -> None:
         if self._buffer:
+            self._passthrough.write(mask(self._buffer, self._job.secrets))
             self._job.log_lines([self._buffer])
             self._buffer = ""
         self._passthrough.flush()
@@ -127,12 +133,31 @@ class _LogHandler(logging.Handler):
             log.debug("could not store log line", exc_info=True)
 
 
+class _MaskSecrets(logging.Filter):
+    """Masks the job's secrets in every record the worker's own log handlers write."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shown = mask(message, self._secrets)
+        if shown != message:
+            record.msg, record.args = shown, None
+        return True
+
+
 @contextmanager
 def capture_output(job: Job) -> Iterator[None]:
     """Route handler logging and stdout/stderr into the job log while the block runs."""
     handler = _LogHandler(job)
     root = logging.getLogger()
     old_level = root.level
+    masking = _MaskSecrets(job.secrets)
+    others = list(root.handlers) if job.secrets else []
+    for other in others:
+        other.addFilter(masking)
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
@@ -146,3 +171,5 @@ def capture_output(job: Job) -> Iterator[None]:
         sys.stdout, sys.stderr = out, err
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for other in others:
+            other.removeFilter(masking)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from kombu.exceptions import OperationalError
+
 from trainq.celery import app
 from trainq.errors import BrokerUnavailable, InvalidTransition
 from trainq.jobs import RETRYABLE_STATES, WAITING_STATES, JobRecord, JobState
@@ -110,6 +112,6 @@ def queue_depths(queues: Iterable[str]) -> dict[str, int]:
                     depths[queue] = 0
                 finally:
                     channel.close()
-    except OSError as exc:
+    except (OSError, OperationalError) as exc:
         raise BrokerUnavailable(app.conf.broker_url, str(exc)) from exc
     return depths

@@ -3,6 +3,7 @@
 TrainqError
 ├── ConfigError              bad setting or unusable environment
 ├── BrokerUnavailable        broker or registry cannot be reached
+├── JobFailed                a job's error as Celery stores it, secrets masked
 ├── InvalidInput             bad input from a caller (exit code 2)
 │   ├── PayloadError         a payload failed its job type's model
 │   ├── UnknownJobType       no job type of that name
@@ -12,6 +13,7 @@ TrainqError
 │   ├── PipelineError        a pipeline file or DAG is invalid
 │   └── ScheduleError        a schedule definition is invalid, or no schedule has that name
 └── PermanentError           raised by a handler: fail now, never retry
+    └── UnsetVariable        a job's environment names a variable its worker does not set
 """
 
 from __future__ import annotations
@@ -26,14 +28,21 @@ class ConfigError(TrainqError):
 
 
 class BrokerUnavailable(TrainqError):
-    """Raised when the broker or the registry does not answer; ``url`` names it."""
+    """Raised when the broker or the registry does not answer; ``url`` names it (password masked)."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = url
+    def __init__(self, url: str, reason: str, role: str = "broker") -> None:
+        from trainq.settings import redacted  # here: settings imports (via durations) this module
+
+        self.url = redacted(url)
+        self.role = role
         super().__init__(
-            f"cannot reach {url}: {reason}. Start it, or point TRAINQ_BROKER_URL / "
-            "TRAINQ_REGISTRY_URL at a running server."
+            f"cannot reach the {role} at {self.url}: {redacted(reason).rstrip('.')}. Start it, or point "
+            f"TRAINQ_{role.upper()}_URL at a running server."
         )
+
+
+class JobFailed(TrainqError):
+    """Raised to Celery instead of a handler's exception whose message held a secret (masked here)."""
 
 
 class InvalidInput(TrainqError):
@@ -91,3 +100,14 @@ class ScheduleError(InvalidInput):
 
 class PermanentError(TrainqError):
     """Raised by a handler for a failure that retrying cannot fix; the job fails at once."""
+
+
+class UnsetVariable(PermanentError):
+    """Raised on a worker when a job's ``environment`` references a variable it does not set."""
+
+    def __init__(self, variable: str, name: str, worker: str) -> None:
+        self.variable = variable
+        super().__init__(
+            f"environment {name}: ${{{variable}}} is not set on worker {worker} "
+            f"(set it there, or give a default: ${{{variable}:-value}})"
+        )

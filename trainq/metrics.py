@@ -11,18 +11,26 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from threading import Thread
-from wsgiref.simple_server import WSGIServer
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+import redis
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from trainq import control
+from trainq.errors import BrokerUnavailable
 from trainq.jobs import JobRecord, JobState
 from trainq.registry import Registry, get_registry
 from trainq.task import on_finished
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse
+    from wsgiref.types import WSGIApplication as WSGIApp
 
 log = logging.getLogger("trainq.metrics")
 
@@ -126,10 +134,41 @@ class TrainqCollector(Collector):
         yield from (finished, retries, durations)
 
 
+def exporter_app(registry: Registry) -> WSGIApp:
+    """The ``/metrics`` WSGI app: Prometheus text, or 503 naming what is down (broker or registry)."""
+    metrics = CollectorRegistry(auto_describe=False)
+    metrics.register(TrainqCollector(registry))
+    prometheus = make_wsgi_app(metrics)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            return prometheus(environ, start_response)
+        except (BrokerUnavailable, redis.RedisError) as exc:
+            if not isinstance(exc, BrokerUnavailable):
+                exc = BrokerUnavailable(registry.url, str(exc), "registry")
+            log.warning("metrics scrape failed: %s", exc)
+            start_response(
+                "503 Service Unavailable",
+                [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5")],
+            )
+            return [f"trainq metrics unavailable: {exc}\n".encode()]
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per scrape."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 def start_exporter(address: str, port: int, registry: Registry | None = None) -> tuple[WSGIServer, Thread]:
     """Serve ``/metrics`` on ``address:port`` from a background thread; returns the server and thread."""
-    metrics = CollectorRegistry(auto_describe=False)
-    metrics.register(TrainqCollector(registry or get_registry()))
-    server, thread = start_http_server(port, addr=address, registry=metrics)
+    server = make_server(
+        address, port, exporter_app(registry or get_registry()), ThreadingWSGIServer, _QuietHandler
+    )
+    thread = Thread(target=server.serve_forever, name="trainq-metrics", daemon=True)
+    thread.start()
     log.info("trainq metrics on http://%s:%s/metrics", address, port)
     return server, thread

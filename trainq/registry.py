@@ -111,7 +111,7 @@ class Registry:
         try:
             self.client.ping()
         except redis.RedisError as exc:
-            raise BrokerUnavailable(self.url, str(exc)) from exc
+            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
 
     # -- records -----------------------------------------------------------------------
 
@@ -124,22 +124,30 @@ class Registry:
         revealed); it is kept apart so re-deliveries carry it and no listing shows it.
         Returns ``(job_id, created)``.
         """
-        try:
-            if idempotency_key is not None:
-                key = self.keys.idempotency(idempotency_key)
-                if not self.client.set(key, record.id, nx=True):
-                    existing = self.client.get(key)
-                    if existing is not None and self.client.exists(self.keys.job(existing.decode())):
-                        return existing.decode(), False
-                    self.client.set(key, record.id)
-            pipe = self.client.pipeline(transaction=True)
+        key = self.keys.idempotency(idempotency_key) if idempotency_key is not None else None
+
+        def claim_and_add(pipe: Any) -> str | None:
+            # Runs under WATCH of the key: a concurrent claim between this read and the write
+            # makes the transaction fail and run again, so one key never yields two jobs.
+            if key is not None:
+                existing = pipe.get(key)
+                if existing is not None and pipe.exists(self.keys.job(existing.decode())):
+                    return str(existing.decode())
+            pipe.multi()
+            if key is not None:
+                pipe.set(key, record.id)  # also re-claims the key of a deleted first job
             self._add(pipe, record)
             if message is not None:
                 pipe.set(self.keys.message(record.id), json.dumps(message))
-            pipe.execute()
+            return None
+
+        try:
+            existing = self.client.transaction(
+                claim_and_add, *([key] if key else []), value_from_callable=True
+            )
         except redis.RedisError as exc:
-            raise BrokerUnavailable(self.url, str(exc)) from exc
-        return record.id, True
+            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
+        return (existing, False) if existing else (record.id, True)
 
     def message_payload(self, record: JobRecord) -> dict[str, Any]:
         """The payload to send for ``record``: the kept message payload, else the stored one."""
@@ -162,7 +170,7 @@ class Registry:
                 self._add(pipe, record)
             pipe.execute()
         except redis.RedisError as exc:
-            raise BrokerUnavailable(self.url, str(exc)) from exc
+            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
         return fresh
 
     def _add(self, pipe: Any, record: JobRecord) -> None:
@@ -386,6 +394,14 @@ class Registry:
             return []
         _, entries = reply[0]
         return [(eid.decode(), fields[b"line"].decode()) for eid, fields in entries]
+
+    def log_dropped(self, job_id: str) -> int:
+        """How many of the job's log lines the cap (``log_max_lines``) has trimmed away."""
+        try:
+            info = self.client.xinfo_stream(self.keys.log(job_id))
+        except redis.ResponseError:  # no log yet
+            return 0
+        return max(int(info.get("entries-added", info["length"])) - int(info["length"]), 0)
 
     def expired_leases(self, now: float, limit: int = 100) -> list[str]:
         """Ids of jobs whose lease (or retry deadline) passed before ``now``."""

@@ -4,6 +4,7 @@ Lua scripts so a release, a block, a cancel or a resume is one atomic step (see 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -19,7 +20,7 @@ from kombu.exceptions import OperationalError
 from pydantic import BaseModel
 
 from trainq import control, dag
-from trainq.errors import BrokerUnavailable, InvalidInput, InvalidTransition, JobNotFound
+from trainq.errors import BrokerUnavailable, InvalidInput, InvalidTransition, JobNotFound, TrainqError
 from trainq.jobs import RETRYABLE_STATES, JobRecord, JobState
 from trainq.jobtypes import job_types
 from trainq.registry import Registry, get_registry
@@ -28,6 +29,9 @@ from trainq.task import broker_priority, message_reprs, time_limits
 
 log = logging.getLogger("trainq.runs")
 FIRST_FENCE = 1
+#: Random bytes in a run id (``<pipeline_id>-<hex>``); a taken id is never reused, another is drawn.
+RUN_ID_BYTES = 6
+RUN_ID_TRIES = 5
 #: Run hash fields ``pipeline list`` reads (the run also stores its ``graph``).
 RUN_FIELDS = ("pipeline_id", "state", "source", "created_at", "finished_at")
 
@@ -221,7 +225,6 @@ class Runs:
 
     def start(self, pipeline_id: str, planned: list[dag.PlannedJob], source: str) -> str:
         """Store a new run of ``planned`` jobs and send its roots; return the run id."""
-        run_id = f"{pipeline_id}-{secrets.token_hex(3)}"
         graph = dag.Dag({job.job_id: job.depends_on for job in planned})
         dependants = graph.dependants()
         now = time.time()
@@ -236,29 +239,40 @@ class Runs:
             )
             for job in planned
         }
-        k = self.keys
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(
-            k.pipeline(run_id),
-            mapping={
-                "id": run_id,
-                "pipeline_id": pipeline_id,
-                "state": RunState.RUNNING.value,
-                "source": source,
-                "created_at": now,
-                "updated_at": now,
-                "graph": json.dumps(graph.deps),
-            },
-        )
-        pipe.hset(k.pipeline_specs(run_id), mapping=specs)
         steps = {job: (Step.WAITING if deps else Step.RELEASED).value for job, deps in graph.deps.items()}
-        pipe.hset(k.pipeline_jobs(run_id), mapping=steps)
         waiting = {job: len(deps) for job, deps in graph.deps.items() if deps}
-        if waiting:
-            pipe.hset(k.pipeline_waiting(run_id), mapping=waiting)
-        pipe.zadd(k.pipelines(), {run_id: now})
-        pipe.sadd(k.pipelines_running(), run_id)
-        pipe.execute()
+        run = {
+            "pipeline_id": pipeline_id,
+            "state": RunState.RUNNING.value,
+            "source": source,
+            "created_at": now,
+            "updated_at": now,
+            "graph": json.dumps(graph.deps),
+        }
+        k = self.keys
+
+        def create(pipe: Any, run_id: str) -> bool:
+            # Under WATCH of the run key: the id is taken only if no run has it, in one transaction.
+            if pipe.exists(k.pipeline(run_id)):
+                return False
+            pipe.multi()
+            pipe.hset(k.pipeline(run_id), mapping={"id": run_id, **run})
+            pipe.hset(k.pipeline_specs(run_id), mapping=specs)
+            pipe.hset(k.pipeline_jobs(run_id), mapping=steps)
+            if waiting:
+                pipe.hset(k.pipeline_waiting(run_id), mapping=waiting)
+            pipe.zadd(k.pipelines(), {run_id: now})
+            pipe.sadd(k.pipelines_running(), run_id)
+            return True
+
+        for _ in range(RUN_ID_TRIES):
+            run_id = f"{pipeline_id}-{secrets.token_hex(RUN_ID_BYTES)}"
+            if self.client.transaction(
+                functools.partial(create, run_id=run_id), k.pipeline(run_id), value_from_callable=True
+            ):
+                break
+        else:
+            raise TrainqError(f"no free run id for pipeline {pipeline_id!r} after {RUN_ID_TRIES} tries")
         try:
             self.send(run_id, [(job, json.loads(specs[job])) for job in graph.roots()])
         except BrokerUnavailable:

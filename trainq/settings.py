@@ -6,9 +6,11 @@ trainq uses the embedded Redis (see ``trainq.embedded``) so one machine needs no
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from trainq.retry import RetryPolicy
 
 DEFAULT_WORKER_MODULES = ["workers.data", "workers.training", "workers.detection"]
+#: The password part of a URL's ``user:password@``, wherever a URL appears in a text.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*):[^\s/]*@")
+PASSWORD_MASK = "***"
 
 
 class PoolSettings(BaseModel):
@@ -104,9 +109,18 @@ def is_redis(url: str) -> bool:
     return url.startswith(("redis", "unix"))
 
 
+def redacted(text: str) -> str:
+    """``text`` (a URL, or a message holding URLs) with every URL's password shown as ``***``.
+
+    Everything trainq prints or logs about a broker, registry or backend goes through this.
+    """
+    return _URL_PASSWORD.sub(rf"\g<head>:{PASSWORD_MASK}@", text)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery's configuration for ``settings``: JSON only, late acks, one message per process."""
     broker = settings.broker()
+    redbeat_url, password = _split_password(_redis_py_url(settings.registry()))
     config: dict[str, Any] = {
         "broker_url": broker,
         "result_backend": settings.backend(),  # Celery reads redis+socket:// as is
@@ -132,8 +146,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "beat_scheduler": "trainq.schedules:Scheduler",
-        "redbeat_redis_url": _redis_py_url(settings.registry()),
+        # The password travels as an option: Celery's `conf` report (Flower's worker page) masks
+        # options named *password* but would show this URL as it is.
+        "redbeat_redis_url": redbeat_url,
         "redbeat_redis_options": {
+            **({"password": password} if password else {}),
             "socket_connect_timeout": settings.connect_timeout_s,
             "health_check_interval": 10,
         },
@@ -162,6 +179,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
         config["result_backend_transport_options"] = {"retry_policy": {"max_retries": 2}}
     return config
+
+
+def _split_password(url: str) -> tuple[str, str | None]:
+    """``url`` without its password, and the password (decoded), or None when it has none."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host)), unquote(parts.password)
 
 
 def _redis_py_url(url: str) -> str:

@@ -30,7 +30,7 @@ from pydantic_core import to_jsonable_python
 from trainq import artifacts, environment
 from trainq.context import Job, capture_output
 from trainq.durations import parse_duration
-from trainq.errors import BrokerUnavailable, InvalidInput, PayloadError, PermanentError
+from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, PayloadError, PermanentError
 from trainq.jobs import JobEvent, JobRecord, JobState
 from trainq.leases import Heartbeat
 from trainq.registry import Registry, get_registry
@@ -263,8 +263,7 @@ class JobTask(Task):
             state = current.state.value if current else "no record"
             log.info("dropping stale delivery %s[%s] (fence %s, job %s)", self.name, job_id, fence, state)
             raise Ignore()
-        variables, secrets = environment.expand(record.options.get("environment") or {})
-        job = Job(record, registry, self, settings.home, secrets)
+        job = Job(record, registry, self, settings.home)
         previous = _install_stop_handler()
         heartbeat = Heartbeat(
             registry, record, settings.lease_s, settings.heartbeat_s, stoppable=previous is not None
@@ -272,12 +271,17 @@ class JobTask(Task):
         heartbeat.start()
         try:
             try:
+                # Inside the try: an unset variable fails the job (permanently) before the handler starts.
+                variables, job.secrets = environment.expand(
+                    record.options.get("environment") or {}, worker=self.request.hostname
+                )
                 with capture_output(job), environment.applied(variables):
                     result = self.handler(job, self.input_model.model_validate(payload))
                     if self.output_model is not None:
                         result = self.output_model.model_validate(result)
                     if isinstance(result, BaseModel):
                         result = result.model_dump(mode="json")
+                    result = environment.masked(result, job.secrets)
                     fields: dict[str, Any] = {"result": result}
                     if record.options.get("result_files"):
                         fields["artifacts"] = artifacts.collect(record)
@@ -296,11 +300,14 @@ class JobTask(Task):
             permanent = isinstance(exc, (PermanentError, ValidationError, InvalidInput)) or not retries(
                 self.retry_policy(record), exc
             )
-            reason = _reason(exc)
-            countdown = fail_attempt(self, registry, record, reason, traceback.format_exc(), permanent)
+            reason, tb = (environment.mask(t, job.secrets) for t in (_reason(exc), traceback.format_exc()))
+            countdown = fail_attempt(self, registry, record, reason, tb, permanent)
+            shown = exc if reason == _reason(exc) else JobFailed(reason)  # Celery stores what is raised
             if countdown is not None:
-                raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
-            raise
+                raise self.retry(countdown=countdown, exc=shown, max_retries=None) from None
+            if shown is exc:
+                raise
+            raise shown from None
         finally:
             _restore_stop_handler(previous)
 

@@ -13,7 +13,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from tests.fixtures import Workers, run_cli, wait_for
+from tests.fixtures import Workers, dump_redis, run_cli, wait_for
 from trainq import JobState, Pipeline, get_registry, run_pipeline_file
 from trainq.cli import main
 from trainq.jobs import JobEvent, JobRecord
@@ -279,23 +279,4 @@ def test_a_secret_in_environment_is_never_stored_or_shown(workers: Workers, tmp_
 
 def dump_database() -> bytes:
     """Every value in the test database, whatever its type."""
-    client = redis.Redis.from_url(get_registry().url)
-    parts = []
-    for key in client.scan_iter():
-        kind = client.type(key)
-        if kind == b"string":
-            parts.append(client.get(key) or b"")
-        elif kind == b"hash":
-            parts += [k + v for k, v in client.hgetall(key).items()]
-        elif kind == b"list":
-            parts += client.lrange(key, 0, -1)
-        elif kind == b"set":
-            parts += list(client.smembers(key))
-        elif kind == b"zset":
-            parts += client.zrange(key, 0, -1)
-        elif kind == b"stream":
-            parts += [
-                json.dumps({k.decode(): v.decode() for k, v in f.items()}).encode()
-                for _, f in client.xrange(key)
-            ]
-    return b"\n".join(parts)
+    return dump_redis(redis.Redis.from_url(get_registry().url))

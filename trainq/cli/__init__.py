@@ -13,6 +13,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from trainq.errors import BrokerUnavailable, InvalidInput, TrainqError
+from trainq.settings import get_settings, is_redis, redacted
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -29,6 +30,17 @@ def exit_code(error: BaseException) -> int:
     return EXIT_FAILED
 
 
+def unreachable(error: BaseException) -> str:
+    """What could not be reached: a Redis error is the registry's, a kombu one the broker's."""
+    settings = get_settings()
+    if isinstance(error, redis.RedisError):
+        broker = settings.broker_url if settings.broker_url and is_redis(settings.broker_url) else None
+        role, url = "registry", settings.registry_url or broker
+    else:
+        role, url = "broker", settings.broker_url
+    return f"cannot reach the {role} at {url or 'the embedded Redis'} ({error}); is it running?"
+
+
 class TrainqGroup(click.Group):
     """A click group that turns trainq errors into one clear message and an exit code."""
 
@@ -36,13 +48,8 @@ class TrainqGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (TrainqError, redis.RedisError, OperationalError) as error:
-            message = str(error)
-            if not isinstance(error, TrainqError):
-                from trainq.settings import get_settings
-
-                url = get_settings().broker_url or "the embedded broker"
-                message = f"cannot reach the broker/registry at {url} ({error}); is it running?"
-            click.echo(f"error: {message}", err=True)
+            message = str(error) if isinstance(error, TrainqError) else unreachable(error)
+            click.echo(f"error: {redacted(message)}", err=True)
             sys.exit(exit_code(error))
 
 

@@ -201,6 +201,12 @@ def logs(job_id: str, follow: bool) -> None:
     """Print a job's log lines (handler logging and output)."""
     registry = get_registry()
     registry.get(job_id)
+    if dropped := registry.log_dropped(job_id):
+        click.echo(
+            f"[{dropped} earlier lines not kept: a job log keeps about its newest "
+            f"{registry.log_max_lines} lines (TRAINQ_LOG_MAX_LINES)]",
+            err=True,
+        )
     cursor = "0-0"
     shown_progress = ""
     while True:
@@ -210,6 +216,8 @@ def logs(job_id: str, follow: bool) -> None:
         if entries:
             cursor = entries[-1][0]
         if not follow:
+            if entries:
+                continue  # the next page
             return
         record = registry.get(job_id)
         bar = progress_bar(record)

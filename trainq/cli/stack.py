@@ -22,7 +22,7 @@ from trainq.cli.output import console, progress_bar, state_text
 from trainq.durations import format_duration
 from trainq.errors import InvalidInput
 from trainq.jobs import JobRecord
-from trainq.settings import get_settings
+from trainq.settings import get_settings, redacted
 from trainq.stack import Stack, live_queues, stack_queues
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def serve(stack: Stack, stopping: threading.Event) -> None:
 
 def describe(stack: Stack) -> str:
     """One line saying what runs, on which broker, and where Flower is."""
-    broker = stack.settings.broker_url or f"embedded Redis in {stack.settings.home / 'redis'}"
+    broker = redacted(stack.settings.broker_url or "") or f"embedded Redis in {stack.settings.home / 'redis'}"
     parts = [f"{len(stack.queues)} worker pools", *(["Beat"] if stack.beat else [])]
     parts += [f"Flower at {stack.flower_url}"] if stack.flower_url else []
     return f"stack up: {', '.join(parts)}; broker: {broker}"

@@ -1,0 +1,86 @@
+"""A job's ``environment`` and secret masking, and URL passwords kept out of messages (no network)."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trainq.environment import MASK, expand, mask, masked
+from trainq.errors import BrokerUnavailable, UnsetVariable
+from trainq.settings import redacted
+
+WORKER_ENV = {"TOKEN": "s3cr3t-tok", "HOME": "/root", "EMPTY": "", "PIN": "12345"}
+
+
+def test_an_unset_variable_fails_naming_the_variable_the_setting_and_the_worker() -> None:
+    # given an environment that references a variable the worker does not set
+    # when it is expanded, then the error names all three
+    with pytest.raises(UnsetVariable) as raised:
+        expand({"API_TOKEN": "${MISSING_TOKEN}"}, WORKER_ENV, worker="celery@gpu-3")
+    assert "${MISSING_TOKEN} is not set on worker celery@gpu-3" in str(raised.value)
+    assert "environment API_TOKEN" in str(raised.value)
+    with pytest.raises(UnsetVariable):
+        expand({"A": "x-$MISSING_TOKEN"}, WORKER_ENV)
+
+
+def test_a_default_applies_to_an_unset_or_empty_variable_only() -> None:
+    variables, secrets = expand(
+        {"A": "${MISSING:-fallback}", "B": "${EMPTY:-dflt}", "C": "${TOKEN:-unused}", "D": "${EMPTY}"},
+        WORKER_ENV,
+    )
+    assert variables == {"A": "fallback", "B": "dflt", "C": "s3cr3t-tok", "D": ""}
+    assert expand({"PRICE": "$$5 and $${TOKEN}"}, WORKER_ENV) == ({"PRICE": "$5 and ${TOKEN}"}, [])
+    assert secrets == ["s3cr3t-tok"]  # a default is written in the file, so it is no secret
+
+
+def test_ordinary_variables_are_expanded_but_never_masked() -> None:
+    # given ${HOME} beside a real secret
+    variables, secrets = expand({"WHERE": "${HOME}/data", "KEY": "$TOKEN"}, WORKER_ENV)
+    assert variables == {"WHERE": "/root/data", "KEY": "s3cr3t-tok"}
+    # then a log line naming /root keeps it, while the token is masked
+    assert mask("cd /root/data; key=s3cr3t-tok", secrets) == f"cd /root/data; key={MASK}"
+
+
+def test_masking_replaces_whole_tokens_only() -> None:
+    secrets = ["abc"]
+    assert mask("abc abcd xabc abc-1 (abc)", secrets) == f"{MASK} abcd xabc {MASK}-1 ({MASK})"
+
+
+def test_metrics_and_results_are_masked_in_keys_values_and_numbers() -> None:
+    _, secrets = expand({"T": "${TOKEN}", "P": "${PIN}"}, WORKER_ENV)
+    metrics = {"tok": "s3cr3t-tok", "s3cr3t-tok": 1.0, "pin": 12345.0, "loss": 0.5, "nested": ["s3cr3t-tok"]}
+    assert masked(metrics, secrets) == {"tok": MASK, MASK: 1.0, "pin": MASK, "loss": 0.5, "nested": [MASK]}
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:S3cretPW@127.0.0.1:6379/4", "redis://:***@127.0.0.1:6379/4"),
+        ("amqp://guest:guest@rabbit:5672//", "amqp://guest:***@rabbit:5672//"),
+        ("rediss://user:p@ss:w0rd@host/0", "rediss://user:***@host/0"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        (
+            "redis+socket:///home/u/.trainq/redis/redis.sock",
+            "redis+socket:///home/u/.trainq/redis/redis.sock",
+        ),
+    ],
+)
+def test_urls_are_shown_with_their_password_masked(url: str, shown: str) -> None:
+    assert redacted(url) == shown
+    assert redacted(f"cannot reach {url} (and {url})") == f"cannot reach {shown} (and {shown})"
+
+
+@settings(max_examples=200, deadline=1000)
+@given(
+    user=st.text(string.ascii_letters + string.digits, max_size=8),
+    tail=st.text(string.ascii_letters + string.digits + "!$%&*+,;=@:~-_.", max_size=24),
+)
+def test_no_password_survives_in_an_unreachable_message(user: str, tail: str) -> None:
+    password = f"Zq9{tail}"  # a prefix no message text contains
+    url = f"redis://{user}:{password}@10.0.0.7:6379/0"
+    message = str(BrokerUnavailable(url, f"Error connecting to {url}"))
+    assert "Zq9" not in message
+    assert f"cannot reach the broker at redis://{user}:***@10.0.0.7:6379/0" in message
