@@ -1,0 +1,195 @@
+"""Jobs sent by a plain Celery app that never imports trainq (another service, another language).
+
+The sender runs in a subprocess from a temporary directory with a PYTHONPATH that leaves the
+repository out, so it holds nothing of trainq's: only the task name, the queue and the kwargs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from tests.fixtures import ROOT, Workers, wait_for
+from tests.jobs import attempts_key
+from trainq import JobState, get_registry
+from trainq.task import FOREIGN_SOURCE
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672//"
+REDIS = os.environ["TRAINQ_BROKER_URL"]
+
+#: The sender: sends each job of a JSON list, waits for each result, prints what it saw.
+SENDER = """
+import json, sys
+from celery import Celery
+broker, backend, queue, jobs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+app = Celery("client", broker=broker, backend=backend)
+app.conf.task_queue_max_priority = 10
+sent = [
+    app.send_task(j["task"], kwargs=j.get("kwargs"), args=j.get("args"), queue=queue,
+                  task_id=j.get("task_id"), countdown=j.get("countdown"))
+    for j in jobs
+]
+seen = []
+for job, result in zip(jobs, sent):
+    if job.get("wait", True):
+        try:
+            seen.append({"id": result.id, "value": result.get(timeout=60), "state": result.state})
+        except Exception as exc:
+            error = {"error": str(exc), "type": type(exc).__name__}
+            seen.append({"id": result.id, "state": result.state, **error})
+    else:
+        seen.append({"id": result.id, "state": result.state})
+assert "trainq" not in sys.modules and "workers" not in sys.modules
+print(json.dumps(seen))
+"""
+
+
+def send(tmp_path: Path, broker: str, queue: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run the sender with ``jobs`` from ``tmp_path``, trainq nowhere on its path; what it saw."""
+    script = tmp_path / "sender.py"
+    script.write_text(SENDER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINQ_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(script), broker, REDIS, queue, json.dumps(jobs)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    seen: list[dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return seen
+
+
+@pytest.fixture
+def amqp_env(redis_client: Any) -> Iterator[dict[str, str]]:
+    """Broker on RabbitMQ, registry and results on the test Redis."""
+    try:
+        with Connection(AMQP, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:
+        pytest.fail(f"tests need RabbitMQ at {AMQP}: {exc}")
+    yield {"TRAINQ_BROKER_URL": AMQP, "TRAINQ_REGISTRY_URL": REDIS}
+
+
+def delete_queue(queue: str) -> None:
+    with Connection(AMQP) as connection:
+        connection.default_channel.queue_delete(queue)
+
+
+JOBS = [
+    {"task": "trainq.data", "kwargs": {"dataset": "iris"}, "countdown": 0.5},
+    {"task": "trainq.data", "kwargs": {"dataset": "iris", "seeed": 3}},
+    {"task": "trainq.data", "kwargs": {"val_fraction": "lots"}},
+    {"task": "trainq.data", "args": [1]},
+    {"task": "trainq.nosuch", "kwargs": {}},
+]
+
+
+def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str) -> None:
+    """What the sender saw of ``JOBS`` agrees with the registry and the worker."""
+    valid, typo, wrong_type, positional, unknown_type = seen
+    registry = get_registry()
+    # the valid job ran: recorded as a Celery client's, on the queue and id it was sent with
+    record = registry.get(valid["id"])
+    assert valid["state"] == "SUCCESS" and record.state is JobState.SUCCEEDED, (valid, record)
+    assert record.tags == {"source": FOREIGN_SOURCE} and record.queue == queue
+    assert record.payload["dataset"] == "iris" and record.eta is not None
+    assert valid["value"] == record.result and record.result["rows"]["train"] > 0
+    # the misspelt field, the wrong type and the positional argument are refused: recorded
+    # failed with the reason, and the sender's get() raised the same message
+    for refused, words in (
+        (typo, "unknown field 'seeed' — did you mean 'seed'?"),
+        (wrong_type, "val_fraction: Input should be a valid number"),
+        (positional, "takes keyword arguments only"),
+    ):
+        record = registry.get(refused["id"])
+        assert record.state is JobState.FAILED and words in (record.error or ""), record
+        assert refused["state"] == "FAILURE" and words in refused["error"], refused
+        assert refused["type"] == "InvalidInput"
+        assert record.tags == {"source": FOREIGN_SOURCE}
+    # an unknown job type is Celery's: no record, but the sender's get() and the worker log name it
+    assert registry.find(unknown_type["id"]) is None and unknown_type["state"] == "FAILURE"
+    assert unknown_type["type"] == "NotRegistered" and "trainq.nosuch" in unknown_type["error"]
+    assert "Received unregistered task of type 'trainq.nosuch'" in worker_log
+
+
+def test_a_celery_client_without_trainq_on_redis(workers: Workers, tmp_path: Path) -> None:
+    # given a data worker on its own queue
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    worker = workers.start(queue, concurrency=2)
+    # when a Celery app without trainq sends valid, invalid and unknown jobs to it
+    seen = send(tmp_path, REDIS, queue, JOBS)
+    # then each one is run or refused, and the sender, the registry and the worker agree
+    wait_for(lambda: "trainq.nosuch" in worker.output(), 10, message="unregistered task logged")
+    check_sent_jobs(seen, queue, worker.output())
+
+
+@pytest.mark.rabbitmq
+def test_a_celery_client_without_trainq_on_rabbitmq(
+    workers: Workers, tmp_path: Path, amqp_env: dict[str, str]
+) -> None:
+    # given a data worker on RabbitMQ (registry and results on Redis), on its own queue
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    try:
+        worker = workers.start(queue, concurrency=2, env=amqp_env)
+        # when a Celery app without trainq sends valid, invalid and unknown jobs to it
+        seen = send(tmp_path, AMQP, queue, JOBS)
+        # then each one is run or refused, and the sender, the registry and the worker agree
+        wait_for(lambda: "trainq.nosuch" in worker.output(), 10, message="unregistered task logged")
+        check_sent_jobs(seen, queue, worker.output())
+    finally:
+        workers.stop_all()
+        delete_queue(queue)
+
+
+def test_a_duplicated_first_delivery_runs_once(workers: Workers, tmp_path: Path) -> None:
+    # given two probe workers and a job a client sends twice with the same task id
+    queue = f"probe-{uuid.uuid4().hex[:6]}"
+    workers.start(queue, concurrency=2)
+    job_id = uuid.uuid4().hex
+    probe = {"task": "trainq.probe", "kwargs": {"seconds": 0.5}, "task_id": job_id}
+    # when both copies arrive (as after a broker re-delivery) while neither has a record yet
+    seen = send(tmp_path, REDIS, queue, [probe, {**probe, "wait": False}])
+    # then the job is recorded once and runs once; the second copy is dropped
+    assert seen[0]["state"] == "SUCCESS"
+    record = get_registry().get(job_id)
+    assert record.state is JobState.SUCCEEDED and record.attempt == 1
+    client = get_registry().client
+    assert [a.split(b":")[0] for a in client.lrange(attempts_key(job_id), 0, -1)] == [b"start", b"end"]
+    assert [e.state for e in get_registry().events(job_id)] == [
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+    ]
+
+
+def test_the_documented_example_runs(workers: Workers, tmp_path: Path) -> None:
+    # given a data worker, and the example copied where no trainq code is
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    workers.start(queue)
+    example = tmp_path / "celery_client.py"
+    example.write_text((ROOT / "examples" / "celery_client.py").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINQ_")}
+    env.update({"PYTHONPATH": str(tmp_path), "BROKER_URL": REDIS, "QUEUE": queue, "TIMEOUT_S": "60"})
+    # when it runs
+    result = subprocess.run(
+        [sys.executable, str(example)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    # then its job succeeded and its misspelt one was refused with the closest name
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "succeeded: {" in result.stdout
+    assert "unknown field 'test_fracton' — did you mean 'test_fraction'?" in result.stdout
+    refused = result.stdout.split("refused ")[1].split(":")[0]
+    assert get_registry().get(refused).state is JobState.FAILED
