@@ -188,7 +188,9 @@ class JobTask(Task):
         """The validated payload as JSON twice: for the message (``SecretStr`` values revealed, the
         handler needs them) and for the registry (masked ``**********``). Raises PayloadError."""
         model = payloads.parse(self.input_model, payload, self.job_type, self.extra)
-        return to_jsonable_python(reveal_secrets(model.model_dump())), model.model_dump(mode="json")
+        extras = to_jsonable_python(model.model_extra or {})  # kept by a type that allows them
+        message = to_jsonable_python(reveal_secrets(model.model_dump()))
+        return {**message, **extras}, {**model.model_dump(mode="json"), **extras}
 
     def retry_policy(self, record: JobRecord | None = None) -> RetryPolicy:
         """The job's retry policy: its own override, else the type's, else the default."""
