@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any, ClassVar
 
 from billiard.process import current_process
-from celery import Task
+from celery import Task, signature
 from celery.app.task import Context
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.result import AsyncResult
@@ -241,8 +241,8 @@ class JobTask(Task):
         )
         return record, payload, job.get("key")
 
-    def refused_record(self, task_id: str, payload: Any, options: dict[str, Any]) -> JobRecord:
-        """The record of a job that cannot be built from ``payload``: to be stored and failed at once."""
+    def unsent_record(self, task_id: str, payload: Any, options: dict[str, Any]) -> JobRecord:
+        """The record of a job that is never sent (refused, or after a failed chain step), to end at once."""
         now = time.time()
         return JobRecord(
             id=task_id,
@@ -326,9 +326,7 @@ class JobTask(Task):
         except (InvalidInput, BrokerUnavailable) as exc:
             reason = str(exc)
         log.warning("canvas step %s[%s] refused: %s", self.name, task_id, reason)
-        record = self.refused_record(task_id, kwargs, options)
-        registry.create(record)
-        finish(registry, record, JobState.FAILED, {"error": reason}, reason=reason, allowed=WAITING_STATES)
+        self.record_unsent(task_id, kwargs, options, JobState.FAILED, reason)
         request = Context(
             id=task_id,
             task=self.name,
@@ -344,7 +342,31 @@ class JobTask(Task):
             delivery_info={},
         )
         self.backend.mark_as_failure(task_id, InvalidInput(reason), request=request)
+        self.block_chain(options.get("chain"), task_id)
         return self.AsyncResult(task_id)
+
+    def record_unsent(
+        self, task_id: str, payload: Any, options: dict[str, Any], state: JobState, reason: str
+    ) -> None:
+        """Record a job that is never sent (refused, or after a failed chain step) as ended in ``state``."""
+        registry = get_registry()
+        record = self.unsent_record(task_id, payload, options)
+        registry.create(record)
+        finish(registry, record, state, {"error": reason}, reason=reason, allowed=WAITING_STATES)
+
+    def block_chain(self, chain: Any, failed_id: str) -> None:
+        """Record the job type steps of ``chain`` (Celery will not send them) ``blocked`` by ``failed_id``."""
+        reason = f"an earlier chain step failed: {failed_id}"
+        for step in chain or ():
+            sig = signature(step, app=self.app)
+            task, task_id = self.app.tasks.get(sig.task), sig.options.get("task_id")
+            if isinstance(task, JobTask) and task_id and get_registry().find(task_id) is None:
+                options = {**sig.options, "tags": {"source": CANVAS_SOURCE}}
+                task.record_unsent(task_id, sig.kwargs, options, JobState.BLOCKED, reason)
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Celery's hook after a job ended failed: the chain steps it will not send are recorded too."""
+        self.block_chain(self.request.chain, task_id)
 
     # -- worker side -------------------------------------------------------------------
 
@@ -430,7 +452,7 @@ class JobTask(Task):
                 raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
             record, message, _ = self.new_record(payload, dict(options), self.request.id)
         except InvalidInput as exc:
-            record, reason = self.refused_record(self.request.id, payload, options), str(exc)
+            record, reason = self.unsent_record(self.request.id, payload, options), str(exc)
         kept = message if message is not None and message != record.payload else None
         claimed = registry.create_and_claim(record, self.request.hostname, lease_until, kept)
         if claimed is None or reason is None:

@@ -107,5 +107,23 @@ def test_a_step_that_cannot_be_built_fails_visibly(workers: Workers) -> None:
     assert refused.state is JobState.FAILED
     assert "seconds: Input should be a valid number" in (refused.error or "")
     assert result.parent.state == "FAILURE" and refused.tags == {"source": CANVAS_SOURCE}
-    # and the step after it never runs (Celery marks it failed too)
-    assert result.state == "FAILURE" and get_registry().find(result.id) is None
+    # and the step after it never runs: Celery marks it failed, the registry blocked by the refusal
+    after = get_registry().get(result.id)
+    assert result.state == "FAILURE" and after.state is JobState.BLOCKED
+    assert result.parent.id in (after.error or "")
+
+
+def test_a_failed_chain_step_blocks_the_steps_after_it(workers: Workers) -> None:
+    # given a probe worker
+    workers.start("probe")
+    # when a chain's first job fails for good
+    result = chain(probe.s(fail_times=1, permanent=True), probe.si(seconds=0.1), probe.s()).delay()
+    with pytest.raises(Exception, match="permanent failure"):
+        result.get(timeout=TIMEOUT_S)
+    # then it is failed in both, and the two steps Celery never sends are recorded blocked by it
+    first = finished(result.parent.parent.id)
+    assert first.state is JobState.FAILED and result.parent.parent.state == "FAILURE"
+    for step in (result.parent, result):
+        blocked = finished(step.id)
+        assert blocked.state is JobState.BLOCKED and first.id in (blocked.error or "")
+        assert step.state == "FAILURE"

@@ -175,21 +175,34 @@ def test_a_duplicated_first_delivery_runs_once(workers: Workers, tmp_path: Path)
     ]
 
 
-def test_the_documented_example_runs(workers: Workers, tmp_path: Path) -> None:
-    # given a data worker, and the example copied where no trainq code is
+def run_example(name: str, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<name>`` copied to ``tmp_path``, with no trainq code or settings in reach."""
+    example = tmp_path / name
+    example.write_text((ROOT / "examples" / name).read_text())
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINQ_")}
+    clean.update({"PYTHONPATH": str(tmp_path), "TIMEOUT_S": "60", **env})
+    return subprocess.run(
+        [sys.executable, str(example)], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_documented_examples_run(workers: Workers, tmp_path: Path) -> None:
+    # given a data worker
     queue = f"data-{uuid.uuid4().hex[:6]}"
     workers.start(queue)
-    example = tmp_path / "celery_client.py"
-    example.write_text((ROOT / "examples" / "celery_client.py").read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINQ_")}
-    env.update({"PYTHONPATH": str(tmp_path), "BROKER_URL": REDIS, "QUEUE": queue, "TIMEOUT_S": "60"})
-    # when it runs
-    result = subprocess.run(
-        [sys.executable, str(example)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
+    # when the Celery example runs
+    result = run_example("celery_client.py", tmp_path, {"BROKER_URL": REDIS, "QUEUE": queue})
     # then its job succeeded and its misspelt one was refused with the closest name
     assert result.returncode == 0, result.stdout + result.stderr
     assert "succeeded: {" in result.stdout
     assert "unknown field 'test_fracton' — did you mean 'test_fraction'?" in result.stdout
     refused = result.stdout.split("refused ")[1].split(":")[0]
     assert get_registry().get(refused).state is JobState.FAILED
+    # when the raw Redis example (no Celery at all) runs
+    result = run_example("raw_redis_client.py", tmp_path, {"REDIS_URL": REDIS, "QUEUE": queue})
+    # then its job is recorded and succeeded, as the result it read says
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = result.stdout.split()[1].rstrip(":")
+    record = get_registry().get(job_id)
+    assert record.state is JobState.SUCCEEDED and record.payload["dataset"] == "wine"
+    assert f"job {job_id}: SUCCESS" in result.stdout
