@@ -26,7 +26,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.result import AsyncResult
 from celery.utils.saferepr import saferepr
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
 from trainq import artifacts, environment, payloads
@@ -64,6 +64,8 @@ REPR_MAX_CHARS = 1024
 
 #: The ``source`` tag of a job first recorded by a worker: sent by a Celery client without trainq.
 FOREIGN_SOURCE = "celery-client"
+#: The message header in which a client without trainq may set trainq's options (``ClientOptions``).
+OPTIONS_HEADER = "trainq"
 #: The ``source`` tag of a job sent by Celery's canvas from a worker (a chain step, link or chord callback).
 CANVAS_SOURCE = "canvas"
 
@@ -130,6 +132,19 @@ def reveal_secrets(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [reveal_secrets(v) for v in value]
     return value
+
+
+class ClientOptions(BaseModel):
+    """trainq's options a client without trainq may set: a JSON object in the ``trainq`` header."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    retry: dict[str, Any] | None = None
+    environment: dict[str, str] | None = None
+    result_files: list[str] | None = None
+    cwd: str | None = None
 
 
 class JobStopped(BaseException):
@@ -435,7 +450,8 @@ class JobTask(Task):
     ) -> JobRecord | None:
         """Record and claim a first delivery with no record: a job sent by a client without trainq.
 
-        Its queue, priority and eta come from the message. None if the job has a record after all
+        Its queue, priority and eta come from the message, trainq's options from its ``trainq``
+        header (``ClientOptions``). None if the job has a record after all
         (a stale or duplicate delivery). An invalid one is recorded ``failed`` and InvalidInput
         raised, so Celery's result is FAILURE with the same message.
         """
@@ -448,6 +464,8 @@ class JobTask(Task):
         }
         reason = message = None
         try:
+            given = self._header_options()
+            options.update(given, tags={**given.get("tags", {}), "source": FOREIGN_SOURCE})
             if args:
                 raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
             record, message, _ = self.new_record(payload, dict(options), self.request.id)
@@ -461,6 +479,17 @@ class JobTask(Task):
             return claimed
         finish(registry, claimed, JobState.FAILED, {"failures": 1, "error": reason}, reason=reason)
         raise InvalidInput(reason)
+
+    def _header_options(self) -> dict[str, Any]:
+        """The options in the message's ``trainq`` header, checked; raises InvalidInput."""
+        given = (self.request.headers or {}).get(OPTIONS_HEADER)
+        if given is None:
+            return {}
+        try:
+            return ClientOptions.model_validate(given).model_dump(exclude_none=True)
+        except ValidationError as exc:
+            problems = "; ".join(payloads.describe(exc, ClientOptions))
+            raise InvalidInput(f"invalid {OPTIONS_HEADER!r} header: {problems}") from None
 
     def _stopped(self, registry: Registry, record: JobRecord) -> None:
         """The process was told to stop: a cancel (already recorded) or a worker shutdown."""

@@ -35,7 +35,7 @@ app = Celery("client", broker=broker, backend=backend)
 app.conf.task_queue_max_priority = 10
 sent = [
     app.send_task(j["task"], kwargs=j.get("kwargs"), args=j.get("args"), queue=queue,
-                  task_id=j.get("task_id"), countdown=j.get("countdown"))
+                  task_id=j.get("task_id"), countdown=j.get("countdown"), headers=j.get("headers"))
     for j in jobs
 ]
 seen = []
@@ -93,13 +93,21 @@ JOBS = [
     {"task": "trainq.data", "kwargs": {"dataset": "iris", "seeed": 3}},
     {"task": "trainq.data", "kwargs": {"val_fraction": "lots"}},
     {"task": "trainq.data", "args": [1]},
+    {"task": "trainq.data", "kwargs": {}, "headers": {"trainq": {"job_nme": "nightly"}}},
+    {
+        "task": "trainq.data",
+        "kwargs": {"dataset": "wine"},
+        "headers": {
+            "trainq": {"job_name": "nightly", "tags": {"team": "vision"}, "retry": {"max_retries": 0}}
+        },
+    },
     {"task": "trainq.nosuch", "kwargs": {}},
 ]
 
 
 def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str) -> None:
     """What the sender saw of ``JOBS`` agrees with the registry and the worker."""
-    valid, typo, wrong_type, positional, unknown_type = seen
+    valid, typo, wrong_type, positional, bad_option, with_options, unknown_type = seen
     registry = get_registry()
     # the valid job ran: recorded as a Celery client's, on the queue and id it was sent with
     record = registry.get(valid["id"])
@@ -113,12 +121,18 @@ def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str) -> 
         (typo, "unknown field 'seeed' — did you mean 'seed'?"),
         (wrong_type, "val_fraction: Input should be a valid number"),
         (positional, "takes keyword arguments only"),
+        (bad_option, "invalid 'trainq' header: unknown field 'job_nme' — did you mean 'job_name'?"),
     ):
         record = registry.get(refused["id"])
         assert record.state is JobState.FAILED and words in (record.error or ""), record
         assert refused["state"] == "FAILURE" and words in refused["error"], refused
         assert refused["type"] == "InvalidInput"
         assert record.tags == {"source": FOREIGN_SOURCE}
+    # trainq's own options can come in the ``trainq`` header
+    record = registry.get(with_options["id"])
+    assert with_options["state"] == "SUCCESS" and record.state is JobState.SUCCEEDED
+    assert record.name == "nightly" and record.tags == {"team": "vision", "source": FOREIGN_SOURCE}
+    assert record.options["retry"] == {"max_retries": 0}
     # an unknown job type is Celery's: no record, but the sender's get() and the worker log name it
     assert registry.find(unknown_type["id"]) is None and unknown_type["state"] == "FAILURE"
     assert unknown_type["type"] == "NotRegistered" and "trainq.nosuch" in unknown_type["error"]
