@@ -4,6 +4,9 @@ A job's Celery task id is its job id. Each message carries a *fence*: Celery's `
 header, which trainq bumps on every re-delivery it makes (retry, recovery, manual retry).
 A worker claims a delivery only if the registry still expects that fence, so a stale or
 duplicated message (Redis visibility timeout, RabbitMQ requeue) is dropped, never run twice.
+A first delivery (fence 0) of a job with no record was sent by a client without trainq: the
+worker records and claims it in one transaction (``trainq.clients``). Steps Celery's canvas
+sends from a worker are recorded there, filled from the parent's result (``trainq.canvas``).
 """
 
 from __future__ import annotations
@@ -20,16 +23,15 @@ from types import FrameType
 from typing import Any, ClassVar
 
 from billiard.process import current_process
-from celery import Task, signature
-from celery.app.task import Context
+from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.result import AsyncResult
 from celery.utils.saferepr import saferepr
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
-from trainq import artifacts, environment, payloads
+from trainq import artifacts, canvas, clients, environment, payloads
 from trainq.context import Job, capture_output
 from trainq.durations import parse_duration
 from trainq.errors import BrokerUnavailable, InvalidInput, PermanentError
@@ -61,13 +63,6 @@ _RECORD_FIELDS = ("key", "pipeline_id", "pipeline_job", "parent_result")
 
 #: Longest payload repr a monitor is sent (Celery's own cap).
 REPR_MAX_CHARS = 1024
-
-#: The ``source`` tag of a job first recorded by a worker: sent by a Celery client without trainq.
-FOREIGN_SOURCE = "celery-client"
-#: The message header in which a client without trainq may set trainq's options (``ClientOptions``).
-OPTIONS_HEADER = "trainq"
-#: The ``source`` tag of a job sent by Celery's canvas from a worker (a chain step, link or chord callback).
-CANVAS_SOURCE = "canvas"
 
 #: True while a handler runs: a job it sends is its own call (errors raise), not a canvas step.
 _in_handler: ContextVar[bool] = ContextVar("trainq_in_handler", default=False)
@@ -132,19 +127,6 @@ def reveal_secrets(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [reveal_secrets(v) for v in value]
     return value
-
-
-class ClientOptions(BaseModel):
-    """trainq's options a client without trainq may set: a JSON object in the ``trainq`` header."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    job_name: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    retry: dict[str, Any] | None = None
-    environment: dict[str, str] | None = None
-    result_files: list[str] | None = None
-    cwd: str | None = None
 
 
 class JobStopped(BaseException):
@@ -322,40 +304,21 @@ class JobTask(Task):
         and its Celery result is FAILURE (its chain, chord and errbacks are told), so the parent,
         already recorded succeeded, stays SUCCESS in Celery too.
         """
-        registry = get_registry()
-        if registry.find(task_id) is not None:
+        if get_registry().find(task_id) is not None:
             return self.AsyncResult(task_id)  # a parent re-delivered re-sends its frozen steps
-        parent = args[0] if args else None
         kwargs = dict(kwargs or {}) if isinstance(kwargs, dict) else kwargs
-        options["tags"] = {"source": CANVAS_SOURCE, **(options.get("tags") or {})}
+        options["tags"] = {"source": canvas.CANVAS_SOURCE, **(options.get("tags") or {})}
         if "priority" in options:  # the parent's broker priority, inherited
             options["priority"] = trainq_priority(options["priority"])
         try:
-            if len(args or ()) > 1:
-                raise InvalidInput(
-                    f"job type {self.job_type!r} takes keyword arguments only; "
-                    f"a canvas step gets one positional argument, its parent's result"
-                )
-            filled = payloads.fill_from_parent(self.input_model, kwargs, parent)
+            filled = canvas.step_payload(self.input_model, self.job_type, args, kwargs)
+            parent = args[0] if args else None
             return self.send_new(filled, task_id, {**options, "parent_result": parent})
-        except (InvalidInput, BrokerUnavailable) as exc:
+        except (InvalidInput, ValidationError, BrokerUnavailable) as exc:
             reason = str(exc)
         log.warning("canvas step %s[%s] refused: %s", self.name, task_id, reason)
         self.record_unsent(task_id, kwargs, options, JobState.FAILED, reason)
-        request = Context(
-            id=task_id,
-            task=self.name,
-            args=list(args or ()),
-            kwargs=kwargs,
-            chain=options.get("chain"),
-            errbacks=options.get("link_error"),
-            chord=options.get("chord"),
-            group_id=options.get("group_id"),
-            group_index=options.get("group_index"),
-            parent_id=options.get("parent_id"),
-            root_id=options.get("root_id"),
-            delivery_info={},
-        )
+        request = canvas.failure_request(task_id, self.name, args, kwargs, options)
         self.backend.mark_as_failure(task_id, InvalidInput(reason), request=request)
         self.block_chain(options.get("chain"), task_id)
         return self.AsyncResult(task_id)
@@ -372,12 +335,9 @@ class JobTask(Task):
     def block_chain(self, chain: Any, failed_id: str) -> None:
         """Record the job type steps of ``chain`` (Celery will not send them) ``blocked`` by ``failed_id``."""
         reason = f"an earlier chain step failed: {failed_id}"
-        for step in chain or ():
-            sig = signature(step, app=self.app)
-            task, task_id = self.app.tasks.get(sig.task), sig.options.get("task_id")
-            if isinstance(task, JobTask) and task_id and get_registry().find(task_id) is None:
-                options = {**sig.options, "tags": {"source": CANVAS_SOURCE}}
-                task.record_unsent(task_id, sig.kwargs, options, JobState.BLOCKED, reason)
+        for task, task_id, kwargs, options in canvas.chain_steps(self.app, chain):
+            if get_registry().find(task_id) is None:
+                task.record_unsent(task_id, kwargs, options, JobState.BLOCKED, reason)
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Celery's hook after a job ended failed: the chain steps it will not send are recorded too."""
@@ -451,25 +411,24 @@ class JobTask(Task):
         """Record and claim a first delivery with no record: a job sent by a client without trainq.
 
         Its queue, priority and eta come from the message, trainq's options from its ``trainq``
-        header (``ClientOptions``). None if the job has a record after all
+        header (``clients.ClientOptions``). None if the job has a record after all
         (a stale or duplicate delivery). An invalid one is recorded ``failed`` and InvalidInput
         raised, so Celery's result is FAILURE with the same message.
         """
         info = self.request.delivery_info or {}
         options: dict[str, Any] = {
-            "tags": {"source": FOREIGN_SOURCE},
+            "tags": {"source": clients.FOREIGN_SOURCE},
             "queue": info.get("routing_key") or None,
             "priority": trainq_priority(info.get("priority")),
             "eta": self.request.eta,
         }
         reason = message = None
         try:
-            given = self._header_options()
-            options.update(given, tags={**given.get("tags", {}), "source": FOREIGN_SOURCE})
+            options.update(clients.header_options(self.request.headers))
             if args:
                 raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
             record, message, _ = self.new_record(payload, dict(options), self.request.id)
-        except InvalidInput as exc:
+        except (InvalidInput, ValidationError) as exc:  # a bad payload, or a bad option (retry policy)
             record, reason = self.unsent_record(self.request.id, payload, options), str(exc)
         kept = message if message is not None and message != record.payload else None
         claimed = registry.create_and_claim(record, self.request.hostname, lease_until, kept)
@@ -479,17 +438,6 @@ class JobTask(Task):
             return claimed
         finish(registry, claimed, JobState.FAILED, {"failures": 1, "error": reason}, reason=reason)
         raise InvalidInput(reason)
-
-    def _header_options(self) -> dict[str, Any]:
-        """The options in the message's ``trainq`` header, checked; raises InvalidInput."""
-        given = (self.request.headers or {}).get(OPTIONS_HEADER)
-        if given is None:
-            return {}
-        try:
-            return ClientOptions.model_validate(given).model_dump(exclude_none=True)
-        except ValidationError as exc:
-            problems = "; ".join(payloads.describe(exc, ClientOptions))
-            raise InvalidInput(f"invalid {OPTIONS_HEADER!r} header: {problems}") from None
 
     def _stopped(self, registry: Registry, record: JobRecord) -> None:
         """The process was told to stop: a cancel (already recorded) or a worker shutdown."""

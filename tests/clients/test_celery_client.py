@@ -21,7 +21,7 @@ from kombu import Connection
 from tests.fixtures import ROOT, Workers, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
-from trainq.task import FOREIGN_SOURCE
+from trainq.clients import FOREIGN_SOURCE
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672//"
 REDIS = os.environ["TRAINQ_BROKER_URL"]
