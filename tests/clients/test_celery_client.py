@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,11 @@ import pytest
 from kombu import Connection
 
 from tests.fixtures import ROOT, Workers, wait_for
+from tests.integration.test_rabbitmq import AMQP, amqp_env  # noqa: F401  (a fixture)
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
 from trainq.clients import FOREIGN_SOURCE
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672//"
 REDIS = os.environ["TRAINQ_BROKER_URL"]
 
 #: The sender: sends each job of a JSON list, waits for each result, prints what it saw.
@@ -70,17 +69,6 @@ def send(tmp_path: Path, broker: str, queue: str, jobs: list[dict[str, Any]]) ->
     assert result.returncode == 0, result.stderr
     seen: list[dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])
     return seen
-
-
-@pytest.fixture
-def amqp_env(redis_client: Any) -> Iterator[dict[str, str]]:
-    """Broker on RabbitMQ, registry and results on the test Redis."""
-    try:
-        with Connection(AMQP, connect_timeout=3) as connection:
-            connection.ensure_connection(max_retries=1)
-    except Exception as exc:
-        pytest.fail(f"tests need RabbitMQ at {AMQP}: {exc}")
-    yield {"TRAINQ_BROKER_URL": AMQP, "TRAINQ_REGISTRY_URL": REDIS}
 
 
 def delete_queue(queue: str) -> None:
@@ -152,7 +140,9 @@ def test_a_celery_client_without_trainq_on_redis(workers: Workers, tmp_path: Pat
 
 @pytest.mark.rabbitmq
 def test_a_celery_client_without_trainq_on_rabbitmq(
-    workers: Workers, tmp_path: Path, amqp_env: dict[str, str]
+    workers: Workers,
+    tmp_path: Path,
+    amqp_env: dict[str, str],  # noqa: F811
 ) -> None:
     # given a data worker on RabbitMQ (registry and results on Redis), on its own queue
     queue = f"data-{uuid.uuid4().hex[:6]}"
