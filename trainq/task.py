@@ -369,12 +369,7 @@ class JobTask(Task):
         try:
             try:
                 with capture_output(job), environment.applied(variables):
-                    config = payloads.parse(self.input_model, payload, self.job_type, self.extra)
-                    handling = _in_handler.set(True)
-                    try:
-                        result = self.handler(job, config)
-                    finally:
-                        _in_handler.reset(handling)
+                    result = self.run_handler(job, payload)
                     if self.output_model is not None:
                         result = self.output_model.model_validate(result)
                     if isinstance(result, BaseModel):
@@ -404,6 +399,15 @@ class JobTask(Task):
             raise
         finally:
             _restore_stop_handler(previous)
+
+    def run_handler(self, job: Job, payload: dict[str, Any]) -> Any:
+        """The handler's result for ``payload``, checked strictly; a job the handler sends is its own call."""
+        config = payloads.parse(self.input_model, payload, self.job_type, self.extra)
+        handling = _in_handler.set(True)
+        try:
+            return self.handler(job, config)
+        finally:
+            _in_handler.reset(handling)
 
     def _record_foreign(
         self, registry: Registry, args: tuple[Any, ...], payload: dict[str, Any], lease_until: float
