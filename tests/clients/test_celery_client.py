@@ -34,7 +34,8 @@ app = Celery("client", broker=broker, backend=backend)
 app.conf.task_queue_max_priority = 10
 sent = [
     app.send_task(j["task"], kwargs=j.get("kwargs"), args=j.get("args"), queue=queue,
-                  task_id=j.get("task_id"), countdown=j.get("countdown"), headers=j.get("headers"))
+                  task_id=j.get("task_id"), countdown=j.get("countdown"), headers=j.get("headers"),
+                  priority=j.get("priority"))
     for j in jobs
 ]
 seen = []
@@ -93,7 +94,7 @@ JOBS = [
 ]
 
 
-def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str) -> None:
+def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, priority: int) -> None:
     """What the sender saw of ``JOBS`` agrees with the registry and the worker."""
     valid, typo, wrong_type, positional, bad_option, with_options, unknown_type = seen
     registry = get_registry()
@@ -101,7 +102,7 @@ def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str) -> 
     record = registry.get(valid["id"])
     assert valid["state"] == "SUCCESS" and record.state is JobState.SUCCEEDED, (valid, record)
     assert record.tags == {"source": FOREIGN_SOURCE} and record.queue == queue
-    assert record.payload["dataset"] == "iris" and record.eta is not None
+    assert record.payload["dataset"] == "iris" and record.eta is not None and record.priority == priority
     assert valid["value"] == record.result and record.result["rows"]["train"] > 0
     # the misspelt field, the wrong type and the positional argument are refused: recorded
     # failed with the reason, and the sender's get() raised the same message
@@ -135,7 +136,8 @@ def test_a_celery_client_without_trainq_on_redis(workers: Workers, tmp_path: Pat
     seen = send(tmp_path, REDIS, queue, JOBS)
     # then each one is run or refused, and the sender, the registry and the worker agree
     wait_for(lambda: "trainq.nosuch" in worker.output(), 10, message="unregistered task logged")
-    check_sent_jobs(seen, queue, worker.output())
+    # (on Redis a message without a priority is in the queue's base list: served first, priority 9)
+    check_sent_jobs(seen, queue, worker.output(), priority=9)
 
 
 @pytest.mark.rabbitmq
@@ -149,10 +151,10 @@ def test_a_celery_client_without_trainq_on_rabbitmq(
     try:
         worker = workers.start(queue, concurrency=2, env=amqp_env)
         # when a Celery app without trainq sends valid, invalid and unknown jobs to it
-        seen = send(tmp_path, AMQP, queue, JOBS)
+        seen = send(tmp_path, AMQP, queue, [{**JOBS[0], "priority": 7}, *JOBS[1:]])
         # then each one is run or refused, and the sender, the registry and the worker agree
         wait_for(lambda: "trainq.nosuch" in worker.output(), 10, message="unregistered task logged")
-        check_sent_jobs(seen, queue, worker.output())
+        check_sent_jobs(seen, queue, worker.output(), priority=7)
     finally:
         workers.stop_all()
         delete_queue(queue)
