@@ -50,6 +50,11 @@ class Job:
         return self.record.attempt
 
     @property
+    def parent_result(self) -> Any:
+        """The result of the job whose success sent this one by canvas (a chord: a list), else None."""
+        return self.record.parent_result
+
+    @property
     def checkpoint_dir(self) -> Path:
         """A directory kept across attempts of this job, for checkpoints keyed by job id."""
         path = self._home / "checkpoints" / self.id

@@ -89,6 +89,8 @@ class JobRecord(BaseModel):
     artifacts: list[str] = Field(default_factory=list)
     pipeline_id: str | None = None
     pipeline_job: str | None = None
+    #: The result of the job whose success sent this one through Celery's canvas (chain, link, chord).
+    parent_result: Any = None
 
     def to_hash(self) -> dict[str, str]:
         """The record as Redis hash fields (every value JSON-encoded)."""

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from trainq.context import Job
 from trainq.errors import UnknownJobType
+from trainq.payloads import Extra, extra_policy
 from trainq.retry import RetryPolicy
 from trainq.task import JobTask
 
@@ -21,8 +22,8 @@ def task_name(job_type: str) -> str:
     return f"{TASK_PREFIX}{job_type}"
 
 
-def _run(self: JobTask, **payload: Any) -> Any:
-    return self.execute(**payload)
+def _run(self: JobTask, *args: Any, **payload: Any) -> Any:
+    return self.execute(*args, **payload)
 
 
 def job_type(
@@ -33,11 +34,14 @@ def job_type(
     queue: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: str | None = None,
+    extra: Extra | None = None,
 ) -> Callable[[Callable[[Job, Payload], Any]], JobTask]:
     """Register ``handler(job, payload)`` as job type ``name`` on ``queue`` (default: ``name``).
 
     ``input`` validates payloads before anything is sent; ``output``, if given, validates the
     handler's result, stored as JSON. ``retry`` and ``timeout`` are the type's defaults.
+    Unknown payload fields are refused unless ``extra`` (or the model's own ``extra`` config)
+    says ``allow`` or ``ignore``.
     """
     from trainq.celery import app
 
@@ -50,6 +54,7 @@ def job_type(
             "job_type": name,
             "queue": queue or name,
             "input_model": input,
+            "extra": extra_policy(input, extra),
             "output_model": output,
             "policy": retry,
             "default_timeout": timeout,

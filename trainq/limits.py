@@ -6,3 +6,10 @@ or memory.
 """
 
 from __future__ import annotations
+
+#: Payload errors listed in one message; the rest are counted.
+PAYLOAD_ERRORS_MAX = 20
+#: Known field names compared with an unknown one when suggesting the closest.
+CLOSE_MATCH_MAX_NAMES = 200
+#: Characters of an unknown field name compared and shown.
+FIELD_NAME_MAX_CHARS = 64

@@ -257,13 +257,43 @@ class Registry:
 
         One round trip: the script records the start with the job's attempt and returns the record.
         """
+        raw = self._claim(self.client, job_id, fence, worker, lease_until)
+        return JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True))) if raw else None
+
+    def create_and_claim(
+        self, record: JobRecord, worker: str, lease_until: float, message: dict[str, Any] | None = None
+    ) -> JobRecord | None:
+        """Store a new record and claim its delivery ``record.fence`` in one transaction.
+
+        For a job first seen by a worker (sent by a client without trainq): None, and nothing
+        written, if the job already has a record, so a duplicate delivery never runs it twice.
+        """
+        key = self.keys.job(record.id)
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    return None
+                pipe.multi()
+                self._add(pipe, record)
+                if message is not None:
+                    pipe.set(self.keys.message(record.id), json.dumps(message))
+                self._claim(pipe, record.id, record.fence, worker, lease_until)
+                raw = pipe.execute()[-1]
+        except redis.WatchError:
+            return None
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, str(exc)) from exc
+        return JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True))) if raw else None
+
+    def _claim(self, client: Any, job_id: str, fence: int, worker: str, lease_until: float) -> Any:
+        """Call the transition script that starts delivery ``fence`` (on ``client``: a pipeline or not)."""
         now = time.time()
         fields = {"started_at": now, "worker": worker, "progress": None, "next_attempt_at": None}
         event = JobEvent(state=JobState.RUNNING, at=now, attempt=ATTEMPT_FROM_RECORD, worker=worker)
-        raw = self._run(
-            job_id, JobState.RUNNING, WAITING_STATES, fence, fields, event, lease_until, returning=True
+        return self._run(
+            job_id, JobState.RUNNING, WAITING_STATES, fence, fields, event, lease_until, True, client
         )
-        return JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True))) if raw else None
 
     def _run(
         self,
@@ -275,8 +305,9 @@ class Registry:
         event: JobEvent | None,
         lease_until: float | None,
         returning: bool,
+        client: Any = None,
     ) -> Any:
-        """Call the transition script (see ``_TRANSITION``)."""
+        """Call the transition script (see ``_TRANSITION``), on ``client`` if given (a pipeline)."""
         values = dict(fields or {})
         values["updated_at"] = time.time()
         lease = "" if lease_until is None else repr(lease_until) if lease_until else "0"
@@ -295,6 +326,7 @@ class Registry:
                 self.keys.type_stats_prefix(),
                 "1" if returning else "",
             ],
+            client=client,
         )
 
     def events(self, job_id: str) -> list[JobEvent]:

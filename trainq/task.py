@@ -4,6 +4,9 @@ A job's Celery task id is its job id. Each message carries a *fence*: Celery's `
 header, which trainq bumps on every re-delivery it makes (retry, recovery, manual retry).
 A worker claims a delivery only if the registry still expects that fence, so a stale or
 duplicated message (Redis visibility timeout, RabbitMQ requeue) is dropped, never run twice.
+A first delivery (fence 0) of a job with no record was sent by a client without trainq: the
+worker records and claims it in one transaction (``trainq.clients``). Steps Celery's canvas
+sends from a worker are recorded there, filled from the parent's result (``trainq.canvas``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, ClassVar
@@ -27,11 +31,11 @@ from kombu.exceptions import OperationalError
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
-from trainq import artifacts, environment
+from trainq import artifacts, canvas, clients, environment, payloads
 from trainq.context import Job, capture_output
 from trainq.durations import parse_duration
-from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, PayloadError, PermanentError
-from trainq.jobs import JobEvent, JobRecord, JobState
+from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, PermanentError
+from trainq.jobs import WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.leases import Heartbeat
 from trainq.registry import Registry, get_registry
 from trainq.retry import RetryPolicy, backoff_s, retries
@@ -52,10 +56,16 @@ JOB_OPTIONS = (
     "pipeline_id",
     "pipeline_job",
     "cwd",
+    "parent_result",
 )
+#: Options stored in record fields of their own, not in ``record.options``.
+_RECORD_FIELDS = ("key", "pipeline_id", "pipeline_job", "parent_result")
 
 #: Longest payload repr a monitor is sent (Celery's own cap).
 REPR_MAX_CHARS = 1024
+
+#: True while a handler runs: a job it sends is its own call (errors raise), not a canvas step.
+_in_handler: ContextVar[bool] = ContextVar("trainq_in_handler", default=False)
 
 FinishHook = Callable[[JobRecord], None]
 _finish_hooks: list[FinishHook] = []
@@ -130,6 +140,13 @@ def broker_priority(priority: int) -> int:
     return 9 - priority if is_redis(get_settings().broker()) else priority
 
 
+def trainq_priority(priority: Any) -> int:
+    """Map a message's broker priority back onto trainq's 0-9; the default when it has none."""
+    if not isinstance(priority, int) or not 0 <= priority <= 9:
+        return get_settings().default_priority
+    return 9 - priority if is_redis(get_settings().broker()) else priority
+
+
 def time_limits(options: dict[str, Any]) -> dict[str, float]:
     """Celery's soft and hard time limits from a job's ``timeout``/``hard_timeout`` options."""
     if not options.get("timeout") and not options.get("hard_timeout"):
@@ -149,6 +166,7 @@ class JobTask(Task):
     job_type: ClassVar[str] = ""
     input_model: ClassVar[type[BaseModel]]
     output_model: ClassVar[type[BaseModel] | None] = None
+    extra: ClassVar[payloads.Extra] = "forbid"
     policy: ClassVar[RetryPolicy | None] = None
     default_timeout: ClassVar[str | None] = None
     handler: Callable[[Job, Any], Any]
@@ -166,11 +184,10 @@ class JobTask(Task):
     def payloads(self, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The validated payload as JSON twice: for the message (``SecretStr`` values revealed, the
         handler needs them) and for the registry (masked ``**********``). Raises PayloadError."""
-        try:
-            model = self.input_model.model_validate(payload)
-        except ValidationError as exc:
-            raise PayloadError(self.job_type, _describe(exc)) from None
-        return to_jsonable_python(reveal_secrets(model.model_dump())), model.model_dump(mode="json")
+        model = payloads.parse(self.input_model, payload, self.job_type, self.extra)
+        extras = to_jsonable_python(model.model_extra or {})  # kept by a type that allows them
+        message = to_jsonable_python(reveal_secrets(model.model_dump()))
+        return {**message, **extras}, {**model.model_dump(mode="json"), **extras}
 
     def retry_policy(self, record: JobRecord | None = None) -> RetryPolicy:
         """The job's retry policy: its own override, else the type's, else the default."""
@@ -210,26 +227,55 @@ class JobTask(Task):
             priority=priority,
             tags=job.pop("tags", None) or {},
             payload=stored,
-            options={k: v for k, v in job.items() if k not in ("key", "pipeline_id", "pipeline_job")},
+            options={k: v for k, v in job.items() if k not in _RECORD_FIELDS},
             created_at=now,
             updated_at=now,
             eta=eta,
             attempt=1,
             pipeline_id=job.get("pipeline_id"),
             pipeline_job=job.get("pipeline_job"),
+            parent_result=job.get("parent_result"),
         )
         return record, payload, job.get("key")
+
+    def unsent_record(self, task_id: str, payload: Any, options: dict[str, Any]) -> JobRecord:
+        """The record of a job that is never sent (refused, or after a failed chain step), to end at once."""
+        now = time.time()
+        return JobRecord(
+            id=task_id,
+            type=self.job_type,
+            queue=options.get("queue") or self.queue or self.job_type,
+            name=options.get("job_name") or self.job_type,
+            state=JobState.QUEUED,
+            priority=get_settings().default_priority,
+            tags=options.get("tags") or {},
+            payload=payloads.masked(self.input_model, payload),
+            created_at=now,
+            updated_at=now,
+            attempt=1,
+        )
 
     def apply_async(
         self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any
     ) -> AsyncResult:
-        """Validate, record and send a job; re-deliveries (``retries`` set) are only sent."""
+        """Validate, record and send a job; re-deliveries (``retries`` set) are only sent.
+
+        Called by Celery's canvas in a worker (a chain step, link or chord callback), the one
+        positional argument is the parent's result, and a job that cannot be built is recorded
+        ``failed`` instead of raising into the parent (see ``send_step``).
+        """
         if options.get("retries"):
             if "kwargsrepr" not in options and task_id and (recorded := get_registry().find(task_id)):
                 options.update(message_reprs(recorded))
             return super().apply_async(args, kwargs, task_id=task_id, **options)
+        if self.app.current_worker_task is not None and not _in_handler.get():
+            return self.send_step(args, kwargs, task_id or uuid.uuid4().hex[:16], options)
         if args:
             raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
+        return self.send_new(kwargs, task_id, options)
+
+    def send_new(self, kwargs: Any, task_id: str | None, options: dict[str, Any]) -> AsyncResult:
+        """Validate, record and send a new job; raises InvalidInput or BrokerUnavailable, nothing stored."""
         record, payload, key = self.new_record(kwargs, options, task_id)
         registry = get_registry()
         job_id, created = registry.create(record, key, payload if payload != record.payload else None)
@@ -250,14 +296,64 @@ class JobTask(Task):
             registry.delete(job_id)
             raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
 
+    def send_step(self, args: Any, kwargs: Any, task_id: str, options: dict[str, Any]) -> AsyncResult:
+        """Send a job Celery's canvas asks for from a worker, filled from its parent's result.
+
+        A dict result fills the input fields the caller left unset; the whole result is kept as
+        the record's ``parent_result``. A step that cannot be built or sent is recorded ``failed``
+        and its Celery result is FAILURE (its chain, chord and errbacks are told), so the parent,
+        already recorded succeeded, stays SUCCESS in Celery too.
+        """
+        if get_registry().find(task_id) is not None:
+            return self.AsyncResult(task_id)  # a parent re-delivered re-sends its frozen steps
+        kwargs = dict(kwargs or {}) if isinstance(kwargs, dict) else kwargs
+        options["tags"] = {"source": canvas.CANVAS_SOURCE, **(options.get("tags") or {})}
+        if "priority" in options:  # the parent's broker priority, inherited
+            options["priority"] = trainq_priority(options["priority"])
+        try:
+            filled = canvas.step_payload(self.input_model, self.job_type, args, kwargs)
+            parent = args[0] if args else None
+            return self.send_new(filled, task_id, {**options, "parent_result": parent})
+        except (InvalidInput, ValidationError, BrokerUnavailable) as exc:
+            reason = str(exc)
+        log.warning("canvas step %s[%s] refused: %s", self.name, task_id, reason)
+        self.record_unsent(task_id, kwargs, options, JobState.FAILED, reason)
+        request = canvas.failure_request(task_id, self.name, args, kwargs, options)
+        self.backend.mark_as_failure(task_id, InvalidInput(reason), request=request)
+        self.block_chain(options.get("chain"), task_id)
+        return self.AsyncResult(task_id)
+
+    def record_unsent(
+        self, task_id: str, payload: Any, options: dict[str, Any], state: JobState, reason: str
+    ) -> None:
+        """Record a job that is never sent (refused, or after a failed chain step) as ended in ``state``."""
+        registry = get_registry()
+        record = self.unsent_record(task_id, payload, options)
+        registry.create(record)
+        finish(registry, record, state, {"error": reason}, reason=reason, allowed=WAITING_STATES)
+
+    def block_chain(self, chain: Any, failed_id: str) -> None:
+        """Record the job type steps of ``chain`` (Celery will not send them) ``blocked`` by ``failed_id``."""
+        reason = f"an earlier chain step failed: {failed_id}"
+        for task, task_id, kwargs, options in canvas.chain_steps(self.app, chain):
+            if get_registry().find(task_id) is None:
+                task.record_unsent(task_id, kwargs, options, JobState.BLOCKED, reason)
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Celery's hook after a job ended failed: the chain steps it will not send are recorded too."""
+        self.block_chain(self.request.chain, task_id)
+
     # -- worker side -------------------------------------------------------------------
 
-    def execute(self, **payload: Any) -> Any:
+    def execute(self, *args: Any, **payload: Any) -> Any:
         """Claim this delivery, run the handler, and record the outcome."""
         registry = get_registry()
         settings = get_settings()
         job_id, fence = self.request.id, self.request.retries or 0
-        record = registry.claim(job_id, fence, self.request.hostname, time.time() + settings.lease_s)
+        lease_until = time.time() + settings.lease_s
+        record = registry.claim(job_id, fence, self.request.hostname, lease_until)
+        if record is None and fence == 0:
+            record = self._record_foreign(registry, args, payload, lease_until)
         if record is None:
             current = registry.find(job_id)
             state = current.state.value if current else "no record"
@@ -276,7 +372,7 @@ class JobTask(Task):
                     record.options.get("environment") or {}, worker=self.request.hostname
                 )
                 with capture_output(job), environment.applied(variables):
-                    result = self.handler(job, self.input_model.model_validate(payload))
+                    result = self.run_handler(job, payload)
                     if self.output_model is not None:
                         result = self.output_model.model_validate(result)
                     if isinstance(result, BaseModel):
@@ -310,6 +406,49 @@ class JobTask(Task):
             raise shown from None
         finally:
             _restore_stop_handler(previous)
+
+    def run_handler(self, job: Job, payload: dict[str, Any]) -> Any:
+        """The handler's result for ``payload``, checked strictly; a job the handler sends is its own call."""
+        config = payloads.parse(self.input_model, payload, self.job_type, self.extra)
+        handling = _in_handler.set(True)
+        try:
+            return self.handler(job, config)
+        finally:
+            _in_handler.reset(handling)
+
+    def _record_foreign(
+        self, registry: Registry, args: tuple[Any, ...], payload: dict[str, Any], lease_until: float
+    ) -> JobRecord | None:
+        """Record and claim a first delivery with no record: a job sent by a client without trainq.
+
+        Its queue, priority and eta come from the message, trainq's options from its ``trainq``
+        header (``clients.ClientOptions``). None if the job has a record after all
+        (a stale or duplicate delivery). An invalid one is recorded ``failed`` and InvalidInput
+        raised, so Celery's result is FAILURE with the same message.
+        """
+        info = self.request.delivery_info or {}
+        options: dict[str, Any] = {
+            "tags": {"source": clients.FOREIGN_SOURCE},
+            "queue": info.get("routing_key") or None,
+            "priority": trainq_priority(info.get("priority")),
+            "eta": self.request.eta,
+        }
+        reason = message = None
+        try:
+            options.update(clients.header_options(self.request.headers))
+            if args:
+                raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
+            record, message, _ = self.new_record(payload, dict(options), self.request.id)
+        except (InvalidInput, ValidationError) as exc:  # a bad payload, or a bad option (retry policy)
+            record, reason = self.unsent_record(self.request.id, payload, options), str(exc)
+        kept = message if message is not None and message != record.payload else None
+        claimed = registry.create_and_claim(record, self.request.hostname, lease_until, kept)
+        if claimed is None or reason is None:
+            if claimed is not None:
+                log.info("recorded job %s sent by a Celery client", claimed.id)
+            return claimed
+        finish(registry, claimed, JobState.FAILED, {"failures": 1, "error": reason}, reason=reason)
+        raise InvalidInput(reason)
 
     def _stopped(self, registry: Registry, record: JobRecord) -> None:
         """The process was told to stop: a cancel (already recorded) or a worker shutdown."""
@@ -426,11 +565,6 @@ def _eta(options: dict[str, Any]) -> float | None:
         options["eta"] = eta
         return eta.timestamp()
     return None
-
-
-def _describe(exc: ValidationError) -> list[str]:
-    """One ``field: message`` line per pydantic error."""
-    return [f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}" for e in exc.errors()]
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,129 @@
+"""Celery's canvas with trainq's job types: every member recorded, Celery and the registry agreeing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from celery import chain, chord, group
+from celery.result import AsyncResult
+
+from tests.fixtures import Workers, wait_for
+from tests.jobs import probe
+from trainq import JobRecord, JobState, get_registry
+from trainq.canvas import CANVAS_SOURCE
+from workers.data import prepare
+from workers.training import train
+
+TIMEOUT_S = 60
+
+
+def finished(job_id: str) -> JobRecord:
+    """The record of ``job_id`` once it has finished (polled)."""
+    registry = get_registry()
+    return wait_for(
+        lambda: (r := registry.find(job_id)) is not None and r.state.finished and r,
+        TIMEOUT_S,
+        message=f"job {job_id} finished",
+    )
+
+
+def succeeded(result: AsyncResult) -> JobRecord:
+    """Celery says SUCCESS for ``result`` and the registry says succeeded with the same result."""
+    value = result.get(timeout=TIMEOUT_S)
+    record = finished(result.id)
+    assert result.state == "SUCCESS" and record.state is JobState.SUCCEEDED, record
+    assert record.result == value
+    return record
+
+
+def test_chain_of_mutable_signatures_fills_the_child_from_its_parent(workers: Workers) -> None:
+    # given data and training workers
+    workers.start("data", "training", concurrency=1)
+    # when a chain passes the data job's result to a training job (the issue's example)
+    result = chain(prepare.s(dataset="wine"), train.s(model="sgd", epochs=2)).delay()
+    # then both jobs are recorded succeeded, as Celery says
+    child = succeeded(result)
+    parent = succeeded(result.parent)
+    # and the training job got the prepared data's work_dir, and the whole result besides
+    assert parent.result["work_dir"].endswith("wine")
+    assert child.payload["work_dir"] == parent.result["work_dir"] and child.payload["epochs"] == 2
+    assert child.parent_result == parent.result and child.tags == {"source": CANVAS_SOURCE}
+    assert child.result["epochs"] == 2 and child.result["model_file"].startswith(parent.result["work_dir"])
+
+
+def test_every_canvas_primitive_records_every_member(workers: Workers) -> None:
+    # given a probe worker
+    workers.start("probe", concurrency=2)
+    fail = {"fail_times": 1, "permanent": True}
+    link, errback = probe.s(), probe.si()
+    link_id, errback_id = link.freeze().id, errback.freeze().id
+    # when each primitive runs, with mutable and immutable signatures
+    runs: dict[str, Any] = {
+        "chain .s": chain(probe.s(), probe.s(seconds=0.1), probe.s()).delay(),
+        "chain .si": chain(probe.si(), probe.si(seconds=0.1)).delay(),
+        "group": group(probe.s(), probe.si(seconds=0.1)).delay(),
+        "chord .s": chord([probe.s(), probe.s()], probe.s()).delay(),
+        "chord .si": chord([probe.s(), probe.s()], probe.si(seconds=0.1)).delay(),
+        "link": probe.apply_async(kwargs={}, link=link),
+        "link_error": probe.apply_async(kwargs=fail, link_error=errback),
+    }
+    # then every member is recorded with the state and result Celery reports
+    for result in (runs["chain .s"], runs["chain .s"].parent, runs["chain .s"].parent.parent):
+        succeeded(result)
+    assert finished(runs["chain .s"].id).parent_result == finished(runs["chain .s"].parent.id).result
+    succeeded(runs["chain .si"])
+    assert succeeded(runs["chain .si"].parent).parent_result is None
+    for member in runs["group"].results:
+        succeeded(member)
+    # a chord's .s callback gets its members' results as a list; a .si callback gets none
+    callback = succeeded(runs["chord .s"])
+    assert callback.parent_result == [finished(r.id).result for r in runs["chord .s"].parent.results]
+    assert callback.tags == {"source": CANVAS_SOURCE}
+    assert succeeded(runs["chord .si"]).parent_result is None
+    # link sends the child with the parent's result; link_error sends the errback after a failure
+    parent = succeeded(runs["link"])
+    assert succeeded(AsyncResult(link_id)).parent_result == parent.result
+    with pytest.raises(Exception, match="permanent failure"):
+        runs["link_error"].get(timeout=TIMEOUT_S)
+    assert finished(runs["link_error"].id).state is JobState.FAILED
+    errback = succeeded(AsyncResult(errback_id))
+    assert errback.parent_result is None and errback.tags == {"source": CANVAS_SOURCE}
+
+
+def test_a_step_that_cannot_be_built_fails_visibly(workers: Workers) -> None:
+    # given a probe worker
+    workers.start("probe", concurrency=2)
+    # when a chain's second step has a payload its model refuses, and a third step follows
+    result = chain(probe.s(), probe.s(seconds="soon"), probe.si()).delay()
+    # then the chain's result raises the refusal, naming the field
+    with pytest.raises(Exception, match="seconds: Input should be a valid number"):
+        result.get(timeout=TIMEOUT_S)
+    # and the first job is succeeded in both Celery and the registry
+    first = result.parent.parent
+    succeeded(first)
+    # and the refused step is recorded failed with the reason, FAILURE in Celery
+    refused = finished(result.parent.id)
+    assert refused.state is JobState.FAILED
+    assert "seconds: Input should be a valid number" in (refused.error or "")
+    assert result.parent.state == "FAILURE" and refused.tags == {"source": CANVAS_SOURCE}
+    # and the step after it never runs: Celery marks it failed, the registry blocked by the refusal
+    after = get_registry().get(result.id)
+    assert result.state == "FAILURE" and after.state is JobState.BLOCKED
+    assert result.parent.id in (after.error or "")
+
+
+def test_a_failed_chain_step_blocks_the_steps_after_it(workers: Workers) -> None:
+    # given a probe worker
+    workers.start("probe")
+    # when a chain's first job fails for good
+    result = chain(probe.s(fail_times=1, permanent=True), probe.si(seconds=0.1), probe.s()).delay()
+    with pytest.raises(Exception, match="permanent failure"):
+        result.get(timeout=TIMEOUT_S)
+    # then it is failed in both, and the two steps Celery never sends are recorded blocked by it
+    first = finished(result.parent.parent.id)
+    assert first.state is JobState.FAILED and result.parent.parent.state == "FAILURE"
+    for step in (result.parent, result):
+        blocked = finished(step.id)
+        assert blocked.state is JobState.BLOCKED and first.id in (blocked.error or "")
+        assert step.state == "FAILURE"

@@ -1,0 +1,214 @@
+"""Jobs sent by a plain Celery app that never imports trainq (another service, another language).
+
+The sender runs in a subprocess from a temporary directory with a PYTHONPATH that leaves the
+repository out, so it holds nothing of trainq's: only the task name, the queue and the kwargs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from tests.fixtures import ROOT, Workers, wait_for
+from tests.integration.test_rabbitmq import AMQP, amqp_env  # noqa: F401  (a fixture)
+from tests.jobs import attempts_key
+from trainq import JobState, get_registry
+from trainq.clients import FOREIGN_SOURCE
+
+REDIS = os.environ["TRAINQ_BROKER_URL"]
+
+#: The sender: sends each job of a JSON list, waits for each result, prints what it saw.
+SENDER = """
+import json, sys
+from celery import Celery
+broker, backend, queue, jobs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+app = Celery("client", broker=broker, backend=backend)
+app.conf.task_queue_max_priority = 10
+sent = [
+    app.send_task(j["task"], kwargs=j.get("kwargs"), args=j.get("args"), queue=queue,
+                  task_id=j.get("task_id"), countdown=j.get("countdown"), headers=j.get("headers"),
+                  priority=j.get("priority"))
+    for j in jobs
+]
+seen = []
+for job, result in zip(jobs, sent):
+    if job.get("wait", True):
+        try:
+            seen.append({"id": result.id, "value": result.get(timeout=60), "state": result.state})
+        except Exception as exc:
+            error = {"error": str(exc), "type": type(exc).__name__}
+            seen.append({"id": result.id, "state": result.state, **error})
+    else:
+        seen.append({"id": result.id, "state": result.state})
+assert "trainq" not in sys.modules and "workers" not in sys.modules
+print(json.dumps(seen))
+"""
+
+
+def send(tmp_path: Path, broker: str, queue: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run the sender with ``jobs`` from ``tmp_path``, trainq nowhere on its path; what it saw."""
+    script = tmp_path / "sender.py"
+    script.write_text(SENDER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINQ_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(script), broker, REDIS, queue, json.dumps(jobs)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    seen: list[dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return seen
+
+
+def delete_queue(queue: str) -> None:
+    with Connection(AMQP) as connection:
+        connection.default_channel.queue_delete(queue)
+
+
+JOBS = [
+    {"task": "trainq.data", "kwargs": {"dataset": "iris"}, "countdown": 0.5},
+    {"task": "trainq.data", "kwargs": {"dataset": "iris", "seeed": 3}},
+    {"task": "trainq.data", "kwargs": {"val_fraction": "lots"}},
+    {"task": "trainq.data", "args": [1]},
+    {"task": "trainq.data", "kwargs": {}, "headers": {"trainq": {"job_nme": "nightly"}}},
+    {
+        "task": "trainq.data",
+        "kwargs": {"dataset": "wine"},
+        "headers": {
+            "trainq": {"job_name": "nightly", "tags": {"team": "vision"}, "retry": {"max_retries": 0}}
+        },
+    },
+    {"task": "trainq.nosuch", "kwargs": {}},
+]
+
+
+def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, priority: int) -> None:
+    """What the sender saw of ``JOBS`` agrees with the registry and the worker."""
+    valid, typo, wrong_type, positional, bad_option, with_options, unknown_type = seen
+    registry = get_registry()
+    # the valid job ran: recorded as a Celery client's, on the queue and id it was sent with
+    record = registry.get(valid["id"])
+    assert valid["state"] == "SUCCESS" and record.state is JobState.SUCCEEDED, (valid, record)
+    assert record.tags == {"source": FOREIGN_SOURCE} and record.queue == queue
+    assert record.payload["dataset"] == "iris" and record.eta is not None and record.priority == priority
+    assert valid["value"] == record.result and record.result["rows"]["train"] > 0
+    # the misspelt field, the wrong type and the positional argument are refused: recorded
+    # failed with the reason, and the sender's get() raised the same message
+    for refused, words in (
+        (typo, "unknown field 'seeed' — did you mean 'seed'?"),
+        (wrong_type, "val_fraction: Input should be a valid number"),
+        (positional, "takes keyword arguments only"),
+        (bad_option, "invalid 'trainq' header: unknown field 'job_nme' — did you mean 'job_name'?"),
+    ):
+        record = registry.get(refused["id"])
+        assert record.state is JobState.FAILED and words in (record.error or ""), record
+        assert refused["state"] == "FAILURE" and words in refused["error"], refused
+        assert refused["type"] == "InvalidInput"
+        assert record.tags == {"source": FOREIGN_SOURCE}
+    # trainq's own options can come in the ``trainq`` header
+    record = registry.get(with_options["id"])
+    assert with_options["state"] == "SUCCESS" and record.state is JobState.SUCCEEDED
+    assert record.name == "nightly" and record.tags == {"team": "vision", "source": FOREIGN_SOURCE}
+    assert record.options["retry"] == {"max_retries": 0}
+    # an unknown job type is Celery's: no record, but the sender's get() and the worker log name it
+    assert registry.find(unknown_type["id"]) is None and unknown_type["state"] == "FAILURE"
+    assert unknown_type["type"] == "NotRegistered" and "trainq.nosuch" in unknown_type["error"]
+    assert "Received unregistered task of type 'trainq.nosuch'" in worker_log
+
+
+def test_a_celery_client_without_trainq_on_redis(workers: Workers, tmp_path: Path) -> None:
+    # given a data worker on its own queue
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    worker = workers.start(queue, concurrency=2)
+    # when a Celery app without trainq sends valid, invalid and unknown jobs to it
+    seen = send(tmp_path, REDIS, queue, JOBS)
+    # then each one is run or refused, and the sender, the registry and the worker agree
+    wait_for(lambda: "trainq.nosuch" in worker.output(), 10, message="unregistered task logged")
+    # (on Redis a message without a priority is in the queue's base list: served first, priority 9)
+    check_sent_jobs(seen, queue, worker.output(), priority=9)
+
+
+@pytest.mark.rabbitmq
+def test_a_celery_client_without_trainq_on_rabbitmq(
+    workers: Workers,
+    tmp_path: Path,
+    amqp_env: dict[str, str],  # noqa: F811
+) -> None:
+    # given a data worker on RabbitMQ (registry and results on Redis), on its own queue
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    try:
+        worker = workers.start(queue, concurrency=2, env=amqp_env)
+        # when a Celery app without trainq sends valid, invalid and unknown jobs to it
+        seen = send(tmp_path, AMQP, queue, [{**JOBS[0], "priority": 7}, *JOBS[1:]])
+        # then each one is run or refused, and the sender, the registry and the worker agree
+        wait_for(lambda: "trainq.nosuch" in worker.output(), 10, message="unregistered task logged")
+        check_sent_jobs(seen, queue, worker.output(), priority=7)
+    finally:
+        workers.stop_all()
+        delete_queue(queue)
+
+
+def test_a_duplicated_first_delivery_runs_once(workers: Workers, tmp_path: Path) -> None:
+    # given two probe workers and a job a client sends twice with the same task id
+    queue = f"probe-{uuid.uuid4().hex[:6]}"
+    workers.start(queue, concurrency=2)
+    job_id = uuid.uuid4().hex
+    probe = {"task": "trainq.probe", "kwargs": {"seconds": 0.5}, "task_id": job_id}
+    # when both copies arrive (as after a broker re-delivery) while neither has a record yet
+    seen = send(tmp_path, REDIS, queue, [probe, {**probe, "wait": False}])
+    # then the job is recorded once and runs once; the second copy is dropped
+    assert seen[0]["state"] == "SUCCESS"
+    record = get_registry().get(job_id)
+    assert record.state is JobState.SUCCEEDED and record.attempt == 1
+    client = get_registry().client
+    assert [a.split(b":")[0] for a in client.lrange(attempts_key(job_id), 0, -1)] == [b"start", b"end"]
+    assert [e.state for e in get_registry().events(job_id)] == [
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+    ]
+
+
+def run_example(name: str, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<name>`` copied to ``tmp_path``, with no trainq code or settings in reach."""
+    example = tmp_path / name
+    example.write_text((ROOT / "examples" / name).read_text())
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINQ_")}
+    clean.update({"PYTHONPATH": str(tmp_path), "TIMEOUT_S": "60", **env})
+    return subprocess.run(
+        [sys.executable, str(example)], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_documented_examples_run(workers: Workers, tmp_path: Path) -> None:
+    # given a data worker
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    workers.start(queue)
+    # when the Celery example runs
+    result = run_example("celery_client.py", tmp_path, {"BROKER_URL": REDIS, "QUEUE": queue})
+    # then its job succeeded and its misspelt one was refused with the closest name
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "succeeded: {" in result.stdout
+    assert "unknown field 'test_fracton' — did you mean 'test_fraction'?" in result.stdout
+    refused = result.stdout.split("refused ")[1].split(":")[0]
+    assert get_registry().get(refused).state is JobState.FAILED
+    # when the raw Redis example (no Celery at all) runs
+    result = run_example("raw_redis_client.py", tmp_path, {"REDIS_URL": REDIS, "QUEUE": queue})
+    # then its job is recorded and succeeded, as the result it read says
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = result.stdout.split()[1].rstrip(":")
+    record = get_registry().get(job_id)
+    assert record.state is JobState.SUCCEEDED and record.payload["dataset"] == "wine"
+    assert f"job {job_id}: SUCCESS" in result.stdout
