@@ -6,3 +6,10 @@ or memory.
 """
 
 from __future__ import annotations
+
+#: Largest request body trainq web reads (a pipeline definition, a payload), in bytes.
+WEB_BODY_MAX_BYTES = 1_048_576
+#: Most jobs or runs one page of a web listing returns.
+WEB_PAGE_MAX = 500
+#: Log lines a job page shows (its tail).
+WEB_LOG_TAIL = 200

@@ -230,9 +230,10 @@ class JobTask(Task):
             return super().apply_async(args, kwargs, task_id=task_id, **options)
         if args:
             raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
+        reason = options.pop("audit", None) or "submitted"  # who sent it, for the first event
         record, payload, key = self.new_record(kwargs, options, task_id)
         registry = get_registry()
-        job_id, created = registry.create(record, key, payload if payload != record.payload else None)
+        job_id, created = registry.create(record, key, payload if payload != record.payload else None, reason)
         if not created:
             return self.AsyncResult(job_id)
         try:
