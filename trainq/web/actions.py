@@ -90,7 +90,8 @@ def start_pipeline(caller: Caller, settings: Settings, data: Any) -> str:
     Its jobs run in ``<home>/work``; without command rights a job's ``result_files`` must stay
     inside it (relative, no ``..``).
     """
-    pipeline_id, planned = dag.plan(data, settings.home / "work")
+    work = settings.home / "work"  # on the shared TRAINQ_HOME in deploy/, so workers have it too
+    pipeline_id, planned = dag.plan(data, work)
     if any(job.type == COMMAND_TYPE for job in planned):
         check_commands(caller, settings, "pipeline")
     elif escaping := [
@@ -100,6 +101,7 @@ def start_pipeline(caller: Caller, settings: Settings, data: Any) -> str:
         if PurePath(pattern).is_absolute() or ".." in PurePath(pattern).parts
     ]:
         raise InvalidInput("; ".join(escaping))
+    work.mkdir(parents=True, exist_ok=True)
     run_id = get_runs().start(pipeline_id, planned, f"web by {caller.name}")
     log.info("pipeline run %s started %s", run_id, caller.via)
     return run_id
