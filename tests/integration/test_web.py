@@ -375,3 +375,27 @@ def test_schedules_and_queues_over_http(api: httpx.Client, workers: Workers) -> 
     assert api.get("/api/v1/stats").json()["queues"]["probe"]["paused"] is True
     api.post("/api/v1/queues/probe/resume")
     assert api.get("/api/v1/stats").json()["queues"]["probe"]["paused"] is False
+
+
+def test_flower_task_api_refuses_command_jobs(workers: Workers, tmp_path: Path) -> None:
+    # given Flower (with basic auth) and TRAINQ_WEB_ALLOW_COMMANDS off, as by default
+    from tests.integration.test_monitoring import FLOWER_PASSWORD, FLOWER_USER, start_flower
+
+    port = free_port()
+    start_flower(tmp_path, port, workers)
+    flower = httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", auth=(FLOWER_USER, FLOWER_PASSWORD), timeout=20
+    )
+    # when a shell command job is applied through Flower's task API (both routes)
+    for route in ("async-apply", "apply"):
+        response = flower.post(
+            f"/api/task/{route}/trainq.command", json={"kwargs": {"command": "touch /tmp/x"}}
+        )
+        # then Flower does not take it, and no command job is recorded
+        assert response.status_code != 200, response.text
+    assert get_registry().list(job_type="command") == []
+    assert "command jobs cannot be submitted through Flower" in (tmp_path / "flower.log").read_text()
+    # and another job type still goes through the same API
+    applied = flower.post("/api/task/async-apply/trainq.probe", json={"kwargs": {"seconds": 0}})
+    assert applied.status_code == 200, applied.text
+    assert get_registry().get(applied.json()["task-id"]).type == "probe"
