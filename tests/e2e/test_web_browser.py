@@ -15,7 +15,7 @@ import redis
 
 from tests.e2e.test_flower_browser import chromium  # noqa: F401  (the browser fixture)
 from tests.fixtures import ARTIFACTS, ROOT, Workers, wait_for
-from tests.integration.test_web import AUTH_ENV, PASSWORD, USER, Web
+from tests.integration.test_web import AUTH_ENV, PASSWORD, USER, Web, big_pipeline
 from trainq import JobState, get_registry, schedules
 from trainq.control import submit
 
@@ -109,6 +109,15 @@ def test_pipeline_dag_dead_job_retry_and_schedule_in_the_browser(
     assert schedules.get("nightly-probe").enabled is True
     page.goto(f"{web.url}/queues")
     page.screenshot(path=str(ARTIFACTS / "web-queues.png"), full_page=True)
+
+    # given a 200-job pipeline; when its run page opens, then every job is drawn at a readable size
+    with web.client() as api:
+        run_id = api.post("/api/v1/pipelines", json=big_pipeline(200, width=20)).json()["run_id"]
+    page.goto(f"{web.url}/runs/{run_id}")
+    assert page.locator("#dag .node").count() == 200
+    page.locator("#dag .node[data-job=j0]").click()
+    page.locator("#panel .job").wait_for(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "web-run-200.png"))
 
 
 def _fill(node: Any) -> float:
