@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from trainq.errors import InvalidInput
@@ -32,4 +33,8 @@ def serve(settings: Settings, address: str, port: int) -> None:
     check_address(settings, address)
     if not 0 < port < 65536:
         raise InvalidInput(f"web port must be between 1 and 65535, got {port}")
-    uvicorn.run(create_app(settings), host=address, port=port, log_level="info", server_header=False)
+    # The audit lines (trainq.web) go to stderr; uvicorn's per-request lines would be mostly page polls.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings), host=address, port=port, log_level="info", access_log=False, server_header=False
+    )
