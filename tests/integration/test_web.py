@@ -91,6 +91,9 @@ def test_submit_shows_progress_result_and_the_caller_in_the_events(
     assert [e["state"] for e in shown["events"]] == ["queued", "running", "succeeded"]
     assert shown["events"][0]["reason"] == "submitted via web by alice"
     assert shown["flower_url"].endswith(f"/task/{job_id}")
+    # and the OpenAPI schema and its docs page describe the API
+    assert "/api/v1/pipelines/{run_id}/resume" in api.get("/api/v1/openapi.json").json()["paths"]
+    assert api.get("/api/docs").status_code == 200
     # and the list filters find it like trainq list does
     found = api.get("/api/v1/jobs", params={"tag": "team=vision", "state": "succeeded"}).json()
     assert [j["id"] for j in found["jobs"]] == [job_id] and found["next_offset"] is None

@@ -153,9 +153,7 @@ async def guard(request: Request) -> None:
     if request.method in SAFE_METHODS:
         return
     source = request.headers.get("origin") or request.headers.get("referer")
-    if source and source != "null" and urlsplit(source).netloc != request.headers.get("host"):
-        raise HTTPException(403, "cross-site request refused")
-    if source == "null":
+    if source and (source == "null" or urlsplit(source).netloc != request.headers.get("host")):
         raise HTTPException(403, "cross-site request refused")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in BROWSER_BODIES or caller_of(request).bearer:

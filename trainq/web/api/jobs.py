@@ -72,7 +72,20 @@ def dead_jobs(limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
     return list_jobs(state=JobState.DEAD, limit=limit, offset=offset)
 
 
-@router.post("/jobs/{job_type}", status_code=201)
+#: The submit body in the OpenAPI schema: it is read raw, so the job type's own model validates it.
+PAYLOAD_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "description": "the job type's payload (see GET /api/v1/types)"}
+            }
+        },
+    }
+}
+
+
+@router.post("/jobs/{job_type}", status_code=201, openapi_extra=PAYLOAD_BODY)
 async def submit(
     request: Request,
     job_type: str,

@@ -35,7 +35,25 @@ async def definition(request: Request) -> Any:
     return parse_definition(body, "application/json" if name.endswith(".json") else "application/yaml")
 
 
-@router.post("", status_code=201)
+#: The run body in the OpenAPI schema (read raw: JSON, YAML or an upload).
+DEFINITION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object", "description": "the pipeline definition"}},
+            "application/yaml": {"schema": {"type": "string", "description": "the pipeline file's text"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {UPLOAD_FIELD: {"type": "string", "format": "binary"}},
+                },
+            },
+        },
+    }
+}
+
+
+@router.post("", status_code=201, openapi_extra=DEFINITION_BODY)
 async def run(request: Request, validate_only: bool = False) -> dict[str, Any]:
     """Validate a definition and start a run of it; 422 lists every problem, nothing is started.
 
