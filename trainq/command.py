@@ -12,13 +12,18 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 from typing import Any
 
+from celery.result import AsyncResult
 from pydantic import BaseModel, Field
 
 from trainq.context import Job
+from trainq.errors import CommandRefused
 from trainq.jobtypes import job_type
+from trainq.settings import get_settings
+from trainq.task import JobTask
 
 PROGRESS_LINE = re.compile(r"^trainq:progress\s+(\d+(?:\.\d+)?)(?:/(\d+(?:\.\d+)?))?\s*(.*)$")
 KILL_GRACE_S = 5.0
@@ -61,7 +66,35 @@ def parse_progress(line: str) -> tuple[float, float | None, dict[str, Any]] | No
     return float(match.group(1)), total, metrics
 
 
-@job_type("command", input=CommandConfig, output=CommandResult, queue="command")
+def flower_refusal() -> str | None:
+    """Why this process may not send a command job: it serves Flower, whose task API would run any
+    shell command, and ``TRAINQ_WEB_ALLOW_COMMANDS`` is off or Flower has no authentication."""
+    events = sys.modules.get("flower.events")
+    if events is None or not any(isinstance(t, events.Events) for t in threading.enumerate()):
+        return None  # celery's CLI imports Flower everywhere; only Flower itself runs its event thread
+    from flower.options import options
+
+    if not get_settings().web_allow_commands:
+        return "command jobs cannot be submitted through Flower (set TRAINQ_WEB_ALLOW_COMMANDS=true)"
+    if not (options.basic_auth or options.auth):
+        return "command jobs can be submitted through Flower only with Flower authentication on"
+    return None
+
+
+class CommandTask(JobTask):
+    """The command type's task: refused inside Flower unless enabled (see ``flower_refusal``)."""
+
+    def apply_async(
+        self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any
+    ) -> AsyncResult:
+        """Send as ``JobTask`` does, after refusing a send from Flower's task API."""
+        refusal = flower_refusal()
+        if refusal:
+            raise CommandRefused(refusal)
+        return super().apply_async(args, kwargs, task_id=task_id, **options)
+
+
+@job_type("command", input=CommandConfig, output=CommandResult, queue="command", base=CommandTask)
 def run_command(job: Job, config: CommandConfig) -> CommandResult:
     """Run ``config.command`` with ``sh -c``; stream its output; fail on a non-zero exit."""
     process = subprocess.Popen(

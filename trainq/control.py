@@ -1,5 +1,5 @@
 """Operations on jobs and queues after submission: submit by name, cancel, retry, pause,
-resume, purge, and the broker's queue depths.
+resume, purge, and the broker's queue depths, worker report and job statistics.
 """
 
 from __future__ import annotations
@@ -115,3 +115,65 @@ def queue_depths(queues: Iterable[str]) -> dict[str, int]:
     except (OSError, OperationalError) as exc:
         raise BrokerUnavailable(app.conf.broker_url, str(exc)) from exc
     return depths
+
+
+#: States counted as work a queue's workers still have to pick up.
+WAITING = (JobState.QUEUED.value, JobState.RETRYING.value)
+
+
+def worker_report(registry: Registry, timeout: float) -> dict[str, Any]:
+    """Live workers (Celery inspect) with their queues and active jobs, and each queue's health."""
+    inspect = app.control.inspect(timeout=timeout)
+    consuming = inspect.active_queues() or {}
+    active = inspect.active() or {}
+    job_ids = [task["id"] for tasks in active.values() for task in tasks]
+    records = {r.id: r for r in registry.get_many(job_ids)}
+    workers = {
+        name: {
+            "queues": sorted(q["name"] for q in consuming.get(name, [])),
+            "active": [_active_job(task, records.get(task["id"])) for task in active.get(name, [])],
+        }
+        for name in sorted(set(consuming) | set(active))
+    }
+    per_queue = registry.queue_counts()
+    paused = registry.paused_queues()
+    names = set(per_queue) | {q for w in workers.values() for q in w["queues"]}
+    depths = queue_depths(names)
+    queues = {}
+    for queue in sorted(names):
+        counts = per_queue.get(queue, {})
+        waiting = max(sum(counts.get(s, 0) for s in WAITING), depths[queue])
+        serving = [name for name, w in workers.items() if queue in w["queues"]]
+        queues[queue] = {
+            "workers": serving,
+            "waiting": waiting,
+            "running": counts.get(JobState.RUNNING.value, 0),
+            "paused": queue in paused,
+            "no_worker": waiting > 0 and not serving and queue not in paused,
+        }
+    return {"workers": workers, "queues": queues}
+
+
+def _active_job(task: dict[str, Any], record: JobRecord | None) -> dict[str, Any]:
+    if record is None:
+        return {"id": task["id"], "name": task.get("name"), "type": task.get("name"), "progress": None}
+    return {
+        "id": record.id,
+        "name": record.name,
+        "type": record.type,
+        "progress": record.progress and record.progress.percent,
+    }
+
+
+def stats_report(registry: Registry) -> dict[str, Any]:
+    """Jobs per state, and per queue its state counts, pending messages and whether it is paused."""
+    states = registry.counts()
+    per_queue = registry.queue_counts()
+    depths = queue_depths(per_queue)
+    paused = registry.paused_queues()
+    return {
+        "states": {s.value: n for s, n in states.items()},
+        "queues": {
+            q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused} for q in per_queue
+        },
+    }

@@ -9,9 +9,11 @@ TrainqError
 │   ├── UnknownJobType       no job type of that name
 │   ├── DurationError        a timeout / delay string that does not parse
 │   ├── JobNotFound          no job with that id
+│   ├── RunNotFound          no pipeline run with that id
 │   ├── InvalidTransition    the job's state does not allow the operation
 │   ├── PipelineError        a pipeline file or DAG is invalid
-│   └── ScheduleError        a schedule definition is invalid, or no schedule has that name
+│   ├── ScheduleError        a schedule definition is invalid, or no schedule has that name
+│   └── CommandRefused       a shell command job sent over HTTP where that is not enabled
 └── PermanentError           raised by a handler: fail now, never retry
     └── UnsetVariable        a job's environment names a variable its worker does not set
 """
@@ -78,6 +80,14 @@ class JobNotFound(InvalidInput):
         super().__init__(f"no job with id {job_id!r}")
 
 
+class RunNotFound(InvalidInput):
+    """Raised when no pipeline run has the given id."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no pipeline run {run_id!r} (see trainq pipeline list)")
+
+
 class InvalidTransition(InvalidInput):
     """Raised when a job's state does not allow the requested operation."""
 
@@ -96,6 +106,10 @@ class ScheduleError(InvalidInput):
     def __init__(self, name: str, problem: str) -> None:
         self.name = name
         super().__init__(f"schedule {name!r}: {problem}")
+
+
+class CommandRefused(InvalidInput):
+    """Raised when a shell ``command`` job comes over HTTP (trainq web, Flower) and that is not enabled."""
 
 
 class PermanentError(TrainqError):

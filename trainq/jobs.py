@@ -109,6 +109,15 @@ class JobRecord(BaseModel):
         return (self.finished_at or time.time()) - self.started_at
 
 
+def eta_s(record: JobRecord) -> float | None:
+    """Seconds left at the job's rate so far, as of its last report (None before any partial progress)."""
+    progress = record.progress
+    if progress is None or not record.started_at or not 0 < progress.percent < 100:
+        return None
+    elapsed = progress.at - record.started_at
+    return elapsed * (100 - progress.percent) / progress.percent
+
+
 def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
     """JSON-encode each value, the registry's hash encoding."""
     return {k: json.dumps(v.value if isinstance(v, Enum) else v) for k, v in fields.items()}

@@ -35,20 +35,21 @@ def job_type(
     retry: RetryPolicy | None = None,
     timeout: str | None = None,
     extra: Extra | None = None,
+    base: type[JobTask] = JobTask,
 ) -> Callable[[Callable[[Job, Payload], Any]], JobTask]:
     """Register ``handler(job, payload)`` as job type ``name`` on ``queue`` (default: ``name``).
 
     ``input`` validates payloads before anything is sent; ``output``, if given, validates the
-    handler's result, stored as JSON. ``retry`` and ``timeout`` are the type's defaults.
-    Unknown payload fields are refused unless ``extra`` (or the model's own ``extra`` config)
-    says ``allow`` or ``ignore``.
+    handler's result, stored as JSON. ``retry`` and ``timeout`` are the type's defaults; ``base``
+    is the task class (a ``JobTask`` subclass). Unknown payload fields are refused unless
+    ``extra`` (or the model's own ``extra`` config) says ``allow`` or ``ignore``.
     """
     from trainq.celery import app
 
     def decorate(handler: Callable[[Job, Payload], Any]) -> JobTask:
         options = {
             "name": task_name(name),
-            "base": JobTask,
+            "base": base,
             "bind": True,
             "shared": False,
             "job_type": name,

@@ -116,7 +116,11 @@ class Registry:
     # -- records -----------------------------------------------------------------------
 
     def create(
-        self, record: JobRecord, idempotency_key: str | None = None, message: dict[str, Any] | None = None
+        self,
+        record: JobRecord,
+        idempotency_key: str | None = None,
+        message: dict[str, Any] | None = None,
+        reason: str = "submitted",
     ) -> tuple[str, bool]:
         """Store a new record; with a key already used, return that job's id instead.
 
@@ -136,7 +140,7 @@ class Registry:
             pipe.multi()
             if key is not None:
                 pipe.set(key, record.id)  # also re-claims the key of a deleted first job
-            self._add(pipe, record)
+            self._add(pipe, record, reason)
             if message is not None:
                 pipe.set(self.keys.message(record.id), json.dumps(message))
             return None
@@ -173,9 +177,9 @@ class Registry:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
         return fresh
 
-    def _add(self, pipe: Any, record: JobRecord) -> None:
-        """Queue the writes of a new record, its first event, indexes and counters on ``pipe``."""
-        event = JobEvent(state=record.state, at=record.created_at, reason="submitted")
+    def _add(self, pipe: Any, record: JobRecord, reason: str = "submitted") -> None:
+        """Queue the writes of a new record, its first event (``reason``), indexes, counters on ``pipe``."""
+        event = JobEvent(state=record.state, at=record.created_at, reason=reason)
         pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
         pipe.rpush(self.keys.events(record.id), event.model_dump_json())
         for index in self._indexes(record):
@@ -434,6 +438,11 @@ class Registry:
         except redis.ResponseError:  # no log yet
             return 0
         return max(int(info.get("entries-added", info["length"])) - int(info["length"]), 0)
+
+    def log_tail(self, job_id: str, count: int) -> list[tuple[str, str]]:
+        """The last ``count`` log entries as ``(entry_id, line)``, oldest first."""
+        entries = self.client.xrevrange(self.keys.log(job_id), count=count)
+        return [(eid.decode(), fields[b"line"].decode()) for eid, fields in reversed(entries)]
 
     def expired_leases(self, now: float, limit: int = 100) -> list[str]:
         """Ids of jobs whose lease (or retry deadline) passed before ``now``."""

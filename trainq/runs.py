@@ -20,8 +20,14 @@ from kombu.exceptions import OperationalError
 from pydantic import BaseModel
 
 from trainq import control, dag
-from trainq.errors import BrokerUnavailable, InvalidInput, InvalidTransition, JobNotFound, TrainqError
-from trainq.jobs import RETRYABLE_STATES, JobRecord, JobState
+from trainq.errors import (
+    BrokerUnavailable,
+    InvalidTransition,
+    JobNotFound,
+    RunNotFound,
+    TrainqError,
+)
+from trainq.jobs import RETRYABLE_STATES, JobRecord, JobState, Progress
 from trainq.jobtypes import job_types
 from trainq.registry import Registry, get_registry
 from trainq.settings import get_settings
@@ -178,6 +184,7 @@ class JobStatus(BaseModel):
     blocked_by: str | None = None
     waiting_for: list[str] = []
     artifacts: list[str] = []
+    progress: Progress | None = None
 
 
 class RunStatus(BaseModel):
@@ -331,20 +338,24 @@ class Runs:
         ):
             log.info("pipeline run %s: %s %s, %d jobs blocked", run_id, job, record.state.value, blocked)
 
-    def cancel(self, run_id: str) -> int:
-        """Cancel a running run: waiting jobs never start, running ones are stopped. Returns how many."""
+    def cancel(self, run_id: str, by: str = "") -> int:
+        """Cancel a running run: waiting jobs never start, running ones are stopped. Returns how many.
+
+        ``by`` (``via web by alice``) ends the reason recorded in each stopped job's events.
+        """
         self._run(run_id)
         active = self._call("cancel", run_id)
         if active is None:
             state = self._run(run_id)["state"]
             raise InvalidTransition(f"pipeline run {run_id} is {state}; only a running run can be cancelled")
-        return self._stop(run_id, [j.decode() for j in active])
+        return self._stop(run_id, [j.decode() for j in active], by)
 
-    def _stop(self, run_id: str, jobs: list[str]) -> int:
+    def _stop(self, run_id: str, jobs: list[str], by: str = "") -> int:
         stopped = 0
+        reason = " ".join(filter(None, [f"pipeline run {run_id} cancelled", by]))
         for job in jobs:
             try:
-                control.cancel(f"{run_id}.{job}", self.registry, reason=f"pipeline run {run_id} cancelled")
+                control.cancel(f"{run_id}.{job}", self.registry, reason=reason)
                 stopped += 1
             except JobNotFound:  # released but not yet recorded: its sender sees the cancel
                 self.client.hset(self.keys.pipeline_jobs(run_id), job, Step.CANCELLED.value)
@@ -352,10 +363,11 @@ class Runs:
                 pass  # it finished meanwhile
         return stopped
 
-    def resume(self, run_id: str) -> list[str]:
+    def resume(self, run_id: str, by: str = "") -> list[str]:
         """Re-run the failed, dead, cancelled and blocked jobs, keeping the succeeded ones.
 
         Returns the jobs started now; the reopened others start when their dependencies succeed.
+        ``by`` ends the reason recorded in each re-queued job's events.
         """
         graph: dict[str, list[str]] = json.loads(self._run(run_id)["graph"])
         args = [a for job, deps in graph.items() for a in (job, len(deps), *deps)]
@@ -369,7 +381,8 @@ class Runs:
         records = {r.pipeline_job: r for r in self.registry.get_many(f"{run_id}.{j}" for j in jobs)}
         for record in records.values():
             if record.state in RETRYABLE_STATES:
-                control.retry(record.id, self.registry, reason=f"pipeline run {run_id} resumed")
+                reason = " ".join(filter(None, [f"pipeline run {run_id} resumed", by]))
+                control.retry(record.id, self.registry, reason=reason)
             elif record.state is JobState.SUCCEEDED:
                 self.job_finished(record)
         self._send_unrecorded(run_id, [j for j in jobs if j not in records])
@@ -419,7 +432,7 @@ class Runs:
     def _run(self, run_id: str) -> dict[str, str]:
         raw = self.client.hgetall(self.keys.pipeline(run_id))
         if not raw:
-            raise InvalidInput(f"no pipeline run {run_id!r} (see trainq pipeline list)")
+            raise RunNotFound(run_id)
         return _text(raw)
 
     def status(self, run_id: str) -> RunStatus:
@@ -441,10 +454,11 @@ class Runs:
             elif record is not None and step != Step.BLOCKED.value:
                 status.state = record.state.value
                 status.job, status.attempts, status.exit_code = record.id, record.attempt, record.exit_code
-                status.duration_s, status.error, status.artifacts = (
+                status.duration_s, status.error, status.artifacts, status.progress = (
                     record.duration_s,
                     record.error,
                     record.artifacts,
+                    record.progress,
                 )
             elif step == Step.RELEASED.value:
                 status.state = JobState.QUEUED.value

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trainq.retry import RetryPolicy
@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     flower_address: str = "127.0.0.1"
     flower_port: int = 5555
     flower_basic_auth: str | None = None
+    #: Where pages link a job's Flower task (default: the page's host on ``flower_port``).
+    flower_url: str | None = None
+    web_address: str = "127.0.0.1"
+    web_port: int = 5580
+    #: ``user:password`` pairs, comma-separated; with ``web_token``, required on every request.
+    web_basic_auth: SecretStr | None = None
+    web_token: SecretStr | None = None
+    #: Let authenticated HTTP callers (trainq web, Flower's task API) submit shell ``command`` jobs.
+    web_allow_commands: bool = False
     beat_schedule_module: str = "beat_schedule"
     beat_interval_s: float = 5.0
     schedule_catch_up: bool = True

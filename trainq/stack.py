@@ -1,4 +1,5 @@
-"""The local stack: the broker, one worker pool per queue, Beat and Flower, started and stopped together.
+"""The local stack: the broker, one worker pool per queue, Beat, Flower and trainq web, started and
+stopped together.
 
 With no ``TRAINQ_BROKER_URL`` the embedded Redis is started (and stopped again only if this
 stack started it). Every child runs in its own session, so Ctrl-C in the terminal reaches only
@@ -76,6 +77,8 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     started_broker: bool = False
     flower_url: str = ""
+    web_port: int | None = None
+    web_url: str = ""
 
     @property
     def log_dir(self) -> Path:
@@ -93,7 +96,7 @@ class Stack:
         get_registry().ping()
 
     def start(self) -> None:
-        """Start a worker pool per queue (default: every job type's queue), Beat and Flower."""
+        """Start a worker pool per queue (default: every job type's queue), Beat, Flower and trainq web."""
         self.queues = self.queues or stack_queues()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for queue in self.queues:
@@ -104,6 +107,11 @@ class Stack:
             launch = flower_launch(self.settings, port=self.flower_port)
             self._spawn("flower", launch.argv, launch.env)
             self.flower_url = launch.url
+        if self.web_port is not None:
+            from trainq.web.server import web_command, web_url  # FastAPI loads only when web is wanted
+
+            self._spawn("web", web_command(self.settings, port=self.web_port))
+            self.web_url = web_url(self.settings.web_address, self.web_port)
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         path = self.log_dir / f"{name}.log"

@@ -276,9 +276,10 @@ class JobTask(Task):
 
     def send_new(self, kwargs: Any, task_id: str | None, options: dict[str, Any]) -> AsyncResult:
         """Validate, record and send a new job; raises InvalidInput or BrokerUnavailable, nothing stored."""
+        reason = options.pop("audit", None) or "submitted"  # who sent it, for the first event
         record, payload, key = self.new_record(kwargs, options, task_id)
         registry = get_registry()
-        job_id, created = registry.create(record, key, payload if payload != record.payload else None)
+        job_id, created = registry.create(record, key, payload if payload != record.payload else None, reason)
         if not created:
             return self.AsyncResult(job_id)
         try:

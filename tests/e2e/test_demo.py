@@ -19,12 +19,14 @@ pytestmark = pytest.mark.slow
 
 def test_demo_runs_the_ml_pipeline_and_leaves_its_artifacts(home: Path) -> None:  # noqa: F811
     # when the demo runs on a fresh home with no stack up
-    result = trainq(home, "demo", "--flower-port", str(free_port()), timeout=240)
+    web_port = free_port()
+    result = trainq(home, "demo", "--flower-port", str(free_port()), "--web-port", str(web_port), timeout=240)
     sys.stdout.write(result.stdout)
     # then it succeeds, showing each job's progress and the metrics table
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "stack up:" in out and "pipeline run ml-demo-" in out and "pipeline succeeded" in out
+    assert f"watch it at http://127.0.0.1:{web_port}/runs/ml-demo-" in out
     assert "15/15" in out and "acc=" in out
     for job in ("data", "train", "evaluate", "detect", "export"):
         assert f"{job}  " in out

@@ -88,13 +88,22 @@ def stop_leftovers(up: subprocess.Popen[bytes], descendants: list[int], home: Pa
         embedded.stop(home)
 
 
+def http_status(url: str) -> int:
+    """The status of a GET, 0 while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return int(reply.status)
+    except OSError:
+        return 0
+
+
 def test_up_runs_the_stack_and_sigterm_leaves_no_process_behind(home: Path) -> None:
     # given `trainq up` started in its own process group on a fresh home
-    port = free_port()
+    port, web_port = free_port(), free_port()
     log = home / "up.out"
     with open(log, "wb") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "trainq", "up", "--flower-port", str(port)],
+            [sys.executable, "-m", "trainq", "up", "--flower-port", str(port), "--web-port", str(web_port)],
             cwd=ROOT,
             env=stack_env(home),
             stdout=out,
@@ -110,6 +119,10 @@ def test_up_runs_the_stack_and_sigterm_leaves_no_process_behind(home: Path) -> N
         assert f"Flower at http://127.0.0.1:{port}/" in log.read_text()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=10) as reply:
             assert reply.status == 200
+        # and so does trainq web, linked in the same line
+        assert f"web at http://127.0.0.1:{web_port}/" in log.read_text()
+        web_health = f"http://127.0.0.1:{web_port}/api/v1/health"
+        wait_for(lambda: http_status(web_health) == 200, 30, 0.2, message="trainq web answers")
         submitted = trainq(home, "submit", "data", "--config", '{"dataset": "iris"}')
         assert submitted.returncode == 0, submitted.stderr
         job_id = submitted.stdout.strip()
@@ -120,6 +133,7 @@ def test_up_runs_the_stack_and_sigterm_leaves_no_process_behind(home: Path) -> N
         for queue in ("command", "data", "detection", "training"):
             assert sum(f"worker -Q {queue} " in c for c in commands) >= 2, commands
         assert any(" beat " in c for c in commands) and any(" flower " in c for c in commands)
+        assert any(" web " in c for c in commands)
         redis_pid = int((home / "redis" / "redis.pid").read_text())
         assert alive([redis_pid])
         # when it gets SIGTERM

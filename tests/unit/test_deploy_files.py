@@ -27,6 +27,7 @@ from cloudcoil.models.keda import v1alpha1 as keda
 from kombu.transport.redis import Channel
 
 from trainq.durations import parse_duration
+from trainq.errors import InvalidInput
 from trainq.settings import Settings, celery_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -205,6 +206,9 @@ def test_secrets_come_from_the_environment_and_secret() -> None:
     flower = services["flower"]
     assert flower["environment"]["FLOWER_BASIC_AUTH"] == "admin:CHANGE-ME-flower-password"
     assert all(p["host_ip"] == "127.0.0.1" for p in flower["ports"])
+    web = services["web"]
+    assert web["environment"]["TRAINQ_WEB_BASIC_AUTH"] == "admin:CHANGE-ME-web-password"
+    assert all(p["host_ip"] == "127.0.0.1" for p in web["ports"])
     assert "--requirepass" in " ".join(services["redis"]["command"])
     (secret,) = k8s_kind("Secret")
     referenced = {
@@ -230,10 +234,33 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         text = unit.read_text().replace("/opt/trainq/venv/bin/", f"{Path(sys.executable).parent}/")
         (tmp_path / name).write_text(text)
         units.append(str(tmp_path / name))
-    assert len(units) == 3
+    assert len(units) == 4
     result = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     worker = (SYSTEMD / "trainq-worker@.service").read_text()
     assert "KillMode=mixed" in worker and "KillSignal=SIGTERM" in worker
     exec_start = re.search(r"^ExecStart=(.+)$", worker, re.M)
     assert exec_start and shlex.split(exec_start[1])[1:] == ["worker", "%i"]
+
+
+def test_web_runs_authenticated_with_a_health_probe_everywhere() -> None:
+    # given the web service of compose, Kubernetes and systemd
+    web = compose_services()["web"]
+    (deployment,) = [d for d in k8s_kind("Deployment") if d["metadata"]["name"] == "trainq-web"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (service,) = [s for s in k8s_kind("Service") if s["metadata"]["name"] == "trainq-web"]
+    unit = (SYSTEMD / "trainq-web.service").read_text()
+    # then each runs `trainq web`, public addresses only with credentials from the environment
+    assert web["command"][:2] == ["trainq", "web"] and container["command"][:2] == ["trainq", "web"]
+    assert {e["name"] for e in container["env"]} >= {"TRAINQ_WEB_BASIC_AUTH", "TRAINQ_BROKER_URL"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/api/v1/health"
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert "--address=127.0.0.1" in unit and "EnvironmentFile=/etc/trainq/web.env" in unit
+    for argv in (web["command"], container["command"]):
+        assert not any("auth" in arg or "token" in arg for arg in argv), argv
+    # and the address rule holds: 0.0.0.0 with those settings is accepted, without them refused
+    from trainq.web.auth import check_address
+
+    check_address(Settings(web_basic_auth="admin:x"), "0.0.0.0")
+    with pytest.raises(InvalidInput, match="without authentication"):
+        check_address(Settings(), "0.0.0.0")

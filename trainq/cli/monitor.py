@@ -15,16 +15,13 @@ from rich.table import Table
 
 from trainq import control
 from trainq.cli import main
-from trainq.cli.output import console, eta_s, json_option, metrics_text, print_json
+from trainq.cli.output import console, json_option, metrics_text, print_json
 from trainq.durations import format_duration
 from trainq.errors import InvalidInput
-from trainq.jobs import JobRecord, JobState
+from trainq.jobs import JobRecord, JobState, eta_s
 from trainq.metrics import DEFAULT_PORT, start_exporter
 from trainq.registry import Registry, get_registry
 from trainq.settings import get_settings
-
-#: States counted as work a queue's workers still have to pick up.
-WAITING = (JobState.QUEUED.value, JobState.RETRYING.value)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -133,52 +130,6 @@ def status(once: bool, interval: float, limit: int, as_json: bool) -> None:
 main.add_command(status, "top")
 
 
-def worker_report(registry: Registry, timeout: float) -> dict[str, Any]:
-    """Live workers (Celery inspect) with their queues and active jobs, and each queue's health."""
-    from trainq.celery import app
-
-    inspect = app.control.inspect(timeout=timeout)
-    consuming = inspect.active_queues() or {}
-    active = inspect.active() or {}
-    job_ids = [task["id"] for tasks in active.values() for task in tasks]
-    records = {r.id: r for r in registry.get_many(job_ids)}
-    workers = {
-        name: {
-            "queues": sorted(q["name"] for q in consuming.get(name, [])),
-            "active": [_active_job(task, records.get(task["id"])) for task in active.get(name, [])],
-        }
-        for name in sorted(set(consuming) | set(active))
-    }
-    per_queue = registry.queue_counts()
-    paused = registry.paused_queues()
-    names = set(per_queue) | {q for w in workers.values() for q in w["queues"]}
-    depths = control.queue_depths(names)
-    queues = {}
-    for queue in sorted(names):
-        counts = per_queue.get(queue, {})
-        waiting = max(sum(counts.get(s, 0) for s in WAITING), depths[queue])
-        serving = [name for name, w in workers.items() if queue in w["queues"]]
-        queues[queue] = {
-            "workers": serving,
-            "waiting": waiting,
-            "running": counts.get(JobState.RUNNING.value, 0),
-            "paused": queue in paused,
-            "no_worker": waiting > 0 and not serving and queue not in paused,
-        }
-    return {"workers": workers, "queues": queues}
-
-
-def _active_job(task: dict[str, Any], record: JobRecord | None) -> dict[str, Any]:
-    if record is None:
-        return {"id": task["id"], "name": task.get("name"), "type": task.get("name"), "progress": None}
-    return {
-        "id": record.id,
-        "name": record.name,
-        "type": record.type,
-        "progress": record.progress and record.progress.percent,
-    }
-
-
 def _queue_rows(queues: dict[str, Any]) -> Iterable[tuple[str, ...]]:
     for queue, q in queues.items():
         health = "[bold red]NO WORKER[/]" if q["no_worker"] else "[yellow]paused[/]" if q["paused"] else "ok"
@@ -198,7 +149,7 @@ def workers(timeout: float, as_json: bool) -> None:
     """Live workers per queue with their active jobs; flags queues that have jobs but no worker."""
     registry = get_registry()
     registry.ping()
-    report = worker_report(registry, timeout)
+    report = control.worker_report(registry, timeout)
     if as_json:
         print_json(report)
         return

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trainq.durations import format_duration
-from trainq.jobs import JobRecord, JobState
+from trainq.jobs import JobRecord, JobState, eta_s
 
 #: Columns of tables printed to a pipe or file instead of a terminal (not 80 squeezed ones).
 PIPE_WIDTH = 160
@@ -70,15 +70,6 @@ def progress_bar(record: JobRecord, width: int = 20) -> str:
     if eta is not None:
         text += f" eta {format_duration(eta)}"
     return text
-
-
-def eta_s(record: JobRecord) -> float | None:
-    """Seconds left at the job's rate so far, as of its last report (None before any partial progress)."""
-    progress = record.progress
-    if progress is None or not record.started_at or not 0 < progress.percent < 100:
-        return None
-    elapsed = progress.at - record.started_at
-    return elapsed * (100 - progress.percent) / progress.percent
 
 
 def metrics_text(metrics: dict[str, Any]) -> str:

@@ -78,6 +78,7 @@ def describe(stack: Stack) -> str:
     broker = redacted(stack.settings.broker_url or "") or f"embedded Redis in {stack.settings.home / 'redis'}"
     parts = [f"{len(stack.queues)} worker pools", *(["Beat"] if stack.beat else [])]
     parts += [f"Flower at {stack.flower_url}"] if stack.flower_url else []
+    parts += [f"web at {stack.web_url}"] if stack.web_url else []
     return f"stack up: {', '.join(parts)}; broker: {broker}"
 
 
@@ -90,15 +91,31 @@ def flower_port_option(command: Any) -> Any:
     return port(command)
 
 
+def web_port_option(command: Any) -> Any:
+    """The shared ``--web-port`` / ``--no-web`` options of ``up`` and ``demo``."""
+    command = click.option("--no-web", is_flag=True, help="Do not start trainq web.")(command)
+    port = click.option("--web-port", type=click.IntRange(1, 65535), help="Default: TRAINQ_WEB_PORT (5580).")
+    return port(command)
+
+
 @main.command()
 @click.option("--queue", "queues", multiple=True, help="Start pools for these queues only (default: all).")
 @flower_port_option
+@web_port_option
 @click.option("--no-beat", is_flag=True, help="Do not start Beat (schedules).")
-def up(queues: tuple[str, ...], flower_port: int | None, no_flower: bool, no_beat: bool) -> None:
-    """Run the local stack until Ctrl-C or SIGTERM: broker, one pool per queue, Beat and Flower."""
+def up(
+    queues: tuple[str, ...],
+    flower_port: int | None,
+    no_flower: bool,
+    web_port: int | None,
+    no_web: bool,
+    no_beat: bool,
+) -> None:
+    """Run the local stack until Ctrl-C or SIGTERM: broker, one pool per queue, Beat, Flower, web."""
     settings = get_settings()
     port = None if no_flower else flower_port or settings.flower_port
-    stack = Stack(settings, list(queues), flower_port=port, beat=not no_beat)
+    web = None if no_web else web_port or settings.web_port
+    stack = Stack(settings, list(queues), flower_port=port, beat=not no_beat, web_port=web)
     with stop_signals() as stopping:
         try:
             stack.start_broker()
@@ -113,13 +130,22 @@ def up(queues: tuple[str, ...], flower_port: int | None, no_flower: bool, no_bea
 @main.command()
 @click.argument("pipeline_file", required=False, type=click.Path(path_type=Path))
 @flower_port_option
+@web_port_option
 @click.option("--keep-up", is_flag=True, help="Keep the stack this command started running until Ctrl-C.")
-def demo(pipeline_file: Path | None, flower_port: int | None, no_flower: bool, keep_up: bool) -> None:
+def demo(
+    pipeline_file: Path | None,
+    flower_port: int | None,
+    no_flower: bool,
+    web_port: int | None,
+    no_web: bool,
+    keep_up: bool,
+) -> None:
     """Run the ML demo pipeline (examples/ml-pipeline.yaml), starting the stack if it is not up."""
     from trainq.pipelines import load_pipeline
 
     settings = get_settings()
     stack = Stack(settings, flower_port=None if no_flower else flower_port or settings.flower_port)
+    stack.web_port = None if no_web else web_port or settings.web_port
     with stop_signals() as stopping:
         try:
             stack.start_broker()
@@ -132,10 +158,13 @@ def demo(pipeline_file: Path | None, flower_port: int | None, no_flower: bool, k
             else:
                 stack.queues = sorted(set(stack_queues()) - live)
                 stack.flower_port = None if live else stack.flower_port
+                stack.web_port = None if live else stack.web_port
                 start_stack(stack, stopping)
                 click.echo(describe(stack))
             run_id = pipeline.run()
             click.echo(f"pipeline run {run_id} started")
+            if stack.web_url:
+                click.echo(f"watch it at {stack.web_url}runs/{run_id}")
             ok = follow(run_id, stopping)
             if stopping.is_set():
                 click.echo(f"interrupted; see trainq pipeline status {run_id} (resume it on a running stack)")

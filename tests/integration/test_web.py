@@ -1,0 +1,431 @@
+"""trainq web's HTTP API against a real stack: a ``trainq web`` (uvicorn) subprocess, Redis and real
+Celery workers, driven with httpx. Submit, 422s, paging, pipelines, SSE, auth and CSRF, command refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.fixtures import Process, Workers, free_port, run_cli, wait_for
+from trainq import JobState, get_registry
+from trainq.jobs import JobRecord
+
+USER, PASSWORD, TOKEN = "alice", "wonder-land-7", "tok-3f9a1c"
+AUTH_ENV = {"TRAINQ_WEB_BASIC_AUTH": f"{USER}:{PASSWORD},bob:builder", "TRAINQ_WEB_TOKEN": TOKEN}
+JSON = {"content-type": "application/json"}
+
+
+class Web:
+    """A ``trainq web`` subprocess on a free port, and clients for it."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], name: str = "web") -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "trainq", "web", f"--port={self.port}"]
+        self.process = Process(args, tmp / f"{name}.log", env)
+        wait_for(self._answers, 30, 0.1, message=f"trainq web on {self.port}")
+
+    def _answers(self) -> bool:
+        assert self.process.alive(), self.process.output()
+        try:
+            return httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def client(self, auth: Any = (USER, PASSWORD), **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, auth=auth, timeout=30, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """trainq web with basic auth (alice, bob) and a bearer token, for the whole module."""
+    server = Web(tmp_path_factory.mktemp("web"), AUTH_ENV)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def api(web: Web, redis_client: redis.Redis) -> Iterator[httpx.Client]:
+    """A client logged in as alice, on the flushed test database."""
+    with web.client() as client:
+        yield client
+
+
+def job_count() -> int:
+    return sum(get_registry().counts().values())
+
+
+def test_submit_shows_progress_result_and_the_caller_in_the_events(
+    api: httpx.Client, workers: Workers
+) -> None:
+    # given a probe worker
+    workers.start("probe")
+    # when alice submits a job with options over HTTP, twice with one idempotency key
+    params = {"name": "nightly <b>", "priority": 7, "tag": ["team=vision"]}
+    headers = {**JSON, "idempotency-key": "web-once"}
+    first = api.post("/api/v1/jobs/probe", params=params, json={"seconds": 0.6, "steps": 3}, headers=headers)
+    again = api.post("/api/v1/jobs/probe", params=params, json={"seconds": 0.6, "steps": 3}, headers=headers)
+    # then one job exists, with the options applied
+    assert first.status_code == 201, first.text
+    job_id = first.json()["id"]
+    assert again.json()["id"] == job_id and job_count() == 1
+    wait_for(lambda: api.get(f"/api/v1/jobs/{job_id}").json()["state"] == "succeeded", 60, 0.1)
+    shown = api.get(f"/api/v1/jobs/{job_id}").json()
+    assert (shown["name"], shown["priority"], shown["tags"]) == ("nightly <b>", 7, {"team": "vision"})
+    # and its progress numbers, result, transitions and Flower link are there
+    assert (
+        shown["progress"]["step"] == 3
+        and shown["progress"]["total"] == 3
+        and shown["progress"]["percent"] == 100
+    )
+    assert shown["result"]["attempt"] == 1
+    assert [e["state"] for e in shown["events"]] == ["queued", "running", "succeeded"]
+    assert shown["events"][0]["reason"] == "submitted via web by alice"
+    assert shown["flower_url"].endswith(f"/task/{job_id}")
+    # and the OpenAPI schema and its docs page describe the API
+    assert "/api/v1/pipelines/{run_id}/resume" in api.get("/api/v1/openapi.json").json()["paths"]
+    assert api.get("/api/docs").status_code == 200
+    # and the list filters find it like trainq list does
+    found = api.get("/api/v1/jobs", params={"tag": "team=vision", "state": "succeeded"}).json()
+    assert [j["id"] for j in found["jobs"]] == [job_id] and found["next_offset"] is None
+
+
+def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.Client) -> None:
+    # given an empty registry; when bad submissions arrive, then each is refused with its reasons
+    bad = {
+        "bad payload": api.post("/api/v1/jobs/probe", json={"seconds": "soon", "steps": -1.5}, headers=JSON),
+        "unknown type": api.post("/api/v1/jobs/no-such-type", json={}, headers=JSON),
+        "bad priority": api.post("/api/v1/jobs/probe", params={"priority": 12}, json={}, headers=JSON),
+        "bad tag": api.post("/api/v1/jobs/probe", params={"tag": "novalue"}, json={}, headers=JSON),
+        "bad delay": api.post("/api/v1/jobs/probe", params={"delay": "soonish"}, json={}, headers=JSON),
+        "not json": api.post("/api/v1/jobs/probe", content=b"{oops", headers=JSON),
+        "not an object": api.post("/api/v1/jobs/probe", json=[1, 2], headers=JSON),
+        "too deep": api.post("/api/v1/jobs/probe", content=b"[" * 100_000, headers=JSON),
+    }
+    for what, response in bad.items():
+        assert response.status_code == 422, (what, response.text)
+        assert response.json()["errors"], what
+    assert any(e.startswith("seconds:") for e in bad["bad payload"].json()["errors"])
+    assert "known types" in bad["unknown type"].json()["detail"]
+    assert "priority" in bad["bad priority"].json()["detail"] and "input" not in bad["bad priority"].text
+    # and a form-encoded body is not taken as JSON
+    assert (
+        api.post("/api/v1/jobs/probe", content=b"{}", headers={"content-type": "text/csv"}).status_code == 415
+    )
+    assert job_count() == 0
+
+
+def test_listing_pages_through_ten_thousand_jobs_newest_first(api: httpx.Client) -> None:
+    # given 10,000 recorded jobs of two types (stored directly, as a busy registry would hold them)
+    now = time.time()
+    records = [
+        JobRecord(
+            id=f"seed{n:05d}",
+            type="probe" if n % 2 else "training",
+            queue="probe" if n % 2 else "training",
+            name=f"seed {n}",
+            state=JobState.SUCCEEDED if n % 3 else JobState.DEAD,
+            priority=5,
+            created_at=now + n * 0.001,
+            updated_at=now,
+        )
+        for n in range(10_000)
+    ]
+    get_registry().create_many(records)
+
+    # when a client reads the first page, one in the middle and the last ones, 500 at a time
+    def page(offset: int) -> tuple[list[str], int | None, float]:
+        started = time.perf_counter()
+        body = api.get("/api/v1/jobs", params={"limit": 500, "offset": offset}).json()
+        return [j["id"] for j in body["jobs"]], body["next_offset"], time.perf_counter() - started
+
+    first, after_first, first_s = page(0)
+    middle, _, _ = page(5000)
+    last, after_last, last_s = page(9500)
+    beyond, after_beyond, _ = page(10_000)
+    # then the pages hold the jobs newest first, and the last page answers as fast as the first
+    newest = [f"seed{n:05d}" for n in reversed(range(10_000))]
+    assert (first, middle, last) == (newest[:500], newest[5000:5500], newest[9500:])
+    assert (after_first, after_last, beyond, after_beyond) == (500, None, [], None)
+    print(f"\nlist pages of 500 at 10,000 jobs: first {first_s * 1000:.0f} ms, last {last_s * 1000:.0f} ms")
+    assert last_s < max(1.0, 5 * first_s)
+    # and the filters narrow it as trainq list's do
+    dead = api.get("/api/v1/dead", params={"limit": 5}).json()["jobs"]
+    assert [j["id"] for j in dead] == ["seed09999", "seed09996", "seed09993", "seed09990", "seed09987"]
+    both = api.get("/api/v1/jobs", params={"type": "training", "state": "dead", "limit": 2}).json()["jobs"]
+    assert [j["id"] for j in both] == ["seed09996", "seed09990"]
+    assert api.get("/api/v1/jobs", params={"limit": 501}).status_code == 422
+
+
+def test_pipeline_run_status_resume_and_cancel(
+    api: httpx.Client, workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a probe worker and a pipeline whose middle job fails while a fault key exists
+    workers.start("probe", concurrency=2)
+    redis_client.set("fault:web", 1)
+    definition = """
+pipeline_id: web-chain
+jobs:
+  - {job_id: first, type: probe, config: {seconds: 0.1}}
+  - {job_id: middle, type: probe, config: {fault_key: "fault:web"}, depends_on: [first], retry_count: 0}
+  - {job_id: last, type: probe, depends_on: [middle]}
+"""
+    # when alice posts it as YAML
+    started = api.post("/api/v1/pipelines", content=definition, headers={"content-type": "application/yaml"})
+    assert started.status_code == 201, started.text
+    run_id = started.json()["run_id"]
+    # then its status reaches failed, with the last job blocked by the middle one
+    status = wait_for(lambda: _finished(api, run_id), 60, 0.1)
+    assert status["state"] == "failed" and status["source"] == "web by alice"
+    jobs = {j["job_id"]: j for j in status["jobs"]}
+    assert jobs["middle"]["state"] == "dead" and "fault:web" in jobs["middle"]["error"]
+    assert jobs["last"]["state"] == "blocked" and jobs["last"]["blocked_by"] == "middle"
+    # and it is the same content as trainq pipeline status --json
+    cli = run_cli("pipeline", "status", run_id, "--json")
+    assert json.loads(cli.stdout)["jobs"] == status["jobs"]
+    assert run_id in [r["id"] for r in api.get("/api/v1/pipelines").json()]
+    # when the fault is gone and alice resumes the run, then it succeeds
+    redis_client.delete("fault:web")
+    resumed = api.post(f"/api/v1/pipelines/{run_id}/resume")
+    assert resumed.status_code == 200 and resumed.json()["restarted"] == ["middle"]
+    assert wait_for(lambda: _finished(api, run_id), 60, 0.1)["state"] == "succeeded"
+    middle = api.get(f"/api/v1/jobs/{run_id}.middle").json()
+    assert f"pipeline run {run_id} resumed via web by alice" in [e["reason"] for e in middle["events"]]
+    # and resuming or cancelling a finished run is a conflict, an unknown run is 404
+    assert api.post(f"/api/v1/pipelines/{run_id}/resume").status_code == 409
+    assert api.post(f"/api/v1/pipelines/{run_id}/cancel").status_code == 409
+    assert api.get("/api/v1/pipelines/no-such-run").status_code == 404
+    # when a slow run is cancelled, then its running job stops and says who cancelled it
+    slow = {"pipeline_id": "slow", "jobs": [{"job_id": "nap", "type": "probe", "config": {"seconds": 30}}]}
+    run_id = api.post("/api/v1/pipelines", json=slow).json()["run_id"]
+    wait_for(lambda: api.get(f"/api/v1/jobs/{run_id}.nap").json()["state"] == "running", 30, 0.1)
+    assert api.post(f"/api/v1/pipelines/{run_id}/cancel").json()["stopped"] == 1
+    assert wait_for(lambda: _finished(api, run_id), 30, 0.1)["state"] == "cancelled"
+    nap = api.get(f"/api/v1/jobs/{run_id}.nap").json()
+    assert nap["state"] == "cancelled"
+    assert nap["events"][-1]["reason"] == f"pipeline run {run_id} cancelled via web by alice"
+
+
+def _finished(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
+    status: dict[str, Any] = api.get(f"/api/v1/pipelines/{run_id}").json()
+    return status if status["state"] != "running" else None
+
+
+def test_an_invalid_pipeline_is_422_listing_every_problem(api: httpx.Client) -> None:
+    # given a definition with three problems; when it is posted as JSON
+    bad = {
+        "pipeline_id": "broken",
+        "jobs": [
+            {"job_id": "a", "type": "no-such-type"},
+            {"job_id": "b", "type": "probe", "depends_on": ["zz"]},
+            {"job_id": "c", "type": "probe", "config": {"seconds": "x"}},
+        ],
+    }
+    response = api.post("/api/v1/pipelines", json=bad)
+    # then the answer lists them all and nothing started
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert len(errors) == 3 and any("'zz'" in e for e in errors) and any("no-such-type" in e for e in errors)
+    assert api.get("/api/v1/pipelines").json() == [] and job_count() == 0
+
+
+def test_logs_follow_as_server_sent_events(api: httpx.Client, workers: Workers) -> None:
+    # given a running job that reports progress and prints a line at the end
+    workers.start("probe")
+    job_id = api.post("/api/v1/jobs/probe", json={"seconds": 1.0, "steps": 4}, headers=JSON).json()["id"]
+    # when a client follows its log over SSE
+    events: list[tuple[str, Any]] = []
+    with api.stream("GET", f"/api/v1/jobs/{job_id}/logs", params={"follow": "true"}) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+                if kind == "end":
+                    break
+    # then it got the log line, progress updates as they came, and the end with the final state
+    kinds = [k for k, _ in events]
+    assert any(k == "log" and "probe done after 1.0s" in d["line"] for k, d in events)
+    steps = [d["progress"]["step"] for k, d in events if k == "progress" and d["progress"]]
+    assert steps == sorted(steps) and len(steps) >= 2 and steps[-1] == 4
+    assert kinds[-1] == "end" and events[-1][1]["state"] == "succeeded"
+    # and the plain JSON form gives the same lines, resumable after a stream id
+    lines = api.get(f"/api/v1/jobs/{job_id}/logs").json()
+    assert any("probe done" in entry["line"] for entry in lines["lines"])
+    assert api.get(f"/api/v1/jobs/{job_id}/logs", params={"after": lines["next"]}).json()["lines"] == []
+
+
+def test_auth_csrf_and_the_command_job_refusal(web: Web, redis_client: redis.Redis, tmp_path: Path) -> None:
+    # given trainq web with basic auth and a bearer token
+    anonymous = httpx.get(f"{web.url}/api/v1/jobs")
+    # then a caller without (or with wrong) credentials is 401, and the health check is open
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Basic")
+    assert httpx.get(f"{web.url}/runs", auth=(USER, "wrong")).status_code == 401
+    assert httpx.get(f"{web.url}/api/v1/jobs", headers={"authorization": "Bearer nope"}).status_code == 401
+    assert httpx.get(f"{web.url}/api/v1/health").status_code == 200
+    bearer = {"authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(f"{web.url}/api/v1/jobs", headers=bearer).status_code == 200
+    with web.client() as api:
+        # and a change sent from another site, or a form without the page's CSRF token, is 403
+        evil = api.post("/api/v1/jobs/probe", json={}, headers={"origin": "http://evil.example"})
+        assert evil.status_code == 403
+        assert api.post("/jobs/x/retry", data={"next": "/"}).status_code == 403
+        forged = api.post(
+            "/jobs/x/retry", data={"csrf_token": "forged"}, headers={"cookie": "trainq_csrf=real"}
+        )
+        assert forged.status_code == 403
+        # and a shell command job is refused even for alice: commands over HTTP are off by default
+        refused = api.post("/api/v1/jobs/command", json={"command": "id"}, headers=JSON)
+        assert refused.status_code == 403 and "TRAINQ_WEB_ALLOW_COMMANDS" in refused.json()["detail"]
+        in_pipeline = {"pipeline_id": "sh", "jobs": [{"job_id": "x", "command": "id"}]}
+        assert api.post("/api/v1/pipelines", json=in_pipeline).status_code == 403
+        schedule = {"name": "sh", "every": "1h", "type": "command", "config": {"command": "id"}}
+        assert api.post("/api/v1/schedules", json=schedule).status_code == 403
+    assert job_count() == 0
+    # and an unauthenticated local server answers only to localhost names (no DNS rebinding)
+    local = Web(
+        tmp_path, {"TRAINQ_WEB_BASIC_AUTH": "", "TRAINQ_WEB_TOKEN": "", "TRAINQ_WEB_ALLOW_COMMANDS": "true"}
+    )
+    try:
+        assert httpx.get(f"{local.url}/api/v1/jobs").status_code == 200
+        assert httpx.get(f"{local.url}/api/v1/jobs", headers={"host": "evil.example"}).status_code == 403
+        # and even with commands allowed, an anonymous caller may not submit one
+        anonymous_command = httpx.post(f"{local.url}/api/v1/jobs/command", json={"command": "id"})
+        assert anonymous_command.status_code == 403 and "authenticated" in anonymous_command.json()["detail"]
+    finally:
+        local.process.stop()
+    assert job_count() == 0
+
+
+def test_allowed_commands_run_for_an_authenticated_caller_and_secrets_stay_out(
+    redis_client: redis.Redis, workers: Workers, tmp_path: Path
+) -> None:
+    # given commands allowed over HTTP, and a worker whose environment holds a secret
+    secret = "hunter2-web-9c1e"
+    workers.start("command", "probe", env={"WEB_TEST_SECRET": secret})
+    web = Web(tmp_path, {**AUTH_ENV, "TRAINQ_WEB_ALLOW_COMMANDS": "true"}, "web-commands")
+    try:
+        with web.client() as api:
+            # when alice runs a command pipeline that echoes the secret, and a job with a SecretStr field
+            pipeline = {
+                "pipeline_id": "echo",
+                "jobs": [
+                    {
+                        "job_id": "say",
+                        "command": "echo token=$TOKEN",
+                        "environment": {"TOKEN": "${WEB_TEST_SECRET}"},
+                    }
+                ],
+            }
+            run_id = api.post("/api/v1/pipelines", json=pipeline).json()["run_id"]
+            secret_job = api.post("/api/v1/jobs/secret", json={"token": secret}, headers=JSON).json()["id"]
+            assert wait_for(lambda: _finished(api, run_id), 60, 0.1)["state"] == "succeeded"
+            wait_for(lambda: api.get(f"/api/v1/jobs/{secret_job}").json()["state"] == "succeeded", 60, 0.1)
+            # then the command ran, and no answer holds the secret
+            bodies = [
+                api.get(f"/api/v1/jobs/{run_id}.say").text,
+                api.get(f"/api/v1/jobs/{run_id}.say/logs").text,
+                api.get(f"/api/v1/jobs/{secret_job}").text,
+                api.get("/api/v1/jobs").text,
+                api.get(f"/jobs/{secret_job}").text,
+                api.get(f"/runs/{run_id}").text,
+            ]
+            assert "token=***" in bodies[1]
+            assert "${WEB_TEST_SECRET}" in bodies[0]
+            assert all(secret not in body for body in bodies)
+    finally:
+        web.process.stop()
+
+
+def test_schedules_and_queues_over_http(api: httpx.Client, web: Web, workers: Workers) -> None:
+    # given a probe worker; when alice creates a schedule, then it is listed with its next run
+    workers.start("probe")
+    spec = {"name": "hourly-probe", "every": "1h", "type": "probe", "config": {"seconds": 0}}
+    created = api.post("/api/v1/schedules", json=spec)
+    assert created.status_code == 201, created.text
+    assert created.json()["next_run_at"] > time.time() + 3000
+    assert api.post("/api/v1/schedules", json={**spec, "every": "sometimes"}).status_code == 422
+    # when it is disabled, then it has no next run; enabled again, it has
+    assert api.post("/api/v1/schedules/hourly-probe/disable").json()["next_run_at"] is None
+    assert api.post("/api/v1/schedules/hourly-probe/enable").json()["enabled"] is True
+    # when it is run now, then its job runs and the job's events say who asked
+    job_id = api.post("/api/v1/schedules/hourly-probe/run").json()["id"]
+    wait_for(lambda: api.get(f"/api/v1/jobs/{job_id}").json()["state"] == "succeeded", 30, 0.1)
+    reason = api.get(f"/api/v1/jobs/{job_id}").json()["events"][0]["reason"]
+    assert reason == "submitted by schedule hourly-probe via web by alice"
+    assert api.delete("/api/v1/schedules/hourly-probe").status_code == 200
+    assert api.get("/api/v1/schedules").json() == []
+    # and the queues show the live worker; a pause is recorded and undone
+    queues = api.get("/api/v1/queues").json()
+    assert queues["queues"]["probe"]["workers"] and not queues["queues"]["probe"]["paused"]
+    assert api.post("/api/v1/queues/probe/pause").json()["paused"] is True
+    assert api.get("/api/v1/stats").json()["queues"]["probe"]["paused"] is True
+    api.post("/api/v1/queues/probe/resume")
+    assert api.get("/api/v1/stats").json()["queues"]["probe"]["paused"] is False
+    # and each change is in the server's log with the caller
+    logged = web.process.output()
+    for line in ("schedule hourly-probe created", "schedule hourly-probe disabled", "queue probe paused"):
+        assert f"{line} via web by alice" in logged
+
+
+def test_flower_task_api_refuses_command_jobs(workers: Workers, tmp_path: Path) -> None:
+    # given Flower (with basic auth) and TRAINQ_WEB_ALLOW_COMMANDS off, as by default
+    from tests.integration.test_monitoring import FLOWER_PASSWORD, FLOWER_USER, start_flower
+
+    port = free_port()
+    start_flower(tmp_path, port, workers)
+    flower = httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", auth=(FLOWER_USER, FLOWER_PASSWORD), timeout=20
+    )
+    # when a shell command job is applied through Flower's task API (both routes)
+    for route in ("async-apply", "apply"):
+        response = flower.post(
+            f"/api/task/{route}/trainq.command", json={"kwargs": {"command": "touch /tmp/x"}}
+        )
+        # then Flower does not take it, and no command job is recorded
+        assert response.status_code != 200, response.text
+    assert get_registry().list(job_type="command") == []
+    assert "command jobs cannot be submitted through Flower" in (tmp_path / "flower.log").read_text()
+    # and another job type still goes through the same API
+    applied = flower.post("/api/task/async-apply/trainq.probe", json={"kwargs": {"seconds": 0}})
+    assert applied.status_code == 200, applied.text
+    assert get_registry().get(applied.json()["task-id"]).type == "probe"
+
+
+def big_pipeline(jobs: int, width: int = 20) -> dict[str, Any]:
+    """``jobs`` probe jobs in columns of ``width``, each depending on one or two of the column before."""
+    spec = []
+    for n in range(jobs):
+        base, row = (n // width - 1) * width, n % width
+        deps = [] if n < width else sorted({f"j{base + row}", f"j{base + (row + 1 + n % 3) % width}"})
+        spec.append({"job_id": f"j{n}", "type": "probe", "depends_on": deps})
+    return {"pipeline_id": f"big{jobs}", "jobs": spec}
+
+
+def test_the_run_page_of_a_thousand_job_pipeline_renders_under_a_second(api: httpx.Client) -> None:
+    # given a running 1,000-job pipeline (no workers: its roots stay queued)
+    run_id = api.post("/api/v1/pipelines", json=big_pipeline(1000), timeout=120).json()["run_id"]
+    api.get(f"/runs/{run_id}")  # templates compiled, connections open
+    # when its run page and its live status are fetched
+    started = time.perf_counter()
+    page = api.get(f"/runs/{run_id}")
+    page_s = time.perf_counter() - started
+    started = time.perf_counter()
+    status = api.get(f"/api/v1/pipelines/{run_id}")
+    status_s = time.perf_counter() - started
+    print(f"\n1,000-job run page: {page_s * 1000:.0f} ms; its status poll: {status_s * 1000:.0f} ms")
+    # then the page draws every job and arrow, in under a second
+    assert page.status_code == 200 and page.text.count('class="node ') == 1000
+    assert page.text.count("marker-end=") == sum(len(j["depends_on"]) for j in status.json()["jobs"])
+    assert page_s < 1.0

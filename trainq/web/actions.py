@@ -1,0 +1,163 @@
+"""Every change trainq web makes, shared by the API and the pages: the same library calls as the
+CLI (so the same validation), plus who may do it and the audit of who did.
+
+Job changes are audited in the job's events (``cancelled via web by alice``); a pipeline run
+records ``web by alice`` as its source; schedule and queue changes are logged. Shell ``command``
+jobs (alone, in a pipeline or in a schedule) need ``TRAINQ_WEB_ALLOW_COMMANDS`` and a caller
+who authenticated.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import PurePath
+from typing import Any
+
+from trainq import control, dag, schedules
+from trainq.durations import parse_duration
+from trainq.errors import CommandRefused, InvalidInput
+from trainq.jobs import JobRecord, JobState
+from trainq.jobtypes import task_name
+from trainq.pipelines import load_pipeline
+from trainq.runs import get_runs
+from trainq.settings import Settings
+from trainq.web.auth import Caller
+
+log = logging.getLogger("trainq.web")
+COMMAND_TYPE = "command"
+
+
+def check_commands(caller: Caller, settings: Settings, what: str) -> None:
+    """Raise CommandRefused unless shell commands are enabled over HTTP and ``caller`` authenticated."""
+    if not settings.web_allow_commands:
+        raise CommandRefused(f"{what}: shell command jobs over HTTP are off (TRAINQ_WEB_ALLOW_COMMANDS)")
+    if not caller.authenticated:
+        raise CommandRefused(f"{what}: shell command jobs over HTTP need an authenticated caller")
+
+
+def submit_options(
+    *,
+    name: str | None = None,
+    priority: int | None = None,
+    tags: list[str] | None = None,
+    queue: str | None = None,
+    delay: str | None = None,
+    at: str | None = None,
+    timeout: str | None = None,
+    retries: int | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    """``apply_async`` options from the submit parameters ``trainq submit`` also takes."""
+    options: dict[str, Any] = {"tags": {}}
+    for tag in tags or []:
+        k, sep, v = tag.partition("=")
+        if not sep or not k:
+            raise InvalidInput(f"bad tag {tag!r}: use key=value")
+        options["tags"][k] = v
+    if timeout:
+        parse_duration(timeout)
+    for option, value in (("job_name", name), ("priority", priority), ("queue", queue), ("timeout", timeout)):
+        if value is not None:
+            options[option] = value
+    if key:
+        options["key"] = key
+    if retries is not None:
+        options["retry"] = {"max_retries": retries}
+    if delay:
+        options["countdown"] = parse_duration(delay)
+    if at:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            raise InvalidInput(f"bad at {at!r}: use an ISO time such as 2026-12-01T02:00Z") from None
+        options["eta"] = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return options
+
+
+def submit(caller: Caller, settings: Settings, job_type: str, payload: Any, options: dict[str, Any]) -> str:
+    """Validate and enqueue one job as ``trainq submit`` does; return its id."""
+    if job_type == COMMAND_TYPE:
+        check_commands(caller, settings, "job type command")
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"the payload must be a JSON object, got {type(payload).__name__}")
+    return control.submit(job_type, payload, audit=f"submitted {caller.via}", **options)
+
+
+def start_pipeline(caller: Caller, settings: Settings, data: Any) -> str:
+    """Validate a posted pipeline (every problem at once) and start a run; return the run id.
+
+    Its jobs run in ``<home>/work``; without command rights a job's ``result_files`` must stay
+    inside it (relative, no ``..``).
+    """
+    work = settings.home / "work"  # on the shared TRAINQ_HOME in deploy/, so workers have it too
+    pipeline_id, planned = dag.plan(data, work)
+    if any(job.type == COMMAND_TYPE for job in planned):
+        check_commands(caller, settings, "pipeline")
+    elif escaping := [
+        f"job {job.job_id!r}: result file {pattern!r} is outside the work directory"
+        for job in planned
+        for pattern in job.options.get("result_files", [])
+        if PurePath(pattern).is_absolute() or ".." in PurePath(pattern).parts
+    ]:
+        raise InvalidInput("; ".join(escaping))
+    work.mkdir(parents=True, exist_ok=True)
+    run_id = get_runs().start(pipeline_id, planned, f"web by {caller.name}")
+    log.info("pipeline run %s started %s", run_id, caller.via)
+    return run_id
+
+
+def cancel_job(caller: Caller, job_id: str) -> JobState:
+    """Cancel a job; its events say who did."""
+    return control.cancel(job_id, reason=f"cancelled {caller.via}")
+
+
+def retry_job(caller: Caller, job_id: str) -> JobRecord:
+    """Re-queue a finished job; its events say who did."""
+    return control.retry(job_id, reason=f"re-queued {caller.via}")
+
+
+def cancel_run(caller: Caller, run_id: str) -> int:
+    """Cancel a pipeline run; each stopped job's events say who did."""
+    return get_runs().cancel(run_id, by=caller.via)
+
+
+def resume_run(caller: Caller, run_id: str) -> list[str]:
+    """Resume a pipeline run; each re-queued job's events say who did."""
+    return get_runs().resume(run_id, by=caller.via)
+
+
+def create_schedule(caller: Caller, settings: Settings, name: str, spec: dict[str, Any]) -> str:
+    """Validate and store a schedule as ``trainq schedule create`` does; return its name."""
+    entry = schedules.build_entry(name, spec)
+    if entry.task == task_name(COMMAND_TYPE) or (
+        entry.task == schedules.PIPELINE_TASK
+        and any(j.type == COMMAND_TYPE for j in load_pipeline(entry.kwargs["path"]).validate())
+    ):
+        check_commands(caller, settings, f"schedule {name!r}")
+    schedules.create(name, spec)
+    log.info("schedule %s created %s", name, caller.via)
+    return name
+
+
+def set_schedule_enabled(caller: Caller, name: str, enabled: bool) -> None:
+    """Enable or disable a schedule (logged with the caller)."""
+    schedules.set_enabled(name, enabled)
+    log.info("schedule %s %s %s", name, "enabled" if enabled else "disabled", caller.via)
+
+
+def delete_schedule(caller: Caller, name: str) -> None:
+    """Delete a schedule (logged with the caller)."""
+    schedules.delete(name)
+    log.info("schedule %s deleted %s", name, caller.via)
+
+
+def run_schedule(caller: Caller, name: str) -> str:
+    """Submit one run of a schedule now; a job's events say who asked. Returns the job or run id."""
+    return schedules.submit_run(schedules.get(name), audit=f"submitted by schedule {name} {caller.via}")
+
+
+def set_queue_paused(caller: Caller, queue: str, paused: bool) -> None:
+    """Pause or resume a queue (logged with the caller)."""
+    (control.pause if paused else control.resume)(queue)
+    log.info("queue %s %s %s", queue, "paused" if paused else "resumed", caller.via)

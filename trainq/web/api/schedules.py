@@ -1,0 +1,68 @@
+"""Schedules over HTTP: list (with next runs), create, enable, disable, delete, run now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ConfigDict
+
+from trainq.schedules import ScheduleSpec
+from trainq.web import actions, queries
+from trainq.web.app import settings_of
+from trainq.web.auth import caller_of
+
+router = APIRouter(prefix="/schedules", tags=["schedules"])
+
+
+class NewSchedule(ScheduleSpec):
+    """A schedule to create: its name and its ``trainq schedule create`` fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+
+
+@router.get("")
+def list_schedules() -> list[dict[str, Any]]:
+    """Every schedule with its rule, target, last and next run."""
+    return queries.schedule_list()
+
+
+@router.post("", status_code=201)
+def create(request: Request, body: NewSchedule) -> dict[str, Any]:
+    """Validate and store a schedule; 422 names the problem, nothing is stored."""
+    spec = body.model_dump(exclude={"name"}, exclude_unset=True)
+    actions.create_schedule(caller_of(request), settings_of(request), body.name, spec)
+    return _one(body.name)
+
+
+def _one(name: str) -> dict[str, Any]:
+    return next(s for s in queries.schedule_list() if s["name"] == name)
+
+
+@router.post("/{name}/enable")
+def enable(request: Request, name: str) -> dict[str, Any]:
+    """Enable a schedule; it next runs at its next time from now."""
+    actions.set_schedule_enabled(caller_of(request), name, True)
+    return _one(name)
+
+
+@router.post("/{name}/disable")
+def disable(request: Request, name: str) -> dict[str, Any]:
+    """Disable a schedule: Beat submits nothing for it until it is enabled."""
+    actions.set_schedule_enabled(caller_of(request), name, False)
+    return _one(name)
+
+
+@router.post("/{name}/run")
+def run_now(request: Request, name: str) -> dict[str, str]:
+    """Submit one run of the schedule now; the job (or pipeline run) id."""
+    return {"id": actions.run_schedule(caller_of(request), name)}
+
+
+@router.delete("/{name}")
+def delete(request: Request, name: str) -> dict[str, str]:
+    """Delete a schedule (a static one returns when Beat restarts)."""
+    actions.delete_schedule(caller_of(request), name)
+    return {"deleted": name}

@@ -1,0 +1,120 @@
+"""What trainq web reads, shared by the API and the pages: the registry's and run store's own
+queries, shaped as JSON, with every secret left out (payloads are stored masked; a schedule's
+config is masked here through its job type's model).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from trainq import schedules
+from trainq.errors import TrainqError
+from trainq.jobs import JobRecord, JobState, eta_s
+from trainq.jobtypes import get_job_type
+from trainq.registry import get_registry
+from trainq.runs import RunStatus, get_runs
+from trainq.settings import Settings
+
+
+def flower_link(settings: Settings, host: str, job_id: str) -> str:
+    """The job's task page in Flower (``TRAINQ_FLOWER_URL``, else this host on the Flower port)."""
+    base = settings.flower_url or f"http://{host}:{settings.flower_port}"
+    return f"{base.rstrip('/')}/task/{quote(job_id, safe='')}"
+
+
+def job_view(record: JobRecord) -> dict[str, Any]:
+    """A job as the API shows it: the record, plus its ETA."""
+    return {**record.model_dump(mode="json"), "eta_s": eta_s(record)}
+
+
+def job_detail(job_id: str, settings: Settings, host: str) -> dict[str, Any]:
+    """A job with its transitions and its Flower link; raises JobNotFound."""
+    registry = get_registry()
+    record = registry.get(job_id)
+    events = [e.model_dump(mode="json") for e in registry.events(job_id)]
+    return {**job_view(record), "events": events, "flower_url": flower_link(settings, host, job_id)}
+
+
+def list_jobs(
+    *,
+    state: JobState | None = None,
+    job_type: str | None = None,
+    queue: str | None = None,
+    tag: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[JobRecord], bool]:
+    """A page of jobs newest first (``trainq list``'s filters), and whether another page follows."""
+    records = get_registry().list(
+        state=state, job_type=job_type, queue=queue, tag=tag, limit=limit + 1, offset=offset
+    )
+    return records[:limit], len(records) > limit
+
+
+def log_lines(job_id: str, after: str = "0-0", limit: int = 1000) -> list[dict[str, str]]:
+    """Log lines after stream id ``after``, each ``{"id", "line"}``; raises JobNotFound."""
+    registry = get_registry()
+    registry.get(job_id)
+    return [{"id": entry, "line": line} for entry, line in registry.read_log(job_id, after, count=limit)]
+
+
+def log_tail(job_id: str, lines: int) -> list[str]:
+    """The last ``lines`` log lines of a job."""
+    return [line for _, line in get_registry().log_tail(job_id, lines)]
+
+
+def run_status(run_id: str, settings: Settings) -> RunStatus:
+    """A run's status as ``trainq pipeline status`` shows it (finishing lost releases first)."""
+    runs = get_runs()
+    status = runs.status(run_id)
+    if not status.finished and runs.sweep(run_id, settings.lease_s):
+        status = runs.status(run_id)
+    return status
+
+
+def recent_runs(limit: int) -> list[dict[str, Any]]:
+    """The newest runs as ``trainq pipeline list --json`` shows them, with per-state job counts."""
+    found = []
+    for run in get_runs().recent(limit):
+        counts: dict[str, int] = {}
+        for job in run.jobs:
+            counts[job.state] = counts.get(job.state, 0) + 1
+        found.append(
+            {**run.model_dump(mode="json", exclude={"jobs"}), "jobs": len(run.jobs), "steps": counts}
+        )
+    return found
+
+
+def run_results(run_id: str, settings: Settings) -> list[dict[str, Any]]:
+    """Each job's collected result files, as paths inside the artifact store."""
+    status = get_runs().status(run_id)
+    root = settings.artifacts_dir
+    return [
+        {"job_id": job.job_id, "files": [_inside(Path(path), root) for path in job.artifacts]}
+        for job in status.jobs
+        if job.artifacts
+    ]
+
+
+def _inside(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return path.name
+
+
+def schedule_list() -> list[dict[str, Any]]:
+    """Every schedule with its rule, target, last and next run; secret config fields masked."""
+    return [_masked(schedules.info(entry).model_dump(mode="json")) for entry in schedules.entries()]
+
+
+def _masked(info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` with its config passed through its job type's model (``SecretStr`` shown masked)."""
+    if info.get("type"):
+        try:
+            info["config"] = get_job_type(info["type"]).payloads(info["config"])[1]
+        except TrainqError:
+            info["config"] = {}  # no longer valid for its type: show nothing rather than raw values
+    return info
