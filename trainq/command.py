@@ -93,6 +93,16 @@ class CommandTask(JobTask):
             raise CommandRefused(refusal)
         return super().apply_async(args, kwargs, task_id=task_id, **options)
 
+    def client_refusal(self) -> str | None:
+        """A shell command sent by a client without trainq (``send_task``, Flower's send-task) runs
+        only where ``TRAINQ_CLIENT_COMMANDS`` allows it: broker access alone must not mean a shell."""
+        if get_settings().client_commands:
+            return None
+        return (
+            "command jobs from Celery clients without trainq (send_task, Flower's send-task) are refused; "
+            "set TRAINQ_CLIENT_COMMANDS=true on the command workers to allow them"
+        )
+
 
 @job_type("command", input=CommandConfig, output=CommandResult, queue="command", base=CommandTask)
 def run_command(job: Job, config: CommandConfig) -> CommandResult:

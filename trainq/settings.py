@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     web_token: SecretStr | None = None
     #: Let authenticated HTTP callers (trainq web, Flower's task API) submit shell ``command`` jobs.
     web_allow_commands: bool = False
+    #: Let Celery clients without trainq (``send_task``, Flower's send-task) run shell ``command`` jobs.
+    client_commands: bool = False
     beat_schedule_module: str = "beat_schedule"
     beat_interval_s: float = 5.0
     schedule_catch_up: bool = True

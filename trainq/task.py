@@ -417,6 +417,10 @@ class JobTask(Task):
         finally:
             _in_handler.reset(handling)
 
+    def client_refusal(self) -> str | None:
+        """Why a job of this type may not come from a client without trainq's record; None if it may."""
+        return None
+
     def _record_foreign(
         self, registry: Registry, args: tuple[Any, ...], payload: dict[str, Any], lease_until: float
     ) -> JobRecord | None:
@@ -437,6 +441,8 @@ class JobTask(Task):
         reason = message = None
         try:
             options.update(clients.header_options(self.request.headers))
+            if refusal := self.client_refusal():
+                raise InvalidInput(refusal)
             if args:
                 raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
             record, message, _ = self.new_record(payload, dict(options), self.request.id)

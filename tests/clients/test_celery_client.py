@@ -91,12 +91,13 @@ JOBS = [
         },
     },
     {"task": "trainq.nosuch", "kwargs": {}},
+    {"task": "trainq.command", "kwargs": {"command": "touch pwned"}},
 ]
 
 
 def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, priority: int) -> None:
     """What the sender saw of ``JOBS`` agrees with the registry and the worker."""
-    valid, typo, wrong_type, positional, bad_option, with_options, unknown_type = seen
+    valid, typo, wrong_type, positional, bad_option, with_options, unknown_type, shell = seen
     registry = get_registry()
     # the valid job ran: recorded as a Celery client's, on the queue and id it was sent with
     record = registry.get(valid["id"])
@@ -111,6 +112,7 @@ def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, pri
         (wrong_type, "val_fraction: Input should be a valid number"),
         (positional, "takes keyword arguments only"),
         (bad_option, "invalid 'trainq' header: unknown field 'job_nme' — did you mean 'job_name'?"),
+        (shell, "command jobs from Celery clients without trainq"),
     ):
         record = registry.get(refused["id"])
         assert record.state is JobState.FAILED and words in (record.error or ""), record
