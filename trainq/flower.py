@@ -113,7 +113,8 @@ class QueueLengths:
 
         queues = sorted({*names, *stack_queues()})
         depths = await asyncio.to_thread(queue_depths, queues)
-        return [{"name": queue, "messages": depths[queue]} for queue in queues]
+        # every waiting message is ready: a delivered, unacknowledged one has left the count
+        return [{"name": q, "messages": depths[q], "messages_ready": depths[q]} for q in queues]
 
 
 def adapt_flower() -> None:
