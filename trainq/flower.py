@@ -104,17 +104,23 @@ class QueueLengths:
 
     Flower's own clients know plain ``redis://`` URLs (trainq's broker URL names its transport,
     ``trainq.transport:Transport://``) and RabbitMQ's management plugin; kombu asks any broker.
-    Flower names only the queues of workers it has inspected; trainq knows all of its queues.
+    Flower names only the queues of the workers it has inspected; trainq adds every job type's
+    queue and the queues its workers were started for.
     """
 
     async def queues(self, names: list[str]) -> list[dict[str, Any]]:
+        depths = await asyncio.to_thread(self._depths, names)
+        # every waiting message is ready: a delivered, unacknowledged one has left the count
+        return [{"name": q, "messages": depths[q], "messages_ready": depths[q]} for q in sorted(depths)]
+
+    @staticmethod
+    def _depths(names: list[str]) -> dict[str, int]:
         from trainq.control import queue_depths
+        from trainq.registry import get_registry
         from trainq.stack import stack_queues
 
-        queues = sorted({*names, *stack_queues()})
-        depths = await asyncio.to_thread(queue_depths, queues)
-        # every waiting message is ready: a delivered, unacknowledged one has left the count
-        return [{"name": q, "messages": depths[q], "messages_ready": depths[q]} for q in queues]
+        started = get_registry().worker_queues().values()
+        return queue_depths({*names, *stack_queues(), *(q for queues in started for q in queues)})
 
 
 def adapt_flower() -> None:

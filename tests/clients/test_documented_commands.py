@@ -49,7 +49,7 @@ LONG_RUNNING = {
 #: Values for placeholders that do not come from an earlier command.
 FIXED = {
     "FILE": "examples/diamond.yaml",
-    "pipeline.yaml": "examples/diamond.yaml",
+    "pipeline.yaml": "quick.yaml",
     "NAME": "nightly-training",
     "DIR": "results",
     "%i": "data",
@@ -91,6 +91,7 @@ def test_documented_commands_run_against_a_real_stack(
     workers.start("training", "data", "detection", "command", concurrency=2)
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     (tmp_path / "data.json").write_text('{"dataset": "iris"}')
+    (tmp_path / "quick.yaml").write_text("pipeline_id: quick\njobs:\n  - {job_id: only, command: 'true'}\n")
     monkeypatch.chdir(tmp_path)
     values = dict(FIXED)
     ran = 0

@@ -1,6 +1,7 @@
 """Flower as a full client of trainq, on Redis and on RabbitMQ: a revoke from Flower or from
 ``celery control`` records the job cancelled and stops it like ``trainq cancel``; the queue-length
-API and the Broker page answer; a payload trainq refuses gets its reason back, not an empty 500.
+API and the Broker page answer; a payload trainq refuses gets its reason back (400, not an empty
+500) and a valid one applied through Flower runs.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from celery.result import AsyncResult
+from kombu import Connection
 
 from tests.fixtures import Workers, free_port, submit_elsewhere, wait_for
 from tests.integration.test_monitoring import (
@@ -27,7 +30,7 @@ from tests.integration.test_monitoring import (
     http_get,
     start_flower,
 )
-from tests.integration.test_rabbitmq import amqp_env  # noqa: F401  (a fixture)
+from tests.integration.test_rabbitmq import AMQP, amqp_env  # noqa: F401  (a fixture)
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
 from trainq.celery import app
@@ -74,16 +77,20 @@ def queue_lengths(port: int) -> dict[str, int]:
     return {queue["name"]: queue["messages"] for queue in json.loads(body)["active_queues"]}
 
 
-def start_stack(tmp_path: Path, workers: Workers, env: dict[str, str] | None = None) -> int:
-    """Flower and one single-process probe worker sending events; returns Flower's port."""
+def start_stack(
+    tmp_path: Path, workers: Workers, queue: str = "probe", env: dict[str, str] | None = None
+) -> int:
+    """Flower and one single-process worker on ``queue`` sending events; returns Flower's port."""
     port = free_port()
     start_flower(tmp_path, port, workers, env=env)
-    workers.start("probe", name="probe", events=True, env=env)
+    workers.start(queue, name="probe", events=True, env=env)
     wait_for(lambda: any(flower_workers(port).values()), 40, 0.2, message="Flower sees the worker")
     return port
 
 
-def test_flower_and_celery_revoke_cancel_waiting_and_running_jobs(workers: Workers, tmp_path: Path) -> None:
+def test_flower_and_celery_revoke_cancel_jobs_and_flower_apply_explains_refusals(
+    workers: Workers, tmp_path: Path
+) -> None:
     # given Flower, one probe worker process busy with a long job, and two jobs waiting behind it
     port = start_stack(tmp_path, workers)
     running = submit("probe", {"seconds": 60})
@@ -109,10 +116,20 @@ def test_flower_and_celery_revoke_cancel_waiting_and_running_jobs(workers: Worke
         timeout=60,
     )
     assert revoke.returncode == 0 and "revoked" in revoke.stdout, revoke.stdout + revoke.stderr
-    # then it is cancelled within a heartbeat and stopped, like `trainq cancel`: the process is free
+    # then it is cancelled within a heartbeat and stopped, like `trainq cancel`
     cancelled_within(later, WITHIN_A_HEARTBEAT_S)
-    quick = submit("probe", {})
-    wait_for(lambda: state(quick) is JobState.SUCCEEDED, 20, message="a new job runs")
+    # when a client applies a job through Flower with a payload of the wrong type
+    apply = f"http://127.0.0.1:{port}/api/task/async-apply/trainq.probe"
+    jobs = len(get_registry().list(limit=100))
+    status, body = http_post(apply, {"kwargs": {"seconds": "soon"}})
+    # then it gets 400 and the validation message naming the field, and nothing is recorded
+    assert status == 400 and "seconds" in body and "probe" in body, (status, body)
+    assert len(get_registry().list(limit=100)) == jobs
+    # when the payload is valid, then the job Flower sent runs on the freed process
+    status, body = http_post(apply, {"kwargs": {}})
+    assert status == 200, body
+    quick = json.loads(body)["task-id"]
+    wait_for(lambda: state(quick) is JobState.SUCCEEDED, 20, message="the job applied in Flower runs")
     # and each revoked job is cancelled in the registry and REVOKED for Celery, none ran to its end
     for job_id in (running, waiting, later):
         assert state(job_id) is JobState.CANCELLED
@@ -122,43 +139,33 @@ def test_flower_and_celery_revoke_cancel_waiting_and_running_jobs(workers: Worke
     print(f"running job recorded cancelled {took:.2f}s after Flower's terminate")
 
 
-def test_flower_apply_answers_a_refused_payload_with_its_reason(workers: Workers, tmp_path: Path) -> None:
-    # given Flower (no worker needed: the payload is validated in Flower's process, before sending)
-    port = free_port()
-    start_flower(tmp_path, port, workers)
-    # when a client applies a job with a payload of the wrong type through Flower's API
-    status, body = http_post(
-        f"http://127.0.0.1:{port}/api/task/async-apply/trainq.probe", {"kwargs": {"seconds": "soon"}}
-    )
-    # then it gets 400 and the validation message naming the field, and nothing is recorded
-    assert status == 400, body
-    assert "seconds" in body and "probe" in body
-    assert get_registry().list(limit=10) == []
-    # when the payload is valid, then the job is recorded and queued with the id Flower returns
-    status, body = http_post(f"http://127.0.0.1:{port}/api/task/async-apply/trainq.probe", {"kwargs": {}})
-    assert status == 200, body
-    assert state(json.loads(body)["task-id"]) is JobState.QUEUED
-
-
 @pytest.mark.rabbitmq
 def test_flower_on_rabbitmq_counts_queues_and_revokes(
     workers: Workers,
     tmp_path: Path,
     amqp_env: dict[str, str],  # noqa: F811
 ) -> None:
-    # given RabbitMQ as the broker (no management plugin), Flower and a probe worker busy with a long job
-    port = start_stack(tmp_path, workers, env=amqp_env)
-    calls = ["submit('probe', {'seconds': 60})"] * 2 + ["submit('probe', {})"]
-    running, *waiting = submit_elsewhere(amqp_env, calls)
-    wait_for(lambda: state(running) is JobState.RUNNING, 20, message="first job running")
-    # then Flower counts the two waiting messages and shows the Broker page
-    assert wait_for(lambda: queue_lengths(port).get("probe") == 2, 10, 0.2, message="2 waiting in Flower")
-    status, page = http_get(f"http://127.0.0.1:{port}/broker", AUTH)
-    assert status == 200 and "probe" in page
-    # when Flower revokes the running job with terminate and a waiting one, then both end cancelled
-    for job_id, terminate in ((running, "true"), (waiting[0], "false")):
-        assert http_post(f"http://127.0.0.1:{port}/api/task/revoke/{job_id}?terminate={terminate}")[0] == 200
-        cancelled_within(job_id, WITHIN_A_HEARTBEAT_S)
-    # and the worker moves on to the job nobody revoked
-    wait_for(lambda: state(waiting[1]) is JobState.SUCCEEDED, 20, message="last job done")
-    assert "end" not in notes(running) and notes(waiting[0]) == []
+    # given RabbitMQ as the broker (no management plugin), a queue of this test's own (RabbitMQ is
+    # shared), Flower and a probe worker on it busy with a long job
+    queue = f"probe-{uuid.uuid4().hex[:8]}"
+    try:
+        port = start_stack(tmp_path, workers, queue, env=amqp_env)
+        calls = [f"submit('probe', {{'seconds': {s}}}, queue={queue!r})" for s in (60, 60, 0)]
+        running, *waiting = submit_elsewhere(amqp_env, calls)
+        wait_for(lambda: state(running) is JobState.RUNNING, 20, message="first job running")
+        # then Flower counts the two waiting messages and shows the Broker page
+        assert wait_for(lambda: queue_lengths(port).get(queue) == 2, 10, 0.2, message="2 waiting in Flower")
+        status, page = http_get(f"http://127.0.0.1:{port}/broker", AUTH)
+        assert status == 200 and queue in page
+        # when Flower revokes a waiting job, then the running one with terminate: both end cancelled
+        for job_id, terminate in ((waiting[0], "false"), (running, "true")):
+            revoke = f"http://127.0.0.1:{port}/api/task/revoke/{job_id}?terminate={terminate}"
+            assert http_post(revoke)[0] == 200
+            cancelled_within(job_id, WITHIN_A_HEARTBEAT_S)
+        # and the worker moves on to the job nobody revoked
+        wait_for(lambda: state(waiting[1]) is JobState.SUCCEEDED, 20, message="last job done")
+        assert "end" not in notes(running) and notes(waiting[0]) == []
+    finally:
+        workers.stop_all()
+        with Connection(AMQP) as connection:
+            connection.default_channel.queue_delete(queue)
