@@ -5,9 +5,10 @@ restart. ``trainq flower`` binds 127.0.0.1 unless told otherwise, refuses any ot
 without authentication, keeps history in ``<home>/flower.db``, and lists each job's name
 (``args``) and redacted payload (``kwargs``) beside its type and id.
 
-Inside Flower's process (however it was started: this module is in the app's include list,
-which Flower imports), ``adapt_flower`` makes Flower a full trainq client: queue lengths
-read through the broker like ``trainq stats``, and a refused job answered with its reason.
+Wherever Flower is loaded (Flower's process however it was started, and any ``celery``
+command, Flower being one of its plugins), this module, in the app's include list, runs
+``adapt_flower``: Flower becomes a full trainq client, reading queue lengths through the broker
+like ``trainq stats`` and answering a refused job with its reason.
 """
 
 from __future__ import annotations
@@ -152,5 +153,5 @@ def adapt_flower() -> None:
     BlockingOperationRunner.run = run_explained
 
 
-if "flower.app" in sys.modules:  # imported by a Flower process (not by workers or clients)
+if "flower.app" in sys.modules:  # Flower is loaded; a plain Python client never loads it
     adapt_flower()

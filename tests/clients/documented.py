@@ -225,3 +225,54 @@ def parse(argv: tuple[str, ...] | list[str]) -> click.Context:
         assert sub is not None and name is not None
         command, context = sub, sub.make_context(name, rest, parent=context)
     return context
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A command named in running text (an inline code span): a verb and options, maybe a synopsis."""
+
+    where: str
+    text: str
+
+    @property
+    def words(self) -> list[str]:
+        words = self.text.split()
+        while words and ASSIGNMENT.match(words[0]):
+            words.pop(0)
+        return words
+
+
+def mentions() -> Iterator[Mention]:
+    """Inline code spans of the Markdown files that start with ``trainq`` or ``celery``."""
+    for path in MARKDOWN:
+        fenced = False
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+            if fenced:
+                continue
+            for span in re.findall(r"`([^`]+)`", line):
+                mention = Mention(f"{path.relative_to(ROOT)}:{number}", span)
+                if mention.words[:1] and mention.words[0] in PROGRAMS:
+                    yield mention
+
+
+def resolve(words: list[str]) -> tuple[click.Command, list[str]]:
+    """The deepest command ``words`` name (options skipped), and the words that name it."""
+    command: click.Command = PROGRAMS[words[0]]
+    path = [words[0]]
+    rest = iter(words[1:])
+    for word in rest:
+        if word == "-A":  # celery's app option and its value
+            next(rest, None)
+        elif isinstance(command, click.Group) and word in command.commands:
+            command = command.commands[word]
+            path.append(word)
+        elif not word.startswith("-"):
+            break
+    return command, path
+
+
+def long_options(text: str) -> set[str]:
+    """The ``--options`` a span names (before a ``--`` that hands the rest to another program)."""
+    return set(re.findall(r"(?<![\w-])--[a-z][\w-]*", text.split(" -- ")[0]))

@@ -1,6 +1,7 @@
 """Every ``trainq`` and ``celery`` command the README, docs/ and deploy/ give users works as written.
 
-- Each one parses as its program parses it (compose and Kubernetes commands are checked this far).
+- Each one parses as its program parses it (compose and Kubernetes commands are checked this far),
+  and each command the running text names (`trainq logs JOB [-f]`) exists with the options shown.
 - The short ones from the docs run, in the order the docs give them, against a real Redis and a
   real worker: they exit 0 (2 where the docs show an ``error:``) and print what the docs show.
 - The long-running ones (workers, Beat, Flower, metrics, ``trainq up``) start, answer, and stop
@@ -21,7 +22,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.clients.documented import Documented, commands, parse
+from tests.clients.documented import Documented, Mention, commands, long_options, mentions, parse, resolve
 from tests.fixtures import ROOT, Process, Processes, Workers, free_port, wait_for
 from tests.integration.test_monitoring import http_get
 from trainq import JobState, get_registry
@@ -209,3 +210,15 @@ def answering(argv: list[str], port: int, process: Process) -> object:
         node = argv[argv.index("-n") + 1].replace("%h", socket.gethostname())
         return lambda: app.control.ping([node], timeout=0.5)
     return lambda: "celery beat v" in process.output()
+
+
+@pytest.mark.parametrize("mention", list(mentions()), ids=lambda m: f"{m.where} {m.text}")
+def test_every_command_named_in_the_text_exists_with_its_options(mention: Mention) -> None:
+    # given a command named in running text, e.g. `trainq logs JOB [-f]` or `trainq clean --keep N`
+    command, path = resolve(mention.words)
+    # then its verbs name a real command and each --option it shows is one of that command's
+    assert len(path) > 1 or mention.words == path, f"{mention.where}: no command {mention.text!r}"
+    passes_options_on = command.context_settings.get("ignore_unknown_options")  # worker, flower
+    if mention.words[0] == "trainq" and not passes_options_on:
+        known = {opt for param in command.params for opt in param.opts} | {"--help"}
+        assert long_options(mention.text) <= known, f"{mention.where}: {' '.join(path)} has no such option"
