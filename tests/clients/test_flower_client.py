@@ -96,8 +96,9 @@ def test_flower_and_celery_revoke_cancel_jobs_and_flower_apply_explains_refusals
     running = submit("probe", {"seconds": 60})
     wait_for(lambda: state(running) is JobState.RUNNING, 20, message="first job running")
     waiting, later = submit("probe", {"seconds": 60}), submit("probe", {"seconds": 60})
-    # then Flower's queue-length API counts the two waiting jobs, and its Broker page lists the queue
-    assert wait_for(lambda: queue_lengths(port).get("probe") == 2, 10, 0.2, message="2 waiting in Flower")
+    expiring = submit("probe", {}, expires=1)  # Celery drops it unstarted once it expires
+    # then Flower's queue-length API counts the waiting jobs, and its Broker page lists the queue
+    assert wait_for(lambda: queue_lengths(port).get("probe") == 3, 10, 0.2, message="3 waiting in Flower")
     status, page = http_get(f"http://127.0.0.1:{port}/broker", AUTH)
     assert status == 200 and "probe" in page and "not supported" not in page
     # when Flower revokes the waiting job, then it is cancelled at once and never starts
@@ -118,6 +119,9 @@ def test_flower_and_celery_revoke_cancel_jobs_and_flower_apply_explains_refusals
     assert revoke.returncode == 0 and "revoked" in revoke.stdout, revoke.stdout + revoke.stderr
     # then it is cancelled within a heartbeat and stopped, like `trainq cancel`
     cancelled_within(later, WITHIN_A_HEARTBEAT_S)
+    # and the job that expired while it waited is recorded cancelled when the worker drops it
+    cancelled_within(expiring, WITHIN_A_HEARTBEAT_S)
+    assert get_registry().events(expiring)[-1].reason == "expired before it started"
     # when a client applies a job through Flower with a payload of the wrong type
     apply = f"http://127.0.0.1:{port}/api/task/async-apply/trainq.probe"
     jobs = len(get_registry().list(limit=100))
@@ -131,11 +135,11 @@ def test_flower_and_celery_revoke_cancel_jobs_and_flower_apply_explains_refusals
     quick = json.loads(body)["task-id"]
     wait_for(lambda: state(quick) is JobState.SUCCEEDED, 20, message="the job applied in Flower runs")
     # and each revoked job is cancelled in the registry and REVOKED for Celery, none ran to its end
-    for job_id in (running, waiting, later):
+    for job_id in (running, waiting, later, expiring):
         assert state(job_id) is JobState.CANCELLED
         assert "end" not in notes(job_id), f"{job_id} ran to its end"
         assert AsyncResult(job_id, app=app).state == "REVOKED"
-    assert notes(waiting) == []
+    assert notes(waiting) == notes(expiring) == []
     print(f"running job recorded cancelled {took:.2f}s after Flower's terminate")
 
 
