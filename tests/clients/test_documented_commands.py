@@ -7,12 +7,13 @@
 - The long-running ones (workers, Beat, Flower, metrics, ``trainq up``) start, answer, and stop
   on SIGTERM; Flower and the exporters are moved to 127.0.0.1 and a free port.
 
-Placeholders (``JOB``, ``RUN``, ``diamond-3fa2c1``, ``NAME``...) take real values from the
+Placeholders (``JOB``, ``RUN``, the docs' example run ids, ``NAME``...) take real values from the
 commands run before them. ``NOT_RUN`` lists the few commands that only parse here, and why.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import sys
@@ -58,7 +59,15 @@ FIXED = {
     "$HOSTNAME": socket.gethostname(),
 }
 #: Placeholder values for parsing only.
-DUMMY = {**FIXED, "JOB": "0123456789abcdef", "RUN": "diamond-000000", "diamond-3fa2c1": "diamond-000000"}
+#: The run ids the docs show as examples (``diamond-3fa2c1...``), standing for a real run's id.
+EXAMPLE_RUNS = {w for c in DOCUMENTED for w in c.argv if re.fullmatch(r"diamond-[0-9a-f]{6,}", w)}
+
+
+def run_placeholders(run_id: str) -> dict[str, str]:
+    return {"RUN": run_id, **dict.fromkeys(EXAMPLE_RUNS, run_id)}
+
+
+DUMMY = {**FIXED, "JOB": "0123456789abcdef", **run_placeholders("diamond-000000")}
 
 
 def ids(command: Documented) -> str:
@@ -77,6 +86,7 @@ def test_the_docs_and_deploy_files_hold_the_commands_users_type() -> None:
     assert {"trainq worker %i", "celery -A trainq beat -l info", "trainq pipeline list"} <= lines
     assert len(DOCUMENTED) > 80
     assert set(NOT_RUN) <= lines, "an allow-listed command is no longer documented"
+    assert EXAMPLE_RUNS, "the docs show no example run id to stand for a real one"
 
 
 @pytest.mark.parametrize("command", DOCUMENTED, ids=ids)
@@ -134,7 +144,7 @@ def run_for(command: Documented, tmp_path: Path) -> dict[str, str]:
     run_id = run_pipeline_file(path)
     wanted = RunState.FAILED if verb == "resume" else RunState.RUNNING
     wait_for(lambda: get_runs().status(run_id).state is wanted, 30, 0.1, message=f"{run_id} {wanted}")
-    return {"RUN": run_id, "diamond-3fa2c1": run_id}
+    return run_placeholders(run_id)
 
 
 def remember(command: Documented, output: str, values: dict[str, str]) -> None:
@@ -143,7 +153,7 @@ def remember(command: Documented, output: str, values: dict[str, str]) -> None:
     if words[0] == "submit":
         values["JOB"] = output.split()[-1]
     elif words == ("pipeline", "run") and "--json" not in command.argv:
-        values["RUN"] = values["diamond-3fa2c1"] = output.split()[0]
+        values.update(run_placeholders(output.split()[0]))
 
 
 def localized(argv: tuple[str, ...], port: int) -> list[str]:
