@@ -4,8 +4,8 @@
   and each command the running text names (`trainq logs JOB [-f]`) exists with the options shown.
 - The short ones from the docs run, in the order the docs give them, against a real Redis and a
   real worker: they exit 0 (2 where the docs show an ``error:``) and print what the docs show.
-- The long-running ones (workers, Beat, Flower, metrics, ``trainq up``) start, answer, and stop
-  on SIGTERM; Flower and the exporters are moved to 127.0.0.1 and a free port.
+- The long-running ones (workers, Beat, Flower, the metrics exporter) start, answer, and stop on
+  SIGTERM; Flower and the exporter are moved to 127.0.0.1 and a free port.
 
 Placeholders (``JOB``, ``RUN``, the docs' example run ids, ``NAME``...) take real values from the
 commands run before them. ``NOT_RUN`` lists the few commands that only parse here, and why.
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -58,15 +60,16 @@ FIXED = {
     "<queue>": "data",
     "$HOSTNAME": socket.gethostname(),
 }
-#: Placeholder values for parsing only.
 #: The run ids the docs show as examples (``diamond-3fa2c1...``), standing for a real run's id.
 EXAMPLE_RUNS = {w for c in DOCUMENTED for w in c.argv if re.fullmatch(r"diamond-[0-9a-f]{6,}", w)}
 
 
 def run_placeholders(run_id: str) -> dict[str, str]:
+    """``run_id`` for each word that stands for a pipeline run."""
     return {"RUN": run_id, **dict.fromkeys(EXAMPLE_RUNS, run_id)}
 
 
+#: Placeholder values for parsing only.
 DUMMY = {**FIXED, "JOB": "0123456789abcdef", **run_placeholders("diamond-000000")}
 
 
@@ -163,7 +166,7 @@ def localized(argv: tuple[str, ...], port: int) -> list[str]:
     words = iter(argv)
     for word in words:
         name = word.split("=", 1)[0]
-        if name in values and word not in ("--",):
+        if name in values:
             out.append(f"{name}={values[name]}")
             if "=" not in word:
                 next(words)
@@ -205,10 +208,10 @@ def test_documented_long_running_commands_start_answer_and_stop(
         running.stop_all()
     assert {"celery -A trainq beat", "trainq flower"} <= {line for line, *_ in checks}
     for line, process, _ in checks:
-        assert process.popen.returncode in (0, -15), f"{line} did not stop cleanly:\n{process.output()}"
+        assert process.popen.returncode in (0, -signal.SIGTERM), f"{line} did not stop:\n{process.output()}"
 
 
-def answering(argv: list[str], port: int, process: Process) -> object:
+def answering(argv: list[str], port: int, process: Process) -> Callable[[], object]:
     """A check that the started command serves: HTTP for Flower and metrics, a ping for a worker."""
     if "flower" in argv:
         prefix = next((w.split("=", 1)[1] for w in argv if w.startswith("--url_prefix=")), "")
