@@ -60,11 +60,10 @@ def environment_files(tmp: Path) -> dict[str, str]:
     for line in example.splitlines():
         key = line.split("=", 1)[0]
         lines.append(f"{key}={values[key]}" if key in values else line)
-    files = {
+    return {
         "/etc/trainq/trainq.env": "\n".join(lines),
         "/etc/trainq/flower.env": f"FLOWER_BASIC_AUTH={':'.join(FLOWER_AUTH)}",
     }
-    return files
 
 
 def read_env(text: str) -> dict[str, str]:
@@ -89,8 +88,7 @@ def start_unit(name: str, tmp: Path, files: dict[str, str], port: int) -> Proces
     workdir.mkdir(exist_ok=True)
     (working_directory,) = service["WorkingDirectory"]
     assert working_directory == "/var/lib/trainq"
-    process = Process(argv, tmp / f"{name}.log", env, cwd=workdir, inherit_env=False)
-    return process
+    return Process(argv, tmp / f"{name}.log", env, cwd=workdir, inherit_env=False)
 
 
 def liveness_probe(queue: str) -> list[str]:
