@@ -38,15 +38,23 @@ def wait_for(
 class Process:
     """A subprocess in its own process group, stopped by pid (then group) at teardown."""
 
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+        inherit_env: bool = True,
+    ) -> None:
+        """Start ``args``; ``env`` adds to this process's environment, or is all of it (``inherit_env``)."""
         self.args = args
         self.log = log
         self._log_file = open(log, "ab")  # noqa: SIM115 - open for the process's whole life
         self._terminated = False
         self.popen = subprocess.Popen(
             args,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            env={**(os.environ if inherit_env else {}), **(env or {})},
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -15,7 +15,14 @@ from celery import Celery
 from trainq.settings import celery_config, get_settings
 
 #: trainq's own task modules; the user's handlers come from ``TRAINQ_WORKER_MODULES``.
-LIBRARY_MODULES = ["trainq.command", "trainq.pipelines", "trainq.worker", "trainq.gpus", "trainq.metrics"]
+LIBRARY_MODULES = [
+    "trainq.command",
+    "trainq.pipelines",
+    "trainq.worker",
+    "trainq.gpus",
+    "trainq.metrics",
+    "trainq.flower",  # adapts Flower when Flower imports the app's modules
+]
 
 
 class _LazyConfig(Mapping[str, Any]):

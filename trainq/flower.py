@@ -4,14 +4,21 @@ Flower on its own binds every interface with no login and forgets its task histo
 restart. ``trainq flower`` binds 127.0.0.1 unless told otherwise, refuses any other address
 without authentication, keeps history in ``<home>/flower.db``, and lists each job's name
 (``args``) and redacted payload (``kwargs``) beside its type and id.
+
+Wherever Flower is loaded (Flower's process however it was started, and any ``celery``
+command, Flower being one of its plugins), this module, in the app's include list, runs
+``adapt_flower``: Flower becomes a full trainq client, reading queue lengths through the broker
+like ``trainq stats`` and answering a refused job with its reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from trainq.errors import InvalidInput
 from trainq.settings import Settings
@@ -91,3 +98,60 @@ def flower_launch(
     env = {"FLOWER_BASIC_AUTH": check_basic_auth(auth)} if auth else {}
     host = f"[{address}]" if ":" in address else address or "0.0.0.0"
     return FlowerLaunch(argv, env, f"http://{host}:{port}/")
+
+
+class QueueLengths:
+    """Flower's broker client, answered by trainq: the messages waiting in every job type's queue.
+
+    Flower's own clients know plain ``redis://`` URLs (trainq's broker URL names its transport,
+    ``trainq.transport:Transport://``) and RabbitMQ's management plugin; kombu asks any broker.
+    Flower names only the queues of the workers it has inspected; trainq adds every job type's
+    queue and the queues its workers were started for.
+    """
+
+    async def queues(self, names: list[str]) -> list[dict[str, Any]]:
+        depths = await asyncio.to_thread(self._depths, names)
+        # every waiting message is ready: a delivered, unacknowledged one has left the count
+        return [{"name": q, "messages": depths[q], "messages_ready": depths[q]} for q in sorted(depths)]
+
+    @staticmethod
+    def _depths(names: list[str]) -> dict[str, int]:
+        from trainq.control import queue_depths
+        from trainq.registry import get_registry
+        from trainq.stack import stack_queues
+
+        started = get_registry().worker_queues().values()
+        return queue_depths({*names, *stack_queues(), *(q for queues in started for q in queues)})
+
+
+def adapt_flower() -> None:
+    """Make the Flower of this process read queue lengths through trainq and explain refused jobs.
+
+    Flower answers an exception of ``apply_async`` (a payload that fails validation) with an
+    empty HTTP 500; a trainq ``InvalidInput`` becomes HTTP 400 with its message instead.
+    """
+    from flower.utils.blocking import BlockingOperationRunner
+    from flower.views import BaseHandler
+    from kombu import connection
+    from tornado.web import HTTPError
+
+    from trainq.transport import TRANSPORT
+
+    BaseHandler.get_broker = lambda handler: QueueLengths()
+    # Flower shows the broker URL; show trainq's transport by its scheme, as the user wrote it.
+    connection.resolve_aliases.setdefault(TRANSPORT, "redis")
+    run = BlockingOperationRunner.run
+
+    async def run_explained(runner: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await run(runner, *args, **kwargs)
+        except HTTPError as error:
+            if isinstance(error.__cause__, InvalidInput):
+                raise HTTPError(400, "%s", error.__cause__) from error.__cause__
+            raise
+
+    BlockingOperationRunner.run = run_explained
+
+
+if "flower.app" in sys.modules:  # Flower is loaded; a plain Python client never loads it
+    adapt_flower()

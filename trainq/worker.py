@@ -1,5 +1,6 @@
-"""What runs inside a worker process besides tasks: the lease reaper, paused queues, and
-recording failures that happen outside the handler (hard timeouts, a pool process lost).
+"""What runs inside a worker process besides tasks: the lease reaper, paused queues,
+recording failures that happen outside the handler (hard timeouts, a pool process lost), and
+Celery's revoke (``celery control revoke``, Flower) recorded as a cancel.
 """
 
 from __future__ import annotations
@@ -8,12 +9,17 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import redis
 from celery import signals
 from celery.exceptions import TimeLimitExceeded, WorkerLostError
+from celery.worker import control as remote_control
 
+from trainq import control
+from trainq.celery import app
+from trainq.errors import InvalidInput
 from trainq.jobs import JobRecord, JobState
 from trainq.jobtypes import task_name
 from trainq.registry import Registry, get_registry
@@ -151,3 +157,43 @@ def _record_outside_failure(sender: Any, task_id: str, exception: BaseException,
     countdown = fail_attempt(sender, registry, record, reason, None, permanent=False)
     if countdown is not None:
         publish(sender, record, record.fence + 1, countdown=countdown)
+
+
+def cancel_revoked(job_ids: Iterable[str], reason: str) -> None:
+    """Record each waiting or running job among ``job_ids`` cancelled, as ``trainq cancel`` does,
+    and Celery's result REVOKED (Celery itself stores that only for a job it terminates or drops).
+
+    A running job's heartbeat then sees the cancel and stops its handler. Ids of finished jobs
+    and of tasks that are not trainq jobs are skipped.
+    """
+    for job_id in job_ids:
+        try:
+            control.cancel(job_id, reason=reason)
+            app.backend.mark_as_revoked(job_id, reason)
+        except InvalidInput:  # not a trainq job, or already finished
+            pass
+        except redis.RedisError as exc:  # Celery's own revoke must still happen
+            log.warning("could not record job %s as %s: %s", job_id, reason, exc)
+
+
+_celery_revoke = remote_control.Panel.data["revoke"]
+
+
+@remote_control.control_command(variadic="task_id", signature="[id1 [id2 [... [idN]]]]")
+def revoke(
+    state: Any, task_id: Any, terminate: bool = False, signal: str | None = None, **kwargs: Any
+) -> Any:
+    """Revoke jobs by id: trainq records them cancelled first, then Celery revokes (and terminates) them.
+
+    Recording first means the SIGTERM of ``terminate`` meets a cancelled job (stopped, not re-queued).
+    """
+    job_ids = [task_id] if isinstance(task_id, str) else list(task_id or [])
+    cancel_revoked(job_ids, "revoked" + (" with terminate" if terminate else ""))
+    return _celery_revoke(state, task_id, terminate, signal, **kwargs)
+
+
+@signals.task_revoked.connect
+def _record_discarded(sender: Any, request: Any, expired: bool = False, **_: Any) -> None:
+    """A job the worker discarded unstarted (expired, or revoked while it was down) ends cancelled."""
+    if isinstance(sender, JobTask):
+        cancel_revoked([request.id], "expired before it started" if expired else "revoked")

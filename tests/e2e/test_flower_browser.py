@@ -1,5 +1,6 @@
 """Flower in a real headless Chromium: login with basic auth, a live worker per queue, a finished
-training job listed with its name; 401 without credentials; history kept across a Flower restart.
+training job listed with its name, the Broker page counting waiting jobs per queue; 401 without
+credentials; history kept across a Flower restart.
 
 The screenshots land in ``tests/artifacts/`` for CI to keep.
 """
@@ -86,6 +87,17 @@ def test_flower_shows_a_worker_per_queue_and_a_named_training_job(
     assert "trainq.training" in row.inner_text() and "nightly-digits" in row.inner_text()
     assert "SUCCESS" in row.inner_text()
     page.screenshot(path=str(ARTIFACTS / "flower-tasks.png"), full_page=True)
+    # when two jobs wait on a queue no worker consumes, then the Broker page counts them
+    for _ in range(2):
+        submit("command", {"command": "true"})
+    page.goto(f"http://127.0.0.1:{port}/broker")
+    waiting = page.locator("tr#command")
+    waiting.wait_for(timeout=15_000)
+    assert waiting.locator("td").nth(1).inner_text().strip() == "2", waiting.inner_text()
+    for queue in QUEUES:
+        assert page.locator(f"tr#{queue}").locator("td").nth(1).inner_text().strip() == "0"
+    assert "redis://" in page.content() and "not supported" not in page.content()
+    page.screenshot(path=str(ARTIFACTS / "flower-broker.png"), full_page=True)
     # and a client without credentials is refused
     assert chromium.new_context().request.get(f"http://127.0.0.1:{port}/workers").status == 401
     # when Flower restarts, then the job is still in its history

@@ -40,7 +40,9 @@ def http_get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
         return 0, ""
 
 
-def start_flower(tmp: Path, port: int, workers: Workers, name: str = "flower") -> Process:
+def start_flower(
+    tmp: Path, port: int, workers: Workers, name: str = "flower", env: dict[str, str] | None = None
+) -> Process:
     """``trainq flower`` on 127.0.0.1:port with basic auth, answering HTTP (a 401 counts);
     it is stopped with the test's ``workers``, even when the test fails."""
     flower = Process(
@@ -54,6 +56,7 @@ def start_flower(tmp: Path, port: int, workers: Workers, name: str = "flower") -
             f"--basic-auth={FLOWER_USER}:{FLOWER_PASSWORD}",
         ],
         tmp / f"{name}.log",
+        env,
     )
     workers.started.append(flower)
     url = f"http://127.0.0.1:{port}/healthcheck"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 
 import click
 from rich.table import Table
@@ -14,6 +15,9 @@ from trainq.cli.output import console, json_option, print_json
 from trainq.jobs import JobState
 from trainq.registry import get_registry
 from trainq.worker import worker_command
+
+#: ``trainq worker``'s arguments: queue names, then options passed to ``celery worker``.
+WORKER_ARGS = "QUEUE... [CELERY_OPTION...]"
 
 
 @main.command()
@@ -80,10 +84,26 @@ def purge(queue: str) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.argument("queues", nargs=-1, required=True)
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED, metavar=WORKER_ARGS)
 @click.option("--concurrency", "-c", type=int, help="Processes (default: the queue's pool setting).")
-@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(queues: tuple[str, ...], concurrency: int | None, celery_args: tuple[str, ...]) -> None:
-    """Start a worker pool for QUEUES (a thin wrapper over ``celery worker``)."""
-    args = worker_command(queues, concurrency=concurrency, extra=celery_args)
-    os.execv(sys.executable, args)
+def worker(args: tuple[str, ...], concurrency: int | None) -> None:
+    """Start a worker pool for the QUEUEs (a thin wrapper over ``celery worker``).
+
+    \b
+    The queues come first; the first argument starting with '-' and everything after it
+    go to ``celery worker`` unchanged (a '--' before them is optional):
+      trainq worker data
+      trainq worker training data --pool solo -l debug
+      trainq worker training -- --autoscale 4,1
+    """
+    queues, celery_args = split_worker_args(args)
+    os.execv(sys.executable, worker_command(queues, concurrency=concurrency, extra=celery_args))
+
+
+def split_worker_args(args: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``args`` split into the leading queue names and the celery options after them."""
+    first_option = next((i for i, arg in enumerate(args) if arg.startswith("-")), len(args))
+    queues, celery_args = tuple(args[:first_option]), tuple(args[first_option:])
+    if not queues:
+        raise click.UsageError(f"give the queues first, then celery options: trainq worker {WORKER_ARGS}")
+    return queues, celery_args

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,6 @@ import trainq
 from trainq.cli import EXIT_FAILED, main
 from trainq.cli.output import console, progress_bar, state_text
 from trainq.durations import format_duration
-from trainq.errors import InvalidInput
 from trainq.jobs import JobRecord
 from trainq.settings import get_settings, redacted
 from trainq.stack import Stack, live_queues, stack_queues
@@ -28,7 +28,8 @@ from trainq.stack import Stack, live_queues, stack_queues
 if TYPE_CHECKING:
     from trainq.runs import RunStatus
 
-DEMO_FILE = Path("examples") / "ml-pipeline.yaml"
+#: The demo pipeline, shipped inside the package so ``trainq demo`` runs from any directory.
+DEMO_FILE = ("examples", "ml-pipeline.yaml")
 REFRESH_S = 0.5
 
 
@@ -128,10 +129,11 @@ def up(
 
 
 @main.command()
-@click.argument("pipeline_file", required=False, type=click.Path(path_type=Path))
+@click.argument("pipeline_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @flower_port_option
 @web_port_option
 @click.option("--keep-up", is_flag=True, help="Keep the stack this command started running until Ctrl-C.")
+@click.option("--print", "print_file", is_flag=True, help="Print the pipeline file and exit (to copy it).")
 def demo(
     pipeline_file: Path | None,
     flower_port: int | None,
@@ -139,10 +141,14 @@ def demo(
     web_port: int | None,
     no_web: bool,
     keep_up: bool,
+    print_file: bool,
 ) -> None:
-    """Run the ML demo pipeline (examples/ml-pipeline.yaml), starting the stack if it is not up."""
+    """Run the ML demo pipeline (or PIPELINE_FILE), starting the stack if it is not up."""
     from trainq.pipelines import load_pipeline
 
+    if print_file:
+        click.echo((pipeline_file or demo_file()).read_text(), nl=False)
+        return
     settings = get_settings()
     stack = Stack(settings, flower_port=None if no_flower else flower_port or settings.flower_port)
     stack.web_port = None if no_web else web_port or settings.web_port
@@ -179,11 +185,8 @@ def demo(
 
 
 def demo_file() -> Path:
-    """``examples/ml-pipeline.yaml`` in the current directory, else in trainq's own checkout."""
-    for path in (DEMO_FILE, Path(trainq.__file__).resolve().parent.parent / DEMO_FILE):
-        if path.exists():
-            return path
-    raise InvalidInput(f"no {DEMO_FILE} here; run from the trainq checkout or give the pipeline file")
+    """The demo pipeline file installed with trainq (``trainq/examples/ml-pipeline.yaml``)."""
+    return Path(str(resources.files(trainq).joinpath(*DEMO_FILE)))
 
 
 def follow(run_id: str, stopping: threading.Event) -> bool:

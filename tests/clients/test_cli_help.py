@@ -1,0 +1,86 @@
+"""Every command a user can type starts: ``--help`` of each ``trainq`` command and subcommand,
+walked from click's command tree (in-process for all, as real processes for a few), and
+``trainq worker`` takes its queues and celery options as its help says.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from trainq.cli import main
+from trainq.cli.queues import split_worker_args
+
+#: The console script pip installs beside this Python, as a user runs it.
+TRAINQ = Path(sys.executable).parent / "trainq"
+
+
+def command_paths(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """``path`` and the path of every subcommand below it."""
+    yield path
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from command_paths(sub, (*path, name))
+
+
+ALL_COMMANDS = list(command_paths(main))
+
+
+def test_the_tree_holds_every_documented_verb() -> None:
+    names = {" ".join(path) for path in ALL_COMMANDS}
+    assert {"worker", "flower", "demo", "up", "pipeline run", "schedule create"} <= names
+    assert len(ALL_COMMANDS) > 30
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "trainq")
+def test_help_of_every_command(path: tuple[str, ...]) -> None:
+    # when a user asks any command for help, then it answers with its usage and exits 0
+    result = CliRunner().invoke(main, [*path, "--help"], prog_name="trainq")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert result.output.startswith(f"Usage: trainq {' '.join(path)}".rstrip())
+
+
+@pytest.mark.parametrize("path", [("worker",), ("demo",), ("pipeline", "run")], ids=" ".join)
+def test_help_from_the_console_script_in_another_directory(path: tuple[str, ...], tmp_path: Path) -> None:
+    # given the installed console script, run from a directory that is not the checkout
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run(
+        [str(TRAINQ), *path, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    # then it prints the help, not a traceback
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "Usage: trainq" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "queues", "celery_args"),
+    [
+        (["data"], ["data"], []),
+        (["training", "data", "--pool", "solo"], ["training", "data"], ["--pool", "solo"]),
+        (
+            ["training", "--", "--autoscale", "4,1", "-l", "info"],
+            ["training"],
+            ["--autoscale", "4,1", "-l", "info"],
+        ),
+        (["data", "-Psolo", "extra"], ["data"], ["-Psolo", "extra"]),
+    ],
+)
+def test_worker_takes_queues_then_celery_options(
+    args: list[str], queues: list[str], celery_args: list[str]
+) -> None:
+    # given the arguments as click hands them over, then the queues come first and the rest is celery's
+    context = main.commands["worker"].make_context("worker", list(args))
+    assert split_worker_args(context.params["args"]) == (tuple(queues), tuple(celery_args))
+
+
+def test_worker_without_a_queue_is_a_usage_error() -> None:
+    for args in ([], ["--pool", "solo"]):
+        result = CliRunner().invoke(main, ["worker", *args])
+        assert result.exit_code == 2 and "QUEUE" in result.output, result.output
