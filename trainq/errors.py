@@ -10,7 +10,9 @@ TrainqError
 │   ├── JobNotFound          no job with that id
 │   ├── InvalidTransition    the job's state does not allow the operation
 │   ├── PipelineError        a pipeline file or DAG is invalid
+│   ├── DocumentError        a JSON/YAML document is unreadable, malformed or past a limit
 │   └── ScheduleError        a schedule definition is invalid, or no schedule has that name
+├── ResultFilesMissing       a required ``result_files`` entry matched nothing
 └── PermanentError           raised by a handler: fail now, never retry
 """
 
@@ -81,12 +83,20 @@ class PipelineError(InvalidInput):
         super().__init__("invalid pipeline:\n  " + "\n  ".join(problems))
 
 
+class DocumentError(InvalidInput):
+    """Raised when a JSON or YAML document cannot be read, does not parse, or passes a limit."""
+
+
 class ScheduleError(InvalidInput):
     """Raised when a schedule is invalid or missing; the message starts with its name."""
 
     def __init__(self, name: str, problem: str) -> None:
         self.name = name
         super().__init__(f"schedule {name!r}: {problem}")
+
+
+class ResultFilesMissing(TrainqError):
+    """Raised after a job's work when a ``required`` result file matched nothing; the attempt fails."""
 
 
 class PermanentError(TrainqError):
