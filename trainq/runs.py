@@ -18,7 +18,7 @@ from celery import group
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel
 
-from trainq import control, dag
+from trainq import artifacts, control, dag
 from trainq.errors import BrokerUnavailable, InvalidInput, InvalidTransition, JobNotFound
 from trainq.jobs import RETRYABLE_STATES, JobRecord, JobState
 from trainq.jobtypes import job_types
@@ -174,6 +174,7 @@ class JobStatus(BaseModel):
     blocked_by: str | None = None
     waiting_for: list[str] = []
     artifacts: list[str] = []
+    unmatched_result_files: list[str] = []
 
 
 class RunStatus(BaseModel):
@@ -257,6 +258,7 @@ class Runs:
         if waiting:
             pipe.hset(k.pipeline_waiting(run_id), mapping=waiting)
         pipe.zadd(k.pipelines(), {run_id: now})
+        pipe.zadd(k.pipeline_runs(pipeline_id), {run_id: now})
         pipe.sadd(k.pipelines_running(), run_id)
         pipe.execute()
         try:
@@ -402,6 +404,15 @@ class Runs:
         runs = [r.decode() for r in self.client.smembers(self.keys.pipelines_running())]
         return sum(self.sweep(run_id, grace_s) for run_id in runs)
 
+    def find(self, ref: str) -> str:
+        """The run id ``ref`` names: a run id, else a pipeline id meaning its latest run."""
+        if self.client.exists(self.keys.pipeline(ref)):
+            return ref
+        latest = self.client.zrevrange(self.keys.pipeline_runs(ref), 0, 0)
+        if not latest:
+            raise InvalidInput(f"no pipeline run or pipeline id {ref!r} (see trainq pipeline list)")
+        return str(latest[0].decode())
+
     def _run(self, run_id: str) -> dict[str, str]:
         raw = self.client.hgetall(self.keys.pipeline(run_id))
         if not raw:
@@ -427,11 +438,9 @@ class Runs:
             elif record is not None and step != Step.BLOCKED.value:
                 status.state = record.state.value
                 status.job, status.attempts, status.exit_code = record.id, record.attempt, record.exit_code
-                status.duration_s, status.error, status.artifacts = (
-                    record.duration_s,
-                    record.error,
-                    record.artifacts,
-                )
+                status.duration_s, status.error = record.duration_s, record.error
+                status.artifacts = record.artifacts
+                status.unmatched_result_files = record.unmatched_result_files
             elif step == Step.RELEASED.value:
                 status.state = JobState.QUEUED.value
             jobs.append(status)
@@ -462,10 +471,28 @@ class Runs:
         shutil.copytree(source, output, dirs_exist_ok=True)
         return sorted(output / p.relative_to(source) for p in source.rglob("*") if p.is_file())
 
+    def uncollected(self, run_id: str) -> list[str]:
+        """What the run's jobs declared in ``result_files`` but did not collect, one line per job."""
+        declared = {
+            job.decode(): [
+                artifacts.entry_pattern(e)[0] for e in json.loads(spec)["options"].get("result_files", [])
+            ]
+            for job, spec in self.client.hgetall(self.keys.pipeline_specs(run_id)).items()
+        }
+        lines = []
+        for job in self.status(run_id).jobs:
+            if not declared.get(job.job_id):
+                continue
+            if job.state != JobState.SUCCEEDED.value:
+                lines.append(f"{job.job_id}: {', '.join(declared[job.job_id])} (the job is {job.state})")
+            elif job.unmatched_result_files:
+                lines.append(f"{job.job_id}: {', '.join(job.unmatched_result_files)} matched nothing")
+        return lines
+
     def delete(self, run_id: str) -> None:
         """Forget a run and its job records (used when its start could not be sent)."""
-        graph = json.loads(self._run(run_id)["graph"])
-        for job in graph:
+        run = self._run(run_id)
+        for job in json.loads(run["graph"]):
             self.registry.delete(f"{run_id}.{job}")
         k = self.keys
         self.client.delete(
@@ -476,6 +503,7 @@ class Runs:
             k.pipeline_blocked(run_id),
         )
         self.client.zrem(k.pipelines(), run_id)
+        self.client.zrem(k.pipeline_runs(run["pipeline_id"]), run_id)
         self.client.srem(k.pipelines_running(), run_id)
 
 
