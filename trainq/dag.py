@@ -215,7 +215,7 @@ def _graph_problems(jobs: list[JobSpec], ids: list[str]) -> list[str]:
     problems, seen = [], set()
     for job_id in ids:
         if job_id in seen:
-            problems.append(f"job {job_id!r}: duplicate job id")
+            problems.append(f"job {brief(job_id)}: duplicate job id")
         seen.add(job_id)
     unknown = 0
     for job in jobs:
