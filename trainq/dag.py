@@ -3,31 +3,57 @@
 ``plan`` checks a pipeline mapping (from JSON, YAML or the ``Pipeline`` builder) without
 any network work and reports every problem at once, each with its job id: bad fields,
 duplicate ids, unknown dependencies, dependency cycles (``a -> b -> a``), bad timeouts,
-unknown job types and configs that fail their type's model. ``Dag`` answers the graph
-questions execution and display need (order, dependants, the picture).
+unknown job types and configs that fail their type's model. Files are read by
+``trainq.documents`` (bounded size, depth and numbers) and every check here is linear in the
+file, so no file can make validation slow. ``Dag`` answers the graph questions execution and
+display need (order, dependants, the picture).
 """
 
 from __future__ import annotations
 
 import difflib
 import heapq
-import json
+import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from trainq import documents
+from trainq.artifacts import pattern_problem
+from trainq.documents import brief
 from trainq.durations import parse_duration
 from trainq.errors import DurationError, InvalidInput, PipelineError
 from trainq.jobtypes import job_types
+from trainq.limits import (
+    MAX_DOCUMENT_BYTES,
+    MAX_ENV_NAME_CHARS,
+    MAX_PIPELINE_JOBS,
+    MAX_REPORTED_PROBLEMS,
+    MAX_SUGGESTION_CANDIDATES,
+    MAX_SUGGESTIONS,
+)
 
-#: Pipeline and job ids appear in Redis keys, job ids and artifact paths.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+#: Pipeline and job ids appear in Redis keys, job ids and artifact paths (always ``fullmatch``).
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 ID_RULE = "use letters, digits, '_', '-' or '.', starting with a letter or digit"
+#: Environment variable names as POSIX defines them (``A=B`` would break the job at run time).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_RULE = "use letters, digits and '_', not starting with a digit"
+#: Top-level names of the pipeline id; ``queue_id`` is the batch-queue files' name for it.
+PIPELINE_ID_FIELDS = ("pipeline_id", "queue_id")
+
+
+class ResultFile(BaseModel):
+    """A ``result_files`` entry in its long form: a glob and whether the job fails without a match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    required: bool = False
 
 
 class JobSpec(BaseModel):
@@ -43,7 +69,7 @@ class JobSpec(BaseModel):
     retry_count: int | None = Field(default=None, ge=0)
     timeout: str | float | None = None
     environment: dict[str, str | int | float] = Field(default_factory=dict)
-    result_files: list[str] = Field(default_factory=list)
+    result_files: list[str | ResultFile] = Field(default_factory=list)
     queue: str | None = Field(default=None, min_length=1)
     priority: int | None = Field(default=None, ge=0, le=9)
 
@@ -60,27 +86,8 @@ class PlannedJob:
 
 
 def load(path: str | Path) -> Any:
-    """The mapping in a JSON (``.json``) or YAML file; raises InvalidInput if it cannot be read."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read pipeline file {path}: {exc.strerror}") from None
-    if path.suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(
-                f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-            ) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise InvalidInput(
-            f"{path} is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}"
-        ) from None
+    """The mapping in a JSON (``.json``) or YAML file; raises DocumentError if it cannot be read."""
+    return documents.read_file(Path(path), "pipeline file", MAX_DOCUMENT_BYTES)
 
 
 def plan(data: Any, base_dir: Path) -> tuple[str, list[PlannedJob]]:
@@ -97,8 +104,16 @@ def plan(data: Any, base_dir: Path) -> tuple[str, list[PlannedJob]]:
         except InvalidInput as exc:
             problems.append(f"job {job.job_id!r}: {exc}")
     if problems:
-        raise PipelineError(problems)
+        raise PipelineError(_reported(problems))
     return pipeline_id, planned
+
+
+def _reported(problems: list[str]) -> list[str]:
+    """The first ``MAX_REPORTED_PROBLEMS`` problems, and a count of the rest."""
+    if len(problems) <= MAX_REPORTED_PROBLEMS:
+        return problems
+    more = len(problems) - MAX_REPORTED_PROBLEMS
+    return [*problems[:MAX_REPORTED_PROBLEMS], f"... and {more} more problems"]
 
 
 def _plan_job(pipeline_id: str, job: JobSpec, types: dict[str, Any], base: str) -> PlannedJob:
@@ -114,7 +129,9 @@ def _plan_job(pipeline_id: str, job: JobSpec, types: dict[str, Any], base: str) 
     if job.environment:
         options["environment"] = {k: str(v) for k, v in job.environment.items()}
     if job.result_files:
-        options["result_files"] = job.result_files
+        options["result_files"] = [
+            f if isinstance(f, str) else f.model_dump() if f.required else f.path for f in job.result_files
+        ]
     for option in ("timeout", "queue", "priority"):
         if getattr(job, option) is not None:
             options[option] = getattr(job, option)
@@ -126,18 +143,24 @@ def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
     """The pipeline id, the jobs that parsed, and every problem found (file order)."""
     if not isinstance(data, dict):
         return "", [], [f"a pipeline must be a mapping with pipeline_id and jobs, got {type(data).__name__}"]
-    problems = [f"unknown top-level field {k!r}" for k in data if k not in ("pipeline_id", "jobs")]
-    pipeline_id = data.get("pipeline_id")
-    if not isinstance(pipeline_id, str) or not ID_PATTERN.match(pipeline_id):
-        problems.append(f"pipeline_id {pipeline_id!r} is missing or invalid: {ID_RULE}")
+    problems = [f"unknown top-level field {brief(k)}" for k in data if k not in (*PIPELINE_ID_FIELDS, "jobs")]
+    given = [name for name in PIPELINE_ID_FIELDS if name in data]
+    if len(given) > 1:
+        problems.append("give pipeline_id or queue_id, not both")
+    pipeline_id = data.get(given[0]) if given else None
+    if not isinstance(pipeline_id, str) or not ID_PATTERN.fullmatch(pipeline_id):
+        problems.append(f"pipeline_id {brief(pipeline_id)} is missing or invalid: {ID_RULE}")
         pipeline_id = ""
     raw_jobs = data.get("jobs")
     if not isinstance(raw_jobs, list) or not raw_jobs:
         return pipeline_id, [], [*problems, "jobs must be a non-empty list"]
+    if len(raw_jobs) > MAX_PIPELINE_JOBS:
+        too_many = f"a pipeline has at most {MAX_PIPELINE_JOBS:,} jobs, got {len(raw_jobs):,}"
+        return pipeline_id, [], [*problems, too_many]
     jobs: list[JobSpec] = []
     for n, raw in enumerate(raw_jobs, 1):
         name = (
-            f"job {raw['job_id']!r}"
+            f"job {brief(raw['job_id'])}"
             if isinstance(raw, dict) and isinstance(raw.get("job_id"), str)
             else f"job #{n}"
         )
@@ -162,7 +185,7 @@ def _where(loc: tuple[int | str, ...]) -> str:
 def _job_problems(job: JobSpec) -> list[str]:
     """Problems of one job on its own: its id, command/type, config and timeout."""
     problems = []
-    if not ID_PATTERN.match(job.job_id):
+    if not ID_PATTERN.fullmatch(job.job_id):
         problems.append(f"job_id is invalid: {ID_RULE}")
     if job.command is not None and job.type is not None:
         problems.append("has both command and type; give one")
@@ -172,9 +195,18 @@ def _job_problems(job: JobSpec) -> list[str]:
         problems.append("config applies only to a job with a type, not to a command")
     if job.timeout is not None:
         try:
-            parse_duration(job.timeout)
+            parse_duration(job.timeout, positive=True)
         except DurationError as exc:
             problems.append(f"timeout: {exc}")
+    for name, value in job.environment.items():
+        if len(name) > MAX_ENV_NAME_CHARS or not ENV_NAME.fullmatch(name):
+            problems.append(f"environment name {brief(name)} is invalid: {ENV_RULE}")
+        elif "\0" in str(value):
+            problems.append(f"environment {name}: the value contains a NUL character")
+    for entry in job.result_files:
+        problem = pattern_problem(entry if isinstance(entry, str) else entry.path)
+        if problem:
+            problems.append(f"result_files: {problem}")
     return problems
 
 
@@ -183,20 +215,28 @@ def _graph_problems(jobs: list[JobSpec], ids: list[str]) -> list[str]:
     problems, seen = [], set()
     for job_id in ids:
         if job_id in seen:
-            problems.append(f"job {job_id!r}: duplicate job id")
+            problems.append(f"job {brief(job_id)}: duplicate job id")
         seen.add(job_id)
+    unknown = 0
     for job in jobs:
         for dep in job.depends_on:
             if dep not in seen:
-                close = difflib.get_close_matches(dep, seen, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(f"job {job.job_id!r}: depends on unknown job {dep!r}{hint}")
+                unknown += 1
+                hint = _suggestion(dep, seen) if unknown <= MAX_SUGGESTIONS else ""
+                problems.append(f"job {job.job_id!r}: depends on unknown job {brief(dep)}{hint}")
     first: dict[str, list[str]] = {}
     for job in jobs:
         first.setdefault(job.job_id, job.depends_on)
     dag = Dag(first)
     problems += ["dependency cycle: " + " -> ".join([*cycle, cycle[0]]) for cycle in dag.cycles()]
     return problems
+
+
+def _suggestion(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, from a bounded number of candidates."""
+    similar = (k for k in known if abs(len(k) - len(name)) <= 3)
+    close = difflib.get_close_matches(name, itertools.islice(similar, MAX_SUGGESTION_CANDIDATES), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class Dag:

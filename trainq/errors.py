@@ -12,8 +12,10 @@ TrainqError
 │   ├── RunNotFound          no pipeline run with that id
 │   ├── InvalidTransition    the job's state does not allow the operation
 │   ├── PipelineError        a pipeline file or DAG is invalid
+│   ├── DocumentError        a JSON/YAML document is unreadable, malformed or past a limit
 │   ├── ScheduleError        a schedule definition is invalid, or no schedule has that name
 │   └── CommandRefused       a shell command job sent over HTTP where that is not enabled
+├── ResultFilesMissing       a required ``result_files`` entry matched nothing
 └── PermanentError           raised by a handler: fail now, never retry
     └── UnsetVariable        a job's environment names a variable its worker does not set
 """
@@ -81,11 +83,11 @@ class JobNotFound(InvalidInput):
 
 
 class RunNotFound(InvalidInput):
-    """Raised when no pipeline run has the given id."""
+    """Raised when no pipeline run has the given id (nor, where accepted, a pipeline of that id)."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        super().__init__(f"no pipeline run {run_id!r} (see trainq pipeline list)")
+        super().__init__(f"no pipeline run or pipeline id {run_id!r} (see trainq pipeline list)")
 
 
 class InvalidTransition(InvalidInput):
@@ -100,6 +102,10 @@ class PipelineError(InvalidInput):
         super().__init__("invalid pipeline:\n  " + "\n  ".join(problems))
 
 
+class DocumentError(InvalidInput):
+    """Raised when a JSON or YAML document cannot be read, does not parse, or passes a limit."""
+
+
 class ScheduleError(InvalidInput):
     """Raised when a schedule is invalid or missing; the message starts with its name."""
 
@@ -110,6 +116,10 @@ class ScheduleError(InvalidInput):
 
 class CommandRefused(InvalidInput):
     """Raised when a shell ``command`` job comes over HTTP (trainq web, Flower) and that is not enabled."""
+
+
+class ResultFilesMissing(TrainqError):
+    """Raised after a job's work when a ``required`` result file matched nothing; the attempt fails."""
 
 
 class PermanentError(TrainqError):

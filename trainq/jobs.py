@@ -87,6 +87,8 @@ class JobRecord(BaseModel):
     traceback: str | None = None
     exit_code: int | None = None
     artifacts: list[str] = Field(default_factory=list)
+    #: ``result_files`` entries that matched nothing when the job succeeded.
+    unmatched_result_files: list[str] = Field(default_factory=list)
     pipeline_id: str | None = None
     pipeline_job: str | None = None
     #: The result of the job whose success sent this one through Celery's canvas (chain, link, chord).

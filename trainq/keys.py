@@ -101,6 +101,10 @@ class Keys:
         """Sorted set: pipeline ids scored by creation time."""
         return f"{self.prefix}index:pipelines"
 
+    def pipeline_runs(self, pipeline_id: str) -> str:
+        """Sorted set: the run ids of one pipeline id (from its file) scored by creation time."""
+        return f"{self.prefix}index:pipeline:{pipeline_id}"
+
     def pipeline_jobs(self, pipeline_id: str) -> str:
         """Hash: pipeline job id -> its step in the run (waiting, released, succeeded, failed, ...)."""
         return f"{self.prefix}pipeline:{pipeline_id}:jobs"

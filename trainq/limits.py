@@ -19,3 +19,26 @@ WEB_BODY_MAX_BYTES = 1_048_576
 WEB_PAGE_MAX = 500
 #: Log lines a job page shows (its tail).
 WEB_LOG_TAIL = 200
+#: Largest pipeline file trainq reads (JSON or YAML).
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+#: Largest ``--config`` payload, inline or ``@file`` (it travels in the broker message).
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Deepest nesting of lists and mappings in any document or payload.
+MAX_DEPTH = 32
+#: Most values (scalars, lists, mappings) in one YAML document; its parser costs ~10 us a value.
+MAX_YAML_NODES = 100_000
+#: Longest number literal, in characters (Python refuses integers past 4,300 digits).
+MAX_NUMBER_CHARS = 100
+#: Most jobs in one pipeline.
+MAX_PIPELINE_JOBS = 10_000
+#: Most problems one validation prints; the rest are counted.
+MAX_REPORTED_PROBLEMS = 50
+#: Unknown names that get a "did you mean" hint, and most known names (of a similar length)
+#: compared with each: a comparison costs ~10 us, and a file may hold thousands of typos.
+MAX_SUGGESTIONS = 5
+MAX_SUGGESTION_CANDIDATES = 500
+#: Longest duration string (``1h 30m``) and longest duration, in seconds (about ten years).
+MAX_DURATION_CHARS = 64
+MAX_DURATION_S = 10 * 365 * 86400
+#: Longest environment variable name in a pipeline file.
+MAX_ENV_NAME_CHARS = 128

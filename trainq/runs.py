@@ -19,7 +19,7 @@ from celery import group
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel
 
-from trainq import control, dag
+from trainq import artifacts, control, dag
 from trainq.errors import (
     BrokerUnavailable,
     InvalidTransition,
@@ -185,6 +185,7 @@ class JobStatus(BaseModel):
     waiting_for: list[str] = []
     artifacts: list[str] = []
     progress: Progress | None = None
+    unmatched_result_files: list[str] = []
 
 
 class RunStatus(BaseModel):
@@ -269,6 +270,7 @@ class Runs:
             if waiting:
                 pipe.hset(k.pipeline_waiting(run_id), mapping=waiting)
             pipe.zadd(k.pipelines(), {run_id: now})
+            pipe.zadd(k.pipeline_runs(pipeline_id), {run_id: now})
             pipe.sadd(k.pipelines_running(), run_id)
             return True
 
@@ -429,6 +431,15 @@ class Runs:
         runs = [r.decode() for r in self.client.smembers(self.keys.pipelines_running())]
         return sum(self.sweep(run_id, grace_s) for run_id in runs)
 
+    def find(self, ref: str) -> str:
+        """The run id ``ref`` names: a run id, else a pipeline id meaning its latest run."""
+        if self.client.exists(self.keys.pipeline(ref)):
+            return ref
+        latest = self.client.zrevrange(self.keys.pipeline_runs(ref), 0, 0)
+        if not latest:
+            raise RunNotFound(ref)
+        return str(latest[0].decode())
+
     def _run(self, run_id: str) -> dict[str, str]:
         raw = self.client.hgetall(self.keys.pipeline(run_id))
         if not raw:
@@ -460,6 +471,7 @@ class Runs:
                     record.artifacts,
                     record.progress,
                 )
+                status.unmatched_result_files = record.unmatched_result_files
             elif step == Step.RELEASED.value:
                 status.state = JobState.QUEUED.value
             jobs.append(status)
@@ -490,10 +502,28 @@ class Runs:
         shutil.copytree(source, output, dirs_exist_ok=True)
         return sorted(output / p.relative_to(source) for p in source.rglob("*") if p.is_file())
 
+    def uncollected(self, run_id: str) -> list[str]:
+        """What the run's jobs declared in ``result_files`` but did not collect, one line per job."""
+        declared = {
+            job.decode(): [
+                artifacts.entry_pattern(e)[0] for e in json.loads(spec)["options"].get("result_files", [])
+            ]
+            for job, spec in self.client.hgetall(self.keys.pipeline_specs(run_id)).items()
+        }
+        lines = []
+        for job in self.status(run_id).jobs:
+            if not declared.get(job.job_id):
+                continue
+            if job.state != JobState.SUCCEEDED.value:
+                lines.append(f"{job.job_id}: {', '.join(declared[job.job_id])} (the job is {job.state})")
+            elif job.unmatched_result_files:
+                lines.append(f"{job.job_id}: {', '.join(job.unmatched_result_files)} matched nothing")
+        return lines
+
     def delete(self, run_id: str) -> None:
         """Forget a run and its job records (used when its start could not be sent)."""
-        graph = json.loads(self._run(run_id)["graph"])
-        for job in graph:
+        run = self._run(run_id)
+        for job in json.loads(run["graph"]):
             self.registry.delete(f"{run_id}.{job}")
         k = self.keys
         self.client.delete(
@@ -504,6 +534,7 @@ class Runs:
             k.pipeline_blocked(run_id),
         )
         self.client.zrem(k.pipelines(), run_id)
+        self.client.zrem(k.pipeline_runs(run["pipeline_id"]), run_id)
         self.client.srem(k.pipelines_running(), run_id)
 
 

@@ -381,7 +381,8 @@ class JobTask(Task):
                     result = environment.masked(result, job.secrets)
                     fields: dict[str, Any] = {"result": result}
                     if record.options.get("result_files"):
-                        fields["artifacts"] = artifacts.collect(record)
+                        collected = artifacts.collect(record)
+                        fields.update(artifacts=collected.stored, unmatched_result_files=collected.unmatched)
             finally:
                 # Before the outcome is recorded: a renewal refused because this process itself
                 # ended the job must not look like a cancel and stop the finish hooks midway.

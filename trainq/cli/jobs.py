@@ -11,32 +11,26 @@ from typing import Any
 import click
 from rich.table import Table
 
-from trainq import control
+from trainq import control, documents
 from trainq.cli import main
 from trainq.cli.output import console, jobs_table, json_option, print_json, progress_bar, state_text, when
 from trainq.durations import parse_duration
 from trainq.errors import InvalidInput
 from trainq.jobs import JobState
+from trainq.limits import MAX_CONFIG_BYTES
 from trainq.registry import get_registry
 
 
 def parse_config(text: str | None) -> dict[str, Any]:
-    """A payload from ``--config``: inline JSON or ``@file.json``."""
+    """A payload from ``--config``: inline JSON or ``@file.json``, within the document limits."""
     if not text:
         return {}
-    source = "--config"
     if text.startswith("@"):
         source = text[1:]
-        try:
-            text = Path(source).read_text()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read config file {source}: {exc.strerror}") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        value = documents.read_file(Path(source), "config file", MAX_CONFIG_BYTES, "json")
+    else:
+        source = "--config"
+        value = documents.parse(text, source, "json", MAX_CONFIG_BYTES)
     if not isinstance(value, dict):
         raise InvalidInput(f"{source} must be a JSON object, got {type(value).__name__}")
     return value
@@ -90,7 +84,7 @@ def submit(
     """Validate and enqueue a JOB_TYPE job; print its id."""
     options: dict[str, Any] = {"tags": parse_tags(tags)}
     if timeout:
-        parse_duration(timeout)
+        parse_duration(timeout, positive=True)
     for option, value in (
         ("priority", priority),
         ("job_name", name),

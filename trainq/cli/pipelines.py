@@ -1,4 +1,8 @@
-"""Pipeline commands: ``trainq pipeline validate|run|status|list|resume|cancel|results``."""
+"""Pipeline commands: ``trainq pipeline validate|run|status|list|resume|cancel|results``.
+
+``status``, ``resume``, ``cancel`` and ``results`` take a run id, or a pipeline id meaning its
+latest run (the batch-queue files trainq replaces name runs by their ``queue_id``).
+"""
 
 from __future__ import annotations
 
@@ -94,12 +98,16 @@ def follow(run_id: str, echo: bool = True) -> RunStatus:
 
 
 @pipeline.command()
-@click.argument("run_id")
+@click.argument("run")
 @click.option("--watch", is_flag=True, help="Keep the view updated until the run ends.")
 @json_option
-def status(run_id: str, watch: bool, as_json: bool) -> None:
-    """Show each job's state, attempts, duration, exit code and what holds it, and the DAG."""
+def status(run: str, watch: bool, as_json: bool) -> None:
+    """Show RUN's jobs: state, attempts, duration, exit code, what holds them; and the DAG.
+
+    RUN is a run id, or a pipeline id for its latest run.
+    """
     runs = get_runs()
+    run_id = runs.find(run)
     current = runs.status(run_id)
     if not current.finished and runs.sweep(run_id, get_settings().lease_s):
         current = runs.status(run_id)
@@ -132,6 +140,8 @@ def render(status: RunStatus) -> Group:
             note = f"blocked by {job.blocked_by}"
         elif job.waiting_for:
             note = f"waiting for {', '.join(job.waiting_for)}"
+        elif job.unmatched_result_files and not job.error:
+            note = f"no match: {', '.join(job.unmatched_result_files)}"
         else:
             note = job.error or ""
         table.add_row(
@@ -175,29 +185,46 @@ def list_runs(limit: int, as_json: bool) -> None:
 
 
 @pipeline.command()
-@click.argument("run_id")
-def resume(run_id: str) -> None:
-    """Re-run the failed, dead, cancelled and blocked jobs of RUN_ID, keeping succeeded results."""
-    started = get_runs().resume(run_id)
+@click.argument("run")
+def resume(run: str) -> None:
+    """Re-run the failed, dead, cancelled and blocked jobs of RUN (a run id, or a pipeline id's latest)."""
+    runs = get_runs()
+    run_id = runs.find(run)
+    started = runs.resume(run_id)
     click.echo(f"{run_id} resumed: re-running {', '.join(started)}; their dependants follow")
 
 
 @pipeline.command()
-@click.argument("run_id")
-def cancel(run_id: str) -> None:
-    """Cancel RUN_ID: waiting jobs never start, running jobs are stopped."""
-    stopped = get_runs().cancel(run_id)
+@click.argument("run")
+def cancel(run: str) -> None:
+    """Cancel RUN (a run id, or a pipeline id's latest): waiting jobs never start, running ones stop."""
+    runs = get_runs()
+    run_id = runs.find(run)
+    stopped = runs.cancel(run_id)
     click.echo(f"{run_id} cancelled ({stopped} queued or running jobs stopped)")
 
 
 @pipeline.command()
-@click.argument("run_id")
+@click.argument("run")
 @click.option(
     "--output", "-o", type=click.Path(file_okay=False), required=True, help="Directory to copy into."
 )
-def results(run_id: str, output: str) -> None:
-    """Copy the result files of RUN_ID's jobs into OUTPUT/<job>/."""
-    files = get_runs().results(run_id, Path(output))
+@click.pass_context
+def results(ctx: click.Context, run: str, output: str) -> None:
+    """Copy the result files of RUN's jobs into OUTPUT/<job>/ (RUN: a run id, or a pipeline id's latest).
+
+    Lists what was declared but not collected; exits 1 when nothing was collected.
+    """
+    runs = get_runs()
+    run_id = runs.find(run)
+    files = runs.results(run_id, Path(output))
     for path in files:
         click.echo(str(path))
-    click.echo(f"{len(files)} files in {output}", err=True)
+    gaps = runs.uncollected(run_id)
+    for line in gaps:
+        click.echo(f"not collected: {line}", err=True)
+    if not files and not gaps:
+        click.echo(f"no job of {run_id} declares result_files", err=True)
+    click.echo(f"{len(files)} files from {run_id} in {output}", err=True)
+    if not files:
+        ctx.exit(EXIT_FAILED)

@@ -1,0 +1,234 @@
+"""Property-based fuzzing of every input surface a user types or writes (issue 17, "Tests"):
+pipeline files (random structures as JSON and YAML, random bytes), ``--config``, and the
+options of ``submit`` and ``pipeline validate``. Every input ends in exit 0 or 2, with no
+traceback, within a time bound and a memory bound."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.fixtures import ROOT
+from trainq.cli import main
+from trainq.durations import parse_duration
+from trainq.errors import DurationError
+
+#: Per-input bounds: wall time (generous: CI shares 2 cores) and Python heap.
+TIME_S = 2.0
+HEAP_BYTES = 64 * 2**20
+
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,  # the time bound is asserted per input, outside Hypothesis' own deadline
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+ids = st.text(max_size=12) | st.sampled_from(["a", "b", "train", "a\n", "..", "x" * 101])
+jobs = st.fixed_dictionaries(
+    {"job_id": ids},
+    optional={
+        "command": st.text(max_size=20),
+        "type": st.sampled_from(["data", "training", "command", "nope"]),
+        "config": values,
+        "depends_on": st.lists(ids, max_size=3),
+        "retry_count": st.integers(-2, 10**30),
+        "timeout": st.floats() | st.text(max_size=12) | st.sampled_from(["15m", "1h 30m", "0", "nan"]),
+        "environment": st.dictionaries(st.text(max_size=6), st.text(max_size=6) | st.integers(), max_size=3),
+        "result_files": st.lists(
+            st.text(max_size=12) | st.sampled_from(["..", "/abs", "out/*.txt"]), max_size=3
+        ),
+        "priority": st.integers(-3, 12),
+        "queue": st.text(max_size=8),
+    },
+)
+pipelines = (
+    st.fixed_dictionaries(
+        {"jobs": st.lists(jobs | values, max_size=6)},
+        optional={"pipeline_id": ids, "queue_id": ids, "extra": values},
+    )
+    | values
+)
+
+
+def invoke(*args: str) -> Result:
+    """Given CLI ``args``, then it exits 0 or 2, no traceback, within TIME_S and HEAP_BYTES."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        result = CliRunner().invoke(main, list(args))
+    finally:
+        took = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 2), result.output
+    assert "Traceback" not in result.output
+    assert took < TIME_S, f"{took:.1f}s for {args!r}"
+    assert peak < HEAP_BYTES, f"{peak / 2**20:.0f} MiB for {args!r}"
+    return result
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+
+
+@FUZZ
+@given(data=pipelines, as_yaml=st.booleans())
+def test_random_pipeline_structures(files: Path, data: Any, as_yaml: bool) -> None:
+    path = files / ("p.yaml" if as_yaml else "p.json")
+    path.write_text(yaml.safe_dump(data) if as_yaml else json.dumps(data))
+    invoke("pipeline", "validate", str(path))
+
+
+@FUZZ
+@given(
+    content=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
+    suffix=st.sampled_from([".json", ".yaml"]),
+)
+def test_random_bytes_as_a_pipeline_file(files: Path, content: bytes, suffix: str) -> None:
+    path = files / f"p{suffix}"
+    path.write_bytes(content)
+    invoke("pipeline", "validate", str(path))
+
+
+yaml_tricks = st.lists(
+    st.sampled_from(
+        [
+            "&a [1, 2]",
+            "*a",
+            "!!python/object:os.system x",
+            "!!int '9'",
+            "[" * 40,
+            "]" * 40,
+            "- - - -",
+            "{a: 1}",
+            ".nan",
+            ".inf",
+            "9" * 120,
+            "<<: {a: 1}",
+            "!!binary aGk=",
+            "2026-01-01",
+            "? a\n: b",
+            "pipeline_id: p",
+            "jobs:",
+            "  - job_id: a",
+            "    command: x",
+            "--- ",
+            "...",
+            "%YAML 1.1",
+        ]
+    ),
+    max_size=8,
+).map("\n".join)
+
+
+@FUZZ
+@given(text=yaml_tricks)
+def test_yaml_features_that_break_loaders(files: Path, text: str) -> None:
+    path = files / "p.yaml"
+    path.write_text(text)
+    invoke("pipeline", "validate", str(path))
+
+
+@FUZZ
+@given(
+    job_type=st.sampled_from(["data", "training", "command", "nope"]),
+    config=values.map(json.dumps) | st.text(max_size=40) | st.just('{"a": ' * 40 + "1" + "}" * 40),
+    priority=st.none() | st.integers(-5, 15).map(str) | st.text(max_size=3),
+    tags=st.lists(st.text(max_size=8), max_size=2),
+    timeout=st.none() | st.text(max_size=10) | st.sampled_from(["0", "nan", "1" * 90, "1h 30m"]),
+    delay=st.none() | st.sampled_from(["10m", "-1", "inf", "1e999"]),
+    name=st.none() | st.text(max_size=10),
+)
+def test_submit_options(
+    redis_client: redis.Redis,
+    job_type: str,
+    config: str,
+    priority: str | None,
+    tags: list[str],
+    timeout: str | None,
+    delay: str | None,
+    name: str | None,
+) -> None:
+    args = ["submit", job_type, "--config", config]
+    for option, value in (
+        ("--priority", priority),
+        ("--timeout", timeout),
+        ("--delay", delay),
+        ("--name", name),
+    ):
+        if value is not None:
+            args += [option, value]
+    for tag in tags:
+        args += ["--tag", tag]
+    invoke(*args)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=80) | st.floats() | st.integers())
+def test_durations_are_finite_or_refused(text: str | float | int) -> None:
+    start = time.perf_counter()
+    try:
+        seconds = parse_duration(text)
+    except DurationError:
+        pass
+    else:
+        assert 0 <= seconds < float("inf")
+    assert time.perf_counter() - start < 0.1
+
+
+BOMB = "\n".join(
+    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"{chr(98 + n)}: &{chr(98 + n)} [" + ",".join([f"*{chr(97 + n)}"] * 9) + "]" for n in range(8)]
+    + ["pipeline_id: *i", "jobs: [{job_id: a, command: x}]"]
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("bomb.yaml", BOMB),
+        ("big.yaml", "pipeline_id: big\njobs:\n" + "  - {job_id: j, command: echo hello world}\n" * 800_000),
+    ],
+    ids=["billion-laughs", "30mb-yaml"],
+)
+def test_hostile_files_in_a_real_process_with_512_mib(tmp_path: Path, name: str, content: str) -> None:
+    # given a hostile file; when the real CLI validates it with its address space capped at 512 MiB
+    path = tmp_path / name
+    path.write_text(content)
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (512 * 2**20, 512 * 2**20))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "trainq", "pipeline", "validate", str(path)],
+        cwd=ROOT,
+        preexec_fn=cap,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    # then it is refused with one message, exit 2
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
