@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from trainq.durations import parse_duration
 from trainq.errors import DurationError, InvalidInput, PipelineError
 from trainq.jobtypes import job_types
+from trainq.names import QueueName
 
 #: Pipeline and job ids appear in Redis keys, job ids and artifact paths.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -44,7 +45,7 @@ class JobSpec(BaseModel):
     timeout: str | float | None = None
     environment: dict[str, str | int | float] = Field(default_factory=dict)
     result_files: list[str] = Field(default_factory=list)
-    queue: str | None = Field(default=None, min_length=1)
+    queue: QueueName | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from trainq.context import Job
 from trainq.errors import UnknownJobType
+from trainq.names import check_job_type, check_queue
 from trainq.retry import RetryPolicy
 from trainq.task import JobTask
 
@@ -40,6 +41,9 @@ def job_type(
     handler's result, stored as JSON. ``retry`` and ``timeout`` are the type's defaults.
     """
     from trainq.celery import app
+
+    check_job_type(name)
+    check_queue(queue or name)
 
     def decorate(handler: Callable[[Job, Payload], Any]) -> JobTask:
         options = {

@@ -6,3 +6,6 @@ or memory.
 """
 
 from __future__ import annotations
+
+#: Longest queue or job type name: it is part of broker keys, task names and index keys.
+NAME_MAX_CHARS = 64

@@ -105,7 +105,14 @@ def is_redis(url: str) -> bool:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery's configuration for ``settings``: JSON only, late acks, one message per process."""
+    """Celery's configuration for ``settings``: JSON only, late acks, one message per process.
+
+    Raises InvalidName when a pool is configured for a reserved queue name.
+    """
+    from trainq.names import check_queue
+
+    for queue in settings.pools:
+        check_queue(queue, settings.key_prefix)
     broker = settings.broker()
     config: dict[str, Any] = {
         "broker_url": broker,

@@ -14,8 +14,10 @@ from typing import Any
 from celery import signals
 from celery.exceptions import TimeLimitExceeded, WorkerLostError
 
+from trainq.errors import InvalidName
 from trainq.jobs import JobRecord, JobState
 from trainq.jobtypes import task_name
+from trainq.names import check_queue
 from trainq.registry import Registry, get_registry
 from trainq.settings import get_settings
 from trainq.task import JobTask, fail_attempt, publish, recover, requeue
@@ -34,6 +36,8 @@ def worker_command(
 
     Events are on (``-E``) so Flower sees the jobs; the node is ``<name or queues>@<host>``.
     """
+    for queue in queues:
+        check_queue(queue)
     pool = get_settings().pool(queues[0])
     return [
         sys.executable,
@@ -112,9 +116,15 @@ _reaper: Reaper | None = None
 
 @signals.celeryd_after_setup.connect
 def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
-    """Record the worker's queues; a worker started while a queue is paused does not consume it."""
-    registry = get_registry()
+    """Refuse reserved queue names; record the worker's queues; skip the paused ones."""
     queues = set(instance.app.amqp.queues.consume_from or {})
+    for queue in sorted(queues):
+        try:
+            check_queue(queue)
+        except InvalidName as exc:
+            log.error("refusing to start: %s", exc)
+            raise SystemExit(2) from None  # bad input, as the CLI exits for it
+    registry = get_registry()
     registry.register_worker(sender, queues)
     paused = registry.paused_queues() & queues
     if paused:

@@ -80,10 +80,14 @@ def purge(queue: str) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.argument("queues", nargs=-1, required=True)
+@click.argument("queues_and_options", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--concurrency", "-c", type=int, help="Processes (default: the queue's pool setting).")
-@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(queues: tuple[str, ...], concurrency: int | None, celery_args: tuple[str, ...]) -> None:
-    """Start a worker pool for QUEUES (a thin wrapper over ``celery worker``)."""
+def worker(queues_and_options: tuple[str, ...], concurrency: int | None) -> None:
+    """Start a worker pool for QUEUES (a thin wrapper over ``celery worker``); later options go to Celery."""
+    # click allows one variadic argument: the queues are the words before the first option.
+    split = next((i for i, a in enumerate(queues_and_options) if a.startswith("-")), len(queues_and_options))
+    queues, celery_args = queues_and_options[:split], queues_and_options[split:]
+    if not queues:
+        raise click.UsageError("name at least one queue before Celery's options")
     args = worker_command(queues, concurrency=concurrency, extra=celery_args)
     os.execv(sys.executable, args)
