@@ -135,6 +135,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": 7 * 86400,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.connect_timeout_s,
+        # The result backend (Redis) gives up on a silent server as fast as the registry does.
+        "redis_socket_connect_timeout": settings.connect_timeout_s,
+        "redis_socket_timeout": settings.connect_timeout_s,
         "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0.2},
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
@@ -142,6 +145,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redbeat_redis_url": _redis_py_url(settings.registry()),
         "redbeat_redis_options": {
             "socket_connect_timeout": settings.connect_timeout_s,
+            "socket_timeout": settings.connect_timeout_s,
             "health_check_interval": 10,
         },
         "redbeat_key_prefix": f"{settings.key_prefix}redbeat:",
@@ -163,7 +167,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_interval": settings.restore_interval_s,
             "unacked_restore_throttle": 1,
             "socket_connect_timeout": settings.connect_timeout_s,
-            "socket_timeout": 30,
+            "socket_timeout": settings.connect_timeout_s,
             "health_check_interval": 10,
             "retry_on_timeout": True,
         }

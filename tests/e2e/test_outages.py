@@ -1,0 +1,113 @@
+"""Redis outages under a busy command job: the job ends or is recovered, the pool keeps working,
+and the CLI gives up on a hung Redis quickly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, submit_elsewhere, wait_for
+from trainq.jobs import JobState
+from trainq.registry import Registry
+from trainq.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+#: Prints ~100 KB/s of output and a progress report per line for about 6 s: a pipe nobody
+#: drains fills within a second.
+BUSY = (
+    "i=0; while [ $i -lt 300 ]; do echo \"line $i $(printf '%01000d' 0)\"; "
+    'echo "trainq:progress $i/300 loss=0.5"; i=$((i+1)); sleep 0.02; done'
+)
+#: How long Redis stays away: past redis-py's own retries (~7 s), long enough to fill the pipe.
+OUTAGE_S = 10.0
+
+
+class PrivateRedis:
+    """A Redis of the test's own, so it can be killed and frozen."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.env = {"TRAINQ_BROKER_URL": f"redis://127.0.0.1:{self.port}/0", "TRAINQ_KEY_PREFIX": "outage:"}
+        self.server: Process = start_redis(directory, self.port)
+        self.registry = Registry.from_settings(
+            Settings(broker_url=self.env["TRAINQ_BROKER_URL"], key_prefix="outage:")
+        )
+
+    def state(self, job_id: str) -> JobState | None:
+        try:
+            record = self.registry.find(job_id)
+        except Exception:  # still coming back
+            return None
+        return record.state if record else None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    redis = PrivateRedis(tmp_path / "redis")
+    yield redis
+    os.kill(redis.server.pid, signal.SIGCONT)
+    redis.server.stop()
+
+
+def _busy_job_survives(private_redis: PrivateRedis, workers: Workers, outage: str, lease_s: float) -> None:
+    # given a one-process command pool and a busy command job streaming output and progress
+    env = {**private_redis.env, "TRAINQ_LEASE_S": str(lease_s)}
+    worker = workers.start("command", concurrency=1, env=env)
+    [job_id] = submit_elsewhere(private_redis.env, [f"submit('command', {{'command': {BUSY!r}}})"])
+    wait_for(
+        lambda: len(private_redis.registry.read_log(job_id)) > 20, timeout=30, message="the job is streaming"
+    )
+    # when Redis goes away for longer than the lease while the job prints
+    if outage == "kill":
+        private_redis.server.kill()
+        time.sleep(OUTAGE_S)  # the fault itself: Redis stays down this long
+        private_redis.server = start_redis(private_redis.directory, private_redis.port)
+    else:
+        os.kill(private_redis.server.pid, signal.SIGSTOP)
+        time.sleep(OUTAGE_S)  # the fault itself: Redis stays frozen this long
+        os.kill(private_redis.server.pid, signal.SIGCONT)
+    # then the job finishes (on this attempt, or again after a recovery), never stuck running
+    wait_for(
+        lambda: private_redis.state(job_id) is JobState.SUCCEEDED,
+        timeout=60,
+        message="the busy job succeeded",
+    )
+    # and the same pool keeps taking work
+    [later] = submit_elsewhere(private_redis.env, ["submit('command', {'command': 'echo after'})"])
+    wait_for(lambda: private_redis.state(later) is JobState.SUCCEEDED, timeout=30, message="a later job")
+    assert worker.alive()
+    lines = [line for _, line in private_redis.registry.read_log(job_id, count=10_000)]
+    assert any(line.startswith("line 299 ") for line in lines)
+
+
+def test_busy_command_job_survives_redis_killed_and_restarted_from_aof(
+    private_redis: PrivateRedis, workers: Workers
+) -> None:
+    # the outage is shorter than the lease: the same attempt must carry on and finish
+    _busy_job_survives(private_redis, workers, "kill", lease_s=30)
+
+
+def test_busy_command_job_survives_redis_frozen(private_redis: PrivateRedis, workers: Workers) -> None:
+    # the outage is longer than the lease: the job finishes, maybe after a recovery
+    _busy_job_survives(private_redis, workers, "stop", lease_s=3)
+
+
+def test_cli_against_a_frozen_redis_exits_3_within_the_connect_timeout(private_redis: PrivateRedis) -> None:
+    # given a Redis that accepts connections but never answers
+    os.kill(private_redis.server.pid, signal.SIGSTOP)
+    # when the CLI lists jobs and submits one
+    for args in (["list"], ["submit", "probe"]):
+        started = time.monotonic()
+        result = run_cli(*args, env={**private_redis.env, "TRAINQ_CONNECT_TIMEOUT_S": "2"}, timeout=60)
+        took = time.monotonic() - started
+        # then it exits 3 within the 2 s timeout plus start-up
+        assert result.returncode == 3, result.stderr
+        print(f"trainq {' '.join(args)} against a frozen Redis: exit 3 after {took:.1f}s")
+        assert took < 5, took
