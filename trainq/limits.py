@@ -9,3 +9,8 @@ from __future__ import annotations
 
 #: Longest queue or job type name: it is part of broker keys, task names and index keys.
 NAME_MAX_CHARS = 64
+
+#: Messages kept in the quarantine; the oldest go first past this.
+QUARANTINE_MAX_MESSAGES = 1_000
+#: Bytes of a set-aside message kept for inspection; the rest is cut off.
+QUARANTINE_MAX_BYTES = 64 * 1024

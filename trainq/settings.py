@@ -157,6 +157,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         from trainq.transport import TRANSPORT
 
         config["broker_transport"] = TRANSPORT  # kombu's, minus a client object per publish
+    elif broker.startswith("redis+socket://"):
+        from trainq.transport import use_for_redis_urls
+
+        use_for_redis_urls()  # the embedded broker: the same transport, set another way
     if is_redis(broker):
         config["broker_transport_options"] = {
             "queue_order_strategy": "priority",

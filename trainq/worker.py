@@ -1,5 +1,6 @@
-"""What runs inside a worker process besides tasks: the lease reaper, paused queues, and
-recording failures that happen outside the handler (hard timeouts, a pool process lost).
+"""What runs inside a worker process besides tasks: the lease reaper, paused queues, recording
+failures that happen outside the handler (hard timeouts, a pool process lost), and setting aside
+messages Celery refuses (``trainq.quarantine``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from trainq.errors import InvalidName
 from trainq.jobs import JobRecord, JobState
 from trainq.jobtypes import task_name
 from trainq.names import check_queue
+from trainq.quarantine import envelope_bytes, get_quarantine
 from trainq.registry import Registry, get_registry
 from trainq.settings import get_settings
 from trainq.task import JobTask, fail_attempt, publish, recover, requeue
@@ -161,3 +163,21 @@ def _record_outside_failure(sender: Any, task_id: str, exception: BaseException,
     countdown = fail_attempt(sender, registry, record, reason, None, permanent=False)
     if countdown is not None:
         publish(sender, record, record.fence + 1, countdown=countdown)
+
+
+@signals.task_unknown.connect
+def _quarantine_unknown(sender: Any, message: Any, exc: BaseException, name: str, **_: Any) -> None:
+    """Celery dropped a message naming a task this worker does not know: keep it for the user."""
+    reason = f"unknown task {name!r}"
+    get_quarantine().add(_queue_of(message), envelope_bytes(message), reason, logging.WARNING)
+
+
+@signals.task_rejected.connect
+def _quarantine_rejected(sender: Any, message: Any, exc: BaseException | None, **_: Any) -> None:
+    """Celery refused a message (a content type other than JSON, or no task in it): keep it."""
+    reason = f"refused by Celery: {exc}" if exc else "refused by Celery: not a task message"
+    get_quarantine().add(_queue_of(message), envelope_bytes(message), reason, logging.WARNING)
+
+
+def _queue_of(message: Any) -> str:
+    return str((getattr(message, "delivery_info", None) or {}).get("routing_key") or "?")

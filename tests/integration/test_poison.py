@@ -1,0 +1,127 @@
+"""Poison messages: whatever lands in a queue, the worker sets it aside and keeps consuming."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import redis
+from click.testing import CliRunner
+
+from tests.fixtures import Workers, wait_for
+from trainq import JobState, get_registry
+from trainq.cli import main
+from trainq.control import submit
+from trainq.quarantine import get_quarantine
+
+CELERY_BODY = [[], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+
+
+def envelope(
+    task: str = "trainq.probe", body: bytes | None = None, content_type: str = "application/json"
+) -> Any:
+    """A Celery protocol 2 message as kombu's Redis transport stores it."""
+    return {
+        "body": base64.b64encode(json.dumps(CELERY_BODY).encode() if body is None else body).decode(),
+        "content-encoding": "utf-8",
+        "content-type": content_type,
+        "headers": {"lang": "py", "task": task, "id": "poison", "retries": 0, "timelimit": [None, None]},
+        "properties": {
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": "probe"},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": "poison-tag",
+        },
+    }
+
+
+def poison_shapes() -> dict[str, bytes]:
+    """Every malformed shape, named, as the raw bytes of a queue entry."""
+    good = envelope()
+    no_tag, no_info = copy.deepcopy(good), copy.deepcopy(good)
+    del no_tag["properties"]["delivery_tag"]
+    del no_info["properties"]["delivery_info"]
+    bad_base64 = {**good, "body": "***not base64***"}
+    shapes = {
+        "not json": b"not json",
+        "empty object": b"{}",
+        "list": b"[1,2]",
+        "null": b"null",
+        "not utf-8": b"\xff\xfe\x00garbage",
+        "no properties": {k: v for k, v in good.items() if k != "properties"},
+        "no headers": {k: v for k, v in good.items() if k != "headers"},
+        "headers not a mapping": {**good, "headers": 5},
+        "no delivery tag": no_tag,
+        "no delivery info": no_info,
+        "bad base64": bad_base64,
+        "body not json": envelope(body=b"not json"),
+        "body not celery's": envelope(body=b"[1]"),
+        "pickle": envelope(body=b"\x80\x04N.", content_type="application/x-python-serialize"),
+        "yaml": envelope(body=b"[[], {}, {}]", content_type="application/x-yaml"),
+        "unknown task": envelope(task="trainq.no_such_type"),
+    }
+    return {name: raw if isinstance(raw, bytes) else json.dumps(raw).encode() for name, raw in shapes.items()}
+
+
+def test_each_poison_shape_is_set_aside_and_the_worker_keeps_consuming(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given one worker on the probe queue
+    worker = workers.start("probe")
+    shapes = poison_shapes()
+    for number, (name, raw) in enumerate(shapes.items(), start=1):
+        # when a malformed entry lands in the queue, followed by a valid job
+        redis_client.lpush("probe", raw)
+        job_id = submit("probe", {})
+        # then the valid job runs on the same worker process, and the entry is in the quarantine
+        wait_for(
+            lambda job_id=job_id: get_registry().get(job_id).state is JobState.SUCCEEDED,
+            timeout=20,
+            message=f"a valid job after the {name!r} message",
+        )
+        assert worker.alive(), f"{name}: {worker.output()[-2000:]}"
+        assert get_quarantine().count() == number, name
+    kept = {e.raw: e for e in get_quarantine().newest()}
+    assert set(kept) >= {
+        raw for name, raw in shapes.items() if name not in ("pickle", "yaml", "unknown task")
+    }
+    assert all(e.queue == "probe" and e.reason for e in kept.values())
+    assert "Unrecoverable error" not in worker.output()
+    # and a user finds them from the CLI
+    runner = CliRunner()
+    listed = runner.invoke(main, ["quarantine", "list", "--json"])
+    reasons = [e["reason"] for e in json.loads(listed.output)]
+    assert "not JSON" in reasons and "a body that is not valid base64" in reasons
+    assert any("unknown task 'trainq.no_such_type'" in r for r in reasons)
+    assert any("pickle" in r for r in reasons) and any("yaml" in r for r in reasons)
+    assert f"{len(shapes)} message(s) could not be read or run" in runner.invoke(main, ["dead"]).output
+    assert json.loads(runner.invoke(main, ["stats", "--json"]).output)["quarantined"] == len(shapes)
+    first = get_quarantine().newest()[-1]
+    shown = runner.invoke(main, ["quarantine", "show", first.id])
+    assert "not JSON" in shown.output and "not json" in shown.output
+    assert runner.invoke(main, ["quarantine", "drop", first.id]).output.startswith("dropped 1")
+    assert runner.invoke(main, ["quarantine", "drop", "--all"]).exit_code == 0
+    assert get_quarantine().count() == 0
+
+
+def test_the_embedded_broker_screens_messages_too(tmp_path: Path, workers: Workers) -> None:
+    # given a worker on the embedded broker (no TRAINQ_BROKER_URL)
+    from trainq import embedded
+
+    home = tmp_path / "home"
+    env = {"TRAINQ_BROKER_URL": "", "TRAINQ_HOME": str(home)}
+    worker = workers.start("probe", env=env)
+    client = redis.Redis(unix_socket_path=str(embedded.socket_path(home)))
+    try:
+        # when a body that is not base64 lands in its queue
+        client.lpush("probe", poison_shapes()["bad base64"])
+        # then it is quarantined there and the worker lives on
+        wait_for(lambda: client.llen("trainq:quarantine") == 1, timeout=20, message="quarantined")
+        assert worker.alive(), worker.output()[-2000:]
+    finally:
+        worker.stop()
+        embedded.stop(home)
