@@ -94,6 +94,19 @@ def test_settings_pools_and_worker_queues_refuse_reserved_names(redis_client: An
     assert "invalid queue name 'unacked_mutex'" in result.output
 
 
+def test_purge_pause_and_resume_refuse_kombu_keys(redis_client: redis.Redis) -> None:
+    # given kombu's bookkeeping of a message in flight
+    redis_client.hset("unacked", "tag", "[]")
+    # when a user purges, pauses or resumes a queue named like it
+    runner = CliRunner()
+    for args in (["purge", "unacked", "--yes"], ["pause", "unacked"], ["resume", "_kombu.binding.data"]):
+        result = runner.invoke(main, args)
+        # then each is refused with exit 2 and the bookkeeping is intact
+        assert result.exit_code == 2, (args, result.output)
+        assert "invalid queue name" in result.output
+    assert redis_client.hgetall("unacked") == {b"tag": b"[]"}
+
+
 def test_celery_worker_with_a_reserved_queue_refuses_to_start(redis_client: redis.Redis) -> None:
     # when an operator starts `celery -A trainq worker -Q unacked`
     args = [sys.executable, "-m", "celery", "-A", "trainq", "worker", "-Q", "data,unacked", "-P", "solo"]
