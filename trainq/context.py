@@ -65,15 +65,20 @@ class Outbox(threading.Thread):
             if overflow > 0:
                 self._dropped += overflow
             self._lines.extend(lines)
-            self._idle.clear()
-        self._wake.set()
+            self._pending()
 
     def put_progress(self, progress: Progress) -> None:
         """Queue ``progress``, replacing any report not yet sent."""
         with self._lock:
             self._progress = progress
+            self._pending()
+
+    def _pending(self) -> None:
+        """Note there is something to send (lock held); cheap when already noted, as per line."""
+        if self._idle.is_set():
             self._idle.clear()
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
 
     def run(self) -> None:
         delay = OUTBOX_BACKOFF_S[0]
