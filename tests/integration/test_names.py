@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from tests.fixtures import ROOT
+from tests.fixtures import ROOT, Process, wait_for
 from trainq import get_registry, job_type
 from trainq.cli import main
 from trainq.errors import InvalidName
@@ -105,6 +105,21 @@ def test_purge_pause_and_resume_refuse_kombu_keys(redis_client: redis.Redis) -> 
         assert result.exit_code == 2, (args, result.output)
         assert "invalid queue name" in result.output
     assert redis_client.hgetall("unacked") == {b"tag": b"[]"}
+
+
+def test_trainq_worker_starts_a_pool_with_celery_options_after_the_queues(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # when `trainq worker probe` starts (as the systemd unit does), with Celery options after the queue
+    args = [sys.executable, "-m", "trainq", "worker", "probe", "-P", "solo", "--without-gossip"]
+    worker = Process(args, tmp_path / "worker.log")
+    try:
+        # then a pool on probe comes up
+        wait_for(lambda: " ready." in worker.output() or not worker.alive(), 30, message="worker ready")
+        assert worker.alive(), worker.output()
+        assert ".> probe" in worker.output()
+    finally:
+        worker.stop()
 
 
 def test_celery_worker_with_a_reserved_queue_refuses_to_start(redis_client: redis.Redis) -> None:
