@@ -13,4 +13,4 @@ NAME_MAX_CHARS = 64
 #: Messages kept in the quarantine; the oldest go first past this.
 QUARANTINE_MAX_MESSAGES = 1_000
 #: Bytes of a set-aside message kept for inspection; the rest is cut off.
-QUARANTINE_MAX_BYTES = 64 * 1024
+QUARANTINE_MAX_BYTES = 16 * 1024
