@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-import redis
-
 from trainq.environment import mask
 from trainq.jobs import JobRecord, JobState, Progress
 from trainq.registry import Registry
@@ -88,7 +86,7 @@ class Outbox(threading.Thread):
             try:
                 while self._send_some():
                     pass
-            except redis.RedisError as exc:
+            except Exception as exc:  # any failure to send is retried: the handler must never see it
                 if delay == OUTBOX_BACKOFF_S[0]:  # once per outage, not once per retry
                     log.warning("job %s: registry unreachable (%s); holding its log", self._job.id, exc)
                 if self._closing.wait(delay):
@@ -101,7 +99,7 @@ class Outbox(threading.Thread):
                 return
 
     def _send_some(self) -> bool:
-        """Send one batch; True if there was one. Raises RedisError after putting it back."""
+        """Send one batch; True if there was one. Raises what the send raised after putting it back."""
         with self._lock:
             batch = [self._lines.popleft() for _ in range(min(len(self._lines), OUTBOX_BATCH_LINES))]
             progress, self._progress = self._progress, None
@@ -115,13 +113,13 @@ class Outbox(threading.Thread):
                 self._job.registry.append_log(self._job.id, [note, *batch])
             elif batch:
                 self._job.registry.append_log(self._job.id, batch)
-        except redis.RedisError:
+        except Exception:
             self._put_back(batch, dropped, progress)
             raise
         if progress is not None:
             try:
                 self._job.send_progress(progress)
-            except redis.RedisError:
+            except Exception:
                 self._put_back([], 0, progress)
                 raise
         return True
@@ -187,16 +185,14 @@ class Job:
     def progress(self, step: float, total: float | None = None, **metrics: Any) -> None:
         """Report progress: ``step`` of ``total`` plus free metrics (loss, acc, ...).
 
-        Updates the registry record and the Celery task state (``PROGRESS``, seen in Flower),
-        from the outbox thread: the latest report wins if several wait.
+        Updates the registry record and the Celery task state (``PROGRESS``, seen in Flower).
         """
         percent = 100.0 * step / total if total else 0.0
-        self._outbox.put_progress(
-            Progress(step=step, total=total, percent=round(percent, 2), metrics=metrics)
-        )
+        progress = Progress(step=step, total=total, percent=round(percent, 2), metrics=metrics)
+        self._outbox.put_progress(progress)  # sent by the outbox thread; the latest report wins
 
     def send_progress(self, progress: Progress) -> None:
-        """Write ``progress`` to the registry now; raises RedisError when it cannot."""
+        """Write ``progress`` to the registry now (the outbox thread); raises when it cannot."""
         self.registry.transition(
             self.id,
             JobState.RUNNING,
@@ -286,8 +282,8 @@ def capture_output(job: Job) -> Iterator[None]:
     finally:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
+        # Past the lease, a registry that still cannot be reached leaves the job to recovery.
+        job.close(get_settings().lease_s)
         sys.stdout, sys.stderr = out, err
         root.removeHandler(handler)
         root.setLevel(old_level)
-        # Past the lease, a registry that still cannot be reached leaves the job to recovery.
-        job.close(get_settings().lease_s)
