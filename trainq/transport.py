@@ -30,7 +30,12 @@ BODY_PARTS = (list, dict, dict)
 
 
 def envelope_problem(item: bytes) -> str | None:
-    """Why ``item`` (one entry of a queue list) is not a Celery task envelope kombu can read, or None."""
+    """Why kombu cannot read ``item`` (one entry of a queue list) as a message, or None.
+
+    Every queue holds kombu envelopes; a Celery task message (one with a ``task`` header, as
+    opposed to e.g. a remote-control reply) must also carry Celery's body. Anything else a
+    kombu envelope may hold is left to Celery, which refuses it itself (see ``trainq.worker``).
+    """
     try:
         message = json.loads(item.decode("utf-8"))
     except UnicodeDecodeError:
@@ -40,41 +45,49 @@ def envelope_problem(item: bytes) -> str | None:
     if not isinstance(message, dict):
         return f"a JSON {type(message).__name__}, not a message envelope"
     properties, headers = message.get("properties"), message.get("headers")
-    if not isinstance(properties, dict) or not isinstance(headers, dict):
-        return "an envelope without properties or headers"
+    if not isinstance(properties, dict):
+        return "an envelope without properties"
+    if headers is not None and not isinstance(headers, dict):
+        return "an envelope whose headers are not a mapping"
     info = properties.get("delivery_info")
     if not isinstance(properties.get("delivery_tag"), str) or not isinstance(info, dict):
         return "an envelope without a delivery tag and delivery info"
     if not {"exchange", "routing_key"} <= info.keys():
         return "an envelope whose delivery info has no exchange or routing key"
-    if not isinstance(headers.get("task"), str) or not isinstance(headers.get("id"), str):
-        return "not a Celery task message (no task name or id in its headers)"
-    return _body_problem(message, properties, headers)
-
-
-def _body_problem(message: dict[str, Any], properties: dict[str, Any], headers: dict[str, Any]) -> str | None:
     body = message.get("body")
     if not isinstance(body, str):
         return "a body that is not text"
-    if properties.get("body_encoding") == "base64":
+    encoding = properties.get("body_encoding")
+    if encoding and encoding != "base64":  # kombu decodes a truthy encoding it may not know
+        return f"a body encoding kombu does not know: {encoding!r}"
+    if encoding:
         try:
             decoded = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             return "a body that is not valid base64"
     else:
         decoded = body.encode()
+    if headers and "task" in headers:
+        return _task_problem(message, headers, decoded)
+    return None
+
+
+def _task_problem(message: dict[str, Any], headers: dict[str, Any], body: bytes) -> str | None:
+    """Why a message with a ``task`` header is not a Celery task message, or None."""
+    if not isinstance(headers.get("task"), str) or not isinstance(headers.get("id"), str):
+        return "a task message whose task name or id is not text"
     if message.get("content-type") != "application/json" or "compression" in headers:
-        return None  # Celery refuses other content types itself (task_rejected); see trainq.worker
+        return None  # Celery refuses other content types itself (task_rejected)
     try:
-        parts = json.loads(decoded)
+        parts = json.loads(body)
     except ValueError:
-        return "a JSON message whose body is not JSON"
+        return "a JSON task message whose body is not JSON"
     if not (
         isinstance(parts, list)
         and len(parts) == len(BODY_PARTS)
         and all(isinstance(p, kind) for p, kind in zip(parts, BODY_PARTS, strict=True))
     ):
-        return "a body that is not Celery's [args, kwargs, options]"
+        return "a task message whose body is not Celery's [args, kwargs, options]"
     return None
 
 
