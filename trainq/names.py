@@ -81,6 +81,7 @@ def _problem(name: str, key_prefix: str) -> str | None:
         return "kombu keeps its unacknowledged messages under that key"
     if lowered == CELERY_QUEUE or lowered.startswith(RESERVED_PREFIXES) or "pidbox" in lowered:
         return "kombu, Celery or redbeat use that name"
-    if key_prefix and name.startswith(key_prefix):
+    # "trainq" itself too: its priority keys (trainq:1 ... trainq:9) would sit among trainq's own.
+    if key_prefix and (name.startswith(key_prefix) or name == key_prefix.rstrip(":")):
         return f"trainq's own keys start with {key_prefix!r}"
     return None

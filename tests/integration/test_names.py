@@ -37,6 +37,7 @@ RESERVED = [
     "celery-task-meta-abc",
     "redbeat",
     "trainq:job",
+    "trainq",
     "data:1",
     "a b",
     "",
