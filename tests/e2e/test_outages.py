@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, submit_elsewhere, wait_for
-from trainq.context import OUTBOX_MAX_LINES, Job
+from trainq.context import OUTBOX_BATCH_LINES, OUTBOX_MAX_LINES, Job
 from trainq.jobs import JobRecord, JobState
 from trainq.jobtypes import get_job_type
 from trainq.registry import Registry
@@ -137,23 +137,30 @@ def test_outbox_holds_a_bounded_log_while_redis_is_down_and_counts_what_it_dropp
         updated_at=now,
     )
     job = Job(record, registry, get_job_type("probe"), tmp_path)
-    # when it logs more lines than the outbox holds
+    # when it logs twice as many lines as the outbox holds
+    total = 2 * OUTBOX_MAX_LINES + 500
     started = time.monotonic()
-    for number in range(OUTBOX_MAX_LINES + 500):
+    for number in range(total):
         job.log(f"line {number}")
     # then logging never waited on Redis
-    assert time.monotonic() - started < 2
-    # and once Redis is up, the newest lines arrive after one line counting the dropped ones
+    assert time.monotonic() - started < 3
+    # and once Redis is up, the log holds the newest lines and, where the gap is, one line counting
+    # the dropped ones (a batch already in flight may still land before it)
     server = start_redis(tmp_path / "redis", port)
     try:
-        wait_for(
-            lambda: len(registry.read_log("j1", count=20_000)) == OUTBOX_MAX_LINES + 1,
-            timeout=20,
-            message="the held lines",
-        )
-        lines = [line for _, line in registry.read_log("j1", count=20_000)]
-        assert lines[0] == "[trainq] 500 log lines dropped while the registry was unreachable"
-        assert lines[1] == "line 500" and lines[-1] == f"line {OUTBOX_MAX_LINES + 499}"
+
+        def stored() -> list[str]:
+            return [line for _, line in registry.read_log("j1", count=3 * OUTBOX_MAX_LINES)]
+
+        wait_for(lambda: stored()[-1:] == [f"line {total - 1}"], timeout=20, message="the newest line")
+        lines = stored()
+        [gap] = [i for i, line in enumerate(lines) if line.startswith("[trainq] ")]
+        dropped = int(lines[gap].split()[1])
+        assert lines[gap] == f"[trainq] {dropped} log lines dropped while the registry was unreachable"
+        numbers = [int(line.split()[1]) for line in lines if line.startswith("line ")]
+        assert len(numbers) + dropped == total and len(numbers) <= OUTBOX_MAX_LINES + OUTBOX_BATCH_LINES
+        assert numbers == sorted(set(numbers)) and numbers[-1] == total - 1
+        assert numbers[gap] - (numbers[gap - 1] if gap else -1) - 1 == dropped
         job.close(5)
     finally:
         server.stop()
