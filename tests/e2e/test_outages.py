@@ -58,7 +58,9 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     redis.server.stop()
 
 
-def _busy_job_survives(private_redis: PrivateRedis, workers: Workers, outage: str, lease_s: float) -> None:
+def _busy_job_survives(
+    private_redis: PrivateRedis, workers: Workers, outage: str, lease_s: float, outage_s: float = OUTAGE_S
+) -> None:
     # given a one-process command pool and a busy command job streaming output and progress
     env = {**private_redis.env, "TRAINQ_LEASE_S": str(lease_s)}
     worker = workers.start("command", concurrency=1, env=env)
@@ -69,11 +71,11 @@ def _busy_job_survives(private_redis: PrivateRedis, workers: Workers, outage: st
     # when Redis goes away for longer than the lease while the job prints
     if outage == "kill":
         private_redis.server.kill()
-        time.sleep(OUTAGE_S)  # the fault itself: Redis stays down this long
+        time.sleep(outage_s)  # the fault itself: Redis stays down this long
         private_redis.server = start_redis(private_redis.directory, private_redis.port)
     else:
         os.kill(private_redis.server.pid, signal.SIGSTOP)
-        time.sleep(OUTAGE_S)  # the fault itself: Redis stays frozen this long
+        time.sleep(outage_s)  # the fault itself: Redis stays frozen this long
         os.kill(private_redis.server.pid, signal.SIGCONT)
     # then the job finishes (on this attempt, or again after a recovery), never stuck running
     wait_for(
@@ -98,7 +100,7 @@ def test_busy_command_job_survives_redis_killed_and_restarted_from_aof(
 
 def test_busy_command_job_survives_redis_frozen(private_redis: PrivateRedis, workers: Workers) -> None:
     # the outage is longer than the lease: the job finishes, maybe after a recovery
-    _busy_job_survives(private_redis, workers, "stop", lease_s=3)
+    _busy_job_survives(private_redis, workers, "stop", lease_s=3, outage_s=6)
 
 
 def test_cli_against_a_frozen_redis_exits_3_within_the_connect_timeout(private_redis: PrivateRedis) -> None:
