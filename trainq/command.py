@@ -8,6 +8,7 @@ fails the attempt (and may retry); a timeout or cancel kills the whole process g
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -25,6 +26,7 @@ from trainq.jobtypes import job_type
 from trainq.settings import get_settings
 from trainq.task import JobTask
 
+log = logging.getLogger("trainq.command")
 PROGRESS_LINE = re.compile(r"^trainq:progress\s+(\d+(?:\.\d+)?)(?:/(\d+(?:\.\d+)?))?\s*(.*)$")
 KILL_GRACE_S = 5.0
 
@@ -132,14 +134,22 @@ def run_command(job: Job, config: CommandConfig) -> CommandResult:
 
 
 def _stream(job: Job, process: subprocess.Popen[str]) -> None:
+    """Read the command's output to its end, whatever happens to a line: a pipe left full would
+    block the command for good."""
     assert process.stdout is not None
     for line in process.stdout:
-        line = line.rstrip("\n")
-        progress = parse_progress(line)
-        if progress:
-            step, total, metrics = progress
-            job.progress(step, total, **metrics)
-        job.log(line)
+        try:
+            _report(job, line.rstrip("\n"))
+        except Exception:
+            log.exception("job %s: could not report an output line; reading on", job.id)
+
+
+def _report(job: Job, line: str) -> None:
+    progress = parse_progress(line)
+    if progress:
+        step, total, metrics = progress
+        job.progress(step, total, **metrics)
+    job.log(line)
 
 
 def kill_group(process: subprocess.Popen[str]) -> None:

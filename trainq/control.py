@@ -13,6 +13,7 @@ from trainq.celery import app
 from trainq.errors import BrokerUnavailable, InvalidTransition
 from trainq.jobs import RETRYABLE_STATES, WAITING_STATES, JobRecord, JobState
 from trainq.jobtypes import get_job_type
+from trainq.names import check_queue
 from trainq.registry import Registry, get_registry
 from trainq.task import finish, requeue
 
@@ -68,12 +69,14 @@ def retry(job_id: str, registry: Registry | None = None, reason: str = "re-queue
 
 def pause(queue: str, registry: Registry | None = None) -> None:
     """Stop every worker consuming ``queue``; workers started later skip it too."""
+    check_queue(queue)
     (registry or get_registry()).set_paused(queue, True)
     app.control.cancel_consumer(queue)
 
 
 def resume(queue: str, registry: Registry | None = None) -> None:
     """Let the workers started for ``queue`` consume it again."""
+    check_queue(queue)
     registry = registry or get_registry()
     registry.set_paused(queue, False)
     owners = [name for name, queues in registry.worker_queues().items() if queue in queues]
@@ -82,7 +85,11 @@ def resume(queue: str, registry: Registry | None = None) -> None:
 
 
 def purge(queue: str, registry: Registry | None = None) -> int:
-    """Drop every waiting job of ``queue`` (recorded ``cancelled``); return how many."""
+    """Drop every waiting job of ``queue`` (recorded ``cancelled``); return how many.
+
+    A reserved name is refused: purging ``unacked`` would delete kombu's own bookkeeping.
+    """
+    check_queue(queue)
     registry = registry or get_registry()
     dropped = 0
     for state in (JobState.QUEUED, JobState.DELAYED, JobState.RETRYING):

@@ -36,6 +36,7 @@ from trainq.limits import (
     MAX_SUGGESTION_CANDIDATES,
     MAX_SUGGESTIONS,
 )
+from trainq.names import QueueName
 
 #: Pipeline and job ids appear in Redis keys, job ids and artifact paths (always ``fullmatch``).
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -70,7 +71,7 @@ class JobSpec(BaseModel):
     timeout: str | float | None = None
     environment: dict[str, str | int | float] = Field(default_factory=dict)
     result_files: list[str | ResultFile] = Field(default_factory=list)
-    queue: str | None = Field(default=None, min_length=1)
+    queue: QueueName | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
 
 

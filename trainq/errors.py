@@ -7,6 +7,7 @@ TrainqError
 ├── InvalidInput             bad input from a caller (exit code 2)
 │   ├── PayloadError         a payload failed its job type's model
 │   ├── UnknownJobType       no job type of that name
+│   ├── InvalidName          a queue or job type name breaks the naming rule
 │   ├── DurationError        a timeout / delay string that does not parse
 │   ├── JobNotFound          no job with that id
 │   ├── RunNotFound          no pipeline run with that id
@@ -68,6 +69,14 @@ class UnknownJobType(InvalidInput):
     def __init__(self, name: str, known: list[str]) -> None:
         self.name = name
         super().__init__(f"unknown job type {name!r}; known types: {', '.join(sorted(known))}")
+
+
+class InvalidName(InvalidInput):
+    """Raised when a queue or job type name breaks the naming rule (``trainq.names``)."""
+
+    def __init__(self, what: str, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(f"invalid {what} name {name!r}: {problem}")
 
 
 class DurationError(InvalidInput):

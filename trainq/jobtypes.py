@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from trainq.context import Job
 from trainq.errors import UnknownJobType
+from trainq.names import check_job_type, check_queue
 from trainq.payloads import Extra, extra_policy
 from trainq.retry import RetryPolicy
 from trainq.task import JobTask
@@ -45,6 +46,9 @@ def job_type(
     ``extra`` (or the model's own ``extra`` config) says ``allow`` or ``ignore``.
     """
     from trainq.celery import app
+
+    check_job_type(name)
+    check_queue(queue or name)
 
     def decorate(handler: Callable[[Job, Payload], Any]) -> JobTask:
         options = {

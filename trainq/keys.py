@@ -128,3 +128,7 @@ class Keys:
     def workers(self) -> str:
         """Hash: worker hostname -> JSON of its queues and last heartbeat."""
         return f"{self.prefix}workers"
+
+    def quarantine(self) -> str:
+        """List: messages workers set aside as undecodable or refused, newest first, as JSON."""
+        return f"{self.prefix}quarantine"

@@ -40,6 +40,7 @@ class Heartbeat(threading.Thread):
         self._stop = threading.Event()
 
     def run(self) -> None:
+        failing_since: float | None = None
         while not self._stop.wait(self.interval_s):
             try:
                 held = self.registry.transition(
@@ -49,9 +50,20 @@ class Heartbeat(threading.Thread):
                     fence=self.record.fence,
                     lease_until=time.time() + self.lease_s,
                 )
-            except redis.RedisError:
-                log.warning("lease renewal for %s failed; retrying", self.record.id)
+            except redis.RedisError as exc:
+                # Keep trying: past the lease, a reaper recovers the job once Redis is back, and
+                # the next renewal is refused and stops this attempt.
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("lease renewal for %s failed (%s); retrying", self.record.id, exc)
                 continue
+            if failing_since is not None:
+                log.info(
+                    "lease renewal for %s works again after %.1fs",
+                    self.record.id,
+                    time.monotonic() - failing_since,
+                )
+                failing_since = None
             if held is None and not self._stop.is_set():
                 log.info("job %s was cancelled or recovered elsewhere; stopping it", self.record.id)
                 self.lost = True

@@ -42,3 +42,11 @@ MAX_DURATION_CHARS = 64
 MAX_DURATION_S = 10 * 365 * 86400
 #: Longest environment variable name in a pipeline file.
 MAX_ENV_NAME_CHARS = 128
+
+#: Longest queue or job type name: it is part of broker keys, task names and index keys.
+NAME_MAX_CHARS = 64
+
+#: Messages kept in the quarantine; the oldest go first past this.
+QUARANTINE_MAX_MESSAGES = 1_000
+#: Bytes of a set-aside message kept for inspection; the rest is cut off.
+QUARANTINE_MAX_BYTES = 16 * 1024

@@ -19,6 +19,8 @@ from functools import lru_cache
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from trainq.errors import BrokerUnavailable, JobNotFound
 from trainq.jobs import FINISHED_STATES, WAITING_STATES, JobEvent, JobRecord, JobState, encode_fields
@@ -89,12 +91,14 @@ class Registry:
     def from_settings(cls, settings: Settings) -> Registry:
         """A registry on the settings' Redis with their key prefix."""
         url = redis_py_url(settings.registry())
+        # A hung server (SIGSTOPped, partitioned) accepts connections but never answers: only a
+        # read timeout notices it, and a timed-out command is not retried (each retry waits again).
         client = redis.Redis.from_url(
             url,
             socket_connect_timeout=settings.connect_timeout_s,
-            socket_timeout=10,
+            socket_timeout=settings.connect_timeout_s,
             health_check_interval=10,
-            retry_on_timeout=True,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1, supported_errors=(redis.ConnectionError,)),
         )
         return cls(client, Keys(settings.key_prefix), settings.log_max_lines)
 

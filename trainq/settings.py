@@ -129,7 +129,14 @@ def redacted(text: str) -> str:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery's configuration for ``settings``: JSON only, late acks, one message per process."""
+    """Celery's configuration for ``settings``: JSON only, late acks, one message per process.
+
+    Raises InvalidName when a pool is configured for a reserved queue name.
+    """
+    from trainq.names import check_queue
+
+    for queue in settings.pools:
+        check_queue(queue, settings.key_prefix)
     broker = settings.broker()
     redbeat_url, password = _split_password(_redis_py_url(settings.registry()))
     config: dict[str, Any] = {
@@ -153,6 +160,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": 7 * 86400,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.connect_timeout_s,
+        # The result backend (Redis) gives up on a silent server as fast as the registry does.
+        "redis_socket_connect_timeout": settings.connect_timeout_s,
+        "redis_socket_timeout": settings.connect_timeout_s,
         "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0.2},
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
@@ -163,6 +173,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redbeat_redis_options": {
             **({"password": password} if password else {}),
             "socket_connect_timeout": settings.connect_timeout_s,
+            "socket_timeout": settings.connect_timeout_s,
             "health_check_interval": 10,
         },
         "redbeat_key_prefix": f"{settings.key_prefix}redbeat:",
@@ -174,6 +185,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         from trainq.transport import TRANSPORT
 
         config["broker_transport"] = TRANSPORT  # kombu's, minus a client object per publish
+    elif broker.startswith("redis+socket://"):
+        from trainq.transport import use_for_redis_urls
+
+        use_for_redis_urls()  # the embedded broker: the same transport, set another way
     if is_redis(broker):
         config["broker_transport_options"] = {
             "queue_order_strategy": "priority",
@@ -184,7 +199,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_interval": settings.restore_interval_s,
             "unacked_restore_throttle": 1,
             "socket_connect_timeout": settings.connect_timeout_s,
-            "socket_timeout": 30,
+            "socket_timeout": settings.connect_timeout_s,
             "health_check_interval": 10,
             "retry_on_timeout": True,
         }

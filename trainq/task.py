@@ -37,6 +37,7 @@ from trainq.durations import parse_duration
 from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, PermanentError
 from trainq.jobs import WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.leases import Heartbeat
+from trainq.names import check_queue
 from trainq.registry import Registry, get_registry
 from trainq.retry import RetryPolicy, backoff_s, retries
 from trainq.settings import get_settings, is_redis
@@ -208,7 +209,8 @@ class JobTask(Task):
         job = {k: options.pop(k) for k in JOB_OPTIONS if k in options}
         payload, stored = self.payloads(dict(kwargs or {}))
         priority = int(options.pop("priority", get_settings().default_priority))
-        queue = options.pop("queue", None) or self.queue or self.job_type
+        queue = options.pop("queue", None)
+        queue = check_queue(self.queue or self.job_type if queue is None else queue)
         if self.default_timeout and "timeout" not in job:
             job["timeout"] = self.default_timeout
         time_limits(job)  # a bad duration raises here, before anything is written

@@ -1,6 +1,7 @@
 """What runs inside a worker process besides tasks: the lease reaper, paused queues,
-recording failures that happen outside the handler (hard timeouts, a pool process lost), and
-Celery's revoke (``celery control revoke``, Flower) recorded as a cancel.
+recording failures that happen outside the handler (hard timeouts, a pool process lost),
+Celery's revoke (``celery control revoke``, Flower) recorded as a cancel, and messages Celery
+refuses set aside (``trainq.quarantine``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from celery.worker import control as remote_control
 
 from trainq import control
 from trainq.celery import app
-from trainq.errors import InvalidInput
+from trainq.errors import InvalidInput, InvalidName
 from trainq.jobs import JobRecord, JobState
 from trainq.jobtypes import task_name
+from trainq.names import check_queue
+from trainq.quarantine import envelope_bytes, get_quarantine
 from trainq.registry import Registry, get_registry
 from trainq.settings import get_settings
 from trainq.task import JobTask, fail_attempt, publish, recover, requeue
@@ -40,6 +43,8 @@ def worker_command(
 
     Events are on (``-E``) so Flower sees the jobs; the node is ``<name or queues>@<host>``.
     """
+    for queue in queues:
+        check_queue(queue)
     pool = get_settings().pool(queues[0])
     return [
         sys.executable,
@@ -118,9 +123,15 @@ _reaper: Reaper | None = None
 
 @signals.celeryd_after_setup.connect
 def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
-    """Record the worker's queues; a worker started while a queue is paused does not consume it."""
-    registry = get_registry()
+    """Refuse reserved queue names; record the worker's queues; skip the paused ones."""
     queues = set(instance.app.amqp.queues.consume_from or {})
+    for queue in sorted(queues):
+        try:
+            check_queue(queue)
+        except InvalidName as exc:
+            log.error("refusing to start: %s", exc)
+            raise SystemExit(2) from None  # bad input, as the CLI exits for it
+    registry = get_registry()
     registry.register_worker(sender, queues)
     paused = registry.paused_queues() & queues
     if paused:
@@ -197,3 +208,21 @@ def _record_discarded(sender: Any, request: Any, expired: bool = False, **_: Any
     """A job the worker discarded unstarted (expired, or revoked while it was down) ends cancelled."""
     if isinstance(sender, JobTask):
         cancel_revoked([request.id], "expired before it started" if expired else "revoked")
+
+
+@signals.task_unknown.connect
+def _quarantine_unknown(sender: Any, message: Any, exc: BaseException, name: str, **_: Any) -> None:
+    """Celery dropped a message naming a task this worker does not know: keep it for the user."""
+    reason = f"unknown task {name!r}"
+    get_quarantine().add(_queue_of(message), envelope_bytes(message), reason, logging.WARNING)
+
+
+@signals.task_rejected.connect
+def _quarantine_rejected(sender: Any, message: Any, exc: BaseException | None, **_: Any) -> None:
+    """Celery refused a message (a content type other than JSON, or no task in it): keep it."""
+    reason = f"refused by Celery: {exc}" if exc else "refused by Celery: not a task message"
+    get_quarantine().add(_queue_of(message), envelope_bytes(message), reason, logging.WARNING)
+
+
+def _queue_of(message: Any) -> str:
+    return str((getattr(message, "delivery_info", None) or {}).get("routing_key") or "?")

@@ -61,4 +61,4 @@ def main() -> None:
     """trainq: ML jobs on Celery workers (submit, watch, retry, pipelines, schedules)."""
 
 
-from trainq.cli import jobs, monitor, pipelines, queues, schedules, stack, web  # noqa: E402,F401  (registers the subcommands)
+from trainq.cli import jobs, monitor, pipelines, quarantine, queues, schedules, stack, web  # noqa: E402,F401  (registers the subcommands)

@@ -18,6 +18,7 @@ from trainq.durations import parse_duration
 from trainq.errors import InvalidInput
 from trainq.jobs import JobState
 from trainq.limits import MAX_CONFIG_BYTES
+from trainq.quarantine import get_quarantine
 from trainq.registry import get_registry
 
 
@@ -148,6 +149,9 @@ def dead(limit: int, as_json: bool) -> None:
     console.print(table)
     for r in records:
         console.print(f"[bold]{r.id}[/] {r.error}")
+    quarantined = get_quarantine().count()
+    if quarantined:
+        console.print(f"{quarantined} message(s) could not be read or run: see `trainq quarantine`")
 
 
 @main.command()

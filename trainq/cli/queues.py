@@ -13,6 +13,7 @@ from trainq import control
 from trainq.cli import main
 from trainq.cli.output import console, json_option, print_json
 from trainq.jobs import JobState
+from trainq.quarantine import get_quarantine
 from trainq.registry import get_registry
 from trainq.worker import worker_command
 
@@ -30,10 +31,12 @@ def stats(as_json: bool) -> None:
     per_queue = registry.queue_counts()
     depths = control.queue_depths(per_queue)
     paused = registry.paused_queues()
+    quarantined = get_quarantine().count()
     if as_json:
         print_json(
             {
                 "states": {s.value: n for s, n in states.items()},
+                "quarantined": quarantined,
                 "queues": {
                     q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused}
                     for q in per_queue
@@ -57,6 +60,8 @@ def stats(as_json: bool) -> None:
             *(str(counts.get(s.value, 0)) for s in JobState),
         )
     console.print(queues)
+    if quarantined:
+        console.print(f"{quarantined} message(s) set aside: see `trainq quarantine`")
 
 
 @main.command()

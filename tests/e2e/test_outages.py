@@ -1,0 +1,168 @@
+"""Redis outages under a busy command job: the job ends or is recovered, the pool keeps working,
+and the CLI gives up on a hung Redis quickly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, submit_elsewhere, wait_for
+from trainq.context import OUTBOX_BATCH_LINES, OUTBOX_MAX_LINES, Job
+from trainq.jobs import JobRecord, JobState
+from trainq.jobtypes import get_job_type
+from trainq.registry import Registry
+from trainq.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+#: Prints ~100 KB/s of output and a progress report per line for about 6 s: a pipe nobody
+#: drains fills within a second.
+BUSY = (
+    "i=0; while [ $i -lt 300 ]; do echo \"line $i $(printf '%01000d' 0)\"; "
+    'echo "trainq:progress $i/300 loss=0.5"; i=$((i+1)); sleep 0.02; done'
+)
+#: How long Redis stays away: past redis-py's own retries (~7 s), long enough to fill the pipe.
+OUTAGE_S = 10.0
+
+
+class PrivateRedis:
+    """A Redis of the test's own, so it can be killed and frozen."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.env = {"TRAINQ_BROKER_URL": f"redis://127.0.0.1:{self.port}/0", "TRAINQ_KEY_PREFIX": "outage:"}
+        self.server: Process = start_redis(directory, self.port)
+        self.registry = Registry.from_settings(
+            Settings(broker_url=self.env["TRAINQ_BROKER_URL"], key_prefix="outage:")
+        )
+
+    def state(self, job_id: str) -> JobState | None:
+        try:
+            record = self.registry.find(job_id)
+        except Exception:  # still coming back
+            return None
+        return record.state if record else None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    redis = PrivateRedis(tmp_path / "redis")
+    yield redis
+    os.kill(redis.server.pid, signal.SIGCONT)
+    redis.server.stop()
+
+
+def _busy_job_survives(
+    private_redis: PrivateRedis, workers: Workers, outage: str, lease_s: float, outage_s: float = OUTAGE_S
+) -> None:
+    # given a one-process command pool and a busy command job streaming output and progress
+    env = {**private_redis.env, "TRAINQ_LEASE_S": str(lease_s)}
+    worker = workers.start("command", concurrency=1, env=env)
+    [job_id] = submit_elsewhere(private_redis.env, [f"submit('command', {{'command': {BUSY!r}}})"])
+    wait_for(
+        lambda: len(private_redis.registry.read_log(job_id)) > 20, timeout=30, message="the job is streaming"
+    )
+    # when Redis goes away for longer than the lease while the job prints
+    if outage == "kill":
+        private_redis.server.kill()
+        time.sleep(outage_s)  # the fault itself: Redis stays down this long
+        private_redis.server = start_redis(private_redis.directory, private_redis.port)
+    else:
+        os.kill(private_redis.server.pid, signal.SIGSTOP)
+        time.sleep(outage_s)  # the fault itself: Redis stays frozen this long
+        os.kill(private_redis.server.pid, signal.SIGCONT)
+    # then the job finishes (on this attempt, or again after a recovery), never stuck running
+    wait_for(
+        lambda: private_redis.state(job_id) is JobState.SUCCEEDED,
+        timeout=60,
+        message="the busy job succeeded",
+    )
+    # and the same pool keeps taking work
+    [later] = submit_elsewhere(private_redis.env, ["submit('command', {'command': 'echo after'})"])
+    wait_for(lambda: private_redis.state(later) is JobState.SUCCEEDED, timeout=30, message="a later job")
+    assert worker.alive()
+    lines = [line for _, line in private_redis.registry.read_log(job_id, count=10_000)]
+    assert any(line.startswith("line 299 ") for line in lines)
+
+
+def test_busy_command_job_survives_redis_killed_and_restarted_from_aof(
+    private_redis: PrivateRedis, workers: Workers
+) -> None:
+    # the outage is shorter than the lease: the same attempt must carry on and finish
+    _busy_job_survives(private_redis, workers, "kill", lease_s=30)
+
+
+def test_busy_command_job_survives_redis_frozen(private_redis: PrivateRedis, workers: Workers) -> None:
+    # the outage is longer than the lease: the job finishes, maybe after a recovery
+    _busy_job_survives(private_redis, workers, "stop", lease_s=3, outage_s=6)
+
+
+def test_cli_against_a_frozen_redis_exits_3_within_the_connect_timeout(private_redis: PrivateRedis) -> None:
+    # given a Redis that accepts connections but never answers, and how long the CLI takes to start
+    env = {**private_redis.env, "TRAINQ_CONNECT_TIMEOUT_S": "2"}
+    started = time.monotonic()
+    assert run_cli("submit", "--help", env=env).returncode == 0
+    start_up = time.monotonic() - started
+    os.kill(private_redis.server.pid, signal.SIGSTOP)
+    # when the CLI lists jobs and submits one
+    for args in (["list"], ["submit", "probe"]):
+        started = time.monotonic()
+        result = run_cli(*args, env=env, timeout=60)
+        took = time.monotonic() - started
+        # then it exits 3 within the 2 s timeout plus start-up (and 2 s of slack for a busy machine)
+        assert result.returncode == 3, result.stderr
+        print(f"trainq {' '.join(args)}, frozen Redis: exit 3 after {took:.1f}s (start-up {start_up:.1f}s)")
+        assert took < start_up + 2 + 2, (took, start_up)
+
+
+def test_outbox_holds_a_bounded_log_while_redis_is_down_and_counts_what_it_dropped(tmp_path: Path) -> None:
+    # given a running job whose registry is not there yet
+    port = free_port()
+    registry = Registry.from_settings(
+        Settings(broker_url=f"redis://127.0.0.1:{port}/0", key_prefix="outbox:")
+    )
+    now = time.time()
+    record = JobRecord(
+        id="j1",
+        type="probe",
+        queue="probe",
+        name="j1",
+        state=JobState.RUNNING,
+        priority=5,
+        created_at=now,
+        updated_at=now,
+    )
+    job = Job(record, registry, get_job_type("probe"), tmp_path)
+    # when it logs twice as many lines as the outbox holds
+    total = 2 * OUTBOX_MAX_LINES + 500
+    started = time.monotonic()
+    for number in range(total):
+        job.log(f"line {number}")
+    # then logging never waited on Redis
+    assert time.monotonic() - started < 3
+    # and once Redis is up, the log holds the newest lines and, where the gap is, one line counting
+    # the dropped ones (a batch already in flight may still land before it)
+    server = start_redis(tmp_path / "redis", port)
+    try:
+
+        def stored() -> list[str]:
+            return [line for _, line in registry.read_log("j1", count=3 * OUTBOX_MAX_LINES)]
+
+        wait_for(lambda: stored()[-1:] == [f"line {total - 1}"], timeout=20, message="the newest line")
+        lines = stored()
+        [gap] = [i for i, line in enumerate(lines) if line.startswith("[trainq] ")]
+        dropped = int(lines[gap].split()[1])
+        assert lines[gap] == f"[trainq] {dropped} log lines dropped while the registry was unreachable"
+        numbers = [int(line.split()[1]) for line in lines if line.startswith("line ")]
+        assert len(numbers) + dropped == total and len(numbers) <= OUTBOX_MAX_LINES + OUTBOX_BATCH_LINES
+        assert numbers == sorted(set(numbers)) and numbers[-1] == total - 1
+        assert numbers[gap] - (numbers[gap - 1] if gap else -1) - 1 == dropped
+        job.close(5)
+    finally:
+        server.stop()

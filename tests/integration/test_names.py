@@ -1,0 +1,147 @@
+"""Queue and job type names: reserved broker keys and unsafe names are refused at every entry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from tests.fixtures import ROOT, Process, wait_for
+from trainq import get_registry, job_type
+from trainq.cli import main
+from trainq.errors import InvalidName
+from trainq.jobtypes import get_job_type
+from trainq.limits import NAME_MAX_CHARS
+from trainq.names import NAME_PATTERN, check_queue
+from trainq.settings import PoolSettings, Settings, celery_config
+
+RESERVED = [
+    "unacked",
+    "unacked_index",
+    "unacked_mutex",
+    "_kombu.binding.data",
+    "celery",
+    "celeryev",
+    "celeryev.abc",
+    "abc.reply.celery.pidbox",
+    "celery.pidbox",
+    "celery-task-meta-abc",
+    "redbeat",
+    "trainq:job",
+    "trainq",
+    "data:1",
+    "a b",
+    "",
+    "x" * (NAME_MAX_CHARS + 1),
+    "-leading",
+    "tab\tname",
+]
+
+
+@pytest.mark.parametrize("queue", RESERVED)
+def test_submit_to_a_reserved_or_unsafe_queue_exits_2_and_stores_nothing(
+    redis_client: redis.Redis, queue: str
+) -> None:
+    # given a broker whose kombu keys hold nothing yet
+    # when a job is submitted to a queue named like a broker key
+    result = CliRunner().invoke(main, ["submit", "data", "--config", '{"dataset":"iris"}', "--queue", queue])
+    # then it is refused with exit 2 naming the rule, and nothing is recorded or sent
+    assert result.exit_code == 2, result.output
+    assert "invalid queue name" in result.output and "letters, digits" in result.output
+    assert get_registry().list() == []
+    assert redis_client.keys("*") == []
+
+
+def test_python_and_job_type_declarations_refuse_reserved_names(redis_client: redis.Redis) -> None:
+    # when Python callers pass a reserved queue, or declare a job type with a reserved name or queue
+    class Empty(BaseModel):
+        pass
+
+    with pytest.raises(InvalidName, match="unacked_index"):
+        get_job_type("data").apply_async(kwargs={"dataset": "iris"}, queue="unacked_index")
+    with pytest.raises(InvalidName, match="job type name 'unacked'"):
+        job_type("unacked", input=Empty)(lambda job, config: None)
+    with pytest.raises(InvalidName, match=r"_kombu\.binding\.x"):
+        job_type("fine", input=Empty, queue="_kombu.binding.x")(lambda job, config: None)
+    # then nothing was recorded
+    assert get_registry().list() == []
+
+
+def test_pipeline_file_with_a_reserved_queue_fails_validation(tmp_path: Path, redis_client: Any) -> None:
+    path = tmp_path / "p.json"
+    jobs = [{"job_id": "a", "command": "true", "queue": "unacked"}]
+    path.write_text(json.dumps({"pipeline_id": "p", "jobs": jobs}))
+    result = CliRunner().invoke(main, ["pipeline", "validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "invalid queue name 'unacked'" in result.output
+
+
+def test_settings_pools_and_worker_queues_refuse_reserved_names(redis_client: Any) -> None:
+    # a pool configured for kombu's key
+    with pytest.raises(InvalidName, match="unacked"):
+        celery_config(Settings(pools={"unacked": PoolSettings()}))
+    # trainq worker Q
+    result = CliRunner().invoke(main, ["worker", "unacked_mutex"])
+    assert result.exit_code == 2, result.output
+    assert "invalid queue name 'unacked_mutex'" in result.output
+
+
+def test_purge_pause_and_resume_refuse_kombu_keys(redis_client: redis.Redis) -> None:
+    # given kombu's bookkeeping of a message in flight
+    redis_client.hset("unacked", "tag", "[]")
+    # when a user purges, pauses or resumes a queue named like it
+    runner = CliRunner()
+    for args in (["purge", "unacked", "--yes"], ["pause", "unacked"], ["resume", "_kombu.binding.data"]):
+        result = runner.invoke(main, args)
+        # then each is refused with exit 2 and the bookkeeping is intact
+        assert result.exit_code == 2, (args, result.output)
+        assert "invalid queue name" in result.output
+    assert redis_client.hgetall("unacked") == {b"tag": b"[]"}
+
+
+def test_trainq_worker_starts_a_pool_with_celery_options_after_the_queues(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # when `trainq worker probe` starts (as the systemd unit does), with Celery options after the queue
+    args = [sys.executable, "-m", "trainq", "worker", "probe", "-P", "solo", "--without-gossip"]
+    worker = Process(args, tmp_path / "worker.log")
+    try:
+        # then a pool on probe comes up
+        wait_for(lambda: " ready." in worker.output() or not worker.alive(), 30, message="worker ready")
+        assert worker.alive(), worker.output()
+        assert ".> probe" in worker.output()
+    finally:
+        worker.stop()
+
+
+def test_celery_worker_with_a_reserved_queue_refuses_to_start(redis_client: redis.Redis) -> None:
+    # when an operator starts `celery -A trainq worker -Q unacked`
+    args = [sys.executable, "-m", "celery", "-A", "trainq", "worker", "-Q", "data,unacked", "-P", "solo"]
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # then it exits 2 with one clear line and has touched no kombu key
+    assert result.returncode == 2, result.stderr
+    assert "refusing to start: invalid queue name 'unacked'" in result.stderr
+    assert redis_client.type("unacked") in (b"none", b"hash")
+
+
+@settings(max_examples=200, deadline=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=80), st.from_regex(NAME_PATTERN, fullmatch=True)))
+def test_every_name_is_accepted_only_when_safe(name: str) -> None:
+    # given any string; then it is either refused with InvalidName or is a safe, non-reserved name
+    try:
+        check_queue(name, "trainq:")
+    except InvalidName as exc:
+        assert "letters, digits" in str(exc)
+        return
+    assert NAME_PATTERN.fullmatch(name) and len(name) <= NAME_MAX_CHARS
+    assert name.lower() not in ("unacked", "unacked_index", "unacked_mutex", "celery")
+    assert not name.startswith(("_kombu", "trainq:", "celeryev")) and ":" not in name

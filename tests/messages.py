@@ -1,0 +1,58 @@
+"""Broker messages for tests: a valid Celery envelope as kombu's Redis transport stores it, and
+every malformed shape a worker must survive."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any
+
+CELERY_BODY = [[], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+
+
+def envelope(
+    task: str = "trainq.probe", body: bytes | None = None, content_type: str = "application/json"
+) -> Any:
+    """A Celery protocol 2 message as kombu's Redis transport stores it."""
+    return {
+        "body": base64.b64encode(json.dumps(CELERY_BODY).encode() if body is None else body).decode(),
+        "content-encoding": "utf-8",
+        "content-type": content_type,
+        "headers": {"lang": "py", "task": task, "id": "poison", "retries": 0, "timelimit": [None, None]},
+        "properties": {
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": "probe"},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": "poison-tag",
+        },
+    }
+
+
+def poison_shapes() -> dict[str, bytes]:
+    """Every malformed shape, named, as the raw bytes of a queue entry."""
+    good = envelope()
+    no_tag, no_info = copy.deepcopy(good), copy.deepcopy(good)
+    del no_tag["properties"]["delivery_tag"]
+    del no_info["properties"]["delivery_info"]
+    bad_base64 = {**good, "body": "***not base64***"}
+    shapes = {
+        "not json": b"not json",
+        "empty object": b"{}",
+        "list": b"[1,2]",
+        "null": b"null",
+        "not utf-8": b"\xff\xfe\x00garbage",
+        "no properties": {k: v for k, v in good.items() if k != "properties"},
+        "no headers": {k: v for k, v in good.items() if k != "headers"},
+        "headers not a mapping": {**good, "headers": 5},
+        "no delivery tag": no_tag,
+        "no delivery info": no_info,
+        "bad base64": bad_base64,
+        "body not json": envelope(body=b"not json"),
+        "body not celery's": envelope(body=b"[1]"),
+        "pickle": envelope(body=b"\x80\x04N.", content_type="application/x-python-serialize"),
+        "yaml": envelope(body=b"[[], {}, {}]", content_type="application/x-yaml"),
+        "unknown task": envelope(task="trainq.no_such_type"),
+    }
+    return {name: raw if isinstance(raw, bytes) else json.dumps(raw).encode() for name, raw in shapes.items()}
