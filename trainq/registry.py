@@ -31,6 +31,8 @@ from trainq.settings import Settings, get_settings, redis_py_url
 #       '0' drop, else expiry).
 #       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix,
 #       ARGV[11]: '1' to fill the event's attempt from the record and return the record.
+#       ARGV[12]: finished-jobs prefix; ARGV[13]: the time now when the new state is finished
+#       ('' otherwise): a standalone job enters the retention set of its state, leaving any other.
 # Returns the state the job was in (or the record), or false when the change was refused.
 _TRANSITION = """
 local raw = redis.call('HGET', KEYS[1], 'state')
@@ -55,6 +57,11 @@ if new ~= cur then
   local kind = ARGV[10] .. cjson.decode(redis.call('HGET', KEYS[1], 'type'))
   redis.call('HINCRBY', kind, cur, -1)
   redis.call('HINCRBY', kind, new, 1)
+  redis.call('ZREM', ARGV[12] .. cur, ARGV[1])
+  local run = redis.call('HGET', KEYS[1], 'pipeline_id')
+  if ARGV[13] ~= '' and (not run or run == 'null') then
+    redis.call('ZADD', ARGV[12] .. new, ARGV[13], ARGV[1])
+  end
 end
 local event = ARGV[6]
 if ARGV[11] == '1' then
@@ -70,6 +77,33 @@ if ARGV[11] == '1' then return redis.call('HGETALL', KEYS[1]) end
 return cur
 """
 
+# Drops one record with its history, log, kept message, lease, index entries and counts, only
+# if it is still in the state read (so racing sweepers or a retry never double-count).
+# KEYS: job, events, log, message, leases, state index, queue counts, type counts, finished set,
+#       then the record's other indexes.
+# ARGV: id, the state as stored (JSON), the state's name, cutoff ('' = none: else the job must
+#       have finished at or before it).
+# Returns 1 when dropped (or already gone), 0 when refused.
+_DROP = """
+local raw = redis.call('HGET', KEYS[1], 'state')
+if raw then
+  if raw ~= ARGV[2] then return 0 end
+  if ARGV[4] ~= '' then
+    local at = redis.call('ZSCORE', KEYS[9], ARGV[1])
+    if not at or tonumber(at) > tonumber(ARGV[4]) then return 0 end
+  end
+  redis.call('HINCRBY', KEYS[7], ARGV[3], -1)
+  redis.call('HINCRBY', KEYS[8], ARGV[3], -1)
+end
+for i = 5, #KEYS do
+  if i < 7 or i > 8 then redis.call('ZREM', KEYS[i], ARGV[1]) end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return 1
+"""
+#: Fields the drop script needs to name a record's keys.
+_DROP_FIELDS = ("state", "type", "queue", "tags")
+
 #: A claim event's attempt, filled in from the record by the script.
 ATTEMPT_FROM_RECORD = -1
 
@@ -84,6 +118,7 @@ class Registry:
         self.keys = keys
         self.log_max_lines = log_max_lines
         self._transition = client.register_script(_TRANSITION)
+        self._drop = client.register_script(_DROP)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -220,19 +255,63 @@ class Registry:
 
     def delete(self, job_id: str) -> None:
         """Remove a record, its history, log, lease and index entries."""
-        record = self.find(job_id)
-        pipe = self.client.pipeline(transaction=True)
-        if record is not None:
-            for index in self._indexes(record):
-                pipe.zrem(index, job_id)
-            pipe.zrem(self.keys.index_state(record.state.value), job_id)
-            pipe.hincrby(self.keys.stats(record.queue), record.state.value, -1)
-            pipe.hincrby(self.keys.type_stats(record.type), record.state.value, -1)
-        pipe.zrem(self.keys.leases(), job_id)
-        pipe.delete(
-            self.keys.job(job_id), self.keys.events(job_id), self.keys.log(job_id), self.keys.message(job_id)
-        )
-        pipe.execute()
+        self.delete_many([job_id])
+
+    def delete_many(self, job_ids: Iterable[str]) -> None:
+        """Remove records as ``delete`` does, a batch per round trip."""
+        pending = list(job_ids)
+        while pending:  # a record whose state changed between the read and the drop is read again
+            done = self._drop_many(pending, None)
+            pending = [job_id for job_id, ok in zip(pending, done, strict=True) if not ok]
+
+    def _drop_many(self, job_ids: list[str], cutoff: float | None) -> list[bool]:
+        """Drop each record (finished by ``cutoff`` when given) in two round trips; which were dropped."""
+        read = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            read.hmget(self.keys.job(job_id), *_DROP_FIELDS)
+        drop = self.client.pipeline(transaction=False)
+        for job_id, values in zip(job_ids, read.execute(), strict=True):
+            keys = [
+                self.keys.job(job_id),
+                self.keys.events(job_id),
+                self.keys.log(job_id),
+                self.keys.message(job_id),
+                self.keys.leases(),
+            ]
+            state = raw_state = ""
+            if values[0] is not None:
+                fields = {name: json.loads(v) for name, v in zip(_DROP_FIELDS, values, strict=True)}
+                record = JobRecord.model_construct(**fields)
+                state, raw_state = fields["state"], values[0].decode()
+                keys += [
+                    self.keys.index_state(state),
+                    self.keys.stats(record.queue),
+                    self.keys.type_stats(record.type),
+                    self.keys.finished(state),
+                    *self._indexes(record),
+                ]
+            else:
+                keys += ["", "", "", *(self.keys.finished(s.value) for s in FINISHED_STATES)]
+            args = [job_id, raw_state, state, "" if cutoff is None else repr(cutoff)]
+            self._drop(keys=keys, args=args, client=drop)
+        return [bool(n) for n in drop.execute()]
+
+    def expire(self, retention: Callable[[str], float], now: float, batch: int) -> int:
+        """Drop standalone records finished longer ago than their state's retention (0 = keep).
+
+        Reads at most ``batch`` ids per finished state, oldest first, so one call costs
+        O(batch) whatever the registry holds. Returns how many records were dropped.
+        """
+        dropped = 0
+        for state in sorted(s.value for s in FINISHED_STATES):
+            keep_s = retention(state)
+            if keep_s <= 0:
+                continue
+            cutoff = now - keep_s
+            ids = self.client.zrangebyscore(self.keys.finished(state), "-inf", cutoff, start=0, num=batch)
+            if ids:
+                dropped += sum(self._drop_many([i.decode() for i in ids], cutoff))
+        return dropped
 
     # -- transitions -------------------------------------------------------------------
 
@@ -329,6 +408,8 @@ class Registry:
                 self.keys.stats_prefix(),
                 self.keys.type_stats_prefix(),
                 "1" if returning else "",
+                self.keys.finished_prefix(),
+                repr(values["updated_at"]) if to.finished else "",
             ],
             client=client,
         )
@@ -395,6 +476,10 @@ class Registry:
             name: {k.decode(): int(v) for k, v in raw.items() if int(v)}
             for name, raw in zip(names, pipe.execute(), strict=True)
         }
+
+    def memory_used(self) -> str:
+        """The Redis server's memory in use, as it reports it (``INFO memory`` used_memory_human)."""
+        return str(self.client.info("memory")["used_memory_human"])
 
     def clean(self, *, before: float | None = None, keep: int | None = None) -> int:
         """Delete finished records created before ``before`` or beyond the newest ``keep``."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from trainq.durations import parse_duration
+from trainq.errors import DurationError
 from trainq.retry import RetryPolicy
 
 DEFAULT_WORKER_MODULES = ["workers.data", "workers.training", "workers.detection"]
@@ -29,6 +31,18 @@ class PoolSettings(BaseModel):
     concurrency: int = 2
     prefetch: int = 1
 
+
+def _seconds(value: Any) -> Any:
+    """A retention given as a duration (``7d``, ``36h``, ``0``) as seconds."""
+    try:
+        return parse_duration(value) if value is not None else None
+    except DurationError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+#: Seconds a finished record is kept; ``0`` keeps it forever.
+Retention = Annotated[float, BeforeValidator(_seconds)]
+DAY_S = 86400.0
 
 DEFAULT_POOLS = {"training": PoolSettings(concurrency=1), "data": PoolSettings(concurrency=2)}
 
@@ -75,6 +89,13 @@ class Settings(BaseSettings):
     beat_schedule_module: str = "beat_schedule"
     beat_interval_s: float = 5.0
     schedule_catch_up: bool = True
+    # Retention of finished records (docs/reliability.md "Retention"): durations, 0 = forever.
+    retention_succeeded: Retention = 7 * DAY_S
+    retention_cancelled: Retention = 7 * DAY_S
+    retention_failed: Retention = 30 * DAY_S
+    retention_dead: Retention = 30 * DAY_S
+    retention_blocked: Annotated[float | None, BeforeValidator(_seconds)] = None
+    retention_batch: int = 1000
 
     @property
     def artifacts_dir(self) -> Path:
@@ -103,6 +124,12 @@ class Settings(BaseSettings):
     def backend(self) -> str:
         """Celery's result backend: the setting, else the registry's Redis."""
         return self.result_backend or self.registry()
+
+    def retention(self, state: str) -> float:
+        """Seconds a record finished in ``state`` is kept (0 = forever); blocked follows failed."""
+        if state == "blocked":
+            return self.retention_failed if self.retention_blocked is None else self.retention_blocked
+        return float(getattr(self, f"retention_{state}", 0.0))
 
     def pool(self, queue: str) -> PoolSettings:
         """The pool settings of ``queue`` (defaults for queues not listed)."""
@@ -150,7 +177,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Task events come from workers started with -E (trainq worker/up, deploy/): no extra
         # publish per submit, and a worker started without -E does no event work per job.
         "result_extended": True,
-        "result_expires": 7 * 86400,
+        "result_expires": int(settings.retention_succeeded) or None,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.connect_timeout_s,
         "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0.2},

@@ -85,7 +85,7 @@ class Reaper(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
-            for sweep in (self.sweep, *_sweep_hooks):
+            for sweep in (self.sweep, self.expire, *_sweep_hooks):
                 try:
                     sweep()
                 except Exception:  # the next round retries; the thread must live on
@@ -106,6 +106,14 @@ class Reaper(threading.Thread):
                 else:
                     handled += redeliver_overdue(task, self.registry, record)
         return handled
+
+    def expire(self) -> int:
+        """Drop finished records past their retention, a bounded batch per state per round."""
+        settings = get_settings()
+        dropped = self.registry.expire(settings.retention, time.time(), settings.retention_batch)
+        if dropped:
+            log.info("retention: dropped %d finished job records", dropped)
+        return dropped
 
 
 def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> bool:

@@ -12,8 +12,10 @@ from rich.table import Table
 from trainq import control
 from trainq.cli import main
 from trainq.cli.output import console, json_option, print_json
+from trainq.durations import format_duration
 from trainq.jobs import JobState
 from trainq.registry import get_registry
+from trainq.settings import get_settings
 from trainq.worker import worker_command
 
 #: ``trainq worker``'s arguments: queue names, then options passed to ``celery worker``.
@@ -30,10 +32,15 @@ def stats(as_json: bool) -> None:
     per_queue = registry.queue_counts()
     depths = control.queue_depths(per_queue)
     paused = registry.paused_queues()
+    settings = get_settings()
+    retention = {s.value: settings.retention(s.value) for s in JobState if s.finished}
+    memory = registry.memory_used()
     if as_json:
         print_json(
             {
                 "states": {s.value: n for s, n in states.items()},
+                "memory_used": memory,
+                "retention_s": retention,
                 "queues": {
                     q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused}
                     for q in per_queue
@@ -57,6 +64,8 @@ def stats(as_json: bool) -> None:
             *(str(counts.get(s.value, 0)) for s in JobState),
         )
     console.print(queues)
+    kept = ", ".join(f"{s} {format_duration(t) if t else 'forever'}" for s, t in retention.items())
+    console.print(f"redis memory used: {memory}; finished records kept: {kept}")
 
 
 @main.command()
