@@ -325,15 +325,17 @@ class Registry:
         fields: dict[str, Any] | None = None,
         event: JobEvent | None = None,
         lease_until: float | None = None,
+        pipe: Any = None,
     ) -> JobState | None:
         """Move ``job_id`` to ``to`` if it is in ``allowed`` (and on ``fence``).
 
         Sets ``fields`` and ``updated_at``, records ``event`` (or none for a silent update),
         and sets the lease expiry (``0`` drops the lease). Returns the previous state, or
-        None when the change was refused.
+        None when the change was refused. With ``pipe`` the change is only queued on that
+        pipeline (batch writers execute it) and None is returned.
         """
-        previous = self._run(job_id, to, allowed, fence, fields, event, lease_until, returning=False)
-        return JobState(previous.decode()) if previous else None
+        previous = self._run(job_id, to, allowed, fence, fields, event, lease_until, False, pipe)
+        return JobState(previous.decode()) if previous and pipe is None else None
 
     def claim(self, job_id: str, fence: int, worker: str, lease_until: float) -> JobRecord | None:
         """Start a waiting job's delivery ``fence`` on ``worker``; the running record, or None.
