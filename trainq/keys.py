@@ -137,6 +137,14 @@ class Keys:
         """Set: ids of pipeline runs still running."""
         return f"{self.prefix}pipelines:running"
 
+    def master_run(self) -> str:
+        """String: the run id of the Redis master last seen by a reaper (a change means failover)."""
+        return f"{self.prefix}master:run_id"
+
+    def replication_mark(self) -> str:
+        """String: written just before WAIT so the wait covers every earlier write of any connection."""
+        return f"{self.prefix}master:mark"
+
     def workers(self) -> str:
         """Hash: worker hostname -> JSON of its queues and last heartbeat."""
         return f"{self.prefix}workers"

@@ -19,7 +19,9 @@ from functools import lru_cache
 from typing import Any
 
 import redis
+from redis.sentinel import SentinelConnectionPool
 
+from trainq import sentinel
 from trainq.errors import BrokerUnavailable, JobNotFound
 from trainq.jobs import FINISHED_STATES, WAITING_STATES, JobEvent, JobRecord, JobState, encode_fields
 from trainq.keys import Keys
@@ -117,12 +119,26 @@ class Registry:
         self.client = client
         self.keys = keys
         self.log_max_lines = log_max_lines
+        self.min_replicas = 0
+        self.replica_wait_ms = 1000
         self._transition = client.register_script(_TRANSITION)
         self._drop = client.register_script(_DROP)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
         """A registry on the settings' Redis with their key prefix."""
+        if sentinel.is_sentinel(settings.registry()):
+            client = sentinel.master_client(
+                settings.registry(),
+                settings.sentinel_master,
+                settings.sentinel_password,
+                socket_connect_timeout=settings.connect_timeout_s,
+                socket_timeout=10,
+                health_check_interval=10,
+            )
+            registry = cls(client, Keys(settings.key_prefix), settings.log_max_lines)
+            registry.min_replicas, registry.replica_wait_ms = settings.min_replicas, settings.replica_wait_ms
+            return registry
         url = redis_py_url(settings.registry())
         client = redis.Redis.from_url(
             url,
@@ -131,12 +147,16 @@ class Registry:
             health_check_interval=10,
             retry_on_timeout=True,
         )
-        return cls(client, Keys(settings.key_prefix), settings.log_max_lines)
+        registry = cls(client, Keys(settings.key_prefix), settings.log_max_lines)
+        registry.min_replicas, registry.replica_wait_ms = settings.min_replicas, settings.replica_wait_ms
+        return registry
 
     @property
     def url(self) -> str:
         """The Redis this registry talks to, for messages."""
         kwargs = self.client.connection_pool.connection_kwargs
+        if isinstance(self.client.connection_pool, SentinelConnectionPool):
+            return f"the Redis master {self.client.connection_pool.service_name!r} (Sentinel)"
         if "path" in kwargs:
             return f"unix://{kwargs['path']}"
         return f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
@@ -184,6 +204,8 @@ class Registry:
             existing = self.client.transaction(
                 claim_and_add, *([key] if key else []), value_from_callable=True
             )
+            if not existing:
+                self.await_replicas([record.id])
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
         return (existing, False) if existing else (record.id, True)
@@ -208,9 +230,36 @@ class Registry:
             for record in fresh:
                 self._add(pipe, record)
             pipe.execute()
+            self.await_replicas([r.id for r in fresh])
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
         return fresh
+
+    def await_replicas(self, job_ids: list[str]) -> None:
+        """Return once ``min_replicas`` replicas hold every write so far; else drop ``job_ids`` and raise.
+
+        WAIT counts the writes of its own connection, so a mark is written on that connection first:
+        replication is one ordered stream, so the mark's acknowledgement covers every earlier write.
+        """
+        if self.min_replicas <= 0 or not job_ids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.replication_mark(), job_ids[-1])
+        pipe.wait(self.min_replicas, self.replica_wait_ms)
+        acked = pipe.execute()[-1]
+        if acked < self.min_replicas:
+            self.delete_many(job_ids)
+            raise BrokerUnavailable(
+                self.url,
+                f"only {acked} of {self.min_replicas} replicas confirmed the record within "
+                f"{self.replica_wait_ms} ms (TRAINQ_MIN_REPLICAS); nothing was submitted",
+            )
+
+    def master_changed(self) -> bool:
+        """True the first time any process sees a new Redis master run id (a failover or a restart)."""
+        run_id = str(self.client.info("server")["run_id"])
+        previous = self.client.set(self.keys.master_run(), run_id, get=True)
+        return previous is not None and previous.decode() != run_id
 
     def _add(self, pipe: Any, record: JobRecord, reason: str = "submitted") -> None:
         """Queue the writes of a new record, its first event (``reason``), indexes, counters on ``pipe``."""
@@ -443,6 +492,12 @@ class Registry:
             if len(found) >= offset + limit:
                 break
         return found[offset : offset + limit]
+
+    def pages_of_state(self, state: JobState) -> Iterator[list[str]]:
+        """Ids of the jobs in ``state`` now (one snapshot, so moves meanwhile skip none), a page at a time."""
+        ids = [i.decode() for i in self.client.zrange(self.keys.index_state(state.value), 0, -1)]
+        for start in range(0, len(ids), LIST_PAGE):
+            yield ids[start : start + LIST_PAGE]
 
     def _pages(self, index: str) -> Iterator[list[str]]:
         start = 0

@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from trainq import sentinel
 from trainq.durations import parse_duration
 from trainq.errors import DurationError
 from trainq.retry import RetryPolicy
@@ -96,6 +97,11 @@ class Settings(BaseSettings):
     retention_dead: Retention = 30 * DAY_S
     retention_blocked: Annotated[float | None, BeforeValidator(_seconds)] = None
     retention_batch: int = 1000
+    # Redis Sentinel and replication (docs/reliability.md "Failover").
+    sentinel_master: str | None = None
+    sentinel_password: str | None = None
+    min_replicas: int = 0
+    replica_wait_ms: int = 1000
 
     @property
     def artifacts_dir(self) -> Path:
@@ -115,7 +121,7 @@ class Settings(BaseSettings):
         if self.registry_url:
             return self.registry_url
         broker = self.broker()
-        if broker.startswith(("redis", "rediss")):
+        if is_redis(broker):
             return broker
         from trainq import embedded
 
@@ -143,8 +149,8 @@ def get_settings() -> Settings:
 
 
 def is_redis(url: str) -> bool:
-    """True for ``redis://``, ``rediss://``, ``redis+socket://`` and ``unix://`` URLs."""
-    return url.startswith(("redis", "unix"))
+    """True for ``redis://``, ``rediss://``, ``redis+socket://``, ``unix://`` and ``sentinel://`` URLs."""
+    return url.startswith(("redis", "unix", sentinel.SCHEME))
 
 
 def redacted(text: str) -> str:
@@ -216,6 +222,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "retry_on_timeout": True,
         }
         config["result_backend_transport_options"] = {"retry_policy": {"max_retries": 2}}
+    _follow_sentinel(settings, config)
     return config
 
 
@@ -227,6 +234,22 @@ def _split_password(url: str) -> tuple[str, str | None]:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host)), unquote(parts.password)
+
+
+def _follow_sentinel(settings: Settings, config: dict[str, Any]) -> None:
+    """Point the broker, result backend and redbeat at the master Sentinel names, where used."""
+    master, password = settings.sentinel_master or "", settings.sentinel_password
+    if sentinel.is_sentinel(config["broker_url"]):
+        config["broker_transport_options"].update(sentinel.transport_options(master, password))
+    if sentinel.is_sentinel(config["result_backend"]):
+        options = config.setdefault("result_backend_transport_options", {})
+        options.update(sentinel.transport_options(master, password))
+    registry = settings.registry()
+    if sentinel.is_sentinel(registry):
+        config["redbeat_redis_url"] = "redis-sentinel://"  # the addresses are in the options
+        config["redbeat_redis_options"] = sentinel.redbeat_options(
+            registry, master, password, settings.connect_timeout_s
+        )
 
 
 def _redis_py_url(url: str) -> str:
