@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr
@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     sentinel_password: str | None = None
     min_replicas: int = 0
     replica_wait_ms: int = 1000
+    # RabbitMQ (docs/reliability.md "RabbitMQ"): classic queues (10 priorities) or quorum (replicated).
+    queue_type: Literal["classic", "quorum"] = "classic"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -223,6 +225,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
         config["result_backend_transport_options"] = {"retry_policy": {"max_retries": 2}}
     _follow_sentinel(settings, config)
+    if broker.startswith(("amqp", "pyamqp")):
+        _rabbitmq(settings, config)
     return config
 
 
@@ -234,6 +238,16 @@ def _split_password(url: str) -> tuple[str, str | None]:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host)), unquote(parts.password)
+
+
+def _rabbitmq(settings: Settings, config: dict[str, Any]) -> None:
+    """Publisher confirms always: a submit returns once RabbitMQ took the message. Quorum queues
+    on request: replicated, but without x-max-priority (RabbitMQ refuses it on quorum queues)."""
+    config["broker_transport_options"] = {"confirm_publish": True}
+    if settings.queue_type == "quorum":
+        config["task_default_queue_type"] = "quorum"
+        config["task_create_missing_queue_type"] = "quorum"
+        del config["task_queue_max_priority"]
 
 
 def _follow_sentinel(settings: Settings, config: dict[str, Any]) -> None:
