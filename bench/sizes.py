@@ -20,6 +20,7 @@ class Sizes:
     records_small: int = 1_000
     records: int = 100_000
     retention_records: int = 1_000_000
+    replica_submits: int = 2_000
     items: int = 10_000
     chunk: int = 100
     reads: int = 20
@@ -38,6 +39,7 @@ QUICK = Sizes(
     records_small=100,
     records=1_000,
     retention_records=300,
+    replica_submits=50,
     items=200,
     chunk=20,
     reads=2,
