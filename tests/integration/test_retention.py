@@ -8,11 +8,15 @@ import time
 from pathlib import Path
 
 import redis
+from click.testing import CliRunner, Result
 
 from tests.fixtures import Workers, run_cli, wait_for
 from tests.integration.test_registry import record
+from trainq.cli import main
+from trainq.control import cancel, submit
 from trainq.jobs import JobState
 from trainq.registry import Registry
+from trainq.runs import Runs
 
 RUNNING = {JobState.QUEUED}
 KEEP = {"succeeded": 1.0, "dead": 100.0}
@@ -92,34 +96,57 @@ def test_one_sweep_costs_at_most_a_batch_per_state(registry: Registry) -> None:
     assert registry.counts()[JobState.SUCCEEDED] == 0
 
 
+def cli(*args: str) -> Result:
+    """The trainq CLI in this process (its exit code and output; a subprocess costs ~1 s)."""
+    return CliRunner().invoke(main, list(args))
+
+
 def test_workers_expire_finished_jobs_and_runs_on_time(workers: Workers, tmp_path: Path) -> None:
     # given a worker whose retention keeps succeeded jobs and runs 1 s
-    env = {"TRAINQ_RETENTION_SUCCEEDED": "1s"}
-    workers.start("probe", "command", concurrency=2, env=env)
+    workers.start("probe", "command", concurrency=2, env={"TRAINQ_RETENTION_SUCCEEDED": "1s"})
     # and a job that succeeded, one still running, one waiting on a queue nobody consumes
-    done = run_cli("submit", "probe", "--tag", "kind=short").stdout.strip()
-    busy = run_cli("submit", "probe", "--config", '{"seconds": 30}').stdout.strip()
-    waiting = run_cli("submit", "probe", "--queue", "nobody").stdout.strip()
+    done = submit("probe", {}, tags={"kind": "short"})
+    busy = submit("probe", {"seconds": 30})
+    waiting = submit("probe", {}, queue="nobody")
     # and a two-job pipeline that succeeds
     path = tmp_path / "p.json"
     jobs = [{"job_id": "a", "command": "true"}, {"job_id": "b", "command": "true", "depends_on": ["a"]}]
     path.write_text(json.dumps({"pipeline_id": "retention", "jobs": jobs}))
-    run = run_cli("pipeline", "run", str(path), "--wait")
-    assert run.returncode == 0, run.stdout + run.stderr
-    run_id = run.stdout.splitlines()[0]
+    run = cli("pipeline", "run", str(path), "--wait")
+    assert run.exit_code == 0, run.output
+    run_id = run.output.splitlines()[0]
     # when the finished job and run pass their retention
     # then they leave show, list, stats and the run's listing, within a few reaper rounds
-    wait_for(lambda: run_cli("show", done).returncode != 0, 15, message=f"{done} expires")
-    listed = json.loads(run_cli("list", "--json").stdout)
-    assert done not in {j["id"] for j in listed}
-    stats = json.loads(run_cli("stats", "--json").stdout)
+    wait_for(lambda: cli("show", done).exit_code != 0, 15, message=f"{done} expires")
+    assert done not in {j["id"] for j in json.loads(cli("list", "--json").output)}
+    assert json.loads(cli("list", "--tag", "kind=short", "--json").output) == []
+    stats = json.loads(cli("stats", "--json").output)
     assert stats["states"]["succeeded"] == 0
-    # and stats show the memory used and the retention in force
+    # and stats show the memory used and the retention in force (this process's: the defaults)
     assert stats["memory_used"].endswith(("K", "M", "G")) and stats["retention_s"]["failed"] == 30 * 86400
-    wait_for(lambda: run_cli("pipeline", "status", run_id).returncode != 0, 15, message=f"{run_id} expires")
-    assert run_id not in run_cli("pipeline", "list").stdout
-    assert run_cli("show", f"{run_id}.a").returncode != 0
+    wait_for(lambda: cli("pipeline", "status", run_id).exit_code != 0, 15, message=f"{run_id} expires")
+    assert run_id not in cli("pipeline", "list").output
+    assert cli("show", f"{run_id}.a").exit_code != 0
     # and the running and waiting jobs are still there, untouched
-    states = {j["id"]: j["state"] for j in json.loads(run_cli("list", "--json").stdout)}
+    states = {j["id"]: j["state"] for j in json.loads(cli("list", "--json").output)}
     assert states == {busy: "running", waiting: "queued"}
-    run_cli("cancel", busy)
+    cancel(busy)
+    # and one real CLI process agrees
+    assert run_cli("show", done).returncode != 0
+
+
+def test_a_run_waits_for_a_job_requeued_by_hand_then_goes_with_its_jobs(registry: Registry) -> None:
+    # given a succeeded run whose only job was re-queued by hand after the run ended
+    runs, keys, now = Runs(registry), registry.keys, time.time()
+    run = {"id": "r1", "pipeline_id": "p", "state": "succeeded", "source": "", "created_at": now}
+    registry.client.hset(keys.pipeline("r1"), mapping={**run, "graph": json.dumps({"a": []})})
+    registry.client.zadd(keys.pipelines_finished("succeeded"), {"r1": now})
+    registry.create(record("r1.a", pipeline_id="r1", pipeline_job="a"))
+    # when the sweep runs past the run's retention, then the run and its queued job stay
+    assert runs.expire(retention, now + 10, batch=10) == 0
+    assert registry.find("r1.a") is not None and registry.client.exists(keys.pipeline("r1"))
+    # when the job finishes and a retention passes again, then the run goes with its job
+    finish(registry, "r1.a", JobState.SUCCEEDED)
+    assert runs.expire(retention, now + 12, batch=10) == 1
+    assert registry.find("r1.a") is None and not registry.client.exists(keys.pipeline("r1"))
+    assert registry.counts()[JobState.SUCCEEDED] == 0
