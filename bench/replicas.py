@@ -9,31 +9,21 @@ from urllib.parse import urlsplit
 
 from bench.measure import reset
 from bench.report import Row, median, percentile
+from bench.retention import queued_record
 from bench.servers import RedisServer, wait_until
 from bench.sizes import Sizes
-from bench.systems import QUEUE, BenchEnv
+from bench.systems import BenchEnv
 
 
 def _create_times(replicas: int, count: int) -> list[float]:
     """Seconds each of ``count`` record writes took with ``replicas`` replicas waited for."""
-    from trainq import JobRecord, JobState, get_registry
+    from trainq import get_registry
 
     registry = get_registry()
     registry.min_replicas = replicas
     times = []
     for n in range(count):
-        now = time.time()
-        record = JobRecord(
-            id=f"wait{replicas}-{n}",
-            type="bench_noop",
-            queue=QUEUE,
-            name="bench_noop",
-            state=JobState.QUEUED,
-            priority=5,
-            created_at=now,
-            updated_at=now,
-            attempt=1,
-        )
+        record = queued_record(f"wait{replicas}-{n}", time.time())
         began = time.perf_counter()
         registry.create(record)
         times.append(time.perf_counter() - began)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.fixtures import ROOT, Beats, Process, Workers, free_port, run_cli, wait_for
+from tests.fixtures import ROOT, Beats, Process, Workers, free_port, run_cli, start_redis, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState
 from trainq.keys import Keys
@@ -51,21 +51,7 @@ class Topology:
 
     def _redis(self, name: str, *extra: str) -> int:
         port = free_port()
-        directory = self.tmp / name
-        directory.mkdir()
-        args = [
-            REDIS_SERVER,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(directory),
-            "--save",
-            "",
-        ]
-        self.processes[port] = Process([*args, "--appendonly", "no", *extra], directory / "redis.log")
-        wait_for(lambda: _pings(port), 10, message=f"{name} on {port}")
+        self.processes[port] = start_redis(self.tmp / name, port, *extra)
         return port
 
     def _sentinel(self, n: int) -> int:
