@@ -266,7 +266,7 @@ class Registry:
         event = JobEvent(state=record.state, at=record.created_at, reason=reason)
         pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
         pipe.rpush(self.keys.events(record.id), event.model_dump_json())
-        for index in self._indexes(record):
+        for index in self._indexes(record.type, record.queue, record.tags):
             pipe.zadd(index, {record.id: record.created_at})
         pipe.zadd(self.keys.index_state(record.state.value), {record.id: record.created_at})
         pipe.hincrby(self.keys.stats(record.queue), record.state.value, 1)
@@ -274,13 +274,13 @@ class Registry:
         pipe.hincrby(self.keys.type_stats(record.type), record.state.value, 1)
         pipe.sadd(self.keys.types(), record.type)
 
-    def _indexes(self, record: JobRecord) -> list[str]:
-        tags = [self.keys.index_tag(f"{k}={v}") for k, v in record.tags.items()]
+    def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
+        """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
         return [
             self.keys.index_all(),
-            self.keys.index_type(record.type),
-            self.keys.index_queue(record.queue),
-            *tags,
+            self.keys.index_type(job_type),
+            self.keys.index_queue(queue),
+            *(self.keys.index_tag(f"{k}={v}") for k, v in tags.items()),
         ]
 
     def find(self, job_id: str) -> JobRecord | None:
@@ -329,15 +329,14 @@ class Registry:
             ]
             state = raw_state = ""
             if values[0] is not None:
-                fields = {name: json.loads(v) for name, v in zip(_DROP_FIELDS, values, strict=True)}
-                record = JobRecord.model_construct(**fields)
-                state, raw_state = fields["state"], values[0].decode()
+                state, job_type, queue, tags = (json.loads(v) for v in values)
+                raw_state = values[0].decode()
                 keys += [
                     self.keys.index_state(state),
-                    self.keys.stats(record.queue),
-                    self.keys.type_stats(record.type),
+                    self.keys.stats(queue),
+                    self.keys.type_stats(job_type),
                     self.keys.finished(state),
-                    *self._indexes(record),
+                    *self._indexes(job_type, queue, tags),
                 ]
             else:
                 keys += ["", "", "", *(self.keys.finished(s.value) for s in FINISHED_STATES)]
