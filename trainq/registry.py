@@ -156,7 +156,7 @@ class Registry:
         """The Redis this registry talks to, for messages."""
         kwargs = self.client.connection_pool.connection_kwargs
         if isinstance(self.client.connection_pool, SentinelConnectionPool):
-            return f"the Redis master {self.client.connection_pool.service_name!r} (Sentinel)"
+            return f"Sentinel master {self.client.connection_pool.service_name!r}"
         if "path" in kwargs:
             return f"unix://{kwargs['path']}"
         return f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
@@ -253,6 +253,7 @@ class Registry:
                 self.url,
                 f"only {acked} of {self.min_replicas} replicas confirmed the record within "
                 f"{self.replica_wait_ms} ms (TRAINQ_MIN_REPLICAS); nothing was submitted",
+                "registry",
             )
 
     def master_changed(self) -> bool:
