@@ -1,18 +1,31 @@
 """A Redis master killed under load, Sentinel promoting its replica: every accepted job still
-succeeds exactly once, workers carry on without a restart, and with no master a submit fails cleanly."""
+succeeds exactly once, workers and Beat carry on without a restart (no schedule firing twice), and
+with no master a submit fails cleanly."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.fixtures import ROOT, Beats, Process, Workers, free_port, run_cli, start_redis, wait_for
+from tests.fixtures import (
+    ROOT,
+    Beats,
+    Process,
+    Workers,
+    free_port,
+    python_elsewhere,
+    run_cli,
+    start_redis,
+    wait_for,
+)
 from tests.jobs import attempts_key
 from trainq import JobState
 from trainq.keys import Keys
@@ -105,6 +118,11 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
         started.stop()
 
 
+def pulses(registry: Registry) -> list[float]:
+    """Creation times of the jobs the ``pulse`` schedule submitted, oldest first."""
+    return sorted(r.created_at for r in registry.list(tag="schedule=pulse", limit=500))
+
+
 def ends(client: redis.Redis, job_id: str) -> int:
     return sum(1 for n in client.lrange(attempts_key(job_id), 0, -1) if n.startswith(b"end"))
 
@@ -123,6 +141,9 @@ def test_a_master_failover_loses_and_duplicates_no_accepted_job(
         "TEST_ATTEMPTS_URL": f"redis://127.0.0.1:6379/{os.environ.get('TRAINQ_TEST_DB', '11')}",
     }
     pools = [workers.start("probe", name=name, concurrency=2, env=env) for name in ("left", "right")]
+    python_elsewhere(
+        "from trainq.schedules import create; create('pulse', {'every': '1s', 'type': 'probe'})", env
+    )
     beat = beats.start(env=env)  # holds redbeat's lock on the master
     # when jobs are submitted steadily and the master is SIGKILLed after the first 30 were accepted
     log = tmp_path / "submitter.log"
@@ -163,6 +184,12 @@ def test_a_master_failover_loses_and_duplicates_no_accepted_job(
     lock = redis.Redis(port=topology.master())
     wait_for(lambda: lock.pttl("trainq:redbeat::lock") > 0, 30, message="Beat's lock on the new master")
     assert beat.alive(), beat.output()
+    # and its every-second schedule kept firing after the failover, never twice for one due time
+    # (a submit's WAIT also covers the schedule's advance, written just before it)
+    failed_over_at = time.time()
+    wait_for(lambda: max(pulses(registry)) > failed_over_at, 30, message="a pulse after the failover")
+    created = pulses(registry)
+    assert all(later - earlier > 0.5 for earlier, later in itertools.pairwise(created)), created
     # when no master is reachable at all (every Redis server down, the sentinels up)
     for port in [old, *topology.replica_ports]:
         if topology.processes[port].alive():
