@@ -35,6 +35,7 @@ from trainq.sentinel import master_client
 pytestmark = pytest.mark.slow
 REDIS_SERVER = "/usr/bin/redis-server"
 MASTER = "mymaster"
+PASSWORD = "s3ntinel-pw"
 JOBS = 100
 SUBMITTER = """
 import sys, time
@@ -60,11 +61,14 @@ class Topology:
             self._redis(f"replica{n}", "--replicaof", "127.0.0.1", str(self.master_port)) for n in (1, 2)
         ]
         self.sentinel_ports = [self._sentinel(n) for n in (1, 2, 3)]
-        self.url = ";".join(f"sentinel://127.0.0.1:{port}" for port in self.sentinel_ports)
+        first, *others = (f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        # kombu's form: the master's password on the first address
+        self.url = ";".join([f"sentinel://:{PASSWORD}@{first}", *(f"sentinel://{a}" for a in others)])
 
     def _redis(self, name: str, *extra: str) -> int:
         port = free_port()
-        self.processes[port] = start_redis(self.tmp / name, port, *extra)
+        auth = ("--requirepass", PASSWORD, "--masterauth", PASSWORD)  # a master may become a replica
+        self.processes[port] = start_redis(self.tmp / name, port, *auth, *extra)
         return port
 
     def _sentinel(self, n: int) -> int:
@@ -75,6 +79,7 @@ class Topology:
         conf.write_text(
             f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
             f"sentinel monitor {MASTER} 127.0.0.1 {self.master_port} 2\n"
+            f"sentinel auth-pass {MASTER} {PASSWORD}\n"
             f"sentinel down-after-milliseconds {MASTER} 1000\n"
             f"sentinel failover-timeout {MASTER} 3000\n"
             f"sentinel parallel-syncs {MASTER} 2\n"
@@ -130,7 +135,7 @@ def ends(client: redis.Redis, job_id: str) -> int:
 def test_a_master_failover_loses_and_duplicates_no_accepted_job(
     topology: Topology, workers: Workers, beats: Beats, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    # given Sentinel watching a master with two replicas, and two worker pools following it;
+    # given Sentinel watching a password-protected master with two replicas, two worker pools and Beat;
     # a submit waits for one replica; leases outlast the failover; attempts are noted on another Redis
     wait_for(lambda: topology.replicas_seen() == 2, 20, message="sentinels see both replicas")
     env = {
@@ -181,7 +186,7 @@ def test_a_master_failover_loses_and_duplicates_no_accepted_job(
     # and the same worker processes did it, never restarted
     assert all(pool.alive() for pool in pools)
     # and Beat, never restarted, holds its lock on the new master
-    lock = redis.Redis(port=topology.master())
+    lock = redis.Redis(port=topology.master(), password=PASSWORD)
     wait_for(lambda: lock.pttl("trainq:redbeat::lock") > 0, 30, message="Beat's lock on the new master")
     assert beat.alive(), beat.output()
     # and its every-second schedule kept firing after the failover, never twice for one due time
@@ -198,3 +203,4 @@ def test_a_master_failover_loses_and_duplicates_no_accepted_job(
     refused = run_cli("submit", "probe", env=env, timeout=90)
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert f"cannot reach the registry at Sentinel master {MASTER!r}" in refused.stderr, refused.stderr
+    assert PASSWORD not in refused.stdout + refused.stderr
