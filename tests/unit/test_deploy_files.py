@@ -290,15 +290,14 @@ def test_sentinel_compose_variant_points_every_process_at_the_sentinels() -> Non
     assert all("sentinel monitor trainq redis 6379 2" in " ".join(s["command"]) for s in sentinels)
     # and every trainq process finds the master through all three, waiting for the replica at submit
     trainq = [s for s in services.values() if "TRAINQ_HOME" in (s.get("environment") or {})]
-    assert len(trainq) == 6
+    assert len(trainq) == 7
     for service in trainq:
         env = service["environment"]
         assert env["TRAINQ_SENTINEL_MASTER"] == "trainq" and env["TRAINQ_MIN_REPLICAS"] == "1"
         hosts = sentinel.parse(env["TRAINQ_BROKER_URL"]).hosts
         assert hosts == [(f"sentinel-{n}", 26379) for n in (1, 2, 3)]
-    assert (
-        services["worker-training"]["environment"]["TRAINQ_GPUS"] == "0"
-    )  # the base file's own settings stay
+    # and each service's own settings stay
+    assert services["worker-training"]["environment"]["TRAINQ_GPUS"] == "0"
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
