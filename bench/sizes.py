@@ -19,6 +19,8 @@ class Sizes:
     pipeline: int = 1_000
     records_small: int = 1_000
     records: int = 100_000
+    retention_records: int = 1_000_000
+    replica_submits: int = 2_000
     items: int = 10_000
     chunk: int = 100
     reads: int = 20
@@ -36,6 +38,8 @@ QUICK = Sizes(
     pipeline=20,
     records_small=100,
     records=1_000,
+    retention_records=300,
+    replica_submits=50,
     items=200,
     chunk=20,
     reads=2,

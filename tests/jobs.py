@@ -21,8 +21,15 @@ def attempts_key(job_id: str) -> str:
     return f"test:attempts:{job_id}"
 
 
+def _attempts() -> redis.Redis:
+    """Where attempts are noted: ``TEST_ATTEMPTS_URL`` (a Redis apart from a failing one) or the registry."""
+    return redis.Redis.from_url(
+        os.environ.get("TEST_ATTEMPTS_URL") or redis_py_url(get_settings().registry())
+    )
+
+
 def _note(job: Job, event: str) -> None:
-    client = redis.Redis.from_url(redis_py_url(get_settings().registry()))
+    client = _attempts()
     client.rpush(attempts_key(job.id), f"{event}:{job.attempt}:{time.time()}:{os.getpid()}")
 
 

@@ -51,11 +51,13 @@ def _seconds(value: str, shown: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A short human form of ``seconds``: ``1h 2m``, ``3m 4s``, ``5.2s``."""
+    """A short human form of ``seconds``: ``7d 2h``, ``1h 2m``, ``3m 4s``, ``5.2s``."""
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
+    if hours >= 24:
+        return f"{hours // 24}d {hours % 24}h"
     if hours:
         return f"{hours}h {minutes}m"
     return f"{minutes}m {secs}s"

@@ -25,6 +25,14 @@ class Keys:
         """String: the payload as sent, kept only when it holds secret values the record masks."""
         return f"{self.prefix}job:{job_id}:message"
 
+    def finished_prefix(self) -> str:
+        """Prefix of the per-state sorted sets of finished standalone jobs scored by finish time."""
+        return f"{self.prefix}finished:"
+
+    def finished(self, state: str) -> str:
+        """Sorted set: standalone jobs that finished in ``state``, scored by when (retention sweeps it)."""
+        return f"{self.finished_prefix()}{state}"
+
     def index_all(self) -> str:
         """Sorted set: every job id scored by creation time."""
         return f"{self.prefix}index:all"
@@ -121,9 +129,21 @@ class Keys:
         """String: held (with an expiry) while one process sweeps the run for lost releases."""
         return f"{self.prefix}pipeline:{pipeline_id}:sweep"
 
+    def pipelines_finished(self, state: str) -> str:
+        """Sorted set: pipeline runs that ended in ``state``, scored by when (retention sweeps it)."""
+        return f"{self.prefix}pipelines:finished:{state}"
+
     def pipelines_running(self) -> str:
         """Set: ids of pipeline runs still running."""
         return f"{self.prefix}pipelines:running"
+
+    def master_run(self) -> str:
+        """String: the run id of the Redis master last seen by a reaper (a change means failover)."""
+        return f"{self.prefix}master:run_id"
+
+    def replication_mark(self) -> str:
+        """String: written just before WAIT so the wait covers every earlier write of any connection."""
+        return f"{self.prefix}master:mark"
 
     def workers(self) -> str:
         """Hash: worker hostname -> JSON of its queues and last heartbeat."""

@@ -26,6 +26,7 @@ The builder and the worker hooks live here; the run store and its Lua scripts in
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,13 @@ def _finish_lost_releases() -> int:
     if handled:
         log.warning("pipeline sweep finished %d lost releases", handled)
     return handled
+
+
+@on_sweep
+def _expire_runs() -> int:
+    """In each worker's reaper: drop pipeline runs (and their jobs) past their retention."""
+    settings = get_settings()
+    dropped = get_runs().expire(settings.retention, time.time(), settings.retention_batch)
+    if dropped:
+        log.info("retention: dropped %d pipeline runs", dropped)
+    return dropped

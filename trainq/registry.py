@@ -21,7 +21,9 @@ from typing import Any
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
 
+from trainq import sentinel
 from trainq.errors import BrokerUnavailable, JobNotFound
 from trainq.jobs import FINISHED_STATES, WAITING_STATES, JobEvent, JobRecord, JobState, encode_fields
 from trainq.keys import Keys
@@ -33,6 +35,8 @@ from trainq.settings import Settings, get_settings, redis_py_url
 #       '0' drop, else expiry).
 #       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix,
 #       ARGV[11]: '1' to fill the event's attempt from the record and return the record.
+#       ARGV[12]: finished-jobs prefix; ARGV[13]: the time now when the new state is finished
+#       ('' otherwise): a standalone job enters the retention set of its state, leaving any other.
 # Returns the state the job was in (or the record), or false when the change was refused.
 _TRANSITION = """
 local raw = redis.call('HGET', KEYS[1], 'state')
@@ -57,6 +61,11 @@ if new ~= cur then
   local kind = ARGV[10] .. cjson.decode(redis.call('HGET', KEYS[1], 'type'))
   redis.call('HINCRBY', kind, cur, -1)
   redis.call('HINCRBY', kind, new, 1)
+  redis.call('ZREM', ARGV[12] .. cur, ARGV[1])
+  local run = redis.call('HGET', KEYS[1], 'pipeline_id')
+  if ARGV[13] ~= '' and (not run or run == 'null') then
+    redis.call('ZADD', ARGV[12] .. new, ARGV[13], ARGV[1])
+  end
 end
 local event = ARGV[6]
 if ARGV[11] == '1' then
@@ -72,6 +81,33 @@ if ARGV[11] == '1' then return redis.call('HGETALL', KEYS[1]) end
 return cur
 """
 
+# Drops one record with its history, log, kept message, lease, index entries and counts, only
+# if it is still in the state read (so racing sweepers or a retry never double-count).
+# KEYS: job, events, log, message, leases, state index, queue counts, type counts, finished set,
+#       then the record's other indexes.
+# ARGV: id, the state as stored (JSON), the state's name, cutoff ('' = none: else the job must
+#       have finished at or before it).
+# Returns 1 when dropped (or already gone), 0 when refused.
+_DROP = """
+local raw = redis.call('HGET', KEYS[1], 'state')
+if raw then
+  if raw ~= ARGV[2] then return 0 end
+  if ARGV[4] ~= '' then
+    local at = redis.call('ZSCORE', KEYS[9], ARGV[1])
+    if not at or tonumber(at) > tonumber(ARGV[4]) then return 0 end
+  end
+  redis.call('HINCRBY', KEYS[7], ARGV[3], -1)
+  redis.call('HINCRBY', KEYS[8], ARGV[3], -1)
+end
+for i = 5, #KEYS do
+  if i < 7 or i > 8 then redis.call('ZREM', KEYS[i], ARGV[1]) end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return 1
+"""
+#: Fields the drop script needs to name a record's keys.
+_DROP_FIELDS = ("state", "type", "queue", "tags")
+
 #: A claim event's attempt, filled in from the record by the script.
 ATTEMPT_FROM_RECORD = -1
 
@@ -85,27 +121,45 @@ class Registry:
         self.client = client
         self.keys = keys
         self.log_max_lines = log_max_lines
+        self.min_replicas = 0
+        self.replica_wait_ms = 1000
         self._transition = client.register_script(_TRANSITION)
+        self._drop = client.register_script(_DROP)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
         """A registry on the settings' Redis with their key prefix."""
-        url = redis_py_url(settings.registry())
         # A hung server (SIGSTOPped, partitioned) accepts connections but never answers: only a
         # read timeout notices it, and a timed-out command is not retried (each retry waits again).
-        client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=settings.connect_timeout_s,
-            socket_timeout=settings.connect_timeout_s,
-            health_check_interval=10,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1, supported_errors=(redis.ConnectionError,)),
-        )
-        return cls(client, Keys(settings.key_prefix), settings.log_max_lines)
+        if sentinel.is_sentinel(settings.registry()):
+            client = sentinel.master_client(
+                settings.registry(),
+                settings.sentinel_master,
+                settings.sentinel_password,
+                socket_connect_timeout=settings.connect_timeout_s,
+                socket_timeout=settings.connect_timeout_s,
+                health_check_interval=10,
+            )
+        else:
+            client = redis.Redis.from_url(
+                redis_py_url(settings.registry()),
+                socket_connect_timeout=settings.connect_timeout_s,
+                socket_timeout=settings.connect_timeout_s,
+                health_check_interval=10,
+                retry=Retry(
+                    ExponentialBackoff(cap=0.5, base=0.05), 1, supported_errors=(redis.ConnectionError,)
+                ),
+            )
+        registry = cls(client, Keys(settings.key_prefix), settings.log_max_lines)
+        registry.min_replicas, registry.replica_wait_ms = settings.min_replicas, settings.replica_wait_ms
+        return registry
 
     @property
     def url(self) -> str:
         """The Redis this registry talks to, for messages."""
         kwargs = self.client.connection_pool.connection_kwargs
+        if isinstance(self.client.connection_pool, SentinelConnectionPool):
+            return f"Sentinel master {self.client.connection_pool.service_name!r}"
         if "path" in kwargs:
             return f"unix://{kwargs['path']}"
         return f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
@@ -153,6 +207,8 @@ class Registry:
             existing = self.client.transaction(
                 claim_and_add, *([key] if key else []), value_from_callable=True
             )
+            if not existing:
+                self.await_replicas([record.id])
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
         return (existing, False) if existing else (record.id, True)
@@ -177,16 +233,44 @@ class Registry:
             for record in fresh:
                 self._add(pipe, record)
             pipe.execute()
+            self.await_replicas([r.id for r in fresh])
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
         return fresh
+
+    def await_replicas(self, job_ids: list[str]) -> None:
+        """Return once ``min_replicas`` replicas hold every write so far; else drop ``job_ids`` and raise.
+
+        WAIT counts the writes of its own connection, so a mark is written on that connection first:
+        replication is one ordered stream, so the mark's acknowledgement covers every earlier write.
+        """
+        if self.min_replicas <= 0 or not job_ids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.replication_mark(), job_ids[-1])
+        pipe.wait(self.min_replicas, self.replica_wait_ms)
+        acked = pipe.execute()[-1]
+        if acked < self.min_replicas:
+            self.delete_many(job_ids)
+            raise BrokerUnavailable(
+                self.url,
+                f"only {acked} of {self.min_replicas} replicas confirmed the record within "
+                f"{self.replica_wait_ms} ms (TRAINQ_MIN_REPLICAS); nothing was submitted",
+                "registry",
+            )
+
+    def master_changed(self) -> bool:
+        """True the first time any process sees a new Redis master run id (a failover or a restart)."""
+        run_id = str(self.client.info("server")["run_id"])
+        previous = self.client.set(self.keys.master_run(), run_id, get=True)
+        return previous is not None and previous.decode() != run_id
 
     def _add(self, pipe: Any, record: JobRecord, reason: str = "submitted") -> None:
         """Queue the writes of a new record, its first event (``reason``), indexes, counters on ``pipe``."""
         event = JobEvent(state=record.state, at=record.created_at, reason=reason)
         pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
         pipe.rpush(self.keys.events(record.id), event.model_dump_json())
-        for index in self._indexes(record):
+        for index in self._indexes(record.type, record.queue, record.tags):
             pipe.zadd(index, {record.id: record.created_at})
         pipe.zadd(self.keys.index_state(record.state.value), {record.id: record.created_at})
         pipe.hincrby(self.keys.stats(record.queue), record.state.value, 1)
@@ -194,13 +278,13 @@ class Registry:
         pipe.hincrby(self.keys.type_stats(record.type), record.state.value, 1)
         pipe.sadd(self.keys.types(), record.type)
 
-    def _indexes(self, record: JobRecord) -> list[str]:
-        tags = [self.keys.index_tag(f"{k}={v}") for k, v in record.tags.items()]
+    def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
+        """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
         return [
             self.keys.index_all(),
-            self.keys.index_type(record.type),
-            self.keys.index_queue(record.queue),
-            *tags,
+            self.keys.index_type(job_type),
+            self.keys.index_queue(queue),
+            *(self.keys.index_tag(f"{k}={v}") for k, v in tags.items()),
         ]
 
     def find(self, job_id: str) -> JobRecord | None:
@@ -224,19 +308,62 @@ class Registry:
 
     def delete(self, job_id: str) -> None:
         """Remove a record, its history, log, lease and index entries."""
-        record = self.find(job_id)
-        pipe = self.client.pipeline(transaction=True)
-        if record is not None:
-            for index in self._indexes(record):
-                pipe.zrem(index, job_id)
-            pipe.zrem(self.keys.index_state(record.state.value), job_id)
-            pipe.hincrby(self.keys.stats(record.queue), record.state.value, -1)
-            pipe.hincrby(self.keys.type_stats(record.type), record.state.value, -1)
-        pipe.zrem(self.keys.leases(), job_id)
-        pipe.delete(
-            self.keys.job(job_id), self.keys.events(job_id), self.keys.log(job_id), self.keys.message(job_id)
-        )
-        pipe.execute()
+        self.delete_many([job_id])
+
+    def delete_many(self, job_ids: Iterable[str]) -> None:
+        """Remove records as ``delete`` does, a batch per round trip."""
+        pending = list(job_ids)
+        while pending:  # a record whose state changed between the read and the drop is read again
+            done = self._drop_many(pending, None)
+            pending = [job_id for job_id, ok in zip(pending, done, strict=True) if not ok]
+
+    def _drop_many(self, job_ids: list[str], cutoff: float | None) -> list[bool]:
+        """Drop each record (finished by ``cutoff`` when given) in two round trips; which were dropped."""
+        read = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            read.hmget(self.keys.job(job_id), *_DROP_FIELDS)
+        drop = self.client.pipeline(transaction=False)
+        for job_id, values in zip(job_ids, read.execute(), strict=True):
+            keys = [
+                self.keys.job(job_id),
+                self.keys.events(job_id),
+                self.keys.log(job_id),
+                self.keys.message(job_id),
+                self.keys.leases(),
+            ]
+            state = raw_state = ""
+            if values[0] is not None:
+                state, job_type, queue, tags = (json.loads(v) for v in values)
+                raw_state = values[0].decode()
+                keys += [
+                    self.keys.index_state(state),
+                    self.keys.stats(queue),
+                    self.keys.type_stats(job_type),
+                    self.keys.finished(state),
+                    *self._indexes(job_type, queue, tags),
+                ]
+            else:
+                keys += ["", "", "", *(self.keys.finished(s.value) for s in FINISHED_STATES)]
+            args = [job_id, raw_state, state, "" if cutoff is None else repr(cutoff)]
+            self._drop(keys=keys, args=args, client=drop)
+        return [bool(n) for n in drop.execute()]
+
+    def expire(self, retention: Callable[[str], float], now: float, batch: int) -> int:
+        """Drop standalone records finished longer ago than their state's retention (0 = keep).
+
+        Reads at most ``batch`` ids per finished state, oldest first, so one call costs
+        O(batch) whatever the registry holds. Returns how many records were dropped.
+        """
+        dropped = 0
+        for state in sorted(s.value for s in FINISHED_STATES):
+            keep_s = retention(state)
+            if keep_s <= 0:
+                continue
+            cutoff = now - keep_s
+            ids = self.client.zrangebyscore(self.keys.finished(state), "-inf", cutoff, start=0, num=batch)
+            if ids:
+                dropped += sum(self._drop_many([i.decode() for i in ids], cutoff))
+        return dropped
 
     # -- transitions -------------------------------------------------------------------
 
@@ -250,15 +377,17 @@ class Registry:
         fields: dict[str, Any] | None = None,
         event: JobEvent | None = None,
         lease_until: float | None = None,
+        pipe: Any = None,
     ) -> JobState | None:
         """Move ``job_id`` to ``to`` if it is in ``allowed`` (and on ``fence``).
 
         Sets ``fields`` and ``updated_at``, records ``event`` (or none for a silent update),
         and sets the lease expiry (``0`` drops the lease). Returns the previous state, or
-        None when the change was refused.
+        None when the change was refused. With ``pipe`` the change is only queued on that
+        pipeline (batch writers execute it) and None is returned.
         """
-        previous = self._run(job_id, to, allowed, fence, fields, event, lease_until, returning=False)
-        return JobState(previous.decode()) if previous else None
+        previous = self._run(job_id, to, allowed, fence, fields, event, lease_until, False, pipe)
+        return JobState(previous.decode()) if previous and pipe is None else None
 
     def claim(self, job_id: str, fence: int, worker: str, lease_until: float) -> JobRecord | None:
         """Start a waiting job's delivery ``fence`` on ``worker``; the running record, or None.
@@ -333,6 +462,8 @@ class Registry:
                 self.keys.stats_prefix(),
                 self.keys.type_stats_prefix(),
                 "1" if returning else "",
+                self.keys.finished_prefix(),
+                repr(values["updated_at"]) if to.finished else "",
             ],
             client=client,
         )
@@ -364,6 +495,12 @@ class Registry:
             if len(found) >= offset + limit:
                 break
         return found[offset : offset + limit]
+
+    def pages_of_state(self, state: JobState) -> Iterator[list[str]]:
+        """Ids of the jobs in ``state`` now (one snapshot, so moves meanwhile skip none), a page at a time."""
+        ids = [i.decode() for i in self.client.zrange(self.keys.index_state(state.value), 0, -1)]
+        for start in range(0, len(ids), LIST_PAGE):
+            yield ids[start : start + LIST_PAGE]
 
     def _pages(self, index: str) -> Iterator[list[str]]:
         start = 0
@@ -399,6 +536,10 @@ class Registry:
             name: {k.decode(): int(v) for k, v in raw.items() if int(v)}
             for name, raw in zip(names, pipe.execute(), strict=True)
         }
+
+    def memory_used(self) -> str:
+        """The Redis server's memory in use, as it reports it (``INFO memory`` used_memory_human)."""
+        return str(self.client.info("memory")["used_memory_human"])
 
     def clean(self, *, before: float | None = None, keep: int | None = None) -> int:
         """Delete finished records created before ``before`` or beyond the newest ``keep``."""

@@ -10,6 +10,7 @@ import logging
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -62,7 +63,8 @@ class RunState(StrEnum):
     CANCELLED = "cancelled"
 
 
-# Every script: KEYS run, jobs, specs, waiting, blocked, running; ARGV run id, now, ...
+# Every script: KEYS run, jobs, specs, waiting, blocked, running, then the finished-runs sets
+# (retention) of succeeded, failed, cancelled; ARGV run id, now, ...
 _SETTLE = """
 local function settle()
   if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return end
@@ -73,6 +75,7 @@ local function settle()
   end
   redis.call('HSET', KEYS[1], 'state', ok and 'succeeded' or 'failed', 'finished_at', ARGV[2])
   redis.call('SREM', KEYS[6], ARGV[1])
+  redis.call('ZADD', ok and KEYS[7] or KEYS[8], ARGV[2], ARGV[1])
 end
 local function dependants(job) return cjson.decode(redis.call('HGET', KEYS[3], job)).dependants end
 """
@@ -129,6 +132,7 @@ _CANCEL = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[2], 'updated_at', ARGV[2])
 redis.call('SREM', KEYS[6], ARGV[1])
+redis.call('ZADD', KEYS[9], ARGV[2], ARGV[1])
 local flat, active = redis.call('HGETALL', KEYS[2]), {}
 for i = 1, #flat, 2 do
   if flat[i + 1] == 'waiting' then redis.call('HSET', KEYS[2], flat[i], 'cancelled')
@@ -164,10 +168,15 @@ if reopened > 0 then
   redis.call('HSET', KEYS[1], 'state', 'running', 'updated_at', ARGV[2])
   redis.call('HDEL', KEYS[1], 'finished_at')
   redis.call('SADD', KEYS[6], ARGV[1])
+  for i = 7, 9 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 end
 table.insert(restart, 1, reopened)
 return restart
 """
+
+
+#: Run states a run ends in, in the order of the scripts' finished-runs keys.
+FINAL_RUN_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
 
 
 class JobStatus(BaseModel):
@@ -228,8 +237,13 @@ class Runs:
             k.pipeline_waiting(run_id),
             k.pipeline_blocked(run_id),
             k.pipelines_running(),
+            *self._finished_sets(),
         ]
         return self._scripts[script](keys=keys, args=[run_id, time.time(), *args])
+
+    def _finished_sets(self) -> list[str]:
+        """The retention sets of runs that ended, one per final run state."""
+        return [self.keys.pipelines_finished(s.value) for s in FINAL_RUN_STATES]
 
     def start(self, pipeline_id: str, planned: list[dag.PlannedJob], source: str) -> str:
         """Store a new run of ``planned`` jobs and send its roots; return the run id."""
@@ -523,8 +537,7 @@ class Runs:
     def delete(self, run_id: str) -> None:
         """Forget a run and its job records (used when its start could not be sent)."""
         run = self._run(run_id)
-        for job in json.loads(run["graph"]):
-            self.registry.delete(f"{run_id}.{job}")
+        self.registry.delete_many(f"{run_id}.{job}" for job in json.loads(run["graph"]))
         k = self.keys
         self.client.delete(
             k.pipeline(run_id),
@@ -536,6 +549,33 @@ class Runs:
         self.client.zrem(k.pipelines(), run_id)
         self.client.zrem(k.pipeline_runs(run["pipeline_id"]), run_id)
         self.client.srem(k.pipelines_running(), run_id)
+        for finished in self._finished_sets():
+            self.client.zrem(finished, run_id)
+
+    def expire(self, retention: Callable[[str], float], now: float, batch: int) -> int:
+        """Drop runs (with their jobs) that ended longer ago than their state's retention.
+
+        At most ``batch`` runs per final state, oldest first. A run with a job still waiting or
+        running (re-queued by hand) is kept a fresh retention period. Returns how many were dropped.
+        """
+        dropped = 0
+        for state, finished in zip(FINAL_RUN_STATES, self._finished_sets(), strict=True):
+            keep_s = retention(state.value)
+            if keep_s <= 0:
+                continue
+            for raw in self.client.zrangebyscore(finished, "-inf", now - keep_s, start=0, num=batch):
+                run_id = raw.decode()
+                if not self.client.zrem(finished, run_id):
+                    continue  # another worker's sweep took it
+                run = self.client.hget(self.keys.pipeline(run_id), "graph")
+                jobs = [f"{run_id}.{j}" for j in json.loads(run or "{}")]
+                if any(not r.state.finished for r in self.registry.get_many(jobs)):
+                    self.client.zadd(finished, {run_id: now})
+                    continue
+                if run is not None:
+                    self.delete(run_id)
+                    dropped += 1
+        return dropped
 
 
 def _text(raw: Any) -> dict[str, str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import redis
 from celery import Celery
 from celery.schedules import BaseSchedule, schedstate
 from celery.schedules import schedule as interval
@@ -171,6 +172,18 @@ class Scheduler(RedBeatScheduler):
         """Install the static schedules (redbeat drops the ones removed from the module)."""
         self.app.conf.beat_schedule = static_entries(get_settings().beat_schedule_module, self.app)
         super().setup_schedule()
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """One Beat round; while no Redis master answers (a Sentinel failover), wait and retry.
+
+        The lock stays ours unless it expires meanwhile (``redbeat_lock_timeout``, 30 s); then the
+        next extend fails with LockNotOwnedError and this Beat stops, as redbeat intends.
+        """
+        try:
+            return float(super().tick(*args, **kwargs))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("beat: Redis master unreachable (%s); retrying", exc)
+            return float(self.max_interval)
 
     def maybe_due(self, entry: ScheduleEntry, **kwargs: Any) -> float:
         """Run ``entry`` if due; with catch-up off, skip a run missed while Beat was down."""

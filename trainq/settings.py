@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from trainq import sentinel
+from trainq.durations import parse_duration
+from trainq.errors import DurationError
 from trainq.retry import RetryPolicy
 
 DEFAULT_WORKER_MODULES = ["workers.data", "workers.training", "workers.detection"]
@@ -29,6 +32,18 @@ class PoolSettings(BaseModel):
     concurrency: int = 2
     prefetch: int = 1
 
+
+def _seconds(value: Any) -> Any:
+    """A retention given as a duration (``7d``, ``36h``, ``0``) as seconds."""
+    try:
+        return parse_duration(value) if value is not None else None
+    except DurationError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+#: Seconds a finished record is kept; ``0`` keeps it forever.
+Retention = Annotated[float, BeforeValidator(_seconds)]
+DAY_S = 86400.0
 
 DEFAULT_POOLS = {"training": PoolSettings(concurrency=1), "data": PoolSettings(concurrency=2)}
 
@@ -75,6 +90,20 @@ class Settings(BaseSettings):
     beat_schedule_module: str = "beat_schedule"
     beat_interval_s: float = 5.0
     schedule_catch_up: bool = True
+    # Retention of finished records (docs/reliability.md "Retention"): durations, 0 = forever.
+    retention_succeeded: Retention = 7 * DAY_S
+    retention_cancelled: Retention = 7 * DAY_S
+    retention_failed: Retention = 30 * DAY_S
+    retention_dead: Retention = 30 * DAY_S
+    retention_blocked: Annotated[float | None, BeforeValidator(_seconds)] = None
+    retention_batch: int = 1000
+    # Redis Sentinel and replication (docs/reliability.md "Failover").
+    sentinel_master: str | None = None
+    sentinel_password: str | None = None
+    min_replicas: int = 0
+    replica_wait_ms: int = 1000
+    # RabbitMQ (docs/reliability.md "RabbitMQ"): classic queues (10 priorities) or quorum (replicated).
+    queue_type: Literal["classic", "quorum"] = "classic"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -94,7 +123,7 @@ class Settings(BaseSettings):
         if self.registry_url:
             return self.registry_url
         broker = self.broker()
-        if broker.startswith(("redis", "rediss")):
+        if is_redis(broker):
             return broker
         from trainq import embedded
 
@@ -103,6 +132,12 @@ class Settings(BaseSettings):
     def backend(self) -> str:
         """Celery's result backend: the setting, else the registry's Redis."""
         return self.result_backend or self.registry()
+
+    def retention(self, state: str) -> float:
+        """Seconds a record finished in ``state`` is kept (0 = forever); blocked follows failed."""
+        if state == "blocked":
+            return self.retention_failed if self.retention_blocked is None else self.retention_blocked
+        return float(getattr(self, f"retention_{state}", 0.0))
 
     def pool(self, queue: str) -> PoolSettings:
         """The pool settings of ``queue`` (defaults for queues not listed)."""
@@ -116,8 +151,8 @@ def get_settings() -> Settings:
 
 
 def is_redis(url: str) -> bool:
-    """True for ``redis://``, ``rediss://``, ``redis+socket://`` and ``unix://`` URLs."""
-    return url.startswith(("redis", "unix"))
+    """True for ``redis://``, ``rediss://``, ``redis+socket://``, ``unix://`` and ``sentinel://`` URLs."""
+    return url.startswith(("redis", "unix", sentinel.SCHEME))
 
 
 def redacted(text: str) -> str:
@@ -157,7 +192,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Task events come from workers started with -E (trainq worker/up, deploy/): no extra
         # publish per submit, and a worker started without -E does no event work per job.
         "result_extended": True,
-        "result_expires": 7 * 86400,
+        "result_expires": int(settings.retention_succeeded) or None,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.connect_timeout_s,
         # The result backend (Redis) gives up on a silent server as fast as the registry does.
@@ -204,6 +239,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "retry_on_timeout": True,
         }
         config["result_backend_transport_options"] = {"retry_policy": {"max_retries": 2}}
+    _follow_sentinel(settings, config)
+    if broker.startswith(("amqp", "pyamqp")):
+        _rabbitmq(settings, config)
     return config
 
 
@@ -215,6 +253,32 @@ def _split_password(url: str) -> tuple[str, str | None]:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host)), unquote(parts.password)
+
+
+def _rabbitmq(settings: Settings, config: dict[str, Any]) -> None:
+    """Publisher confirms always: a submit returns once RabbitMQ took the message. Quorum queues
+    on request: replicated, but without x-max-priority (RabbitMQ refuses it on quorum queues)."""
+    config["broker_transport_options"] = {"confirm_publish": True}
+    if settings.queue_type == "quorum":
+        config["task_default_queue_type"] = "quorum"
+        config["task_create_missing_queue_type"] = "quorum"
+        del config["task_queue_max_priority"]
+
+
+def _follow_sentinel(settings: Settings, config: dict[str, Any]) -> None:
+    """Point the broker, result backend and redbeat at the master Sentinel names, where used."""
+    master, password = settings.sentinel_master or "", settings.sentinel_password
+    if sentinel.is_sentinel(config["broker_url"]):
+        config["broker_transport_options"].update(sentinel.transport_options(master, password))
+    if sentinel.is_sentinel(config["result_backend"]):
+        options = config.setdefault("result_backend_transport_options", {})
+        options.update(sentinel.transport_options(master, password))
+    registry = settings.registry()
+    if sentinel.is_sentinel(registry):
+        config["redbeat_redis_url"] = "redis-sentinel://"  # the addresses are in the options
+        config["redbeat_redis_options"] = sentinel.redbeat_options(
+            registry, master, password, settings.connect_timeout_s
+        )
 
 
 def _redis_py_url(url: str) -> str:

@@ -90,7 +90,7 @@ class Reaper(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
-            for sweep in (self.sweep, *_sweep_hooks):
+            for sweep in (self.sweep, self.expire, *_sweep_hooks):
                 try:
                     sweep()
                 except Exception:  # the next round retries; the thread must live on
@@ -98,7 +98,7 @@ class Reaper(threading.Thread):
 
     def sweep(self) -> int:
         """Handle every expired lease once; return how many jobs were re-queued or ended."""
-        handled = 0
+        handled = self.resend_queued() if self.registry.master_changed() else 0
         for job_id in self.registry.expired_leases(time.time()):
             record = self.registry.find(job_id)
             task = self.app.tasks.get(task_name(record.type)) if record else None
@@ -111,6 +111,36 @@ class Reaper(threading.Thread):
                 else:
                     handled += redeliver_overdue(task, self.registry, record)
         return handled
+
+    def resend_queued(self) -> int:
+        """After a Redis master change, send every queued job again on a new fence.
+
+        Messages written to the old master just before it died may not have reached the replica that
+        took over; a queued job's record did (``TRAINQ_MIN_REPLICAS``). A copy that did survive is now
+        stale and its worker drops it, so each job still runs once.
+        """
+        sent = 0
+        for page in self.registry.pages_of_state(JobState.QUEUED):
+            for record in self.registry.get_many(page):
+                task = self.app.tasks.get(task_name(record.type))
+                if isinstance(task, JobTask):
+                    sent += requeue(
+                        task,
+                        self.registry,
+                        record,
+                        allowed={JobState.QUEUED},
+                        reason="re-sent after a Redis master change",
+                    )
+        log.warning("Redis master changed: re-sent %d queued jobs", sent)
+        return sent
+
+    def expire(self) -> int:
+        """Drop finished records past their retention, a bounded batch per state per round."""
+        settings = get_settings()
+        dropped = self.registry.expire(settings.retention, time.time(), settings.retention_batch)
+        if dropped:
+            log.info("retention: dropped %d finished job records", dropped)
+        return dropped
 
 
 def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> bool:

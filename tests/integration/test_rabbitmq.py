@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kombu import Connection
 
-from tests.fixtures import Workers, submit_elsewhere, wait_for
+from bench.servers import RabbitVhost
+from tests.fixtures import Workers, run_cli, submit_elsewhere, wait_for
 from trainq import JobState, get_registry
+from trainq.settings import Settings, celery_config
 
 pytestmark = pytest.mark.rabbitmq
 AMQP = "amqp://guest:guest@127.0.0.1:5672//"
@@ -57,3 +62,51 @@ def test_rabbitmq_routes_prioritises_and_retries(workers: Workers, amqp_env: dic
     assert state_of(data) is JobState.QUEUED
     workers.start("data", env=amqp_env)
     wait_for(lambda: state_of(data) is JobState.SUCCEEDED, timeout=30, message="data job done")
+
+
+@pytest.fixture
+def quorum_env(amqp_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Broker on a private vhost (queues of another type elsewhere cannot clash) with quorum queues."""
+    vhost = RabbitVhost()
+    try:
+        yield {**amqp_env, "TRAINQ_BROKER_URL": vhost.url, "TRAINQ_QUEUE_TYPE": "quorum"}
+    finally:
+        vhost.stop()
+
+
+def test_quorum_queues_run_jobs_retries_and_pipelines(
+    quorum_env: dict[str, str], workers: Workers, tmp_path: Path
+) -> None:
+    # given quorum queues and publisher confirms, and one pool for probe and command jobs
+    workers.start("probe", "command", concurrency=2, env=quorum_env)
+    # when a job, a job that fails once (its retry is a delayed message) and a two-job pipeline are sent
+    plain, flaky = submit_elsewhere(quorum_env, ["submit('probe', {})", "submit('probe', {'fail_times': 1})"])
+    path = tmp_path / "p.json"
+    jobs = [{"job_id": "a", "command": "true"}, {"job_id": "b", "command": "true", "depends_on": ["a"]}]
+    path.write_text(json.dumps({"pipeline_id": "quorum", "jobs": jobs}))
+    run = run_cli("pipeline", "run", str(path), "--wait", env=quorum_env)
+    # then all of them succeed, the flaky job on its second attempt
+    assert run.returncode == 0, run.stdout + run.stderr
+    wait_for(
+        lambda: state_of(plain) is state_of(flaky) is JobState.SUCCEEDED, timeout=60, message="jobs done"
+    )
+    assert get_registry().get(flaky).attempt == 2
+    # and the queues RabbitMQ holds are quorum queues
+    vhost = quorum_env["TRAINQ_BROKER_URL"].rsplit("/", 1)[1]
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "type"], capture_output=True, text=True
+    ).stdout
+    types = dict(line.split() for line in listed.splitlines() if line.strip())
+    assert types["probe"] == types["command"] == "quorum", listed
+
+
+def test_confirms_are_on_and_priorities_kept_only_for_classic_queues() -> None:
+    # given the settings for RabbitMQ with classic and with quorum queues; when Celery's config is built
+    classic = celery_config(Settings(broker_url=AMQP))
+    quorum = celery_config(Settings(broker_url=AMQP, queue_type="quorum"))
+    # then publisher confirms are on for both, and only classic queues declare priorities
+    assert (
+        classic["broker_transport_options"] == quorum["broker_transport_options"] == {"confirm_publish": True}
+    )
+    assert classic["task_queue_max_priority"] == 10 and "task_queue_max_priority" not in quorum
+    assert quorum["task_default_queue_type"] == quorum["task_create_missing_queue_type"] == "quorum"

@@ -25,7 +25,7 @@ def test_quick_bench_measures_every_case(tmp_path: Path) -> None:
     # then each case reported figures, every one of them a positive number
     results = json.loads((tmp_path / "results.json").read_text())
     rows = results["rows"]
-    assert {row["case"].split()[0] for row in rows} == {"1", "2", "3", "4", "5", "6", "7"}
+    assert {row["case"].split()[0] for row in rows} == {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
     for row in rows:
         trainq = row["values"]["trainq"]
         assert trainq is not None and trainq > 0, row
@@ -34,4 +34,4 @@ def test_quick_bench_measures_every_case(tmp_path: Path) -> None:
     assert drain["ratio"] == drain["values"]["trainq"] / drain["values"]["celery"]
     # and the Markdown table names every case
     table = (tmp_path / "results.md").read_text()
-    assert all(f"| {n} " in table for n in "1234567")
+    assert all(f"| {n} " in table for n in "123456789")

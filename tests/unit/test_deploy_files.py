@@ -26,6 +26,7 @@ import yaml
 from cloudcoil.models.keda import v1alpha1 as keda
 from kombu.transport.redis import Channel
 
+from trainq import sentinel
 from trainq.durations import parse_duration
 from trainq.errors import InvalidInput
 from trainq.settings import Settings, celery_config
@@ -264,3 +265,52 @@ def test_web_runs_authenticated_with_a_health_probe_everywhere() -> None:
     check_address(Settings(web_basic_auth="admin:x"), "0.0.0.0")
     with pytest.raises(InvalidInput, match="without authentication"):
         check_address(Settings(), "0.0.0.0")
+
+
+SENTINEL_COMPOSE = DEPLOY / "docker-compose.sentinel.yml"
+SENTINEL_K8S = K8S / "sentinel"
+
+
+def test_sentinel_compose_variant_points_every_process_at_the_sentinels() -> None:
+    # given the compose file with its Sentinel variant laid over it
+    binary = Path(compose.__file__).parent / "docker-compose"
+    args = [str(binary), "-f", str(COMPOSE_FILE), "-f", str(SENTINEL_COMPOSE)]
+    result = subprocess.run(
+        [*args, "--env-file", str(DEPLOY / ".env.example"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    # then a master, a replica of it and three sentinels watching it under one name run
+    sentinels = [s for name, s in services.items() if name.startswith("sentinel-")]
+    assert len(sentinels) == 3
+    assert "--replicaof redis 6379" in " ".join(services["redis-replica"]["command"])
+    assert all("sentinel monitor trainq redis 6379 2" in " ".join(s["command"]) for s in sentinels)
+    # and every trainq process finds the master through all three, waiting for the replica at submit
+    trainq = [s for s in services.values() if "TRAINQ_HOME" in (s.get("environment") or {})]
+    assert len(trainq) == 7
+    for service in trainq:
+        env = service["environment"]
+        assert env["TRAINQ_SENTINEL_MASTER"] == "trainq" and env["TRAINQ_MIN_REPLICAS"] == "1"
+        hosts = sentinel.parse(env["TRAINQ_BROKER_URL"]).hosts
+        assert hosts == [(f"sentinel-{n}", 26379) for n in (1, 2, 3)]
+    # and each service's own settings stay
+    assert services["worker-training"]["environment"]["TRAINQ_GPUS"] == "0"
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_sentinel_kubernetes_variant_validates_and_is_read_by_every_pod(version: str) -> None:
+    # given the Sentinel variant's manifests; then they validate strictly
+    documents = [doc for path in SENTINEL_K8S.glob("*.yaml") for doc in yaml.safe_load_all(path.read_text())]
+    for doc in documents:
+        kubernetes_validate.validate(doc, version, strict=True)
+    sets = {d["metadata"]["name"]: d["spec"]["replicas"] for d in documents if d["kind"] == "StatefulSet"}
+    assert sets == {"redis-node": 2, "sentinel": 3}
+    # and every trainq pod reads its ConfigMap (optional, so the plain variant needs none)
+    (config,) = [d for d in documents if d["metadata"]["name"] == "trainq-sentinel"]
+    assert config["data"]["TRAINQ_SENTINEL_MASTER"] == "trainq"
+    for deployment in k8s_kind("Deployment"):
+        sources = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        assert {"configMapRef": {"name": "trainq-sentinel", "optional": True}} in sources

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trainq.command import parse_progress
-from trainq.durations import parse_duration
+from trainq.durations import format_duration, parse_duration
 from trainq.environment import expand, mask
 from trainq.errors import DurationError
 from trainq.retry import Backoff, RetryPolicy, backoff_s, retries
@@ -85,3 +85,8 @@ def test_retry_on_limits_which_exceptions_retry() -> None:
     assert retries(network, ConnectionRefusedError())  # a subclass of ConnectionError
     assert retries(network, TimeoutError())
     assert not retries(network, ValueError("bad config"))
+
+
+def test_long_durations_read_in_days() -> None:
+    # given a week and a half; when formatted; then days and hours are shown
+    assert format_duration(7 * 86400 + 3 * 3600 + 59) == "7d 3h"

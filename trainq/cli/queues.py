@@ -12,9 +12,11 @@ from rich.table import Table
 from trainq import control
 from trainq.cli import main
 from trainq.cli.output import console, json_option, print_json
+from trainq.durations import format_duration
 from trainq.jobs import JobState
 from trainq.quarantine import get_quarantine
 from trainq.registry import get_registry
+from trainq.settings import get_settings
 from trainq.worker import worker_command
 
 #: ``trainq worker``'s arguments: queue names, then options passed to ``celery worker``.
@@ -32,11 +34,16 @@ def stats(as_json: bool) -> None:
     depths = control.queue_depths(per_queue)
     paused = registry.paused_queues()
     quarantined = get_quarantine().count()
+    settings = get_settings()
+    retention = {s.value: settings.retention(s.value) for s in JobState if s.finished}
+    memory = registry.memory_used()
     if as_json:
         print_json(
             {
                 "states": {s.value: n for s, n in states.items()},
                 "quarantined": quarantined,
+                "memory_used": memory,
+                "retention_s": retention,
                 "queues": {
                     q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused}
                     for q in per_queue
@@ -62,6 +69,8 @@ def stats(as_json: bool) -> None:
     console.print(queues)
     if quarantined:
         console.print(f"{quarantined} message(s) set aside: see `trainq quarantine`")
+    kept = ", ".join(f"{s} {format_duration(t) if t else 'forever'}" for s, t in retention.items())
+    console.print(f"redis memory used: {memory}; finished records kept: {kept}")
 
 
 @main.command()
