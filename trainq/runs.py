@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from celery import group
-from kombu.exceptions import OperationalError
 from pydantic import BaseModel
 
 from trainq import artifacts, control, dag
@@ -32,7 +31,7 @@ from trainq.jobs import RETRYABLE_STATES, JobRecord, JobState, Progress
 from trainq.jobtypes import job_types
 from trainq.registry import Registry, get_registry
 from trainq.settings import get_settings
-from trainq.task import broker_priority, message_reprs, time_limits
+from trainq.task import SEND_ERRORS, broker_priority, message_reprs, time_limits
 
 log = logging.getLogger("trainq.runs")
 FIRST_FENCE = 1
@@ -333,7 +332,7 @@ class Runs:
         ]
         try:
             group(signatures).apply_async(add_to_parent=False)
-        except (OperationalError, OSError) as exc:
+        except SEND_ERRORS as exc:
             for _, record, _ in sent:
                 self.registry.delete(record.id)  # the sweep re-sends them once the broker is back
             raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, ClassVar
 
+from amqp.exceptions import MessageNacked
 from billiard.process import current_process
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
@@ -61,6 +62,9 @@ JOB_OPTIONS = (
 )
 #: Options stored in record fields of their own, not in ``record.options``.
 _RECORD_FIELDS = ("key", "pipeline_id", "pipeline_job", "parent_result")
+
+#: What a failed send raises: the broker is unreachable, or RabbitMQ refused the publish (a nack).
+SEND_ERRORS = (OperationalError, OSError, MessageNacked)
 
 #: Longest payload repr a monitor is sent (Celery's own cap).
 REPR_MAX_CHARS = 1024
@@ -295,7 +299,7 @@ class JobTask(Task):
                 **time_limits(record.options),
                 **options,
             )
-        except (OperationalError, OSError) as exc:
+        except SEND_ERRORS as exc:
             registry.delete(job_id)
             raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
 
