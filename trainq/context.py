@@ -199,7 +199,15 @@ class Job:
         self._outbox.put_progress(progress)  # sent by the outbox thread; the latest report wins
 
     def send_progress(self, progress: Progress) -> None:
-        """Write ``progress`` to the registry now (the outbox thread); raises when it cannot."""
+        """Write ``progress`` to Celery's result and the registry now (the outbox thread); raises
+        when the registry cannot take it. Celery's copy goes first, so whoever sees the registry's
+        report finds Celery's too."""
+        try:
+            self.task.update_state(
+                task_id=self.id, state=PROGRESS_STATE, meta=progress.model_dump(mode="json")
+            )
+        except Exception:  # Celery's copy is for monitors; the registry has the report
+            log.debug("could not update the task state of %s", self.id, exc_info=True)
         self.registry.transition(
             self.id,
             JobState.RUNNING,
@@ -207,12 +215,6 @@ class Job:
             fence=self.record.fence,
             fields={"progress": progress.model_dump(mode="json")},
         )
-        try:
-            self.task.update_state(
-                task_id=self.id, state=PROGRESS_STATE, meta=progress.model_dump(mode="json")
-            )
-        except Exception:  # Celery's copy is for monitors; the registry has the report
-            log.debug("could not update the task state of %s", self.id, exc_info=True)
 
     def log(self, message: str) -> None:
         """Append ``message`` (one or more lines) to the job's log, secrets masked."""

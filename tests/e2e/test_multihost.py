@@ -71,7 +71,10 @@ class Topology:
         self.flower_auth = f"ops:{secrets.token_hex(8)}"
         self.redis_port, self.flower_port = free_port(), free_port()
         env_file = tmp / "deploy.env"
-        env_file.write_text(f"REDIS_PASSWORD={self.password}\nTRAINQ_FLOWER_BASIC_AUTH={self.flower_auth}\n")
+        env_file.write_text(
+            f"REDIS_PASSWORD={self.password}\nTRAINQ_FLOWER_BASIC_AUTH={self.flower_auth}\n"
+            f"TRAINQ_WEB_BASIC_AUTH=ops:{secrets.token_hex(8)}\n"
+        )
         config = compose_config(COMPOSE_FILE, env_file)
         assert config.returncode == 0, config.stderr
         self.services: dict[str, Any] = yaml.safe_load(config.stdout)["services"]
