@@ -44,3 +44,10 @@ def test_broker_backend_and_beat_all_follow_the_named_master() -> None:
         "master_name"
         not in celery_config(Settings(broker_url="redis://h:6379/0"))["broker_transport_options"]
     )
+
+
+@pytest.mark.parametrize("bad", ["sentinel://:pw@h:26379/abc", "sentinel://:pw@h:x1", "sentinel://h:99999"])
+def test_a_port_or_db_that_is_not_a_number_is_bad_input_not_a_crash(bad: str) -> None:
+    # given an address whose port or db is not a number; when parsed; then InvalidInput (exit 2)
+    with pytest.raises(InvalidInput, match="the port and db are numbers"):
+        parse(bad)
