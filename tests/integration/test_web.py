@@ -215,6 +215,19 @@ jobs:
     assert nap["events"][-1]["reason"] == f"pipeline run {run_id} cancelled via web by alice"
 
 
+def test_a_seed_style_run_is_reached_by_its_pipeline_id_as_in_the_cli(api: httpx.Client) -> None:
+    # given a batch-queue style definition (``queue_id``) posted over HTTP, with no worker to run it
+    definition = {"queue_id": "seed-queue", "jobs": [{"job_id": "a", "type": "probe"}]}
+    run_id = api.post("/api/v1/pipelines", json=definition).json()["run_id"]
+    # when its users ask for it by the pipeline id, as `trainq pipeline status|cancel|results` take it
+    status = api.get("/api/v1/pipelines/seed-queue")
+    # then each answers for the latest run, and the run page draws it
+    assert status.status_code == 200 and status.json()["id"] == run_id, status.text
+    assert api.get("/api/v1/pipelines/seed-queue/results").json() == []
+    assert api.get("/runs/seed-queue").status_code == 200
+    assert api.post("/api/v1/pipelines/seed-queue/cancel").json() == {"run_id": run_id, "stopped": 1}
+
+
 def _finished(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
     status: dict[str, Any] = api.get(f"/api/v1/pipelines/{run_id}").json()
     return status if status["state"] != "running" else None

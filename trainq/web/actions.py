@@ -118,13 +118,15 @@ def retry_job(caller: Caller, job_id: str) -> JobRecord:
 
 
 def cancel_run(caller: Caller, run_id: str) -> int:
-    """Cancel a pipeline run; each stopped job's events say who did."""
-    return get_runs().cancel(run_id, by=caller.via)
+    """Cancel a pipeline run (or a pipeline id's latest); each stopped job's events say who did."""
+    runs = get_runs()
+    return runs.cancel(runs.find(run_id), by=caller.via)
 
 
 def resume_run(caller: Caller, run_id: str) -> list[str]:
-    """Resume a pipeline run; each re-queued job's events say who did."""
-    return get_runs().resume(run_id, by=caller.via)
+    """Resume a pipeline run (or a pipeline id's latest); each re-queued job's events say who did."""
+    runs = get_runs()
+    return runs.resume(runs.find(run_id), by=caller.via)
 
 
 def create_schedule(caller: Caller, settings: Settings, name: str, spec: dict[str, Any]) -> str:
