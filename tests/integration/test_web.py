@@ -18,6 +18,7 @@ import redis
 from tests.fixtures import Process, Workers, free_port, run_cli, wait_for
 from trainq import JobState, get_registry
 from trainq.jobs import JobRecord
+from trainq.quarantine import get_quarantine
 
 USER, PASSWORD, TOKEN = "alice", "wonder-land-7", "tok-3f9a1c"
 AUTH_ENV = {"TRAINQ_WEB_BASIC_AUTH": f"{USER}:{PASSWORD},bob:builder", "TRAINQ_WEB_TOKEN": TOKEN}
@@ -226,6 +227,18 @@ def test_a_seed_style_run_is_reached_by_its_pipeline_id_as_in_the_cli(api: httpx
     assert api.get("/api/v1/pipelines/seed-queue/results").json() == []
     assert api.get("/runs/seed-queue").status_code == 200
     assert api.post("/api/v1/pipelines/seed-queue/cancel").json() == {"run_id": run_id, "stopped": 1}
+
+
+def test_stats_over_http_are_trainq_stats_with_the_messages_set_aside(api: httpx.Client) -> None:
+    # given a message a worker set aside (undecodable)
+    get_quarantine().add("data", b"\xff not a message", "not valid base64")
+    # when the stats are read over HTTP and with the CLI
+    shown = api.get("/api/v1/stats").json()
+    cli = json.loads(run_cli("stats", "--json").stdout)
+    # then both count it, and both show the memory used and the retention in force
+    assert shown["quarantined"] == cli["quarantined"] == 1
+    assert shown["retention_s"] == cli["retention_s"] and shown["memory_used"]
+    assert shown.keys() == cli.keys()
 
 
 def _finished(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
