@@ -334,6 +334,29 @@ def test_auth_csrf_and_the_command_job_refusal(web: Web, redis_client: redis.Red
     assert job_count() == 0
 
 
+def test_running_an_operators_command_schedule_now_is_a_command_over_http(api: httpx.Client) -> None:
+    # given a schedule of a shell command, created by an operator with the CLI
+    created = run_cli(
+        "schedule",
+        "create",
+        "sh-nightly",
+        "--every",
+        "1h",
+        "--type",
+        "command",
+        "--config",
+        '{"command": "id"}',
+    )
+    assert created.returncode == 0, created.stderr
+    # when alice runs it now over HTTP (commands over HTTP are off), from the API or the page
+    refused = api.post("/api/v1/schedules/sh-nightly/run")
+    # then it is refused as submitting the command would be, and nothing runs
+    assert refused.status_code == 403 and "TRAINQ_WEB_ALLOW_COMMANDS" in refused.json()["detail"]
+    assert job_count() == 0
+    # while enabling, disabling and listing it stay allowed
+    assert api.post("/api/v1/schedules/sh-nightly/disable").status_code == 200
+
+
 def test_allowed_commands_run_for_an_authenticated_caller_and_secrets_stay_out(
     redis_client: redis.Redis, workers: Workers, tmp_path: Path
 ) -> None:
