@@ -172,7 +172,7 @@ class Registry:
         try:
             self.client.ping()
         except redis.RedisError as exc:
-            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
+            raise BrokerUnavailable(self.url, sentinel.reason(exc), "registry") from exc
 
     # -- records -----------------------------------------------------------------------
 

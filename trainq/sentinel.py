@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from trainq.errors import InvalidInput
 
@@ -85,6 +85,11 @@ def master_client(url: str, master: str | None, sentinel_password: str | None, *
         retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError],
         **options,
     )
+
+
+def reason(exc: BaseException) -> str:
+    """``exc``'s message, without the client reprs redis-py appends when no sentinel names a master."""
+    return str(exc).split(" : <", 1)[0] if isinstance(exc, MasterNotFoundError) else str(exc)
 
 
 def redbeat_options(url: str, master: str, sentinel_password: str | None, timeout_s: float) -> dict[str, Any]:

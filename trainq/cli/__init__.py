@@ -12,8 +12,9 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 
+from trainq import sentinel
 from trainq.errors import BrokerUnavailable, InvalidInput, TrainqError
-from trainq.settings import get_settings, is_redis, redacted
+from trainq.settings import get_settings, redacted
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -30,15 +31,13 @@ def exit_code(error: BaseException) -> int:
     return EXIT_FAILED
 
 
-def unreachable(error: BaseException) -> str:
-    """What could not be reached: a Redis error is the registry's, a kombu one the broker's."""
-    settings = get_settings()
+def unreachable(error: BaseException) -> BrokerUnavailable:
+    """The error for a Redis failure (the registry's) or a kombu one (the broker's), as ``ping`` gives it."""
     if isinstance(error, redis.RedisError):
-        broker = settings.broker_url if settings.broker_url and is_redis(settings.broker_url) else None
-        role, url = "registry", settings.registry_url or broker
-    else:
-        role, url = "broker", settings.broker_url
-    return f"cannot reach the {role} at {url or 'the embedded Redis'} ({error}); is it running?"
+        from trainq.registry import get_registry  # here: the registry module is heavy to import
+
+        return BrokerUnavailable(get_registry().url, sentinel.reason(error), "registry")
+    return BrokerUnavailable(get_settings().broker_url or "the embedded Redis", str(error))
 
 
 class TrainqGroup(click.Group):
@@ -48,7 +47,7 @@ class TrainqGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (TrainqError, redis.RedisError, OperationalError) as error:
-            message = str(error) if isinstance(error, TrainqError) else unreachable(error)
+            message = str(error if isinstance(error, TrainqError) else unreachable(error))
             click.echo(f"error: {redacted(message)}", err=True)
             sys.exit(exit_code(error))
 
