@@ -649,6 +649,13 @@ class Registry:
         return self.get_many(self._intersect(chosen, limit, offset))
 
 
+def unreachable(error: BaseException) -> BrokerUnavailable:
+    """The error for a Redis failure (the registry's) or a kombu one (the broker's), as ``ping`` gives it."""
+    if isinstance(error, redis.RedisError):
+        return BrokerUnavailable(get_registry().url, sentinel.reason(error), "registry")
+    return BrokerUnavailable(get_settings().broker_url or "the embedded Redis", str(error))
+
+
 @lru_cache(maxsize=1)
 def get_registry() -> Registry:
     """The process's registry, from the process's settings."""

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from tests.fixtures import Process, Workers, free_port, run_cli, wait_for
+from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, wait_for
 from trainq import JobState, get_registry
 from trainq.jobs import JobRecord
 from trainq.quarantine import get_quarantine
@@ -355,6 +355,42 @@ def test_running_an_operators_command_schedule_now_is_a_command_over_http(api: h
     assert job_count() == 0
     # while enabling, disabling and listing it stay allowed
     assert api.post("/api/v1/schedules/sh-nightly/disable").status_code == 200
+
+
+def test_with_redis_down_every_page_and_endpoint_says_so_with_503(tmp_path: Path) -> None:
+    # given trainq web on its own Redis (with a password), which then goes down
+    password = "S3cretPW-web"
+    redis_port, port = free_port(), free_port()
+    store = start_redis(tmp_path / "redis", redis_port, "--requirepass", password)
+    env = {"TRAINQ_BROKER_URL": f"redis://:{password}@127.0.0.1:{redis_port}/0"}
+    server = Process([sys.executable, "-m", "trainq", "web", f"--port={port}"], tmp_path / "web.log", env)
+    try:
+        wait_for(lambda: _status(f"http://127.0.0.1:{port}/api/v1/health") == 200, 30, 0.1, message="web")
+        store.stop()
+        # when the API and the pages are asked, then each answers 503 naming what is down
+        for path in (
+            "/api/v1/jobs",
+            "/api/v1/pipelines",
+            "/api/v1/stats",
+            "/api/v1/jobs/x",
+            "/jobs",
+            "/runs",
+        ):
+            answer = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30)
+            assert answer.status_code == 503, (path, answer.text)
+            assert "cannot reach the registry" in answer.text and password not in answer.text, path
+    finally:
+        server.stop()
+        store.stop()
+    # and no traceback was logged for a plain outage
+    assert "Traceback" not in server.output()
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return None
 
 
 def test_allowed_commands_run_for_an_authenticated_caller_and_secrets_stay_out(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from redis.sentinel import MasterNotFoundError
 
-from trainq.cli import unreachable
 from trainq.errors import InvalidInput
+from trainq.registry import unreachable
 from trainq.sentinel import parse
 from trainq.settings import Settings, celery_config
 

@@ -12,9 +12,9 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 
-from trainq import sentinel
 from trainq.errors import BrokerUnavailable, InvalidInput, TrainqError
-from trainq.settings import get_settings, redacted
+from trainq.registry import unreachable
+from trainq.settings import redacted
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -29,15 +29,6 @@ def exit_code(error: BaseException) -> int:
     if isinstance(error, InvalidInput):
         return EXIT_BAD_INPUT
     return EXIT_FAILED
-
-
-def unreachable(error: BaseException) -> BrokerUnavailable:
-    """The error for a Redis failure (the registry's) or a kombu one (the broker's), as ``ping`` gives it."""
-    if isinstance(error, redis.RedisError):
-        from trainq.registry import get_registry  # here: the registry module is heavy to import
-
-        return BrokerUnavailable(get_registry().url, sentinel.reason(error), "registry")
-    return BrokerUnavailable(get_settings().broker_url or "the embedded Redis", str(error))
 
 
 class TrainqGroup(click.Group):
