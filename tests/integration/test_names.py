@@ -88,7 +88,8 @@ def test_sends_that_skip_the_job_task_refuse_reserved_names(redis_client: redis.
     assert redis_client.keys("*") == []
     # and a send to a fine queue still goes
     app.send_task("trainq.data", kwargs={"dataset": "iris"}, queue="data")
-    assert redis_client.llen("data") == 1
+    lists = [k for k in redis_client.keys("data*") if redis_client.type(k) == b"list"]  # or a priority list
+    assert sum(redis_client.llen(k) for k in lists) == 1
 
 
 def test_pipeline_file_with_a_reserved_queue_fails_validation(tmp_path: Path, redis_client: Any) -> None:
