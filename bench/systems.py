@@ -55,7 +55,7 @@ class BenchEnv:
             "BENCH_BROKER_URL": self.broker_url,
             "TRAINQ_BROKER_URL": self.broker_url,
             "TRAINQ_REGISTRY_URL": self.redis_url,
-            "TRAINQ_KEY_PREFIX": "trainq-bench:",
+            "TRAINQ_KEY_PREFIX": "trainq-bench:",  # not "bench:": the queue "bench" would be a reserved name
             "TRAINQ_HOME": str(self.logs / "home"),
             "TRAINQ_WORKER_MODULES": json.dumps(["bench.jobs"]),
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent),

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery
 
+from trainq.names import check_queue
 from trainq.settings import celery_config, get_settings
 
 #: trainq's own task modules; the user's handlers come from ``TRAINQ_WORKER_MODULES``.
@@ -45,7 +46,15 @@ class _LazyConfig(Mapping[str, Any]):
 def route_job(
     name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
 ) -> dict[str, str] | None:
-    """The routing table: each job type goes to its own queue."""
+    """The routing table: each job type goes to its own queue.
+
+    Every send through the app passes here, also those that skip ``JobTask.apply_async``
+    (``celery call``, Flower's send-task, ``app.send_task``), so a reserved queue or routing
+    key name is refused here (raises InvalidName) before kombu writes it into its own keys.
+    """
+    for given in (options.get("queue"), options.get("routing_key")):
+        if given is not None:
+            check_queue(getattr(given, "name", given))
     job_type = getattr(task, "job_type", "")
     return {"queue": task.queue or job_type} if job_type else None
 

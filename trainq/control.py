@@ -14,7 +14,9 @@ from trainq.errors import BrokerUnavailable, InvalidTransition
 from trainq.jobs import RETRYABLE_STATES, WAITING_STATES, JobRecord, JobState
 from trainq.jobtypes import get_job_type
 from trainq.names import check_queue
+from trainq.quarantine import get_quarantine
 from trainq.registry import Registry, get_registry
+from trainq.settings import get_settings
 from trainq.task import finish, requeue
 
 
@@ -173,13 +175,18 @@ def _active_job(task: dict[str, Any], record: JobRecord | None) -> dict[str, Any
 
 
 def stats_report(registry: Registry) -> dict[str, Any]:
-    """Jobs per state, and per queue its state counts, pending messages and whether it is paused."""
+    """``trainq stats``: jobs per state; per queue its state counts, pending messages and pause;
+    the messages set aside, Redis's memory in use and the retention in force (seconds, 0 = forever)."""
     states = registry.counts()
     per_queue = registry.queue_counts()
     depths = queue_depths(per_queue)
     paused = registry.paused_queues()
+    settings = get_settings()
     return {
         "states": {s.value: n for s, n in states.items()},
+        "quarantined": get_quarantine().count(),
+        "memory_used": registry.memory_used(),
+        "retention_s": {s.value: settings.retention(s.value) for s in JobState if s.finished},
         "queues": {
             q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused} for q in per_queue
         },

@@ -26,6 +26,8 @@ from trainq import documents
 from trainq.artifacts import pattern_problem
 from trainq.documents import brief
 from trainq.durations import parse_duration
+from trainq.environment import NAME as ENV_NAME
+from trainq.environment import NAME_RULE as ENV_RULE
 from trainq.errors import DurationError, InvalidInput, PipelineError
 from trainq.jobtypes import job_types
 from trainq.limits import (
@@ -41,9 +43,6 @@ from trainq.names import QueueName
 #: Pipeline and job ids appear in Redis keys, job ids and artifact paths (always ``fullmatch``).
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 ID_RULE = "use letters, digits, '_', '-' or '.', starting with a letter or digit"
-#: Environment variable names as POSIX defines them (``A=B`` would break the job at run time).
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-ENV_RULE = "use letters, digits and '_', not starting with a digit"
 #: Top-level names of the pipeline id; ``queue_id`` is the batch-queue files' name for it.
 PIPELINE_ID_FIELDS = ("pipeline_id", "queue_id")
 

@@ -21,6 +21,9 @@ from trainq.errors import UnsetVariable
 
 _REFERENCE = re.compile(r"\$\$|\$\{(?P<braced>\w+)(?::-(?P<default>[^}]*))?\}|\$(?P<bare>\w+)")
 MASK = "***"
+#: Environment variable names as POSIX defines them (``A=B`` would break the job at run time).
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME_RULE = "use letters, digits and '_', not starting with a digit"
 #: Variables every machine sets to ordinary values (``/root``, ``/usr/bin``...): expanded, never masked.
 NOT_SECRET = frozenset(
     {"HOME", "PATH", "USER", "LOGNAME", "PWD", "SHELL", "LANG", "LC_ALL", "TMPDIR", "HOSTNAME", "TERM", "TZ"}
@@ -104,8 +107,8 @@ def _numbers(secrets: tuple[str, ...]) -> frozenset[float]:
 def applied(variables: Mapping[str, str]) -> Iterator[None]:
     """Set ``variables`` in this process's environment for the block, then restore it."""
     saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
+    try:  # a name the OS refuses stops the update midway: what it set is restored too
+        os.environ.update(variables)
         yield
     finally:
         for name, value in saved.items():

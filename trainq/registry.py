@@ -86,7 +86,7 @@ return cur
 # KEYS: job, events, log, message, leases, state index, queue counts, type counts, finished set,
 #       then the record's other indexes.
 # ARGV: id, the state as stored (JSON), the state's name, cutoff ('' = none: else the job must
-#       have finished at or before it).
+#       have finished at or before it), its idempotency key ('' = none: dropped if still its own).
 # Returns 1 when dropped (or already gone), 0 when refused.
 _DROP = """
 local raw = redis.call('HGET', KEYS[1], 'state')
@@ -103,10 +103,13 @@ for i = 5, #KEYS do
   if i < 7 or i > 8 then redis.call('ZREM', KEYS[i], ARGV[1]) end
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+if ARGV[5] ~= '' and redis.call('GET', ARGV[5]) == ARGV[1] then redis.call('DEL', ARGV[5]) end
 return 1
 """
+#: The record's hash field holding its idempotency key (not part of JobRecord), so the key goes with it.
+IDEMPOTENCY_FIELD = "idempotency_key"
 #: Fields the drop script needs to name a record's keys.
-_DROP_FIELDS = ("state", "type", "queue", "tags")
+_DROP_FIELDS = ("state", "type", "queue", "tags", IDEMPOTENCY_FIELD)
 
 #: A claim event's attempt, filled in from the record by the script.
 ATTEMPT_FROM_RECORD = -1
@@ -169,7 +172,7 @@ class Registry:
         try:
             self.client.ping()
         except redis.RedisError as exc:
-            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
+            raise BrokerUnavailable(self.url, sentinel.reason(exc), "registry") from exc
 
     # -- records -----------------------------------------------------------------------
 
@@ -196,9 +199,10 @@ class Registry:
                 if existing is not None and pipe.exists(self.keys.job(existing.decode())):
                     return str(existing.decode())
             pipe.multi()
+            self._add(pipe, record, reason)
             if key is not None:
                 pipe.set(key, record.id)  # also re-claims the key of a deleted first job
-            self._add(pipe, record, reason)
+                pipe.hset(self.keys.job(record.id), IDEMPOTENCY_FIELD, json.dumps(idempotency_key))
             if message is not None:
                 pipe.set(self.keys.message(record.id), json.dumps(message))
             return None
@@ -332,8 +336,9 @@ class Registry:
                 self.keys.leases(),
             ]
             state = raw_state = ""
+            idempotency = self.keys.idempotency(json.loads(values[4])) if values[4] else ""
             if values[0] is not None:
-                state, job_type, queue, tags = (json.loads(v) for v in values)
+                state, job_type, queue, tags = (json.loads(v) for v in values[:4])
                 raw_state = values[0].decode()
                 keys += [
                     self.keys.index_state(state),
@@ -344,7 +349,7 @@ class Registry:
                 ]
             else:
                 keys += ["", "", "", *(self.keys.finished(s.value) for s in FINISHED_STATES)]
-            args = [job_id, raw_state, state, "" if cutoff is None else repr(cutoff)]
+            args = [job_id, raw_state, state, "" if cutoff is None else repr(cutoff), idempotency]
             self._drop(keys=keys, args=args, client=drop)
         return [bool(n) for n in drop.execute()]
 
@@ -642,6 +647,13 @@ class Registry:
             ids = self.client.zrevrange(chosen[0], offset, offset + limit - 1)
             return self.get_many(i.decode() for i in ids)
         return self.get_many(self._intersect(chosen, limit, offset))
+
+
+def unreachable(error: BaseException) -> BrokerUnavailable:
+    """The error for a Redis failure (the registry's) or a kombu one (the broker's), as ``ping`` gives it."""
+    if isinstance(error, redis.RedisError):
+        return BrokerUnavailable(get_registry().url, sentinel.reason(error), "registry")
+    return BrokerUnavailable(get_settings().broker_url or "the embedded Redis", str(error))
 
 
 @lru_cache(maxsize=1)

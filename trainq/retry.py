@@ -62,7 +62,8 @@ def backoff_s(policy: RetryPolicy, attempt: int) -> float:
     of failures without ever waiting longer than the policy says.
     """
     if policy.backoff is Backoff.EXPONENTIAL:
-        delay = policy.base_s * 2 ** (attempt - 1)
+        # Capped exponent: past ~1,024 attempts 2 ** n no longer fits a float (OverflowError).
+        delay = policy.base_s * 2.0 ** min(attempt - 1, 1000)
     elif policy.backoff is Backoff.LINEAR:
         delay = policy.base_s * attempt
     else:

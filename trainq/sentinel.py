@@ -13,9 +13,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from trainq.errors import InvalidInput
 
@@ -50,10 +50,12 @@ def parse(url: str) -> SentinelAddress:
         split = urlsplit(part)
         if not split.hostname:
             raise InvalidInput(f"bad Sentinel address {part!r}: no host")
-        hosts.append((split.hostname, split.port or 26379))
+        try:
+            hosts.append((split.hostname, split.port or 26379))
+            db = int(split.path.strip("/") or db)
+        except ValueError:
+            raise InvalidInput(f"bad Sentinel address {part!r}: the port and db are numbers") from None
         password = unquote(split.password) if split.password else password
-        if split.path.strip("/"):
-            db = int(split.path.strip("/"))
     return SentinelAddress(hosts, password, db)
 
 
@@ -65,7 +67,13 @@ def master_client(url: str, master: str | None, sentinel_password: str | None, *
     timeout = options.get("socket_connect_timeout")
     sentinels = Sentinel(
         address.hosts,
-        sentinel_kwargs={"password": sentinel_password, "socket_timeout": timeout},
+        # No retries of its own per sentinel (redis-py's default is 10): the master lookup is
+        # retried whole below, and with every sentinel down each would multiply that wait.
+        sentinel_kwargs={
+            "password": sentinel_password,
+            "socket_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+        },
         socket_timeout=timeout,
     )
     retry = Retry(ExponentialBackoff(cap=1.0, base=0.1), FAILOVER_RETRIES)
@@ -77,6 +85,11 @@ def master_client(url: str, master: str | None, sentinel_password: str | None, *
         retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError],
         **options,
     )
+
+
+def reason(exc: BaseException) -> str:
+    """``exc``'s message, without the client reprs redis-py appends when no sentinel names a master."""
+    return str(exc).split(" : <", 1)[0] if isinstance(exc, MasterNotFoundError) else str(exc)
 
 
 def redbeat_options(url: str, master: str, sentinel_password: str | None, timeout_s: float) -> dict[str, Any]:

@@ -34,10 +34,12 @@ from pydantic_core import to_jsonable_python
 
 from trainq import artifacts, canvas, clients, environment, payloads
 from trainq.context import Job, capture_output
+from trainq.documents import brief
 from trainq.durations import parse_duration
 from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, PermanentError
 from trainq.jobs import WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.leases import Heartbeat
+from trainq.limits import MAX_ENV_NAME_CHARS
 from trainq.names import check_queue
 from trainq.registry import Registry, get_registry
 from trainq.retry import RetryPolicy, backoff_s, retries
@@ -218,6 +220,7 @@ class JobTask(Task):
         if self.default_timeout and "timeout" not in job:
             job["timeout"] = self.default_timeout
         time_limits(job)  # a bad duration raises here, before anything is written
+        _check_paths_and_names(job)
         if "retry" in job:
             job["retry"] = RetryPolicy.model_validate(job["retry"]).model_dump(
                 mode="json", exclude_unset=True
@@ -469,6 +472,19 @@ class JobTask(Task):
         current = registry.find(record.id)
         if current and current.state is JobState.RUNNING and current.fence == record.fence:
             recover(self, registry, current, reason="worker shut down mid-job", counted=False)
+
+
+def _check_paths_and_names(job: dict[str, Any]) -> None:
+    """Raise InvalidInput for an environment name or ``result_files`` entry a pipeline file may not give.
+
+    Python callers and Celery clients (the ``trainq`` header) reach here without a pipeline file's checks.
+    """
+    for name in job.get("environment") or {}:
+        if len(name) > MAX_ENV_NAME_CHARS or not environment.NAME.fullmatch(name):
+            raise InvalidInput(f"environment name {brief(name)} is invalid: {environment.NAME_RULE}")
+    for entry in job.get("result_files") or []:
+        if problem := artifacts.pattern_problem(artifacts.entry_pattern(entry)[0]):
+            raise InvalidInput(f"result_files: {problem}")
 
 
 def fail_attempt(

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from tests.fixtures import ROOT, Process, wait_for
 from trainq import get_registry, job_type
+from trainq.celery import app
 from trainq.cli import main
 from trainq.errors import InvalidName
 from trainq.jobtypes import get_job_type
@@ -74,6 +75,21 @@ def test_python_and_job_type_declarations_refuse_reserved_names(redis_client: re
         job_type("fine", input=Empty, queue="_kombu.binding.x")(lambda job, config: None)
     # then nothing was recorded
     assert get_registry().list() == []
+
+
+@pytest.mark.parametrize("option", ["queue", "routing_key"])
+def test_sends_that_skip_the_job_task_refuse_reserved_names(redis_client: redis.Redis, option: str) -> None:
+    # given trainq's app as `celery -A trainq call` and Flower's send-task API use it: app.send_task,
+    # which never passes through JobTask.apply_async
+    # when a job is sent to a kombu key's name, then it is refused before kombu writes anything
+    with pytest.raises(InvalidName, match="unacked"):
+        app.send_task("trainq.data", kwargs={"dataset": "iris"}, exchange="", **{option: "unacked"})
+    # then kombu's bookkeeping key did not become a list (which takes every worker down)
+    assert redis_client.keys("*") == []
+    # and a send to a fine queue still goes
+    app.send_task("trainq.data", kwargs={"dataset": "iris"}, queue="data")
+    lists = [k for k in redis_client.keys("data*") if redis_client.type(k) == b"list"]  # or a priority list
+    assert sum(redis_client.llen(k) for k in lists) == 1
 
 
 def test_pipeline_file_with_a_reserved_queue_fails_validation(tmp_path: Path, redis_client: Any) -> None:

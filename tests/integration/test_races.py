@@ -58,10 +58,10 @@ def test_two_submitters_racing_on_one_key_make_one_job(registry: Registry) -> No
     paused, resume = threading.Event(), threading.Event()
     write = slow._add
 
-    def paused_write(pipe: Any, record: JobRecord, *args: Any) -> None:
+    def paused_write(pipe: Any, record: JobRecord, reason: str = "submitted") -> None:
         paused.set()
         resume.wait(10)
-        write(pipe, record, *args)
+        write(pipe, record, reason)
 
     slow._add = paused_write  # type: ignore[method-assign]
     outcomes: dict[str, tuple[str, bool]] = {}

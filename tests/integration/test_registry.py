@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from tests.fixtures import free_port
+from trainq import sentinel
+from trainq.errors import BrokerUnavailable
 from trainq.jobs import JobEvent, JobRecord, JobState
 from trainq.registry import Registry
+from trainq.settings import Settings
 
 
 def record(job_id: str, **fields: object) -> JobRecord:
@@ -75,3 +81,20 @@ def test_delete_removes_every_trace(registry: Registry) -> None:
     assert registry.find("a") is None
     assert registry.list() == [] and registry.list(tag="k=v") == []
     assert registry.queue_counts() == {"probe": {}}
+
+
+def test_with_every_sentinel_down_the_registry_gives_up_within_its_own_retries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given Sentinel addresses where nothing listens (three sentinels, all down), and 2 failover retries
+    monkeypatch.setattr(sentinel, "FAILOVER_RETRIES", 2)
+    dead = ";".join(f"sentinel://:s3cret@127.0.0.1:{free_port()}" for _ in range(3))
+    settings = Settings(broker_url=dead, sentinel_master="trainq", connect_timeout_s=1)
+    registry = Registry.from_settings(settings)
+    # when it is pinged
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match="Sentinel master 'trainq'"):
+        registry.ping()
+    # then it fails after its own few retries, not after redis-py's 10 per sentinel on top
+    # (3 lookups x 3 sentinels x ~4.4 s before the fix)
+    assert time.monotonic() - started < 3

@@ -85,6 +85,18 @@ def test_a_retried_job_loses_its_expiry_until_it_finishes_again(registry: Regist
     assert registry.expire(retention, time.time() + 2, batch=10) == 1
 
 
+def test_an_idempotency_key_goes_with_its_expired_job(registry: Registry, redis_client: redis.Redis) -> None:
+    # given a job submitted with an idempotency key, finished
+    assert registry.create(record("k1"), idempotency_key="nightly-2026-11-30") == ("k1", True)
+    finish(registry, "k1", JobState.SUCCEEDED)
+    # when the sweep drops it past its retention
+    assert registry.expire(retention, time.time() + 2, batch=10) == 1
+    # then no key is left behind (one per idempotent submit, forever, before), and the key is free again
+    assert redis_client.keys("trainq:idempotency:*") == []
+    assert registry.create(record("k2"), idempotency_key="nightly-2026-11-30") == ("k2", True)
+    assert registry.create(record("k3"), idempotency_key="nightly-2026-11-30") == ("k2", False)
+
+
 def test_one_sweep_costs_at_most_a_batch_per_state(registry: Registry) -> None:
     # given 25 succeeded jobs past their retention
     for n in range(25):

@@ -15,9 +15,10 @@ import httpx
 import pytest
 import redis
 
-from tests.fixtures import Process, Workers, free_port, run_cli, wait_for
+from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, wait_for
 from trainq import JobState, get_registry
 from trainq.jobs import JobRecord
+from trainq.quarantine import get_quarantine
 
 USER, PASSWORD, TOKEN = "alice", "wonder-land-7", "tok-3f9a1c"
 AUTH_ENV = {"TRAINQ_WEB_BASIC_AUTH": f"{USER}:{PASSWORD},bob:builder", "TRAINQ_WEB_TOKEN": TOKEN}
@@ -215,6 +216,31 @@ jobs:
     assert nap["events"][-1]["reason"] == f"pipeline run {run_id} cancelled via web by alice"
 
 
+def test_a_seed_style_run_is_reached_by_its_pipeline_id_as_in_the_cli(api: httpx.Client) -> None:
+    # given a batch-queue style definition (``queue_id``) posted over HTTP, with no worker to run it
+    definition = {"queue_id": "seed-queue", "jobs": [{"job_id": "a", "type": "probe"}]}
+    run_id = api.post("/api/v1/pipelines", json=definition).json()["run_id"]
+    # when its users ask for it by the pipeline id, as `trainq pipeline status|cancel|results` take it
+    status = api.get("/api/v1/pipelines/seed-queue")
+    # then each answers for the latest run, and the run page draws it
+    assert status.status_code == 200 and status.json()["id"] == run_id, status.text
+    assert api.get("/api/v1/pipelines/seed-queue/results").json() == []
+    assert api.get("/runs/seed-queue").status_code == 200
+    assert api.post("/api/v1/pipelines/seed-queue/cancel").json() == {"run_id": run_id, "stopped": 1}
+
+
+def test_stats_over_http_are_trainq_stats_with_the_messages_set_aside(api: httpx.Client) -> None:
+    # given a message a worker set aside (undecodable)
+    get_quarantine().add("data", b"\xff not a message", "not valid base64")
+    # when the stats are read over HTTP and with the CLI
+    shown = api.get("/api/v1/stats").json()
+    cli = json.loads(run_cli("stats", "--json").stdout)
+    # then both count it, and both show the memory used and the retention in force
+    assert shown["quarantined"] == cli["quarantined"] == 1
+    assert shown["retention_s"] == cli["retention_s"] and shown["memory_used"]
+    assert shown.keys() == cli.keys()
+
+
 def _finished(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
     status: dict[str, Any] = api.get(f"/api/v1/pipelines/{run_id}").json()
     return status if status["state"] != "running" else None
@@ -306,6 +332,65 @@ def test_auth_csrf_and_the_command_job_refusal(web: Web, redis_client: redis.Red
     finally:
         local.process.stop()
     assert job_count() == 0
+
+
+def test_running_an_operators_command_schedule_now_is_a_command_over_http(api: httpx.Client) -> None:
+    # given a schedule of a shell command, created by an operator with the CLI
+    created = run_cli(
+        "schedule",
+        "create",
+        "sh-nightly",
+        "--every",
+        "1h",
+        "--type",
+        "command",
+        "--config",
+        '{"command": "id"}',
+    )
+    assert created.returncode == 0, created.stderr
+    # when alice runs it now over HTTP (commands over HTTP are off), from the API or the page
+    refused = api.post("/api/v1/schedules/sh-nightly/run")
+    # then it is refused as submitting the command would be, and nothing runs
+    assert refused.status_code == 403 and "TRAINQ_WEB_ALLOW_COMMANDS" in refused.json()["detail"]
+    assert job_count() == 0
+    # while enabling, disabling and listing it stay allowed
+    assert api.post("/api/v1/schedules/sh-nightly/disable").status_code == 200
+
+
+def test_with_redis_down_every_page_and_endpoint_says_so_with_503(tmp_path: Path) -> None:
+    # given trainq web on its own Redis (with a password), which then goes down
+    password = "S3cretPW-web"
+    redis_port, port = free_port(), free_port()
+    store = start_redis(tmp_path / "redis", redis_port, "--requirepass", password)
+    env = {"TRAINQ_BROKER_URL": f"redis://:{password}@127.0.0.1:{redis_port}/0"}
+    server = Process([sys.executable, "-m", "trainq", "web", f"--port={port}"], tmp_path / "web.log", env)
+    try:
+        wait_for(lambda: _status(f"http://127.0.0.1:{port}/api/v1/health") == 200, 30, 0.1, message="web")
+        store.stop()
+        # when the API and the pages are asked, then each answers 503 naming what is down
+        for path in (
+            "/api/v1/jobs",
+            "/api/v1/pipelines",
+            "/api/v1/stats",
+            "/api/v1/jobs/x",
+            "/jobs",
+            "/runs",
+        ):
+            answer = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30)
+            assert answer.status_code == 503, (path, answer.text)
+            assert "cannot reach the registry" in answer.text and password not in answer.text, path
+    finally:
+        server.stop()
+        store.stop()
+    # and no traceback was logged for a plain outage
+    assert "Traceback" not in server.output()
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return None
 
 
 def test_allowed_commands_run_for_an_authenticated_caller_and_secrets_stay_out(

@@ -37,6 +37,8 @@ def test_bad_durations_name_the_text(text: str) -> None:
 def test_exponential_backoff_doubles_and_caps() -> None:
     policy = RetryPolicy(base_s=1, max_s=5, jitter=False)
     assert [backoff_s(policy, n) for n in range(1, 6)] == [1, 2, 4, 5, 5]
+    # and a policy allowing thousands of retries (a Python caller's or a Celery client's) stays capped
+    assert backoff_s(RetryPolicy(max_retries=5000, max_s=600, jitter=False), 1100) == 600
 
 
 def test_linear_and_fixed_backoff() -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
 import string
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainq.environment import MASK, expand, mask, masked
-from trainq.errors import BrokerUnavailable, UnsetVariable
+from trainq import get_job_type
+from trainq.clients import header_options
+from trainq.environment import MASK, applied, expand, mask, masked
+from trainq.errors import BrokerUnavailable, InvalidInput, UnsetVariable
 from trainq.settings import redacted
 
 WORKER_ENV = {"TOKEN": "s3cr3t-tok", "HOME": "/root", "EMPTY": "", "PIN": "12345"}
@@ -84,3 +89,30 @@ def test_no_password_survives_in_an_unreachable_message(user: str, tail: str) ->
     message = str(BrokerUnavailable(url, f"Error connecting to {url}"))
     assert "Zq9" not in message
     assert f"cannot reach the broker at redis://{user}:***@10.0.0.7:6379/0" in message
+
+
+def test_a_name_the_os_refuses_leaves_no_variable_behind_in_the_worker() -> None:
+    # given a job environment whose second name the OS refuses
+    variables = {"TRAINQ_HX_LEAK": "from-an-earlier-job", "A=B": "x"}
+    # when a worker applies it, then the job fails and the first variable is not left set
+    # for every later job of that worker process
+    with pytest.raises(ValueError), applied(variables):
+        pass
+    assert "TRAINQ_HX_LEAK" not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"environment": {"OK": "1", "A=B": "x"}}, "environment name 'A=B' is invalid"),
+        ({"result_files": ["../other-job/model.pt"]}, "contains '..'"),
+        ({"result_files": [{"path": "/etc/passwd", "required": True}]}, "is absolute"),
+    ],
+)
+def test_python_and_celery_clients_get_pipeline_file_rules(options: dict[str, Any], problem: str) -> None:
+    # given options a pipeline file may not give, passed by a Python caller or in a Celery
+    # client's ``trainq`` header (both build the record through new_record)
+    train = get_job_type("training")
+    # when the job is built, then it is refused before anything is written
+    with pytest.raises(InvalidInput, match=re.escape(problem)):
+        train.new_record({"dataset": "iris"}, {**options, **header_options({})})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from redis.sentinel import MasterNotFoundError
 
 from trainq.errors import InvalidInput
+from trainq.registry import unreachable
 from trainq.sentinel import parse
 from trainq.settings import Settings, celery_config
 
@@ -44,3 +46,21 @@ def test_broker_backend_and_beat_all_follow_the_named_master() -> None:
         "master_name"
         not in celery_config(Settings(broker_url="redis://h:6379/0"))["broker_transport_options"]
     )
+
+
+@pytest.mark.parametrize("bad", ["sentinel://:pw@h:26379/abc", "sentinel://:pw@h:x1", "sentinel://h:99999"])
+def test_a_port_or_db_that_is_not_a_number_is_bad_input_not_a_crash(bad: str) -> None:
+    # given an address whose port or db is not a number; when parsed; then InvalidInput (exit 2)
+    with pytest.raises(InvalidInput, match="the port and db are numbers"):
+        parse(bad)
+
+
+def test_no_master_found_is_one_short_line_naming_the_registry() -> None:
+    # given redis-py's error when no sentinel names a master (it appends each sentinel client's repr)
+    clients = "<redis.client.Redis(<redis.connection.ConnectionPool(<...>)>)> - ConnectionError"
+    error = MasterNotFoundError(f"No master found for 'trainq' : {clients}")
+    # when the CLI reports it (a command that failed on its first Redis call, without a ping)
+    message = str(unreachable(error))
+    # then it reads like ping's message: the registry, the master's name, no client reprs
+    assert message.startswith("cannot reach the registry at ") and "No master found for 'trainq'." in message
+    assert "<redis" not in message and len(message) < 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +12,9 @@ from pydantic import SecretStr
 
 from trainq.cli import EXIT_BAD_INPUT, main
 from trainq.dag import Dag
+from trainq.errors import DocumentError
 from trainq.settings import Settings
+from trainq.web.api.body import JSON_TYPE, parse_definition, parse_json
 from trainq.web.auth import Auth
 from trainq.web.layout import BOX_H, BOX_W, depths, layout
 
@@ -64,3 +67,21 @@ def test_trainq_web_refuses_a_public_address_without_credentials() -> None:
     # then it refuses with the reason and exit 2, before serving anything
     assert result.exit_code == EXIT_BAD_INPUT
     assert "without authentication" in result.output
+
+
+def test_request_bodies_are_read_with_the_same_bounds_as_files() -> None:
+    # given bodies the CLI refuses in a file or --config: YAML aliases (a billion-laughs bomb
+    # starts so), NaN and Infinity, a 5,000-digit number, nesting past the depth limit
+    bodies = [
+        (b"pipeline_id: &a p\njobs: [{job_id: *a, command: 'true'}]\n", "application/yaml"),
+        (b'{"pipeline_id": "p", "jobs": [{"job_id": "a", "command": "true", "timeout": NaN}]}', JSON_TYPE),
+        (b'{"epochs": Infinity}', JSON_TYPE),
+        (b'{"epochs": ' + b"9" * 5000 + b"}", JSON_TYPE),
+        (b"[" * 200 + b"]" * 200, JSON_TYPE),
+    ]
+    for body, media_type in bodies:
+        # when trainq web reads them, then each is refused as bad input (422), not accepted
+        with pytest.raises(DocumentError):
+            parse_definition(body, media_type)
+    with pytest.raises(DocumentError, match="Infinity"):
+        parse_json(b'{"epochs": Infinity}', "the body")

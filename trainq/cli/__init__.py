@@ -13,7 +13,8 @@ import redis
 from kombu.exceptions import OperationalError
 
 from trainq.errors import BrokerUnavailable, InvalidInput, TrainqError
-from trainq.settings import get_settings, is_redis, redacted
+from trainq.registry import unreachable
+from trainq.settings import redacted
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -30,17 +31,6 @@ def exit_code(error: BaseException) -> int:
     return EXIT_FAILED
 
 
-def unreachable(error: BaseException) -> str:
-    """What could not be reached: a Redis error is the registry's, a kombu one the broker's."""
-    settings = get_settings()
-    if isinstance(error, redis.RedisError):
-        broker = settings.broker_url if settings.broker_url and is_redis(settings.broker_url) else None
-        role, url = "registry", settings.registry_url or broker
-    else:
-        role, url = "broker", settings.broker_url
-    return f"cannot reach the {role} at {url or 'the embedded Redis'} ({error}); is it running?"
-
-
 class TrainqGroup(click.Group):
     """A click group that turns trainq errors into one clear message and an exit code."""
 
@@ -48,7 +38,7 @@ class TrainqGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (TrainqError, redis.RedisError, OperationalError) as error:
-            message = str(error) if isinstance(error, TrainqError) else unreachable(error)
+            message = str(error if isinstance(error, TrainqError) else unreachable(error))
             click.echo(f"error: {redacted(message)}", err=True)
             sys.exit(exit_code(error))
 

@@ -14,9 +14,7 @@ from trainq.cli import main
 from trainq.cli.output import console, json_option, print_json
 from trainq.durations import format_duration
 from trainq.jobs import JobState
-from trainq.quarantine import get_quarantine
 from trainq.registry import get_registry
-from trainq.settings import get_settings
 from trainq.worker import worker_command
 
 #: ``trainq worker``'s arguments: queue names, then options passed to ``celery worker``.
@@ -29,48 +27,31 @@ def stats(as_json: bool) -> None:
     """Jobs per state and per queue, and messages waiting in each queue."""
     registry = get_registry()
     registry.ping()
-    states = registry.counts()
-    per_queue = registry.queue_counts()
-    depths = control.queue_depths(per_queue)
-    paused = registry.paused_queues()
-    quarantined = get_quarantine().count()
-    settings = get_settings()
-    retention = {s.value: settings.retention(s.value) for s in JobState if s.finished}
-    memory = registry.memory_used()
+    report = control.stats_report(registry)
     if as_json:
-        print_json(
-            {
-                "states": {s.value: n for s, n in states.items()},
-                "quarantined": quarantined,
-                "memory_used": memory,
-                "retention_s": retention,
-                "queues": {
-                    q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused}
-                    for q in per_queue
-                },
-            }
-        )
+        print_json(report)
         return
     table = Table(title="jobs by state")
     for state in JobState:
         table.add_column(state.value)
-    table.add_row(*(str(states[s]) for s in JobState))
+    table.add_row(*(str(report["states"][s.value]) for s in JobState))
     console.print(table)
     queues = Table(title="queues")
     for column in ("queue", "pending messages", "paused", *(s.value for s in JobState)):
         queues.add_column(column)
-    for queue, counts in per_queue.items():
+    for queue, shown in report["queues"].items():
         queues.add_row(
             queue,
-            str(depths[queue]),
-            "yes" if queue in paused else "",
-            *(str(counts.get(s.value, 0)) for s in JobState),
+            str(shown["pending"]),
+            "yes" if shown["paused"] else "",
+            *(str(shown["states"].get(s.value, 0)) for s in JobState),
         )
     console.print(queues)
-    if quarantined:
-        console.print(f"{quarantined} message(s) set aside: see `trainq quarantine`")
-    kept = ", ".join(f"{s} {format_duration(t) if t else 'forever'}" for s, t in retention.items())
-    console.print(f"redis memory used: {memory}; finished records kept: {kept}")
+    if report["quarantined"]:
+        console.print(f"{report['quarantined']} message(s) set aside: see `trainq quarantine`")
+    retention = report["retention_s"].items()
+    kept = ", ".join(f"{s} {format_duration(t) if t else 'forever'}" for s, t in retention)
+    console.print(f"redis memory used: {report['memory_used']}; finished records kept: {kept}")
 
 
 @main.command()

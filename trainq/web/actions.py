@@ -118,23 +118,20 @@ def retry_job(caller: Caller, job_id: str) -> JobRecord:
 
 
 def cancel_run(caller: Caller, run_id: str) -> int:
-    """Cancel a pipeline run; each stopped job's events say who did."""
-    return get_runs().cancel(run_id, by=caller.via)
+    """Cancel a pipeline run (or a pipeline id's latest); each stopped job's events say who did."""
+    runs = get_runs()
+    return runs.cancel(runs.find(run_id), by=caller.via)
 
 
 def resume_run(caller: Caller, run_id: str) -> list[str]:
-    """Resume a pipeline run; each re-queued job's events say who did."""
-    return get_runs().resume(run_id, by=caller.via)
+    """Resume a pipeline run (or a pipeline id's latest); each re-queued job's events say who did."""
+    runs = get_runs()
+    return runs.resume(runs.find(run_id), by=caller.via)
 
 
 def create_schedule(caller: Caller, settings: Settings, name: str, spec: dict[str, Any]) -> str:
     """Validate and store a schedule as ``trainq schedule create`` does; return its name."""
-    entry = schedules.build_entry(name, spec)
-    if entry.task == task_name(COMMAND_TYPE) or (
-        entry.task == schedules.PIPELINE_TASK
-        and any(j.type == COMMAND_TYPE for j in load_pipeline(entry.kwargs["path"]).validate())
-    ):
-        check_commands(caller, settings, f"schedule {name!r}")
+    _check_schedule_commands(caller, settings, schedules.build_entry(name, spec))
     schedules.create(name, spec)
     log.info("schedule %s created %s", name, caller.via)
     return name
@@ -152,9 +149,24 @@ def delete_schedule(caller: Caller, name: str) -> None:
     log.info("schedule %s deleted %s", name, caller.via)
 
 
-def run_schedule(caller: Caller, name: str) -> str:
-    """Submit one run of a schedule now; a job's events say who asked. Returns the job or run id."""
-    return schedules.submit_run(schedules.get(name), audit=f"submitted by schedule {name} {caller.via}")
+def run_schedule(caller: Caller, settings: Settings, name: str) -> str:
+    """Submit one run of a schedule now; a job's events say who asked. Returns the job or run id.
+
+    Running a schedule of shell commands now is submitting them over HTTP: the same rule applies.
+    """
+    entry = schedules.get(name)
+    _check_schedule_commands(caller, settings, entry)
+    return schedules.submit_run(entry, audit=f"submitted by schedule {name} {caller.via}")
+
+
+def _check_schedule_commands(caller: Caller, settings: Settings, entry: schedules.ScheduleEntry) -> None:
+    """Raise CommandRefused if ``entry`` runs shell commands (a command job, or a pipeline with one)
+    and the caller may not run them over HTTP."""
+    if entry.task == task_name(COMMAND_TYPE) or (
+        entry.task == schedules.PIPELINE_TASK
+        and any(j.type == COMMAND_TYPE for j in load_pipeline(entry.kwargs["path"]).validate())
+    ):
+        check_commands(caller, settings, f"schedule {entry.name!r}")
 
 
 def set_queue_paused(caller: Caller, queue: str, paused: bool) -> None:

@@ -11,10 +11,12 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from kombu.exceptions import OperationalError
 from starlette.exceptions import HTTPException
 
 from trainq.errors import (
@@ -28,6 +30,7 @@ from trainq.errors import (
     RunNotFound,
     TrainqError,
 )
+from trainq.registry import unreachable
 from trainq.settings import Settings, get_settings
 from trainq.web.auth import Auth, AuthMiddleware
 
@@ -63,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.add_exception_handler(TrainqError, _trainq_error)
+    for unreachable_error in (redis.RedisError, OperationalError):  # raised by a store's plain read
+        app.add_exception_handler(unreachable_error, _unreachable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     return app
@@ -97,6 +102,10 @@ async def _trainq_error(request: Request, exc: Exception) -> Response:
     if status == 500:
         log.error("request %s %s failed: %s", request.method, request.url.path, exc)
     return _answer(request, status, str(exc), problems(exc))
+
+
+async def _unreachable(request: Request, exc: Exception) -> Response:
+    return await _trainq_error(request, unreachable(exc))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -193,7 +193,7 @@ def schedule_action(request: Request, name: str, action: str) -> Response:
     operations: dict[str, Callable[[], object]] = {
         "enable": lambda: actions.set_schedule_enabled(caller, name, True),
         "disable": lambda: actions.set_schedule_enabled(caller, name, False),
-        "run": lambda: actions.run_schedule(caller, name),
+        "run": lambda: actions.run_schedule(caller, settings_of(request), name),
         "delete": lambda: actions.delete_schedule(caller, name),
     }
     if action not in operations:

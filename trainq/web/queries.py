@@ -66,8 +66,12 @@ def log_tail(job_id: str, lines: int) -> list[str]:
 
 
 def run_status(run_id: str, settings: Settings) -> RunStatus:
-    """A run's status as ``trainq pipeline status`` shows it (finishing lost releases first)."""
+    """A run's status as ``trainq pipeline status`` shows it (finishing lost releases first).
+
+    ``run_id`` may be a pipeline id, meaning its latest run, as the CLI takes it.
+    """
     runs = get_runs()
+    run_id = runs.find(run_id)
     status = runs.status(run_id)
     if not status.finished and runs.sweep(run_id, settings.lease_s):
         status = runs.status(run_id)
@@ -88,8 +92,9 @@ def recent_runs(limit: int) -> list[dict[str, Any]]:
 
 
 def run_results(run_id: str, settings: Settings) -> list[dict[str, Any]]:
-    """Each job's collected result files, as paths inside the artifact store."""
-    status = get_runs().status(run_id)
+    """Each job's collected result files, as paths inside the artifact store (``run_id`` as above)."""
+    runs = get_runs()
+    status = runs.status(runs.find(run_id))
     root = settings.artifacts_dir
     return [
         {"job_id": job.job_id, "files": [_inside(Path(path), root) for path in job.artifacts]}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import yaml
 from fastapi import HTTPException, Request
 
+from trainq import documents
 from trainq.errors import InvalidInput
 from trainq.limits import WEB_BODY_MAX_BYTES
 
@@ -45,26 +44,11 @@ async def json_body(request: Request) -> Any:
 
 
 def parse_json(body: bytes, what: str) -> Any:
-    """``body`` parsed as JSON; raises InvalidInput naming ``what`` and where it broke."""
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except (ValueError, RecursionError):
-        raise InvalidInput(f"{what} is not valid JSON (bad text or nested too deep)") from None
+    """``body`` parsed as JSON, bounded as every document is; raises DocumentError naming ``what``."""
+    return documents.parse(body, what, "json", WEB_BODY_MAX_BYTES)
 
 
 def parse_definition(body: bytes, media_type: str) -> Any:
     """A pipeline definition from a request body: YAML for a YAML media type, else JSON."""
-    if media_type not in YAML_TYPES:
-        return parse_json(body, "the pipeline definition")
-    try:
-        return yaml.safe_load(body.decode())
-    except UnicodeDecodeError:
-        raise InvalidInput("the pipeline definition is not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"the pipeline definition is not valid YAML: {exc}") from None
-    except RecursionError:
-        raise InvalidInput("the pipeline definition is nested too deep") from None
+    fmt: documents.Format = "yaml" if media_type in YAML_TYPES else "json"
+    return documents.parse(body, "the pipeline definition", fmt, WEB_BODY_MAX_BYTES)

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from trainq import dag
 from trainq.errors import InvalidInput
 from trainq.limits import WEB_BODY_MAX_BYTES, WEB_PAGE_MAX
+from trainq.runs import get_runs
 from trainq.web import actions, queries
 from trainq.web.api.body import content_type, parse_definition, read_body
 from trainq.web.app import settings_of
@@ -75,7 +76,7 @@ def list_runs(limit: Annotated[int, Query(ge=1, le=WEB_PAGE_MAX)] = 20) -> list[
     return queries.recent_runs(limit)
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}")  # each {run_id} below may be a pipeline id, meaning its latest run
 def status(request: Request, run_id: str) -> dict[str, Any]:
     """The run and each job's state, attempts, duration, exit code, progress and what holds it."""
     return queries.run_status(run_id, settings_of(request)).model_dump(mode="json")
@@ -84,12 +85,14 @@ def status(request: Request, run_id: str) -> dict[str, Any]:
 @router.post("/{run_id}/resume")
 def resume(request: Request, run_id: str) -> dict[str, Any]:
     """Re-run the failed, dead, cancelled and blocked jobs (409 if there are none)."""
+    run_id = get_runs().find(run_id)
     return {"run_id": run_id, "restarted": actions.resume_run(caller_of(request), run_id)}
 
 
 @router.post("/{run_id}/cancel")
 def cancel(request: Request, run_id: str) -> dict[str, Any]:
     """Cancel a running run: waiting jobs never start, running ones stop (409 if it ended)."""
+    run_id = get_runs().find(run_id)
     return {"run_id": run_id, "stopped": actions.cancel_run(caller_of(request), run_id)}
 
 

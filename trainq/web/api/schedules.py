@@ -58,7 +58,7 @@ def disable(request: Request, name: str) -> dict[str, Any]:
 @router.post("/{name}/run")
 def run_now(request: Request, name: str) -> dict[str, str]:
     """Submit one run of the schedule now; the job (or pipeline run) id."""
-    return {"id": actions.run_schedule(caller_of(request), name)}
+    return {"id": actions.run_schedule(caller_of(request), settings_of(request), name)}
 
 
 @router.delete("/{name}")
