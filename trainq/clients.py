@@ -21,7 +21,11 @@ OPTIONS_HEADER = "trainq"
 
 
 class ClientOptions(BaseModel):
-    """trainq's options a client without trainq may set: a JSON object in the ``trainq`` header."""
+    """trainq's options a client without trainq may set: a JSON object in the ``trainq`` header.
+
+    No ``cwd`` or ``result_files``: access to the broker alone must not make a worker copy files
+    from its own disk into the artifact store.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -29,8 +33,6 @@ class ClientOptions(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     retry: dict[str, Any] | None = None
     environment: dict[str, str] | None = None
-    result_files: list[str] | None = None
-    cwd: str | None = None
 
 
 def header_options(headers: dict[str, Any] | None) -> dict[str, Any]:

@@ -83,6 +83,7 @@ JOBS = [
     {"task": "trainq.data", "kwargs": {"val_fraction": "lots"}},
     {"task": "trainq.data", "args": [1]},
     {"task": "trainq.data", "kwargs": {}, "headers": {"trainq": {"job_nme": "nightly"}}},
+    {"task": "trainq.data", "kwargs": {}, "headers": {"trainq": {"cwd": "/root", "result_files": ["*"]}}},
     {
         "task": "trainq.data",
         "kwargs": {"dataset": "wine"},
@@ -97,7 +98,7 @@ JOBS = [
 
 def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, priority: int) -> None:
     """What the sender saw of ``JOBS`` agrees with the registry and the worker."""
-    valid, typo, wrong_type, positional, bad_option, with_options, unknown_type, shell = seen
+    valid, typo, wrong_type, positional, bad_option, file_copy, with_options, unknown_type, shell = seen
     registry = get_registry()
     # the valid job ran: recorded as a Celery client's, on the queue and id it was sent with
     record = registry.get(valid["id"])
@@ -113,6 +114,7 @@ def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, pri
         (positional, "takes keyword arguments only"),
         (bad_option, "invalid 'trainq' header: unknown field 'job_nme' — did you mean 'job_name'?"),
         (shell, "command jobs from Celery clients without trainq"),
+        (file_copy, "invalid 'trainq' header: unknown field 'cwd'"),
     ):
         record = registry.get(refused["id"])
         assert record.state is JobState.FAILED and words in (record.error or ""), record
