@@ -25,7 +25,7 @@ RUNS = 3
 
 def _chain(system: str, key: str, length: int) -> None:
     if system == "trainq":
-        from trainq.pipelines import Pipeline
+        from trainq.pipelines.pipeline import Pipeline
 
         pipeline = Pipeline(f"chain-{uuid.uuid4().hex[:6]}")
         for i in range(length):
@@ -47,7 +47,7 @@ def _chain(system: str, key: str, length: int) -> None:
 def _fan(system: str, key: str, width: int) -> None:
     members = [f"f{i}" for i in range(width)]
     if system == "trainq":
-        from trainq.pipelines import Pipeline
+        from trainq.pipelines.pipeline import Pipeline
 
         pipeline = Pipeline(f"fan-{uuid.uuid4().hex[:6]}").add(
             "root", type="bench_stamp", config={"key": key, "name": "root"}
@@ -126,7 +126,7 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
 
 def pipeline_start(env: BenchEnv, sizes: Sizes) -> list[Row]:
     """Seconds to validate and start a pipeline of ``sizes.pipeline`` jobs, beside as many raw ``delay()``."""
-    from trainq.pipelines import Pipeline
+    from trainq.pipelines.pipeline import Pipeline
 
     n = sizes.pipeline
     reset(env)

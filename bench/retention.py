@@ -32,7 +32,7 @@ def queued_record(job_id: str, now: float, **fields: Any) -> Any:
 def record_finished(total: int) -> float:
     """Record ``total`` jobs as submitted and then succeeded (1 in 20 failed); return the seconds taken."""
     from trainq import JobState, get_registry
-    from trainq.jobs import JobEvent
+    from trainq.job.record import JobEvent
 
     registry = get_registry()
     began = time.perf_counter()

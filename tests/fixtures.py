@@ -124,7 +124,7 @@ class Workers(Processes):
     ) -> Process:
         """A worker for ``queues``; ``events`` sends task events and heartbeats (Flower needs both)."""
         name = name or f"w{uuid.uuid4().hex[:6]}"
-        from trainq.worker import worker_command
+        from trainq.ops.worker import worker_command
 
         quiet = [] if events else ["--without-heartbeat"]
         extra = ["-P", pool, "--without-gossip", "--without-mingle", *quiet]
@@ -222,7 +222,7 @@ def redis_client() -> Iterator[redis.Redis]:
 @pytest.fixture
 def registry(redis_client: redis.Redis) -> Any:
     """The registry on the flushed test database."""
-    from trainq.registry import get_registry
+    from trainq.store.registry import get_registry
 
     return get_registry()
 
@@ -274,7 +274,7 @@ def python_elsewhere(code: str, env: dict[str, str], *args: str) -> str:
 
 def submit_elsewhere(env: dict[str, str], calls: list[str]) -> list[str]:
     """Run ``submit(...)`` calls in a separate process configured by ``env``; return the job ids."""
-    code = "from trainq.control import submit\n" + "\n".join(f"print({call})" for call in calls)
+    code = "from trainq.ops.control import submit\n" + "\n".join(f"print({call})" for call in calls)
     return python_elsewhere(code, env).split()
 
 

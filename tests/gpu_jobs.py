@@ -9,7 +9,7 @@ import redis
 from pydantic import BaseModel
 
 from trainq import Job, job_type
-from trainq.gpus import VISIBLE_DEVICES
+from trainq.job.gpus import VISIBLE_DEVICES
 from trainq.settings import get_settings
 
 

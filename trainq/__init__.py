@@ -1,7 +1,6 @@
 """trainq: ML jobs on Celery workers, with pipelines, retries, schedules and a registry."""
 
 from trainq.celery import app
-from trainq.context import Job
 from trainq.errors import (
     BrokerUnavailable,
     InvalidInput,
@@ -10,12 +9,13 @@ from trainq.errors import (
     PipelineError,
     TrainqError,
 )
-from trainq.jobs import JobRecord, JobState
-from trainq.jobtypes import get_job_type, job_type
-from trainq.pipelines import Pipeline, load_pipeline, run_pipeline_file
-from trainq.registry import Registry, get_registry
-from trainq.retry import RetryPolicy
+from trainq.job.context import Job
+from trainq.job.record import JobRecord, JobState
+from trainq.job.retry import RetryPolicy
+from trainq.job.types import get_job_type, job_type
+from trainq.pipelines.pipeline import Pipeline, load_pipeline, run_pipeline_file
 from trainq.settings import Settings, get_settings
+from trainq.store.registry import Registry, get_registry
 
 __all__ = [
     # Jobs

@@ -12,17 +12,17 @@ from typing import Any
 
 from celery import Celery
 
-from trainq.names import check_queue
+from trainq.broker.names import check_queue
 from trainq.settings import celery_config, get_settings
 
 #: trainq's own task modules; the user's handlers come from ``TRAINQ_WORKER_MODULES``.
 LIBRARY_MODULES = [
-    "trainq.command",
-    "trainq.pipelines",
-    "trainq.worker",
-    "trainq.gpus",
-    "trainq.metrics",
-    "trainq.flower",  # adapts Flower when Flower imports the app's modules
+    "trainq.job.command",
+    "trainq.pipelines.pipeline",
+    "trainq.ops.worker",
+    "trainq.job.gpus",
+    "trainq.ops.metrics",
+    "trainq.ops.flower",  # adapts Flower when Flower imports the app's modules
 ]
 
 

@@ -17,8 +17,11 @@ TrainqError
 │   ├── ScheduleError        a schedule definition is invalid, or no schedule has that name
 │   └── CommandRefused       a shell command job sent over HTTP where that is not enabled
 ├── ResultFilesMissing       a required ``result_files`` entry matched nothing
+├── CommandFailed            a ``command`` job's process exited non-zero (retried by policy)
 └── PermanentError           raised by a handler: fail now, never retry
     └── UnsetVariable        a job's environment names a variable its worker does not set
+
+JobStopped (a BaseException, so a handler's ``except Exception`` cannot swallow a cancel or shutdown)
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class UnknownJobType(InvalidInput):
 
 
 class InvalidName(InvalidInput):
-    """Raised when a queue or job type name breaks the naming rule (``trainq.names``)."""
+    """Raised when a queue or job type name breaks the naming rule (``trainq.broker.names``)."""
 
     def __init__(self, what: str, name: str, problem: str) -> None:
         self.name = name
@@ -144,3 +147,15 @@ class UnsetVariable(PermanentError):
             f"environment {name}: ${{{variable}}} is not set on worker {worker} "
             f"(set it there, or give a default: ${{{variable}:-value}})"
         )
+
+
+class CommandFailed(TrainqError):
+    """Raised when a ``command`` job's process exits with a non-zero code."""
+
+    def __init__(self, exit_code: int) -> None:
+        self.exit_code = exit_code
+        super().__init__(f"command exited with code {exit_code}")
+
+
+class JobStopped(BaseException):
+    """Raised inside a handler when its process is told to stop (cancel or shutdown)."""

@@ -28,12 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
 
-from trainq import control
 from trainq.celery import app
-from trainq.durations import format_duration, parse_duration
 from trainq.errors import InvalidInput, ScheduleError
-from trainq.jobtypes import TASK_PREFIX, get_job_type
-from trainq.pipelines import load_pipeline, run_pipeline_file
+from trainq.inputs.durations import format_duration, parse_duration
+from trainq.job.types import TASK_PREFIX, get_job_type
+from trainq.ops import control
+from trainq.pipelines.pipeline import load_pipeline, run_pipeline_file
 from trainq.settings import get_settings
 
 log = logging.getLogger("trainq.schedules")

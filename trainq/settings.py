@@ -1,7 +1,7 @@
 """Settings: one pydantic-settings class read from ``TRAINQ_*`` variables, and its Celery config.
 
 Nothing else in trainq reads its configuration from ``os.environ``. With no broker set,
-trainq uses the embedded Redis (see ``trainq.embedded``) so one machine needs no server.
+trainq uses the embedded Redis (see ``trainq.ops.embedded``) so one machine needs no server.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from trainq import sentinel
-from trainq.durations import parse_duration
 from trainq.errors import DurationError
-from trainq.retry import RetryPolicy
+from trainq.inputs.durations import parse_duration
+from trainq.job.retry import RetryPolicy
+from trainq.store import sentinel
 
 DEFAULT_WORKER_MODULES = ["workers.data", "workers.training", "workers.detection"]
 #: The password part of a URL's ``user:password@``, wherever a URL appears in a text.
@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         """The broker URL, starting the embedded Redis when none is configured."""
         if self.broker_url:
             return self.broker_url
-        from trainq import embedded
+        from trainq.ops import embedded
 
         return embedded.broker_url(self.home)
 
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         broker = self.broker()
         if is_redis(broker):
             return broker
-        from trainq import embedded
+        from trainq.ops import embedded
 
         return embedded.broker_url(self.home)
 
@@ -168,7 +168,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
     Raises InvalidName when a pool is configured for a reserved queue name.
     """
-    from trainq.names import check_queue
+    from trainq.broker.names import check_queue
 
     for queue in settings.pools:
         check_queue(queue, settings.key_prefix)
@@ -217,11 +217,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_max_loop_interval": settings.beat_interval_s,
     }
     if broker.startswith("redis://"):
-        from trainq.transport import TRANSPORT
+        from trainq.broker.transport import TRANSPORT
 
         config["broker_transport"] = TRANSPORT  # kombu's, minus a client object per publish
     elif broker.startswith("redis+socket://"):
-        from trainq.transport import use_for_redis_urls
+        from trainq.broker.transport import use_for_redis_urls
 
         use_for_redis_urls()  # the embedded broker: the same transport, set another way
     if is_redis(broker):

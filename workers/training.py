@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 
 from trainq import Job, job_type
-from trainq.retry import RetryPolicy
+from trainq.job.retry import RetryPolicy
 from workers.data import DataConfig, ensure_prepared
 
 log = logging.getLogger("workers.training")

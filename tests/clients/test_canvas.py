@@ -11,7 +11,7 @@ from celery.result import AsyncResult
 from tests.fixtures import Workers, wait_for
 from tests.jobs import probe
 from trainq import JobRecord, JobState, get_registry
-from trainq.canvas import CANVAS_SOURCE
+from trainq.job.canvas import CANVAS_SOURCE
 from workers.data import prepare
 from workers.training import train
 

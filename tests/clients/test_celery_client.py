@@ -21,7 +21,7 @@ from tests.fixtures import ROOT, Workers, wait_for
 from tests.integration.test_rabbitmq import AMQP, amqp_env  # noqa: F401  (a fixture)
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
-from trainq.clients import FOREIGN_SOURCE
+from trainq.job.clients import FOREIGN_SOURCE
 
 REDIS = os.environ["TRAINQ_BROKER_URL"]
 

@@ -31,8 +31,8 @@ from tests.integration.test_monitoring import http_get
 from trainq import JobState, get_registry
 from trainq.celery import app
 from trainq.cli import main
-from trainq.pipelines import run_pipeline_file
-from trainq.runs import RunState, get_runs
+from trainq.pipelines.pipeline import run_pipeline_file
+from trainq.pipelines.runs import RunState, get_runs
 
 DOCUMENTED = commands()
 #: Commands that only parse here, each with the test that runs it or the reason it cannot run.

@@ -34,7 +34,7 @@ from tests.integration.test_rabbitmq import AMQP, amqp_env  # noqa: F401  (a fix
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
 from trainq.celery import app
-from trainq.control import submit
+from trainq.ops.control import submit
 
 AUTH = (FLOWER_USER, FLOWER_PASSWORD)
 #: A cancel must reach a running job within one heartbeat (0.5 s in the tests) plus slack for 2 busy cores.

@@ -25,7 +25,7 @@ from tests.fixtures import ROOT, Process, Processes, free_port, wait_for
 from tests.integration.test_monitoring import http_get
 from trainq import JobState, get_registry
 from trainq.celery import app
-from trainq.control import submit
+from trainq.ops.control import submit
 from trainq.settings import get_settings
 
 SYSTEMD = ROOT / "deploy" / "systemd"

@@ -14,7 +14,7 @@ import redis
 from tests.fixtures import Workers, free_port, run_cli, start_redis, submit_elsewhere, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
-from trainq.control import submit
+from trainq.ops.control import submit
 
 pytestmark = pytest.mark.slow
 

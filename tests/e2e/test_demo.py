@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.test_up import free_port, home, trainq  # noqa: F401  (home is a fixture)
-from trainq import embedded
+from trainq.ops import embedded
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ from tests.integration.test_monitoring import (
     start_flower,
 )
 from trainq import JobState, get_registry
-from trainq.control import submit
+from trainq.ops.control import submit
 
 pytestmark = pytest.mark.slow
 

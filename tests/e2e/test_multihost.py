@@ -28,10 +28,10 @@ import yaml
 
 from tests.fixtures import ROOT, Process, start_redis, wait_for
 from tests.unit.test_deploy_files import COMPOSE_FILE, K8S, compose_config
-from trainq.jobs import JobState
-from trainq.keys import Keys
-from trainq.registry import Registry
-from trainq.runs import Runs, RunState
+from trainq.job.record import JobState
+from trainq.pipelines.runs import Runs, RunState
+from trainq.store.keys import Keys
+from trainq.store.registry import Registry
 
 pytestmark = pytest.mark.slow
 VOLUME = "/var/lib/trainq"
@@ -212,7 +212,7 @@ def test_pipeline_completes_across_hosts_when_one_is_lost_and_restarted(topology
         [
             sys.executable,
             "-c",
-            "import sys; from trainq.pipelines import run_pipeline_file as run; print(run(sys.argv[1]))",
+            "import sys; from trainq import run_pipeline_file as run; print(run(sys.argv[1]))",
             str(pipeline_file),
         ],
         cwd=ROOT,

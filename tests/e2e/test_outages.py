@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, submit_elsewhere, wait_for
-from trainq.context import OUTBOX_BATCH_LINES, OUTBOX_MAX_LINES, Job
-from trainq.jobs import JobRecord, JobState
-from trainq.jobtypes import get_job_type
-from trainq.registry import Registry
+from trainq.job.context import OUTBOX_BATCH_LINES, OUTBOX_MAX_LINES, Job
+from trainq.job.record import JobRecord, JobState
+from trainq.job.types import get_job_type
 from trainq.settings import Settings
+from trainq.store.registry import Registry
 
 pytestmark = pytest.mark.slow
 

@@ -28,9 +28,9 @@ from tests.fixtures import (
 )
 from tests.jobs import attempts_key
 from trainq import JobState
-from trainq.keys import Keys
-from trainq.registry import Registry
-from trainq.sentinel import master_client
+from trainq.store.keys import Keys
+from trainq.store.registry import Registry
+from trainq.store.sentinel import master_client
 
 pytestmark = pytest.mark.slow
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -39,7 +39,7 @@ PASSWORD = "s3ntinel-pw"
 JOBS = 100
 SUBMITTER = """
 import sys, time
-from trainq.control import submit
+from trainq.ops.control import submit
 from trainq.errors import TrainqError
 for n in range(int(sys.argv[1])):
     try:

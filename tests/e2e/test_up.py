@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from tests.fixtures import ROOT, wait_for
-from trainq import embedded
+from trainq.ops import embedded
 
 pytestmark = pytest.mark.slow
 #: Test settings that would point the stack away from the embedded default.

@@ -17,7 +17,7 @@ from tests.e2e.test_flower_browser import chromium  # noqa: F401  (the browser f
 from tests.fixtures import ARTIFACTS, ROOT, Workers, wait_for
 from tests.integration.test_web import AUTH_ENV, PASSWORD, USER, Web, big_pipeline
 from trainq import JobState, get_registry, schedules
-from trainq.control import submit
+from trainq.ops.control import submit
 
 pytestmark = pytest.mark.slow
 HOSTILE = "<script>window.hacked=1</script><img src=x onerror=window.hacked=2>"

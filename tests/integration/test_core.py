@@ -7,7 +7,7 @@ from typing import Any
 from tests.fixtures import Workers, run_cli, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
-from trainq.control import cancel, submit
+from trainq.ops.control import cancel, submit
 
 
 def state_of(job_id: str) -> JobState:

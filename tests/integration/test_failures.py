@@ -12,7 +12,7 @@ import redis
 from tests.fixtures import Workers, run_cli, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
-from trainq.control import submit
+from trainq.ops.control import submit
 
 
 def attempts(client: redis.Redis, job_id: str) -> list[tuple[str, int, float]]:
@@ -153,7 +153,7 @@ def test_idempotency_key_returns_the_first_job(redis_client: Any) -> None:
 def test_a_requeued_job_still_gets_its_secret_values(workers: Workers, redis_client: Any) -> None:
     import hashlib
 
-    from trainq.control import cancel, retry
+    from trainq.ops.control import cancel, retry
 
     # given a delayed job with a SecretStr field, cancelled before it ran
     workers.start("probe")

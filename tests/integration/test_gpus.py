@@ -11,7 +11,7 @@ from tests.fixtures import Workers, wait_for
 from tests.gpu_jobs import gpu_probe
 from trainq import JobState, get_registry
 from trainq.errors import ConfigError
-from trainq.gpus import check_pool, parse_gpus
+from trainq.job.gpus import check_pool, parse_gpus
 
 GPU_ENV = {
     "TRAINQ_GPUS": "0,1",

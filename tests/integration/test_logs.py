@@ -5,8 +5,8 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from trainq.cli import main
-from trainq.control import submit
-from trainq.registry import Registry
+from trainq.ops.control import submit
+from trainq.store.registry import Registry
 
 
 def test_logs_prints_every_stored_line(registry: Registry) -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.fixtures import Workers, wait_for
 from trainq import JobRecord, JobState, PayloadError, get_registry, get_settings
-from trainq.control import submit
+from trainq.ops.control import submit
 
 
 def finished(job_id: str) -> JobRecord | None:

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.fixtures import Process, Workers, free_port, run_cli, wait_for
 from trainq import JobState, get_registry
 from trainq.celery import app
-from trainq.control import cancel, submit
+from trainq.ops.control import cancel, submit
 
 FLOWER_USER, FLOWER_PASSWORD = "ops", "s3cret-pass"
 

@@ -17,12 +17,12 @@ from pydantic import BaseModel
 
 from tests.fixtures import ROOT, Process, wait_for
 from trainq import get_registry, job_type
+from trainq.broker.names import NAME_PATTERN, check_queue
 from trainq.celery import app
 from trainq.cli import main
 from trainq.errors import InvalidName
-from trainq.jobtypes import get_job_type
-from trainq.limits import NAME_MAX_CHARS
-from trainq.names import NAME_PATTERN, check_queue
+from trainq.inputs.limits import NAME_MAX_CHARS
+from trainq.job.types import get_job_type
 from trainq.settings import PoolSettings, Settings, celery_config
 
 RESERVED = [

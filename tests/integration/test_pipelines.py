@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 from tests.fixtures import Workers, dump_redis, run_cli, wait_for
 from trainq import JobState, Pipeline, get_registry, run_pipeline_file
 from trainq.cli import main
-from trainq.jobs import JobEvent, JobRecord
-from trainq.runs import RunState, RunStatus, get_runs
+from trainq.job.record import JobEvent, JobRecord
+from trainq.pipelines.runs import RunState, RunStatus, get_runs
 
 SECRET = "s3cr3t-value-4711"
 

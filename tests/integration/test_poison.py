@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from tests.fixtures import Workers, wait_for
 from tests.messages import poison_shapes
 from trainq import JobState, get_registry
+from trainq.broker.quarantine import get_quarantine
 from trainq.celery import app
 from trainq.cli import main
-from trainq.control import submit
-from trainq.quarantine import get_quarantine
+from trainq.ops.control import submit
 
 
 def test_each_poison_shape_is_set_aside_and_the_worker_keeps_consuming(
@@ -61,7 +61,7 @@ def test_each_poison_shape_is_set_aside_and_the_worker_keeps_consuming(
 
 def test_the_embedded_broker_screens_messages_too(tmp_path: Path, workers: Workers) -> None:
     # given a worker on the embedded broker (no TRAINQ_BROKER_URL)
-    from trainq import embedded
+    from trainq.ops import embedded
 
     home = tmp_path / "home"
     env = {"TRAINQ_BROKER_URL": "", "TRAINQ_HOME": str(home)}

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.fixtures import Workers, run_cli, wait_for
 from trainq import JobState, get_registry
-from trainq.control import queue_depths, submit
+from trainq.ops.control import queue_depths, submit
 
 
 def state_of(job_id: str) -> JobState:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from trainq import runs
-from trainq.dag import PlannedJob
-from trainq.jobs import JobRecord, JobState
-from trainq.registry import Registry
-from trainq.runs import get_runs
+from trainq.job.record import JobRecord, JobState
+from trainq.pipelines import runs
+from trainq.pipelines.dag import PlannedJob
+from trainq.pipelines.runs import get_runs
 from trainq.settings import get_settings
+from trainq.store.registry import Registry
 
 
 def new_record(job_id: str) -> JobRecord:

@@ -7,11 +7,11 @@ import time
 import pytest
 
 from tests.fixtures import free_port
-from trainq import sentinel
 from trainq.errors import BrokerUnavailable
-from trainq.jobs import JobEvent, JobRecord, JobState
-from trainq.registry import Registry
+from trainq.job.record import JobEvent, JobRecord, JobState
 from trainq.settings import Settings
+from trainq.store import sentinel
+from trainq.store.registry import Registry
 
 
 def record(job_id: str, **fields: object) -> JobRecord:

@@ -13,10 +13,10 @@ from click.testing import CliRunner, Result
 from tests.fixtures import Workers, run_cli, wait_for
 from tests.integration.test_registry import record
 from trainq.cli import main
-from trainq.control import cancel, submit
-from trainq.jobs import JobState
-from trainq.registry import Registry
-from trainq.runs import Runs
+from trainq.job.record import JobState
+from trainq.ops.control import cancel, submit
+from trainq.pipelines.runs import Runs
+from trainq.store.registry import Registry
 
 RUNNING = {JobState.QUEUED}
 KEEP = {"succeeded": 1.0, "dead": 100.0}

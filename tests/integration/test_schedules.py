@@ -17,7 +17,7 @@ from tests.fixtures import ROOT, Beats, Process, Workers, run_cli, wait_for
 from trainq import JobRecord, JobState, get_registry
 from trainq.cli import main
 from trainq.errors import ScheduleError
-from trainq.runs import get_runs
+from trainq.pipelines.runs import get_runs
 from trainq.schedules import create, delete, entries, get, info, run_now, submit_run
 
 

@@ -25,12 +25,12 @@ from tests.fixtures import (
     wait_for,
 )
 from tests.integration.test_monitoring import http_get
-from trainq.flower import flower_launch
-from trainq.jobs import JobState
-from trainq.keys import Keys
-from trainq.registry import Registry, get_registry
-from trainq.runs import Runs
+from trainq.job.record import JobState
+from trainq.ops.flower import flower_launch
+from trainq.pipelines.runs import Runs
 from trainq.settings import get_settings
+from trainq.store.keys import Keys
+from trainq.store.registry import Registry, get_registry
 
 FLOWER_AUTH = ("ops", "flower-pw")
 #: Commands that each reach the registry or broker in their own way (x1: an id that need not exist).

@@ -17,8 +17,8 @@ import redis
 
 from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, wait_for
 from trainq import JobState, get_registry
-from trainq.jobs import JobRecord
-from trainq.quarantine import get_quarantine
+from trainq.broker.quarantine import get_quarantine
+from trainq.job.record import JobRecord
 
 USER, PASSWORD, TOKEN = "alice", "wonder-land-7", "tok-3f9a1c"
 AUTH_ENV = {"TRAINQ_WEB_BASIC_AUTH": f"{USER}:{PASSWORD},bob:builder", "TRAINQ_WEB_TOKEN": TOKEN}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from trainq.artifacts import collect, job_dir
 from trainq.errors import ResultFilesMissing
-from trainq.jobs import JobRecord, JobState
+from trainq.job.artifacts import collect, job_dir
+from trainq.job.record import JobRecord, JobState
 
 
 def record(cwd: Path, *result_files: object) -> JobRecord:

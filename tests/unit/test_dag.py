@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from trainq.dag import Dag, load, parse, plan
 from trainq.errors import InvalidInput, PipelineError
+from trainq.pipelines.dag import Dag, load, parse, plan
 
 
 def pipeline(*jobs: dict[str, Any]) -> dict[str, Any]:

@@ -26,10 +26,10 @@ import yaml
 from cloudcoil.models.keda import v1alpha1 as keda
 from kombu.transport.redis import Channel
 
-from trainq import sentinel
-from trainq.durations import parse_duration
 from trainq.errors import InvalidInput
+from trainq.inputs.durations import parse_duration
 from trainq.settings import Settings, celery_config
+from trainq.store import sentinel
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
@@ -85,7 +85,7 @@ def validate_keda(doc: dict[str, Any]) -> None:
 
 def shipped_queues() -> set[str]:
     """Queues of the job types trainq and workers/ ship (test job types excluded)."""
-    from trainq.jobtypes import job_types
+    from trainq.job.types import job_types
 
     return {t.queue for t in job_types().values() if t.handler.__module__.startswith(("trainq.", "workers."))}
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from trainq.command import parse_progress
-from trainq.durations import format_duration, parse_duration
-from trainq.environment import expand, mask
 from trainq.errors import DurationError
-from trainq.retry import Backoff, RetryPolicy, backoff_s, retries
+from trainq.inputs.durations import format_duration, parse_duration
+from trainq.job.command import parse_progress
+from trainq.job.environment import expand, mask
+from trainq.job.retry import Backoff, RetryPolicy, backoff_s, retries
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainq import get_job_type
-from trainq.clients import header_options
-from trainq.environment import MASK, applied, expand, mask, masked
 from trainq.errors import BrokerUnavailable, InvalidInput, UnsetVariable
+from trainq.job.clients import header_options
+from trainq.job.environment import MASK, applied, expand, mask, masked
 from trainq.settings import redacted
 
 WORKER_ENV = {"TOKEN": "s3cr3t-tok", "HOME": "/root", "EMPTY": "", "PIN": "12345"}

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from tests.fixtures import ROOT
 from trainq.cli import main
-from trainq.durations import parse_duration
 from trainq.errors import DurationError
+from trainq.inputs.durations import parse_duration
 
 #: Per-input bounds: wall time (generous: CI shares 2 cores) and Python heap.
 TIME_S = 2.0

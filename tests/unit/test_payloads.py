@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from trainq import PayloadError, get_job_type, job_type
 from trainq.cli import main
-from trainq.limits import FIELD_NAME_MAX_CHARS, PAYLOAD_ERRORS_MAX
+from trainq.inputs.limits import FIELD_NAME_MAX_CHARS, PAYLOAD_ERRORS_MAX
 from workers.training import TrainConfig
 
 

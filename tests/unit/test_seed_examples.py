@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tests.fixtures import ROOT
 from trainq.cli import main
-from trainq.dag import parse
+from trainq.pipelines.dag import parse
 
 SEEDS = sorted((ROOT / "examples" / "seeds").glob("*.json"))
 

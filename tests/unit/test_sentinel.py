@@ -6,9 +6,9 @@ import pytest
 from redis.sentinel import MasterNotFoundError
 
 from trainq.errors import InvalidInput
-from trainq.registry import unreachable
-from trainq.sentinel import parse
 from trainq.settings import Settings, celery_config
+from trainq.store.registry import unreachable
+from trainq.store.sentinel import parse
 
 URL = "sentinel://:s3cret@10.0.0.1:26379/2;sentinel://10.0.0.2;sentinel://10.0.0.3:26380"
 

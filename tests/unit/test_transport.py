@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from kombu import Connection
 
 from tests.messages import envelope, poison_shapes
-from trainq.transport import envelope_problem
+from trainq.broker.transport import envelope_problem
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),

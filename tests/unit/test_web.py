@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from trainq.cli import EXIT_BAD_INPUT, main
-from trainq.dag import Dag
+from trainq.cli import main
+from trainq.cli.group import EXIT_BAD_INPUT
 from trainq.errors import DocumentError
+from trainq.pipelines.dag import Dag
 from trainq.settings import Settings
 from trainq.web.api.body import JSON_TYPE, parse_definition, parse_json
 from trainq.web.auth import Auth

@@ -11,15 +11,16 @@ from typing import Any
 import click
 from rich.table import Table
 
-from trainq import control, documents
-from trainq.cli import main
+from trainq.broker.quarantine import get_quarantine
+from trainq.cli.group import main
 from trainq.cli.output import console, jobs_table, json_option, print_json, progress_bar, state_text, when
-from trainq.durations import parse_duration
 from trainq.errors import InvalidInput
-from trainq.jobs import JobState
-from trainq.limits import MAX_CONFIG_BYTES
-from trainq.quarantine import get_quarantine
-from trainq.registry import get_registry
+from trainq.inputs import documents
+from trainq.inputs.durations import parse_duration
+from trainq.inputs.limits import MAX_CONFIG_BYTES
+from trainq.job.record import JobState
+from trainq.ops import control
+from trainq.store.registry import get_registry
 
 
 def parse_config(text: str | None) -> dict[str, Any]:

@@ -13,15 +13,15 @@ from rich.console import Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from trainq import control
-from trainq.cli import main
+from trainq.cli.group import main
 from trainq.cli.output import console, json_option, metrics_text, print_json
-from trainq.durations import format_duration
 from trainq.errors import InvalidInput
-from trainq.jobs import JobRecord, JobState, eta_s
-from trainq.metrics import DEFAULT_PORT, start_exporter
-from trainq.registry import Registry, get_registry
+from trainq.inputs.durations import format_duration
+from trainq.job.record import JobRecord, JobState, eta_s
+from trainq.ops import control
+from trainq.ops.metrics import DEFAULT_PORT, start_exporter
 from trainq.settings import get_settings
+from trainq.store.registry import Registry, get_registry
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -33,7 +33,7 @@ def flower(
     address: str | None, port: int | None, basic_auth: str | None, flower_args: tuple[str, ...]
 ) -> None:
     """Start Flower for trainq's app, with persistent history; extra arguments go to Flower."""
-    from trainq.flower import flower_launch
+    from trainq.ops.flower import flower_launch
 
     launch = flower_launch(get_settings(), address, port, basic_auth, flower_args)
     click.echo(f"Flower on {launch.url}" + (" (basic auth)" if launch.env else ""), err=True)

@@ -11,8 +11,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from trainq.durations import format_duration
-from trainq.jobs import JobRecord, JobState, eta_s
+from trainq.inputs.durations import format_duration
+from trainq.job.record import JobRecord, JobState, eta_s
 
 #: Columns of tables printed to a pipe or file instead of a terminal (not 80 squeezed ones).
 PIPE_WIDTH = 160

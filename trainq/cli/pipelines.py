@@ -15,13 +15,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from trainq.cli import EXIT_FAILED, EXIT_OK, main
+from trainq.cli.group import EXIT_FAILED, EXIT_OK, main
 from trainq.cli.output import STATE_STYLE, console, json_option, print_json, when
-from trainq.dag import Dag
-from trainq.durations import format_duration
-from trainq.jobs import JobState
-from trainq.pipelines import load_pipeline, run_pipeline_file
-from trainq.runs import RunState, RunStatus, get_runs
+from trainq.inputs.durations import format_duration
+from trainq.job.record import JobState
+from trainq.pipelines.dag import Dag
+from trainq.pipelines.pipeline import load_pipeline, run_pipeline_file
+from trainq.pipelines.runs import RunState, RunStatus, get_runs
 from trainq.settings import get_settings
 
 #: How often ``--wait`` and ``--watch`` re-read the run.

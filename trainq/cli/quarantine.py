@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from trainq.cli import main
+from trainq.broker.quarantine import get_quarantine
+from trainq.cli.group import main
 from trainq.cli.output import console, json_option, print_json, when
-from trainq.quarantine import get_quarantine
 
 
 @main.group(invoke_without_command=True)

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 import click
 from rich.table import Table
 
-from trainq import control
-from trainq.cli import main
+from trainq.cli.group import main
 from trainq.cli.output import console, json_option, print_json
-from trainq.durations import format_duration
-from trainq.jobs import JobState
-from trainq.registry import get_registry
-from trainq.worker import worker_command
+from trainq.inputs.durations import format_duration
+from trainq.job.record import JobState
+from trainq.ops import control
+from trainq.ops.worker import worker_command
+from trainq.store.registry import get_registry
 
 #: ``trainq worker``'s arguments: queue names, then options passed to ``celery worker``.
 WORKER_ARGS = "QUEUE... [CELERY_OPTION...]"

@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from trainq import schedules
-from trainq.cli import main
+from trainq.cli.group import main
 from trainq.cli.jobs import parse_config
 from trainq.cli.output import console, json_option, print_json, when
 

@@ -18,15 +18,15 @@ from rich.live import Live
 from rich.table import Table
 
 import trainq
-from trainq.cli import EXIT_FAILED, main
+from trainq.cli.group import EXIT_FAILED, main
 from trainq.cli.output import console, progress_bar, state_text
-from trainq.durations import format_duration
-from trainq.jobs import JobRecord
+from trainq.inputs.durations import format_duration
+from trainq.job.record import JobRecord
+from trainq.ops.stack import Stack, live_queues, stack_queues
 from trainq.settings import get_settings, redacted
-from trainq.stack import Stack, live_queues, stack_queues
 
 if TYPE_CHECKING:
-    from trainq.runs import RunStatus
+    from trainq.pipelines.runs import RunStatus
 
 #: The demo pipeline, shipped inside the package so ``trainq demo`` runs from any directory.
 DEMO_FILE = ("examples", "ml-pipeline.yaml")
@@ -144,7 +144,7 @@ def demo(
     print_file: bool,
 ) -> None:
     """Run the ML demo pipeline (or PIPELINE_FILE), starting the stack if it is not up."""
-    from trainq.pipelines import load_pipeline
+    from trainq.pipelines.pipeline import load_pipeline
 
     if print_file:
         click.echo((pipeline_file or demo_file()).read_text(), nl=False)
@@ -195,7 +195,7 @@ def follow(run_id: str, stopping: threading.Event) -> bool:
     On a terminal the table redraws in place; otherwise (CI, a pipe) a line is printed each
     time a job's state, attempt or progress step changes.
     """
-    from trainq.runs import get_runs
+    from trainq.pipelines.runs import get_runs
 
     shown: dict[str, tuple[Any, ...]] = {}
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
@@ -239,7 +239,7 @@ def _row(job_id: str, state: str, record: JobRecord | None) -> list[str]:
 
 def summarize(run_id: str) -> None:
     """Print every job's numeric results (the metrics table) and the files the jobs wrote."""
-    from trainq.runs import get_runs
+    from trainq.pipelines.runs import get_runs
 
     status = get_runs().status(run_id)
     records = run_records(status)

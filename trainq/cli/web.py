@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from trainq.cli import main
-from trainq.registry import get_registry
+from trainq.cli.group import main
 from trainq.settings import get_settings
+from trainq.store.registry import get_registry
 
 
 @main.command()

@@ -14,13 +14,15 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
-from trainq import control, dag, schedules
-from trainq.durations import parse_duration
+from trainq import schedules
 from trainq.errors import CommandRefused, InvalidInput
-from trainq.jobs import JobRecord, JobState
-from trainq.jobtypes import task_name
-from trainq.pipelines import load_pipeline
-from trainq.runs import get_runs
+from trainq.inputs.durations import parse_duration
+from trainq.job.record import JobRecord, JobState
+from trainq.job.types import task_name
+from trainq.ops import control
+from trainq.pipelines import dag
+from trainq.pipelines.pipeline import load_pipeline
+from trainq.pipelines.runs import get_runs
 from trainq.settings import Settings
 from trainq.web.auth import Caller
 

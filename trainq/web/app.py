@@ -30,8 +30,8 @@ from trainq.errors import (
     RunNotFound,
     TrainqError,
 )
-from trainq.registry import unreachable
 from trainq.settings import Settings, get_settings
+from trainq.store.registry import unreachable
 from trainq.web.auth import Auth, AuthMiddleware
 
 log = logging.getLogger("trainq.web")

@@ -20,7 +20,7 @@ from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trainq.errors import InvalidInput
-from trainq.flower import check_basic_auth, is_loopback
+from trainq.ops.flower import check_basic_auth, is_loopback
 from trainq.settings import Settings
 
 CSRF_COOKIE = "trainq_csrf"

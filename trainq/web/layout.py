@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainq.dag import Dag
+from trainq.pipelines.dag import Dag
 
 BOX_W, BOX_H = 170, 46
 GAP_X, GAP_Y = 60, 14

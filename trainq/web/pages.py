@@ -16,11 +16,11 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile
 
-from trainq.durations import format_duration
 from trainq.errors import TrainqError
-from trainq.jobs import JobState
-from trainq.limits import WEB_BODY_MAX_BYTES, WEB_LOG_TAIL
-from trainq.registry import get_registry
+from trainq.inputs.durations import format_duration
+from trainq.inputs.limits import WEB_BODY_MAX_BYTES, WEB_LOG_TAIL
+from trainq.job.record import JobState
+from trainq.store.registry import get_registry
 from trainq.web import actions, layout, queries
 from trainq.web.api.body import parse_definition
 from trainq.web.app import HERE, problems, settings_of, status_of
@@ -205,7 +205,7 @@ def schedule_action(request: Request, name: str, action: str) -> Response:
 @router.get("/queues")
 def queue_page(request: Request) -> Response:
     """Queues with their depth, workers and health; pause and resume."""
-    from trainq import control
+    from trainq.ops import control
     from trainq.web.api.queues import INSPECT_TIMEOUT_S
 
     return render(

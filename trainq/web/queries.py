@@ -11,11 +11,11 @@ from urllib.parse import quote
 
 from trainq import schedules
 from trainq.errors import TrainqError
-from trainq.jobs import JobRecord, JobState, eta_s
-from trainq.jobtypes import get_job_type
-from trainq.registry import get_registry
-from trainq.runs import RunStatus, get_runs
+from trainq.job.record import JobRecord, JobState, eta_s
+from trainq.job.types import get_job_type
+from trainq.pipelines.runs import RunStatus, get_runs
 from trainq.settings import Settings
+from trainq.store.registry import get_registry
 
 
 def flower_link(settings: Settings, host: str, job_id: str) -> str:

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from trainq import documents
 from trainq.errors import InvalidInput
-from trainq.limits import WEB_BODY_MAX_BYTES
+from trainq.inputs import documents
+from trainq.inputs.limits import WEB_BODY_MAX_BYTES
 
 JSON_TYPE = "application/json"
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from trainq.jobs import JobState, eta_s
-from trainq.jobtypes import job_types
-from trainq.limits import WEB_PAGE_MAX
-from trainq.registry import get_registry
+from trainq.inputs.limits import WEB_PAGE_MAX
+from trainq.job.record import JobState, eta_s
+from trainq.job.types import job_types
+from trainq.store.registry import get_registry
 from trainq.web import actions, queries
 from trainq.web.api.body import json_body
 from trainq.web.app import settings_of

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from trainq import dag
 from trainq.errors import InvalidInput
-from trainq.limits import WEB_BODY_MAX_BYTES, WEB_PAGE_MAX
-from trainq.runs import get_runs
+from trainq.inputs.limits import WEB_BODY_MAX_BYTES, WEB_PAGE_MAX
+from trainq.pipelines import dag
+from trainq.pipelines.runs import get_runs
 from trainq.web import actions, queries
 from trainq.web.api.body import content_type, parse_definition, read_body
 from trainq.web.app import settings_of

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from trainq import control
-from trainq.registry import get_registry
+from trainq.ops import control
+from trainq.store.registry import get_registry
 from trainq.web import actions
 from trainq.web.auth import caller_of
 

@@ -1,0 +1,142 @@
+"""The quarantine: broker messages a worker could not run, kept with their raw bytes for inspection.
+
+A message that cannot be decoded, is not a Celery task envelope, carries a content type trainq
+refuses (pickle, YAML) or names an unknown task is set aside here by the worker that received
+it, logged once, and acknowledged; the worker keeps consuming. ``trainq quarantine`` lists,
+shows and drops them; ``trainq dead`` and ``stats`` count them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import uuid
+
+import redis
+from pydantic import BaseModel
+
+from trainq.errors import InvalidInput
+from trainq.inputs.limits import QUARANTINE_MAX_BYTES, QUARANTINE_MAX_MESSAGES
+from trainq.store.keys import Keys
+from trainq.store.registry import get_registry
+
+log = logging.getLogger("trainq.broker.quarantine")
+
+
+class QuarantinedMessage(BaseModel):
+    """One set-aside message: where it came from, why, when, and its first bytes."""
+
+    id: str
+    queue: str
+    reason: str
+    at: float
+    size: int
+    raw_b64: str
+
+    @property
+    def raw(self) -> bytes:
+        """The message as received (cut at ``QUARANTINE_MAX_BYTES``)."""
+        return base64.b64decode(self.raw_b64)
+
+
+class Quarantine:
+    """Set-aside messages in one capped Redis list under the key prefix."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def add(
+        self, queue: str, raw: bytes, reason: str, level: int = logging.ERROR
+    ) -> QuarantinedMessage | None:
+        """Keep ``raw`` from ``queue`` with ``reason`` and log it once at ``level`` (lower it where
+        Celery has already logged the refusal at ERROR).
+
+        Returns the entry, or None when Redis could not take it (the ERROR line is all that is left).
+        """
+        entry = QuarantinedMessage(
+            id=uuid.uuid4().hex[:12],
+            queue=queue,
+            reason=reason,
+            at=time.time(),
+            size=len(raw),
+            raw_b64=base64.b64encode(raw[:QUARANTINE_MAX_BYTES]).decode(),
+        )
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.lpush(self.keys.quarantine(), entry.model_dump_json())
+            pipe.ltrim(self.keys.quarantine(), 0, QUARANTINE_MAX_MESSAGES - 1)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.error(
+                "dropped a message from queue %s (%s); could not quarantine it (%s): %r",
+                queue,
+                reason,
+                exc,
+                raw[:200],
+            )
+            return None
+        log.log(
+            level,
+            "set aside a message from queue %s: %s; see `trainq quarantine show %s`",
+            queue,
+            reason,
+            entry.id,
+        )
+        return entry
+
+    def newest(self, limit: int = QUARANTINE_MAX_MESSAGES) -> list[QuarantinedMessage]:
+        """The newest ``limit`` entries, newest first."""
+        return [entry for _, entry in self._entries(limit)]
+
+    def _entries(self, limit: int = QUARANTINE_MAX_MESSAGES) -> list[tuple[bytes, QuarantinedMessage]]:
+        raw = self.client.lrange(self.keys.quarantine(), 0, max(limit, 1) - 1)
+        return [(item, QuarantinedMessage.model_validate_json(item)) for item in raw]
+
+    def count(self) -> int:
+        """How many messages are set aside."""
+        return int(self.client.llen(self.keys.quarantine()))
+
+    def get(self, entry_id: str) -> QuarantinedMessage:
+        """The entry ``entry_id``; raises InvalidInput if there is none."""
+        return self._find(entry_id)[1]
+
+    def _find(self, entry_id: str) -> tuple[bytes, QuarantinedMessage]:
+        for item, entry in self._entries():
+            if entry.id == entry_id:
+                return item, entry
+        raise InvalidInput(f"no quarantined message with id {entry_id!r}")
+
+    def drop(self, entry_id: str | None = None) -> int:
+        """Forget entry ``entry_id`` (every entry when None); return how many were dropped."""
+        if entry_id is None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.llen(self.keys.quarantine())
+            pipe.delete(self.keys.quarantine())
+            return int(pipe.execute()[0])
+        item, _ = self._find(entry_id)
+        return int(self.client.lrem(self.keys.quarantine(), 1, item))
+
+
+def get_quarantine() -> Quarantine:
+    """The process's quarantine, in the registry's Redis."""
+    registry = get_registry()
+    return Quarantine(registry.client, registry.keys)
+
+
+def envelope_bytes(message: object) -> bytes:
+    """The bytes of a kombu message as the broker held it: the Redis envelope, else headers and body."""
+    raw = getattr(message, "_raw", None)
+    if isinstance(raw, dict):
+        return json.dumps(raw).encode()
+    body = getattr(message, "body", b"")
+    return json.dumps(
+        {
+            "headers": getattr(message, "headers", None),
+            "content-type": getattr(message, "content_type", None),
+            "body": body.decode("latin-1") if isinstance(body, bytes) else str(body),
+        },
+        default=str,
+    ).encode()

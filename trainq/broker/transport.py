@@ -1,0 +1,144 @@
+"""trainq's Redis broker transport: kombu's, with one publishing client per channel and a screen
+that sets aside messages kombu or Celery could not read.
+
+kombu's Redis channel builds a new ``redis.Redis`` object for every publish, ack and event
+(about 15% of a ``delay()``). That object is a thin, thread-safe wrapper over the channel's
+connection pool, so one per channel serves them all; the event loop's client is unchanged.
+
+kombu decodes a message popped by ``BRPOP`` without a guard: an entry that is not JSON, not a
+kombu envelope, or whose body is not valid base64 raises out of the event loop and the worker
+exits (``Unrecoverable error``) or drops its connection, and the message is gone. The event
+loop's client here screens each popped entry first, in the spirit of kombu's own key-prefix
+client: a bad one goes to the quarantine (``trainq.broker.quarantine``) and the poll reads as empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import redis as kombu_redis
+
+#: Celery's ``broker_transport`` for ``redis://`` brokers.
+TRANSPORT = "trainq.broker.transport:Transport"
+
+#: The body of a Celery (protocol 2) task message: ``[args, kwargs, embed]``.
+BODY_PARTS = (list, dict, dict)
+
+
+def envelope_problem(item: bytes) -> str | None:
+    """Why kombu cannot read ``item`` (one entry of a queue list) as a message, or None.
+
+    Every queue holds kombu envelopes; a Celery task message (one with a ``task`` header, as
+    opposed to e.g. a remote-control reply) must also carry Celery's body. Anything else a
+    kombu envelope may hold is left to Celery, which refuses it itself (see ``trainq.ops.worker``).
+    """
+    try:
+        message = json.loads(item.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except ValueError:
+        return "not JSON"
+    if not isinstance(message, dict):
+        return f"a JSON {type(message).__name__}, not a message envelope"
+    properties, headers = message.get("properties"), message.get("headers")
+    if not isinstance(properties, dict):
+        return "an envelope without properties"
+    if headers is not None and not isinstance(headers, dict):
+        return "an envelope whose headers are not a mapping"
+    info = properties.get("delivery_info")
+    if not isinstance(properties.get("delivery_tag"), str) or not isinstance(info, dict):
+        return "an envelope without a delivery tag and delivery info"
+    if not {"exchange", "routing_key"} <= info.keys():
+        return "an envelope whose delivery info has no exchange or routing key"
+    body = message.get("body")
+    if not isinstance(body, str):
+        return "a body that is not text"
+    encoding = properties.get("body_encoding")
+    if encoding and encoding != "base64":  # kombu decodes a truthy encoding it may not know
+        return f"a body encoding kombu does not know: {encoding!r}"
+    if encoding:
+        try:
+            decoded = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return "a body that is not valid base64"
+    else:
+        decoded = body.encode()
+    if headers and "task" in headers:
+        return _task_problem(message, headers, decoded)
+    return None
+
+
+def _task_problem(message: dict[str, Any], headers: dict[str, Any], body: bytes) -> str | None:
+    """Why a message with a ``task`` header is not a Celery task message, or None."""
+    if not isinstance(headers.get("task"), str) or not isinstance(headers.get("id"), str):
+        return "a task message whose task name or id is not text"
+    if message.get("content-type") != "application/json" or "compression" in headers:
+        return None  # Celery refuses other content types itself (task_rejected)
+    try:
+        parts = json.loads(body)
+    except ValueError:
+        return "a JSON task message whose body is not JSON"
+    if not (
+        isinstance(parts, list)
+        and len(parts) == len(BODY_PARTS)
+        and all(isinstance(p, kind) for p, kind in zip(parts, BODY_PARTS, strict=True))
+    ):
+        return "a task message whose body is not Celery's [args, kwargs, options]"
+    return None
+
+
+def screened(client_class: type[Any], channel: kombu_redis.Channel) -> type[Any]:
+    """``client_class`` whose ``BRPOP`` replies skip, and quarantine, entries kombu cannot read."""
+
+    class ScreeningClient(client_class):
+        def parse_response(self, connection: Any, command_name: str, **options: Any) -> Any:
+            reply = super().parse_response(connection, command_name, **options)
+            if command_name != "BRPOP" or not reply:
+                return reply
+            key, item = reply
+            problem = envelope_problem(item)
+            if problem is None:
+                return reply
+            from trainq.broker.quarantine import get_quarantine
+
+            queue = key.decode(errors="replace").rsplit(channel.sep, 1)[0]
+            get_quarantine().add(queue, item, problem)
+            return None  # kombu reads this as an empty poll and polls again
+
+    return ScreeningClient
+
+
+class Channel(kombu_redis.Channel):
+    """kombu's Redis channel, building its synchronous client once and screening what it pops."""
+
+    _sync_client: Any = None
+
+    def _get_client(self) -> Any:
+        return screened(super()._get_client(), self)  # type: ignore[no-untyped-call]
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        if asynchronous:
+            return super()._create_client(asynchronous=True)  # type: ignore[no-untyped-call]
+        if self._sync_client is None:
+            self._sync_client = super()._create_client(asynchronous=False)  # type: ignore[no-untyped-call]
+        return self._sync_client
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with trainq's channel."""
+
+    Channel = Channel
+
+
+def use_for_redis_urls() -> None:
+    """Make ``redis+socket://`` URLs (the embedded broker) use this transport in this process.
+
+    kombu takes the transport of a ``scheme+…`` URL from the URL itself and ignores Celery's
+    ``broker_transport``, so the ``redis`` alias is pointed here instead; this transport is
+    kombu's own plus the changes above.
+    """
+    TRANSPORT_ALIASES["redis"] = TRANSPORT

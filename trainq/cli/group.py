@@ -1,0 +1,51 @@
+"""The ``trainq`` click group, its exit codes and the error handling every subcommand shares.
+
+Exit codes: 0 ok, 1 the work failed, 2 bad input, 3 broker or registry unreachable.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import redis
+from kombu.exceptions import OperationalError
+
+from trainq.errors import BrokerUnavailable, InvalidInput, TrainqError
+from trainq.settings import redacted
+from trainq.store.registry import unreachable
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNREACHABLE = 3
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for ``error``: the one place errors map to codes."""
+    if isinstance(error, (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError, OperationalError)):
+        return EXIT_UNREACHABLE
+    if isinstance(error, InvalidInput):
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED
+
+
+class TrainqGroup(click.Group):
+    """A click group that turns trainq errors into one clear message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (TrainqError, redis.RedisError, OperationalError) as error:
+            message = str(error if isinstance(error, TrainqError) else unreachable(error))
+            click.echo(f"error: {redacted(message)}", err=True)
+            sys.exit(exit_code(error))
+
+
+@click.group(
+    cls=TrainqGroup, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "TRAINQ"}
+)
+@click.version_option(package_name="trainq")
+def main() -> None:
+    """trainq: ML jobs on Celery workers (submit, watch, retry, pipelines, schedules)."""

@@ -1,0 +1,167 @@
+"""Documents: the JSON and YAML that callers hand trainq (pipeline files, ``--config``), read safely.
+
+Every such document goes through here, so none can crash validation or make it slow: its size is
+checked before it is parsed, its bytes must be UTF-8, its nesting depth and number literals are
+bounded (checked in linear time before anything recursive runs), and YAML is read by libyaml's C
+parser with aliases refused (ten lines of aliases expand to a billion values). The bounds are
+named in ``trainq.inputs.limits``; each refusal is one ``DocumentError`` naming the document.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import reprlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from trainq.errors import DocumentError
+from trainq.inputs.limits import MAX_DEPTH, MAX_NUMBER_CHARS, MAX_YAML_NODES
+
+Format = Literal["json", "yaml"]
+
+# A run this long may be a number literal past the limit; only then are numbers checked one by one.
+_LONG_NUMBER = re.compile(rf"[-+0-9.eE]{{{MAX_NUMBER_CHARS + 1}}}")
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+_OPENING = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSING = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+_brief = reprlib.Repr()
+_brief.maxstring = _brief.maxother = 60
+
+
+def brief(value: Any) -> str:
+    """A short repr of ``value`` for a message, whatever its size."""
+    return _brief.repr(value)
+
+
+def read_file(path: Path, what: str, max_bytes: int, fmt: Format | None = None) -> Any:
+    """The value in a JSON (``.json``) or YAML file, or in ``fmt``; raises DocumentError.
+
+    ``what`` names the document in messages ("pipeline file"); at most ``max_bytes`` are read.
+    """
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(max_bytes + 1)
+    except OSError as exc:
+        raise DocumentError(f"cannot read {what} {path}: {exc.strerror}") from None
+    return parse(raw, str(path), fmt or ("json" if path.suffix == ".json" else "yaml"), max_bytes)
+
+
+def parse(raw: str | bytes, source: str, fmt: Format, max_bytes: int) -> Any:
+    """The value in ``raw`` (JSON or YAML text); ``source`` names it in messages."""
+    if isinstance(raw, str):
+        try:  # text from a command line may carry undecodable bytes as surrogates
+            raw = raw.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DocumentError(f"{source} is not UTF-8 (character {exc.start + 1})") from None
+    if len(raw) > max_bytes:
+        raise DocumentError(f"{source} is larger than {max_bytes:,} bytes")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"{source} is not UTF-8 (byte {exc.start + 1}: {raw[exc.start]:#04x})") from None
+    return _json(text, source) if fmt == "json" else _yaml(text, source)
+
+
+def _json(text: str, source: str) -> Any:
+    hooks: dict[str, Callable[[str], Any]] = {"parse_constant": _constant(source)}
+    if _LONG_NUMBER.search(text):
+        number = _number_check(source)
+        hooks.update(parse_int=number(int), parse_float=number(float))
+    try:
+        value = json.loads(text, **hooks)  # type: ignore[arg-type]
+    except json.JSONDecodeError as exc:
+        raise DocumentError(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:  # json's C decoder guards its own stack; far past MAX_DEPTH anyway
+        value = None
+    else:
+        if _depth_within(value, MAX_DEPTH):
+            return value
+    raise DocumentError(f"{source} is nested deeper than {MAX_DEPTH} levels")
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    """True if lists and mappings in ``value`` nest at most ``limit`` deep (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return True
+
+
+def _number_check(source: str) -> Callable[[Callable[[str], Any]], Callable[[str], Any]]:
+    def bounded(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+        def check(literal: str) -> Any:
+            if len(literal) > MAX_NUMBER_CHARS:
+                raise DocumentError(f"{source} has a number longer than {MAX_NUMBER_CHARS} characters")
+            return convert(literal)
+
+        return check
+
+    return bounded
+
+
+def _constant(source: str) -> Callable[[str], Any]:
+    def refuse(name: str) -> Any:
+        raise DocumentError(f"{source} is not valid JSON: {name} is not a JSON number")
+
+    return refuse
+
+
+def _yaml(text: str, source: str) -> Any:
+    try:
+        _check_yaml_events(text, source)
+        return yaml.load(text, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise DocumentError(
+            f"{source} is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}"
+        ) from None
+
+
+def _check_yaml_events(text: str, source: str) -> None:
+    """Walk the parser's events once, before any node is built: bound depth, values and numbers."""
+    resolver = yaml.resolver.Resolver()
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+        if isinstance(event, _CLOSING):
+            depth -= 1
+            continue
+        if isinstance(event, yaml.AliasEvent):
+            raise DocumentError(f"{source}: YAML aliases (*{event.anchor}) are not allowed{_at(event)}")
+        if isinstance(event, _OPENING):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise DocumentError(f"{source} is nested deeper than {MAX_DEPTH} levels{_at(event)}")
+        elif isinstance(event, yaml.ScalarEvent):
+            if len(event.value) > MAX_NUMBER_CHARS and _is_number(resolver, event):
+                raise DocumentError(
+                    f"{source} has a number longer than {MAX_NUMBER_CHARS} characters{_at(event)}"
+                )
+        else:
+            continue
+        nodes += 1
+        if nodes > MAX_YAML_NODES:
+            raise DocumentError(f"{source} has more than {MAX_YAML_NODES:,} values{_at(event)}")
+
+
+def _is_number(resolver: yaml.resolver.Resolver, event: yaml.ScalarEvent) -> bool:
+    tag = event.tag
+    if tag in (None, "!"):
+        tag = resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
+    return tag in _NUMBER_TAGS
+
+
+def _at(event: yaml.Event) -> str:
+    mark = event.start_mark
+    return f" (line {mark.line + 1})" if mark else ""

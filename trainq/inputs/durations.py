@@ -1,0 +1,63 @@
+"""Human durations (``90s``, ``15m``, ``1h 30m``, ``4h``, ``7d``) as seconds."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from trainq.errors import DurationError
+from trainq.inputs.limits import MAX_DURATION_CHARS, MAX_DURATION_S
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_HINT = "use numbers with units s, m, h, d (e.g. '90s', '1h 30m')"
+
+
+def parse_duration(text: str | float | int, *, positive: bool = False) -> float:
+    """Seconds in ``text``; a bare number is seconds. Raises DurationError naming the text.
+
+    The text is bounded (``MAX_DURATION_CHARS``) before any pattern runs, so parsing takes
+    linear time; the result is finite, not negative, at most ``MAX_DURATION_S``, and above zero
+    when ``positive`` (a timeout of 0, NaN or infinity would mean "no limit").
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        try:
+            seconds = float(text)
+        except OverflowError:
+            seconds = math.inf
+        shown = str(text) if isinstance(text, float) or seconds < MAX_DURATION_S else "a huge number"
+    else:
+        value = str(text).strip().lower()
+        shown = repr(text)
+        if len(value) > MAX_DURATION_CHARS:
+            raise DurationError(f"bad duration {shown[:20]}...: longer than {MAX_DURATION_CHARS} characters")
+        seconds = _seconds(value, shown)
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_DURATION_S:
+        raise DurationError(
+            f"duration must be a finite number of seconds from 0 to {MAX_DURATION_S:,}: {shown}"
+        )
+    if positive and seconds == 0:
+        raise DurationError(f"duration must be above zero: {shown}")
+    return seconds
+
+
+def _seconds(value: str, shown: str) -> float:
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    parts = _PART.findall(value)
+    if not parts or _PART.sub("", value).strip():
+        raise DurationError(f"bad duration {shown}: {_HINT}")
+    return sum(float(n) * _UNITS[unit] for n, unit in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form of ``seconds``: ``7d 2h``, ``1h 2m``, ``3m 4s``, ``5.2s``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours >= 24:
+        return f"{hours // 24}d {hours % 24}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s"

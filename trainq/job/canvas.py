@@ -1,0 +1,60 @@
+"""Canvas: how the steps Celery's chain, group, chord and link send from a worker become jobs.
+
+Celery sends a step from the worker that ran its parent, the parent's result as the step's one
+positional argument (none for ``.si``). A dict result fills the step's input fields the caller
+left unset; the whole result is the record's ``parent_result``. ``JobTask.send_step`` records and
+sends the step, or records it ``failed`` and tells Celery (chain, chord, errbacks) through a
+request built here; the steps after a failed one are recorded ``blocked``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from celery import Celery, signature
+from celery.app.task import Context
+from pydantic import BaseModel
+
+from trainq.errors import InvalidInput
+from trainq.job.payloads import fill_from_parent
+
+#: The ``source`` tag of a job sent by Celery's canvas from a worker (a chain step, link or chord callback).
+CANVAS_SOURCE = "canvas"
+
+
+def step_payload(model: type[BaseModel], job_type: str, args: Any, kwargs: Any) -> dict[str, Any]:
+    """A step's payload: its keyword arguments, filled from a dict parent result; raises InvalidInput."""
+    if len(args or ()) > 1:
+        raise InvalidInput(
+            f"job type {job_type!r} takes keyword arguments only; "
+            "a canvas step gets one positional argument, its parent's result"
+        )
+    return fill_from_parent(model, kwargs, args[0] if args else None)
+
+
+def failure_request(task_id: str, name: str, args: Any, kwargs: Any, options: dict[str, Any]) -> Context:
+    """The request Celery's backend needs to fail a step that was never sent (chain, chord, errbacks)."""
+    return Context(
+        id=task_id,
+        task=name,
+        args=list(args or ()),
+        kwargs=kwargs,
+        chain=options.get("chain"),
+        errbacks=options.get("link_error"),
+        chord=options.get("chord"),
+        group_id=options.get("group_id"),
+        group_index=options.get("group_index"),
+        parent_id=options.get("parent_id"),
+        root_id=options.get("root_id"),
+        delivery_info={},
+    )
+
+
+def chain_steps(app: Celery, chain: Any) -> Iterator[tuple[Any, str, dict[str, Any], dict[str, Any]]]:
+    """``(task, task_id, kwargs, options)`` of each job type step with a frozen id in a request's chain."""
+    for step in chain or ():
+        sig = signature(step, app=app)
+        task, task_id = app.tasks.get(sig.task), sig.options.get("task_id")
+        if getattr(task, "job_type", "") and task_id:
+            yield task, task_id, dict(sig.kwargs), {**sig.options, "tags": {"source": CANVAS_SOURCE}}

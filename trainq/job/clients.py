@@ -1,0 +1,47 @@
+"""Jobs from clients without trainq: a Celery message's first delivery that has no record.
+
+Such a job (another service's ``send_task("trainq.data", kwargs=...)``, a message written by
+another language) is recorded by the worker that receives it, tagged ``source=celery-client``.
+trainq's own options may come in the message's ``trainq`` header, checked like a payload.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trainq.errors import InvalidInput
+from trainq.job.payloads import describe
+
+#: The ``source`` tag of a job first recorded by a worker: sent by a Celery client without trainq.
+FOREIGN_SOURCE = "celery-client"
+#: The message header in which a client without trainq may set trainq's options (``ClientOptions``).
+OPTIONS_HEADER = "trainq"
+
+
+class ClientOptions(BaseModel):
+    """trainq's options a client without trainq may set: a JSON object in the ``trainq`` header.
+
+    No ``cwd`` or ``result_files``: access to the broker alone must not make a worker copy files
+    from its own disk into the artifact store.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    retry: dict[str, Any] | None = None
+    environment: dict[str, str] | None = None
+
+
+def header_options(headers: dict[str, Any] | None) -> dict[str, Any]:
+    """The options in a message's ``trainq`` header, tagged as a client's; raises InvalidInput."""
+    given = (headers or {}).get(OPTIONS_HEADER, {})
+    try:
+        options = ClientOptions.model_validate(given).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        problems = "; ".join(describe(exc, ClientOptions))
+        raise InvalidInput(f"invalid {OPTIONS_HEADER!r} header: {problems}") from None
+    options["tags"] = {**options["tags"], "source": FOREIGN_SOURCE}
+    return options

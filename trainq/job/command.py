@@ -1,0 +1,157 @@
+"""The ``command`` job type: a shell command in its own process group, its output streamed.
+
+Each stdout/stderr line goes to the job log as it is printed. A line of the form
+``trainq:progress STEP/TOTAL [key=value ...]`` reports progress instead. A non-zero exit
+fails the attempt (and may retry); a timeout or cancel kills the whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from celery.result import AsyncResult
+from pydantic import BaseModel, Field
+
+from trainq.errors import CommandFailed, CommandRefused
+from trainq.job.context import Job
+from trainq.job.task import JobTask
+from trainq.job.types import job_type
+from trainq.settings import get_settings
+
+log = logging.getLogger("trainq.command")
+PROGRESS_LINE = re.compile(r"^trainq:progress\s+(\d+(?:\.\d+)?)(?:/(\d+(?:\.\d+)?))?\s*(.*)$")
+KILL_GRACE_S = 5.0
+
+
+class CommandConfig(BaseModel):
+    """A shell command, and the directory it runs in (default: the worker's)."""
+
+    command: str = Field(min_length=1)
+    cwd: str | None = None
+
+
+class CommandResult(BaseModel):
+    """How the command ended."""
+
+    exit_code: int
+
+
+def parse_progress(line: str) -> tuple[float, float | None, dict[str, Any]] | None:
+    """``(step, total, metrics)`` from a ``trainq:progress`` line, else None."""
+    match = PROGRESS_LINE.match(line.strip())
+    if not match:
+        return None
+    metrics: dict[str, Any] = {}
+    for pair in match.group(3).split():
+        key, _, value = pair.partition("=")
+        try:
+            metrics[key] = float(value)
+        except ValueError:
+            metrics[key] = value
+    total = float(match.group(2)) if match.group(2) else None
+    return float(match.group(1)), total, metrics
+
+
+def flower_refusal() -> str | None:
+    """Why this process may not send a command job: it serves Flower, whose task API would run any
+    shell command, and ``TRAINQ_WEB_ALLOW_COMMANDS`` is off or Flower has no authentication."""
+    events = sys.modules.get("flower.events")
+    if events is None or not any(isinstance(t, events.Events) for t in threading.enumerate()):
+        return None  # celery's CLI imports Flower everywhere; only Flower itself runs its event thread
+    from flower.options import options
+
+    if not get_settings().web_allow_commands:
+        return "command jobs cannot be submitted through Flower (set TRAINQ_WEB_ALLOW_COMMANDS=true)"
+    if not (options.basic_auth or options.auth):
+        return "command jobs can be submitted through Flower only with Flower authentication on"
+    return None
+
+
+class CommandTask(JobTask):
+    """The command type's task: refused inside Flower unless enabled (see ``flower_refusal``)."""
+
+    def apply_async(
+        self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any
+    ) -> AsyncResult:
+        """Send as ``JobTask`` does, after refusing a send from Flower's task API."""
+        refusal = flower_refusal()
+        if refusal:
+            raise CommandRefused(refusal)
+        return super().apply_async(args, kwargs, task_id=task_id, **options)
+
+    def client_refusal(self) -> str | None:
+        """A shell command sent by a client without trainq (``send_task``, Flower's send-task) runs
+        only where ``TRAINQ_CLIENT_COMMANDS`` allows it: broker access alone must not mean a shell."""
+        if get_settings().client_commands:
+            return None
+        return (
+            "command jobs from Celery clients without trainq (send_task, Flower's send-task) are refused; "
+            "set TRAINQ_CLIENT_COMMANDS=true on the command workers to allow them"
+        )
+
+
+@job_type("command", input=CommandConfig, output=CommandResult, queue="command", base=CommandTask)
+def run_command(job: Job, config: CommandConfig) -> CommandResult:
+    """Run ``config.command`` with ``sh -c``; stream its output; fail on a non-zero exit."""
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", config.command],
+        cwd=config.cwd or job.record.options.get("cwd") or None,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
+    reader = threading.Thread(target=_stream, args=(job, process), daemon=True)
+    reader.start()
+    try:
+        code = process.wait()
+        reader.join()
+    finally:
+        if process.poll() is None:
+            kill_group(process)
+    job.record_fields(exit_code=code)
+    if code != 0:
+        raise CommandFailed(code)
+    return CommandResult(exit_code=code)
+
+
+def _stream(job: Job, process: subprocess.Popen[str]) -> None:
+    """Read the command's output to its end, whatever happens to a line: a pipe left full would
+    block the command for good."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        try:
+            _report(job, line.rstrip("\n"))
+        except Exception:
+            log.exception("job %s: could not report an output line; reading on", job.id)
+
+
+def _report(job: Job, line: str) -> None:
+    progress = parse_progress(line)
+    if progress:
+        step, total, metrics = progress
+        job.progress(step, total, **metrics)
+    job.log(line)
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    """SIGTERM the command's process group, then SIGKILL it if it lingers."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(KILL_GRACE_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

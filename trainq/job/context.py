@@ -1,0 +1,323 @@
+"""What a running handler sees: its job's id and attempt, and calls to report progress and logs.
+
+Progress and log lines go to the registry from one background thread (``Outbox``), so a slow
+or unreachable Redis never blocks the handler or a command's output pipe: lines wait in a
+bounded buffer (the oldest dropped and counted past it) and are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from trainq.job.environment import mask, masked
+from trainq.job.record import JobRecord, JobState, Progress
+from trainq.settings import get_settings
+from trainq.store.registry import Registry
+
+if TYPE_CHECKING:
+    from trainq.job.task import JobTask
+
+log = logging.getLogger("trainq.job.context")
+PROGRESS_STATE = "PROGRESS"
+
+#: Log lines held for the registry while it is unreachable; older ones are dropped past this.
+OUTBOX_MAX_LINES = 10_000
+#: Lines sent in one round trip.
+OUTBOX_BATCH_LINES = 500
+#: Retry delays while the registry is unreachable: doubling from the first to the last.
+OUTBOX_BACKOFF_S = (0.1, 5.0)
+
+
+class Outbox(threading.Thread):
+    """Sends one job's log lines and latest progress to the registry, off the handler's thread.
+
+    ``put_lines`` and ``put_progress`` never block and never raise; a failed send is retried
+    with backoff. ``close`` sends what is left, waiting at most ``timeout_s``.
+    """
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(name=f"trainq-outbox-{job.id}", daemon=True)
+        self._job = job
+        self._lines: deque[str] = deque(maxlen=OUTBOX_MAX_LINES)
+        self._progress: Progress | None = None
+        self._dropped = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def put_lines(self, lines: list[str]) -> None:
+        """Queue ``lines`` (already masked) for the job log."""
+        with self._lock:
+            overflow = len(self._lines) + len(lines) - OUTBOX_MAX_LINES
+            if overflow > 0:
+                self._dropped += overflow
+            self._lines.extend(lines)
+            self._pending()
+
+    def put_progress(self, progress: Progress) -> None:
+        """Queue ``progress``, replacing any report not yet sent."""
+        with self._lock:
+            self._progress = progress
+            self._pending()
+
+    def _pending(self) -> None:
+        """Note there is something to send (lock held); cheap when already noted, as per line."""
+        if self._idle.is_set():
+            self._idle.clear()
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def run(self) -> None:
+        delay = OUTBOX_BACKOFF_S[0]
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                while self._send_some():
+                    pass
+            except Exception as exc:  # any failure to send is retried: the handler must never see it
+                if delay == OUTBOX_BACKOFF_S[0]:  # once per outage, not once per retry
+                    log.warning("job %s: registry unreachable (%s); holding its log", self._job.id, exc)
+                if self._closing.wait(delay):
+                    return
+                delay = min(delay * 2, OUTBOX_BACKOFF_S[1])
+                self._wake.set()
+                continue
+            delay = OUTBOX_BACKOFF_S[0]
+            if self._closing.is_set():
+                return
+
+    def _send_some(self) -> bool:
+        """Send one batch; True if there was one. Raises what the send raised after putting it back."""
+        with self._lock:
+            batch = [self._lines.popleft() for _ in range(min(len(self._lines), OUTBOX_BATCH_LINES))]
+            progress, self._progress = self._progress, None
+            dropped, self._dropped = self._dropped, 0
+            if not batch and progress is None and not dropped:
+                self._idle.set()
+                return False
+        try:
+            if dropped:
+                note = f"[trainq] {dropped} log lines dropped while the registry was unreachable"
+                self._job.registry.append_log(self._job.id, [note, *batch])
+            elif batch:
+                self._job.registry.append_log(self._job.id, batch)
+        except Exception:
+            self._put_back(batch, dropped, progress)
+            raise
+        if progress is not None:
+            try:
+                self._job.send_progress(progress)
+            except Exception:
+                self._put_back([], 0, progress)
+                raise
+        return True
+
+    def _put_back(self, batch: list[str], dropped: int, progress: Progress | None) -> None:
+        """Return an unsent batch to the front of the buffer, counting what no longer fits."""
+        with self._lock:
+            room = OUTBOX_MAX_LINES - len(self._lines)
+            kept = batch[max(len(batch) - room, 0) :]
+            self._dropped += dropped + len(batch) - len(kept)
+            self._lines.extendleft(reversed(kept))
+            if self._progress is None:
+                self._progress = progress
+
+    def close(self, timeout_s: float) -> None:
+        """Send what is waiting (at most ``timeout_s``), then stop; what is still held is dropped."""
+        self._idle.wait(timeout_s)
+        self._closing.set()
+        self._wake.set()
+        self.join(timeout_s)
+        with self._lock:
+            left = len(self._lines) + self._dropped
+        if left:
+            log.warning("job %s: %d log lines never reached the registry", self._job.id, left)
+
+
+class Job:
+    """A handler's view of its job: ``job.progress(3, 10, loss=0.2)``, ``job.log("...")``."""
+
+    def __init__(
+        self,
+        record: JobRecord,
+        registry: Registry,
+        task: JobTask,
+        home: Path,
+        secrets: list[str] | None = None,
+    ) -> None:
+        self.record = record
+        self.registry = registry
+        self.task = task
+        self.secrets = secrets or []
+        self._home = home
+        self._outbox = Outbox(self)
+        self._outbox.start()
+
+    @property
+    def id(self) -> str:
+        """The job id (also the Celery task id)."""
+        return self.record.id
+
+    @property
+    def attempt(self) -> int:
+        """This attempt's number, 1 for the first run; a handler resumes when it is above 1."""
+        return self.record.attempt
+
+    @property
+    def parent_result(self) -> Any:
+        """The result of the job whose success sent this one by canvas (a chord: a list), else None."""
+        return self.record.parent_result
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """A directory kept across attempts of this job, for checkpoints keyed by job id."""
+        path = self._home / "checkpoints" / self.id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def progress(self, step: float, total: float | None = None, **metrics: Any) -> None:
+        """Report progress: ``step`` of ``total`` plus free metrics (loss, acc, ...).
+
+        Updates the registry record and the Celery task state (``PROGRESS``, seen in Flower);
+        secrets in metric names and values are masked as in the log.
+        """
+        percent = 100.0 * step / total if total else 0.0
+        metrics = masked(metrics, self.secrets)  # a metric may echo a ``${VAR}`` secret, as a log line may
+        progress = Progress(step=step, total=total, percent=round(percent, 2), metrics=metrics)
+        self._outbox.put_progress(progress)  # sent by the outbox thread; the latest report wins
+
+    def send_progress(self, progress: Progress) -> None:
+        """Write ``progress`` to Celery's result and the registry now (the outbox thread); raises
+        when the registry cannot take it. Celery's copy goes first, so whoever sees the registry's
+        report finds Celery's too."""
+        try:
+            self.task.update_state(
+                task_id=self.id, state=PROGRESS_STATE, meta=progress.model_dump(mode="json")
+            )
+        except Exception:  # Celery's copy is for monitors; the registry has the report
+            log.debug("could not update the task state of %s", self.id, exc_info=True)
+        self.registry.transition(
+            self.id,
+            JobState.RUNNING,
+            allowed={JobState.RUNNING},
+            fence=self.record.fence,
+            fields={"progress": progress.model_dump(mode="json")},
+        )
+
+    def log(self, message: str) -> None:
+        """Append ``message`` (one or more lines) to the job's log, secrets masked."""
+        self.log_lines(message.splitlines() or [""])
+
+    def log_lines(self, lines: list[str]) -> None:
+        """Append ``lines`` to the job's log, secrets masked (sent by the outbox thread)."""
+        self._outbox.put_lines([mask(line, self.secrets) for line in lines])
+
+    def close(self, timeout_s: float) -> None:
+        """Send the log lines and progress still waiting, for at most ``timeout_s``."""
+        self._outbox.close(timeout_s)
+
+    def record_fields(self, **fields: Any) -> None:
+        """Set extra record fields (e.g. ``exit_code``) while this attempt still holds the job."""
+        self.registry.transition(
+            self.id, JobState.RUNNING, allowed={JobState.RUNNING}, fence=self.record.fence, fields=fields
+        )
+
+
+class _LineWriter(io.TextIOBase):
+    """A text stream that sends each complete line to the job log and passes it through.
+
+    Whole lines pass through, secrets masked, so the worker's own log never shows them either.
+    """
+
+    def __init__(self, job: Job, passthrough: TextIO) -> None:
+        self._job = job
+        self._passthrough = passthrough
+        self._buffer = ""
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        if "\n" in self._buffer:
+            *lines, self._buffer = self._buffer.split("\n")
+            self._passthrough.write("".join(f"{mask(line, self._job.secrets)}\n" for line in lines))
+            self._job.log_lines(lines)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._passthrough.write(mask(self._buffer, self._job.secrets))
+            self._job.log_lines([self._buffer])
+            self._buffer = ""
+        self._passthrough.flush()
+
+
+class _LogHandler(logging.Handler):
+    """Sends log records emitted while the job runs to the job log."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(logging.INFO)
+        self._job = job
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(("celery", "kombu", "amqp", "trainq.job.context")):
+            return
+        try:
+            self._job.log(f"{time.strftime('%H:%M:%S')} {self.format(record)}")
+        except Exception:  # a log line must never fail the job
+            log.debug("could not store log line", exc_info=True)
+
+
+class _MaskSecrets(logging.Filter):
+    """Masks the job's secrets in every record the worker's own log handlers write."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shown = mask(message, self._secrets)
+        if shown != message:
+            record.msg, record.args = shown, None
+        return True
+
+
+@contextmanager
+def capture_output(job: Job) -> Iterator[None]:
+    """Route handler logging and stdout/stderr into the job log while the block runs."""
+    handler = _LogHandler(job)
+    root = logging.getLogger()
+    old_level = root.level
+    masking = _MaskSecrets(job.secrets)
+    others = list(root.handlers) if job.secrets else []
+    for other in others:
+        other.addFilter(masking)
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _LineWriter(job, out), _LineWriter(job, err)
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        # Past the lease, a registry that still cannot be reached leaves the job to recovery.
+        job.close(get_settings().lease_s)
+        sys.stdout, sys.stderr = out, err
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        for other in others:
+            other.removeFilter(masking)

@@ -1,0 +1,615 @@
+"""The task base class every job type uses, and the publish/fail/recover steps around it.
+
+A job's Celery task id is its job id. Each message carries a *fence*: Celery's ``retries``
+header, which trainq bumps on every re-delivery it makes (retry, recovery, manual retry).
+A worker claims a delivery only if the registry still expects that fence, so a stale or
+duplicated message (Redis visibility timeout, RabbitMQ requeue) is dropped, never run twice.
+A first delivery (fence 0) of a job with no record was sent by a client without trainq: the
+worker records and claims it in one transaction (``trainq.job.clients``). Steps Celery's canvas
+sends from a worker are recorded there, filled from the parent's result (``trainq.job.canvas``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, ClassVar
+
+from amqp.exceptions import MessageNacked
+from billiard.process import current_process
+from celery import Task
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.result import AsyncResult
+from celery.utils.saferepr import saferepr
+from kombu.exceptions import OperationalError
+from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import to_jsonable_python
+
+from trainq.broker.names import check_queue
+from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, JobStopped, PermanentError
+from trainq.inputs.documents import brief
+from trainq.inputs.durations import parse_duration
+from trainq.inputs.limits import MAX_ENV_NAME_CHARS
+from trainq.job import artifacts, canvas, clients, environment, payloads
+from trainq.job.context import Job, capture_output
+from trainq.job.leases import Heartbeat
+from trainq.job.record import WAITING_STATES, JobEvent, JobRecord, JobState
+from trainq.job.retry import RetryPolicy, backoff_s, retries
+from trainq.settings import get_settings, is_redis
+from trainq.store.registry import Registry, get_registry
+
+log = logging.getLogger("trainq.job.task")
+
+#: Options trainq reads from ``apply_async`` besides Celery's own.
+JOB_OPTIONS = (
+    "job_name",
+    "tags",
+    "key",
+    "timeout",
+    "hard_timeout",
+    "retry",
+    "environment",
+    "result_files",
+    "pipeline_id",
+    "pipeline_job",
+    "cwd",
+    "parent_result",
+)
+#: Options stored in record fields of their own, not in ``record.options``.
+_RECORD_FIELDS = ("key", "pipeline_id", "pipeline_job", "parent_result")
+
+#: What a failed send raises: the broker is unreachable, or RabbitMQ refused the publish (a nack).
+SEND_ERRORS = (OperationalError, OSError, MessageNacked)
+
+#: Longest payload repr a monitor is sent (Celery's own cap).
+REPR_MAX_CHARS = 1024
+
+#: True while a handler runs: a job it sends is its own call (errors raise), not a canvas step.
+_in_handler: ContextVar[bool] = ContextVar("trainq_in_handler", default=False)
+
+FinishHook = Callable[[JobRecord], None]
+_finish_hooks: list[FinishHook] = []
+
+
+def on_finished(hook: FinishHook) -> FinishHook:
+    """Register ``hook`` to run with the record each time a job reaches a finished state."""
+    _finish_hooks.append(hook)
+    return hook
+
+
+def finish(
+    registry: Registry,
+    record: JobRecord,
+    state: JobState,
+    fields: dict[str, Any] | None = None,
+    *,
+    reason: str | None = None,
+    allowed: frozenset[JobState] = frozenset({JobState.RUNNING}),
+    fenced: bool = True,
+) -> JobState | None:
+    """Move ``record`` to the finished ``state``, drop its lease and run the finish hooks.
+
+    Fenced on the record's delivery unless ``fenced`` is false. The hooks get the final record
+    (no re-read). Returns the state the job was in, or None if the change was refused.
+    """
+    now = time.time()
+    values = {**(fields or {}), "finished_at": now}
+    previous = registry.transition(
+        record.id,
+        state,
+        allowed=allowed,
+        fence=record.fence if fenced else None,
+        fields=values,
+        event=JobEvent(state=state, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
+        lease_until=0,
+    )
+    if previous is not None:
+        final = record.model_copy(update={**values, "state": state})
+        for hook in _finish_hooks:
+            try:
+                hook(final)
+            except Exception:
+                log.exception("finish hook %r failed for job %s", hook, record.id)
+    return previous
+
+
+def message_reprs(record: JobRecord) -> dict[str, str]:
+    """What monitors (Flower, events) show of a delivery: the job's name and its stored, redacted payload."""
+    return {"argsrepr": f"name={record.name!r}", "kwargsrepr": saferepr(record.payload, REPR_MAX_CHARS)}
+
+
+def reveal_secrets(value: Any) -> Any:
+    """A python-mode model dump with each ``SecretStr`` replaced by its value, for the message."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: reveal_secrets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [reveal_secrets(v) for v in value]
+    return value
+
+
+def broker_priority(priority: int) -> int:
+    """Map trainq's 0-9 (9 most urgent) onto the broker's scale (Redis serves 0 first)."""
+    if not 0 <= priority <= 9:
+        raise InvalidInput(f"priority must be between 0 and 9, got {priority}")
+    return 9 - priority if is_redis(get_settings().broker()) else priority
+
+
+def trainq_priority(priority: Any) -> int:
+    """Map a message's broker priority back onto trainq's 0-9; the default when it has none."""
+    if not isinstance(priority, int) or not 0 <= priority <= 9:
+        return get_settings().default_priority
+    return 9 - priority if is_redis(get_settings().broker()) else priority
+
+
+def time_limits(options: dict[str, Any]) -> dict[str, float]:
+    """Celery's soft and hard time limits from a job's ``timeout``/``hard_timeout`` options."""
+    if not options.get("timeout") and not options.get("hard_timeout"):
+        return {}
+    soft = parse_duration(options["timeout"]) if options.get("timeout") else None
+    hard = (
+        parse_duration(options["hard_timeout"])
+        if options.get("hard_timeout")
+        else soft + get_settings().kill_grace_s  # type: ignore[operator]
+    )
+    return {"soft_time_limit": soft or hard, "time_limit": hard}
+
+
+class JobTask(Task):
+    """Celery task for one job type: validates before sending, tracks every delivery."""
+
+    job_type: ClassVar[str] = ""
+    input_model: ClassVar[type[BaseModel]]
+    output_model: ClassVar[type[BaseModel] | None] = None
+    extra: ClassVar[payloads.Extra] = "forbid"
+    policy: ClassVar[RetryPolicy | None] = None
+    default_timeout: ClassVar[str | None] = None
+    handler: Callable[[Job, Any], Any]
+
+    acks_late = True
+    max_retries = None  # trainq's policy decides; Celery only re-publishes
+    typing = False
+
+    # -- caller side -------------------------------------------------------------------
+
+    def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload checked against the input model, as JSON for the message; raises PayloadError."""
+        return self.payloads(payload)[0]
+
+    def payloads(self, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The validated payload as JSON twice: for the message (``SecretStr`` values revealed, the
+        handler needs them) and for the registry (masked ``**********``). Raises PayloadError."""
+        model = payloads.parse(self.input_model, payload, self.job_type, self.extra)
+        extras = to_jsonable_python(model.model_extra or {})  # kept by a type that allows them
+        message = to_jsonable_python(reveal_secrets(model.model_dump()))
+        return {**message, **extras}, {**model.model_dump(mode="json"), **extras}
+
+    def retry_policy(self, record: JobRecord | None = None) -> RetryPolicy:
+        """The job's retry policy: its own override, else the type's, else the default."""
+        base = self.policy or get_settings().retry
+        override = (record.options.get("retry") if record else None) or {}
+        return base.model_copy(
+            update=RetryPolicy.model_validate({**base.model_dump(), **override}).model_dump()
+        )
+
+    def new_record(
+        self, kwargs: Any, options: dict[str, Any], task_id: str | None = None
+    ) -> tuple[JobRecord, dict[str, Any], str | None]:
+        """Validate a new job and build its record, taking trainq's options out of ``options``.
+
+        Returns the record, the payload for the message and the idempotency key; what is left in
+        ``options`` is Celery's. Pipelines use it to record many jobs in one round trip.
+        """
+        job = {k: options.pop(k) for k in JOB_OPTIONS if k in options}
+        payload, stored = self.payloads(dict(kwargs or {}))
+        priority = int(options.pop("priority", get_settings().default_priority))
+        queue = options.pop("queue", None)
+        queue = check_queue(self.queue or self.job_type if queue is None else queue)
+        if self.default_timeout and "timeout" not in job:
+            job["timeout"] = self.default_timeout
+        time_limits(job)  # a bad duration raises here, before anything is written
+        _check_paths_and_names(job)
+        if "retry" in job:
+            job["retry"] = RetryPolicy.model_validate(job["retry"]).model_dump(
+                mode="json", exclude_unset=True
+            )
+        eta = _eta(options)
+        now = time.time()
+        record = JobRecord(
+            id=task_id or uuid.uuid4().hex[:16],
+            type=self.job_type,
+            queue=queue,
+            name=job.pop("job_name", None) or self.job_type,
+            state=JobState.DELAYED if eta and eta > now else JobState.QUEUED,
+            priority=priority,
+            tags=job.pop("tags", None) or {},
+            payload=stored,
+            options={k: v for k, v in job.items() if k not in _RECORD_FIELDS},
+            created_at=now,
+            updated_at=now,
+            eta=eta,
+            attempt=1,
+            pipeline_id=job.get("pipeline_id"),
+            pipeline_job=job.get("pipeline_job"),
+            parent_result=job.get("parent_result"),
+        )
+        return record, payload, job.get("key")
+
+    def unsent_record(self, task_id: str, payload: Any, options: dict[str, Any]) -> JobRecord:
+        """The record of a job that is never sent (refused, or after a failed chain step), to end at once."""
+        now = time.time()
+        return JobRecord(
+            id=task_id,
+            type=self.job_type,
+            queue=options.get("queue") or self.queue or self.job_type,
+            name=options.get("job_name") or self.job_type,
+            state=JobState.QUEUED,
+            priority=get_settings().default_priority,
+            tags=options.get("tags") or {},
+            payload=payloads.masked(self.input_model, payload),
+            created_at=now,
+            updated_at=now,
+            attempt=1,
+        )
+
+    def apply_async(
+        self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any
+    ) -> AsyncResult:
+        """Validate, record and send a job; re-deliveries (``retries`` set) are only sent.
+
+        Called by Celery's canvas in a worker (a chain step, link or chord callback), the one
+        positional argument is the parent's result, and a job that cannot be built is recorded
+        ``failed`` instead of raising into the parent (see ``send_step``).
+        """
+        if options.get("retries"):
+            if "kwargsrepr" not in options and task_id and (recorded := get_registry().find(task_id)):
+                options.update(message_reprs(recorded))
+            return super().apply_async(args, kwargs, task_id=task_id, **options)
+        if self.app.current_worker_task is not None and not _in_handler.get():
+            return self.send_step(args, kwargs, task_id or uuid.uuid4().hex[:16], options)
+        if args:
+            raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
+        return self.send_new(kwargs, task_id, options)
+
+    def send_new(self, kwargs: Any, task_id: str | None, options: dict[str, Any]) -> AsyncResult:
+        """Validate, record and send a new job; raises InvalidInput or BrokerUnavailable, nothing stored."""
+        reason = options.pop("audit", None) or "submitted"  # who sent it, for the first event
+        record, payload, key = self.new_record(kwargs, options, task_id)
+        registry = get_registry()
+        job_id, created = registry.create(record, key, payload if payload != record.payload else None, reason)
+        if not created:
+            return self.AsyncResult(job_id)
+        try:
+            return super().apply_async(
+                None,
+                payload,
+                task_id=job_id,
+                queue=record.queue,
+                priority=broker_priority(record.priority),
+                **message_reprs(record),
+                **time_limits(record.options),
+                **options,
+            )
+        except SEND_ERRORS as exc:
+            registry.delete(job_id)
+            raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
+
+    def send_step(self, args: Any, kwargs: Any, task_id: str, options: dict[str, Any]) -> AsyncResult:
+        """Send a job Celery's canvas asks for from a worker, filled from its parent's result.
+
+        A dict result fills the input fields the caller left unset; the whole result is kept as
+        the record's ``parent_result``. A step that cannot be built or sent is recorded ``failed``
+        and its Celery result is FAILURE (its chain, chord and errbacks are told), so the parent,
+        already recorded succeeded, stays SUCCESS in Celery too.
+        """
+        if get_registry().find(task_id) is not None:
+            return self.AsyncResult(task_id)  # a parent re-delivered re-sends its frozen steps
+        kwargs = dict(kwargs or {}) if isinstance(kwargs, dict) else kwargs
+        options["tags"] = {"source": canvas.CANVAS_SOURCE, **(options.get("tags") or {})}
+        if "priority" in options:  # the parent's broker priority, inherited
+            options["priority"] = trainq_priority(options["priority"])
+        try:
+            filled = canvas.step_payload(self.input_model, self.job_type, args, kwargs)
+            parent = args[0] if args else None
+            return self.send_new(filled, task_id, {**options, "parent_result": parent})
+        except (InvalidInput, ValidationError, BrokerUnavailable) as exc:
+            reason = str(exc)
+        log.warning("canvas step %s[%s] refused: %s", self.name, task_id, reason)
+        self.record_unsent(task_id, kwargs, options, JobState.FAILED, reason)
+        request = canvas.failure_request(task_id, self.name, args, kwargs, options)
+        self.backend.mark_as_failure(task_id, InvalidInput(reason), request=request)
+        self.block_chain(options.get("chain"), task_id)
+        return self.AsyncResult(task_id)
+
+    def record_unsent(
+        self, task_id: str, payload: Any, options: dict[str, Any], state: JobState, reason: str
+    ) -> None:
+        """Record a job that is never sent (refused, or after a failed chain step) as ended in ``state``."""
+        registry = get_registry()
+        record = self.unsent_record(task_id, payload, options)
+        registry.create(record)
+        finish(registry, record, state, {"error": reason}, reason=reason, allowed=WAITING_STATES)
+
+    def block_chain(self, chain: Any, failed_id: str) -> None:
+        """Record the job type steps of ``chain`` (Celery will not send them) ``blocked`` by ``failed_id``."""
+        reason = f"an earlier chain step failed: {failed_id}"
+        for task, task_id, kwargs, options in canvas.chain_steps(self.app, chain):
+            if get_registry().find(task_id) is None:
+                task.record_unsent(task_id, kwargs, options, JobState.BLOCKED, reason)
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Celery's hook after a job ended failed: the chain steps it will not send are recorded too."""
+        self.block_chain(self.request.chain, task_id)
+
+    # -- worker side -------------------------------------------------------------------
+
+    def execute(self, *args: Any, **payload: Any) -> Any:
+        """Claim this delivery, run the handler, and record the outcome."""
+        registry = get_registry()
+        settings = get_settings()
+        job_id, fence = self.request.id, self.request.retries or 0
+        lease_until = time.time() + settings.lease_s
+        record = registry.claim(job_id, fence, self.request.hostname, lease_until)
+        if record is None and fence == 0:
+            record = self._record_foreign(registry, args, payload, lease_until)
+        if record is None:
+            current = registry.find(job_id)
+            state = current.state.value if current else "no record"
+            log.info("dropping stale delivery %s[%s] (fence %s, job %s)", self.name, job_id, fence, state)
+            raise Ignore()
+        job = Job(record, registry, self, settings.home)
+        previous = _install_stop_handler()
+        heartbeat = Heartbeat(
+            registry, record, settings.lease_s, settings.heartbeat_s, stoppable=previous is not None
+        )
+        heartbeat.start()
+        try:
+            try:
+                # Inside the try: an unset variable fails the job (permanently) before the handler starts.
+                variables, job.secrets = environment.expand(
+                    record.options.get("environment") or {}, worker=self.request.hostname
+                )
+                with capture_output(job), environment.applied(variables):
+                    result = self.run_handler(job, payload)
+                    if self.output_model is not None:
+                        result = self.output_model.model_validate(result)
+                    if isinstance(result, BaseModel):
+                        result = result.model_dump(mode="json")
+                    result = environment.masked(result, job.secrets)
+                    fields: dict[str, Any] = {"result": result}
+                    if record.options.get("result_files"):
+                        collected = artifacts.collect(record)
+                        fields.update(artifacts=collected.stored, unmatched_result_files=collected.unmatched)
+            finally:
+                # Before the outcome is recorded: a renewal refused because this process itself
+                # ended the job must not look like a cancel and stop the finish hooks midway.
+                heartbeat.stop()
+            if finish(registry, record, JobState.SUCCEEDED, fields) is None:
+                log.info("job %s finished but was cancelled or recovered meanwhile", record.id)
+                raise Ignore()
+            return result
+        except JobStopped:
+            self._stopped(registry, record)
+            raise Ignore() from None
+        except Exception as exc:
+            permanent = isinstance(exc, (PermanentError, ValidationError, InvalidInput)) or not retries(
+                self.retry_policy(record), exc
+            )
+            reason, tb = (environment.mask(t, job.secrets) for t in (_reason(exc), traceback.format_exc()))
+            countdown = fail_attempt(self, registry, record, reason, tb, permanent)
+            shown = exc if reason == _reason(exc) else JobFailed(reason)  # Celery stores what is raised
+            if countdown is not None:
+                raise self.retry(countdown=countdown, exc=shown, max_retries=None) from None
+            if shown is exc:
+                raise
+            raise shown from None
+        finally:
+            _restore_stop_handler(previous)
+
+    def run_handler(self, job: Job, payload: dict[str, Any]) -> Any:
+        """The handler's result for ``payload``, checked strictly; a job the handler sends is its own call."""
+        config = payloads.parse(self.input_model, payload, self.job_type, self.extra)
+        handling = _in_handler.set(True)
+        try:
+            return self.handler(job, config)
+        finally:
+            _in_handler.reset(handling)
+
+    def client_refusal(self) -> str | None:
+        """Why a job of this type may not come from a client without trainq's record; None if it may."""
+        return None
+
+    def _record_foreign(
+        self, registry: Registry, args: tuple[Any, ...], payload: dict[str, Any], lease_until: float
+    ) -> JobRecord | None:
+        """Record and claim a first delivery with no record: a job sent by a client without trainq.
+
+        Its queue, priority and eta come from the message, trainq's options from its ``trainq``
+        header (``clients.ClientOptions``). None if the job has a record after all
+        (a stale or duplicate delivery). An invalid one is recorded ``failed`` and InvalidInput
+        raised, so Celery's result is FAILURE with the same message.
+        """
+        info = self.request.delivery_info or {}
+        options: dict[str, Any] = {
+            "tags": {"source": clients.FOREIGN_SOURCE},
+            "queue": info.get("routing_key") or None,
+            "priority": trainq_priority(info.get("priority")),
+            "eta": self.request.eta,
+        }
+        reason = message = None
+        try:
+            options.update(clients.header_options(self.request.headers))
+            if refusal := self.client_refusal():
+                raise InvalidInput(refusal)
+            if args:
+                raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
+            record, message, _ = self.new_record(payload, dict(options), self.request.id)
+        except (InvalidInput, ValidationError) as exc:  # a bad payload, or a bad option (retry policy)
+            record, reason = self.unsent_record(self.request.id, payload, options), str(exc)
+        kept = message if message is not None and message != record.payload else None
+        claimed = registry.create_and_claim(record, self.request.hostname, lease_until, kept)
+        if claimed is None or reason is None:
+            if claimed is not None:
+                log.info("recorded job %s sent by a Celery client", claimed.id)
+            return claimed
+        finish(registry, claimed, JobState.FAILED, {"failures": 1, "error": reason}, reason=reason)
+        raise InvalidInput(reason)
+
+    def _stopped(self, registry: Registry, record: JobRecord) -> None:
+        """The process was told to stop: a cancel (already recorded) or a worker shutdown."""
+        current = registry.find(record.id)
+        if current and current.state is JobState.RUNNING and current.fence == record.fence:
+            recover(self, registry, current, reason="worker shut down mid-job", counted=False)
+
+
+def _check_paths_and_names(job: dict[str, Any]) -> None:
+    """Raise InvalidInput for an environment name or ``result_files`` entry a pipeline file may not give.
+
+    Python callers and Celery clients (the ``trainq`` header) reach here without a pipeline file's checks.
+    """
+    for name in job.get("environment") or {}:
+        if len(name) > MAX_ENV_NAME_CHARS or not environment.NAME.fullmatch(name):
+            raise InvalidInput(f"environment name {brief(name)} is invalid: {environment.NAME_RULE}")
+    for entry in job.get("result_files") or []:
+        if problem := artifacts.pattern_problem(artifacts.entry_pattern(entry)[0]):
+            raise InvalidInput(f"result_files: {problem}")
+
+
+def fail_attempt(
+    task: JobTask, registry: Registry, record: JobRecord, reason: str, tb: str | None, permanent: bool
+) -> float | None:
+    """Record a failed attempt; return the countdown to the next one, or None if the job ended.
+
+    The caller sends the retry (``self.retry`` in the handler's process, ``publish`` in the
+    worker's main process after a hard timeout).
+    """
+    policy = task.retry_policy(record)
+    failures = record.failures + 1
+    now = time.time()
+    common = {"failures": failures, "error": reason, "traceback": tb}
+    if not permanent and failures <= policy.max_retries:
+        countdown = backoff_s(policy, failures)
+        moved = registry.transition(
+            record.id,
+            JobState.RETRYING,
+            allowed={JobState.RUNNING},
+            fence=record.fence,
+            fields={
+                **common,
+                "fence": record.fence + 1,
+                "attempt": record.attempt + 1,
+                "next_attempt_at": now + countdown,
+            },
+            event=JobEvent(
+                state=JobState.RETRYING, at=now, attempt=record.attempt, worker=record.worker, reason=reason
+            ),
+            lease_until=now + countdown + get_settings().lease_s,
+        )
+        return countdown if moved else None
+    finish(registry, record, JobState.FAILED if permanent else JobState.DEAD, common, reason=reason)
+    return None
+
+
+def recover(task: JobTask, registry: Registry, record: JobRecord, reason: str, counted: bool = True) -> bool:
+    """Re-queue a running job whose worker is gone; past the recovery cap, the job is dead.
+
+    Returns True if the job was re-queued or ended here, False if another process got there first.
+    """
+    recoveries = record.recoveries + (1 if counted else 0)
+    if recoveries > get_settings().max_recoveries:
+        reason = f"{reason}; worker lost {recoveries} times, giving up"
+        fields = {"recoveries": recoveries, "error": reason}
+        return finish(registry, record, JobState.DEAD, fields, reason=reason) is not None
+    fields = {"recoveries": recoveries, "attempt": record.attempt + 1, "worker": None}
+    return requeue(task, registry, record, allowed={JobState.RUNNING}, reason=reason, fields=fields)
+
+
+def requeue(
+    task: JobTask,
+    registry: Registry,
+    record: JobRecord,
+    *,
+    allowed: Iterable[JobState],
+    reason: str,
+    fields: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``record`` back to ``queued`` on a new fence and send that delivery.
+
+    Fenced on the record's delivery; returns False (nothing sent) if another process moved it first.
+    """
+    fence = record.fence + 1
+    moved = registry.transition(
+        record.id,
+        JobState.QUEUED,
+        allowed=allowed,
+        fence=record.fence,
+        fields={**(fields or {}), "fence": fence},
+        event=JobEvent(
+            state=JobState.QUEUED, at=time.time(), attempt=record.attempt, worker=record.worker, reason=reason
+        ),
+        lease_until=0,
+    )
+    if moved:
+        publish(task, record, fence)
+    return moved is not None
+
+
+def publish(task: JobTask, record: JobRecord, fence: int, countdown: float | None = None) -> None:
+    """Send a delivery of an already recorded job carrying ``fence``."""
+    Task.apply_async(
+        task,
+        None,
+        get_registry().message_payload(record),
+        task_id=record.id,
+        queue=record.queue,
+        priority=broker_priority(record.priority),
+        retries=fence,
+        countdown=countdown,
+        **message_reprs(record),
+        **time_limits(record.options),
+    )
+
+
+def _eta(options: dict[str, Any]) -> float | None:
+    """The epoch time a delayed job is due, from Celery's ``countdown``/``eta`` options."""
+    if options.get("countdown"):
+        return time.time() + float(options["countdown"])
+    eta = options.get("eta")
+    if isinstance(eta, str):
+        eta = datetime.fromisoformat(eta)
+    if isinstance(eta, datetime):
+        if eta.tzinfo is None:
+            eta = eta.replace(tzinfo=UTC)
+        options["eta"] = eta
+        return eta.timestamp()
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "timed out (soft time limit)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise JobStopped()
+
+
+def _install_stop_handler() -> Any:
+    """In a prefork child, turn SIGTERM (cancel or cold shutdown) into JobStopped."""
+    if not current_process().name.startswith("ForkPoolWorker"):
+        return None
+    return signal.signal(signal.SIGTERM, _raise_stopped)
+
+
+def _restore_stop_handler(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,88 @@
+"""Job types: the ``job_type`` decorator that turns a handler into a routed Celery task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from trainq.broker.names import check_job_type, check_queue
+from trainq.errors import UnknownJobType
+from trainq.job.context import Job
+from trainq.job.payloads import Extra, extra_policy
+from trainq.job.retry import RetryPolicy
+from trainq.job.task import JobTask
+
+Payload = TypeVar("Payload", bound=BaseModel)
+TASK_PREFIX = "trainq."
+
+
+def task_name(job_type: str) -> str:
+    """The Celery task name of ``job_type`` (``trainq.training``)."""
+    return f"{TASK_PREFIX}{job_type}"
+
+
+def _run(self: JobTask, *args: Any, **payload: Any) -> Any:
+    return self.execute(*args, **payload)
+
+
+def job_type(
+    name: str,
+    *,
+    input: type[Payload],
+    output: type[BaseModel] | None = None,
+    queue: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: str | None = None,
+    extra: Extra | None = None,
+    base: type[JobTask] = JobTask,
+) -> Callable[[Callable[[Job, Payload], Any]], JobTask]:
+    """Register ``handler(job, payload)`` as job type ``name`` on ``queue`` (default: ``name``).
+
+    ``input`` validates payloads before anything is sent; ``output``, if given, validates the
+    handler's result, stored as JSON. ``retry`` and ``timeout`` are the type's defaults; ``base``
+    is the task class (a ``JobTask`` subclass). Unknown payload fields are refused unless
+    ``extra`` (or the model's own ``extra`` config) says ``allow`` or ``ignore``.
+    """
+    from trainq.celery import app
+
+    check_job_type(name)
+    check_queue(queue or name)
+
+    def decorate(handler: Callable[[Job, Payload], Any]) -> JobTask:
+        options = {
+            "name": task_name(name),
+            "base": base,
+            "bind": True,
+            "shared": False,
+            "job_type": name,
+            "queue": queue or name,
+            "input_model": input,
+            "extra": extra_policy(input, extra),
+            "output_model": output,
+            "policy": retry,
+            "default_timeout": timeout,
+            "handler": staticmethod(handler),
+        }
+        task: JobTask = app.task(**options)(_run)
+        task.__doc__ = handler.__doc__
+        return task
+
+    return decorate
+
+
+def get_job_type(name: str) -> JobTask:
+    """The task of job type ``name``; raises UnknownJobType listing the known ones."""
+    types = job_types()
+    if name not in types:
+        raise UnknownJobType(name, list(types))
+    return types[name]
+
+
+def job_types() -> dict[str, JobTask]:
+    """Every registered job type by name (imports the worker modules first)."""
+    from trainq.celery import app
+
+    app.loader.import_default_modules()
+    return {t.job_type: t for t in app.tasks.values() if isinstance(t, JobTask) and t.job_type}

@@ -1,0 +1,193 @@
+"""Operations on jobs and queues after submission: submit by name, cancel, retry, pause,
+resume, purge, and the broker's queue depths, worker report and job statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from kombu.exceptions import OperationalError
+
+from trainq.broker.names import check_queue
+from trainq.broker.quarantine import get_quarantine
+from trainq.celery import app
+from trainq.errors import BrokerUnavailable, InvalidTransition
+from trainq.job.record import RETRYABLE_STATES, WAITING_STATES, JobRecord, JobState
+from trainq.job.task import finish, requeue
+from trainq.job.types import get_job_type
+from trainq.settings import get_settings
+from trainq.store.registry import Registry, get_registry
+
+
+def submit(job_type: str, config: dict[str, Any] | None = None, **options: Any) -> str:
+    """Validate and enqueue a job of ``job_type``; return its id (see ``JobTask.apply_async``)."""
+    return str(get_job_type(job_type).apply_async(kwargs=config or {}, **options).id)
+
+
+def cancel(job_id: str, registry: Registry | None = None, reason: str = "cancelled") -> JobState:
+    """Cancel a waiting or running job; a running one is stopped by its heartbeat.
+
+    Returns the state the job was in. Raises InvalidTransition for a finished job.
+    """
+    registry = registry or get_registry()
+    record = registry.get(job_id)
+    allowed = frozenset({*WAITING_STATES, JobState.RUNNING})
+    previous = finish(registry, record, JobState.CANCELLED, reason=reason, allowed=allowed, fenced=False)
+    if previous is None:
+        raise InvalidTransition(
+            f"job {job_id} is {registry.get(job_id).state.value}; "
+            "only waiting or running jobs can be cancelled"
+        )
+    return previous
+
+
+def retry(job_id: str, registry: Registry | None = None, reason: str = "re-queued") -> JobRecord:
+    """Re-queue a dead, failed, cancelled or blocked job with its payload: a new attempt series."""
+    registry = registry or get_registry()
+    record = registry.get(job_id)
+    reset = {
+        "attempt": 1,
+        "failures": 0,
+        "recoveries": 0,
+        "error": None,
+        "traceback": None,
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        "exit_code": None,
+        "progress": None,
+        "worker": None,
+    }
+    if not requeue(
+        get_job_type(record.type), registry, record, allowed=RETRYABLE_STATES, reason=reason, fields=reset
+    ):
+        raise InvalidTransition(
+            f"job {job_id} is {record.state.value}; "
+            "only dead, failed, cancelled or blocked jobs can be retried"
+        )
+    return registry.get(job_id)
+
+
+def pause(queue: str, registry: Registry | None = None) -> None:
+    """Stop every worker consuming ``queue``; workers started later skip it too."""
+    check_queue(queue)
+    (registry or get_registry()).set_paused(queue, True)
+    app.control.cancel_consumer(queue)
+
+
+def resume(queue: str, registry: Registry | None = None) -> None:
+    """Let the workers started for ``queue`` consume it again."""
+    check_queue(queue)
+    registry = registry or get_registry()
+    registry.set_paused(queue, False)
+    owners = [name for name, queues in registry.worker_queues().items() if queue in queues]
+    if owners:
+        app.control.add_consumer(queue, destination=owners)
+
+
+def purge(queue: str, registry: Registry | None = None) -> int:
+    """Drop every waiting job of ``queue`` (recorded ``cancelled``); return how many.
+
+    A reserved name is refused: purging ``unacked`` would delete kombu's own bookkeeping.
+    """
+    check_queue(queue)
+    registry = registry or get_registry()
+    dropped = 0
+    for state in (JobState.QUEUED, JobState.DELAYED, JobState.RETRYING):
+        while batch := registry.list(state=state, queue=queue, limit=500):
+            for record in batch:
+                try:
+                    cancel(record.id, registry, reason=f"queue {queue} purged")
+                    dropped += 1
+                except InvalidTransition:
+                    continue
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(queue)
+    return dropped
+
+
+def queue_depths(queues: Iterable[str]) -> dict[str, int]:
+    """Messages waiting in each broker queue (0 for a queue the broker does not know)."""
+    depths: dict[str, int] = {}
+    try:
+        with app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+            for queue in queues:
+                channel = connection.channel()
+                try:
+                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                except Exception:
+                    depths[queue] = 0
+                finally:
+                    channel.close()
+    except (OSError, OperationalError) as exc:
+        raise BrokerUnavailable(app.conf.broker_url, str(exc)) from exc
+    return depths
+
+
+#: States counted as work a queue's workers still have to pick up.
+WAITING = (JobState.QUEUED.value, JobState.RETRYING.value)
+
+
+def worker_report(registry: Registry, timeout: float) -> dict[str, Any]:
+    """Live workers (Celery inspect) with their queues and active jobs, and each queue's health."""
+    inspect = app.control.inspect(timeout=timeout)
+    consuming = inspect.active_queues() or {}
+    active = inspect.active() or {}
+    job_ids = [task["id"] for tasks in active.values() for task in tasks]
+    records = {r.id: r for r in registry.get_many(job_ids)}
+    workers = {
+        name: {
+            "queues": sorted(q["name"] for q in consuming.get(name, [])),
+            "active": [_active_job(task, records.get(task["id"])) for task in active.get(name, [])],
+        }
+        for name in sorted(set(consuming) | set(active))
+    }
+    per_queue = registry.queue_counts()
+    paused = registry.paused_queues()
+    names = set(per_queue) | {q for w in workers.values() for q in w["queues"]}
+    depths = queue_depths(names)
+    queues = {}
+    for queue in sorted(names):
+        counts = per_queue.get(queue, {})
+        waiting = max(sum(counts.get(s, 0) for s in WAITING), depths[queue])
+        serving = [name for name, w in workers.items() if queue in w["queues"]]
+        queues[queue] = {
+            "workers": serving,
+            "waiting": waiting,
+            "running": counts.get(JobState.RUNNING.value, 0),
+            "paused": queue in paused,
+            "no_worker": waiting > 0 and not serving and queue not in paused,
+        }
+    return {"workers": workers, "queues": queues}
+
+
+def _active_job(task: dict[str, Any], record: JobRecord | None) -> dict[str, Any]:
+    if record is None:
+        return {"id": task["id"], "name": task.get("name"), "type": task.get("name"), "progress": None}
+    return {
+        "id": record.id,
+        "name": record.name,
+        "type": record.type,
+        "progress": record.progress and record.progress.percent,
+    }
+
+
+def stats_report(registry: Registry) -> dict[str, Any]:
+    """``trainq stats``: jobs per state; per queue its state counts, pending messages and pause;
+    the messages set aside, Redis's memory in use and the retention in force (seconds, 0 = forever)."""
+    states = registry.counts()
+    per_queue = registry.queue_counts()
+    depths = queue_depths(per_queue)
+    paused = registry.paused_queues()
+    settings = get_settings()
+    return {
+        "states": {s.value: n for s, n in states.items()},
+        "quarantined": get_quarantine().count(),
+        "memory_used": registry.memory_used(),
+        "retention_s": {s.value: settings.retention(s.value) for s in JobState if s.finished},
+        "queues": {
+            q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused} for q in per_queue
+        },
+    }

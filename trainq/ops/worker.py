@@ -1,0 +1,258 @@
+"""What runs inside a worker process besides tasks: the lease reaper, paused queues,
+recording failures that happen outside the handler (hard timeouts, a pool process lost),
+Celery's revoke (``celery control revoke``, Flower) recorded as a cancel, and messages Celery
+refuses set aside (``trainq.broker.quarantine``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import redis
+from celery import signals
+from celery.exceptions import TimeLimitExceeded, WorkerLostError
+from celery.worker import control as remote_control
+
+from trainq.broker.names import check_queue
+from trainq.broker.quarantine import envelope_bytes, get_quarantine
+from trainq.celery import app
+from trainq.errors import InvalidInput, InvalidName
+from trainq.job.record import JobRecord, JobState
+from trainq.job.task import JobTask, fail_attempt, publish, recover, requeue
+from trainq.job.types import task_name
+from trainq.ops import control
+from trainq.settings import get_settings
+from trainq.store.registry import Registry, get_registry
+
+log = logging.getLogger("trainq.ops.worker")
+
+
+def worker_command(
+    queues: Sequence[str],
+    *,
+    name: str | None = None,
+    concurrency: int | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The ``celery worker`` command line for a pool on ``queues`` with their pool settings.
+
+    Events are on (``-E``) so Flower sees the jobs; the node is ``<name or queues>@<host>``.
+    """
+    for queue in queues:
+        check_queue(queue)
+    pool = get_settings().pool(queues[0])
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "trainq",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-n",
+        f"{name or '+'.join(queues)}@%h",
+        "-c",
+        str(concurrency or pool.concurrency),
+        "--prefetch-multiplier",
+        str(pool.prefetch),
+        "-E",
+        "-l",
+        "info",
+        *extra,
+    ]
+
+
+SweepHook = Callable[[], int]
+_sweep_hooks: list[SweepHook] = []
+
+
+def on_sweep(hook: SweepHook) -> SweepHook:
+    """Register ``hook`` to run in every worker's reaper thread each interval (e.g. pipeline repairs)."""
+    _sweep_hooks.append(hook)
+    return hook
+
+
+class Reaper(threading.Thread):
+    """Re-queues jobs whose lease expired (worker gone) or whose retry is overdue."""
+
+    def __init__(self, app: Any, registry: Registry, interval_s: float) -> None:
+        super().__init__(name="trainq-reaper", daemon=True)
+        self.app = app
+        self.registry = registry
+        self.interval_s = interval_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            for sweep in (self.sweep, self.expire, *_sweep_hooks):
+                try:
+                    sweep()
+                except Exception:  # the next round retries; the thread must live on
+                    log.exception("sweep %s failed", sweep.__name__)
+
+    def sweep(self) -> int:
+        """Handle every expired lease once; return how many jobs were re-queued or ended."""
+        handled = self.resend_queued() if self.registry.master_changed() else 0
+        for job_id in self.registry.expired_leases(time.time()):
+            record = self.registry.find(job_id)
+            task = self.app.tasks.get(task_name(record.type)) if record else None
+            if record is None or record.state not in (JobState.RUNNING, JobState.RETRYING):
+                self.registry.drop_lease(job_id)
+            elif isinstance(task, JobTask):
+                if record.state is JobState.RUNNING:
+                    reason = f"lease expired: no heartbeat from {record.worker}"
+                    handled += recover(task, self.registry, record, reason)
+                else:
+                    handled += redeliver_overdue(task, self.registry, record)
+        return handled
+
+    def resend_queued(self) -> int:
+        """After a Redis master change, send every queued job again on a new fence.
+
+        Messages written to the old master just before it died may not have reached the replica that
+        took over; a queued job's record did (``TRAINQ_MIN_REPLICAS``). A copy that did survive is now
+        stale and its worker drops it, so each job still runs once.
+        """
+        sent = 0
+        for page in self.registry.pages_of_state(JobState.QUEUED):
+            for record in self.registry.get_many(page):
+                task = self.app.tasks.get(task_name(record.type))
+                if isinstance(task, JobTask):
+                    sent += requeue(
+                        task,
+                        self.registry,
+                        record,
+                        allowed={JobState.QUEUED},
+                        reason="re-sent after a Redis master change",
+                    )
+        log.warning("Redis master changed: re-sent %d queued jobs", sent)
+        return sent
+
+    def expire(self) -> int:
+        """Drop finished records past their retention, a bounded batch per state per round."""
+        settings = get_settings()
+        dropped = self.registry.expire(settings.retention, time.time(), settings.retention_batch)
+        if dropped:
+            log.info("retention: dropped %d finished job records", dropped)
+        return dropped
+
+
+def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> bool:
+    """Send a fresh delivery for a retry whose message never arrived (e.g. its holder died)."""
+    return requeue(task, registry, record, allowed={JobState.RETRYING}, reason="retry overdue; re-sent")
+
+
+_reaper: Reaper | None = None
+
+
+@signals.celeryd_after_setup.connect
+def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
+    """Refuse reserved queue names; record the worker's queues; skip the paused ones."""
+    queues = set(instance.app.amqp.queues.consume_from or {})
+    for queue in sorted(queues):
+        try:
+            check_queue(queue)
+        except InvalidName as exc:
+            log.error("refusing to start: %s", exc)
+            raise SystemExit(2) from None  # bad input, as the CLI exits for it
+    registry = get_registry()
+    registry.register_worker(sender, queues)
+    paused = registry.paused_queues() & queues
+    if paused:
+        log.info("not consuming paused queues: %s", ", ".join(sorted(paused)))
+        instance.app.amqp.queues.deselect(paused)
+
+
+@signals.worker_ready.connect
+def _start_reaper(sender: Any, **_: Any) -> None:
+    global _reaper
+    _reaper = Reaper(sender.app, get_registry(), get_settings().reaper_interval_s)
+    _reaper.start()
+
+
+@signals.worker_shutting_down.connect
+def _stop_reaper(**_: Any) -> None:
+    if _reaper is not None:
+        _reaper.stopped.set()
+
+
+@signals.task_failure.connect
+def _record_outside_failure(sender: Any, task_id: str, exception: BaseException, **_: Any) -> None:
+    """Failures the handler never saw: a hard time limit, or its pool process died."""
+    if not isinstance(sender, JobTask) or not isinstance(exception, (TimeLimitExceeded, WorkerLostError)):
+        return
+    registry = get_registry()
+    record = registry.find(task_id)
+    if record is None or record.state is not JobState.RUNNING:
+        return
+    if isinstance(exception, WorkerLostError):
+        recover(sender, registry, record, reason=f"pool process lost: {exception}")
+        return
+    reason = f"timed out (hard time limit {exception})"
+    countdown = fail_attempt(sender, registry, record, reason, None, permanent=False)
+    if countdown is not None:
+        publish(sender, record, record.fence + 1, countdown=countdown)
+
+
+def cancel_revoked(job_ids: Iterable[str], reason: str) -> None:
+    """Record each waiting or running job among ``job_ids`` cancelled, as ``trainq cancel`` does,
+    and Celery's result REVOKED (Celery itself stores that only for a job it terminates or drops).
+
+    A running job's heartbeat then sees the cancel and stops its handler. Ids of finished jobs
+    and of tasks that are not trainq jobs are skipped.
+    """
+    for job_id in job_ids:
+        try:
+            control.cancel(job_id, reason=reason)
+            app.backend.mark_as_revoked(job_id, reason)
+        except InvalidInput:  # not a trainq job, or already finished
+            pass
+        except redis.RedisError as exc:  # Celery's own revoke must still happen
+            log.warning("could not record job %s as %s: %s", job_id, reason, exc)
+
+
+_celery_revoke = remote_control.Panel.data["revoke"]
+
+
+@remote_control.control_command(variadic="task_id", signature="[id1 [id2 [... [idN]]]]")
+def revoke(
+    state: Any, task_id: Any, terminate: bool = False, signal: str | None = None, **kwargs: Any
+) -> Any:
+    """Revoke jobs by id: trainq records them cancelled first, then Celery revokes (and terminates) them.
+
+    Recording first means the SIGTERM of ``terminate`` meets a cancelled job (stopped, not re-queued).
+    """
+    job_ids = [task_id] if isinstance(task_id, str) else list(task_id or [])
+    cancel_revoked(job_ids, "revoked" + (" with terminate" if terminate else ""))
+    return _celery_revoke(state, task_id, terminate, signal, **kwargs)
+
+
+@signals.task_revoked.connect
+def _record_discarded(sender: Any, request: Any, expired: bool = False, **_: Any) -> None:
+    """A job the worker discarded unstarted (expired, or revoked while it was down) ends cancelled."""
+    if isinstance(sender, JobTask):
+        cancel_revoked([request.id], "expired before it started" if expired else "revoked")
+
+
+@signals.task_unknown.connect
+def _quarantine_unknown(sender: Any, message: Any, exc: BaseException, name: str, **_: Any) -> None:
+    """Celery dropped a message naming a task this worker does not know: keep it for the user."""
+    reason = f"unknown task {name!r}"
+    get_quarantine().add(_queue_of(message), envelope_bytes(message), reason, logging.WARNING)
+
+
+@signals.task_rejected.connect
+def _quarantine_rejected(sender: Any, message: Any, exc: BaseException | None, **_: Any) -> None:
+    """Celery refused a message (a content type other than JSON, or no task in it): keep it."""
+    reason = f"refused by Celery: {exc}" if exc else "refused by Celery: not a task message"
+    get_quarantine().add(_queue_of(message), envelope_bytes(message), reason, logging.WARNING)
+
+
+def _queue_of(message: Any) -> str:
+    return str((getattr(message, "delivery_info", None) or {}).get("routing_key") or "?")

@@ -1,0 +1,327 @@
+"""The pipeline definition: the file format, its validation, and the job graph.
+
+``plan`` checks a pipeline mapping (from JSON, YAML or the ``Pipeline`` builder) without
+any network work and reports every problem at once, each with its job id: bad fields,
+duplicate ids, unknown dependencies, dependency cycles (``a -> b -> a``), bad timeouts,
+unknown job types and configs that fail their type's model. Files are read by
+``trainq.inputs.documents`` (bounded size, depth and numbers) and every check here is linear in the
+file, so no file can make validation slow. ``Dag`` answers the graph questions execution and
+display need (order, dependants, the picture).
+"""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+import itertools
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trainq.broker.names import QueueName
+from trainq.errors import DurationError, InvalidInput, PipelineError
+from trainq.inputs import documents
+from trainq.inputs.documents import brief
+from trainq.inputs.durations import parse_duration
+from trainq.inputs.limits import (
+    MAX_DOCUMENT_BYTES,
+    MAX_ENV_NAME_CHARS,
+    MAX_PIPELINE_JOBS,
+    MAX_REPORTED_PROBLEMS,
+    MAX_SUGGESTION_CANDIDATES,
+    MAX_SUGGESTIONS,
+)
+from trainq.job.artifacts import pattern_problem
+from trainq.job.environment import NAME as ENV_NAME
+from trainq.job.environment import NAME_RULE as ENV_RULE
+from trainq.job.types import job_types
+
+#: Pipeline and job ids appear in Redis keys, job ids and artifact paths (always ``fullmatch``).
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+ID_RULE = "use letters, digits, '_', '-' or '.', starting with a letter or digit"
+#: Top-level names of the pipeline id; ``queue_id`` is the batch-queue files' name for it.
+PIPELINE_ID_FIELDS = ("pipeline_id", "queue_id")
+
+
+class ResultFile(BaseModel):
+    """A ``result_files`` entry in its long form: a glob and whether the job fails without a match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    required: bool = False
+
+
+class JobSpec(BaseModel):
+    """One job of a pipeline file: a shell ``command`` or a job ``type`` with its ``config``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    command: str | None = None
+    type: str | None = None
+    config: dict[str, Any] | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    retry_count: int | None = Field(default=None, ge=0)
+    timeout: str | float | None = None
+    environment: dict[str, str | int | float] = Field(default_factory=dict)
+    result_files: list[str | ResultFile] = Field(default_factory=list)
+    queue: QueueName | None = None
+    priority: int | None = Field(default=None, ge=0, le=9)
+
+
+@dataclass
+class PlannedJob:
+    """A validated job: its job type, message payload, submit options and dependencies."""
+
+    job_id: str
+    type: str
+    payload: dict[str, Any]
+    options: dict[str, Any]
+    depends_on: list[str]
+
+
+def load(path: str | Path) -> Any:
+    """The mapping in a JSON (``.json``) or YAML file; raises DocumentError if it cannot be read."""
+    return documents.read_file(Path(path), "pipeline file", MAX_DOCUMENT_BYTES)
+
+
+def plan(data: Any, base_dir: Path) -> tuple[str, list[PlannedJob]]:
+    """The pipeline id and every job ready to submit; raises PipelineError listing all problems.
+
+    A ``command`` job becomes a ``command`` job running in ``base_dir``.
+    """
+    pipeline_id, jobs, problems = parse(data)
+    types = job_types()
+    planned = []
+    for job in jobs:
+        try:
+            planned.append(_plan_job(pipeline_id, job, types, str(base_dir)))
+        except InvalidInput as exc:
+            problems.append(f"job {job.job_id!r}: {exc}")
+    if problems:
+        raise PipelineError(_reported(problems))
+    return pipeline_id, planned
+
+
+def _reported(problems: list[str]) -> list[str]:
+    """The first ``MAX_REPORTED_PROBLEMS`` problems, and a count of the rest."""
+    if len(problems) <= MAX_REPORTED_PROBLEMS:
+        return problems
+    more = len(problems) - MAX_REPORTED_PROBLEMS
+    return [*problems[:MAX_REPORTED_PROBLEMS], f"... and {more} more problems"]
+
+
+def _plan_job(pipeline_id: str, job: JobSpec, types: dict[str, Any], base: str) -> PlannedJob:
+    if job.command is not None:
+        name, config = "command", {"command": job.command, "cwd": base}
+    else:
+        name, config = str(job.type), job.config or {}
+    if name not in types:
+        raise InvalidInput(f"unknown job type {name!r}; known types: {', '.join(sorted(types))}")
+    options: dict[str, Any] = {"job_name": job.job_id, "tags": {"pipeline": pipeline_id}, "cwd": base}
+    if job.retry_count is not None:
+        options["retry"] = {"max_retries": job.retry_count}
+    if job.environment:
+        options["environment"] = {k: str(v) for k, v in job.environment.items()}
+    if job.result_files:
+        options["result_files"] = [
+            f if isinstance(f, str) else f.model_dump() if f.required else f.path for f in job.result_files
+        ]
+    for option in ("timeout", "queue", "priority"):
+        if getattr(job, option) is not None:
+            options[option] = getattr(job, option)
+    payload = types[name].validate(config)
+    return PlannedJob(job.job_id, name, payload, options, list(dict.fromkeys(job.depends_on)))
+
+
+def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
+    """The pipeline id, the jobs that parsed, and every problem found (file order)."""
+    if not isinstance(data, dict):
+        return "", [], [f"a pipeline must be a mapping with pipeline_id and jobs, got {type(data).__name__}"]
+    problems = [f"unknown top-level field {brief(k)}" for k in data if k not in (*PIPELINE_ID_FIELDS, "jobs")]
+    given = [name for name in PIPELINE_ID_FIELDS if name in data]
+    if len(given) > 1:
+        problems.append("give pipeline_id or queue_id, not both")
+    pipeline_id = data.get(given[0]) if given else None
+    if not isinstance(pipeline_id, str) or not ID_PATTERN.fullmatch(pipeline_id):
+        problems.append(f"pipeline_id {brief(pipeline_id)} is missing or invalid: {ID_RULE}")
+        pipeline_id = ""
+    raw_jobs = data.get("jobs")
+    if not isinstance(raw_jobs, list) or not raw_jobs:
+        return pipeline_id, [], [*problems, "jobs must be a non-empty list"]
+    if len(raw_jobs) > MAX_PIPELINE_JOBS:
+        too_many = f"a pipeline has at most {MAX_PIPELINE_JOBS:,} jobs, got {len(raw_jobs):,}"
+        return pipeline_id, [], [*problems, too_many]
+    jobs: list[JobSpec] = []
+    for n, raw in enumerate(raw_jobs, 1):
+        name = (
+            f"job {brief(raw['job_id'])}"
+            if isinstance(raw, dict) and isinstance(raw.get("job_id"), str)
+            else f"job #{n}"
+        )
+        try:
+            job = JobSpec.model_validate(raw)
+        except ValidationError as exc:
+            problems += [f"{name}: {_where(e['loc'])}{e['msg']}" for e in exc.errors()]
+            continue
+        own = _job_problems(job)
+        problems += [f"{name}: {p}" for p in own]
+        if not own:
+            jobs.append(job)
+    ids = [raw.get("job_id") for raw in raw_jobs if isinstance(raw, dict)]
+    problems += _graph_problems(jobs, [i for i in ids if isinstance(i, str)])
+    return pipeline_id, jobs, problems
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    return f"{'.'.join(str(p) for p in loc)}: " if loc else ""
+
+
+def _job_problems(job: JobSpec) -> list[str]:
+    """Problems of one job on its own: its id, command/type, config and timeout."""
+    problems = []
+    if not ID_PATTERN.fullmatch(job.job_id):
+        problems.append(f"job_id is invalid: {ID_RULE}")
+    if job.command is not None and job.type is not None:
+        problems.append("has both command and type; give one")
+    elif job.command is None and job.type is None:
+        problems.append("needs either command or type")
+    elif job.command is not None and job.config is not None:
+        problems.append("config applies only to a job with a type, not to a command")
+    if job.timeout is not None:
+        try:
+            parse_duration(job.timeout, positive=True)
+        except DurationError as exc:
+            problems.append(f"timeout: {exc}")
+    for name, value in job.environment.items():
+        if len(name) > MAX_ENV_NAME_CHARS or not ENV_NAME.fullmatch(name):
+            problems.append(f"environment name {brief(name)} is invalid: {ENV_RULE}")
+        elif "\0" in str(value):
+            problems.append(f"environment {name}: the value contains a NUL character")
+    for entry in job.result_files:
+        problem = pattern_problem(entry if isinstance(entry, str) else entry.path)
+        if problem:
+            problems.append(f"result_files: {problem}")
+    return problems
+
+
+def _graph_problems(jobs: list[JobSpec], ids: list[str]) -> list[str]:
+    """Duplicate ids, unknown dependencies and cycles, each named."""
+    problems, seen = [], set()
+    for job_id in ids:
+        if job_id in seen:
+            problems.append(f"job {brief(job_id)}: duplicate job id")
+        seen.add(job_id)
+    unknown = 0
+    for job in jobs:
+        for dep in job.depends_on:
+            if dep not in seen:
+                unknown += 1
+                hint = _suggestion(dep, seen) if unknown <= MAX_SUGGESTIONS else ""
+                problems.append(f"job {job.job_id!r}: depends on unknown job {brief(dep)}{hint}")
+    first: dict[str, list[str]] = {}
+    for job in jobs:
+        first.setdefault(job.job_id, job.depends_on)
+    dag = Dag(first)
+    problems += ["dependency cycle: " + " -> ".join([*cycle, cycle[0]]) for cycle in dag.cycles()]
+    return problems
+
+
+def _suggestion(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, from a bounded number of candidates."""
+    similar = (k for k in known if abs(len(k) - len(name)) <= 3)
+    close = difflib.get_close_matches(name, itertools.islice(similar, MAX_SUGGESTION_CANDIDATES), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Dag:
+    """Jobs and their dependencies, in file order; edges to unknown jobs are ignored."""
+
+    def __init__(self, deps: Mapping[str, Iterable[str]]) -> None:
+        self.deps = {job: list(dict.fromkeys(d for d in ds if d in deps)) for job, ds in deps.items()}
+
+    def dependants(self) -> dict[str, list[str]]:
+        """Job -> the jobs that depend on it directly, in file order."""
+        result: dict[str, list[str]] = {job: [] for job in self.deps}
+        for job, deps in self.deps.items():
+            for dep in deps:
+                result[dep].append(job)
+        return result
+
+    def roots(self) -> list[str]:
+        """Jobs with no dependencies, in file order."""
+        return [job for job, deps in self.deps.items() if not deps]
+
+    def order(self) -> list[str]:
+        """A topological order (dependencies first), as close to file order as possible."""
+        position = {job: n for n, job in enumerate(self.deps)}
+        missing = {job: len(deps) for job, deps in self.deps.items()}
+        dependants = self.dependants()
+        ready = [position[job] for job in self.roots()]
+        heapq.heapify(ready)
+        names = list(self.deps)
+        order = []
+        while ready:
+            job = names[heapq.heappop(ready)]
+            order.append(job)
+            for child in dependants[job]:
+                missing[child] -= 1
+                if not missing[child]:
+                    heapq.heappush(ready, position[child])
+        return order
+
+    def cycles(self) -> list[list[str]]:
+        """Each dependency cycle found, as the job ids along it (each depends on the next)."""
+        state: dict[str, int] = {}  # 1 on the current path, 2 done
+        found: dict[tuple[str, ...], list[str]] = {}
+        for start in self.deps:
+            if start in state:
+                continue
+            path, stack = [start], [iter(self.deps[start])]
+            state[start] = 1
+            while stack:
+                nxt = next(stack[-1], None)
+                if nxt is None:
+                    state[path.pop()] = 2
+                    stack.pop()
+                elif nxt not in state:
+                    state[nxt] = 1
+                    path.append(nxt)
+                    stack.append(iter(self.deps[nxt]))
+                elif state[nxt] == 1:
+                    cycle = path[path.index(nxt) :]
+                    first = cycle.index(min(cycle))
+                    key = tuple(cycle[first:] + cycle[:first])
+                    found.setdefault(key, cycle)
+        return list(found.values())
+
+    def picture(self, label: Callable[[str], str]) -> list[str]:
+        """The DAG as text lines: each job under the dependency that releases it last.
+
+        A job with several dependencies appears once, under the latest of them in order,
+        with the others named as ``(also after a, b)``.
+        """
+        order = self.order()
+        position = {job: n for n, job in enumerate(order)}
+        home = {job: max(deps, key=position.__getitem__) for job, deps in self.deps.items() if deps}
+        children: dict[str, list[str]] = {job: [] for job in order}
+        for job in order:
+            if job in home:
+                children[home[job]].append(job)
+        lines: list[str] = []
+        stack = [(root, "", True, True) for root in reversed(self.roots())]
+        while stack:
+            job, prefix, last, top = stack.pop()
+            connector = "" if top else ("└─▶ " if last else "├─▶ ")
+            others = [d for d in self.deps[job] if d != home.get(job)]
+            also = f"  (also after {', '.join(others)})" if others else ""
+            lines.append(f"{prefix}{connector}{label(job)}{also}")
+            inner = prefix if top else prefix + ("    " if last else "│   ")
+            kids = children[job]
+            stack += [(kid, inner, n == len(kids) - 1, False) for n, kid in reversed(list(enumerate(kids)))]
+        return lines

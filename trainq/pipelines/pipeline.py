@@ -1,0 +1,134 @@
+"""Pipelines: DAGs of jobs, each job started as soon as its own dependencies have succeeded.
+
+Celery's canvas alone cannot run an arbitrary DAG exactly: a chord cannot share a member
+with another chord, and flattening the DAG into levels makes a job wait for unrelated jobs
+of the level before it. So trainq keeps the DAG in Redis and releases jobs itself:
+
+- ``run`` validates everything first (``trainq.pipelines.dag`` and each job's type model); then one
+  transaction stores the run (each job's spec, its step, and its count of unfinished
+  dependencies), one more records the roots' jobs, and the roots go out as a Celery ``group``.
+- When a job succeeds, a finish hook (in the worker, right after the success is recorded)
+  runs one Lua script that marks it succeeded, decrements its dependants' counters and
+  returns those that reached zero; they are recorded and sent as one ``group``. The script
+  is the only place a job is released, so a repeated hook never sends a job twice.
+- When a job ends failed, dead or cancelled, the hook marks every waiting descendant
+  ``blocked`` by it; independent branches run on; the run ends ``failed`` when nothing can.
+- A pipeline job's id is ``<run id>.<job id>``; its first delivery carries fence 1, so
+  ``JobTask.apply_async`` sends the already recorded job instead of recording it again.
+- A process dying between recording a success and releasing (or between release and send)
+  leaves a job ``released`` with a finished record, or none. ``sweep`` (each worker's reaper,
+  and ``pipeline status``) finishes such releases after a grace period; records are only
+  created where none exists.
+
+The builder and the worker hooks live here; the run store and its Lua scripts in ``trainq.pipelines.runs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from trainq.job.record import JobRecord
+from trainq.job.task import on_finished
+from trainq.ops.worker import on_sweep
+from trainq.pipelines import dag
+from trainq.pipelines.runs import get_runs
+from trainq.settings import get_settings
+
+log = logging.getLogger("trainq.pipelines.pipeline")
+
+
+class Pipeline:
+    """A DAG of jobs built in Python or loaded from a file: ``Pipeline("etl").add("a", command="...")``."""
+
+    def __init__(self, pipeline_id: str, base_dir: str | Path | None = None, source: str = "python") -> None:
+        self.data: Any = {"pipeline_id": pipeline_id, "jobs": []}
+        self.base_dir = Path(base_dir or Path.cwd()).resolve()
+        self.source = source
+
+    @classmethod
+    def from_dict(cls, data: Any, base_dir: str | Path | None = None, source: str = "python") -> Pipeline:
+        """A pipeline from a mapping in the file format (checked when validated or run)."""
+        pipeline = cls("", base_dir, source)
+        pipeline.data = data
+        return pipeline
+
+    def add(
+        self,
+        job_id: str,
+        *,
+        command: str | None = None,
+        type: str | None = None,
+        config: dict[str, Any] | None = None,
+        depends_on: list[str] | tuple[str, ...] = (),
+        retry_count: int | None = None,
+        timeout: str | float | None = None,
+        environment: dict[str, str] | None = None,
+        result_files: list[str] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> Pipeline:
+        """Add a job (a shell ``command``, or a job ``type`` with ``config``); returns the pipeline."""
+        fields = {
+            "job_id": job_id,
+            "command": command,
+            "type": type,
+            "config": config,
+            "retry_count": retry_count,
+            "timeout": timeout,
+            "environment": environment,
+            "result_files": result_files,
+            "queue": queue,
+            "priority": priority,
+            "depends_on": list(depends_on),
+        }
+        self.data["jobs"].append({k: v for k, v in fields.items() if v is not None})
+        return self
+
+    def validate(self) -> list[dag.PlannedJob]:
+        """Every job checked, with no network work; raises PipelineError listing all problems."""
+        return dag.plan(self.data, self.base_dir)[1]
+
+    def run(self) -> str:
+        """Validate, record and start the pipeline; return the run id. Nothing is sent if invalid."""
+        pipeline_id, planned = dag.plan(self.data, self.base_dir)
+        return get_runs().start(pipeline_id, planned, self.source)
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """A pipeline from a JSON or YAML file; its commands run in the file's directory."""
+    path = Path(path).resolve()
+    return Pipeline.from_dict(dag.load(path), base_dir=path.parent, source=str(path))
+
+
+def run_pipeline_file(path: str | Path) -> str:
+    """Load, validate and start the pipeline in ``path``; return the run id (used by schedules)."""
+    return load_pipeline(path).run()
+
+
+@on_finished
+def _release_or_block(record: JobRecord) -> None:
+    """The finish hook: every pipeline job's end moves its run on."""
+    if record.pipeline_id and record.pipeline_job:
+        get_runs().job_finished(record)
+
+
+@on_sweep
+def _finish_lost_releases() -> int:
+    """In each worker's reaper: finish releases a dying process left undone."""
+    handled = get_runs().sweep_all(get_settings().lease_s)
+    if handled:
+        log.warning("pipeline sweep finished %d lost releases", handled)
+    return handled
+
+
+@on_sweep
+def _expire_runs() -> int:
+    """In each worker's reaper: drop pipeline runs (and their jobs) past their retention."""
+    settings = get_settings()
+    dropped = get_runs().expire(settings.retention, time.time(), settings.retention_batch)
+    if dropped:
+        log.info("retention: dropped %d pipeline runs", dropped)
+    return dropped

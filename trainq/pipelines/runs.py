@@ -1,0 +1,604 @@
+"""Pipeline runs in Redis: each run's jobs, their steps and dependency counters, moved on by
+Lua scripts so a release, a block, a cancel or a resume is one atomic step
+(see ``trainq.pipelines.pipeline``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from celery import group
+from pydantic import BaseModel
+
+from trainq.errors import (
+    BrokerUnavailable,
+    InvalidTransition,
+    JobNotFound,
+    RunNotFound,
+    TrainqError,
+)
+from trainq.job import artifacts
+from trainq.job.record import RETRYABLE_STATES, JobRecord, JobState, Progress
+from trainq.job.task import SEND_ERRORS, broker_priority, message_reprs, time_limits
+from trainq.job.types import job_types
+from trainq.ops import control
+from trainq.pipelines import dag
+from trainq.settings import get_settings
+from trainq.store.registry import Registry, get_registry
+
+log = logging.getLogger("trainq.pipelines.runs")
+FIRST_FENCE = 1
+#: Random bytes in a run id (``<pipeline_id>-<hex>``); a taken id is never reused, another is drawn.
+RUN_ID_BYTES = 6
+RUN_ID_TRIES = 5
+#: Run hash fields ``pipeline list`` reads (the run also stores its ``graph``).
+RUN_FIELDS = ("pipeline_id", "state", "source", "created_at", "finished_at")
+
+
+class Step(StrEnum):
+    """Where a job is in its run; once released, its job record says more."""
+
+    WAITING = "waiting"
+    RELEASED = "released"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+
+
+class RunState(StrEnum):
+    """Where a pipeline run is."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Every script: KEYS run, jobs, specs, waiting, blocked, running, then the finished-runs sets
+# (retention) of succeeded, failed, cancelled; ARGV run id, now, ...
+_SETTLE = """
+local function settle()
+  if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return end
+  local ok = true
+  for _, step in ipairs(redis.call('HVALS', KEYS[2])) do
+    if step == 'waiting' or step == 'released' then return end
+    if step ~= 'succeeded' then ok = false end
+  end
+  redis.call('HSET', KEYS[1], 'state', ok and 'succeeded' or 'failed', 'finished_at', ARGV[2])
+  redis.call('SREM', KEYS[6], ARGV[1])
+  redis.call('ZADD', ok and KEYS[7] or KEYS[8], ARGV[2], ARGV[1])
+end
+local function dependants(job) return cjson.decode(redis.call('HGET', KEYS[3], job)).dependants end
+"""
+# ARGV[3] the job that succeeded. Returns the released jobs and their specs, flat.
+_SUCCEEDED = (
+    _SETTLE
+    + """
+local job, released = ARGV[3], {}
+if redis.call('HGET', KEYS[2], job) ~= 'released' then return released end
+redis.call('HSET', KEYS[2], job, 'succeeded')
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
+if redis.call('HGET', KEYS[1], 'state') == 'running' then
+  for _, d in ipairs(dependants(job)) do
+    if redis.call('HGET', KEYS[2], d) == 'waiting' and redis.call('HINCRBY', KEYS[4], d, -1) <= 0 then
+      redis.call('HDEL', KEYS[4], d)
+      redis.call('HSET', KEYS[2], d, 'released')
+      table.insert(released, d)
+      table.insert(released, redis.call('HGET', KEYS[3], d))
+    end
+  end
+end
+settle()
+return released
+"""
+)
+# ARGV[3] the job that ended without success. Returns how many jobs it blocked.
+_FAILED = (
+    _SETTLE
+    + """
+local job, blocked = ARGV[3], 0
+if redis.call('HGET', KEYS[2], job) ~= 'released' then return blocked end
+redis.call('HSET', KEYS[2], job, 'failed')
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
+local todo, seen = {job}, {}
+while #todo > 0 do
+  for _, d in ipairs(dependants(table.remove(todo))) do
+    if not seen[d] then
+      seen[d] = true
+      table.insert(todo, d)
+      if redis.call('HGET', KEYS[2], d) == 'waiting' then
+        redis.call('HSET', KEYS[2], d, 'blocked')
+        redis.call('HSET', KEYS[5], d, job)
+        blocked = blocked + 1
+      end
+    end
+  end
+end
+settle()
+return blocked
+"""
+)
+# Returns the released jobs to stop, or false if the run is not running.
+_CANCEL = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[2], 'updated_at', ARGV[2])
+redis.call('SREM', KEYS[6], ARGV[1])
+redis.call('ZADD', KEYS[9], ARGV[2], ARGV[1])
+local flat, active = redis.call('HGETALL', KEYS[2]), {}
+for i = 1, #flat, 2 do
+  if flat[i + 1] == 'waiting' then redis.call('HSET', KEYS[2], flat[i], 'cancelled')
+  elseif flat[i + 1] == 'released' then table.insert(active, flat[i]) end
+end
+return active
+"""
+# ARGV[3..]: per job: id, number of dependencies, the dependencies. Reopens failed, blocked
+# and cancelled jobs; returns how many, then those whose dependencies have all succeeded.
+_RESUME = """
+local restart, reopened, i = {}, 0, 3
+while i <= #ARGV do
+  local job, n = ARGV[i], tonumber(ARGV[i + 1])
+  local step = redis.call('HGET', KEYS[2], job)
+  if step == 'failed' or step == 'blocked' or step == 'cancelled' then
+    reopened = reopened + 1
+    local left = 0
+    for j = i + 2, i + 1 + n do
+      if redis.call('HGET', KEYS[2], ARGV[j]) ~= 'succeeded' then left = left + 1 end
+    end
+    redis.call('HDEL', KEYS[5], job)
+    if left == 0 then
+      redis.call('HSET', KEYS[2], job, 'released')
+      table.insert(restart, job)
+    else
+      redis.call('HSET', KEYS[2], job, 'waiting')
+      redis.call('HSET', KEYS[4], job, left)
+    end
+  end
+  i = i + 2 + n
+end
+if reopened > 0 then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'updated_at', ARGV[2])
+  redis.call('HDEL', KEYS[1], 'finished_at')
+  redis.call('SADD', KEYS[6], ARGV[1])
+  for i = 7, 9 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+end
+table.insert(restart, 1, reopened)
+return restart
+"""
+
+
+#: Run states a run ends in, in the order of the scripts' finished-runs keys.
+FINAL_RUN_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
+
+
+class JobStatus(BaseModel):
+    """One job of a run as ``pipeline status`` shows it."""
+
+    job_id: str
+    state: str
+    depends_on: list[str]
+    job: str | None = None
+    attempts: int | None = None
+    duration_s: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    blocked_by: str | None = None
+    waiting_for: list[str] = []
+    artifacts: list[str] = []
+    progress: Progress | None = None
+    unmatched_result_files: list[str] = []
+
+
+class RunStatus(BaseModel):
+    """A pipeline run and its jobs in file order."""
+
+    id: str
+    pipeline_id: str
+    state: RunState
+    source: str
+    created_at: float
+    finished_at: float | None = None
+    jobs: list[JobStatus] = []
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more of the run will start by itself."""
+        return self.state is not RunState.RUNNING
+
+    def graph(self) -> dag.Dag:
+        """The run's job graph."""
+        return dag.Dag({job.job_id: job.depends_on for job in self.jobs})
+
+
+class Runs:
+    """Pipeline runs in Redis, beside the registry's job records and under its key prefix."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.client = registry.client
+        self.keys = registry.keys
+        scripts = {"succeeded": _SUCCEEDED, "failed": _FAILED, "cancel": _CANCEL, "resume": _RESUME}
+        self._scripts = {name: self.client.register_script(code) for name, code in scripts.items()}
+
+    def _call(self, script: str, run_id: str, *args: Any) -> Any:
+        k = self.keys
+        keys = [
+            k.pipeline(run_id),
+            k.pipeline_jobs(run_id),
+            k.pipeline_specs(run_id),
+            k.pipeline_waiting(run_id),
+            k.pipeline_blocked(run_id),
+            k.pipelines_running(),
+            *self._finished_sets(),
+        ]
+        return self._scripts[script](keys=keys, args=[run_id, time.time(), *args])
+
+    def _finished_sets(self) -> list[str]:
+        """The retention sets of runs that ended, one per final run state."""
+        return [self.keys.pipelines_finished(s.value) for s in FINAL_RUN_STATES]
+
+    def start(self, pipeline_id: str, planned: list[dag.PlannedJob], source: str) -> str:
+        """Store a new run of ``planned`` jobs and send its roots; return the run id."""
+        graph = dag.Dag({job.job_id: job.depends_on for job in planned})
+        dependants = graph.dependants()
+        now = time.time()
+        specs = {
+            job.job_id: json.dumps(
+                {
+                    "type": job.type,
+                    "payload": job.payload,
+                    "options": job.options,
+                    "dependants": dependants[job.job_id],
+                }
+            )
+            for job in planned
+        }
+        steps = {job: (Step.WAITING if deps else Step.RELEASED).value for job, deps in graph.deps.items()}
+        waiting = {job: len(deps) for job, deps in graph.deps.items() if deps}
+        run = {
+            "pipeline_id": pipeline_id,
+            "state": RunState.RUNNING.value,
+            "source": source,
+            "created_at": now,
+            "updated_at": now,
+            "graph": json.dumps(graph.deps),
+        }
+        k = self.keys
+
+        def create(pipe: Any, run_id: str) -> bool:
+            # Under WATCH of the run key: the id is taken only if no run has it, in one transaction.
+            if pipe.exists(k.pipeline(run_id)):
+                return False
+            pipe.multi()
+            pipe.hset(k.pipeline(run_id), mapping={"id": run_id, **run})
+            pipe.hset(k.pipeline_specs(run_id), mapping=specs)
+            pipe.hset(k.pipeline_jobs(run_id), mapping=steps)
+            if waiting:
+                pipe.hset(k.pipeline_waiting(run_id), mapping=waiting)
+            pipe.zadd(k.pipelines(), {run_id: now})
+            pipe.zadd(k.pipeline_runs(pipeline_id), {run_id: now})
+            pipe.sadd(k.pipelines_running(), run_id)
+            return True
+
+        for _ in range(RUN_ID_TRIES):
+            run_id = f"{pipeline_id}-{secrets.token_hex(RUN_ID_BYTES)}"
+            if self.client.transaction(
+                functools.partial(create, run_id=run_id), k.pipeline(run_id), value_from_callable=True
+            ):
+                break
+        else:
+            raise TrainqError(f"no free run id for pipeline {pipeline_id!r} after {RUN_ID_TRIES} tries")
+        try:
+            self.send(run_id, [(job, json.loads(specs[job])) for job in graph.roots()])
+        except BrokerUnavailable:
+            self.delete(run_id)
+            raise
+        log.info("pipeline run %s started with %d jobs", run_id, len(planned))
+        return run_id
+
+    def send(self, run_id: str, jobs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Record released ``(job, spec)`` pairs that have no record yet and send them as a group."""
+        types = job_types() if jobs else {}
+        batch = []
+        for job, spec in jobs:
+            task = types[spec["type"]]
+            options = {**spec["options"], "pipeline_id": run_id, "pipeline_job": job}
+            record, payload, _ = task.new_record(spec["payload"], options, task_id=f"{run_id}.{job}")
+            record.fence = FIRST_FENCE
+            batch.append((task, record, payload))
+        fresh = {r.id for r in self.registry.create_many(r for _, r, _ in batch)}
+        sent = [(task, r, p) for task, r, p in batch if r.id in fresh]
+        if not sent:
+            return []
+        priorities = {r.priority: broker_priority(r.priority) for _, r, _ in sent}  # one broker lookup each
+        signatures = [
+            task.signature(
+                kwargs=payload,
+                task_id=record.id,
+                queue=record.queue,
+                retries=FIRST_FENCE,
+                priority=priorities[record.priority],
+                **message_reprs(record),
+                **time_limits(record.options),
+            )
+            for task, record, payload in sent
+        ]
+        try:
+            group(signatures).apply_async(add_to_parent=False)
+        except SEND_ERRORS as exc:
+            for _, record, _ in sent:
+                self.registry.delete(record.id)  # the sweep re-sends them once the broker is back
+            raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
+        if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.value.encode():
+            self._stop(run_id, [r.pipeline_job or "" for _, r, _ in sent])  # cancelled while we sent
+        return [r.id for _, r, _ in sent]
+
+    def job_finished(self, record: JobRecord) -> None:
+        """Release the dependants of a succeeded job, or block the descendants of a failed one."""
+        run_id, job = record.pipeline_id or "", record.pipeline_job or ""
+        if record.state is JobState.SUCCEEDED:
+            flat = self._call("succeeded", run_id, job)
+            released = [(flat[n].decode(), json.loads(flat[n + 1])) for n in range(0, len(flat), 2)]
+            if released:
+                self.send(run_id, released)
+        elif record.state in (JobState.FAILED, JobState.DEAD, JobState.CANCELLED) and (
+            blocked := self._call("failed", run_id, job)
+        ):
+            log.info("pipeline run %s: %s %s, %d jobs blocked", run_id, job, record.state.value, blocked)
+
+    def cancel(self, run_id: str, by: str = "") -> int:
+        """Cancel a running run: waiting jobs never start, running ones are stopped. Returns how many.
+
+        ``by`` (``via web by alice``) ends the reason recorded in each stopped job's events.
+        """
+        self._run(run_id)
+        active = self._call("cancel", run_id)
+        if active is None:
+            state = self._run(run_id)["state"]
+            raise InvalidTransition(f"pipeline run {run_id} is {state}; only a running run can be cancelled")
+        return self._stop(run_id, [j.decode() for j in active], by)
+
+    def _stop(self, run_id: str, jobs: list[str], by: str = "") -> int:
+        stopped = 0
+        reason = " ".join(filter(None, [f"pipeline run {run_id} cancelled", by]))
+        for job in jobs:
+            try:
+                control.cancel(f"{run_id}.{job}", self.registry, reason=reason)
+                stopped += 1
+            except JobNotFound:  # released but not yet recorded: its sender sees the cancel
+                self.client.hset(self.keys.pipeline_jobs(run_id), job, Step.CANCELLED.value)
+            except InvalidTransition:
+                pass  # it finished meanwhile
+        return stopped
+
+    def resume(self, run_id: str, by: str = "") -> list[str]:
+        """Re-run the failed, dead, cancelled and blocked jobs, keeping the succeeded ones.
+
+        Returns the jobs started now; the reopened others start when their dependencies succeed.
+        ``by`` ends the reason recorded in each re-queued job's events.
+        """
+        graph: dict[str, list[str]] = json.loads(self._run(run_id)["graph"])
+        args = [a for job, deps in graph.items() for a in (job, len(deps), *deps)]
+        reopened, *restart = self._call("resume", run_id, *args)
+        if not reopened:
+            state = self._run(run_id)["state"]
+            raise InvalidTransition(
+                f"pipeline run {run_id} is {state} with no failed, blocked or cancelled jobs"
+            )
+        jobs = [j.decode() for j in restart]
+        records = {r.pipeline_job: r for r in self.registry.get_many(f"{run_id}.{j}" for j in jobs)}
+        for record in records.values():
+            if record.state in RETRYABLE_STATES:
+                reason = " ".join(filter(None, [f"pipeline run {run_id} resumed", by]))
+                control.retry(record.id, self.registry, reason=reason)
+            elif record.state is JobState.SUCCEEDED:
+                self.job_finished(record)
+        self._send_unrecorded(run_id, [j for j in jobs if j not in records])
+        return jobs
+
+    def _send_unrecorded(self, run_id: str, jobs: list[str]) -> None:
+        if jobs:
+            specs = self.client.hmget(self.keys.pipeline_specs(run_id), jobs)
+            self.send(
+                run_id, [(job, json.loads(spec or "{}")) for job, spec in zip(jobs, specs, strict=True)]
+            )
+
+    def sweep(self, run_id: str, grace_s: float) -> int:
+        """Finish releases a dead process left undone more than ``grace_s`` ago; return how many."""
+        run = _text(self.client.hgetall(self.keys.pipeline(run_id)))
+        if not run:  # deleted meanwhile
+            self.client.srem(self.keys.pipelines_running(), run_id)
+            return 0
+        if not self.client.set(self.keys.pipeline_sweep(run_id), 1, nx=True, px=max(int(grace_s * 1000), 1)):
+            return 0
+        steps = _text(self.client.hgetall(self.keys.pipeline_jobs(run_id)))
+        released = [job for job, step in steps.items() if step == Step.RELEASED]
+        if not released:
+            return 0
+        deadline = time.time() - grace_s
+        graph = json.loads(run["graph"])
+        records = {r.pipeline_job: r for r in self.registry.get_many(f"{run_id}.{j}" for j in released)}
+        ended = [r for r in records.values() if r.state.finished and (r.finished_at or 0) < deadline]
+        for record in ended:
+            self.job_finished(record)
+        lost = [j for j in released if j not in records]
+        deps = {
+            r.pipeline_job: r.finished_at or 0
+            for r in self.registry.get_many(f"{run_id}.{d}" for j in lost for d in graph[j])
+        }
+        due = [
+            j for j in lost if max([float(run["created_at"])] + [deps.get(d, 0) for d in graph[j]]) < deadline
+        ]
+        self._send_unrecorded(run_id, due)
+        return len(ended) + len(due)
+
+    def sweep_all(self, grace_s: float) -> int:
+        """Sweep every running run."""
+        runs = [r.decode() for r in self.client.smembers(self.keys.pipelines_running())]
+        return sum(self.sweep(run_id, grace_s) for run_id in runs)
+
+    def find(self, ref: str) -> str:
+        """The run id ``ref`` names: a run id, else a pipeline id meaning its latest run."""
+        if self.client.exists(self.keys.pipeline(ref)):
+            return ref
+        latest = self.client.zrevrange(self.keys.pipeline_runs(ref), 0, 0)
+        if not latest:
+            raise RunNotFound(ref)
+        return str(latest[0].decode())
+
+    def _run(self, run_id: str) -> dict[str, str]:
+        raw = self.client.hgetall(self.keys.pipeline(run_id))
+        if not raw:
+            raise RunNotFound(run_id)
+        return _text(raw)
+
+    def status(self, run_id: str) -> RunStatus:
+        """The run and each job's state, attempts, duration, exit code and what holds it."""
+        run = self._run(run_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.pipeline_jobs(run_id))
+        pipe.hgetall(self.keys.pipeline_blocked(run_id))
+        raw_steps, raw_blocked = pipe.execute()
+        steps, blocked = _text(raw_steps), _text(raw_blocked)
+        graph: dict[str, list[str]] = json.loads(run["graph"])
+        records = {r.pipeline_job: r for r in self.registry.get_many(f"{run_id}.{j}" for j in graph)}
+        jobs = []
+        for job, deps in graph.items():
+            step, record = steps.get(job, Step.WAITING.value), records.get(job)
+            status = JobStatus(job_id=job, state=step, depends_on=deps, blocked_by=blocked.get(job))
+            if step == Step.WAITING.value:
+                status.waiting_for = [d for d in deps if steps.get(d) != Step.SUCCEEDED.value]
+            elif record is not None and step != Step.BLOCKED.value:
+                status.state = record.state.value
+                status.job, status.attempts, status.exit_code = record.id, record.attempt, record.exit_code
+                status.duration_s, status.error, status.artifacts, status.progress = (
+                    record.duration_s,
+                    record.error,
+                    record.artifacts,
+                    record.progress,
+                )
+                status.unmatched_result_files = record.unmatched_result_files
+            elif step == Step.RELEASED.value:
+                status.state = JobState.QUEUED.value
+            jobs.append(status)
+        return _run_status(run_id, run, jobs)
+
+    def recent(self, limit: int = 50) -> list[RunStatus]:
+        """The newest runs, each job with its step only (no job records read)."""
+        ids = [i.decode() for i in self.client.zrevrange(self.keys.pipelines(), 0, limit - 1)]
+        pipe = self.client.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.hmget(self.keys.pipeline(run_id), *RUN_FIELDS)
+            pipe.hgetall(self.keys.pipeline_jobs(run_id))
+        replies = pipe.execute()
+        runs = []
+        for run_id, fields, steps in zip(ids, replies[::2], replies[1::2], strict=True):
+            run = {name: value.decode() for name, value in zip(RUN_FIELDS, fields, strict=True) if value}
+            jobs = [JobStatus(job_id=job, state=step, depends_on=[]) for job, step in _text(steps).items()]
+            if run:
+                runs.append(_run_status(run_id, run, jobs))
+        return runs
+
+    def results(self, run_id: str, output: Path) -> list[Path]:
+        """Copy the run's collected result files to ``output/<job>/``; return the files copied."""
+        self._run(run_id)
+        source = get_settings().artifacts_dir / run_id
+        if not source.is_dir():
+            return []
+        shutil.copytree(source, output, dirs_exist_ok=True)
+        return sorted(output / p.relative_to(source) for p in source.rglob("*") if p.is_file())
+
+    def uncollected(self, run_id: str) -> list[str]:
+        """What the run's jobs declared in ``result_files`` but did not collect, one line per job."""
+        declared = {
+            job.decode(): [
+                artifacts.entry_pattern(e)[0] for e in json.loads(spec)["options"].get("result_files", [])
+            ]
+            for job, spec in self.client.hgetall(self.keys.pipeline_specs(run_id)).items()
+        }
+        lines = []
+        for job in self.status(run_id).jobs:
+            if not declared.get(job.job_id):
+                continue
+            if job.state != JobState.SUCCEEDED.value:
+                lines.append(f"{job.job_id}: {', '.join(declared[job.job_id])} (the job is {job.state})")
+            elif job.unmatched_result_files:
+                lines.append(f"{job.job_id}: {', '.join(job.unmatched_result_files)} matched nothing")
+        return lines
+
+    def delete(self, run_id: str) -> None:
+        """Forget a run and its job records (used when its start could not be sent)."""
+        run = self._run(run_id)
+        self.registry.delete_many(f"{run_id}.{job}" for job in json.loads(run["graph"]))
+        k = self.keys
+        self.client.delete(
+            k.pipeline(run_id),
+            k.pipeline_jobs(run_id),
+            k.pipeline_specs(run_id),
+            k.pipeline_waiting(run_id),
+            k.pipeline_blocked(run_id),
+        )
+        self.client.zrem(k.pipelines(), run_id)
+        self.client.zrem(k.pipeline_runs(run["pipeline_id"]), run_id)
+        self.client.srem(k.pipelines_running(), run_id)
+        for finished in self._finished_sets():
+            self.client.zrem(finished, run_id)
+
+    def expire(self, retention: Callable[[str], float], now: float, batch: int) -> int:
+        """Drop runs (with their jobs) that ended longer ago than their state's retention.
+
+        At most ``batch`` runs per final state, oldest first. A run with a job still waiting or
+        running (re-queued by hand) is kept a fresh retention period. Returns how many were dropped.
+        """
+        dropped = 0
+        for state, finished in zip(FINAL_RUN_STATES, self._finished_sets(), strict=True):
+            keep_s = retention(state.value)
+            if keep_s <= 0:
+                continue
+            for raw in self.client.zrangebyscore(finished, "-inf", now - keep_s, start=0, num=batch):
+                run_id = raw.decode()
+                if not self.client.zrem(finished, run_id):
+                    continue  # another worker's sweep took it
+                run = self.client.hget(self.keys.pipeline(run_id), "graph")
+                jobs = [f"{run_id}.{j}" for j in json.loads(run or "{}")]
+                if any(not r.state.finished for r in self.registry.get_many(jobs)):
+                    self.client.zadd(finished, {run_id: now})
+                    continue
+                if run is not None:
+                    self.delete(run_id)
+                    dropped += 1
+        return dropped
+
+
+def _text(raw: Any) -> dict[str, str]:
+    """A Redis hash reply decoded to text."""
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _run_status(run_id: str, run: dict[str, str], jobs: list[JobStatus]) -> RunStatus:
+    finished = float(run["finished_at"]) if run.get("finished_at") else None
+    return RunStatus(
+        id=run_id,
+        pipeline_id=run["pipeline_id"],
+        state=RunState(run["state"]),
+        source=run.get("source", ""),
+        created_at=float(run["created_at"]),
+        finished_at=finished,
+        jobs=jobs,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_runs() -> Runs:
+    """The process's pipeline runs, on the process's registry."""
+    return Runs(get_registry())

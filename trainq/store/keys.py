@@ -1,0 +1,154 @@
+"""Every Redis key trainq writes, in one place; all start with the settings' key prefix."""
+
+from __future__ import annotations
+
+
+class Keys:
+    """Key names under one prefix (``trainq:`` by default)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def job(self, job_id: str) -> str:
+        """Hash: the job record, each field JSON-encoded."""
+        return f"{self.prefix}job:{job_id}"
+
+    def events(self, job_id: str) -> str:
+        """List: the job's state transitions, oldest first, as JSON."""
+        return f"{self.prefix}job:{job_id}:events"
+
+    def log(self, job_id: str) -> str:
+        """Stream: the job's log lines (``line`` field)."""
+        return f"{self.prefix}job:{job_id}:log"
+
+    def message(self, job_id: str) -> str:
+        """String: the payload as sent, kept only when it holds secret values the record masks."""
+        return f"{self.prefix}job:{job_id}:message"
+
+    def finished_prefix(self) -> str:
+        """Prefix of the per-state sorted sets of finished standalone jobs scored by finish time."""
+        return f"{self.prefix}finished:"
+
+    def finished(self, state: str) -> str:
+        """Sorted set: standalone jobs that finished in ``state``, scored by when (retention sweeps it)."""
+        return f"{self.finished_prefix()}{state}"
+
+    def index_all(self) -> str:
+        """Sorted set: every job id scored by creation time."""
+        return f"{self.prefix}index:all"
+
+    def index_prefix(self) -> str:
+        """Prefix of the per-state sorted sets (``<prefix>index:state:<state>``)."""
+        return f"{self.prefix}index:state:"
+
+    def index_state(self, state: str) -> str:
+        """Sorted set: jobs in ``state`` scored by creation time."""
+        return f"{self.index_prefix()}{state}"
+
+    def index_type(self, job_type: str) -> str:
+        """Sorted set: jobs of ``job_type`` scored by creation time."""
+        return f"{self.prefix}index:type:{job_type}"
+
+    def index_queue(self, queue: str) -> str:
+        """Sorted set: jobs sent to ``queue`` scored by creation time."""
+        return f"{self.prefix}index:queue:{queue}"
+
+    def index_tag(self, tag: str) -> str:
+        """Sorted set: jobs tagged ``k=v`` scored by creation time."""
+        return f"{self.prefix}index:tag:{tag}"
+
+    def queues(self) -> str:
+        """Set: every queue a job was ever sent to."""
+        return f"{self.prefix}queues"
+
+    def stats_prefix(self) -> str:
+        """Prefix of the per-queue state counters."""
+        return f"{self.prefix}stats:queue:"
+
+    def stats(self, queue: str) -> str:
+        """Hash: state -> number of jobs of ``queue`` in it."""
+        return f"{self.stats_prefix()}{queue}"
+
+    def types(self) -> str:
+        """Set: every job type a job was ever recorded for."""
+        return f"{self.prefix}types"
+
+    def type_stats_prefix(self) -> str:
+        """Prefix of the per-type state counters."""
+        return f"{self.prefix}stats:type:"
+
+    def type_stats(self, job_type: str) -> str:
+        """Hash: state -> number of jobs of ``job_type`` in it."""
+        return f"{self.type_stats_prefix()}{job_type}"
+
+    def metrics(self) -> str:
+        """Hash: metric observations at job end (duration buckets, retries); see ``trainq.ops.metrics``."""
+        return f"{self.prefix}metrics"
+
+    def leases(self) -> str:
+        """Sorted set: job id -> time by which its worker must renew (or its retry be due)."""
+        return f"{self.prefix}leases"
+
+    def idempotency(self, key: str) -> str:
+        """String: the id of the job first submitted with idempotency ``key``."""
+        return f"{self.prefix}idempotency:{key}"
+
+    def paused(self) -> str:
+        """Set: names of paused queues."""
+        return f"{self.prefix}paused"
+
+    def pipeline(self, pipeline_id: str) -> str:
+        """Hash: a pipeline record."""
+        return f"{self.prefix}pipeline:{pipeline_id}"
+
+    def pipeline_waiting(self, pipeline_id: str) -> str:
+        """Hash: pipeline job id -> number of its dependencies not yet succeeded."""
+        return f"{self.prefix}pipeline:{pipeline_id}:waiting"
+
+    def pipelines(self) -> str:
+        """Sorted set: pipeline ids scored by creation time."""
+        return f"{self.prefix}index:pipelines"
+
+    def pipeline_runs(self, pipeline_id: str) -> str:
+        """Sorted set: the run ids of one pipeline id (from its file) scored by creation time."""
+        return f"{self.prefix}index:pipeline:{pipeline_id}"
+
+    def pipeline_jobs(self, pipeline_id: str) -> str:
+        """Hash: pipeline job id -> its step in the run (waiting, released, succeeded, failed, ...)."""
+        return f"{self.prefix}pipeline:{pipeline_id}:jobs"
+
+    def pipeline_specs(self, pipeline_id: str) -> str:
+        """Hash: pipeline job id -> JSON of its job type, payload, options and dependants."""
+        return f"{self.prefix}pipeline:{pipeline_id}:specs"
+
+    def pipeline_blocked(self, pipeline_id: str) -> str:
+        """Hash: blocked pipeline job id -> the failed job that blocks it."""
+        return f"{self.prefix}pipeline:{pipeline_id}:blocked"
+
+    def pipeline_sweep(self, pipeline_id: str) -> str:
+        """String: held (with an expiry) while one process sweeps the run for lost releases."""
+        return f"{self.prefix}pipeline:{pipeline_id}:sweep"
+
+    def pipelines_finished(self, state: str) -> str:
+        """Sorted set: pipeline runs that ended in ``state``, scored by when (retention sweeps it)."""
+        return f"{self.prefix}pipelines:finished:{state}"
+
+    def pipelines_running(self) -> str:
+        """Set: ids of pipeline runs still running."""
+        return f"{self.prefix}pipelines:running"
+
+    def master_run(self) -> str:
+        """String: the run id of the Redis master last seen by a reaper (a change means failover)."""
+        return f"{self.prefix}master:run_id"
+
+    def replication_mark(self) -> str:
+        """String: written just before WAIT so the wait covers every earlier write of any connection."""
+        return f"{self.prefix}master:mark"
+
+    def workers(self) -> str:
+        """Hash: worker hostname -> JSON of its queues and last heartbeat."""
+        return f"{self.prefix}workers"
+
+    def quarantine(self) -> str:
+        """List: messages workers set aside as undecodable or refused, newest first, as JSON."""
+        return f"{self.prefix}quarantine"

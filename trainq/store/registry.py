@@ -1,0 +1,662 @@
+"""The registry: trainq's queryable store of job records, transitions, logs and leases.
+
+Every state change goes through one Lua script (``transition``) so that the record, the
+per-state index, the event history and the lease move together, and so that a change can
+be *fenced*: it applies only if the job is still in an allowed state and still on the
+delivery (``fence``) the caller holds. A stale worker therefore can never overwrite the
+record of a job that was recovered, cancelled or finished elsewhere.
+
+Listing reads per-state/type/queue/tag sorted sets scored by creation time, so its cost
+depends on the page asked for, not on how many jobs were ever recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
+
+from trainq.errors import BrokerUnavailable, JobNotFound
+from trainq.job.record import FINISHED_STATES, WAITING_STATES, JobEvent, JobRecord, JobState, encode_fields
+from trainq.settings import Settings, get_settings, redis_py_url
+from trainq.store import sentinel
+from trainq.store.keys import Keys
+
+# KEYS: job hash, events list, leases zset.
+# ARGV: id, fence ('' = any), allowed states (comma list), new state, fields (JSON object of
+#       JSON-encoded values), event JSON ('' = none), state index prefix, lease ('' keep,
+#       '0' drop, else expiry).
+#       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix,
+#       ARGV[11]: '1' to fill the event's attempt from the record and return the record.
+#       ARGV[12]: finished-jobs prefix; ARGV[13]: the time now when the new state is finished
+#       ('' otherwise): a standalone job enters the retention set of its state, leaving any other.
+# Returns the state the job was in (or the record), or false when the change was refused.
+_TRANSITION = """
+local raw = redis.call('HGET', KEYS[1], 'state')
+if not raw then return false end
+local cur = cjson.decode(raw)
+local allowed = false
+for s in string.gmatch(ARGV[3], '[^,]+') do
+  if s == cur then allowed = true end
+end
+if not allowed then return false end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'fence') ~= ARGV[2] then return false end
+for k, v in pairs(cjson.decode(ARGV[5])) do redis.call('HSET', KEYS[1], k, v) end
+local new = ARGV[4]
+if new ~= cur then
+  local created = redis.call('HGET', KEYS[1], 'created_at')
+  redis.call('ZREM', ARGV[7] .. cur, ARGV[1])
+  redis.call('ZADD', ARGV[7] .. new, created, ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', cjson.encode(new))
+  local queue = ARGV[9] .. cjson.decode(redis.call('HGET', KEYS[1], 'queue'))
+  redis.call('HINCRBY', queue, cur, -1)
+  redis.call('HINCRBY', queue, new, 1)
+  local kind = ARGV[10] .. cjson.decode(redis.call('HGET', KEYS[1], 'type'))
+  redis.call('HINCRBY', kind, cur, -1)
+  redis.call('HINCRBY', kind, new, 1)
+  redis.call('ZREM', ARGV[12] .. cur, ARGV[1])
+  local run = redis.call('HGET', KEYS[1], 'pipeline_id')
+  if ARGV[13] ~= '' and (not run or run == 'null') then
+    redis.call('ZADD', ARGV[12] .. new, ARGV[13], ARGV[1])
+  end
+end
+local event = ARGV[6]
+if ARGV[11] == '1' then
+  event = (string.gsub(event, '"attempt":%-1', '"attempt":' .. redis.call('HGET', KEYS[1], 'attempt'), 1))
+end
+if event ~= '' then redis.call('RPUSH', KEYS[2], event) end
+if ARGV[8] == '0' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+elseif ARGV[8] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])
+end
+if ARGV[11] == '1' then return redis.call('HGETALL', KEYS[1]) end
+return cur
+"""
+
+# Drops one record with its history, log, kept message, lease, index entries and counts, only
+# if it is still in the state read (so racing sweepers or a retry never double-count).
+# KEYS: job, events, log, message, leases, state index, queue counts, type counts, finished set,
+#       then the record's other indexes.
+# ARGV: id, the state as stored (JSON), the state's name, cutoff ('' = none: else the job must
+#       have finished at or before it), its idempotency key ('' = none: dropped if still its own).
+# Returns 1 when dropped (or already gone), 0 when refused.
+_DROP = """
+local raw = redis.call('HGET', KEYS[1], 'state')
+if raw then
+  if raw ~= ARGV[2] then return 0 end
+  if ARGV[4] ~= '' then
+    local at = redis.call('ZSCORE', KEYS[9], ARGV[1])
+    if not at or tonumber(at) > tonumber(ARGV[4]) then return 0 end
+  end
+  redis.call('HINCRBY', KEYS[7], ARGV[3], -1)
+  redis.call('HINCRBY', KEYS[8], ARGV[3], -1)
+end
+for i = 5, #KEYS do
+  if i < 7 or i > 8 then redis.call('ZREM', KEYS[i], ARGV[1]) end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+if ARGV[5] ~= '' and redis.call('GET', ARGV[5]) == ARGV[1] then redis.call('DEL', ARGV[5]) end
+return 1
+"""
+#: The record's hash field holding its idempotency key (not part of JobRecord), so the key goes with it.
+IDEMPOTENCY_FIELD = "idempotency_key"
+#: Fields the drop script needs to name a record's keys.
+_DROP_FIELDS = ("state", "type", "queue", "tags", IDEMPOTENCY_FIELD)
+
+#: A claim event's attempt, filled in from the record by the script.
+ATTEMPT_FROM_RECORD = -1
+
+LIST_PAGE = 200
+
+
+class Registry:
+    """Job records in Redis under one key prefix."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, log_max_lines: int = 20_000) -> None:
+        self.client = client
+        self.keys = keys
+        self.log_max_lines = log_max_lines
+        self.min_replicas = 0
+        self.replica_wait_ms = 1000
+        self._transition = client.register_script(_TRANSITION)
+        self._drop = client.register_script(_DROP)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """A registry on the settings' Redis with their key prefix."""
+        # A hung server (SIGSTOPped, partitioned) accepts connections but never answers: only a
+        # read timeout notices it, and a timed-out command is not retried (each retry waits again).
+        if sentinel.is_sentinel(settings.registry()):
+            client = sentinel.master_client(
+                settings.registry(),
+                settings.sentinel_master,
+                settings.sentinel_password,
+                socket_connect_timeout=settings.connect_timeout_s,
+                socket_timeout=settings.connect_timeout_s,
+                health_check_interval=10,
+            )
+        else:
+            client = redis.Redis.from_url(
+                redis_py_url(settings.registry()),
+                socket_connect_timeout=settings.connect_timeout_s,
+                socket_timeout=settings.connect_timeout_s,
+                health_check_interval=10,
+                retry=Retry(
+                    ExponentialBackoff(cap=0.5, base=0.05), 1, supported_errors=(redis.ConnectionError,)
+                ),
+            )
+        registry = cls(client, Keys(settings.key_prefix), settings.log_max_lines)
+        registry.min_replicas, registry.replica_wait_ms = settings.min_replicas, settings.replica_wait_ms
+        return registry
+
+    @property
+    def url(self) -> str:
+        """The Redis this registry talks to, for messages."""
+        kwargs = self.client.connection_pool.connection_kwargs
+        if isinstance(self.client.connection_pool, SentinelConnectionPool):
+            return f"Sentinel master {self.client.connection_pool.service_name!r}"
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}"
+        return f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+
+    def ping(self) -> None:
+        """Raise BrokerUnavailable unless Redis answers."""
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, sentinel.reason(exc), "registry") from exc
+
+    # -- records -----------------------------------------------------------------------
+
+    def create(
+        self,
+        record: JobRecord,
+        idempotency_key: str | None = None,
+        message: dict[str, Any] | None = None,
+        reason: str = "submitted",
+    ) -> tuple[str, bool]:
+        """Store a new record; with a key already used, return that job's id instead.
+
+        ``message`` is the payload as sent when it differs from ``record.payload`` (secret fields
+        revealed); it is kept apart so re-deliveries carry it and no listing shows it.
+        Returns ``(job_id, created)``.
+        """
+        key = self.keys.idempotency(idempotency_key) if idempotency_key is not None else None
+
+        def claim_and_add(pipe: Any) -> str | None:
+            # Runs under WATCH of the key: a concurrent claim between this read and the write
+            # makes the transaction fail and run again, so one key never yields two jobs.
+            if key is not None:
+                existing = pipe.get(key)
+                if existing is not None and pipe.exists(self.keys.job(existing.decode())):
+                    return str(existing.decode())
+            pipe.multi()
+            self._add(pipe, record, reason)
+            if key is not None:
+                pipe.set(key, record.id)  # also re-claims the key of a deleted first job
+                pipe.hset(self.keys.job(record.id), IDEMPOTENCY_FIELD, json.dumps(idempotency_key))
+            if message is not None:
+                pipe.set(self.keys.message(record.id), json.dumps(message))
+            return None
+
+        try:
+            existing = self.client.transaction(
+                claim_and_add, *([key] if key else []), value_from_callable=True
+            )
+            if not existing:
+                self.await_replicas([record.id])
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
+        return (existing, False) if existing else (record.id, True)
+
+    def message_payload(self, record: JobRecord) -> dict[str, Any]:
+        """The payload to send for ``record``: the kept message payload, else the stored one."""
+        raw = self.client.get(self.keys.message(record.id))
+        return json.loads(raw) if raw else record.payload
+
+    def create_many(self, records: Iterable[JobRecord]) -> list[JobRecord]:
+        """Store new records in one transaction, skipping ids that already have one.
+
+        Returns the records stored, so a repeated release never records (or sends) a job twice.
+        """
+        records = list(records)
+        try:
+            check = self.client.pipeline(transaction=False)
+            for record in records:
+                check.exists(self.keys.job(record.id))
+            fresh = [r for r, found in zip(records, check.execute(), strict=True) if not found]
+            pipe = self.client.pipeline(transaction=True)
+            for record in fresh:
+                self._add(pipe, record)
+            pipe.execute()
+            self.await_replicas([r.id for r in fresh])
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
+        return fresh
+
+    def await_replicas(self, job_ids: list[str]) -> None:
+        """Return once ``min_replicas`` replicas hold every write so far; else drop ``job_ids`` and raise.
+
+        WAIT counts the writes of its own connection, so a mark is written on that connection first:
+        replication is one ordered stream, so the mark's acknowledgement covers every earlier write.
+        """
+        if self.min_replicas <= 0 or not job_ids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.replication_mark(), job_ids[-1])
+        pipe.wait(self.min_replicas, self.replica_wait_ms)
+        acked = pipe.execute()[-1]
+        if acked < self.min_replicas:
+            self.delete_many(job_ids)
+            raise BrokerUnavailable(
+                self.url,
+                f"only {acked} of {self.min_replicas} replicas confirmed the record within "
+                f"{self.replica_wait_ms} ms (TRAINQ_MIN_REPLICAS); nothing was submitted",
+                "registry",
+            )
+
+    def master_changed(self) -> bool:
+        """True the first time any process sees a new Redis master run id (a failover or a restart)."""
+        run_id = str(self.client.info("server")["run_id"])
+        previous = self.client.set(self.keys.master_run(), run_id, get=True)
+        return previous is not None and previous.decode() != run_id
+
+    def _add(self, pipe: Any, record: JobRecord, reason: str = "submitted") -> None:
+        """Queue the writes of a new record, its first event (``reason``), indexes, counters on ``pipe``."""
+        event = JobEvent(state=record.state, at=record.created_at, reason=reason)
+        pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
+        pipe.rpush(self.keys.events(record.id), event.model_dump_json())
+        for index in self._indexes(record.type, record.queue, record.tags):
+            pipe.zadd(index, {record.id: record.created_at})
+        pipe.zadd(self.keys.index_state(record.state.value), {record.id: record.created_at})
+        pipe.hincrby(self.keys.stats(record.queue), record.state.value, 1)
+        pipe.sadd(self.keys.queues(), record.queue)
+        pipe.hincrby(self.keys.type_stats(record.type), record.state.value, 1)
+        pipe.sadd(self.keys.types(), record.type)
+
+    def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
+        """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
+        return [
+            self.keys.index_all(),
+            self.keys.index_type(job_type),
+            self.keys.index_queue(queue),
+            *(self.keys.index_tag(f"{k}={v}") for k, v in tags.items()),
+        ]
+
+    def find(self, job_id: str) -> JobRecord | None:
+        """The record of ``job_id``, or None."""
+        raw = self.client.hgetall(self.keys.job(job_id))
+        return JobRecord.from_hash(raw) if raw else None
+
+    def get(self, job_id: str) -> JobRecord:
+        """The record of ``job_id``; raises JobNotFound."""
+        record = self.find(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    def get_many(self, job_ids: Iterable[str]) -> list[JobRecord]:
+        """Records of ``job_ids`` in one round trip, skipping ids with no record."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [JobRecord.from_hash(raw) for raw in pipe.execute() if raw]
+
+    def delete(self, job_id: str) -> None:
+        """Remove a record, its history, log, lease and index entries."""
+        self.delete_many([job_id])
+
+    def delete_many(self, job_ids: Iterable[str]) -> None:
+        """Remove records as ``delete`` does, a batch per round trip."""
+        pending = list(job_ids)
+        while pending:  # a record whose state changed between the read and the drop is read again
+            done = self._drop_many(pending, None)
+            pending = [job_id for job_id, ok in zip(pending, done, strict=True) if not ok]
+
+    def _drop_many(self, job_ids: list[str], cutoff: float | None) -> list[bool]:
+        """Drop each record (finished by ``cutoff`` when given) in two round trips; which were dropped."""
+        read = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            read.hmget(self.keys.job(job_id), *_DROP_FIELDS)
+        drop = self.client.pipeline(transaction=False)
+        for job_id, values in zip(job_ids, read.execute(), strict=True):
+            keys = [
+                self.keys.job(job_id),
+                self.keys.events(job_id),
+                self.keys.log(job_id),
+                self.keys.message(job_id),
+                self.keys.leases(),
+            ]
+            state = raw_state = ""
+            idempotency = self.keys.idempotency(json.loads(values[4])) if values[4] else ""
+            if values[0] is not None:
+                state, job_type, queue, tags = (json.loads(v) for v in values[:4])
+                raw_state = values[0].decode()
+                keys += [
+                    self.keys.index_state(state),
+                    self.keys.stats(queue),
+                    self.keys.type_stats(job_type),
+                    self.keys.finished(state),
+                    *self._indexes(job_type, queue, tags),
+                ]
+            else:
+                keys += ["", "", "", *(self.keys.finished(s.value) for s in FINISHED_STATES)]
+            args = [job_id, raw_state, state, "" if cutoff is None else repr(cutoff), idempotency]
+            self._drop(keys=keys, args=args, client=drop)
+        return [bool(n) for n in drop.execute()]
+
+    def expire(self, retention: Callable[[str], float], now: float, batch: int) -> int:
+        """Drop standalone records finished longer ago than their state's retention (0 = keep).
+
+        Reads at most ``batch`` ids per finished state, oldest first, so one call costs
+        O(batch) whatever the registry holds. Returns how many records were dropped.
+        """
+        dropped = 0
+        for state in sorted(s.value for s in FINISHED_STATES):
+            keep_s = retention(state)
+            if keep_s <= 0:
+                continue
+            cutoff = now - keep_s
+            ids = self.client.zrangebyscore(self.keys.finished(state), "-inf", cutoff, start=0, num=batch)
+            if ids:
+                dropped += sum(self._drop_many([i.decode() for i in ids], cutoff))
+        return dropped
+
+    # -- transitions -------------------------------------------------------------------
+
+    def transition(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        allowed: Iterable[JobState],
+        fence: int | None = None,
+        fields: dict[str, Any] | None = None,
+        event: JobEvent | None = None,
+        lease_until: float | None = None,
+        pipe: Any = None,
+    ) -> JobState | None:
+        """Move ``job_id`` to ``to`` if it is in ``allowed`` (and on ``fence``).
+
+        Sets ``fields`` and ``updated_at``, records ``event`` (or none for a silent update),
+        and sets the lease expiry (``0`` drops the lease). Returns the previous state, or
+        None when the change was refused. With ``pipe`` the change is only queued on that
+        pipeline (batch writers execute it) and None is returned.
+        """
+        previous = self._run(job_id, to, allowed, fence, fields, event, lease_until, False, pipe)
+        return JobState(previous.decode()) if previous and pipe is None else None
+
+    def claim(self, job_id: str, fence: int, worker: str, lease_until: float) -> JobRecord | None:
+        """Start a waiting job's delivery ``fence`` on ``worker``; the running record, or None.
+
+        One round trip: the script records the start with the job's attempt and returns the record.
+        """
+        raw = self._claim(self.client, job_id, fence, worker, lease_until)
+        return JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True))) if raw else None
+
+    def create_and_claim(
+        self, record: JobRecord, worker: str, lease_until: float, message: dict[str, Any] | None = None
+    ) -> JobRecord | None:
+        """Store a new record and claim its delivery ``record.fence`` in one transaction.
+
+        For a job first seen by a worker (sent by a client without trainq): None, and nothing
+        written, if the job already has a record, so a duplicate delivery never runs it twice.
+        """
+        key = self.keys.job(record.id)
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    return None
+                pipe.multi()
+                self._add(pipe, record)
+                if message is not None:
+                    pipe.set(self.keys.message(record.id), json.dumps(message))
+                self._claim(pipe, record.id, record.fence, worker, lease_until)
+                raw = pipe.execute()[-1]
+        except redis.WatchError:
+            return None
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, str(exc)) from exc
+        return JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True))) if raw else None
+
+    def _claim(self, client: Any, job_id: str, fence: int, worker: str, lease_until: float) -> Any:
+        """Call the transition script that starts delivery ``fence`` (on ``client``: a pipeline or not)."""
+        now = time.time()
+        fields = {"started_at": now, "worker": worker, "progress": None, "next_attempt_at": None}
+        event = JobEvent(state=JobState.RUNNING, at=now, attempt=ATTEMPT_FROM_RECORD, worker=worker)
+        return self._run(
+            job_id, JobState.RUNNING, WAITING_STATES, fence, fields, event, lease_until, True, client
+        )
+
+    def _run(
+        self,
+        job_id: str,
+        to: JobState,
+        allowed: Iterable[JobState],
+        fence: int | None,
+        fields: dict[str, Any] | None,
+        event: JobEvent | None,
+        lease_until: float | None,
+        returning: bool,
+        client: Any = None,
+    ) -> Any:
+        """Call the transition script (see ``_TRANSITION``), on ``client`` if given (a pipeline)."""
+        values = dict(fields or {})
+        values["updated_at"] = time.time()
+        lease = "" if lease_until is None else repr(lease_until) if lease_until else "0"
+        return self._transition(
+            keys=[self.keys.job(job_id), self.keys.events(job_id), self.keys.leases()],
+            args=[
+                job_id,
+                "" if fence is None else json.dumps(fence),
+                ",".join(s.value for s in allowed),
+                to.value,
+                json.dumps(encode_fields(values)),
+                event.model_dump_json() if event else "",
+                self.keys.index_prefix(),
+                lease,
+                self.keys.stats_prefix(),
+                self.keys.type_stats_prefix(),
+                "1" if returning else "",
+                self.keys.finished_prefix(),
+                repr(values["updated_at"]) if to.finished else "",
+            ],
+            client=client,
+        )
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        """The transitions of ``job_id``, oldest first."""
+        raw = self.client.lrange(self.keys.events(job_id), 0, -1)
+        return [JobEvent.model_validate_json(item) for item in raw]
+
+    # -- listing -----------------------------------------------------------------------
+
+    def _intersect(self, indexes: list[str], limit: int, offset: int) -> list[str]:
+        """Walk the smallest index newest first, keeping ids present in all the others."""
+        sizes = self.client.pipeline(transaction=False)
+        for index in indexes:
+            sizes.zcard(index)
+        smallest, *others = [i for _, i in sorted(zip(sizes.execute(), indexes, strict=True))]
+        found: list[str] = []
+        for page in self._pages(smallest):
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in page:
+                for other in others:
+                    pipe.zscore(other, job_id)
+            scores = pipe.execute()
+            for n, job_id in enumerate(page):
+                row = scores[n * len(others) : (n + 1) * len(others)]
+                if all(s is not None for s in row):
+                    found.append(job_id)
+            if len(found) >= offset + limit:
+                break
+        return found[offset : offset + limit]
+
+    def pages_of_state(self, state: JobState) -> Iterator[list[str]]:
+        """Ids of the jobs in ``state`` now (one snapshot, so moves meanwhile skip none), a page at a time."""
+        ids = [i.decode() for i in self.client.zrange(self.keys.index_state(state.value), 0, -1)]
+        for start in range(0, len(ids), LIST_PAGE):
+            yield ids[start : start + LIST_PAGE]
+
+    def _pages(self, index: str) -> Iterator[list[str]]:
+        start = 0
+        while True:
+            page = self.client.zrevrange(index, start, start + LIST_PAGE - 1)
+            if not page:
+                return
+            yield [i.decode() for i in page]
+            start += LIST_PAGE
+
+    def counts(self) -> dict[JobState, int]:
+        """How many jobs are in each state (one ZCARD per state)."""
+        pipe = self.client.pipeline(transaction=False)
+        for state in JobState:
+            pipe.zcard(self.keys.index_state(state.value))
+        return dict(zip(JobState, pipe.execute(), strict=True))
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        """Jobs per state for every queue that has had jobs (kept as counters, O(queues))."""
+        return self._counters(self.keys.queues(), self.keys.stats)
+
+    def type_counts(self) -> dict[str, dict[str, int]]:
+        """Jobs per state for every job type that has had jobs (kept as counters, O(types))."""
+        return self._counters(self.keys.types(), self.keys.type_stats)
+
+    def _counters(self, members: str, counter_key: Callable[[str], str]) -> dict[str, dict[str, int]]:
+        """The non-zero state counters of each name in the set ``members``."""
+        names = sorted(n.decode() for n in self.client.smembers(members))
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(counter_key(name))
+        return {
+            name: {k.decode(): int(v) for k, v in raw.items() if int(v)}
+            for name, raw in zip(names, pipe.execute(), strict=True)
+        }
+
+    def memory_used(self) -> str:
+        """The Redis server's memory in use, as it reports it (``INFO memory`` used_memory_human)."""
+        return str(self.client.info("memory")["used_memory_human"])
+
+    def clean(self, *, before: float | None = None, keep: int | None = None) -> int:
+        """Delete finished records created before ``before`` or beyond the newest ``keep``."""
+        doomed: list[tuple[float, str]] = []
+        for state in FINISHED_STATES:
+            index = self.keys.index_state(state.value)
+            for raw_id, score in self.client.zrange(index, 0, -1, withscores=True):
+                doomed.append((score, raw_id.decode()))
+        doomed.sort(reverse=True)
+        if keep is not None:
+            doomed = doomed[keep:]
+        if before is not None:
+            doomed = [(s, i) for s, i in doomed if s < before]
+        for _, job_id in doomed:
+            self.delete(job_id)
+        return len(doomed)
+
+    # -- logs and leases ---------------------------------------------------------------
+
+    def append_log(self, job_id: str, lines: Iterable[str]) -> None:
+        """Append log lines to the job's log stream (capped at the newest lines)."""
+        pipe = self.client.pipeline(transaction=False)
+        for line in lines:
+            pipe.xadd(self.keys.log(job_id), {"line": line}, maxlen=self.log_max_lines, approximate=True)
+        pipe.execute()
+
+    def read_log(
+        self, job_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 1000
+    ) -> list[tuple[str, str]]:
+        """Log entries after stream id ``after`` as ``(entry_id, line)``; may block for new ones."""
+        reply = self.client.xread({self.keys.log(job_id): after}, count=count, block=block_ms)
+        if not reply:
+            return []
+        _, entries = reply[0]
+        return [(eid.decode(), fields[b"line"].decode()) for eid, fields in entries]
+
+    def log_dropped(self, job_id: str) -> int:
+        """How many of the job's log lines the cap (``log_max_lines``) has trimmed away."""
+        try:
+            info = self.client.xinfo_stream(self.keys.log(job_id))
+        except redis.ResponseError:  # no log yet
+            return 0
+        return max(int(info.get("entries-added", info["length"])) - int(info["length"]), 0)
+
+    def log_tail(self, job_id: str, count: int) -> list[tuple[str, str]]:
+        """The last ``count`` log entries as ``(entry_id, line)``, oldest first."""
+        entries = self.client.xrevrange(self.keys.log(job_id), count=count)
+        return [(eid.decode(), fields[b"line"].decode()) for eid, fields in reversed(entries)]
+
+    def expired_leases(self, now: float, limit: int = 100) -> list[str]:
+        """Ids of jobs whose lease (or retry deadline) passed before ``now``."""
+        ids = self.client.zrangebyscore(self.keys.leases(), "-inf", now, start=0, num=limit)
+        return [i.decode() for i in ids]
+
+    def drop_lease(self, job_id: str) -> None:
+        """Forget a lease entry that no longer belongs to a running or retrying job."""
+        self.client.zrem(self.keys.leases(), job_id)
+
+    # -- queues ------------------------------------------------------------------------
+
+    def register_worker(self, hostname: str, queues: Iterable[str]) -> None:
+        """Remember which queues a worker was started for (``resume`` gives them back)."""
+        self.client.hset(self.keys.workers(), hostname, json.dumps(sorted(queues)))
+
+    def worker_queues(self) -> dict[str, list[str]]:
+        """Worker hostname -> the queues it was started for."""
+        raw = self.client.hgetall(self.keys.workers())
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def paused_queues(self) -> set[str]:
+        """Names of queues paused with ``trainq pause``."""
+        return {q.decode() for q in self.client.smembers(self.keys.paused())}
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Record ``queue`` as paused (or not) so workers started later honour it."""
+        if paused:
+            self.client.sadd(self.keys.paused(), queue)
+        else:
+            self.client.srem(self.keys.paused(), queue)
+
+    def list(
+        self,
+        *,
+        state: JobState | None = None,
+        job_type: str | None = None,
+        queue: str | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        """Records newest first matching every filter given, ``limit`` from ``offset``."""
+        indexes = [
+            self.keys.index_state(state.value) if state else None,
+            self.keys.index_type(job_type) if job_type else None,
+            self.keys.index_queue(queue) if queue else None,
+            self.keys.index_tag(tag) if tag else None,
+        ]
+        chosen = [i for i in indexes if i] or [self.keys.index_all()]
+        if len(chosen) == 1:
+            ids = self.client.zrevrange(chosen[0], offset, offset + limit - 1)
+            return self.get_many(i.decode() for i in ids)
+        return self.get_many(self._intersect(chosen, limit, offset))
+
+
+def unreachable(error: BaseException) -> BrokerUnavailable:
+    """The error for a Redis failure (the registry's) or a kombu one (the broker's), as ``ping`` gives it."""
+    if isinstance(error, redis.RedisError):
+        return BrokerUnavailable(get_registry().url, sentinel.reason(error), "registry")
+    return BrokerUnavailable(get_settings().broker_url or "the embedded Redis", str(error))
+
+
+@lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The process's registry, from the process's settings."""
+    return Registry.from_settings(get_settings())
