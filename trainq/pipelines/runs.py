@@ -34,6 +34,7 @@ from trainq.job.types import job_types
 from trainq.ops import control
 from trainq.pipelines import dag
 from trainq.settings import get_settings
+from trainq.store import lua
 from trainq.store.registry import Registry, get_registry
 
 log = logging.getLogger("trainq.pipelines.runs")
@@ -63,118 +64,6 @@ class RunState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-
-# Every script: KEYS run, jobs, specs, waiting, blocked, running, then the finished-runs sets
-# (retention) of succeeded, failed, cancelled; ARGV run id, now, ...
-_SETTLE = """
-local function settle()
-  if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return end
-  local ok = true
-  for _, step in ipairs(redis.call('HVALS', KEYS[2])) do
-    if step == 'waiting' or step == 'released' then return end
-    if step ~= 'succeeded' then ok = false end
-  end
-  redis.call('HSET', KEYS[1], 'state', ok and 'succeeded' or 'failed', 'finished_at', ARGV[2])
-  redis.call('SREM', KEYS[6], ARGV[1])
-  redis.call('ZADD', ok and KEYS[7] or KEYS[8], ARGV[2], ARGV[1])
-end
-local function dependants(job) return cjson.decode(redis.call('HGET', KEYS[3], job)).dependants end
-"""
-# ARGV[3] the job that succeeded. Returns the released jobs and their specs, flat.
-_SUCCEEDED = (
-    _SETTLE
-    + """
-local job, released = ARGV[3], {}
-if redis.call('HGET', KEYS[2], job) ~= 'released' then return released end
-redis.call('HSET', KEYS[2], job, 'succeeded')
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
-if redis.call('HGET', KEYS[1], 'state') == 'running' then
-  for _, d in ipairs(dependants(job)) do
-    if redis.call('HGET', KEYS[2], d) == 'waiting' and redis.call('HINCRBY', KEYS[4], d, -1) <= 0 then
-      redis.call('HDEL', KEYS[4], d)
-      redis.call('HSET', KEYS[2], d, 'released')
-      table.insert(released, d)
-      table.insert(released, redis.call('HGET', KEYS[3], d))
-    end
-  end
-end
-settle()
-return released
-"""
-)
-# ARGV[3] the job that ended without success. Returns how many jobs it blocked.
-_FAILED = (
-    _SETTLE
-    + """
-local job, blocked = ARGV[3], 0
-if redis.call('HGET', KEYS[2], job) ~= 'released' then return blocked end
-redis.call('HSET', KEYS[2], job, 'failed')
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
-local todo, seen = {job}, {}
-while #todo > 0 do
-  for _, d in ipairs(dependants(table.remove(todo))) do
-    if not seen[d] then
-      seen[d] = true
-      table.insert(todo, d)
-      if redis.call('HGET', KEYS[2], d) == 'waiting' then
-        redis.call('HSET', KEYS[2], d, 'blocked')
-        redis.call('HSET', KEYS[5], d, job)
-        blocked = blocked + 1
-      end
-    end
-  end
-end
-settle()
-return blocked
-"""
-)
-# Returns the released jobs to stop, or false if the run is not running.
-_CANCEL = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[2], 'updated_at', ARGV[2])
-redis.call('SREM', KEYS[6], ARGV[1])
-redis.call('ZADD', KEYS[9], ARGV[2], ARGV[1])
-local flat, active = redis.call('HGETALL', KEYS[2]), {}
-for i = 1, #flat, 2 do
-  if flat[i + 1] == 'waiting' then redis.call('HSET', KEYS[2], flat[i], 'cancelled')
-  elseif flat[i + 1] == 'released' then table.insert(active, flat[i]) end
-end
-return active
-"""
-# ARGV[3..]: per job: id, number of dependencies, the dependencies. Reopens failed, blocked
-# and cancelled jobs; returns how many, then those whose dependencies have all succeeded.
-_RESUME = """
-local restart, reopened, i = {}, 0, 3
-while i <= #ARGV do
-  local job, n = ARGV[i], tonumber(ARGV[i + 1])
-  local step = redis.call('HGET', KEYS[2], job)
-  if step == 'failed' or step == 'blocked' or step == 'cancelled' then
-    reopened = reopened + 1
-    local left = 0
-    for j = i + 2, i + 1 + n do
-      if redis.call('HGET', KEYS[2], ARGV[j]) ~= 'succeeded' then left = left + 1 end
-    end
-    redis.call('HDEL', KEYS[5], job)
-    if left == 0 then
-      redis.call('HSET', KEYS[2], job, 'released')
-      table.insert(restart, job)
-    else
-      redis.call('HSET', KEYS[2], job, 'waiting')
-      redis.call('HSET', KEYS[4], job, left)
-    end
-  end
-  i = i + 2 + n
-end
-if reopened > 0 then
-  redis.call('HSET', KEYS[1], 'state', 'running', 'updated_at', ARGV[2])
-  redis.call('HDEL', KEYS[1], 'finished_at')
-  redis.call('SADD', KEYS[6], ARGV[1])
-  for i = 7, 9 do redis.call('ZREM', KEYS[i], ARGV[1]) end
-end
-table.insert(restart, 1, reopened)
-return restart
-"""
 
 
 #: Run states a run ends in, in the order of the scripts' finished-runs keys.
@@ -227,7 +116,12 @@ class Runs:
         self.registry = registry
         self.client = registry.client
         self.keys = registry.keys
-        scripts = {"succeeded": _SUCCEEDED, "failed": _FAILED, "cancel": _CANCEL, "resume": _RESUME}
+        scripts = {
+            "succeeded": lua.source("run_common", "run_succeeded"),
+            "failed": lua.source("run_common", "run_failed"),
+            "cancel": lua.source("run_cancel"),
+            "resume": lua.source("run_resume"),
+        }
         self._scripts = {name: self.client.register_script(code) for name, code in scripts.items()}
 
     def _call(self, script: str, run_id: str, *args: Any) -> Any:
