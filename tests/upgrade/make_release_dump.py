@@ -49,14 +49,14 @@ def _cli(*args: str) -> str:
 def make(out: Path) -> dict[str, Any]:
     """Fill the test database as the release would leave it and write the dump to ``out``."""
     from celery import chain
-
-    from tests.jobs import probe
-    from tests.upgrade.dump import write_dump
     from trainq.control import submit
     from trainq.jobs import JobState
     from trainq.quarantine import get_quarantine
     from trainq.registry import get_registry
     from trainq.runs import get_runs
+
+    from tests.jobs import probe
+    from tests.upgrade.dump import write_dump
     from trainq.settings import get_settings
 
     registry = get_registry()

@@ -13,9 +13,9 @@ import redis
 from tests.fixtures import Workers, run_cli, wait_for
 from tests.integration.test_secrets import run_clis
 from tests.upgrade.dump import load_dump
-from trainq.jobs import JobState
-from trainq.registry import get_registry
-from trainq.runs import get_runs
+from trainq.job.record import JobState
+from trainq.pipelines.runs import get_runs
+from trainq.store.registry import get_registry
 
 DUMP = Path(__file__).with_name("release-95980f0.json")
 #: Queues with jobs a worker should take; the paused queue stays paused.

@@ -11,9 +11,9 @@ import redis
 from tests.fixtures import Workers, wait_for
 from tests.jobs import attempts_key
 from tests.upgrade.old_release import old_code, start_old_worker, submit_old
-from trainq.control import submit
-from trainq.jobs import JobState
-from trainq.registry import get_registry
+from trainq.job.record import JobState
+from trainq.ops.control import submit
+from trainq.store.registry import get_registry
 
 JOBS_EACH = 20
 
