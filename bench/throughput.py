@@ -19,6 +19,9 @@ from bench.servers import wait_until
 from bench.sizes import Sizes
 from bench.systems import QUEUE, RAW_QUEUE, BenchEnv, Sender, start_workers, stop_workers
 
+#: #13's bound on what trainq keeps per finished job (record, events, result).
+FINISHED_BYTES_LIMIT = 1_000
+
 
 class Drain:
     """One drain of ``n`` no-ops by one system: its rate and Redis bytes per job."""
@@ -121,6 +124,8 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
                 env.broker,
                 "bytes per finished job",
                 {s: d.finished_bytes for s, d in last.items()},
+                reference="celery",
+                limit=FINISHED_BYTES_LIMIT,
                 note="kept after a job ends: trainq's record, events and Celery result; "
                 "Celery's result; RQ's job hash (until its result TTL)",
             )
