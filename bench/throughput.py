@@ -94,6 +94,7 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
             rates,
             reference="celery",
             target=0.9,
+            issue=13,
             higher_is_better=True,
             note=note,
         )
@@ -108,6 +109,7 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
                 rates,
                 reference="rq",
                 target=2.0,
+                issue=13,
                 higher_is_better=True,
                 note=f"RQ's default forking Worker: {forking:.0f} jobs/s ({sizes.rq_forking} jobs)"
                 if forking
@@ -126,6 +128,7 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
                 {s: d.finished_bytes for s, d in last.items()},
                 reference="celery",
                 limit=FINISHED_BYTES_LIMIT,
+                issue=13,
                 note="kept after a job ends: trainq's record, events and Celery result; "
                 "Celery's result; RQ's job hash (until its result TTL)",
             )
