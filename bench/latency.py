@@ -64,7 +64,7 @@ def start_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
     """p50/p99 from sending a job to its body starting, one at a time with idle workers."""
     samples = sizes.handoffs
     systems = ["trainq", "celery"] + (["rq", "dramatiq", "baseline"] if env.broker == "redis" else [])
-    client = redis.Redis.from_url(env.redis_url)
+    client = redis.Redis.from_url(env.redis_url, socket_timeout=None)  # redis-py's 5 s would cut BLPOP short
     results: dict[str, list[float]] = {}
     for system in systems:
         reset(env)

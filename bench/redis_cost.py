@@ -83,7 +83,7 @@ def usage(client: redis.Redis) -> Usage:
 
 def _sides(system: str, env: BenchEnv, n: int) -> tuple[Usage, Usage]:
     """Redis usage of sending ``n`` no-ops, and of a solo worker starting, draining them and stopping."""
-    client = redis.Redis.from_url(env.redis_url)
+    client = redis.Redis.from_url(env.redis_url, socket_timeout=None)  # redis-py's 5 s would cut BLPOP short
     reset(env)
     sender, key = Sender(system, env), stamp_key()
     sender.noop()  # connecting and loading scripts happen once per process, not per job
