@@ -50,6 +50,7 @@ def submit_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
             {s: 1000 * percentile(v, p) for s, v in samples.items()},
             reference="celery",
             target=target,
+            issue=13 if target else None,
             note=note if p == 50 else "",
         )
         for p, target in ((50, 1.1), (99, None))
@@ -63,7 +64,7 @@ def start_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
     """p50/p99 from sending a job to its body starting, one at a time with idle workers."""
     samples = sizes.handoffs
     systems = ["trainq", "celery"] + (["rq", "dramatiq", "baseline"] if env.broker == "redis" else [])
-    client = redis.Redis.from_url(env.redis_url)
+    client = redis.Redis.from_url(env.redis_url, socket_timeout=None)  # redis-py's 5 s would cut BLPOP short
     results: dict[str, list[float]] = {}
     for system in systems:
         reset(env)
@@ -75,19 +76,27 @@ def start_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
             stop_workers(processes)
     reset(env)
     redis_broker = env.broker == "redis"
-    note = f"{samples} sequential jobs; baseline = bare LPUSH->BRPOP to a waiting process"
-    return [
+    floor = "; baseline = bare LPUSH->BRPOP to a waiting process" if redis_broker else ""
+    note = f"{samples} sequential jobs{floor}"
+    ms = {p: {s: 1000 * percentile(v, p) for s, v in results.items()} for p in (50, 99)}
+    rows = [
         Row(
             "1 enqueue→start",
             env.broker,
             f"p{p} (ms)",
-            {s: 1000 * percentile(v, p) for s, v in results.items()},
-            reference="baseline" if redis_broker else "celery",
-            target=3.0 if p == 50 and redis_broker else None,
+            ms[p],
+            reference="celery",
+            target=1.2 if p == 50 else None,
+            issue=13 if p == 50 else None,
             note=note if p == 50 else "",
         )
         for p in (50, 99)
     ]
+    if redis_broker:
+        rows.append(
+            Row("1 enqueue→start", env.broker, "p50 vs the floor", ms[50], reference="baseline", target=3.0)
+        )
+    return rows
 
 
 def _handoffs(client: redis.Redis, send: Callable[[str, str], Any], samples: int) -> list[float]:

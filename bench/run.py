@@ -26,7 +26,7 @@ from bench.systems import BenchEnv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Cases run on both brokers; the others need only Redis (the registry is always Redis).
-BOTH_BROKERS = ("submit", "start", "throughput", "dependencies")
+BOTH_BROKERS = ("submit", "start", "throughput", "dependencies", "pipeline")
 CASES = (
     "submit",
     "start",
@@ -37,12 +37,22 @@ CASES = (
     "items",
     "retention",
     "replicas",
+    "redis-cost",
 )
 
 
 def case_function(name: str) -> Callable[[BenchEnv, Sizes], list[Row]]:
     """The function measuring case ``name`` (imported late: cases import trainq)."""
-    from bench import dependencies, items, latency, registry_scale, replicas, retention, throughput
+    from bench import (
+        dependencies,
+        items,
+        latency,
+        redis_cost,
+        registry_scale,
+        replicas,
+        retention,
+        throughput,
+    )
 
     functions: dict[str, Callable[[BenchEnv, Sizes], list[Row]]] = {
         "submit": latency.submit_latency,
@@ -54,6 +64,7 @@ def case_function(name: str) -> Callable[[BenchEnv, Sizes], list[Row]]:
         "items": items.run,
         "retention": retention.run,
         "replicas": replicas.run,
+        "redis-cost": redis_cost.run,
     }
     return functions[name]
 
@@ -109,6 +120,7 @@ def run(
     meta["loadavg_end"] = list(os.getloadavg())
     meta["sizes"] = asdict(sizes)
     meta["command"] = "python -m bench " + " ".join(sys.argv[1:])
+    rows = report.hold_rabbitmq_to_redis(rows)
     report.print_table(rows)
     if out is not None:
         report.write(rows, meta, out)

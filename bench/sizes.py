@@ -25,6 +25,7 @@ class Sizes:
     chunk: int = 100
     reads: int = 20
     cli_runs: int = 5
+    redis_cost: int = 2_000
 
 
 QUICK = Sizes(
@@ -44,4 +45,5 @@ QUICK = Sizes(
     chunk=20,
     reads=2,
     cli_runs=0,
+    redis_cost=100,
 )

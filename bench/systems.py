@@ -19,11 +19,9 @@ from bench.servers import PYTHON, Process
 QUEUE = "bench"
 RAW_QUEUE = "raw"
 PROCESSES = 2
+#: The pool of 2 processes every case uses, and the one-process pool of the Redis cost case.
+POOLS = {"prefork": ["-c", str(PROCESSES), "-P", "prefork"], "solo": ["-P", "solo"]}
 CELERY_FLAGS = [
-    "-c",
-    str(PROCESSES),
-    "-P",
-    "prefork",
     "--prefetch-multiplier",
     "1",
     "--without-gossip",
@@ -67,15 +65,17 @@ class BenchEnv:
         os.environ.update(self.variables())
 
 
-def start_workers(system: str, env: BenchEnv, rq_class: str = "rq.worker.SimpleWorker") -> list[Process]:
-    """Start ``system``'s pool of 2 worker processes on the bench queue."""
+def start_workers(
+    system: str, env: BenchEnv, rq_class: str = "rq.worker.SimpleWorker", pool: str = "prefork"
+) -> list[Process]:
+    """Start ``system``'s pool of 2 worker processes on the bench queue (one with Celery's ``solo``)."""
     name = f"{system}-{uuid.uuid4().hex[:6]}"
     log = env.logs / f"{name}.log"
     variables = env.variables()
     if system in ("trainq", "celery"):
         app, queue = ("trainq", QUEUE) if system == "trainq" else ("bench.celery_app", RAW_QUEUE)
-        args = [PYTHON, "-m", "celery", "-A", app, "worker", "-Q", queue, "-n", f"{name}@%h", *CELERY_FLAGS]
-        return [Process(args, log, variables)]
+        args = [PYTHON, "-m", "celery", "-A", app, "worker", "-Q", queue, "-n", f"{name}@%h"]
+        return [Process([*args, *POOLS[pool], *CELERY_FLAGS], log, variables)]
     if system == "rq":
         args = [PYTHON, "-m", "rq.cli", "worker", "-u", env.redis_url, "-w", rq_class, "-q", QUEUE]
         return [

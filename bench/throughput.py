@@ -19,6 +19,9 @@ from bench.servers import wait_until
 from bench.sizes import Sizes
 from bench.systems import QUEUE, RAW_QUEUE, BenchEnv, Sender, start_workers, stop_workers
 
+#: #13's bound on what trainq keeps per finished job (record, events, result).
+FINISHED_BYTES_LIMIT = 1_000
+
 
 class Drain:
     """One drain of ``n`` no-ops by one system: its rate and Redis bytes per job."""
@@ -91,6 +94,7 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
             rates,
             reference="celery",
             target=0.9,
+            issue=13,
             higher_is_better=True,
             note=note,
         )
@@ -105,6 +109,7 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
                 rates,
                 reference="rq",
                 target=2.0,
+                issue=13,
                 higher_is_better=True,
                 note=f"RQ's default forking Worker: {forking:.0f} jobs/s ({sizes.rq_forking} jobs)"
                 if forking
@@ -121,6 +126,9 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
                 env.broker,
                 "bytes per finished job",
                 {s: d.finished_bytes for s, d in last.items()},
+                reference="celery",
+                limit=FINISHED_BYTES_LIMIT,
+                issue=13,
                 note="kept after a job ends: trainq's record, events and Celery result; "
                 "Celery's result; RQ's job hash (until its result TTL)",
             )
