@@ -191,7 +191,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": False,
         # Task events come from workers started with -E (trainq worker/up, deploy/): no extra
         # publish per submit, and a worker started without -E does no event work per job.
-        "result_extended": True,
+        # Celery's result holds the outcome only: the record keeps the job's name, payload, worker
+        # and queue (an extended result would repeat them for every finished job).
+        "result_extended": False,
         "result_expires": int(settings.retention_succeeded) or None,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.connect_timeout_s,
