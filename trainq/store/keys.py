@@ -149,6 +149,14 @@ class Keys:
         """Hash: worker hostname -> JSON of its queues and last heartbeat."""
         return f"{self.prefix}workers"
 
+    def redbeat_prefix(self) -> str:
+        """Prefix of redbeat's keys (schedule entries, their index and statics; see ``trainq.schedules``)."""
+        return f"{self.prefix}redbeat:"
+
+    def redbeat_lock(self) -> str:
+        """String: the lock the one active Beat holds."""
+        return f"{self.prefix}redbeat::lock"
+
     def migration(self) -> str:
         """Hash: where an interrupted ``trainq migrate`` stopped (its SCAN cursors); gone when done."""
         return f"{self.prefix}migrate"
