@@ -94,7 +94,7 @@ def test_a_record_keeps_only_what_differs_from_the_defaults(registry: Registry, 
     # then its hash holds no nulls and carries the schema version, and its history no nulls either
     stored = registry.client.hgetall(registry.keys.job("a"))
     assert b"null" not in stored.values() and stored[VERSION_FIELD.encode()] == str(SCHEMA_VERSION).encode()
-    assert not {b"progress", b"result", b"tags", b"payload"} & set(stored)
+    assert not {b"progress", b"result", b"payload", b"options"} & set(stored)
     assert all(b"null" not in e for e in registry.client.lrange(registry.keys.events("a"), 0, -1))
     # and it reads back whole, the claim's attempt filled in by the script
     assert registry.get("a").state is JobState.SUCCEEDED and registry.get("a").payload == {}

@@ -131,9 +131,22 @@ VERSION_FIELD = "v"
 #: The layout this release writes: defaults left out, times to the millisecond.
 SCHEMA_VERSION = 2
 #: Fields written even at their default: release 95980f0 requires them (rolling deploys read both
-#: ways) and the store's scripts read ``state``, ``queue``, ``type``, ``created_at``, ``attempt``, ``fence``.
+#: ways; its retention sweep reads ``tags``) and the store's scripts read ``state``, ``queue``,
+#: ``type``, ``created_at``, ``attempt`` and ``fence``.
 ALWAYS_STORED = frozenset(
-    {"id", "type", "queue", "name", "state", "priority", "created_at", "updated_at", "attempt", "fence"}
+    {
+        "id",
+        "type",
+        "queue",
+        "name",
+        "state",
+        "priority",
+        "tags",
+        "created_at",
+        "updated_at",
+        "attempt",
+        "fence",
+    }
 )
 _DEFAULTS: dict[str, Any] = {
     name: field.get_default(call_default_factory=True)
