@@ -19,6 +19,7 @@ from trainq.errors import DurationError
 from trainq.inputs.durations import parse_duration
 from trainq.job.retry import RetryPolicy
 from trainq.store import sentinel
+from trainq.store.keys import Keys
 
 DEFAULT_WORKER_MODULES = ["workers.data", "workers.training", "workers.detection"]
 #: The password part of a URL's ``user:password@``, wherever a URL appears in a text.
@@ -173,6 +174,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     for queue in settings.pools:
         check_queue(queue, settings.key_prefix)
     broker = settings.broker()
+    keys = Keys(settings.key_prefix)
     redbeat_url, password = _split_password(_redis_py_url(settings.registry()))
     config: dict[str, Any] = {
         "broker_url": broker,
@@ -191,7 +193,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": False,
         # Task events come from workers started with -E (trainq worker/up, deploy/): no extra
         # publish per submit, and a worker started without -E does no event work per job.
-        "result_extended": True,
+        # Celery's result holds the outcome only: the record keeps the job's name, payload, worker
+        # and queue (an extended result would repeat them for every finished job).
+        "result_extended": False,
         "result_expires": int(settings.retention_succeeded) or None,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.connect_timeout_s,
@@ -211,8 +215,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_timeout": settings.connect_timeout_s,
             "health_check_interval": 10,
         },
-        "redbeat_key_prefix": f"{settings.key_prefix}redbeat:",
-        "redbeat_lock_key": f"{settings.key_prefix}redbeat::lock",
+        "redbeat_key_prefix": keys.redbeat_prefix(),
+        "redbeat_lock_key": keys.redbeat_lock(),
         "redbeat_lock_timeout": 30,
         "beat_max_loop_interval": settings.beat_interval_s,
     }

@@ -8,7 +8,7 @@ import pytest
 
 from tests.fixtures import free_port
 from trainq.errors import BrokerUnavailable
-from trainq.job.record import JobEvent, JobRecord, JobState
+from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobEvent, JobRecord, JobState
 from trainq.settings import Settings
 from trainq.store import sentinel
 from trainq.store.registry import Registry
@@ -64,6 +64,58 @@ def test_list_intersects_filters_newest_first_with_paging(registry: Registry) ->
     evens = registry.list(tag="parity=even", state=JobState.QUEUED, limit=3, offset=1)
     assert [r.id for r in evens] == ["j26", "j24", "j22"]
     assert registry.list(tag="parity=none") == []
+
+
+def test_list_without_filters_merges_the_states_newest_first_with_paging(registry: Registry) -> None:
+    # given jobs created one after another, left in three different states
+    for n in range(12):
+        registry.create(record(f"j{n:02}", created_at=1000.0 + n))
+        if n % 3:
+            registry.transition(
+                f"j{n:02}", JobState.RUNNING if n % 3 == 1 else JobState.CANCELLED, allowed={JobState.QUEUED}
+            )
+    # when every job is listed a page at a time, then the pages run newest first across the states
+    pages = [[r.id for r in registry.list(limit=5, offset=offset)] for offset in (0, 5, 10)]
+    assert pages == [
+        [f"j{n:02}" for n in range(11, 6, -1)],
+        [f"j{n:02}" for n in range(6, 1, -1)],
+        ["j01", "j00"],
+    ]
+
+
+def test_a_record_keeps_only_what_differs_from_the_defaults(registry: Registry, redis_client: object) -> None:
+    # given a job recorded, claimed and finished
+    registry.create(record("a"))
+    claimed = registry.claim("a", 0, "w@host", time.time() + 30)
+    assert claimed is not None and claimed.attempt == 1
+    registry.transition(
+        "a", JobState.SUCCEEDED, allowed={JobState.RUNNING}, fields={"result": None}, lease_until=0
+    )
+    # then its hash holds no nulls and carries the schema version, and its history no nulls either
+    stored = registry.client.hgetall(registry.keys.job("a"))
+    assert b"null" not in stored.values() and stored[VERSION_FIELD.encode()] == str(SCHEMA_VERSION).encode()
+    assert not {b"progress", b"result", b"payload", b"options"} & set(stored)
+    assert all(b"null" not in e for e in registry.client.lrange(registry.keys.events("a"), 0, -1))
+    # and it reads back whole, the claim's attempt filled in by the script
+    assert registry.get("a").state is JobState.SUCCEEDED and registry.get("a").payload == {}
+    assert [(e.state, e.attempt, e.worker) for e in registry.events("a")][1] == (
+        JobState.RUNNING,
+        1,
+        "w@host",
+    )
+
+
+def test_one_process_talks_to_its_data_through_one_connection_pool(registry: Registry) -> None:
+    # given the process's registry, then runs, the quarantine and metrics use its client's pool
+    from trainq.broker.quarantine import get_quarantine
+    from trainq.ops.metrics import TrainqCollector
+    from trainq.pipelines.runs import get_runs
+    from trainq.store.registry import get_registry
+
+    pool = get_registry().client.connection_pool
+    assert get_runs().client.connection_pool is pool
+    assert get_quarantine().client.connection_pool is pool
+    assert TrainqCollector(get_registry()).registry.client.connection_pool is pool
 
 
 def test_logs_append_and_read_after_a_cursor(registry: Registry) -> None:

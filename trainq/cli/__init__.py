@@ -3,7 +3,18 @@
 Subcommand modules import the group from ``trainq.cli.group``; importing this package registers them all.
 """
 
-from trainq.cli import jobs, monitor, pipelines, quarantine, queues, schedules, stack, web
+from trainq.cli import jobs, migrate, monitor, pipelines, quarantine, queues, schedules, stack, web
 from trainq.cli.group import main
 
-__all__ = ["jobs", "main", "monitor", "pipelines", "quarantine", "queues", "schedules", "stack", "web"]
+__all__ = [
+    "jobs",
+    "main",
+    "migrate",
+    "monitor",
+    "pipelines",
+    "quarantine",
+    "queues",
+    "schedules",
+    "stack",
+    "web",
+]

@@ -1,4 +1,10 @@
-"""Job states and the job record the registry keeps for every job."""
+"""Job states and the job record the registry keeps for every job, with its compact hash encoding.
+
+A record is a Redis hash of JSON values. Since schema version 2 (hash field ``v``) a field at its
+default is left out and times are kept to the millisecond; records of release 95980f0 (no ``v``,
+every field present, nulls included) read the same. Fields the previous release's readers require
+(a rolling deploy runs both) and those the store's scripts read are always written.
+"""
 
 from __future__ import annotations
 
@@ -57,6 +63,13 @@ class JobEvent(BaseModel):
     worker: str | None = None
     reason: str | None = None
 
+    def encoded(self) -> str:
+        """The event as stored: JSON without the fields at their default, the time to the millisecond.
+
+        The field names stay those of release 95980f0, whose readers parse this too.
+        """
+        return self.model_copy(update={"at": round(self.at, 3)}).model_dump_json(exclude_defaults=True)
+
 
 class JobRecord(BaseModel):
     """The registry's record of one job; stored as a Redis hash of JSON values."""
@@ -95,12 +108,14 @@ class JobRecord(BaseModel):
     parent_result: Any = None
 
     def to_hash(self) -> dict[str, str]:
-        """The record as Redis hash fields (every value JSON-encoded)."""
-        return encode_fields(self.model_dump(mode="json"))
+        """The record as Redis hash fields (every value JSON-encoded), defaults left out."""
+        fields = self.model_dump(mode="json")
+        kept = {k: v for k, v in fields.items() if k in ALWAYS_STORED or v != _DEFAULTS.get(k)}
+        return encode_fields({**kept, VERSION_FIELD: SCHEMA_VERSION})
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> JobRecord:
-        """Parse a record read with HGETALL."""
+        """Parse a record read with HGETALL (any schema version)."""
         return cls.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
 
     @property
@@ -109,6 +124,35 @@ class JobRecord(BaseModel):
         if self.started_at is None:
             return None
         return (self.finished_at or time.time()) - self.started_at
+
+
+#: The hash field holding the record's schema version; absent in records of release 95980f0.
+VERSION_FIELD = "v"
+#: The layout this release writes: defaults left out, times to the millisecond.
+SCHEMA_VERSION = 2
+#: Fields written even at their default: release 95980f0 requires them (rolling deploys read both
+#: ways; its retention sweep reads ``tags``) and the store's scripts read ``state``, ``queue``,
+#: ``type``, ``created_at``, ``attempt`` and ``fence``.
+ALWAYS_STORED = frozenset(
+    {
+        "id",
+        "type",
+        "queue",
+        "name",
+        "state",
+        "priority",
+        "tags",
+        "created_at",
+        "updated_at",
+        "attempt",
+        "fence",
+    }
+)
+_DEFAULTS: dict[str, Any] = {
+    name: field.get_default(call_default_factory=True)
+    for name, field in JobRecord.model_fields.items()
+    if not field.is_required()
+}
 
 
 def eta_s(record: JobRecord) -> float | None:
@@ -121,5 +165,12 @@ def eta_s(record: JobRecord) -> float | None:
 
 
 def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
-    """JSON-encode each value, the registry's hash encoding."""
-    return {k: json.dumps(v.value if isinstance(v, Enum) else v) for k, v in fields.items()}
+    """JSON-encode each value, the registry's hash encoding; times (``*_at``) to the millisecond.
+
+    A ``null`` value tells the transition script to remove the field (the default is read back).
+    """
+    return {k: json.dumps(_compact(k, v.value if isinstance(v, Enum) else v)) for k, v in fields.items()}
+
+
+def _compact(name: str, value: Any) -> Any:
+    return round(value, 3) if name.endswith("_at") and isinstance(value, float) else value

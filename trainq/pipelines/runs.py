@@ -28,7 +28,14 @@ from trainq.errors import (
     TrainqError,
 )
 from trainq.job import artifacts
-from trainq.job.record import RETRYABLE_STATES, JobRecord, JobState, Progress
+from trainq.job.record import (
+    RETRYABLE_STATES,
+    SCHEMA_VERSION,
+    VERSION_FIELD,
+    JobRecord,
+    JobState,
+    Progress,
+)
 from trainq.job.task import SEND_ERRORS, broker_priority, message_reprs, time_limits
 from trainq.job.types import job_types
 from trainq.ops import control
@@ -166,6 +173,7 @@ class Runs:
             "created_at": now,
             "updated_at": now,
             "graph": json.dumps(graph.deps),
+            VERSION_FIELD: SCHEMA_VERSION,
         }
         k = self.keys
 

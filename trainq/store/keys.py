@@ -34,7 +34,7 @@ class Keys:
         return f"{self.finished_prefix()}{state}"
 
     def index_all(self) -> str:
-        """Sorted set: every job id scored by creation time."""
+        """Sorted set of every job id, kept by release 95980f0 only; ``trainq migrate`` deletes it."""
         return f"{self.prefix}index:all"
 
     def index_prefix(self) -> str:
@@ -148,6 +148,18 @@ class Keys:
     def workers(self) -> str:
         """Hash: worker hostname -> JSON of its queues and last heartbeat."""
         return f"{self.prefix}workers"
+
+    def redbeat_prefix(self) -> str:
+        """Prefix of redbeat's keys (schedule entries, their index and statics; see ``trainq.schedules``)."""
+        return f"{self.prefix}redbeat:"
+
+    def redbeat_lock(self) -> str:
+        """String: the lock the one active Beat holds."""
+        return f"{self.prefix}redbeat::lock"
+
+    def migration(self) -> str:
+        """Hash: where an interrupted ``trainq migrate`` stopped (its SCAN cursors); gone when done."""
+        return f"{self.prefix}migrate"
 
     def quarantine(self) -> str:
         """List: messages workers set aside as undecodable or refused, newest first, as JSON."""

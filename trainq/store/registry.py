@@ -12,10 +12,12 @@ depends on the page asked for, not on how many jobs were ever recorded.
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 
 import redis
@@ -196,7 +198,7 @@ class Registry:
         """Queue the writes of a new record, its first event (``reason``), indexes, counters on ``pipe``."""
         event = JobEvent(state=record.state, at=record.created_at, reason=reason)
         pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
-        pipe.rpush(self.keys.events(record.id), event.model_dump_json())
+        pipe.rpush(self.keys.events(record.id), event.encoded())
         for index in self._indexes(record.type, record.queue, record.tags):
             pipe.zadd(index, {record.id: record.created_at})
         pipe.zadd(self.keys.index_state(record.state.value), {record.id: record.created_at})
@@ -208,7 +210,6 @@ class Registry:
     def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
         """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
         return [
-            self.keys.index_all(),
             self.keys.index_type(job_type),
             self.keys.index_queue(queue),
             *(self.keys.index_tag(f"{k}={v}") for k, v in tags.items()),
@@ -261,7 +262,8 @@ class Registry:
             state = raw_state = ""
             idempotency = self.keys.idempotency(json.loads(values[4])) if values[4] else ""
             if values[0] is not None:
-                state, job_type, queue, tags = (json.loads(v) for v in values[:4])
+                state, job_type, queue = (json.loads(v) for v in values[:3])
+                tags = json.loads(values[3]) if values[3] else {}  # left out when empty
                 raw_state = values[0].decode()
                 keys += [
                     self.keys.index_state(state),
@@ -384,7 +386,7 @@ class Registry:
                 ",".join(s.value for s in allowed),
                 to.value,
                 json.dumps(encode_fields(values)),
-                event.model_dump_json() if event else "",
+                event.encoded() if event else "",
                 self.keys.index_prefix(),
                 lease,
                 self.keys.stats_prefix(),
@@ -423,6 +425,18 @@ class Registry:
             if len(found) >= offset + limit:
                 break
         return found[offset : offset + limit]
+
+    def _newest(self, limit: int, offset: int) -> list[str]:
+        """Ids of every job newest first, ``limit`` from ``offset``: the per-state indexes merged.
+
+        Every job is in exactly one state index, so no index of all jobs is kept (a sorted-set
+        entry less per job); a page reads ``offset + limit`` entries of each state.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for state in JobState:
+            pipe.zrevrange(self.keys.index_state(state.value), 0, offset + limit - 1, withscores=True)
+        merged = heapq.merge(*pipe.execute(), key=lambda entry: entry[1], reverse=True)
+        return [job_id.decode() for job_id, _ in islice(merged, offset, offset + limit)]
 
     def pages_of_state(self, state: JobState) -> Iterator[list[str]]:
         """Ids of the jobs in ``state`` now (one snapshot, so moves meanwhile skip none), a page at a time."""
@@ -565,7 +579,9 @@ class Registry:
             self.keys.index_queue(queue) if queue else None,
             self.keys.index_tag(tag) if tag else None,
         ]
-        chosen = [i for i in indexes if i] or [self.keys.index_all()]
+        chosen = [i for i in indexes if i]
+        if not chosen:
+            return self.get_many(self._newest(limit, offset))
         if len(chosen) == 1:
             ids = self.client.zrevrange(chosen[0], offset, offset + limit - 1)
             return self.get_many(i.decode() for i in ids)

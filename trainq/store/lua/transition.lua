@@ -1,6 +1,6 @@
 -- KEYS: job hash, events list, leases zset.
 -- ARGV: id, fence ('' = any), allowed states (comma list), new state, fields (JSON object of
---       JSON-encoded values), event JSON ('' = none), state index prefix, lease ('' keep,
+--       JSON-encoded values; 'null' removes the field), event JSON ('' = none), state index prefix, lease ('' keep,
 --       '0' drop, else expiry).
 --       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix,
 --       ARGV[11]: '1' to fill the event's attempt from the record and return the record.
@@ -16,7 +16,9 @@ for s in string.gmatch(ARGV[3], '[^,]+') do
 end
 if not allowed then return false end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'fence') ~= ARGV[2] then return false end
-for k, v in pairs(cjson.decode(ARGV[5])) do redis.call('HSET', KEYS[1], k, v) end
+for k, v in pairs(cjson.decode(ARGV[5])) do
+  if v == 'null' then redis.call('HDEL', KEYS[1], k) else redis.call('HSET', KEYS[1], k, v) end
+end
 local new = ARGV[4]
 if new ~= cur then
   local created = redis.call('HGET', KEYS[1], 'created_at')
