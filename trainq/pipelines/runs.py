@@ -27,11 +27,10 @@ from trainq.errors import (
     RunNotFound,
     TrainqError,
 )
-from trainq.job import artifacts
+from trainq.job import artifacts, lifecycle
 from trainq.job.record import RETRYABLE_STATES, JobRecord, JobState, Progress
 from trainq.job.task import SEND_ERRORS, broker_priority, message_reprs, time_limits
-from trainq.job.types import job_types
-from trainq.ops import control
+from trainq.job.types import get_job_type, job_types
 from trainq.pipelines import dag
 from trainq.settings import get_settings
 from trainq.store import lua
@@ -117,16 +116,20 @@ class Runs:
         self.client = registry.client
         self.keys = registry.keys
         scripts = {
-            "succeeded": lua.source("run_common", "run_succeeded"),
-            "failed": lua.source("run_common", "run_failed"),
+            "succeeded": lua.source("run_common", "run_succeeded") + "\nreturn run_succeeded(KEYS, ARGV)",
+            "failed": lua.source("run_common", "run_failed") + "\nreturn run_failed(KEYS, ARGV)",
             "cancel": lua.source("run_cancel"),
             "resume": lua.source("run_resume"),
         }
         self._scripts = {name: self.client.register_script(code) for name, code in scripts.items()}
 
     def _call(self, script: str, run_id: str, *args: Any) -> Any:
+        return self._scripts[script](keys=self.script_keys(run_id), args=[run_id, time.time(), *args])
+
+    def script_keys(self, run_id: str) -> list[str]:
+        """The keys every run script reads (see ``lua/run_common.lua``)."""
         k = self.keys
-        keys = [
+        return [
             k.pipeline(run_id),
             k.pipeline_jobs(run_id),
             k.pipeline_specs(run_id),
@@ -135,7 +138,6 @@ class Runs:
             k.pipelines_running(),
             *self._finished_sets(),
         ]
-        return self._scripts[script](keys=keys, args=[run_id, time.time(), *args])
 
     def _finished_sets(self) -> list[str]:
         """The retention sets of runs that ended, one per final run state."""
@@ -239,16 +241,25 @@ class Runs:
 
     def job_finished(self, record: JobRecord) -> None:
         """Release the dependants of a succeeded job, or block the descendants of a failed one."""
-        run_id, job = record.pipeline_id or "", record.pipeline_job or ""
+        if step := run_step(record):
+            script = "succeeded" if step == "run_succeeded" else "failed"
+            self.moved_on(record, self._call(script, record.pipeline_id or "", record.pipeline_job))
+
+    def moved_on(self, record: JobRecord, reply: Any) -> None:
+        """Send what a finished job's run step released (its ``reply``), or log what it blocked."""
+        run_id, job = record.pipeline_id or "", record.pipeline_job
         if record.state is JobState.SUCCEEDED:
-            flat = self._call("succeeded", run_id, job)
-            released = [(flat[n].decode(), json.loads(flat[n + 1])) for n in range(0, len(flat), 2)]
+            released = [(reply[n].decode(), json.loads(reply[n + 1])) for n in range(0, len(reply), 2)]
             if released:
                 self.send(run_id, released)
-        elif record.state in (JobState.FAILED, JobState.DEAD, JobState.CANCELLED) and (
-            blocked := self._call("failed", run_id, job)
-        ):
-            log.info("pipeline run %s: %s %s, %d jobs blocked", run_id, job, record.state.value, blocked)
+        elif reply:
+            log.info(
+                "pipeline run %s: %s %s, %d jobs blocked",
+                run_id,
+                job,
+                record.state.value,
+                reply,
+            )
 
     def cancel(self, run_id: str, by: str = "") -> int:
         """Cancel a running run: waiting jobs never start, running ones are stopped. Returns how many.
@@ -267,7 +278,7 @@ class Runs:
         reason = " ".join(filter(None, [f"pipeline run {run_id} cancelled", by]))
         for job in jobs:
             try:
-                control.cancel(f"{run_id}.{job}", self.registry, reason=reason)
+                lifecycle.cancel(self.registry, self.registry.get(f"{run_id}.{job}"), reason=reason)
                 stopped += 1
             except JobNotFound:  # released but not yet recorded: its sender sees the cancel
                 self.client.hset(self.keys.pipeline_jobs(run_id), job, Step.CANCELLED.value)
@@ -294,7 +305,7 @@ class Runs:
         for record in records.values():
             if record.state in RETRYABLE_STATES:
                 reason = " ".join(filter(None, [f"pipeline run {run_id} resumed", by]))
-                control.retry(record.id, self.registry, reason=reason)
+                lifecycle.retry(get_job_type(record.type), self.registry, record, reason=reason)
             elif record.state is JobState.SUCCEEDED:
                 self.job_finished(record)
         self._send_unrecorded(run_id, [j for j in jobs if j not in records])
@@ -472,6 +483,18 @@ class Runs:
                     self.delete(run_id)
                     dropped += 1
         return dropped
+
+
+def run_step(record: JobRecord) -> str | None:
+    """The run script function a finished pipeline job's state calls for, or None (not a pipeline job,
+    or a state that moves nothing)."""
+    if not (record.pipeline_id and record.pipeline_job):
+        return None
+    if record.state is JobState.SUCCEEDED:
+        return "run_succeeded"
+    if record.state in (JobState.FAILED, JobState.DEAD, JobState.CANCELLED):
+        return "run_failed"
+    return None
 
 
 def _text(raw: Any) -> dict[str, str]:
