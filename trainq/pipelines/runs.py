@@ -163,7 +163,7 @@ class Runs:
         waiting = {job: len(deps) for job, deps in graph.deps.items() if deps}
         run = {
             "pipeline_id": pipeline_id,
-            "state": RunState.RUNNING.value,
+            "state": RunState.RUNNING,
             "source": source,
             "created_at": now,
             "updated_at": now,
@@ -235,7 +235,7 @@ class Runs:
             for _, record, _ in sent:
                 self.registry.delete(record.id)  # the sweep re-sends them once the broker is back
             raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
-        if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.value.encode():
+        if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.encode():
             self._stop(run_id, [r.pipeline_job or "" for _, r, _ in sent])  # cancelled while we sent
         return [r.id for _, r, _ in sent]
 
@@ -281,7 +281,7 @@ class Runs:
                 lifecycle.cancel(self.registry, self.registry.get(f"{run_id}.{job}"), reason=reason)
                 stopped += 1
             except JobNotFound:  # released but not yet recorded: its sender sees the cancel
-                self.client.hset(self.keys.pipeline_jobs(run_id), job, Step.CANCELLED.value)
+                self.client.hset(self.keys.pipeline_jobs(run_id), job, Step.CANCELLED)
             except InvalidTransition:
                 pass  # it finished meanwhile
         return stopped
@@ -379,11 +379,11 @@ class Runs:
         records = {r.pipeline_job: r for r in self.registry.get_many(f"{run_id}.{j}" for j in graph)}
         jobs = []
         for job, deps in graph.items():
-            step, record = steps.get(job, Step.WAITING.value), records.get(job)
+            step, record = steps.get(job, Step.WAITING), records.get(job)
             status = JobStatus(job_id=job, state=step, depends_on=deps, blocked_by=blocked.get(job))
-            if step == Step.WAITING.value:
-                status.waiting_for = [d for d in deps if steps.get(d) != Step.SUCCEEDED.value]
-            elif record is not None and step != Step.BLOCKED.value:
+            if step == Step.WAITING:
+                status.waiting_for = [d for d in deps if steps.get(d) != Step.SUCCEEDED]
+            elif record is not None and step != Step.BLOCKED:
                 status.state = record.state.value
                 status.job, status.attempts, status.exit_code = record.id, record.attempt, record.exit_code
                 status.duration_s, status.error, status.artifacts, status.progress = (
@@ -393,7 +393,7 @@ class Runs:
                     record.progress,
                 )
                 status.unmatched_result_files = record.unmatched_result_files
-            elif step == Step.RELEASED.value:
+            elif step == Step.RELEASED:
                 status.state = JobState.QUEUED.value
             jobs.append(status)
         return _run_status(run_id, run, jobs)
