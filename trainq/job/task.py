@@ -1,4 +1,4 @@
-"""The task base class every job type uses, and the publish/fail/recover steps around it.
+"""The task base class every job type uses: validate and send, then claim, run and record each delivery.
 
 A job's Celery task id is its job id. Each message carries a *fence*: Celery's ``retries``
 header, which trainq bumps on every re-delivery it makes (retry, recovery, manual retry).
