@@ -20,6 +20,9 @@ from trainq.store.registry import Registry
 
 log = logging.getLogger("trainq.job.leases")
 
+#: How long the heartbeat thread sleeps with no job running (a new job wakes it).
+IDLE_WAIT_S = 3600.0
+
 
 class Heartbeat:
     """Renews ``record``'s lease every ``interval_s`` until stopped.
@@ -93,11 +96,14 @@ class _Renewer(threading.Thread):
         self._due: dict[Heartbeat, float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._wake_at = 0.0  # when the thread wakes by itself; a job due later need not wake it
 
     def add(self, beat: Heartbeat) -> None:
         with self._lock:
-            self._due[beat] = time.monotonic() + beat.interval_s
-        self._wake.set()
+            at = self._due[beat] = time.monotonic() + beat.interval_s
+            if at < self._wake_at:
+                self._wake_at = at
+                self._wake.set()
 
     def remove(self, beat: Heartbeat) -> None:
         with self._lock:
@@ -114,13 +120,11 @@ class _Renewer(threading.Thread):
                 if not beat.renew():
                     self.remove(beat)
             with self._lock:
-                wait = min(self._due.values(), default=now + IDLE_WAIT_S) - time.monotonic()
-            self._wake.wait(max(wait, 0.0))
-            self._wake.clear()
+                self._wake_at = min(self._due.values(), default=now + IDLE_WAIT_S)
+                self._wake.clear()
+            self._wake.wait(max(self._wake_at - time.monotonic(), 0.0))
 
 
-#: How long the heartbeat thread sleeps with no job running (a new job wakes it).
-IDLE_WAIT_S = 3600.0
 _renewers: dict[int, _Renewer] = {}
 _renewers_lock = threading.Lock()
 
