@@ -350,7 +350,7 @@ class JobTask(Task):
                 log.info("job %s finished but was cancelled or recovered meanwhile", record.id)
                 raise Ignore()
             if len(effects):
-                self.request.ignore_result = True  # stored with the finish; Celery still counts a chord part
+                self.request.ignore_result = True  # stored with the finish: Celery skips its own store
             return result
         except JobStopped:
             self._stopped(registry, record)
