@@ -9,13 +9,20 @@ from trainq.errors import (
     PipelineError,
     TrainqError,
 )
+from trainq.job import lifecycle
+from trainq.job.artifacts import Artifacts
 from trainq.job.context import Job
 from trainq.job.record import JobRecord, JobState
 from trainq.job.retry import RetryPolicy
 from trainq.job.types import get_job_type, job_type
+from trainq.ops.metrics import Metrics
 from trainq.pipelines.pipeline import Pipeline, load_pipeline, run_pipeline_file
+from trainq.pipelines.progress import RunProgress
 from trainq.settings import Settings, get_settings
 from trainq.store.registry import Registry, get_registry
+
+#: What reacts to every job's lifecycle, in order, in every process (``trainq.job.lifecycle.Plugin``).
+lifecycle.use(Artifacts(), RunProgress(), Metrics())
 
 __all__ = [
     # Jobs

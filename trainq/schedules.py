@@ -32,7 +32,6 @@ from trainq.celery import app
 from trainq.errors import InvalidInput, ScheduleError
 from trainq.inputs.durations import format_duration, parse_duration
 from trainq.job.types import TASK_PREFIX, get_job_type
-from trainq.ops import control
 from trainq.pipelines.pipeline import load_pipeline, run_pipeline_file
 from trainq.settings import get_settings
 
@@ -299,7 +298,8 @@ def submit_run(entry: ScheduleEntry, **send_options: Any) -> str:
         run_id = run_pipeline_file(entry.kwargs["path"])
     else:
         job_type = entry.task.removeprefix(TASK_PREFIX)
-        run_id = control.submit(job_type, entry.kwargs, **entry.options, **send_options)
+        task = get_job_type(job_type)
+        run_id = str(task.apply_async(kwargs=entry.kwargs or {}, **entry.options, **send_options).id)
     last = json.dumps({"at": time.time(), "id": run_id})
     get_redis(entry.app).hset(entry.key, LAST_RUN_FIELD, last)
     log.info("schedule %s submitted %s", entry.name, run_id)

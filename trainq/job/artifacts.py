@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from trainq.errors import ResultFilesMissing
+from trainq.job.lifecycle import Plugin
 from trainq.job.record import JobRecord
 from trainq.settings import get_settings
 
@@ -99,3 +100,15 @@ def _copy(source: Path, target: Path) -> str | None:
     else:
         shutil.copy2(source, destination)
     return str(destination)
+
+
+class Artifacts(Plugin):
+    """Collects a succeeding job's ``result_files`` before its success is recorded (a required
+    entry that matches nothing fails the attempt)."""
+
+    def succeeding(self, record: JobRecord) -> dict[str, Any]:
+        """The stored paths and the entries that matched nothing, for the record."""
+        if not record.options.get("result_files"):
+            return {}
+        collected = collect(record)
+        return {"artifacts": collected.stored, "unmatched_result_files": collected.unmatched}

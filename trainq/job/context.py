@@ -41,7 +41,8 @@ class Outbox(threading.Thread):
     """Sends one job's log lines and latest progress to the registry, off the handler's thread.
 
     ``put_lines`` and ``put_progress`` never block and never raise; a failed send is retried
-    with backoff. ``close`` sends what is left, waiting at most ``timeout_s``.
+    with backoff. ``close`` sends what is left, waiting at most ``timeout_s``. The thread starts
+    with the first line or report, so a job that sends none costs no thread.
     """
 
     def __init__(self, job: Job) -> None:
@@ -75,6 +76,8 @@ class Outbox(threading.Thread):
         """Note there is something to send (lock held); cheap when already noted, as per line."""
         if self._idle.is_set():
             self._idle.clear()
+            if self.ident is None:
+                self.start()
         if not self._wake.is_set():
             self._wake.set()
 
@@ -139,7 +142,8 @@ class Outbox(threading.Thread):
         self._idle.wait(timeout_s)
         self._closing.set()
         self._wake.set()
-        self.join(timeout_s)
+        if self.ident is not None:
+            self.join(timeout_s)
         with self._lock:
             left = len(self._lines) + self._dropped
         if left:
@@ -163,7 +167,6 @@ class Job:
         self.secrets = secrets or []
         self._home = home
         self._outbox = Outbox(self)
-        self._outbox.start()
 
     @property
     def id(self) -> str:

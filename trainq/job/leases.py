@@ -20,17 +20,21 @@ from trainq.store.registry import Registry
 
 log = logging.getLogger("trainq.job.leases")
 
+#: How long the heartbeat thread sleeps with no job running (a new job wakes it).
+IDLE_WAIT_S = 3600.0
 
-class Heartbeat(threading.Thread):
+
+class Heartbeat:
     """Renews ``record``'s lease every ``interval_s`` until stopped.
 
-    ``stoppable`` says the handler runs in a process where SIGTERM raises ``JobStopped``.
+    ``stoppable`` says the handler runs in a process where SIGTERM raises ``JobStopped``. The
+    renewals come from one thread per process (``_Renewer``), so a job shorter than one interval
+    costs no thread and no round trip.
     """
 
     def __init__(
         self, registry: Registry, record: JobRecord, lease_s: float, interval_s: float, stoppable: bool
     ) -> None:
-        super().__init__(name=f"trainq-heartbeat-{record.id}", daemon=True)
         self.registry = registry
         self.record = record
         self.lease_s = lease_s
@@ -38,39 +42,98 @@ class Heartbeat(threading.Thread):
         self.stoppable = stoppable
         self.lost = False
         self._done = threading.Event()
+        self._failing_since: float | None = None
 
-    def run(self) -> None:
-        failing_since: float | None = None
-        while not self._done.wait(self.interval_s):
-            try:
-                held = self.registry.transition(
-                    self.record.id,
-                    JobState.RUNNING,
-                    allowed={JobState.RUNNING},
-                    fence=self.record.fence,
-                    lease_until=time.time() + self.lease_s,
-                )
-            except redis.RedisError as exc:
-                # Keep trying: past the lease, a reaper recovers the job once Redis is back, and
-                # the next renewal is refused and stops this attempt.
-                if failing_since is None:
-                    failing_since = time.monotonic()
-                    log.warning("lease renewal for %s failed (%s); retrying", self.record.id, exc)
-                continue
-            if failing_since is not None:
-                log.info(
-                    "lease renewal for %s works again after %.1fs",
-                    self.record.id,
-                    time.monotonic() - failing_since,
-                )
-                failing_since = None
-            if held is None and not self._done.is_set():
-                log.info("job %s was cancelled or recovered elsewhere; stopping it", self.record.id)
-                self.lost = True
-                if self.stoppable:  # only where SIGTERM is turned into JobStopped (a prefork child)
-                    os.kill(os.getpid(), signal.SIGTERM)
-                return
+    def start(self) -> None:
+        """Start renewing, the first time one interval from now."""
+        _renewer().add(self)
 
     def stop(self) -> None:
         """Stop renewing (the job finished in this process)."""
         self._done.set()
+        _renewer().remove(self)
+
+    def renew(self) -> bool:
+        """Renew the lease once; False once the job is no longer this attempt's (stop renewing)."""
+        if self._done.is_set():
+            return False
+        try:
+            held = self.registry.transition(
+                self.record.id,
+                JobState.RUNNING,
+                allowed={JobState.RUNNING},
+                fence=self.record.fence,
+                lease_until=time.time() + self.lease_s,
+            )
+        except redis.RedisError as exc:
+            # Keep trying: past the lease, a reaper recovers the job once Redis is back, and
+            # the next renewal is refused and stops this attempt.
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+                log.warning("lease renewal for %s failed (%s); retrying", self.record.id, exc)
+            return True
+        if self._failing_since is not None:
+            log.info(
+                "lease renewal for %s works again after %.1fs",
+                self.record.id,
+                time.monotonic() - self._failing_since,
+            )
+            self._failing_since = None
+        if held is None and not self._done.is_set():
+            log.info("job %s was cancelled or recovered elsewhere; stopping it", self.record.id)
+            self.lost = True
+            if self.stoppable:  # only where SIGTERM is turned into JobStopped (a prefork child)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return False
+        return True
+
+
+class _Renewer(threading.Thread):
+    """The process's heartbeat thread: renews each running job's lease when it is due."""
+
+    def __init__(self) -> None:
+        super().__init__(name="trainq-heartbeat", daemon=True)
+        self._due: dict[Heartbeat, float] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._wake_at = 0.0  # when the thread wakes by itself; a job due later need not wake it
+
+    def add(self, beat: Heartbeat) -> None:
+        with self._lock:
+            at = self._due[beat] = time.monotonic() + beat.interval_s
+            if at < self._wake_at:
+                self._wake_at = at
+                self._wake.set()
+
+    def remove(self, beat: Heartbeat) -> None:
+        with self._lock:
+            self._due.pop(beat, None)
+
+    def run(self) -> None:
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                due = [beat for beat, at in self._due.items() if at <= now]
+                for beat in due:
+                    self._due[beat] = now + beat.interval_s
+            for beat in due:
+                if not beat.renew():
+                    self.remove(beat)
+            with self._lock:
+                self._wake_at = min(self._due.values(), default=now + IDLE_WAIT_S)
+                self._wake.clear()
+            self._wake.wait(max(self._wake_at - time.monotonic(), 0.0))
+
+
+_renewers: dict[int, _Renewer] = {}
+_renewers_lock = threading.Lock()
+
+
+def _renewer() -> _Renewer:
+    """This process's heartbeat thread, started on first use (a forked child starts its own)."""
+    with _renewers_lock:
+        renewer = _renewers.get(os.getpid())
+        if renewer is None:
+            renewer = _renewers[os.getpid()] = _Renewer()
+            renewer.start()
+        return renewer

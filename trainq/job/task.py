@@ -1,4 +1,4 @@
-"""The task base class every job type uses, and the publish/fail/recover steps around it.
+"""The task base class every job type uses: validate and send, then claim, run and record each delivery.
 
 A job's Celery task id is its job id. Each message carries a *fence*: Celery's ``retries``
 header, which trainq bumps on every re-delivery it makes (retry, recovery, manual retry).
@@ -16,7 +16,7 @@ import signal
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import FrameType
@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 
 from amqp.exceptions import MessageNacked
 from billiard.process import current_process
-from celery import Task
+from celery import Task, states
+from celery.backends.redis import RedisBackend
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.result import AsyncResult
 from celery.utils.saferepr import saferepr
@@ -37,13 +38,13 @@ from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, JobStopped
 from trainq.inputs.documents import brief
 from trainq.inputs.durations import parse_duration
 from trainq.inputs.limits import MAX_ENV_NAME_CHARS
-from trainq.job import artifacts, canvas, clients, environment, payloads
+from trainq.job import artifacts, canvas, clients, environment, lifecycle, payloads
 from trainq.job.context import Job, capture_output
 from trainq.job.leases import Heartbeat
-from trainq.job.record import WAITING_STATES, JobEvent, JobRecord, JobState
-from trainq.job.retry import RetryPolicy, backoff_s, retries
+from trainq.job.record import WAITING_STATES, JobRecord, JobState
+from trainq.job.retry import RetryPolicy, retries
 from trainq.settings import get_settings, is_redis
-from trainq.store.registry import Registry, get_registry
+from trainq.store.registry import Effects, Registry, get_registry
 
 log = logging.getLogger("trainq.job.task")
 
@@ -73,51 +74,6 @@ REPR_MAX_CHARS = 1024
 
 #: True while a handler runs: a job it sends is its own call (errors raise), not a canvas step.
 _in_handler: ContextVar[bool] = ContextVar("trainq_in_handler", default=False)
-
-FinishHook = Callable[[JobRecord], None]
-_finish_hooks: list[FinishHook] = []
-
-
-def on_finished(hook: FinishHook) -> FinishHook:
-    """Register ``hook`` to run with the record each time a job reaches a finished state."""
-    _finish_hooks.append(hook)
-    return hook
-
-
-def finish(
-    registry: Registry,
-    record: JobRecord,
-    state: JobState,
-    fields: dict[str, Any] | None = None,
-    *,
-    reason: str | None = None,
-    allowed: frozenset[JobState] = frozenset({JobState.RUNNING}),
-    fenced: bool = True,
-) -> JobState | None:
-    """Move ``record`` to the finished ``state``, drop its lease and run the finish hooks.
-
-    Fenced on the record's delivery unless ``fenced`` is false. The hooks get the final record
-    (no re-read). Returns the state the job was in, or None if the change was refused.
-    """
-    now = time.time()
-    values = {**(fields or {}), "finished_at": now}
-    previous = registry.transition(
-        record.id,
-        state,
-        allowed=allowed,
-        fence=record.fence if fenced else None,
-        fields=values,
-        event=JobEvent(state=state, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
-        lease_until=0,
-    )
-    if previous is not None:
-        final = record.model_copy(update={**values, "state": state})
-        for hook in _finish_hooks:
-            try:
-                hook(final)
-            except Exception:
-                log.exception("finish hook %r failed for job %s", hook, record.id)
-    return previous
 
 
 def message_reprs(record: JobRecord) -> dict[str, str]:
@@ -336,7 +292,7 @@ class JobTask(Task):
         registry = get_registry()
         record = self.unsent_record(task_id, payload, options)
         registry.create(record)
-        finish(registry, record, state, {"error": reason}, reason=reason, allowed=WAITING_STATES)
+        lifecycle.finish(registry, record, state, {"error": reason}, reason=reason, allowed=WAITING_STATES)
 
     def block_chain(self, chain: Any, failed_id: str) -> None:
         """Record the job type steps of ``chain`` (Celery will not send them) ``blocked`` by ``failed_id``."""
@@ -384,17 +340,17 @@ class JobTask(Task):
                     if isinstance(result, BaseModel):
                         result = result.model_dump(mode="json")
                     result = environment.masked(result, job.secrets)
-                    fields: dict[str, Any] = {"result": result}
-                    if record.options.get("result_files"):
-                        collected = artifacts.collect(record)
-                        fields.update(artifacts=collected.stored, unmatched_result_files=collected.unmatched)
+                    fields = {"result": result, **lifecycle.succeeding(record)}
             finally:
                 # Before the outcome is recorded: a renewal refused because this process itself
-                # ended the job must not look like a cancel and stop the finish hooks midway.
+                # ended the job must not look like a cancel and stop the finish midway.
                 heartbeat.stop()
-            if finish(registry, record, JobState.SUCCEEDED, fields) is None:
+            effects = self._result_effects(result)
+            if lifecycle.finish(registry, record, JobState.SUCCEEDED, fields, effects=effects) is None:
                 log.info("job %s finished but was cancelled or recovered meanwhile", record.id)
                 raise Ignore()
+            if len(effects):
+                self.request.ignore_result = True  # stored with the finish: Celery skips its own store
             return result
         except JobStopped:
             self._stopped(registry, record)
@@ -404,7 +360,7 @@ class JobTask(Task):
                 self.retry_policy(record), exc
             )
             reason, tb = (environment.mask(t, job.secrets) for t in (_reason(exc), traceback.format_exc()))
-            countdown = fail_attempt(self, registry, record, reason, tb, permanent)
+            countdown = lifecycle.fail_attempt(self, registry, record, reason, tb, permanent)
             shown = exc if reason == _reason(exc) else JobFailed(reason)  # Celery stores what is raised
             if countdown is not None:
                 raise self.retry(countdown=countdown, exc=shown, max_retries=None) from None
@@ -413,6 +369,27 @@ class JobTask(Task):
             raise shown from None
         finally:
             _restore_stop_handler(previous)
+
+    def _result_effects(self, result: Any) -> Effects:
+        """Celery's SUCCESS result for this delivery as writes to commit with the finish, encoded as
+        Celery's Redis backend stores it (key, expiry, PUBLISH to waiting clients).
+
+        No writes when Celery keeps its own store: a backend other than the registry's Redis, or a
+        delivery with canvas callbacks (their ids go into the result's ``children`` after the task).
+        """
+        effects = Effects()
+        request, backend = self.request, self.backend
+        if not isinstance(backend, RedisBackend) or get_settings().backend() != get_settings().registry():
+            return effects
+        if request.callbacks or request.chain or request.chord or request.ignore_result:
+            return effects
+        meta = backend._get_result_meta(result=result, state=states.SUCCESS, traceback=None, request=request)
+        meta["task_id"] = request.id
+        key, value = backend.get_key_for_task(request.id).decode(), backend.encode(meta)
+        expires = backend.expires
+        effects.command("SET", key, value, *(("EX", int(expires)) if expires else ()))
+        effects.command("PUBLISH", key, value)
+        return effects
 
     def run_handler(self, job: Job, payload: dict[str, Any]) -> Any:
         """The handler's result for ``payload``, checked strictly; a job the handler sends is its own call."""
@@ -460,14 +437,14 @@ class JobTask(Task):
             if claimed is not None:
                 log.info("recorded job %s sent by a Celery client", claimed.id)
             return claimed
-        finish(registry, claimed, JobState.FAILED, {"failures": 1, "error": reason}, reason=reason)
+        lifecycle.finish(registry, claimed, JobState.FAILED, {"failures": 1, "error": reason}, reason=reason)
         raise InvalidInput(reason)
 
     def _stopped(self, registry: Registry, record: JobRecord) -> None:
         """The process was told to stop: a cancel (already recorded) or a worker shutdown."""
         current = registry.find(record.id)
         if current and current.state is JobState.RUNNING and current.fence == record.fence:
-            recover(self, registry, current, reason="worker shut down mid-job", counted=False)
+            lifecycle.recover(self, registry, current, reason="worker shut down mid-job", counted=False)
 
 
 def _check_paths_and_names(job: dict[str, Any]) -> None:
@@ -481,85 +458,6 @@ def _check_paths_and_names(job: dict[str, Any]) -> None:
     for entry in job.get("result_files") or []:
         if problem := artifacts.pattern_problem(artifacts.entry_pattern(entry)[0]):
             raise InvalidInput(f"result_files: {problem}")
-
-
-def fail_attempt(
-    task: JobTask, registry: Registry, record: JobRecord, reason: str, tb: str | None, permanent: bool
-) -> float | None:
-    """Record a failed attempt; return the countdown to the next one, or None if the job ended.
-
-    The caller sends the retry (``self.retry`` in the handler's process, ``publish`` in the
-    worker's main process after a hard timeout).
-    """
-    policy = task.retry_policy(record)
-    failures = record.failures + 1
-    now = time.time()
-    common = {"failures": failures, "error": reason, "traceback": tb}
-    if not permanent and failures <= policy.max_retries:
-        countdown = backoff_s(policy, failures)
-        moved = registry.transition(
-            record.id,
-            JobState.RETRYING,
-            allowed={JobState.RUNNING},
-            fence=record.fence,
-            fields={
-                **common,
-                "fence": record.fence + 1,
-                "attempt": record.attempt + 1,
-                "next_attempt_at": now + countdown,
-            },
-            event=JobEvent(
-                state=JobState.RETRYING, at=now, attempt=record.attempt, worker=record.worker, reason=reason
-            ),
-            lease_until=now + countdown + get_settings().lease_s,
-        )
-        return countdown if moved else None
-    finish(registry, record, JobState.FAILED if permanent else JobState.DEAD, common, reason=reason)
-    return None
-
-
-def recover(task: JobTask, registry: Registry, record: JobRecord, reason: str, counted: bool = True) -> bool:
-    """Re-queue a running job whose worker is gone; past the recovery cap, the job is dead.
-
-    Returns True if the job was re-queued or ended here, False if another process got there first.
-    """
-    recoveries = record.recoveries + (1 if counted else 0)
-    if recoveries > get_settings().max_recoveries:
-        reason = f"{reason}; worker lost {recoveries} times, giving up"
-        fields = {"recoveries": recoveries, "error": reason}
-        return finish(registry, record, JobState.DEAD, fields, reason=reason) is not None
-    fields = {"recoveries": recoveries, "attempt": record.attempt + 1, "worker": None}
-    return requeue(task, registry, record, allowed={JobState.RUNNING}, reason=reason, fields=fields)
-
-
-def requeue(
-    task: JobTask,
-    registry: Registry,
-    record: JobRecord,
-    *,
-    allowed: Iterable[JobState],
-    reason: str,
-    fields: dict[str, Any] | None = None,
-) -> bool:
-    """Move ``record`` back to ``queued`` on a new fence and send that delivery.
-
-    Fenced on the record's delivery; returns False (nothing sent) if another process moved it first.
-    """
-    fence = record.fence + 1
-    moved = registry.transition(
-        record.id,
-        JobState.QUEUED,
-        allowed=allowed,
-        fence=record.fence,
-        fields={**(fields or {}), "fence": fence},
-        event=JobEvent(
-            state=JobState.QUEUED, at=time.time(), attempt=record.attempt, worker=record.worker, reason=reason
-        ),
-        lease_until=0,
-    )
-    if moved:
-        publish(task, record, fence)
-    return moved is not None
 
 
 def publish(task: JobTask, record: JobRecord, fence: int, countdown: float | None = None) -> None:

@@ -13,8 +13,8 @@ from trainq.broker.names import check_queue
 from trainq.broker.quarantine import get_quarantine
 from trainq.celery import app
 from trainq.errors import BrokerUnavailable, InvalidTransition
-from trainq.job.record import RETRYABLE_STATES, WAITING_STATES, JobRecord, JobState
-from trainq.job.task import finish, requeue
+from trainq.job import lifecycle
+from trainq.job.record import JobRecord, JobState
 from trainq.job.types import get_job_type
 from trainq.settings import get_settings
 from trainq.store.registry import Registry, get_registry
@@ -31,41 +31,14 @@ def cancel(job_id: str, registry: Registry | None = None, reason: str = "cancell
     Returns the state the job was in. Raises InvalidTransition for a finished job.
     """
     registry = registry or get_registry()
-    record = registry.get(job_id)
-    allowed = frozenset({*WAITING_STATES, JobState.RUNNING})
-    previous = finish(registry, record, JobState.CANCELLED, reason=reason, allowed=allowed, fenced=False)
-    if previous is None:
-        raise InvalidTransition(
-            f"job {job_id} is {registry.get(job_id).state.value}; "
-            "only waiting or running jobs can be cancelled"
-        )
-    return previous
+    return lifecycle.cancel(registry, registry.get(job_id), reason)
 
 
 def retry(job_id: str, registry: Registry | None = None, reason: str = "re-queued") -> JobRecord:
     """Re-queue a dead, failed, cancelled or blocked job with its payload: a new attempt series."""
     registry = registry or get_registry()
     record = registry.get(job_id)
-    reset = {
-        "attempt": 1,
-        "failures": 0,
-        "recoveries": 0,
-        "error": None,
-        "traceback": None,
-        "started_at": None,
-        "finished_at": None,
-        "result": None,
-        "exit_code": None,
-        "progress": None,
-        "worker": None,
-    }
-    if not requeue(
-        get_job_type(record.type), registry, record, allowed=RETRYABLE_STATES, reason=reason, fields=reset
-    ):
-        raise InvalidTransition(
-            f"job {job_id} is {record.state.value}; "
-            "only dead, failed, cancelled or blocked jobs can be retried"
-        )
+    lifecycle.retry(get_job_type(record.type), registry, record, reason)
     return registry.get(job_id)
 
 

@@ -1,8 +1,9 @@
 """Prometheus metrics: jobs by type and state, queue depth, job durations, retries, dead jobs.
 
 Counts and depths are read from the registry and the broker at scrape time. Durations,
-retries and outcomes are observed when a job finishes (an ``on_finished`` hook, in the
-worker or the process that cancelled it) and summed in one Redis hash, so every worker
+retries and outcomes are observed when a job finishes (the ``Metrics`` lifecycle plugin, in
+the worker or the process that cancelled it, within the finish's one script call) and summed
+in one Redis hash, so every worker
 process feeds the one exporter that ``trainq metrics --port 9808`` serves.
 """
 
@@ -23,10 +24,10 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from trainq.errors import BrokerUnavailable
+from trainq.job.lifecycle import Plugin
 from trainq.job.record import JobRecord, JobState
-from trainq.job.task import on_finished
 from trainq.ops import control
-from trainq.store.registry import Registry, get_registry
+from trainq.store.registry import Effects, Registry, get_registry
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse
@@ -46,21 +47,21 @@ def bucket_label(seconds: float) -> str:
     return "+Inf" if bound == math.inf else repr(float(bound))
 
 
-@on_finished
-def observe_finished(record: JobRecord) -> None:
-    """Count a finished job, its retries (attempts past the first) and its run time."""
-    registry = get_registry()
-    key = registry.keys.metrics()
-    series = f"{record.type}{_SEP}{record.state.value}"
-    pipe = registry.client.pipeline(transaction=False)
-    pipe.hincrby(key, f"finished{_SEP}{series}", 1)
-    if record.attempt > 1:
-        pipe.hincrby(key, f"retries{_SEP}{record.type}", record.attempt - 1)
-    if record.started_at is not None and record.duration_s is not None:
-        seconds = max(record.duration_s, 0.0)
-        pipe.hincrby(key, f"bucket{_SEP}{series}{_SEP}{bucket_label(seconds)}", 1)
-        pipe.hincrbyfloat(key, f"sum{_SEP}{series}", seconds)
-    pipe.execute()
+class Metrics(Plugin):
+    """Counts each finished job, its retries (attempts past the first) and its run time, in the
+    finish's own round trip."""
+
+    def finishing(self, record: JobRecord, effects: Effects) -> None:
+        """The metric hash's increments for ``record``."""
+        key = get_registry().keys.metrics()
+        series = f"{record.type}{_SEP}{record.state.value}"
+        effects.command("HINCRBY", key, f"finished{_SEP}{series}", 1)
+        if record.attempt > 1:
+            effects.command("HINCRBY", key, f"retries{_SEP}{record.type}", record.attempt - 1)
+        if record.started_at is not None and record.duration_s is not None:
+            seconds = max(record.duration_s, 0.0)
+            effects.command("HINCRBY", key, f"bucket{_SEP}{series}{_SEP}{bucket_label(seconds)}", 1)
+            effects.command("HINCRBYFLOAT", key, f"sum{_SEP}{series}", seconds)
 
 
 class TrainqCollector(Collector):

@@ -10,7 +10,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
@@ -22,8 +22,10 @@ from trainq.broker.names import check_queue
 from trainq.broker.quarantine import envelope_bytes, get_quarantine
 from trainq.celery import app
 from trainq.errors import InvalidInput, InvalidName
+from trainq.job import lifecycle
+from trainq.job.lifecycle import fail_attempt, recover, requeue
 from trainq.job.record import JobRecord, JobState
-from trainq.job.task import JobTask, fail_attempt, publish, recover, requeue
+from trainq.job.task import JobTask, publish
 from trainq.job.types import task_name
 from trainq.ops import control
 from trainq.settings import get_settings
@@ -68,16 +70,6 @@ def worker_command(
     ]
 
 
-SweepHook = Callable[[], int]
-_sweep_hooks: list[SweepHook] = []
-
-
-def on_sweep(hook: SweepHook) -> SweepHook:
-    """Register ``hook`` to run in every worker's reaper thread each interval (e.g. pipeline repairs)."""
-    _sweep_hooks.append(hook)
-    return hook
-
-
 class Reaper(threading.Thread):
     """Re-queues jobs whose lease expired (worker gone) or whose retry is overdue."""
 
@@ -90,7 +82,7 @@ class Reaper(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
-            for sweep in (self.sweep, self.expire, *_sweep_hooks):
+            for sweep in (self.sweep, self.expire, self.sweep_plugins):
                 try:
                     sweep()
                 except Exception:  # the next round retries; the thread must live on
@@ -133,6 +125,10 @@ class Reaper(threading.Thread):
                     )
         log.warning("Redis master changed: re-sent %d queued jobs", sent)
         return sent
+
+    def sweep_plugins(self) -> int:
+        """Each lifecycle plugin's sweep (e.g. pipeline repairs and expiry)."""
+        return lifecycle.sweep(self.registry)
 
     def expire(self) -> int:
         """Drop finished records past their retention, a bounded batch per state per round."""

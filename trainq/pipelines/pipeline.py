@@ -7,11 +7,11 @@ of the level before it. So trainq keeps the DAG in Redis and releases jobs itsel
 - ``run`` validates everything first (``trainq.pipelines.dag`` and each job's type model); then one
   transaction stores the run (each job's spec, its step, and its count of unfinished
   dependencies), one more records the roots' jobs, and the roots go out as a Celery ``group``.
-- When a job succeeds, a finish hook (in the worker, right after the success is recorded)
-  runs one Lua script that marks it succeeded, decrements its dependants' counters and
-  returns those that reached zero; they are recorded and sent as one ``group``. The script
-  is the only place a job is released, so a repeated hook never sends a job twice.
-- When a job ends failed, dead or cancelled, the hook marks every waiting descendant
+- When a job succeeds, its finish (one script call, see ``trainq.pipelines.progress``) also
+  marks it succeeded in its run, decrements its dependants' counters and returns those that
+  reached zero; they are recorded and sent as one ``group``. The run script is the only place
+  a job is released, so a repeated finish never sends a job twice.
+- When a job ends failed, dead or cancelled, its finish marks every waiting descendant
   ``blocked`` by it; independent branches run on; the run ends ``failed`` when nothing can.
 - A pipeline job's id is ``<run id>.<job id>``; its first delivery carries fence 1, so
   ``JobTask.apply_async`` sends the already recorded job instead of recording it again.
@@ -20,24 +20,17 @@ of the level before it. So trainq keeps the DAG in Redis and releases jobs itsel
   and ``pipeline status``) finishes such releases after a grace period; records are only
   created where none exists.
 
-The builder and the worker hooks live here; the run store and its Lua scripts in ``trainq.pipelines.runs``.
+The builder lives here; the run store in ``trainq.pipelines.runs``, its lifecycle plugin in
+``trainq.pipelines.progress``.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from trainq.job.record import JobRecord
-from trainq.job.task import on_finished
-from trainq.ops.worker import on_sweep
 from trainq.pipelines import dag
 from trainq.pipelines.runs import get_runs
-from trainq.settings import get_settings
-
-log = logging.getLogger("trainq.pipelines.pipeline")
 
 
 class Pipeline:
@@ -106,29 +99,3 @@ def load_pipeline(path: str | Path) -> Pipeline:
 def run_pipeline_file(path: str | Path) -> str:
     """Load, validate and start the pipeline in ``path``; return the run id (used by schedules)."""
     return load_pipeline(path).run()
-
-
-@on_finished
-def _release_or_block(record: JobRecord) -> None:
-    """The finish hook: every pipeline job's end moves its run on."""
-    if record.pipeline_id and record.pipeline_job:
-        get_runs().job_finished(record)
-
-
-@on_sweep
-def _finish_lost_releases() -> int:
-    """In each worker's reaper: finish releases a dying process left undone."""
-    handled = get_runs().sweep_all(get_settings().lease_s)
-    if handled:
-        log.warning("pipeline sweep finished %d lost releases", handled)
-    return handled
-
-
-@on_sweep
-def _expire_runs() -> int:
-    """In each worker's reaper: drop pipeline runs (and their jobs) past their retention."""
-    settings = get_settings()
-    dropped = get_runs().expire(settings.retention, time.time(), settings.retention_batch)
-    if dropped:
-        log.info("retention: dropped %d pipeline runs", dropped)
-    return dropped

@@ -27,7 +27,7 @@ from trainq.errors import (
     RunNotFound,
     TrainqError,
 )
-from trainq.job import artifacts
+from trainq.job import artifacts, lifecycle
 from trainq.job.record import (
     RETRYABLE_STATES,
     SCHEMA_VERSION,
@@ -37,8 +37,7 @@ from trainq.job.record import (
     Progress,
 )
 from trainq.job.task import SEND_ERRORS, broker_priority, message_reprs, time_limits
-from trainq.job.types import job_types
-from trainq.ops import control
+from trainq.job.types import get_job_type, job_types
 from trainq.pipelines import dag
 from trainq.settings import get_settings
 from trainq.store import lua
@@ -124,16 +123,20 @@ class Runs:
         self.client = registry.client
         self.keys = registry.keys
         scripts = {
-            "succeeded": lua.source("run_common", "run_succeeded"),
-            "failed": lua.source("run_common", "run_failed"),
+            "succeeded": lua.source("run_common", "run_succeeded") + "\nreturn run_succeeded(KEYS, ARGV)",
+            "failed": lua.source("run_common", "run_failed") + "\nreturn run_failed(KEYS, ARGV)",
             "cancel": lua.source("run_cancel"),
             "resume": lua.source("run_resume"),
         }
         self._scripts = {name: self.client.register_script(code) for name, code in scripts.items()}
 
     def _call(self, script: str, run_id: str, *args: Any) -> Any:
+        return self._scripts[script](keys=self.script_keys(run_id), args=[run_id, time.time(), *args])
+
+    def script_keys(self, run_id: str) -> list[str]:
+        """The keys every run script reads (see ``lua/run_common.lua``)."""
         k = self.keys
-        keys = [
+        return [
             k.pipeline(run_id),
             k.pipeline_jobs(run_id),
             k.pipeline_specs(run_id),
@@ -142,7 +145,6 @@ class Runs:
             k.pipelines_running(),
             *self._finished_sets(),
         ]
-        return self._scripts[script](keys=keys, args=[run_id, time.time(), *args])
 
     def _finished_sets(self) -> list[str]:
         """The retention sets of runs that ended, one per final run state."""
@@ -168,7 +170,7 @@ class Runs:
         waiting = {job: len(deps) for job, deps in graph.deps.items() if deps}
         run = {
             "pipeline_id": pipeline_id,
-            "state": RunState.RUNNING.value,
+            "state": RunState.RUNNING,
             "source": source,
             "created_at": now,
             "updated_at": now,
@@ -241,22 +243,31 @@ class Runs:
             for _, record, _ in sent:
                 self.registry.delete(record.id)  # the sweep re-sends them once the broker is back
             raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
-        if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.value.encode():
+        if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.encode():
             self._stop(run_id, [r.pipeline_job or "" for _, r, _ in sent])  # cancelled while we sent
         return [r.id for _, r, _ in sent]
 
     def job_finished(self, record: JobRecord) -> None:
         """Release the dependants of a succeeded job, or block the descendants of a failed one."""
-        run_id, job = record.pipeline_id or "", record.pipeline_job or ""
+        if step := run_step(record):
+            script = "succeeded" if step == "run_succeeded" else "failed"
+            self.moved_on(record, self._call(script, record.pipeline_id or "", record.pipeline_job))
+
+    def moved_on(self, record: JobRecord, reply: Any) -> None:
+        """Send what a finished job's run step released (its ``reply``), or log what it blocked."""
+        run_id, job = record.pipeline_id or "", record.pipeline_job
         if record.state is JobState.SUCCEEDED:
-            flat = self._call("succeeded", run_id, job)
-            released = [(flat[n].decode(), json.loads(flat[n + 1])) for n in range(0, len(flat), 2)]
+            released = [(reply[n].decode(), json.loads(reply[n + 1])) for n in range(0, len(reply), 2)]
             if released:
                 self.send(run_id, released)
-        elif record.state in (JobState.FAILED, JobState.DEAD, JobState.CANCELLED) and (
-            blocked := self._call("failed", run_id, job)
-        ):
-            log.info("pipeline run %s: %s %s, %d jobs blocked", run_id, job, record.state.value, blocked)
+        elif reply:
+            log.info(
+                "pipeline run %s: %s %s, %d jobs blocked",
+                run_id,
+                job,
+                record.state.value,
+                reply,
+            )
 
     def cancel(self, run_id: str, by: str = "") -> int:
         """Cancel a running run: waiting jobs never start, running ones are stopped. Returns how many.
@@ -275,10 +286,10 @@ class Runs:
         reason = " ".join(filter(None, [f"pipeline run {run_id} cancelled", by]))
         for job in jobs:
             try:
-                control.cancel(f"{run_id}.{job}", self.registry, reason=reason)
+                lifecycle.cancel(self.registry, self.registry.get(f"{run_id}.{job}"), reason=reason)
                 stopped += 1
             except JobNotFound:  # released but not yet recorded: its sender sees the cancel
-                self.client.hset(self.keys.pipeline_jobs(run_id), job, Step.CANCELLED.value)
+                self.client.hset(self.keys.pipeline_jobs(run_id), job, Step.CANCELLED)
             except InvalidTransition:
                 pass  # it finished meanwhile
         return stopped
@@ -302,7 +313,7 @@ class Runs:
         for record in records.values():
             if record.state in RETRYABLE_STATES:
                 reason = " ".join(filter(None, [f"pipeline run {run_id} resumed", by]))
-                control.retry(record.id, self.registry, reason=reason)
+                lifecycle.retry(get_job_type(record.type), self.registry, record, reason=reason)
             elif record.state is JobState.SUCCEEDED:
                 self.job_finished(record)
         self._send_unrecorded(run_id, [j for j in jobs if j not in records])
@@ -376,11 +387,11 @@ class Runs:
         records = {r.pipeline_job: r for r in self.registry.get_many(f"{run_id}.{j}" for j in graph)}
         jobs = []
         for job, deps in graph.items():
-            step, record = steps.get(job, Step.WAITING.value), records.get(job)
+            step, record = steps.get(job, Step.WAITING), records.get(job)
             status = JobStatus(job_id=job, state=step, depends_on=deps, blocked_by=blocked.get(job))
-            if step == Step.WAITING.value:
-                status.waiting_for = [d for d in deps if steps.get(d) != Step.SUCCEEDED.value]
-            elif record is not None and step != Step.BLOCKED.value:
+            if step == Step.WAITING:
+                status.waiting_for = [d for d in deps if steps.get(d) != Step.SUCCEEDED]
+            elif record is not None and step != Step.BLOCKED:
                 status.state = record.state.value
                 status.job, status.attempts, status.exit_code = record.id, record.attempt, record.exit_code
                 status.duration_s, status.error, status.artifacts, status.progress = (
@@ -390,7 +401,7 @@ class Runs:
                     record.progress,
                 )
                 status.unmatched_result_files = record.unmatched_result_files
-            elif step == Step.RELEASED.value:
+            elif step == Step.RELEASED:
                 status.state = JobState.QUEUED.value
             jobs.append(status)
         return _run_status(run_id, run, jobs)
@@ -480,6 +491,18 @@ class Runs:
                     self.delete(run_id)
                     dropped += 1
         return dropped
+
+
+def run_step(record: JobRecord) -> str | None:
+    """The run script function a finished pipeline job's state calls for, or None (not a pipeline job,
+    or a state that moves nothing)."""
+    if not (record.pipeline_id and record.pipeline_job):
+        return None
+    if record.state is JobState.SUCCEEDED:
+        return "run_succeeded"
+    if record.state in (JobState.FAILED, JobState.DEAD, JobState.CANCELLED):
+        return "run_failed"
+    return None
 
 
 def _text(raw: Any) -> dict[str, str]:

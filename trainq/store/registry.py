@@ -38,8 +38,32 @@ _DROP_FIELDS = ("state", "type", "queue", "tags", IDEMPOTENCY_FIELD)
 
 #: A claim event's attempt, filled in from the record by the script.
 ATTEMPT_FROM_RECORD = -1
+#: The finished states as the transition script reads them (a job leaving one leaves its retention set).
+_FINISHED_ARG = ",".join(sorted(s.value for s in FINISHED_STATES))
 
 LIST_PAGE = 200
+
+
+class Effects:
+    """Writes that commit with a job's finish in the same script call, and only if the finish does.
+
+    Each is a Redis command, or a pipeline run's step (``run_succeeded``/``run_failed`` with the run
+    script's keys and args). Their replies come back in order (see ``Registry.finish``).
+    """
+
+    def __init__(self) -> None:
+        self.writes: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.writes)
+
+    def command(self, *args: str | int | float) -> None:
+        """Queue one Redis command, e.g. ``command("HINCRBY", key, field, 1)``."""
+        self.writes.append([a if isinstance(a, str) else repr(a) for a in args])
+
+    def run_step(self, step: str, keys: list[str], args: list[str]) -> None:
+        """Queue a pipeline run's step: the Lua function ``step`` of the run scripts."""
+        self.writes.append([step, keys, args])
 
 
 class Registry:
@@ -51,7 +75,9 @@ class Registry:
         self.log_max_lines = log_max_lines
         self.min_replicas = 0
         self.replica_wait_ms = 1000
-        self._transition = client.register_script(lua.source("transition"))
+        self._transition = client.register_script(
+            lua.source("run_common", "run_succeeded", "run_failed", "transition")
+        )
         self._drop = client.register_script(lua.source("drop"))
 
     @classmethod
@@ -319,6 +345,25 @@ class Registry:
         previous = self._run(job_id, to, allowed, fence, fields, event, lease_until, False, pipe)
         return JobState(previous.decode()) if previous and pipe is None else None
 
+    def finish(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        allowed: Iterable[JobState],
+        fence: int | None,
+        fields: dict[str, Any],
+        event: JobEvent,
+        effects: Effects,
+    ) -> tuple[JobState, list[Any]] | None:
+        """Move ``job_id`` to the finished state ``to`` as ``transition`` does, drop its lease and
+        apply ``effects``, all in one script call; the previous state and the effects' replies,
+        or None (and nothing written) when the change was refused."""
+        reply = self._run(job_id, to, allowed, fence, fields, event, 0, False, None, effects)
+        if not reply:
+            return None
+        return JobState(reply[0].decode()), reply[1]
+
     def claim(self, job_id: str, fence: int, worker: str, lease_until: float) -> JobRecord | None:
         """Start a waiting job's delivery ``fence`` on ``worker``; the running record, or None.
 
@@ -373,8 +418,9 @@ class Registry:
         lease_until: float | None,
         returning: bool,
         client: Any = None,
+        effects: Effects | None = None,
     ) -> Any:
-        """Call the transition script (see ``_TRANSITION``), on ``client`` if given (a pipeline)."""
+        """Call the transition script (``lua/transition.lua``), on ``client`` if given (a pipeline)."""
         values = dict(fields or {})
         values["updated_at"] = time.time()
         lease = "" if lease_until is None else repr(lease_until) if lease_until else "0"
@@ -394,6 +440,8 @@ class Registry:
                 "1" if returning else "",
                 self.keys.finished_prefix(),
                 repr(values["updated_at"]) if to.finished else "",
+                _FINISHED_ARG,
+                json.dumps(effects.writes) if effects is not None else "",
             ],
             client=client,
         )

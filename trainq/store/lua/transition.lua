@@ -1,3 +1,5 @@
+-- One job's state change, with the run scripts' functions (run_common, run_succeeded, run_failed)
+-- loaded before it so a finish can move its pipeline run in the same call.
 -- KEYS: job hash, events list, leases zset.
 -- ARGV: id, fence ('' = any), allowed states (comma list), new state, fields (JSON object of
 --       JSON-encoded values; 'null' removes the field), event JSON ('' = none), state index prefix, lease ('' keep,
@@ -6,40 +8,55 @@
 --       ARGV[11]: '1' to fill the event's attempt from the record and return the record.
 --       ARGV[12]: finished-jobs prefix; ARGV[13]: the time now when the new state is finished
 --       ('' otherwise): a standalone job enters the retention set of its state, leaving any other.
--- Returns the state the job was in (or the record), or false when the change was refused.
-local raw = redis.call('HGET', KEYS[1], 'state')
-if not raw then return false end
-local cur = cjson.decode(raw)
+--       ARGV[14]: the finished states (comma list: only a job leaving one is in a retention set).
+--       ARGV[15]: effects ('' = none): a JSON list of writes applied only if the change is, each
+--       a Redis command, or {run function name, keys, args} for a pipeline run's step.
+-- Returns the state the job was in (or the record; or, with effects, {state, their replies}),
+-- or false when the change was refused.
+local cur, fence, created, queue, kind, run, attempt = unpack(
+  redis.call('HMGET', KEYS[1], 'state', 'fence', 'created_at', 'queue', 'type', 'pipeline_id', 'attempt'))
+if not cur then return false end
+cur = cjson.decode(cur)
 local allowed = false
 for s in string.gmatch(ARGV[3], '[^,]+') do
   if s == cur then allowed = true end
 end
 if not allowed then return false end
-if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'fence') ~= ARGV[2] then return false end
-for k, v in pairs(cjson.decode(ARGV[5])) do
-  if v == 'null' then redis.call('HDEL', KEYS[1], k) else redis.call('HSET', KEYS[1], k, v) end
-end
+if ARGV[2] ~= '' and fence ~= ARGV[2] then return false end
 local new = ARGV[4]
+local values = {}
+for k, v in pairs(cjson.decode(ARGV[5])) do
+  if v == 'null' then
+    redis.call('HDEL', KEYS[1], k)
+  else
+    values[#values + 1] = k
+    values[#values + 1] = v
+  end
+end
 if new ~= cur then
-  local created = redis.call('HGET', KEYS[1], 'created_at')
+  values[#values + 1] = 'state'
+  values[#values + 1] = cjson.encode(new)
+end
+if #values > 0 then redis.call('HSET', KEYS[1], unpack(values)) end
+if new ~= cur then
   redis.call('ZREM', ARGV[7] .. cur, ARGV[1])
   redis.call('ZADD', ARGV[7] .. new, created, ARGV[1])
-  redis.call('HSET', KEYS[1], 'state', cjson.encode(new))
-  local queue = ARGV[9] .. cjson.decode(redis.call('HGET', KEYS[1], 'queue'))
+  queue = ARGV[9] .. cjson.decode(queue)
   redis.call('HINCRBY', queue, cur, -1)
   redis.call('HINCRBY', queue, new, 1)
-  local kind = ARGV[10] .. cjson.decode(redis.call('HGET', KEYS[1], 'type'))
+  kind = ARGV[10] .. cjson.decode(kind)
   redis.call('HINCRBY', kind, cur, -1)
   redis.call('HINCRBY', kind, new, 1)
-  redis.call('ZREM', ARGV[12] .. cur, ARGV[1])
-  local run = redis.call('HGET', KEYS[1], 'pipeline_id')
+  if string.find(',' .. ARGV[14] .. ',', ',' .. cur .. ',', 1, true) then
+    redis.call('ZREM', ARGV[12] .. cur, ARGV[1])
+  end
   if ARGV[13] ~= '' and (not run or run == 'null') then
     redis.call('ZADD', ARGV[12] .. new, ARGV[13], ARGV[1])
   end
 end
 local event = ARGV[6]
 if ARGV[11] == '1' then
-  event = (string.gsub(event, '"attempt":%-1', '"attempt":' .. redis.call('HGET', KEYS[1], 'attempt'), 1))
+  event = (string.gsub(event, '"attempt":%-1', '"attempt":' .. attempt, 1))
 end
 if event ~= '' then redis.call('RPUSH', KEYS[2], event) end
 if ARGV[8] == '0' then
@@ -48,4 +65,10 @@ elseif ARGV[8] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])
 end
 if ARGV[11] == '1' then return redis.call('HGETALL', KEYS[1]) end
-return cur
+if ARGV[15] == '' then return cur end
+local steps, replies = {run_succeeded = run_succeeded, run_failed = run_failed}, {}
+for i, effect in ipairs(cjson.decode(ARGV[15])) do
+  local step = steps[effect[1]]
+  if step then replies[i] = step(effect[2], effect[3]) else replies[i] = redis.call(unpack(effect)) end
+end
+return {cur, replies}

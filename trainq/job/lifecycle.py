@@ -1,0 +1,249 @@
+"""A job's lifecycle: the state machine (``finish``, ``fail_attempt``, ``recover``, ``requeue``,
+``cancel``, ``retry``) and the one protocol the features that react to it plug into.
+
+Like Dramatiq's middleware, each feature (artifacts, pipelines, metrics) is one ``Plugin``
+subclass in its own module, registered in order with ``use`` (the package root registers
+trainq's own). A finish is one round trip: the state change, its counters and each plugin's
+``finishing`` writes go in one script call, and commit only if the change is applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from trainq.errors import InvalidTransition
+from trainq.job.record import RETRYABLE_STATES, WAITING_STATES, JobEvent, JobRecord, JobState
+from trainq.job.retry import backoff_s
+from trainq.settings import get_settings
+from trainq.store.registry import Effects, Registry
+
+if TYPE_CHECKING:
+    from trainq.job.task import JobTask
+
+log = logging.getLogger("trainq.job.lifecycle")
+
+#: What a manual retry resets: a new attempt series on the job's payload.
+RETRY_RESET: dict[str, Any] = {
+    "attempt": 1,
+    "failures": 0,
+    "recoveries": 0,
+    "error": None,
+    "traceback": None,
+    "started_at": None,
+    "finished_at": None,
+    "result": None,
+    "exit_code": None,
+    "progress": None,
+    "worker": None,
+}
+
+
+class Plugin:
+    """A feature reacting to a job's lifecycle moments; every method does nothing by default."""
+
+    def succeeding(self, record: JobRecord) -> dict[str, Any]:
+        """Fields to record with a success, in the handler's process; raise to fail the attempt."""
+        return {}
+
+    def finishing(self, record: JobRecord, effects: Effects) -> None:
+        """Queue writes that commit with ``record``'s finish (the final record), only if it is applied."""
+
+    def finished(self, record: JobRecord, replies: list[Any]) -> None:
+        """After ``record``'s finish committed, with the replies to this plugin's ``finishing`` writes."""
+
+    def sweep(self, registry: Registry) -> int:
+        """In each worker's reaper, every interval: repairs and expiry; returns how many were handled."""
+        return 0
+
+
+_plugins: list[Plugin] = []
+
+
+def use(*plugins: Plugin) -> None:
+    """Register ``plugins`` after those registered before (each runs in registration order)."""
+    _plugins.extend(p for p in plugins if p not in _plugins)
+
+
+def plugins() -> tuple[Plugin, ...]:
+    """The registered plugins, in order."""
+    return tuple(_plugins)
+
+
+def succeeding(record: JobRecord) -> dict[str, Any]:
+    """Every plugin's fields for ``record``'s success, merged in order."""
+    fields: dict[str, Any] = {}
+    for plugin in _plugins:
+        fields.update(plugin.succeeding(record))
+    return fields
+
+
+def finish(
+    registry: Registry,
+    record: JobRecord,
+    state: JobState,
+    fields: dict[str, Any] | None = None,
+    *,
+    reason: str | None = None,
+    allowed: frozenset[JobState] = frozenset({JobState.RUNNING}),
+    fenced: bool = True,
+    effects: Effects | None = None,
+) -> JobState | None:
+    """Move ``record`` to the finished ``state``, drop its lease and tell the plugins, in one round trip.
+
+    Fenced on the record's delivery unless ``fenced`` is false. ``effects`` are the caller's own
+    writes to commit with it (Celery's result). The plugins get the final record (no re-read).
+    Returns the state the job was in, or None if the change was refused (nothing written).
+    """
+    now = time.time()
+    values = {**(fields or {}), "finished_at": now}
+    final = record.model_copy(update={**values, "state": state})
+    effects = effects or Effects()
+    spans = []
+    for plugin in _plugins:
+        start = len(effects)
+        try:
+            plugin.finishing(final, effects)
+        except Exception:  # its writes are dropped; the job's outcome is still recorded
+            del effects.writes[start:]
+            log.exception("plugin %s failed for job %s", type(plugin).__name__, record.id)
+        spans.append((plugin, start, len(effects)))
+    outcome = registry.finish(
+        record.id,
+        state,
+        allowed=allowed,
+        fence=record.fence if fenced else None,
+        fields=values,
+        event=JobEvent(state=state, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
+        effects=effects,
+    )
+    if outcome is None:
+        return None
+    previous, replies = outcome
+    for plugin, start, end in spans:
+        try:
+            plugin.finished(final, replies[start:end])
+        except Exception:  # a failing plugin never stops the others
+            log.exception("plugin %s failed for job %s", type(plugin).__name__, record.id)
+    return previous
+
+
+def sweep(registry: Registry) -> int:
+    """Every plugin's sweep (the reaper's, each interval); returns how many things they handled."""
+    handled = 0
+    for plugin in _plugins:
+        try:
+            handled += plugin.sweep(registry)
+        except Exception:  # the next round retries; the reaper must live on
+            log.exception("sweep of %s failed", type(plugin).__name__)
+    return handled
+
+
+def fail_attempt(
+    task: JobTask, registry: Registry, record: JobRecord, reason: str, tb: str | None, permanent: bool
+) -> float | None:
+    """Record a failed attempt; return the countdown to the next one, or None if the job ended.
+
+    The caller sends the retry (``self.retry`` in the handler's process, ``publish`` in the
+    worker's main process after a hard timeout).
+    """
+    policy = task.retry_policy(record)
+    failures = record.failures + 1
+    now = time.time()
+    common = {"failures": failures, "error": reason, "traceback": tb}
+    if not permanent and failures <= policy.max_retries:
+        countdown = backoff_s(policy, failures)
+        moved = registry.transition(
+            record.id,
+            JobState.RETRYING,
+            allowed={JobState.RUNNING},
+            fence=record.fence,
+            fields={
+                **common,
+                "fence": record.fence + 1,
+                "attempt": record.attempt + 1,
+                "next_attempt_at": now + countdown,
+            },
+            event=JobEvent(
+                state=JobState.RETRYING, at=now, attempt=record.attempt, worker=record.worker, reason=reason
+            ),
+            lease_until=now + countdown + get_settings().lease_s,
+        )
+        return countdown if moved else None
+    finish(registry, record, JobState.FAILED if permanent else JobState.DEAD, common, reason=reason)
+    return None
+
+
+def recover(task: JobTask, registry: Registry, record: JobRecord, reason: str, counted: bool = True) -> bool:
+    """Re-queue a running job whose worker is gone; past the recovery cap, the job is dead.
+
+    Returns True if the job was re-queued or ended here, False if another process got there first.
+    """
+    recoveries = record.recoveries + (1 if counted else 0)
+    if recoveries > get_settings().max_recoveries:
+        reason = f"{reason}; worker lost {recoveries} times, giving up"
+        fields = {"recoveries": recoveries, "error": reason}
+        return finish(registry, record, JobState.DEAD, fields, reason=reason) is not None
+    fields = {"recoveries": recoveries, "attempt": record.attempt + 1, "worker": None}
+    return requeue(task, registry, record, allowed={JobState.RUNNING}, reason=reason, fields=fields)
+
+
+def requeue(
+    task: JobTask,
+    registry: Registry,
+    record: JobRecord,
+    *,
+    allowed: Iterable[JobState],
+    reason: str,
+    fields: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``record`` back to ``queued`` on a new fence and send that delivery.
+
+    Fenced on the record's delivery; returns False (nothing sent) if another process moved it first.
+    """
+    fence = record.fence + 1
+    moved = registry.transition(
+        record.id,
+        JobState.QUEUED,
+        allowed=allowed,
+        fence=record.fence,
+        fields={**(fields or {}), "fence": fence},
+        event=JobEvent(
+            state=JobState.QUEUED, at=time.time(), attempt=record.attempt, worker=record.worker, reason=reason
+        ),
+        lease_until=0,
+    )
+    if moved:
+        from trainq.job.task import publish  # here: the task module imports this one
+
+        publish(task, record, fence)
+    return moved is not None
+
+
+def cancel(registry: Registry, record: JobRecord, reason: str = "cancelled") -> JobState:
+    """Cancel a waiting or running job (a running one is stopped by its heartbeat); the state it was in.
+
+    Raises InvalidTransition for a finished job.
+    """
+    allowed = frozenset({*WAITING_STATES, JobState.RUNNING})
+    previous = finish(registry, record, JobState.CANCELLED, reason=reason, allowed=allowed, fenced=False)
+    if previous is None:
+        raise InvalidTransition(
+            f"job {record.id} is {registry.get(record.id).state.value}; "
+            "only waiting or running jobs can be cancelled"
+        )
+    return previous
+
+
+def retry(task: JobTask, registry: Registry, record: JobRecord, reason: str = "re-queued") -> None:
+    """Re-queue a dead, failed, cancelled or blocked job with its payload: a new attempt series.
+
+    Raises InvalidTransition for a job in any other state.
+    """
+    if not requeue(task, registry, record, allowed=RETRYABLE_STATES, reason=reason, fields=RETRY_RESET):
+        raise InvalidTransition(
+            f"job {record.id} is {record.state.value}; "
+            "only dead, failed, cancelled or blocked jobs can be retried"
+        )
