@@ -32,6 +32,8 @@ LEVELS = {
 #: Imports against the order, each with its reason: (importing module, imported module) -> why.
 EXCEPTIONS = {
     ("trainq.store.registry", "trainq.job.record"): "the store holds job records: their model is its data",
+    ("trainq.store.migration", "trainq.job.record"): "a migration rewrites records in their model's encoding",
+    ("trainq.settings", "trainq.store.keys"): "redbeat's key names are built with every other key's",
     ("trainq.errors", "trainq.settings"): "URLs in messages are redacted by settings' one rule",
     ("trainq.settings", "trainq.inputs.durations"): "settings parse durations as every input does",
     ("trainq.settings", "trainq.job.retry"): "the default retry policy is a setting of that type",
