@@ -156,13 +156,15 @@ def test_outbox_holds_a_bounded_log_while_redis_is_down_and_counts_what_it_dropp
 
         wait_for(lambda: stored()[-1:] == [f"line {total - 1}"], timeout=20, message="the newest line")
         lines = stored()
-        [gap] = [i for i, line in enumerate(lines) if line.startswith("[trainq] ")]
-        dropped = int(lines[gap].split()[1])
-        assert lines[gap] == f"[trainq] {dropped} log lines dropped while the registry was unreachable"
+        # (a loaded machine may see the outbox retry between drops: each gap gets its own count line)
+        gaps = [line for line in lines if line.startswith("[trainq] ")]
+        counts = [int(line.split()[1]) for line in gaps]
+        assert gaps == [f"[trainq] {n} log lines dropped while the registry was unreachable" for n in counts]
+        dropped = sum(counts)
+        assert dropped > 0
         numbers = [int(line.split()[1]) for line in lines if line.startswith("line ")]
         assert len(numbers) + dropped == total and len(numbers) <= OUTBOX_MAX_LINES + OUTBOX_BATCH_LINES
         assert numbers == sorted(set(numbers)) and numbers[-1] == total - 1
-        assert numbers[gap] - (numbers[gap - 1] if gap else -1) - 1 == dropped
         job.close(5)
     finally:
         server.stop()
