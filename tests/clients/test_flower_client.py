@@ -97,6 +97,7 @@ def test_flower_and_celery_revoke_cancel_jobs_and_flower_apply_explains_refusals
     wait_for(lambda: state(running) is JobState.RUNNING, 20, message="first job running")
     waiting, later = submit("probe", {"seconds": 60}), submit("probe", {"seconds": 60})
     expiring = submit("probe", {}, expires=1)  # Celery drops it unstarted once it expires
+    expires_at = time.time() + 1
     # then Flower's queue-length API counts the waiting jobs, and its Broker page lists the queue
     assert wait_for(lambda: queue_lengths(port).get("probe") == 3, 10, 0.2, message="3 waiting in Flower")
     status, page = http_get(f"http://127.0.0.1:{port}/broker", AUTH)
@@ -109,7 +110,9 @@ def test_flower_and_celery_revoke_cancel_jobs_and_flower_apply_explains_refusals
     took = cancelled_within(running, WITHIN_A_HEARTBEAT_S)
     # and the freed process takes the next job (the revoked one is skipped)
     wait_for(lambda: state(later) is JobState.RUNNING, 20, message="next job running")
-    # when `celery control revoke` (no terminate) names the running job
+    # when the waiting job's expiry has passed (an idle machine gets here within the second)
+    wait_for(lambda: time.time() > expires_at, 5, message="the expiry of the waiting job")
+    # and `celery control revoke` (no terminate) names the running job
     revoke = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "trainq", "control", "revoke", later],
         capture_output=True,
