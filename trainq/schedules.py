@@ -99,7 +99,8 @@ class CronSchedule(BaseSchedule):
 
     def remaining_estimate(self, last_run_at: datetime) -> timedelta:
         """Time from now to the first run after ``last_run_at`` (negative when overdue)."""
-        return self.next_run(self.maybe_make_aware(last_run_at)) - self.now()
+        now: datetime = self.now()  # Celery's schedule base class is untyped
+        return self.next_run(self.maybe_make_aware(last_run_at)) - now
 
     def is_due(self, last_run_at: datetime) -> schedstate:
         """Celery's ``(due, seconds until the next check)``."""

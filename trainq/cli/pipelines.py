@@ -188,9 +188,8 @@ def list_runs(limit: int, as_json: bool) -> None:
 @click.argument("run")
 def resume(run: str) -> None:
     """Re-run the failed, dead, cancelled and blocked jobs of RUN (a run id, or a pipeline id's latest)."""
-    runs = get_runs()
-    run_id = runs.find(run)
-    started = runs.resume(run_id)
+    run_id = get_runs().find(run)
+    started = get_runs().resume(run_id)
     click.echo(f"{run_id} resumed: re-running {', '.join(started)}; their dependants follow")
 
 
@@ -198,9 +197,8 @@ def resume(run: str) -> None:
 @click.argument("run")
 def cancel(run: str) -> None:
     """Cancel RUN (a run id, or a pipeline id's latest): waiting jobs never start, running ones stop."""
-    runs = get_runs()
-    run_id = runs.find(run)
-    stopped = runs.cancel(run_id)
+    run_id = get_runs().find(run)
+    stopped = get_runs().cancel(run_id)
     click.echo(f"{run_id} cancelled ({stopped} queued or running jobs stopped)")
 
 

@@ -143,7 +143,8 @@ def exporter_app(registry: Registry) -> WSGIApp:
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
-            return prometheus(environ, start_response)
+            body: Iterable[bytes] = prometheus(environ, start_response)
+            return body
         except (BrokerUnavailable, redis.RedisError) as exc:
             if not isinstance(exc, BrokerUnavailable):
                 exc = BrokerUnavailable(registry.url, str(exc), "registry")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from itertools import islice
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -64,6 +64,15 @@ class Effects:
     def run_step(self, step: str, keys: list[str], args: list[str]) -> None:
         """Queue a pipeline run's step: the Lua function ``step`` of the run scripts."""
         self.writes.append([step, keys, args])
+
+
+class JobFilter(TypedDict, total=False):
+    """The filters of ``trainq list``: a job is listed when it matches every one given."""
+
+    state: JobState | None
+    job_type: str | None
+    queue: str | None
+    tag: str | None
 
 
 class Registry:
@@ -610,17 +619,10 @@ class Registry:
         else:
             self.client.srem(self.keys.paused(), queue)
 
-    def list(
-        self,
-        *,
-        state: JobState | None = None,
-        job_type: str | None = None,
-        queue: str | None = None,
-        tag: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[JobRecord]:
+    def list(self, *, limit: int = 50, offset: int = 0, **filters: Unpack[JobFilter]) -> list[JobRecord]:
         """Records newest first matching every filter given, ``limit`` from ``offset``."""
+        state, job_type = filters.get("state"), filters.get("job_type")
+        queue, tag = filters.get("queue"), filters.get("tag")
         indexes = [
             self.keys.index_state(state.value) if state else None,
             self.keys.index_type(job_type) if job_type else None,

@@ -6,16 +6,16 @@ config is masked here through its job type's model).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 from trainq import schedules
 from trainq.errors import TrainqError
-from trainq.job.record import JobRecord, JobState, eta_s
+from trainq.job.record import JobRecord, eta_s
 from trainq.job.types import get_job_type
 from trainq.pipelines.runs import RunStatus, get_runs
 from trainq.settings import Settings
-from trainq.store.registry import get_registry
+from trainq.store.registry import JobFilter, get_registry
 
 
 def flower_link(settings: Settings, host: str, job_id: str) -> str:
@@ -38,18 +38,10 @@ def job_detail(job_id: str, settings: Settings, host: str) -> dict[str, Any]:
 
 
 def list_jobs(
-    *,
-    state: JobState | None = None,
-    job_type: str | None = None,
-    queue: str | None = None,
-    tag: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    *, limit: int = 50, offset: int = 0, **filters: Unpack[JobFilter]
 ) -> tuple[list[JobRecord], bool]:
     """A page of jobs newest first (``trainq list``'s filters), and whether another page follows."""
-    records = get_registry().list(
-        state=state, job_type=job_type, queue=queue, tag=tag, limit=limit + 1, offset=offset
-    )
+    records = get_registry().list(limit=limit + 1, offset=offset, **filters)
     return records[:limit], len(records) > limit
 
 
