@@ -43,6 +43,9 @@ _FINISHED_ARG = ",".join(sorted(s.value for s in FINISHED_STATES))
 
 LIST_PAGE = 200
 
+#: A Redis command sent with the registry's writes, named as redis-py names it: ``("lpush", key, value)``.
+Command = tuple[Any, ...]
+
 
 class Effects:
     """Writes that commit with a job's finish in the same script call, and only if the finish does.
@@ -133,11 +136,13 @@ class Registry:
         idempotency_key: str | None = None,
         message: dict[str, Any] | None = None,
         reason: str = "submitted",
+        commands: Iterable[Command] = (),
     ) -> tuple[str, bool]:
         """Store a new record; with a key already used, return that job's id instead.
 
         ``message`` is the payload as sent when it differs from ``record.payload`` (secret fields
-        revealed); it is kept apart so re-deliveries carry it and no listing shows it.
+        revealed); it is kept apart so re-deliveries carry it and no listing shows it. ``commands``
+        (the job's broker message) go in the same transaction, only if the record is stored.
         Returns ``(job_id, created)``.
         """
         key = self.keys.idempotency(idempotency_key) if idempotency_key is not None else None
@@ -156,6 +161,7 @@ class Registry:
                 pipe.hset(self.keys.job(record.id), IDEMPOTENCY_FIELD, json.dumps(idempotency_key))
             if message is not None:
                 pipe.set(self.keys.message(record.id), json.dumps(message))
+            _queue(pipe, commands)
             return None
 
         try:
@@ -173,25 +179,30 @@ class Registry:
         raw = self.client.get(self.keys.message(record.id))
         return json.loads(raw) if raw else record.payload
 
-    def create_many(self, records: Iterable[JobRecord]) -> list[JobRecord]:
-        """Store new records in one transaction, skipping ids that already have one.
-
-        Returns the records stored, so a repeated release never records (or sends) a job twice.
-        """
+    def unrecorded(self, records: Iterable[JobRecord]) -> set[str]:
+        """The ids among ``records`` that have no record yet, in one round trip."""
         records = list(records)
         try:
             check = self.client.pipeline(transaction=False)
             for record in records:
                 check.exists(self.keys.job(record.id))
-            fresh = [r for r, found in zip(records, check.execute(), strict=True) if not found]
-            pipe = self.client.pipeline(transaction=True)
-            for record in fresh:
-                self._add(pipe, record)
-            pipe.execute()
-            self.await_replicas([r.id for r in fresh])
+            found = check.execute()
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
-        return fresh
+        return {r.id for r, exists in zip(records, found, strict=True) if not exists}
+
+    def create_many(self, records: Iterable[JobRecord], commands: Iterable[Command] = ()) -> None:
+        """Store new records, and ``commands`` (their broker messages), in one transaction."""
+        records = list(records)
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            for record in records:
+                self._add(pipe, record)
+            _queue(pipe, commands)
+            pipe.execute()
+            self.await_replicas([r.id for r in records])
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
 
     def await_replicas(self, job_ids: list[str]) -> None:
         """Return once ``min_replicas`` replicas hold every write so far; else drop ``job_ids`` and raise.
@@ -334,15 +345,17 @@ class Registry:
         event: JobEvent | None = None,
         lease_until: float | None = None,
         pipe: Any = None,
+        effects: Effects | None = None,
     ) -> JobState | None:
         """Move ``job_id`` to ``to`` if it is in ``allowed`` (and on ``fence``).
 
         Sets ``fields`` and ``updated_at``, records ``event`` (or none for a silent update),
-        and sets the lease expiry (``0`` drops the lease). Returns the previous state, or
-        None when the change was refused. With ``pipe`` the change is only queued on that
-        pipeline (batch writers execute it) and None is returned.
+        and sets the lease expiry (``0`` drops the lease); ``effects`` apply with the change only.
+        Returns the previous state, or None when the change was refused. With ``pipe`` the change
+        is only queued on that pipeline (batch writers execute it) and None is returned.
         """
-        previous = self._run(job_id, to, allowed, fence, fields, event, lease_until, False, pipe)
+        reply = self._run(job_id, to, allowed, fence, fields, event, lease_until, False, pipe, effects)
+        previous = reply[0] if reply and effects is not None and pipe is None else reply
         return JobState(previous.decode()) if previous and pipe is None else None
 
     def finish(
@@ -634,6 +647,12 @@ class Registry:
             ids = self.client.zrevrange(chosen[0], offset, offset + limit - 1)
             return self.get_many(i.decode() for i in ids)
         return self.get_many(self._intersect(chosen, limit, offset))
+
+
+def _queue(pipe: Any, commands: Iterable[Command]) -> None:
+    """Queue each of ``commands`` on ``pipe``."""
+    for name, *args in commands:
+        getattr(pipe, name)(*args)
 
 
 def unreachable(error: BaseException) -> BrokerUnavailable:
