@@ -196,8 +196,7 @@ class Registry:
         records = list(records)
         try:
             pipe = self.client.pipeline(transaction=True)
-            for record in records:
-                self._add(pipe, record)
+            self._add_many(pipe, records)
             _queue(pipe, commands)
             pipe.execute()
             self.await_replicas([r.id for r in records])
@@ -233,16 +232,31 @@ class Registry:
 
     def _add(self, pipe: Any, record: JobRecord, reason: str = "submitted") -> None:
         """Queue the writes of a new record, its first event (``reason``), indexes, counters on ``pipe``."""
-        event = JobEvent(state=record.state, at=record.created_at, reason=reason)
-        pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
-        pipe.rpush(self.keys.events(record.id), event.encoded())
-        for index in self._indexes(record.type, record.queue, record.tags):
-            pipe.zadd(index, {record.id: record.created_at})
-        pipe.zadd(self.keys.index_state(record.state.value), {record.id: record.created_at})
-        pipe.hincrby(self.keys.stats(record.queue), record.state.value, 1)
-        pipe.sadd(self.keys.queues(), record.queue)
-        pipe.hincrby(self.keys.type_stats(record.type), record.state.value, 1)
-        pipe.sadd(self.keys.types(), record.type)
+        self._add_many(pipe, [record], reason)
+
+    def _add_many(self, pipe: Any, records: list[JobRecord], reason: str = "submitted") -> None:
+        """Queue the writes of new records as ``_add`` does, each index and counter written once for all."""
+        indexes: dict[str, dict[str, float]] = {}
+        counts: dict[tuple[str, str], int] = {}
+        for record in records:
+            event = JobEvent(state=record.state, at=record.created_at, reason=reason)
+            pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
+            pipe.rpush(self.keys.events(record.id), event.encoded())
+            state = record.state.value
+            for index in [
+                *self._indexes(record.type, record.queue, record.tags),
+                self.keys.index_state(state),
+            ]:
+                indexes.setdefault(index, {})[record.id] = record.created_at
+            for counter in (self.keys.stats(record.queue), self.keys.type_stats(record.type)):
+                counts[counter, state] = counts.get((counter, state), 0) + 1
+        for index, members in indexes.items():
+            pipe.zadd(index, members)
+        for (counter, state), count in counts.items():
+            pipe.hincrby(counter, state, count)
+        if records:
+            pipe.sadd(self.keys.queues(), *{r.queue for r in records})
+            pipe.sadd(self.keys.types(), *{r.type for r in records})
 
     def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
         """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
