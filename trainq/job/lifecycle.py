@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from trainq.errors import InvalidTransition
@@ -166,33 +166,9 @@ def fail_attempt(
     if not permanent and failures <= policy.max_retries:
         countdown = backoff_s(policy, failures)
         fence = record.fence + 1
-
-        def move(effects: Effects | None) -> bool:
-            return (
-                registry.transition(
-                    record.id,
-                    JobState.RETRYING,
-                    allowed={JobState.RUNNING},
-                    fence=record.fence,
-                    fields={
-                        **common,
-                        "fence": fence,
-                        "attempt": record.attempt + 1,
-                        "next_attempt_at": now + countdown,
-                    },
-                    event=JobEvent(
-                        state=JobState.RETRYING,
-                        at=now,
-                        attempt=record.attempt,
-                        worker=record.worker,
-                        reason=reason,
-                    ),
-                    lease_until=now + countdown + get_settings().lease_s,
-                    effects=effects,
-                )
-                is not None
-            )
-
+        fields = {**common, "fence": fence, "attempt": record.attempt + 1, "next_attempt_at": now + countdown}
+        lease_until = now + countdown + get_settings().lease_s
+        move = _mover(registry, record, JobState.RETRYING, {JobState.RUNNING}, fields, reason, lease_until)
         return (
             countdown
             if send.resend(task, record, fence, move, countdown=countdown, request=request)
@@ -230,29 +206,38 @@ def requeue(
     Fenced on the record's delivery; returns False (nothing sent) if another process moved it first.
     """
     fence = record.fence + 1
+    move = _mover(registry, record, JobState.QUEUED, allowed, {**(fields or {}), "fence": fence}, reason, 0)
+    return send.resend(task, record, fence, move)
+
+
+def _mover(
+    registry: Registry,
+    record: JobRecord,
+    to: JobState,
+    allowed: Iterable[JobState],
+    fields: dict[str, Any],
+    reason: str,
+    lease_until: float,
+) -> Callable[[Effects | None], bool]:
+    """``record``'s fenced move to ``to`` that its next delivery is sent with (``send.resend``)."""
 
     def move(effects: Effects | None) -> bool:
-        return (
-            registry.transition(
-                record.id,
-                JobState.QUEUED,
-                allowed=allowed,
-                fence=record.fence,
-                fields={**(fields or {}), "fence": fence},
-                event=JobEvent(
-                    state=JobState.QUEUED,
-                    at=time.time(),
-                    attempt=record.attempt,
-                    worker=record.worker,
-                    reason=reason,
-                ),
-                lease_until=0,
-                effects=effects,
-            )
-            is not None
+        event = JobEvent(
+            state=to, at=time.time(), attempt=record.attempt, worker=record.worker, reason=reason
         )
+        moved = registry.transition(
+            record.id,
+            to,
+            allowed=allowed,
+            fence=record.fence,
+            fields=fields,
+            event=event,
+            lease_until=lease_until,
+            effects=effects,
+        )
+        return moved is not None
 
-    return send.resend(task, record, fence, move)
+    return move
 
 
 def cancel(registry: Registry, record: JobRecord, reason: str = "cancelled") -> JobState:
