@@ -17,6 +17,7 @@ published after it, as a worker must never see a message before its record.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -182,8 +183,12 @@ def send_group(batch: Sequence[tuple[JobTask, JobRecord, dict[str, Any]]]) -> li
         return True
 
     try:
+        group = {"add_to_parent": False, "group_id": str(uuid.uuid4())}  # as Celery's group sends them
         deliver(
-            [Delivery(task, r, payload, r.fence, {"add_to_parent": False}) for task, r, payload in sent],
+            [
+                Delivery(task, r, payload, r.fence, {**group, "group_index": n})
+                for n, (task, r, payload) in enumerate(sent)
+            ],
             write,
         )
     except BrokerUnavailable:
