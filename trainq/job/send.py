@@ -122,8 +122,10 @@ class Delivery:
         options: dict[str, Any] | None = None,
     ) -> None:
         self.task, self.record, self.payload = task, record, payload
+        options = dict(options or {})
+        self.producer = options.pop("producer", None)  # a caller's (Celery's group sends with its own)
         self.options = {
-            **(options or {}),
+            **options,
             "task_id": record.id,
             "queue": record.queue,
             "priority": broker_priority(record.priority),
@@ -239,7 +241,7 @@ def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], boo
     """
     app = deliveries[0].task.app
     try:
-        with app.producer_or_acquire() as producer:
+        with app.producer_or_acquire(deliveries[0].producer) as producer:
             if not _shares_server(producer):
                 if write([]):
                     for delivery in deliveries:
