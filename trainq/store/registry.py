@@ -42,6 +42,8 @@ ATTEMPT_FROM_RECORD = -1
 _FINISHED_ARG = ",".join(sorted(s.value for s in FINISHED_STATES))
 
 LIST_PAGE = 200
+#: Values one ZADD of the create script takes at most (Lua's unpack has a limit): 500 members.
+_MEMBERS_PER_CALL = 1000
 
 #: A Redis command sent with the registry's writes, named as redis-py names it: ``("lpush", key, value)``.
 Command = tuple[Any, ...]
@@ -82,6 +84,7 @@ class Registry:
             lua.source("run_common", "run_succeeded", "run_failed", "transition")
         )
         self._drop = client.register_script(lua.source("drop"))
+        self._create = client.register_script(lua.source("create"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -146,28 +149,30 @@ class Registry:
         Returns ``(job_id, created)``.
         """
         key = self.keys.idempotency(idempotency_key) if idempotency_key is not None else None
+        writes: list[Command] = []
+        if key is not None:
+            writes.append(("SET", key, record.id))  # also re-claims the key of a deleted first job
+            writes.append(("HSET", self.keys.job(record.id), IDEMPOTENCY_FIELD, json.dumps(idempotency_key)))
+        if message is not None:
+            writes.append(("SET", self.keys.message(record.id), json.dumps(message)))
+        writes += commands
 
         def claim_and_add(pipe: Any) -> str | None:
             # Runs under WATCH of the key: a concurrent claim between this read and the write
             # makes the transaction fail and run again, so one key never yields two jobs.
-            if key is not None:
-                existing = pipe.get(key)
-                if existing is not None and pipe.exists(self.keys.job(existing.decode())):
-                    return str(existing.decode())
+            existing = pipe.get(key)
+            if existing is not None and pipe.exists(self.keys.job(existing.decode())):
+                return str(existing.decode())
             pipe.multi()
-            self._add(pipe, record, reason)
-            if key is not None:
-                pipe.set(key, record.id)  # also re-claims the key of a deleted first job
-                pipe.hset(self.keys.job(record.id), IDEMPOTENCY_FIELD, json.dumps(idempotency_key))
-            if message is not None:
-                pipe.set(self.keys.message(record.id), json.dumps(message))
-            _queue(pipe, commands)
+            self._add_many(pipe, [record], reason, writes)
             return None
 
         try:
-            existing = self.client.transaction(
-                claim_and_add, *([key] if key else []), value_from_callable=True
-            )
+            if key is None:
+                existing = None
+                self._add_many(self.client, [record], reason, writes)
+            else:
+                existing = self.client.transaction(claim_and_add, key, value_from_callable=True)
             if not existing:
                 self.await_replicas([record.id])
         except redis.RedisError as exc:
@@ -192,13 +197,10 @@ class Registry:
         return {r.id for r, exists in zip(records, found, strict=True) if not exists}
 
     def create_many(self, records: Iterable[JobRecord], commands: Iterable[Command] = ()) -> None:
-        """Store new records, and ``commands`` (their broker messages), in one transaction."""
+        """Store new records, and ``commands`` (their broker messages), in one script call."""
         records = list(records)
         try:
-            pipe = self.client.pipeline(transaction=True)
-            self._add_many(pipe, records)
-            _queue(pipe, commands)
-            pipe.execute()
+            self._add_many(self.client, records, writes=commands)
             self.await_replicas([r.id for r in records])
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
@@ -230,33 +232,44 @@ class Registry:
         previous = self.client.set(self.keys.master_run(), run_id, get=True)
         return previous is not None and previous.decode() != run_id
 
-    def _add(self, pipe: Any, record: JobRecord, reason: str = "submitted") -> None:
-        """Queue the writes of a new record, its first event (``reason``), indexes, counters on ``pipe``."""
-        self._add_many(pipe, [record], reason)
-
-    def _add_many(self, pipe: Any, records: list[JobRecord], reason: str = "submitted") -> None:
-        """Queue the writes of new records as ``_add`` does, each index and counter written once for all."""
-        indexes: dict[str, dict[str, float]] = {}
+    def _add_many(
+        self, client: Any, records: list[JobRecord], reason: str = "submitted", writes: Iterable[Command] = ()
+    ) -> None:
+        """Write new records, their first events (``reason``), index entries and counters, then
+        ``writes``, in one script call on ``client`` (a pipeline, or not). Each index, counter and
+        set is written once for all the records."""
+        indexes: dict[str, list[str]] = {}
         counts: dict[tuple[str, str], int] = {}
+        rows = []
         for record in records:
             event = JobEvent(state=record.state, at=record.created_at, reason=reason)
-            pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
-            pipe.rpush(self.keys.events(record.id), event.encoded())
+            fields = [part for item in record.to_hash().items() for part in item]
+            rows.append([self.keys.job(record.id), fields, self.keys.events(record.id), event.encoded()])
             state = record.state.value
             for index in [
                 *self._indexes(record.type, record.queue, record.tags),
                 self.keys.index_state(state),
             ]:
-                indexes.setdefault(index, {})[record.id] = record.created_at
+                indexes.setdefault(index, []).extend((repr(record.created_at), record.id))
             for counter in (self.keys.stats(record.queue), self.keys.type_stats(record.type)):
                 counts[counter, state] = counts.get((counter, state), 0) + 1
-        for index, members in indexes.items():
-            pipe.zadd(index, members)
-        for (counter, state), count in counts.items():
-            pipe.hincrby(counter, state, count)
-        if records:
-            pipe.sadd(self.keys.queues(), *{r.queue for r in records})
-            pipe.sadd(self.keys.types(), *{r.type for r in records})
+        doc = {
+            "records": rows,
+            "zadd": [
+                [index, *members[n : n + _MEMBERS_PER_CALL]]
+                for index, members in indexes.items()
+                for n in range(0, len(members), _MEMBERS_PER_CALL)
+            ],
+            "hincrby": [[counter, state, str(count)] for (counter, state), count in counts.items()],
+            "sadd": [
+                [self.keys.queues(), *{r.queue for r in records}],
+                [self.keys.types(), *{r.type for r in records}],
+            ]
+            if records
+            else [],
+            "writes": [[str(part) for part in command] for command in writes],
+        }
+        self._create(args=[json.dumps(doc)], client=client)
 
     def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
         """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
@@ -414,9 +427,12 @@ class Registry:
                 if pipe.exists(key):
                     return None
                 pipe.multi()
-                self._add(pipe, record)
-                if message is not None:
-                    pipe.set(self.keys.message(record.id), json.dumps(message))
+                kept = (
+                    [("SET", self.keys.message(record.id), json.dumps(message))]
+                    if message is not None
+                    else []
+                )
+                self._add_many(pipe, [record], writes=kept)
                 self._claim(pipe, record.id, record.fence, worker, lease_until)
                 raw = pipe.execute()[-1]
         except redis.WatchError:
@@ -661,12 +677,6 @@ class Registry:
             ids = self.client.zrevrange(chosen[0], offset, offset + limit - 1)
             return self.get_many(i.decode() for i in ids)
         return self.get_many(self._intersect(chosen, limit, offset))
-
-
-def _queue(pipe: Any, commands: Iterable[Command]) -> None:
-    """Queue each of ``commands`` on ``pipe``."""
-    for name, *args in commands:
-        getattr(pipe, name)(*args)
 
 
 def unreachable(error: BaseException) -> BrokerUnavailable:
