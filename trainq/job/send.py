@@ -9,9 +9,9 @@ show, ``soft_time_limit``/``time_limit`` the job's timeouts.
 When the registry is the broker's Redis, a delivery costs no round trip of its own: kombu builds
 the message as it always does (so plain Celery workers and Flower read it), the transport hands
 back its ``LPUSH`` (``trainq.broker.transport.collecting``) and that goes out with the record's
-writes in one script call (``create`` for a new job or a group, ``transition`` for a re-delivery). Otherwise
-(RabbitMQ, another Redis, replicas to wait for) the record is written first and the message
-published after it, as a worker must never see a message before its record.
+writes in one script call (``create`` for a new job or a group, ``transition`` for a re-delivery).
+Otherwise (RabbitMQ, another Redis, replicas to wait for) the record is written first and the
+message published after it, as a worker must never see a message before its record.
 """
 
 from __future__ import annotations
