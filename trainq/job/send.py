@@ -168,14 +168,17 @@ def send_new(
     return task.AsyncResult(outcome[0][0])
 
 
-def send_group(batch: Sequence[tuple[JobTask, JobRecord, dict[str, Any]]]) -> list[JobRecord]:
+def send_group(
+    batch: Sequence[tuple[JobTask, JobRecord, dict[str, Any]]], new: bool = False
+) -> list[JobRecord]:
     """Record each ``(task, record, payload)`` that has no record yet and send it; the records sent.
 
-    A constant number of round trips whatever the group's size: one to find the unrecorded, one
-    for the records and their messages. Raises BrokerUnavailable with none of them stored.
+    A constant number of round trips whatever the group's size: one to find the unrecorded (none
+    when the caller knows all are ``new``), one for the records and their messages. Raises
+    BrokerUnavailable with none of them stored.
     """
     registry = get_registry()
-    fresh = registry.unrecorded([record for _, record, _ in batch])
+    fresh = {r.id for _, r, _ in batch} if new else registry.unrecorded([r for _, r, _ in batch])
     sent = [(task, record, payload) for task, record, payload in batch if record.id in fresh]
     if not sent:
         return []

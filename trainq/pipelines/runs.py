@@ -201,15 +201,17 @@ class Runs:
         else:
             raise TrainqError(f"no free run id for pipeline {pipeline_id!r} after {RUN_ID_TRIES} tries")
         try:
-            self.send(run_id, [(job, json.loads(specs[job])) for job in graph.roots()])
+            roots = [(job, json.loads(specs[job])) for job in graph.roots()]
+            self.send(run_id, roots, new=True)  # a run id is never reused: none of its jobs has a record
         except BrokerUnavailable:
             self.delete(run_id)
             raise
         log.info("pipeline run %s started with %d jobs", run_id, len(planned))
         return run_id
 
-    def send(self, run_id: str, jobs: list[tuple[str, dict[str, Any]]]) -> list[str]:
-        """Record released ``(job, spec)`` pairs that have no record yet and send them as a group."""
+    def send(self, run_id: str, jobs: list[tuple[str, dict[str, Any]]], new: bool = False) -> list[str]:
+        """Record released ``(job, spec)`` pairs that have no record yet (all, if ``new``) and send them
+        as a group."""
         types = job_types() if jobs else {}
         batch = []
         for job, spec in jobs:
@@ -218,7 +220,7 @@ class Runs:
             record, payload, _ = task.new_record(spec["payload"], options, task_id=f"{run_id}.{job}")
             record.fence = FIRST_FENCE
             batch.append((task, record, payload))
-        sent = send.send_group(batch)  # the sweep re-sends them if the broker is down
+        sent = send.send_group(batch, new)  # the sweep re-sends them if the broker is down
         if not sent:
             return []
         if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.encode():
