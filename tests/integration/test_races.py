@@ -56,14 +56,16 @@ def test_two_submitters_racing_on_one_key_make_one_job(registry: Registry) -> No
     # given two clients, the first paused after reading the key and before writing its job
     slow, fast = Registry.from_settings(get_settings()), Registry.from_settings(get_settings())
     paused, resume = threading.Event(), threading.Event()
-    write = slow._add
+    write = slow._add_many
 
-    def paused_write(pipe: Any, record: JobRecord, reason: str = "submitted") -> None:
+    def paused_write(
+        pipe: Any, records: list[JobRecord], reason: str = "submitted", writes: Any = ()
+    ) -> None:
         paused.set()
         resume.wait(10)
-        write(pipe, record, reason)
+        write(pipe, records, reason, writes)
 
-    slow._add = paused_write  # type: ignore[method-assign]
+    slow._add_many = paused_write  # type: ignore[method-assign]
     outcomes: dict[str, tuple[str, bool]] = {}
     first = threading.Thread(target=lambda: outcomes.update(slow=slow.create(new_record("slow"), "nightly")))
     first.start()

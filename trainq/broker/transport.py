@@ -10,6 +10,10 @@ kombu envelope, or whose body is not valid base64 raises out of the event loop a
 exits (``Unrecoverable error``) or drops its connection, and the message is gone. The event
 loop's client here screens each popped entry first, in the spirit of kombu's own key-prefix
 client: a bad one goes to the quarantine (``trainq.broker.quarantine``) and the poll reads as empty.
+
+Inside ``collecting``, a publish builds its message as kombu always does but hands back its Redis
+commands (the ``LPUSH`` onto the queue's list for that priority) instead of sending them, through
+kombu's own publish-batch hook, so the caller sends them with its own writes (``trainq.job.send``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
@@ -24,6 +31,9 @@ from kombu.transport import redis as kombu_redis
 
 #: Celery's ``broker_transport`` for ``redis://`` brokers.
 TRANSPORT = "trainq.broker.transport:Transport"
+
+#: Broker URL schemes served by this transport (see ``trainq.settings``).
+SCHEMES = ("redis://", "redis+socket://")
 
 #: The body of a Celery (protocol 2) task message: ``[args, kwargs, embed]``.
 BODY_PARTS = (list, dict, dict)
@@ -112,10 +122,44 @@ def screened(client_class: type[Any], channel: kombu_redis.Channel) -> type[Any]
     return ScreeningClient
 
 
+class Collected:
+    """The Redis commands of the messages published inside ``collecting``: ``(command, *args)`` each.
+
+    Passed to kombu's ``Channel._put`` as its publish batch, which calls ``add`` for every command.
+    """
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+
+    def add(self, name: str, *args: Any) -> None:
+        self.commands.append((name, *args))
+
+
+_collected: ContextVar[Collected | None] = ContextVar("trainq_collected", default=None)
+
+
+@contextmanager
+def collecting() -> Iterator[list[tuple[Any, ...]]]:
+    """Within the block, publishes through this transport are collected, not sent: the list it gives."""
+    collected = Collected()
+    token = _collected.set(collected)
+    try:
+        yield collected.commands
+    finally:
+        _collected.reset(token)
+
+
 class Channel(kombu_redis.Channel):
-    """kombu's Redis channel, building its synchronous client once and screening what it pops."""
+    """kombu's Redis channel, building its synchronous client once, screening what it pops and
+    collecting what it would push inside ``collecting``."""
 
     _sync_client: Any = None
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        collected = _collected.get()
+        if collected is not None and kwargs.get("_publish_batch") is None:
+            kwargs["_publish_batch"] = collected
+        super()._put(queue, message, **kwargs)  # type: ignore[no-untyped-call]
 
     def _get_client(self) -> Any:
         return screened(super()._get_client(), self)  # type: ignore[no-untyped-call]

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from trainq.errors import InvalidTransition
+from trainq.job import send
 from trainq.job.record import RETRYABLE_STATES, WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.job.retry import backoff_s
 from trainq.settings import get_settings
 from trainq.store.registry import Effects, Registry
 
 if TYPE_CHECKING:
+    from celery.app.task import Context
+
     from trainq.job.task import JobTask
 
 log = logging.getLogger("trainq.job.lifecycle")
@@ -142,12 +145,19 @@ def sweep(registry: Registry) -> int:
 
 
 def fail_attempt(
-    task: JobTask, registry: Registry, record: JobRecord, reason: str, tb: str | None, permanent: bool
+    task: JobTask,
+    registry: Registry,
+    record: JobRecord,
+    reason: str,
+    tb: str | None,
+    permanent: bool,
+    request: Context | None = None,
 ) -> float | None:
-    """Record a failed attempt; return the countdown to the next one, or None if the job ended.
+    """Record a failed attempt and send the next one after its backoff; return that countdown, or
+    None if the job ended (or moved meanwhile).
 
-    The caller sends the retry (``self.retry`` in the handler's process, ``publish`` in the
-    worker's main process after a hard timeout).
+    ``request`` is the failed delivery when the handler's process fails it (the retry keeps its
+    canvas options); None in the worker's main process (after a hard timeout).
     """
     policy = task.retry_policy(record)
     failures = record.failures + 1
@@ -155,23 +165,15 @@ def fail_attempt(
     common = {"failures": failures, "error": reason, "traceback": tb}
     if not permanent and failures <= policy.max_retries:
         countdown = backoff_s(policy, failures)
-        moved = registry.transition(
-            record.id,
-            JobState.RETRYING,
-            allowed={JobState.RUNNING},
-            fence=record.fence,
-            fields={
-                **common,
-                "fence": record.fence + 1,
-                "attempt": record.attempt + 1,
-                "next_attempt_at": now + countdown,
-            },
-            event=JobEvent(
-                state=JobState.RETRYING, at=now, attempt=record.attempt, worker=record.worker, reason=reason
-            ),
-            lease_until=now + countdown + get_settings().lease_s,
+        fence = record.fence + 1
+        fields = {**common, "fence": fence, "attempt": record.attempt + 1, "next_attempt_at": now + countdown}
+        lease_until = now + countdown + get_settings().lease_s
+        move = _mover(registry, record, JobState.RETRYING, {JobState.RUNNING}, fields, reason, lease_until)
+        return (
+            countdown
+            if send.resend(task, record, fence, move, countdown=countdown, request=request)
+            else None
         )
-        return countdown if moved else None
     finish(registry, record, JobState.FAILED if permanent else JobState.DEAD, common, reason=reason)
     return None
 
@@ -204,22 +206,38 @@ def requeue(
     Fenced on the record's delivery; returns False (nothing sent) if another process moved it first.
     """
     fence = record.fence + 1
-    moved = registry.transition(
-        record.id,
-        JobState.QUEUED,
-        allowed=allowed,
-        fence=record.fence,
-        fields={**(fields or {}), "fence": fence},
-        event=JobEvent(
-            state=JobState.QUEUED, at=time.time(), attempt=record.attempt, worker=record.worker, reason=reason
-        ),
-        lease_until=0,
-    )
-    if moved:
-        from trainq.job.task import publish  # here: the task module imports this one
+    move = _mover(registry, record, JobState.QUEUED, allowed, {**(fields or {}), "fence": fence}, reason, 0)
+    return send.resend(task, record, fence, move)
 
-        publish(task, record, fence)
-    return moved is not None
+
+def _mover(
+    registry: Registry,
+    record: JobRecord,
+    to: JobState,
+    allowed: Iterable[JobState],
+    fields: dict[str, Any],
+    reason: str,
+    lease_until: float,
+) -> Callable[[Effects | None], bool]:
+    """``record``'s fenced move to ``to`` that its next delivery is sent with (``send.resend``)."""
+
+    def move(effects: Effects | None) -> bool:
+        event = JobEvent(
+            state=to, at=time.time(), attempt=record.attempt, worker=record.worker, reason=reason
+        )
+        moved = registry.transition(
+            record.id,
+            to,
+            allowed=allowed,
+            fence=record.fence,
+            fields=fields,
+            event=event,
+            lease_until=lease_until,
+            effects=effects,
+        )
+        return moved is not None
+
+    return move
 
 
 def cancel(registry: Registry, record: JobRecord, reason: str = "cancelled") -> JobState:

@@ -4,7 +4,8 @@ A job's Celery task id is its job id. Each message carries a *fence*: Celery's `
 header, which trainq bumps on every re-delivery it makes (retry, recovery, manual retry).
 A worker claims a delivery only if the registry still expects that fence, so a stale or
 duplicated message (Redis visibility timeout, RabbitMQ requeue) is dropped, never run twice.
-A first delivery (fence 0) of a job with no record was sent by a client without trainq: the
+Every message is built and sent by ``trainq.job.send``, with the record's write. A first
+delivery (fence 0) of a job with no record was sent by a client without trainq: the
 worker records and claims it in one transaction (``trainq.job.clients``). Steps Celery's canvas
 sends from a worker are recorded there, filled from the parent's result (``trainq.job.canvas``).
 """
@@ -18,32 +19,27 @@ import traceback
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, ClassVar
 
-from amqp.exceptions import MessageNacked
 from billiard.process import current_process
 from celery import Task, states
 from celery.backends.redis import RedisBackend
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from celery.result import AsyncResult
-from celery.utils.saferepr import saferepr
-from kombu.exceptions import OperationalError
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from trainq.broker.names import check_queue
 from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, JobStopped, PermanentError
 from trainq.inputs.documents import brief
-from trainq.inputs.durations import parse_duration
 from trainq.inputs.limits import MAX_ENV_NAME_CHARS
-from trainq.job import artifacts, canvas, clients, environment, lifecycle, payloads
+from trainq.job import artifacts, canvas, clients, environment, lifecycle, payloads, send
 from trainq.job.context import Job, capture_output
 from trainq.job.leases import Heartbeat
 from trainq.job.record import WAITING_STATES, JobRecord, JobState
 from trainq.job.retry import RetryPolicy, retries
-from trainq.settings import get_settings, is_redis
+from trainq.settings import get_settings
 from trainq.store.registry import Effects, Registry, get_registry
 
 log = logging.getLogger("trainq.job.task")
@@ -66,57 +62,8 @@ JOB_OPTIONS = (
 #: Options stored in record fields of their own, not in ``record.options``.
 _RECORD_FIELDS = ("key", "pipeline_id", "pipeline_job", "parent_result")
 
-#: What a failed send raises: the broker is unreachable, or RabbitMQ refused the publish (a nack).
-SEND_ERRORS = (OperationalError, OSError, MessageNacked)
-
-#: Longest payload repr a monitor is sent (Celery's own cap).
-REPR_MAX_CHARS = 1024
-
 #: True while a handler runs: a job it sends is its own call (errors raise), not a canvas step.
 _in_handler: ContextVar[bool] = ContextVar("trainq_in_handler", default=False)
-
-
-def message_reprs(record: JobRecord) -> dict[str, str]:
-    """What monitors (Flower, events) show of a delivery: the job's name and its stored, redacted payload."""
-    return {"argsrepr": f"name={record.name!r}", "kwargsrepr": saferepr(record.payload, REPR_MAX_CHARS)}
-
-
-def reveal_secrets(value: Any) -> Any:
-    """A python-mode model dump with each ``SecretStr`` replaced by its value, for the message."""
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, dict):
-        return {k: reveal_secrets(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [reveal_secrets(v) for v in value]
-    return value
-
-
-def broker_priority(priority: int) -> int:
-    """Map trainq's 0-9 (9 most urgent) onto the broker's scale (Redis serves 0 first)."""
-    if not 0 <= priority <= 9:
-        raise InvalidInput(f"priority must be between 0 and 9, got {priority}")
-    return 9 - priority if is_redis(get_settings().broker()) else priority
-
-
-def trainq_priority(priority: Any) -> int:
-    """Map a message's broker priority back onto trainq's 0-9; the default when it has none."""
-    if not isinstance(priority, int) or not 0 <= priority <= 9:
-        return get_settings().default_priority
-    return 9 - priority if is_redis(get_settings().broker()) else priority
-
-
-def time_limits(options: dict[str, Any]) -> dict[str, float]:
-    """Celery's soft and hard time limits from a job's ``timeout``/``hard_timeout`` options."""
-    if not options.get("timeout") and not options.get("hard_timeout"):
-        return {}
-    soft = parse_duration(options["timeout"]) if options.get("timeout") else None
-    hard = (
-        parse_duration(options["hard_timeout"])
-        if options.get("hard_timeout")
-        else soft + get_settings().kill_grace_s  # type: ignore[operator]
-    )
-    return {"soft_time_limit": soft or hard, "time_limit": hard}
 
 
 class JobTask(Task):
@@ -145,7 +92,7 @@ class JobTask(Task):
         handler needs them) and for the registry (masked ``**********``). Raises PayloadError."""
         model = payloads.parse(self.input_model, payload, self.job_type, self.extra)
         extras = to_jsonable_python(model.model_extra or {})  # kept by a type that allows them
-        message = to_jsonable_python(reveal_secrets(model.model_dump()))
+        message = to_jsonable_python(send.reveal_secrets(model.model_dump()))
         return {**message, **extras}, {**model.model_dump(mode="json"), **extras}
 
     def retry_policy(self, record: JobRecord | None = None) -> RetryPolicy:
@@ -171,13 +118,13 @@ class JobTask(Task):
         queue = check_queue(self.queue or self.job_type if queue is None else queue)
         if self.default_timeout and "timeout" not in job:
             job["timeout"] = self.default_timeout
-        time_limits(job)  # a bad duration raises here, before anything is written
+        send.time_limits(job)  # a bad duration raises here, before anything is written
         _check_paths_and_names(job)
         if "retry" in job:
             job["retry"] = RetryPolicy.model_validate(job["retry"]).model_dump(
                 mode="json", exclude_unset=True
             )
-        eta = _eta(options)
+        eta = send.due_at(options)
         now = time.time()
         record = JobRecord(
             id=task_id or uuid.uuid4().hex[:16],
@@ -219,16 +166,12 @@ class JobTask(Task):
     def apply_async(
         self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any
     ) -> AsyncResult:
-        """Validate, record and send a job; re-deliveries (``retries`` set) are only sent.
+        """Validate, record and send a new job (``trainq.job.send``); the message's ``retries`` is its fence.
 
         Called by Celery's canvas in a worker (a chain step, link or chord callback), the one
         positional argument is the parent's result, and a job that cannot be built is recorded
         ``failed`` instead of raising into the parent (see ``send_step``).
         """
-        if options.get("retries"):
-            if "kwargsrepr" not in options and task_id and (recorded := get_registry().find(task_id)):
-                options.update(message_reprs(recorded))
-            return super().apply_async(args, kwargs, task_id=task_id, **options)
         if self.app.current_worker_task is not None and not _in_handler.get():
             return self.send_step(args, kwargs, task_id or uuid.uuid4().hex[:16], options)
         if args:
@@ -239,24 +182,8 @@ class JobTask(Task):
         """Validate, record and send a new job; raises InvalidInput or BrokerUnavailable, nothing stored."""
         reason = options.pop("audit", None) or "submitted"  # who sent it, for the first event
         record, payload, key = self.new_record(kwargs, options, task_id)
-        registry = get_registry()
-        job_id, created = registry.create(record, key, payload if payload != record.payload else None, reason)
-        if not created:
-            return self.AsyncResult(job_id)
-        try:
-            return super().apply_async(
-                None,
-                payload,
-                task_id=job_id,
-                queue=record.queue,
-                priority=broker_priority(record.priority),
-                **message_reprs(record),
-                **time_limits(record.options),
-                **options,
-            )
-        except SEND_ERRORS as exc:
-            registry.delete(job_id)
-            raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
+        options.pop("retries", None)  # the fence is trainq's: a new job's first delivery is fence 0
+        return send.send_new(self, record, payload, key, reason, options)
 
     def send_step(self, args: Any, kwargs: Any, task_id: str, options: dict[str, Any]) -> AsyncResult:
         """Send a job Celery's canvas asks for from a worker, filled from its parent's result.
@@ -271,7 +198,7 @@ class JobTask(Task):
         kwargs = dict(kwargs or {}) if isinstance(kwargs, dict) else kwargs
         options["tags"] = {"source": canvas.CANVAS_SOURCE, **(options.get("tags") or {})}
         if "priority" in options:  # the parent's broker priority, inherited
-            options["priority"] = trainq_priority(options["priority"])
+            options["priority"] = send.trainq_priority(options["priority"])
         try:
             filled = canvas.step_payload(self.input_model, self.job_type, args, kwargs)
             parent = args[0] if args else None
@@ -360,10 +287,10 @@ class JobTask(Task):
                 self.retry_policy(record), exc
             )
             reason, tb = (environment.mask(t, job.secrets) for t in (_reason(exc), traceback.format_exc()))
-            countdown = lifecycle.fail_attempt(self, registry, record, reason, tb, permanent)
+            countdown = lifecycle.fail_attempt(self, registry, record, reason, tb, permanent, self.request)
             shown = exc if reason == _reason(exc) else JobFailed(reason)  # Celery stores what is raised
             if countdown is not None:
-                raise self.retry(countdown=countdown, exc=shown, max_retries=None) from None
+                raise Retry(exc=shown, when=countdown) from None  # the retry is sent: Celery records it
             if shown is exc:
                 raise
             raise shown from None
@@ -418,7 +345,7 @@ class JobTask(Task):
         options: dict[str, Any] = {
             "tags": {"source": clients.FOREIGN_SOURCE},
             "queue": info.get("routing_key") or None,
-            "priority": trainq_priority(info.get("priority")),
+            "priority": send.trainq_priority(info.get("priority")),
             "eta": self.request.eta,
         }
         reason = message = None
@@ -458,37 +385,6 @@ def _check_paths_and_names(job: dict[str, Any]) -> None:
     for entry in job.get("result_files") or []:
         if problem := artifacts.pattern_problem(artifacts.entry_pattern(entry)[0]):
             raise InvalidInput(f"result_files: {problem}")
-
-
-def publish(task: JobTask, record: JobRecord, fence: int, countdown: float | None = None) -> None:
-    """Send a delivery of an already recorded job carrying ``fence``."""
-    Task.apply_async(
-        task,
-        None,
-        get_registry().message_payload(record),
-        task_id=record.id,
-        queue=record.queue,
-        priority=broker_priority(record.priority),
-        retries=fence,
-        countdown=countdown,
-        **message_reprs(record),
-        **time_limits(record.options),
-    )
-
-
-def _eta(options: dict[str, Any]) -> float | None:
-    """The epoch time a delayed job is due, from Celery's ``countdown``/``eta`` options."""
-    if options.get("countdown"):
-        return time.time() + float(options["countdown"])
-    eta = options.get("eta")
-    if isinstance(eta, str):
-        eta = datetime.fromisoformat(eta)
-    if isinstance(eta, datetime):
-        if eta.tzinfo is None:
-            eta = eta.replace(tzinfo=UTC)
-        options["eta"] = eta
-        return eta.timestamp()
-    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from trainq.errors import InvalidInput, InvalidName
 from trainq.job import lifecycle
 from trainq.job.lifecycle import fail_attempt, recover, requeue
 from trainq.job.record import JobRecord, JobState
-from trainq.job.task import JobTask, publish
+from trainq.job.task import JobTask
 from trainq.job.types import task_name
 from trainq.ops import control
 from trainq.settings import get_settings
@@ -191,9 +191,7 @@ def _record_outside_failure(sender: Any, task_id: str, exception: BaseException,
         recover(sender, registry, record, reason=f"pool process lost: {exception}")
         return
     reason = f"timed out (hard time limit {exception})"
-    countdown = fail_attempt(sender, registry, record, reason, None, permanent=False)
-    if countdown is not None:
-        publish(sender, record, record.fence + 1, countdown=countdown)
+    fail_attempt(sender, registry, record, reason, None, permanent=False)
 
 
 def cancel_revoked(job_ids: Iterable[str], reason: str) -> None:

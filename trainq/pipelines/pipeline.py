@@ -6,15 +6,15 @@ of the level before it. So trainq keeps the DAG in Redis and releases jobs itsel
 
 - ``run`` validates everything first (``trainq.pipelines.dag`` and each job's type model); then one
   transaction stores the run (each job's spec, its step, and its count of unfinished
-  dependencies), one more records the roots' jobs, and the roots go out as a Celery ``group``.
+  dependencies), and the roots are recorded and sent as one group (``trainq.job.send.send_group``).
 - When a job succeeds, its finish (one script call, see ``trainq.pipelines.progress``) also
   marks it succeeded in its run, decrements its dependants' counters and returns those that
-  reached zero; they are recorded and sent as one ``group``. The run script is the only place
+  reached zero; they are recorded and sent as one group. The run script is the only place
   a job is released, so a repeated finish never sends a job twice.
 - When a job ends failed, dead or cancelled, its finish marks every waiting descendant
   ``blocked`` by it; independent branches run on; the run ends ``failed`` when nothing can.
-- A pipeline job's id is ``<run id>.<job id>``; its first delivery carries fence 1, so
-  ``JobTask.apply_async`` sends the already recorded job instead of recording it again.
+- A pipeline job's id is ``<run id>.<job id>``; its first delivery carries fence 1, so a worker
+  never takes it for a first delivery from a Celery client without trainq (fence 0, no record).
 - A process dying between recording a success and releasing (or between release and send)
   leaves a job ``released`` with a finished record, or none. ``sweep`` (each worker's reaper,
   and ``pipeline status``) finishes such releases after a grace period; records are only

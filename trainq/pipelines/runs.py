@@ -17,7 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from celery import group
 from pydantic import BaseModel
 
 from trainq.errors import (
@@ -27,7 +26,7 @@ from trainq.errors import (
     RunNotFound,
     TrainqError,
 )
-from trainq.job import artifacts, lifecycle
+from trainq.job import artifacts, lifecycle, send
 from trainq.job.record import (
     RETRYABLE_STATES,
     SCHEMA_VERSION,
@@ -36,7 +35,6 @@ from trainq.job.record import (
     JobState,
     Progress,
 )
-from trainq.job.task import SEND_ERRORS, broker_priority, message_reprs, time_limits
 from trainq.job.types import get_job_type, job_types
 from trainq.pipelines import dag
 from trainq.settings import get_settings
@@ -203,15 +201,17 @@ class Runs:
         else:
             raise TrainqError(f"no free run id for pipeline {pipeline_id!r} after {RUN_ID_TRIES} tries")
         try:
-            self.send(run_id, [(job, json.loads(specs[job])) for job in graph.roots()])
+            roots = [(job, json.loads(specs[job])) for job in graph.roots()]
+            self.send(run_id, roots, new=True)  # a run id is never reused: none of its jobs has a record
         except BrokerUnavailable:
             self.delete(run_id)
             raise
         log.info("pipeline run %s started with %d jobs", run_id, len(planned))
         return run_id
 
-    def send(self, run_id: str, jobs: list[tuple[str, dict[str, Any]]]) -> list[str]:
-        """Record released ``(job, spec)`` pairs that have no record yet and send them as a group."""
+    def send(self, run_id: str, jobs: list[tuple[str, dict[str, Any]]], new: bool = False) -> list[str]:
+        """Record released ``(job, spec)`` pairs that have no record yet (all, if ``new``) and send them
+        as a group."""
         types = job_types() if jobs else {}
         batch = []
         for job, spec in jobs:
@@ -220,32 +220,12 @@ class Runs:
             record, payload, _ = task.new_record(spec["payload"], options, task_id=f"{run_id}.{job}")
             record.fence = FIRST_FENCE
             batch.append((task, record, payload))
-        fresh = {r.id for r in self.registry.create_many(r for _, r, _ in batch)}
-        sent = [(task, r, p) for task, r, p in batch if r.id in fresh]
+        sent = send.send_group(batch, new)  # the sweep re-sends them if the broker is down
         if not sent:
             return []
-        priorities = {r.priority: broker_priority(r.priority) for _, r, _ in sent}  # one broker lookup each
-        signatures = [
-            task.signature(
-                kwargs=payload,
-                task_id=record.id,
-                queue=record.queue,
-                retries=FIRST_FENCE,
-                priority=priorities[record.priority],
-                **message_reprs(record),
-                **time_limits(record.options),
-            )
-            for task, record, payload in sent
-        ]
-        try:
-            group(signatures).apply_async(add_to_parent=False)
-        except SEND_ERRORS as exc:
-            for _, record, _ in sent:
-                self.registry.delete(record.id)  # the sweep re-sends them once the broker is back
-            raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
         if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.encode():
-            self._stop(run_id, [r.pipeline_job or "" for _, r, _ in sent])  # cancelled while we sent
-        return [r.id for _, r, _ in sent]
+            self._stop(run_id, [r.pipeline_job or "" for r in sent])  # cancelled while we sent
+        return [r.id for r in sent]
 
     def job_finished(self, record: JobRecord) -> None:
         """Release the dependants of a succeeded job, or block the descendants of a failed one."""

@@ -42,6 +42,11 @@ ATTEMPT_FROM_RECORD = -1
 _FINISHED_ARG = ",".join(sorted(s.value for s in FINISHED_STATES))
 
 LIST_PAGE = 200
+#: Values one ZADD of the create script takes at most (Lua's unpack has a limit): 500 members.
+_MEMBERS_PER_CALL = 1000
+
+#: A Redis command sent with the registry's writes, named as redis-py names it: ``("lpush", key, value)``.
+Command = tuple[Any, ...]
 
 
 class Effects:
@@ -88,6 +93,7 @@ class Registry:
             lua.source("run_common", "run_succeeded", "run_failed", "transition")
         )
         self._drop = client.register_script(lua.source("drop"))
+        self._create = client.register_script(lua.source("create"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -142,35 +148,40 @@ class Registry:
         idempotency_key: str | None = None,
         message: dict[str, Any] | None = None,
         reason: str = "submitted",
+        commands: Iterable[Command] = (),
     ) -> tuple[str, bool]:
         """Store a new record; with a key already used, return that job's id instead.
 
         ``message`` is the payload as sent when it differs from ``record.payload`` (secret fields
-        revealed); it is kept apart so re-deliveries carry it and no listing shows it.
+        revealed); it is kept apart so re-deliveries carry it and no listing shows it. ``commands``
+        (the job's broker message) go in the same transaction, only if the record is stored.
         Returns ``(job_id, created)``.
         """
         key = self.keys.idempotency(idempotency_key) if idempotency_key is not None else None
+        writes: list[Command] = []
+        if key is not None:
+            writes.append(("SET", key, record.id))  # also re-claims the key of a deleted first job
+            writes.append(("HSET", self.keys.job(record.id), IDEMPOTENCY_FIELD, json.dumps(idempotency_key)))
+        if message is not None:
+            writes.append(("SET", self.keys.message(record.id), json.dumps(message)))
+        writes += commands
 
         def claim_and_add(pipe: Any) -> str | None:
             # Runs under WATCH of the key: a concurrent claim between this read and the write
             # makes the transaction fail and run again, so one key never yields two jobs.
-            if key is not None:
-                existing = pipe.get(key)
-                if existing is not None and pipe.exists(self.keys.job(existing.decode())):
-                    return str(existing.decode())
+            existing = pipe.get(key)
+            if existing is not None and pipe.exists(self.keys.job(existing.decode())):
+                return str(existing.decode())
             pipe.multi()
-            self._add(pipe, record, reason)
-            if key is not None:
-                pipe.set(key, record.id)  # also re-claims the key of a deleted first job
-                pipe.hset(self.keys.job(record.id), IDEMPOTENCY_FIELD, json.dumps(idempotency_key))
-            if message is not None:
-                pipe.set(self.keys.message(record.id), json.dumps(message))
+            self._add_many(pipe, [record], reason, writes)
             return None
 
         try:
-            existing = self.client.transaction(
-                claim_and_add, *([key] if key else []), value_from_callable=True
-            )
+            if key is None:
+                existing = None
+                self._add_many(self.client, [record], reason, writes)
+            else:
+                existing = self.client.transaction(claim_and_add, key, value_from_callable=True)
             if not existing:
                 self.await_replicas([record.id])
         except redis.RedisError as exc:
@@ -182,25 +193,26 @@ class Registry:
         raw = self.client.get(self.keys.message(record.id))
         return json.loads(raw) if raw else record.payload
 
-    def create_many(self, records: Iterable[JobRecord]) -> list[JobRecord]:
-        """Store new records in one transaction, skipping ids that already have one.
-
-        Returns the records stored, so a repeated release never records (or sends) a job twice.
-        """
+    def unrecorded(self, records: Iterable[JobRecord]) -> set[str]:
+        """The ids among ``records`` that have no record yet, in one round trip."""
         records = list(records)
         try:
             check = self.client.pipeline(transaction=False)
             for record in records:
                 check.exists(self.keys.job(record.id))
-            fresh = [r for r, found in zip(records, check.execute(), strict=True) if not found]
-            pipe = self.client.pipeline(transaction=True)
-            for record in fresh:
-                self._add(pipe, record)
-            pipe.execute()
-            self.await_replicas([r.id for r in fresh])
+            found = check.execute()
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
-        return fresh
+        return {r.id for r, exists in zip(records, found, strict=True) if not exists}
+
+    def create_many(self, records: Iterable[JobRecord], commands: Iterable[Command] = ()) -> None:
+        """Store new records, and ``commands`` (their broker messages), in one script call."""
+        records = list(records)
+        try:
+            self._add_many(self.client, records, writes=commands)
+            self.await_replicas([r.id for r in records])
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
 
     def await_replicas(self, job_ids: list[str]) -> None:
         """Return once ``min_replicas`` replicas hold every write so far; else drop ``job_ids`` and raise.
@@ -229,18 +241,44 @@ class Registry:
         previous = self.client.set(self.keys.master_run(), run_id, get=True)
         return previous is not None and previous.decode() != run_id
 
-    def _add(self, pipe: Any, record: JobRecord, reason: str = "submitted") -> None:
-        """Queue the writes of a new record, its first event (``reason``), indexes, counters on ``pipe``."""
-        event = JobEvent(state=record.state, at=record.created_at, reason=reason)
-        pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
-        pipe.rpush(self.keys.events(record.id), event.encoded())
-        for index in self._indexes(record.type, record.queue, record.tags):
-            pipe.zadd(index, {record.id: record.created_at})
-        pipe.zadd(self.keys.index_state(record.state.value), {record.id: record.created_at})
-        pipe.hincrby(self.keys.stats(record.queue), record.state.value, 1)
-        pipe.sadd(self.keys.queues(), record.queue)
-        pipe.hincrby(self.keys.type_stats(record.type), record.state.value, 1)
-        pipe.sadd(self.keys.types(), record.type)
+    def _add_many(
+        self, client: Any, records: list[JobRecord], reason: str = "submitted", writes: Iterable[Command] = ()
+    ) -> None:
+        """Write new records, their first events (``reason``), index entries and counters, then
+        ``writes``, in one script call on ``client`` (a pipeline, or not). Each index, counter and
+        set is written once for all the records."""
+        indexes: dict[str, list[str]] = {}
+        counts: dict[tuple[str, str], int] = {}
+        rows = []
+        for record in records:
+            event = JobEvent(state=record.state, at=record.created_at, reason=reason)
+            fields = [part for item in record.to_hash().items() for part in item]
+            rows.append([self.keys.job(record.id), fields, self.keys.events(record.id), event.encoded()])
+            state = record.state.value
+            for index in [
+                *self._indexes(record.type, record.queue, record.tags),
+                self.keys.index_state(state),
+            ]:
+                indexes.setdefault(index, []).extend((repr(record.created_at), record.id))
+            for counter in (self.keys.stats(record.queue), self.keys.type_stats(record.type)):
+                counts[counter, state] = counts.get((counter, state), 0) + 1
+        doc = {
+            "records": rows,
+            "zadd": [
+                [index, *members[n : n + _MEMBERS_PER_CALL]]
+                for index, members in indexes.items()
+                for n in range(0, len(members), _MEMBERS_PER_CALL)
+            ],
+            "hincrby": [[counter, state, str(count)] for (counter, state), count in counts.items()],
+            "sadd": [
+                [self.keys.queues(), *{r.queue for r in records}],
+                [self.keys.types(), *{r.type for r in records}],
+            ]
+            if records
+            else [],
+            "writes": [[str(part) for part in command] for command in writes],
+        }
+        self._create(args=[json.dumps(doc)], client=client)
 
     def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
         """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
@@ -343,15 +381,17 @@ class Registry:
         event: JobEvent | None = None,
         lease_until: float | None = None,
         pipe: Any = None,
+        effects: Effects | None = None,
     ) -> JobState | None:
         """Move ``job_id`` to ``to`` if it is in ``allowed`` (and on ``fence``).
 
         Sets ``fields`` and ``updated_at``, records ``event`` (or none for a silent update),
-        and sets the lease expiry (``0`` drops the lease). Returns the previous state, or
-        None when the change was refused. With ``pipe`` the change is only queued on that
-        pipeline (batch writers execute it) and None is returned.
+        and sets the lease expiry (``0`` drops the lease); ``effects`` apply with the change only.
+        Returns the previous state, or None when the change was refused. With ``pipe`` the change
+        is only queued on that pipeline (batch writers execute it) and None is returned.
         """
-        previous = self._run(job_id, to, allowed, fence, fields, event, lease_until, False, pipe)
+        reply = self._run(job_id, to, allowed, fence, fields, event, lease_until, False, pipe, effects)
+        previous = reply[0] if reply and effects is not None and pipe is None else reply
         return JobState(previous.decode()) if previous and pipe is None else None
 
     def finish(
@@ -396,9 +436,12 @@ class Registry:
                 if pipe.exists(key):
                     return None
                 pipe.multi()
-                self._add(pipe, record)
-                if message is not None:
-                    pipe.set(self.keys.message(record.id), json.dumps(message))
+                kept = (
+                    [("SET", self.keys.message(record.id), json.dumps(message))]
+                    if message is not None
+                    else []
+                )
+                self._add_many(pipe, [record], writes=kept)
                 self._claim(pipe, record.id, record.fence, worker, lease_until)
                 raw = pipe.execute()[-1]
         except redis.WatchError:

@@ -1,0 +1,281 @@
+"""The one send path: a job record becomes a Celery message and goes out with the record's write.
+
+Every delivery is sent here: a new job, a pipeline's released group, and a re-delivery of a
+recorded job (a retry after backoff, a recovery, a manual retry). Each message header has one
+meaning: ``retries`` is the delivery's *fence* (the worker claims it only if the record still
+expects that fence), ``priority`` the broker's priority, ``argsrepr``/``kwargsrepr`` what monitors
+show, ``soft_time_limit``/``time_limit`` the job's timeouts.
+
+When the registry is the broker's Redis, a delivery costs no round trip of its own: kombu builds
+the message as it always does (so plain Celery workers and Flower read it), the transport hands
+back its ``LPUSH`` (``trainq.broker.transport.collecting``) and that goes out with the record's
+writes in one script call (``create`` for a new job or a group, ``transition`` for a re-delivery).
+Otherwise (RabbitMQ, another Redis, replicas to wait for) the record is written first and the
+message published after it, as a worker must never see a message before its record.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from amqp.exceptions import MessageNacked
+from celery import Task
+from celery.utils.saferepr import saferepr
+from kombu.exceptions import OperationalError
+from pydantic import SecretStr
+
+from trainq.broker import transport
+from trainq.errors import BrokerUnavailable, InvalidInput
+from trainq.inputs.durations import parse_duration
+from trainq.job.record import JobRecord
+from trainq.settings import get_settings, is_redis, redis_py_url
+from trainq.store.registry import Command, Effects, get_registry
+
+if TYPE_CHECKING:
+    from celery.app.task import Context
+    from celery.result import AsyncResult
+
+    from trainq.job.task import JobTask
+
+#: What a failed send raises: the broker is unreachable, or RabbitMQ refused the publish (a nack).
+SEND_ERRORS = (OperationalError, OSError, MessageNacked)
+
+#: Longest payload repr a monitor is sent (Celery's own cap).
+REPR_MAX_CHARS = 1024
+
+#: The fence of a new job's first delivery; a pipeline's jobs start at 1 (see ``trainq.pipelines.runs``).
+NEW_FENCE = 0
+
+
+def message_reprs(record: JobRecord) -> dict[str, str]:
+    """What monitors (Flower, events) show of a delivery: the job's name and its stored, redacted payload."""
+    return {"argsrepr": f"name={record.name!r}", "kwargsrepr": saferepr(record.payload, REPR_MAX_CHARS)}
+
+
+def reveal_secrets(value: Any) -> Any:
+    """A python-mode model dump with each ``SecretStr`` replaced by its value, for the message."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: reveal_secrets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [reveal_secrets(v) for v in value]
+    return value
+
+
+def broker_priority(priority: int) -> int:
+    """Map trainq's 0-9 (9 most urgent) onto the broker's scale (Redis serves 0 first)."""
+    if not 0 <= priority <= 9:
+        raise InvalidInput(f"priority must be between 0 and 9, got {priority}")
+    return 9 - priority if is_redis(get_settings().broker()) else priority
+
+
+def trainq_priority(priority: Any) -> int:
+    """Map a message's broker priority back onto trainq's 0-9; the default when it has none."""
+    if not isinstance(priority, int) or not 0 <= priority <= 9:
+        return get_settings().default_priority
+    return 9 - priority if is_redis(get_settings().broker()) else priority
+
+
+def time_limits(options: dict[str, Any]) -> dict[str, float]:
+    """Celery's soft and hard time limits from a job's ``timeout``/``hard_timeout`` options."""
+    if not options.get("timeout") and not options.get("hard_timeout"):
+        return {}
+    soft = parse_duration(options["timeout"]) if options.get("timeout") else None
+    hard = (
+        parse_duration(options["hard_timeout"])
+        if options.get("hard_timeout")
+        else soft + get_settings().kill_grace_s  # type: ignore[operator]
+    )
+    return {"soft_time_limit": soft or hard, "time_limit": hard}
+
+
+def due_at(options: dict[str, Any]) -> float | None:
+    """When a delayed job is due (epoch), from Celery's ``countdown``/``eta`` options; ``eta`` made aware."""
+    if options.get("countdown"):
+        return time.time() + float(options["countdown"])
+    eta = options.get("eta")
+    if isinstance(eta, str):
+        eta = datetime.fromisoformat(eta)
+    if isinstance(eta, datetime):
+        if eta.tzinfo is None:
+            eta = eta.replace(tzinfo=UTC)
+        options["eta"] = eta
+        return eta.timestamp()
+    return None
+
+
+class Delivery:
+    """One message of a recorded job, carrying ``fence``; ``options`` are Celery's (links, eta, headers)."""
+
+    def __init__(
+        self,
+        task: JobTask,
+        record: JobRecord,
+        payload: dict[str, Any],
+        fence: int,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.task, self.record, self.payload = task, record, payload
+        options = dict(options or {})
+        self.producer = options.pop("producer", None)  # a caller's (Celery's group sends with its own)
+        self.options = {
+            **options,
+            "task_id": record.id,
+            "queue": record.queue,
+            "priority": broker_priority(record.priority),
+            "retries": fence,
+            **message_reprs(record),
+            **time_limits(record.options),
+        }
+
+    def publish(self, producer: Any) -> None:
+        """Hand the message to Celery's producer (sent, or collected by the transport)."""
+        Task.apply_async(self.task, None, self.payload, producer=producer, **self.options)
+
+
+def send_new(
+    task: JobTask,
+    record: JobRecord,
+    payload: dict[str, Any],
+    key: str | None,
+    reason: str,
+    options: dict[str, Any],
+) -> AsyncResult:
+    """Record a new job (idempotency ``key``, first event's ``reason``) and send its first delivery.
+
+    With a key already used, that job's result and nothing sent. Raises BrokerUnavailable, nothing stored.
+    """
+    registry = get_registry()
+    kept = payload if payload != record.payload else None
+    outcome: list[tuple[str, bool]] = []
+
+    def write(commands: list[Command]) -> bool:
+        outcome.append(registry.create(record, key, kept, reason, commands))
+        return outcome[0][1]
+
+    try:
+        deliver([Delivery(task, record, payload, record.fence, options)], write)
+    except BrokerUnavailable:
+        if outcome and outcome[0][1]:
+            registry.delete(record.id)
+        raise
+    return task.AsyncResult(outcome[0][0])
+
+
+def send_group(
+    batch: Sequence[tuple[JobTask, JobRecord, dict[str, Any]]], new: bool = False
+) -> list[JobRecord]:
+    """Record each ``(task, record, payload)`` that has no record yet and send it; the records sent.
+
+    A constant number of round trips whatever the group's size: one to find the unrecorded (none
+    when the caller knows all are ``new``), one for the records and their messages. Raises
+    BrokerUnavailable with none of them stored.
+    """
+    registry = get_registry()
+    fresh = {r.id for _, r, _ in batch} if new else registry.unrecorded([r for _, r, _ in batch])
+    sent = [(task, record, payload) for task, record, payload in batch if record.id in fresh]
+    if not sent:
+        return []
+
+    def write(commands: list[Command]) -> bool:
+        registry.create_many([record for _, record, _ in sent], commands)
+        return True
+
+    try:
+        group = {"add_to_parent": False, "group_id": str(uuid.uuid4())}  # as Celery's group sends them
+        deliver(
+            [
+                Delivery(task, r, payload, r.fence, {**group, "group_index": n})
+                for n, (task, r, payload) in enumerate(sent)
+            ],
+            write,
+        )
+    except BrokerUnavailable:
+        registry.delete_many([r.id for _, r, _ in sent])
+        raise
+    return [r for _, r, _ in sent]
+
+
+def resend(
+    task: JobTask,
+    record: JobRecord,
+    fence: int,
+    move: Callable[[Effects | None], bool],
+    *,
+    countdown: float | None = None,
+    request: Context | None = None,
+) -> bool:
+    """Send a recorded job's next delivery carrying ``fence`` once ``move`` (its fenced transition,
+    given the message's writes as effects) applies; True if it did.
+
+    ``request`` is the delivery being retried in a worker: the new one keeps its payload and its
+    canvas options (links, chain, chord). Otherwise the payload is the registry's kept message payload.
+    """
+    options: dict[str, Any] = {"countdown": countdown} if countdown is not None else {}
+    if request is not None:
+        options = {**task.signature_from_request(request).options, **options}
+        payload = dict(request.kwargs or {})
+    else:
+        payload = get_registry().message_payload(record)
+
+    def write(commands: list[Command]) -> bool:
+        effects = None
+        if commands:
+            effects = Effects()
+            for name, *args in commands:
+                effects.command(name.upper(), *args)
+        return move(effects)
+
+    return deliver([Delivery(task, record, payload, fence, options)], write)
+
+
+def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], bool]) -> bool:
+    """Commit ``write`` (the registry writes of the deliveries' records) and send the deliveries.
+
+    ``write`` gets the messages' broker writes to commit with its own when the registry is the
+    broker's Redis (nothing is published then), else none, and the messages are published after
+    it. Nothing is sent when ``write`` returns False; its result is returned.
+    """
+    app = deliveries[0].task.app
+    try:
+        with app.producer_or_acquire(deliveries[0].producer) as producer:
+            if not _shares_server(producer):
+                if write([]):
+                    for delivery in deliveries:
+                        delivery.publish(producer)
+                    return True
+                return False
+            with transport.collecting() as commands:
+                for delivery in deliveries:
+                    delivery.publish(producer)
+    except SEND_ERRORS as exc:
+        raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
+    return write(commands)
+
+
+def _shares_server(producer: Any) -> bool:
+    """True if ``producer``'s messages can be written with the registry's own writes (same Redis)."""
+    channel = producer.channel
+    return (
+        _same_redis()
+        and isinstance(channel, transport.Channel)
+        and not channel.global_keyprefix
+        and get_registry().min_replicas <= 0  # records wait for replicas before any message goes out
+    )
+
+
+def _same_redis() -> bool:
+    """True if the broker is a plain Redis (trainq's transport) and the registry is the same server and db."""
+    settings = get_settings()
+    return _same_server(settings.broker(), settings.registry())
+
+
+@lru_cache(maxsize=8)
+def _same_server(broker: str, registry: str) -> bool:
+    return broker.startswith(transport.SCHEMES) and redis_py_url(broker) == redis_py_url(registry)
