@@ -161,6 +161,22 @@ class Keys:
         """Hash: where an interrupted ``trainq migrate`` stopped (its SCAN cursors); gone when done."""
         return f"{self.prefix}migrate"
 
+    def limits(self) -> str:
+        """Hash: concurrency key -> JSON of its policy (``trainq.job.limit.Policy``)."""
+        return f"{self.prefix}limits"
+
+    def limits_active(self) -> str:
+        """Set: concurrency keys with jobs holding a slot or parked."""
+        return f"{self.prefix}limits:active"
+
+    def limits_waiting(self) -> str:
+        """Sorted set: keys with parked jobs and a free slot, scored by their turn (virtual time)."""
+        return f"{self.prefix}limits:waiting"
+
+    def limit_prefix(self) -> str:
+        """Prefix of a key's slots (``<key>:running``), parked jobs (``:parked``), bucket (``:state``)."""
+        return f"{self.prefix}limit:"
+
     def quarantine(self) -> str:
         """List: messages workers set aside as undecodable or refused, newest first, as JSON."""
         return f"{self.prefix}quarantine"

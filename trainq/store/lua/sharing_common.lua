@@ -1,0 +1,53 @@
+-- Shared by the sharing scripts. ARGV[1] is the key prefix. Per concurrency key K:
+-- <prefix>limit:K:running (set of job ids holding a slot), :parked (list, oldest first) and
+-- :state (hash: tokens and at of its rate bucket, vt its virtual time in the round-robin).
+local P = ARGV[1]
+local LIMITS, ACTIVE, WAITING = P .. 'limits', P .. 'limits:active', P .. 'limits:waiting'
+local UNIT_S = {s = 1, m = 60, h = 3600, d = 86400}
+
+local function running(key) return P .. 'limit:' .. key .. ':running' end
+local function parked(key) return P .. 'limit:' .. key .. ':parked' end
+local function state(key) return P .. 'limit:' .. key .. ':state' end
+
+local function now_s()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+
+local function policy(key)
+  local raw = redis.call('HGET', LIMITS, key)
+  if raw then return cjson.decode(raw) end
+  return {}
+end
+
+local function has_slot(key, pol)
+  return pol.max_running == nil or redis.call('SCARD', running(key)) < pol.max_running
+end
+
+-- The bucket's tokens now (capacity one) and the seconds until a whole one.
+local function tokens(key, pol, now)
+  if pol.rate == nil then return 1, 0 end
+  local count, unit = string.match(pol.rate, '^([%d%.]+)/([smhd])$')
+  local per_s = tonumber(count) / UNIT_S[unit]
+  local saved = redis.call('HMGET', state(key), 'tokens', 'at')
+  local held = math.min(1, (tonumber(saved[1]) or 1) + (now - (tonumber(saved[2]) or now)) * per_s)
+  return held, math.max(0, (1 - held) / per_s)
+end
+
+-- Give ``job`` a slot of ``key``: take a token, move the key's turn on by 1/weight.
+local function admit(key, pol, job, held, now)
+  redis.call('SADD', running(key), job)
+  local vt = tonumber(redis.call('HGET', state(key), 'vt')) or 0
+  redis.call('HSET', state(key), 'vt', vt + 1 / (pol.weight or 1))
+  if pol.rate ~= nil then redis.call('HSET', state(key), 'tokens', held - 1, 'at', now) end
+end
+
+-- Put ``key`` among the waiting keys if it has parked jobs and a free slot; a key that was away
+-- rejoins at the turn of the earliest waiting key, so time away earns it no burst.
+local function wake(key, pol)
+  if redis.call('LLEN', parked(key)) == 0 or not has_slot(key, pol) then return end
+  local vt = tonumber(redis.call('HGET', state(key), 'vt')) or 0
+  local first = redis.call('ZRANGE', WAITING, 0, 0, 'WITHSCORES')
+  if first[2] and tonumber(first[2]) > vt then vt = tonumber(first[2]) end
+  redis.call('ZADD', WAITING, 'NX', vt, key)
+end
