@@ -38,12 +38,13 @@ from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, JobStopped
 from trainq.inputs.documents import brief
 from trainq.inputs.durations import parse_duration
 from trainq.inputs.limits import MAX_ENV_NAME_CHARS
-from trainq.job import artifacts, canvas, clients, environment, lifecycle, payloads
+from trainq.job import artifacts, canvas, clients, environment, lifecycle, limit, payloads
 from trainq.job.context import Job, capture_output
 from trainq.job.leases import Heartbeat
 from trainq.job.record import WAITING_STATES, JobRecord, JobState
 from trainq.job.retry import RetryPolicy, retries
 from trainq.settings import get_settings, is_redis
+from trainq.sharing import gate
 from trainq.store.registry import Effects, Registry, get_registry
 
 log = logging.getLogger("trainq.job.task")
@@ -62,6 +63,7 @@ JOB_OPTIONS = (
     "pipeline_job",
     "cwd",
     "parent_result",
+    "limit",
 )
 #: Options stored in record fields of their own, not in ``record.options``.
 _RECORD_FIELDS = ("key", "pipeline_id", "pipeline_job", "parent_result")
@@ -128,6 +130,7 @@ class JobTask(Task):
     extra: ClassVar[payloads.Extra] = "forbid"
     policy: ClassVar[RetryPolicy | None] = None
     default_timeout: ClassVar[str | None] = None
+    default_limit: ClassVar[dict[str, Any] | None] = None
     handler: Callable[[Job, Any], Any]
 
     acks_late = True
@@ -171,6 +174,10 @@ class JobTask(Task):
         queue = check_queue(self.queue or self.job_type if queue is None else queue)
         if self.default_timeout and "timeout" not in job:
             job["timeout"] = self.default_timeout
+        if self.default_limit and "limit" not in job:
+            job["limit"] = self.default_limit
+        if "limit" in job:
+            job["limit"] = limit.rendered(job["limit"], stored, job.get("tags") or {})
         time_limits(job)  # a bad duration raises here, before anything is written
         _check_paths_and_names(job)
         if "retry" in job:
@@ -241,7 +248,7 @@ class JobTask(Task):
         record, payload, key = self.new_record(kwargs, options, task_id)
         registry = get_registry()
         job_id, created = registry.create(record, key, payload if payload != record.payload else None, reason)
-        if not created:
+        if not created or gate.park_or_pass(record):
             return self.AsyncResult(job_id)
         try:
             return super().apply_async(

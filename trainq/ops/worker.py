@@ -29,6 +29,7 @@ from trainq.job.task import JobTask, publish
 from trainq.job.types import task_name
 from trainq.ops import control
 from trainq.settings import get_settings
+from trainq.sharing.ticker import Ticker
 from trainq.store.registry import Registry, get_registry
 
 log = logging.getLogger("trainq.ops.worker")
@@ -145,6 +146,7 @@ def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> b
 
 
 _reaper: Reaper | None = None
+_ticker: Ticker | None = None
 
 
 @signals.celeryd_after_setup.connect
@@ -167,15 +169,18 @@ def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
 
 @signals.worker_ready.connect
 def _start_reaper(sender: Any, **_: Any) -> None:
-    global _reaper
+    global _reaper, _ticker
     _reaper = Reaper(sender.app, get_registry(), get_settings().reaper_interval_s)
     _reaper.start()
+    _ticker = Ticker(get_registry())
+    _ticker.start()
 
 
 @signals.worker_shutting_down.connect
 def _stop_reaper(**_: Any) -> None:
-    if _reaper is not None:
-        _reaper.stopped.set()
+    for thread in (_reaper, _ticker):
+        if thread is not None:
+            thread.stopped.set()
 
 
 @signals.task_failure.connect

@@ -40,6 +40,7 @@ from trainq.job.task import SEND_ERRORS, broker_priority, message_reprs, time_li
 from trainq.job.types import get_job_type, job_types
 from trainq.pipelines import dag
 from trainq.settings import get_settings
+from trainq.sharing import gate
 from trainq.store import lua
 from trainq.store.registry import Registry, get_registry
 
@@ -221,9 +222,10 @@ class Runs:
             record.fence = FIRST_FENCE
             batch.append((task, record, payload))
         fresh = {r.id for r in self.registry.create_many(r for _, r, _ in batch)}
-        sent = [(task, r, p) for task, r, p in batch if r.id in fresh]
+        recorded = [(task, r, p) for task, r, p in batch if r.id in fresh]
+        sent = [(task, r, p) for task, r, p in recorded if not gate.park_or_pass(r)]
         if not sent:
-            return []
+            return [r.id for _, r, _ in recorded]
         priorities = {r.priority: broker_priority(r.priority) for _, r, _ in sent}  # one broker lookup each
         signatures = [
             task.signature(
@@ -244,8 +246,8 @@ class Runs:
                 self.registry.delete(record.id)  # the sweep re-sends them once the broker is back
             raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
         if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.encode():
-            self._stop(run_id, [r.pipeline_job or "" for _, r, _ in sent])  # cancelled while we sent
-        return [r.id for _, r, _ in sent]
+            self._stop(run_id, [r.pipeline_job or "" for _, r, _ in recorded])  # cancelled while we sent
+        return [r.id for _, r, _ in recorded]
 
     def job_finished(self, record: JobRecord) -> None:
         """Release the dependants of a succeeded job, or block the descendants of a failed one."""
