@@ -20,6 +20,7 @@ from trainq.inputs.durations import parse_duration
 from trainq.inputs.limits import MAX_CONFIG_BYTES
 from trainq.job.record import JobState
 from trainq.ops import control
+from trainq.sharing.gate import wait_reasons
 from trainq.store.registry import get_registry
 
 
@@ -131,10 +132,13 @@ def list_jobs(
         limit=limit,
         offset=offset,
     )
+    reasons = wait_reasons(records)
     if as_json:
-        print_json([r.model_dump(mode="json") for r in records])
-    else:
-        console.print(jobs_table(records))
+        print_json([{**r.model_dump(mode="json"), "waiting_for": reasons.get(r.id)} for r in records])
+        return
+    console.print(jobs_table(records))
+    for job_id, reason in reasons.items():
+        console.print(f"{job_id} {reason}", markup=False)
 
 
 @main.command()
@@ -163,11 +167,14 @@ def show(job_id: str, as_json: bool) -> None:
     registry = get_registry()
     record = registry.get(job_id)
     events = registry.events(job_id)
+    waiting_for = wait_reasons([record]).get(record.id)
     if as_json:
-        print_json({**record.model_dump(mode="json"), "events": [e.model_dump(mode="json") for e in events]})
+        events_json = [e.model_dump(mode="json") for e in events]
+        print_json({**record.model_dump(mode="json"), "waiting_for": waiting_for, "events": events_json})
         return
     console.print(f"[bold]{record.name}[/] {record.id}  {state_text(record.state)}")
     for label, value in (
+        ("why queued", waiting_for or ""),
         ("type / queue", f"{record.type} / {record.queue}"),
         ("priority", record.priority),
         ("attempt", f"{record.attempt} (failures {record.failures}, recoveries {record.recoveries})"),
