@@ -18,6 +18,7 @@ from trainq.errors import InvalidInput
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration
 from trainq.inputs.limits import MAX_CONFIG_BYTES
+from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
 from trainq.ops import control
 from trainq.sharing.gate import wait_reasons
@@ -71,6 +72,13 @@ def parse_at(text: str) -> datetime:
 @click.option("--timeout", help="Soft time limit (e.g. 1h 30m).")
 @click.option("--retries", type=click.IntRange(0), help="Override the type's max_retries.")
 @click.option("--key", help="Idempotency key: a repeat returns the first job's id.")
+@click.option("--limit-key", help="Concurrency key, a template such as 'project={tags[project]}'.")
+@click.option(
+    "--max-running",
+    type=click.IntRange(1, MAX_RUNNING_MAX),
+    help="At most this many jobs of --limit-key at once (unless the key has a limit set).",
+)
+@click.option("--rate", help="Starts allowed for --limit-key, e.g. 10/m (unless the key has a limit set).")
 def submit(
     job_type: str,
     config_text: str | None,
@@ -83,9 +91,16 @@ def submit(
     timeout: str | None,
     retries: int | None,
     key: str | None,
+    limit_key: str | None,
+    max_running: int | None,
+    rate: str | None,
 ) -> None:
     """Validate and enqueue a JOB_TYPE job; print its id."""
     options: dict[str, Any] = {"tags": parse_tags(tags)}
+    if limit_key is not None:
+        options["limit"] = {"key": limit_key, "max_running": max_running, "rate": rate}
+    elif max_running is not None or rate is not None:
+        raise InvalidInput("--max-running and --rate need --limit-key")
     if timeout:
         parse_duration(timeout, positive=True)
     for option, value in (
