@@ -4,6 +4,8 @@ changed while jobs wait. Who ran when is read from the record each probe job wri
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -12,6 +14,9 @@ from tests.fixtures import Workers, run_cli, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
 from trainq.ops.control import cancel, submit
+from trainq.ops.metrics import TrainqCollector
+from trainq.pipelines.pipeline import run_pipeline_file
+from trainq.pipelines.runs import RunState, get_runs
 
 
 def state_of(job_id: str) -> JobState:
@@ -144,5 +149,33 @@ def test_a_limit_changed_while_jobs_wait_takes_effect_within_a_second(workers: W
         lambda: [state_of(j) for j in jobs[:3]] == [JobState.RUNNING] * 3, timeout=1.0, message="3 running"
     )
     assert state_of(jobs[3]) is JobState.QUEUED
+    # and the metrics show the key's running and waiting jobs
+    gauges = {
+        (family.name, sample.labels.get("key")): sample.value
+        for family in TrainqCollector(get_registry()).collect()
+        for sample in family.samples
+    }
+    assert gauges[("trainq_limit_running", "team-x")] == 3
+    assert gauges[("trainq_limit_waiting", "team-x")] == 1
     for job in jobs:
         cancel(job)
+
+
+def test_a_pipeline_files_limit_holds_for_its_jobs(
+    workers: Workers, redis_client: Any, tmp_path: Path
+) -> None:
+    # given a pipeline of four independent jobs sharing a key with one slot, and a pool of 3
+    workers.start("probe", concurrency=3)
+    limit = {"key": "project-a", "max_running": 1}
+    jobs = [
+        {"job_id": f"j{n}", "type": "probe", "config": {"seconds": 0.2}, "limit": limit} for n in range(4)
+    ]
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"pipeline_id": "shared", "jobs": jobs}))
+    # when it runs
+    run_id = run_pipeline_file(path)
+    wait_for(lambda: get_runs().status(run_id).state is RunState.SUCCEEDED, timeout=30, message="run done")
+    # then its jobs ran one at a time
+    intervals = [run for n in range(4) for run in runs(redis_client, f"{run_id}.j{n}")]
+    assert len(intervals) == 4
+    assert most_at_once(intervals) == 1
