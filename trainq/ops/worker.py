@@ -172,7 +172,7 @@ def _start_reaper(sender: Any, **_: Any) -> None:
     global _reaper, _ticker
     _reaper = Reaper(sender.app, get_registry(), get_settings().reaper_interval_s)
     _reaper.start()
-    _ticker = Ticker(get_registry())
+    _ticker = Ticker()
     _ticker.start()
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from trainq.job.record import JobState
+from trainq.job.record import JobRecord, JobState
 from trainq.job.task import SEND_ERRORS, publish
 from trainq.job.types import job_types
-from trainq.store.registry import Registry
 from trainq.store.sharing import get_sharing
 
 log = logging.getLogger("trainq.sharing.admission")
@@ -18,23 +17,21 @@ log = logging.getLogger("trainq.sharing.admission")
 ADMIT_BATCH = 200
 
 
-def admit(registry: Registry, touched: Iterable[str] = ()) -> float | None:
+def admit(touched: Iterable[str] = ()) -> float | None:
     """Start what may start now, looking again at ``touched`` keys (a slot freed, a limit changed).
 
     Returns the seconds until a key waiting only for its rate has a token, or None.
     """
     store = get_sharing()
     started, wait = store.admit(list(touched), ADMIT_BATCH)
-    if not started:
-        return wait
-    keys = {job_id: key for key, job_id in started}
-    types = job_types()
-    for record in registry.get_many(keys):
-        if record.state is not JobState.QUEUED:
-            continue  # ended meanwhile: its finish gave the slot back
+    types = job_types() if started else {}
+    for key, raw in started:
+        record = JobRecord.from_hash(raw) if raw else None
+        if record is None or record.state is not JobState.QUEUED:
+            continue  # ended meanwhile: its finish gave the slot back (a sweep drops a vanished one's)
         try:
             publish(types[record.type], record, record.fence)
         except (*SEND_ERRORS, KeyError) as exc:  # the broker is away, or the type is not known here
             log.warning("could not send admitted job %s (%r); parked again", record.id, exc)
-            store.repark(keys[record.id], record.id)
+            store.repark(key, record.id)
     return wait

@@ -8,7 +8,7 @@ from trainq.job.lifecycle import Plugin
 from trainq.job.record import JobRecord
 from trainq.sharing.admission import admit
 from trainq.sharing.gate import key_of
-from trainq.store.registry import Effects, Registry, get_registry
+from trainq.store.registry import Effects, Registry
 from trainq.store.sharing import get_sharing
 
 
@@ -21,9 +21,9 @@ class Sharing(Plugin):
             get_sharing().release(key, record.id, effects)
 
     def finished(self, record: JobRecord, replies: list[object]) -> None:
-        """Start the jobs the freed slot lets start."""
-        if key := key_of(record):
-            admit(get_registry(), [key])
+        """Start the job the freed slot lets start, if its key has one parked (``release``'s last reply)."""
+        if (key := key_of(record)) and replies and replies[-1]:
+            admit([key])
 
     def sweep(self, registry: Registry) -> int:
         """Drop slots and parked places of jobs that ended or vanished; returns how many."""
@@ -37,5 +37,5 @@ class Sharing(Plugin):
             if gone:
                 store.drop(key, gone)
                 dropped += len(gone)
-        admit(registry, keys)
+        admit(keys)
         return dropped

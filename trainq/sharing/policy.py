@@ -8,7 +8,6 @@ from typing import Any
 from trainq.errors import InvalidInput
 from trainq.job.limit import Policy, check_key, parse_policy
 from trainq.sharing.admission import admit
-from trainq.store.registry import get_registry
 from trainq.store.sharing import KeyUse, get_sharing
 
 
@@ -18,7 +17,7 @@ def set_limit(key: str, changes: dict[str, Any]) -> Policy:
     merged = {**(store.policy(check_key(key)) or {}), **changes}
     policy = parse_policy({k: v for k, v in merged.items() if v is not None})
     store.set_policy(key, policy.stored())
-    admit(get_registry(), [key])
+    admit([key])
     return policy
 
 
@@ -26,7 +25,7 @@ def delete_limit(key: str) -> None:
     """Forget ``key``'s policy: its jobs then start without limits. Raises InvalidInput if it had none."""
     if not get_sharing().delete_policy(check_key(key)):
         raise InvalidInput(f"no limit is set for key {key!r}; see `trainq limits list`")
-    admit(get_registry(), [key])
+    admit([key])
 
 
 def key_uses() -> list[KeyUse]:

@@ -7,7 +7,6 @@ import logging
 import threading
 
 from trainq.sharing.admission import admit
-from trainq.store.registry import Registry
 
 log = logging.getLogger("trainq.sharing.ticker")
 
@@ -20,16 +19,15 @@ MIN_TICK_S = 0.005
 class Ticker(threading.Thread):
     """Runs ``admit`` every ``TICK_S``, or when the next rate token is due if that is sooner."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self) -> None:
         super().__init__(name="trainq-sharing", daemon=True)
-        self.registry = registry
         self.stopped = threading.Event()
 
     def run(self) -> None:
         wait = TICK_S
         while not self.stopped.wait(wait):
             try:
-                due = admit(self.registry)
+                due = admit()
             except Exception:  # Redis away: try again next tick; the thread must live on
                 log.exception("admission failed")
                 due = None

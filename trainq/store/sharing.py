@@ -74,21 +74,28 @@ class SharingStore:
         pipe.lpush(self._key(key, "parked"), job_id)
         pipe.execute()
 
-    def admit(self, touched: list[str], most: int) -> tuple[list[tuple[str, str]], float | None]:
+    def admit(
+        self, touched: list[str], most: int
+    ) -> tuple[list[tuple[str, dict[bytes, bytes]]], float | None]:
         """Start up to ``most`` parked jobs, looking again at ``touched`` keys first.
 
-        Returns the ``(key, job id)`` pairs that got a slot (the caller sends them) and the seconds until
-        a key that waits only for its rate has a token (None if none does).
+        Returns each started job's key and record (as HGETALL reads it; empty if it has none), for
+        the caller to send, and the seconds until a key waiting only for its rate has a token (or None).
         """
-        reply = self._admit(keys=[], args=[self.keys.prefix, most, *touched])
-        pairs = [(reply[n].decode(), reply[n + 1].decode()) for n in range(0, len(reply) - 1, 2)]
+        reply = self._admit(keys=[], args=[self.keys.prefix, most, self.keys.job(""), *touched])
+        started = [
+            (reply[n].decode(), dict(zip(reply[n + 2][::2], reply[n + 2][1::2], strict=True)))
+            for n in range(0, len(reply) - 1, 3)
+        ]
         wait = float(reply[-1])
-        return pairs, None if wait < 0 else wait
+        return started, None if wait < 0 else wait
 
     def release(self, key: str, job_id: str, effects: Effects) -> None:
-        """Queue the writes that give ``job_id``'s slot back (or unpark it) with its finish."""
+        """Queue the writes that give ``job_id``'s slot back (or unpark it) with its finish; the last
+        one's reply is how many jobs of ``key`` are still parked."""
         effects.command("SREM", self._key(key, "running"), job_id)
         effects.command("LREM", self._key(key, "parked"), 0, job_id)
+        effects.command("LLEN", self._key(key, "parked"))
 
     def holders(self, key: str) -> tuple[list[str], list[str]]:
         """The ids of the jobs holding ``key``'s slots and of those parked for it (oldest first)."""
