@@ -1,6 +1,6 @@
-"""What runs inside a worker process besides tasks: the lease reaper, paused queues,
-recording failures that happen outside the handler (hard timeouts, a pool process lost),
-Celery's revoke (``celery control revoke``, Flower) recorded as a cancel, and messages Celery
+"""What runs inside a worker process besides tasks: the lease reaper, the sharing admission
+ticker (``trainq.sharing.ticker``), paused queues, recording failures that happen outside the
+handler (hard timeouts, a pool process lost), Celery's revoke (``celery control revoke``, Flower) recorded as a cancel, and messages Celery
 refuses set aside (``trainq.broker.quarantine``).
 """
 
@@ -168,7 +168,7 @@ def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
 
 
 @signals.worker_ready.connect
-def _start_reaper(sender: Any, **_: Any) -> None:
+def _start_threads(sender: Any, **_: Any) -> None:
     global _reaper, _ticker
     _reaper = Reaper(sender.app, get_registry(), get_settings().reaper_interval_s)
     _reaper.start()
@@ -177,7 +177,7 @@ def _start_reaper(sender: Any, **_: Any) -> None:
 
 
 @signals.worker_shutting_down.connect
-def _stop_reaper(**_: Any) -> None:
+def _stop_threads(**_: Any) -> None:
     for thread in (_reaper, _ticker):
         if thread is not None:
             thread.stopped.set()
