@@ -1,7 +1,7 @@
 """What runs inside a worker process besides tasks: the lease reaper, the sharing admission
 ticker (``trainq.sharing.ticker``), paused queues, recording failures that happen outside the
-handler (hard timeouts, a pool process lost), Celery's revoke (``celery control revoke``, Flower) recorded as a cancel, and messages Celery
-refuses set aside (``trainq.broker.quarantine``).
+handler (hard timeouts, a pool process lost), Celery's revoke (``celery control revoke``, Flower)
+recorded as a cancel, and messages Celery refuses set aside (``trainq.broker.quarantine``).
 """
 
 from __future__ import annotations
