@@ -5,6 +5,7 @@ changed while jobs wait. Who ran when is read from the record each probe job wri
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,18 @@ def test_a_pipeline_files_limit_holds_for_its_jobs(
     intervals = [run for n in range(4) for run in runs(redis_client, f"{run_id}.j{n}")]
     assert len(intervals) == 4
     assert most_at_once(intervals) == 1
+
+
+def test_a_delayed_job_parked_for_a_slot_still_waits_for_its_time(
+    workers: Workers, redis_client: Any
+) -> None:
+    # given a key with one slot, held by a running job
+    workers.start("probe", concurrency=2)
+    limit = {"key": "nightly-box", "max_running": 1}
+    first = submit("probe", {"seconds": 0.3}, limit=limit)
+    # when a job of that key due in 2 seconds is sent (and parked)
+    sent_at = time.time()
+    later = submit("probe", {}, limit=limit, countdown=2)
+    # then it starts once the slot is free and its time has come, not before
+    wait_for(lambda: all_done([first, later]), timeout=20, message="both done")
+    assert runs(redis_client, later)[0][0] >= sent_at + 2

@@ -4,6 +4,7 @@ keys, and send each through the one send path (``trainq.job.task.publish``)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from trainq.job.record import JobRecord, JobState
@@ -27,10 +28,11 @@ def admit(touched: Iterable[str] = ()) -> float | None:
     types = job_types() if started else {}
     for key, raw in started:
         record = JobRecord.from_hash(raw) if raw else None
-        if record is None or record.state is not JobState.QUEUED:
+        if record is None or record.state not in (JobState.QUEUED, JobState.DELAYED):
             continue  # ended meanwhile: its finish gave the slot back (a sweep drops a vanished one's)
+        countdown = max(record.eta - time.time(), 0.0) if record.eta else None  # a delayed job keeps its time
         try:
-            publish(types[record.type], record, record.fence)
+            publish(types[record.type], record, record.fence, countdown)
         except (*SEND_ERRORS, KeyError) as exc:  # the broker is away, or the type is not known here
             log.warning("could not send admitted job %s (%r); parked again", record.id, exc)
             store.repark(key, record.id)
