@@ -1,5 +1,6 @@
 """The sharing store's decisions (real Redis, no workers): turns between keys by weight, a rate's
-next token, a parked job leaving the line when cancelled, and keyless jobs never touching it."""
+next token, a parked job leaving the line when cancelled, keyless jobs never touching it, and the
+sweep giving back the slots of vanished jobs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from trainq import JobState, get_registry
 from trainq.ops.control import cancel, submit
+from trainq.sharing.plugin import Sharing
 from trainq.store.sharing import SharingStore, get_sharing
 
 
@@ -60,3 +62,15 @@ def test_a_cancelled_parked_job_leaves_the_line_and_keyless_jobs_touch_nothing(r
     before = set(redis_client.keys("*limit*"))
     submit("probe", {})
     assert set(redis_client.keys("*limit*")) == before
+
+
+def test_a_sweep_gives_back_the_slots_of_jobs_whose_records_are_gone(registry: Any) -> None:
+    # given a key whose slot and parked place are held by ids with no record (e.g. a send that failed)
+    store = SharingStore(registry.client, registry.keys)
+    park(store, "ghosts", 2, {"max_running": 1})
+    kept = submit("probe", {}, limit={"key": "ghosts", "max_running": 1})
+    # when a worker's reaper sweeps
+    dropped = Sharing().sweep(registry)
+    # then both are forgotten, and the real job, parked behind them, got the slot
+    assert dropped == 2
+    assert store.holders("ghosts") == ([kept], [])

@@ -29,12 +29,12 @@ class Sharing(Plugin):
         """Drop slots and parked places of jobs that ended or vanished; returns how many."""
         store = get_sharing()
         keys = store.active()
+        holders = store.holders_of(keys)
+        ids = [job_id for running, parked in holders.values() for job_id in (*running, *parked)]
+        alive = {r.id for r in registry.get_many(ids) if not r.state.finished}
         dropped = 0
-        for key in keys:
-            running, parked = store.holders(key)
-            alive = {r.id for r in registry.get_many([*running, *parked]) if not r.state.finished}
-            gone = [job_id for job_id in (*running, *parked) if job_id not in alive]
-            if gone:
+        for key, (running, parked) in holders.items():
+            if gone := [job_id for job_id in (*running, *parked) if job_id not in alive]:
                 store.drop(key, gone)
                 dropped += len(gone)
         admit(keys)

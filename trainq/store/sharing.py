@@ -99,11 +99,19 @@ class SharingStore:
 
     def holders(self, key: str) -> tuple[list[str], list[str]]:
         """The ids of the jobs holding ``key``'s slots and of those parked for it (oldest first)."""
+        return self.holders_of([key])[key]
+
+    def holders_of(self, keys: list[str]) -> dict[str, tuple[list[str], list[str]]]:
+        """``holders`` of each of ``keys``, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.smembers(self._key(key, "running"))
-        pipe.lrange(self._key(key, "parked"), 0, -1)
-        running, parked = pipe.execute()
-        return sorted(j.decode() for j in running), [j.decode() for j in parked]
+        for key in keys:
+            pipe.smembers(self._key(key, "running"))
+            pipe.lrange(self._key(key, "parked"), 0, -1)
+        replies = pipe.execute()
+        return {
+            key: (sorted(j.decode() for j in running), [j.decode() for j in parked])
+            for key, running, parked in zip(keys, replies[::2], replies[1::2], strict=True)
+        }
 
     def drop(self, key: str, job_ids: list[str]) -> None:
         """Forget ``job_ids`` as holders or parked jobs of ``key`` (they ended without a finish)."""
