@@ -24,11 +24,16 @@ class Ticker(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        wait = TICK_S
+        wait, failing = TICK_S, False
         while not self.stopped.wait(wait):
             try:
                 due = admit()
-            except Exception:  # Redis away: try again next tick; the thread must live on
-                log.exception("admission failed")
-                due = None
+            except Exception:  # Redis away: try again next tick (logged once); the thread must live on
+                if not failing:
+                    log.exception("admission failed; retrying every %ss", TICK_S)
+                failing, due = True, None
+            else:
+                if failing:
+                    log.info("admission works again")
+                failing = False
             wait = TICK_S if due is None else min(TICK_S, max(MIN_TICK_S, due))
