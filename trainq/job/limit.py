@@ -32,7 +32,7 @@ _FIELD_RULE = "use {field} for a payload field or {tags[name]} for a tag"
 
 def rate_per_s(rate: str) -> float:
     """Starts per second of a rate such as ``10/m``; raises InvalidInput."""
-    match = RATE.fullmatch(rate.strip())
+    match = RATE.fullmatch(rate)
     if not match or float(match.group(1)) <= 0:
         raise InvalidInput(f"rate {brief(rate)} is invalid: {RATE_RULE}")
     return float(match.group(1)) / _UNIT_S[match.group(2)]
