@@ -174,8 +174,16 @@ class Keys:
         return f"{self.prefix}limits:waiting"
 
     def limit_prefix(self) -> str:
-        """Prefix of a key's slots (``<key>:running``), parked jobs (``:parked``), bucket (``:state``)."""
+        """Prefix of each concurrency key's own keys (the sharing scripts build them from it)."""
         return f"{self.prefix}limit:"
+
+    def limit_running(self, key: str) -> str:
+        """Set: ids of the jobs holding a slot of concurrency ``key``."""
+        return f"{self.limit_prefix()}{key}:running"
+
+    def limit_parked(self, key: str) -> str:
+        """List: ids of the jobs parked for concurrency ``key``, oldest first."""
+        return f"{self.limit_prefix()}{key}:parked"
 
     def quarantine(self) -> str:
         """List: messages workers set aside as undecodable or refused, newest first, as JSON."""

@@ -49,15 +49,17 @@ class SharingStore:
         self._park = client.register_script(lua.source("sharing_common", "sharing_park"))
         self._admit = client.register_script(lua.source("sharing_common", "sharing_admit"))
 
-    def _key(self, key: str, part: str) -> str:
-        return f"{self.keys.limit_prefix()}{key}:{part}"
+    def _names(self) -> list[str]:
+        """The key names every sharing script starts its arguments with (``sharing_common.lua``)."""
+        k = self.keys
+        return [k.limits(), k.limits_active(), k.limits_waiting(), k.limit_prefix()]
 
     def park_or_pass(self, key: str, job_id: str, policy: dict[str, Any] | None) -> Arrival:
         """Give ``job_id`` a slot of ``key`` now, or park it. ``policy`` becomes the key's policy
         unless it has one."""
         brought = json.dumps(policy) if policy else ""
         passed, running, most, rate, supersede = self._park(
-            keys=[], args=[self.keys.prefix, key, job_id, brought]
+            keys=[], args=[*self._names(), key, job_id, brought]
         )
         return Arrival(
             bool(passed),
@@ -70,8 +72,8 @@ class SharingStore:
     def repark(self, key: str, job_id: str) -> None:
         """Give a slot back and park its job first in line again (its send failed); a sweep wakes the key."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.srem(self._key(key, "running"), job_id)
-        pipe.lpush(self._key(key, "parked"), job_id)
+        pipe.srem(self.keys.limit_running(key), job_id)
+        pipe.lpush(self.keys.limit_parked(key), job_id)
         pipe.execute()
 
     def admit(
@@ -82,7 +84,7 @@ class SharingStore:
         Returns each started job's key and record (as HGETALL reads it; empty if it has none), for
         the caller to send, and the seconds until a key waiting only for its rate has a token (or None).
         """
-        reply = self._admit(keys=[], args=[self.keys.prefix, most, self.keys.job(""), *touched])
+        reply = self._admit(keys=[], args=[*self._names(), most, self.keys.job(""), *touched])
         started = [
             (reply[n].decode(), dict(zip(reply[n + 2][::2], reply[n + 2][1::2], strict=True)))
             for n in range(0, len(reply) - 1, 3)
@@ -93,9 +95,9 @@ class SharingStore:
     def release(self, key: str, job_id: str, effects: Effects) -> None:
         """Queue the writes that give ``job_id``'s slot back (or unpark it) with its finish; the last
         one's reply is how many jobs of ``key`` are still parked."""
-        effects.command("SREM", self._key(key, "running"), job_id)
-        effects.command("LREM", self._key(key, "parked"), 0, job_id)
-        effects.command("LLEN", self._key(key, "parked"))
+        effects.command("SREM", self.keys.limit_running(key), job_id)
+        effects.command("LREM", self.keys.limit_parked(key), 0, job_id)
+        effects.command("LLEN", self.keys.limit_parked(key))
 
     def holders(self, key: str) -> tuple[list[str], list[str]]:
         """The ids of the jobs holding ``key``'s slots and of those parked for it (oldest first)."""
@@ -105,8 +107,8 @@ class SharingStore:
         """``holders`` of each of ``keys``, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.smembers(self._key(key, "running"))
-            pipe.lrange(self._key(key, "parked"), 0, -1)
+            pipe.smembers(self.keys.limit_running(key))
+            pipe.lrange(self.keys.limit_parked(key), 0, -1)
         replies = pipe.execute()
         return {
             key: (sorted(j.decode() for j in running), [j.decode() for j in parked])
@@ -117,8 +119,8 @@ class SharingStore:
         """Forget ``job_ids`` as holders or parked jobs of ``key`` (they ended without a finish)."""
         pipe = self.client.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.srem(self._key(key, "running"), job_id)
-            pipe.lrem(self._key(key, "parked"), 0, job_id)
+            pipe.srem(self.keys.limit_running(key), job_id)
+            pipe.lrem(self.keys.limit_parked(key), 0, job_id)
         pipe.execute()
 
     def active(self) -> list[str]:
@@ -145,8 +147,8 @@ class SharingStore:
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.hget(self.keys.limits(), key)
-            pipe.scard(self._key(key, "running"))
-            pipe.llen(self._key(key, "parked"))
+            pipe.scard(self.keys.limit_running(key))
+            pipe.llen(self.keys.limit_parked(key))
         replies = pipe.execute()
         return [
             KeyUse(key, json.loads(raw) if raw else {}, running, waiting)

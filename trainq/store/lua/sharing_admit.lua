@@ -1,10 +1,10 @@
 -- Start parked jobs while some key has one, a free slot and a token: the waiting keys take turns
--- by virtual time (a key's turn moves on by 1/weight a start). ARGV prefix, most to start, the
+-- by virtual time (a key's turn moves on by 1/weight a start). ARGV[5..] most to start, the
 -- prefix of job records, then keys to look at again (a slot freed, a limit changed). Returns
 -- {key1, job1, record1, key2, ..., seconds until the next token of a key waiting only for its
 -- rate, or -1}, each record as HGETALL reads it (the caller sends the job with it).
-local most, records, next_s = tonumber(ARGV[2]), ARGV[3], -1
-for i = 4, #ARGV do
+local most, records, next_s = tonumber(ARGV[5]), ARGV[6], -1
+for i = 7, #ARGV do
   local key = ARGV[i]
   if redis.call('SCARD', running(key)) + redis.call('LLEN', parked(key)) == 0 then
     redis.call('SREM', ACTIVE, key)

@@ -1,13 +1,13 @@
--- Shared by the sharing scripts. ARGV[1] is the key prefix. Per concurrency key K:
--- <prefix>limit:K:running (set of job ids holding a slot), :parked (list, oldest first) and
--- :state (hash: tokens and at of its rate bucket, vt its virtual time in the round-robin).
-local P = ARGV[1]
-local LIMITS, ACTIVE, WAITING = P .. 'limits', P .. 'limits:active', P .. 'limits:waiting'
+-- Shared by the sharing scripts. ARGV[1..4] name the policies hash, the active keys set, the
+-- waiting keys sorted set and the prefix of each concurrency key K's own keys: <prefix>K:running
+-- (set of job ids holding a slot), :parked (list, oldest first) and :state (hash: tokens and at of
+-- its rate bucket, vt its virtual time in the round-robin). See trainq/store/keys.py.
+local LIMITS, ACTIVE, WAITING, P = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local UNIT_S = {s = 1, m = 60, h = 3600, d = 86400}
 
-local function running(key) return P .. 'limit:' .. key .. ':running' end
-local function parked(key) return P .. 'limit:' .. key .. ':parked' end
-local function state(key) return P .. 'limit:' .. key .. ':state' end
+local function running(key) return P .. key .. ':running' end
+local function parked(key) return P .. key .. ':parked' end
+local function state(key) return P .. key .. ':state' end
 
 local function now_s()
   local t = redis.call('TIME')

@@ -1,8 +1,8 @@
--- A keyed job arrives: ARGV prefix, key, job id, the policy the job brings ('' for none).
+-- A keyed job arrives: ARGV[5..7] its key, its id and the policy it brings ('' for none).
 -- It passes (takes a slot and a token) when its key has none parked, a free slot and a token;
 -- else it is parked. Returns {1 passed or 0 parked, running, max_running or -1, rate or '',
 -- supersede or ''}.
-local key, job, brought = ARGV[2], ARGV[3], ARGV[4]
+local key, job, brought = ARGV[5], ARGV[6], ARGV[7]
 if brought ~= '' then redis.call('HSETNX', LIMITS, key, brought) end
 redis.call('SADD', ACTIVE, key)
 local pol, now, passed = policy(key), now_s(), 0
