@@ -127,6 +127,10 @@ def test_a_newer_job_supersedes_or_is_refused(workers: Workers) -> None:
     refused = get_registry().get(second)
     assert refused.state is JobState.CANCELLED
     assert refused.error == f"refused: job {first} of nightly is still waiting or running"
+    # and the CLI says so
+    again = run_cli("submit", "probe", "--limit-key", "nightly")
+    assert again.returncode == 0
+    assert f"was not started: refused: job {first} of nightly" in again.stderr
     assert state_of(first) is JobState.RUNNING
     cancel(first)
 
@@ -142,6 +146,8 @@ def test_a_limit_changed_while_jobs_wait_takes_effect_within_a_second(workers: W
     assert "waiting for a slot of team-x (1/1 running)" in shown.stdout, shown.stdout
     listed = run_cli("list", "--state", "queued")
     assert f"{jobs[3]} waiting for a slot of team-x (1/1 running)" in listed.stdout, listed.stdout
+    status = run_cli("status", "--once")
+    assert "team-x" in status.stdout, status.stdout
     # when the limit is raised
     changed = run_cli("limits", "set", "team-x", "3")
     assert changed.returncode == 0, changed.stderr

@@ -118,7 +118,10 @@ def submit(
         options["countdown"] = parse_duration(delay)
     if at_text:
         options["eta"] = parse_at(at_text)
-    click.echo(control.submit(job_type, parse_config(config_text), **options))
+    job_id = control.submit(job_type, parse_config(config_text), **options)
+    click.echo(job_id)
+    if limit_key is not None and (record := get_registry().get(job_id)).state is JobState.CANCELLED:
+        click.echo(f"{job_id} was not started: {record.error}", err=True)  # its key's supersede refused it
 
 
 @main.command("list")
