@@ -24,13 +24,18 @@ local function has_slot(key, pol)
   return pol.max_running == nil or redis.call('SCARD', running(key)) < pol.max_running
 end
 
--- The bucket's tokens now (capacity one) and the seconds until a whole one.
+-- A start up to one admission tick late (trainq.sharing.ticker.TICK_S) keeps its lateness as credit,
+-- so ticks do not slow a rate down; an idle key gains no more than that.
+local LATE_S = 0.1
+
+-- The bucket's tokens now (capacity one, plus one tick's worth) and the seconds until a whole one.
 local function tokens(key, pol, now)
   if pol.rate == nil then return 1, 0 end
   local count, unit = string.match(pol.rate, '^([%d%.]+)/([smhd])$')
   local per_s = tonumber(count) / UNIT_S[unit]
   local saved = redis.call('HMGET', state(key), 'tokens', 'at')
-  local held = math.min(1, (tonumber(saved[1]) or 1) + (now - (tonumber(saved[2]) or now)) * per_s)
+  local capacity = 1 + math.min(1, LATE_S * per_s)
+  local held = math.min(capacity, (tonumber(saved[1]) or 1) + (now - (tonumber(saved[2]) or now)) * per_s)
   return held, math.max(0, (1 - held) / per_s)
 end
 
