@@ -1,4 +1,4 @@
-"""Case 12 (sharing): the drain of keyed no-ops against keyless ones (issue 16).
+"""Case 11 (sharing): the drain of keyed no-ops against keyless ones (issue 16).
 
 The queue is filled with no worker running: a ``start`` stamp job, then N no-ops, keyless or spread
 over ``KEYS`` concurrency keys of ``max_running`` 2 (each key lets two through; the rest are parked,
@@ -59,7 +59,7 @@ def run(env: BenchEnv, sizes: Sizes) -> list[Row]:
     spread = ", ".join(f"{name} {'/'.join(f'{r:.0f}' for r in rates)}" for name, rates in runs.items())
     return [
         Row(
-            "12 sharing",
+            "11 sharing",
             env.broker,
             f"drain at {KEYS:,} keys (jobs/s)",
             {name: median(rates) for name, rates in runs.items()},
