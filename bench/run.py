@@ -38,6 +38,7 @@ CASES = (
     "retention",
     "replicas",
     "redis-cost",
+    "sharing",
 )
 
 
@@ -51,6 +52,7 @@ def case_function(name: str) -> Callable[[BenchEnv, Sizes], list[Row]]:
         registry_scale,
         replicas,
         retention,
+        sharing,
         throughput,
     )
 
@@ -65,6 +67,7 @@ def case_function(name: str) -> Callable[[BenchEnv, Sizes], list[Row]]:
         "retention": retention.run,
         "replicas": replicas.run,
         "redis-cost": redis_cost.run,
+        "sharing": sharing.run,
     }
     return functions[name]
 

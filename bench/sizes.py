@@ -26,6 +26,7 @@ class Sizes:
     reads: int = 20
     cli_runs: int = 5
     redis_cost: int = 2_000
+    sharing: int = 5_000
 
 
 QUICK = Sizes(
@@ -46,4 +47,5 @@ QUICK = Sizes(
     reads=2,
     cli_runs=0,
     redis_cost=100,
+    sharing=100,
 )

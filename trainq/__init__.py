@@ -19,10 +19,11 @@ from trainq.ops.metrics import Metrics
 from trainq.pipelines.pipeline import Pipeline, load_pipeline, run_pipeline_file
 from trainq.pipelines.progress import RunProgress
 from trainq.settings import Settings, get_settings
+from trainq.sharing.plugin import Sharing
 from trainq.store.registry import Registry, get_registry
 
 #: What reacts to every job's lifecycle, in order, in every process (``trainq.job.lifecycle.Plugin``).
-lifecycle.use(Artifacts(), RunProgress(), Metrics())
+lifecycle.use(Artifacts(), RunProgress(), Metrics(), Sharing())
 
 __all__ = [
     # Jobs

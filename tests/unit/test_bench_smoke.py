@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.fixtures import ROOT
 
 #: The leading number of every case's rows.
-CASES = {str(n) for n in range(1, 11)}
+CASES = {str(n) for n in range(1, 12)}
 
 
 def test_quick_bench_measures_every_case(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The package's import direction: each part imports only the parts below it, and no cycle.
 
-Order, bottom up: errors/settings, inputs, store, broker (with the Celery app), job, pipelines,
-schedules, ops, then cli and web. Read from the source (``ast``), so an import inside a function
+Order, bottom up: errors/settings, inputs, store, broker (with the Celery app), job, sharing,
+pipelines, schedules, ops, then cli and web. Read from the source (``ast``), so an import inside a function
 counts too; the few exceptions are listed with their reason.
 """
 
@@ -21,12 +21,13 @@ LEVELS = {
     "broker": 3,
     "celery": 3,
     "job": 4,
-    "pipelines": 5,
-    "schedules": 6,
-    "ops": 7,
-    "cli": 8,
-    "web": 8,
-    "__main__": 9,
+    "sharing": 5,
+    "pipelines": 6,
+    "schedules": 7,
+    "ops": 8,
+    "cli": 9,
+    "web": 9,
+    "__main__": 10,
 }
 
 #: Imports against the order, each with its reason: (importing module, imported module) -> why.
@@ -42,6 +43,10 @@ EXCEPTIONS = {
     ("trainq.settings", "trainq.broker.names"): "Celery's config refuses pools on reserved queue names",
     ("trainq.settings", "trainq.broker.transport"): "Celery's config names trainq's Redis transport",
     ("trainq.ops.stack", "trainq.web.server"): "the local stack starts the web server when asked",
+    (
+        "trainq.job.task",
+        "trainq.sharing",
+    ): "a new job meets the sharing gate, which sits above job (it sends)",
 }
 
 

@@ -18,8 +18,10 @@ from trainq.errors import InvalidInput
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration
 from trainq.inputs.limits import MAX_CONFIG_BYTES
+from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
 from trainq.ops import control
+from trainq.sharing.gate import wait_reasons
 from trainq.store.registry import get_registry
 
 
@@ -70,6 +72,13 @@ def parse_at(text: str) -> datetime:
 @click.option("--timeout", help="Soft time limit (e.g. 1h 30m).")
 @click.option("--retries", type=click.IntRange(0), help="Override the type's max_retries.")
 @click.option("--key", help="Idempotency key: a repeat returns the first job's id.")
+@click.option("--limit-key", help="Concurrency key, a template such as 'project={tags[project]}'.")
+@click.option(
+    "--max-running",
+    type=click.IntRange(1, MAX_RUNNING_MAX),
+    help="At most this many jobs of --limit-key at once (unless the key has a limit set).",
+)
+@click.option("--rate", help="Starts allowed for --limit-key, e.g. 10/m (unless the key has a limit set).")
 def submit(
     job_type: str,
     config_text: str | None,
@@ -82,9 +91,16 @@ def submit(
     timeout: str | None,
     retries: int | None,
     key: str | None,
+    limit_key: str | None,
+    max_running: int | None,
+    rate: str | None,
 ) -> None:
     """Validate and enqueue a JOB_TYPE job; print its id."""
     options: dict[str, Any] = {"tags": parse_tags(tags)}
+    if limit_key is not None:
+        options["limit"] = {"key": limit_key, "max_running": max_running, "rate": rate}
+    elif max_running is not None or rate is not None:
+        raise InvalidInput("--max-running and --rate need --limit-key")
     if timeout:
         parse_duration(timeout, positive=True)
     for option, value in (
@@ -102,7 +118,10 @@ def submit(
         options["countdown"] = parse_duration(delay)
     if at_text:
         options["eta"] = parse_at(at_text)
-    click.echo(control.submit(job_type, parse_config(config_text), **options))
+    job_id = control.submit(job_type, parse_config(config_text), **options)
+    click.echo(job_id)
+    if limit_key is not None and (record := get_registry().get(job_id)).state is JobState.CANCELLED:
+        click.echo(f"{job_id} was not started: {record.error}", err=True)  # its key's supersede refused it
 
 
 @main.command("list")
@@ -131,10 +150,13 @@ def list_jobs(
         limit=limit,
         offset=offset,
     )
+    reasons = wait_reasons(records)
     if as_json:
-        print_json([r.model_dump(mode="json") for r in records])
-    else:
-        console.print(jobs_table(records))
+        print_json([{**r.model_dump(mode="json"), "waiting_for": reasons.get(r.id)} for r in records])
+        return
+    console.print(jobs_table(records))
+    for job_id, reason in reasons.items():
+        console.print(f"{job_id} {reason}", markup=False)
 
 
 @main.command()
@@ -163,11 +185,14 @@ def show(job_id: str, as_json: bool) -> None:
     registry = get_registry()
     record = registry.get(job_id)
     events = registry.events(job_id)
+    waiting_for = wait_reasons([record]).get(record.id)
     if as_json:
-        print_json({**record.model_dump(mode="json"), "events": [e.model_dump(mode="json") for e in events]})
+        events_json = [e.model_dump(mode="json") for e in events]
+        print_json({**record.model_dump(mode="json"), "waiting_for": waiting_for, "events": events_json})
         return
     console.print(f"[bold]{record.name}[/] {record.id}  {state_text(record.state)}")
     for label, value in (
+        ("why queued", waiting_for or ""),
         ("type / queue", f"{record.type} / {record.queue}"),
         ("priority", record.priority),
         ("attempt", f"{record.attempt} (failures {record.failures}, recoveries {record.recoveries})"),

@@ -14,6 +14,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from trainq.cli.group import main
+from trainq.cli.limits import limits_table, use_row
 from trainq.cli.output import console, json_option, metrics_text, print_json
 from trainq.errors import InvalidInput
 from trainq.inputs.durations import format_duration
@@ -21,6 +22,7 @@ from trainq.job.record import JobRecord, JobState, eta_s
 from trainq.ops import control
 from trainq.ops.metrics import DEFAULT_PORT, start_exporter
 from trainq.settings import get_settings
+from trainq.sharing.policy import key_uses
 from trainq.store.registry import Registry, get_registry
 
 
@@ -59,7 +61,8 @@ def _job_json(record: JobRecord) -> dict[str, Any]:
 
 
 def status_view(registry: Registry, limit: int) -> Group:
-    """Queues (waiting, running, retrying, dead, broker depth) above a table of running jobs."""
+    """Queues (waiting, running, retrying, dead, broker depth), concurrency keys (running, max, waiting)
+    and a table of running jobs."""
     per_queue = registry.queue_counts()
     depths = control.queue_depths(per_queue)
     queues = Table(title="queues", title_justify="left")
@@ -90,7 +93,8 @@ def status_view(registry: Registry, limit: int) -> Group:
             format_duration(r.duration_s or 0),
             format_duration(eta) if eta is not None else "",
         )
-    return Group(queues, jobs)
+    uses = key_uses()
+    return Group(queues, limits_table(uses), jobs) if uses else Group(queues, jobs)
 
 
 @main.command()
@@ -110,7 +114,11 @@ def status(once: bool, interval: float, limit: int, as_json: bool) -> None:
     registry.ping()
     if as_json:
         print_json(
-            {"queues": registry.queue_counts(), "running": [_job_json(r) for r in _running(registry, limit)]}
+            {
+                "queues": registry.queue_counts(),
+                "limits": [use_row(u) for u in key_uses()],
+                "running": [_job_json(r) for r in _running(registry, limit)],
+            }
         )
         return
     if once or not console.is_terminal:

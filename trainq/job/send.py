@@ -168,6 +168,24 @@ def send_new(
     return task.AsyncResult(outcome[0][0])
 
 
+def send_recorded(
+    task: JobTask,
+    record: JobRecord,
+    payload: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Send the first delivery of a job recorded without one: a keyed job let through its gate, at
+    once or when admitted. ``payload`` is the message's (secrets revealed), by default the kept one;
+    a delayed job keeps its due time. Raises BrokerUnavailable.
+    """
+    registry = get_registry()
+    payload = registry.message_payload(record) if payload is None else payload
+    options = {k: v for k, v in (options or {}).items() if k not in ("eta", "countdown")}
+    if record.eta:
+        options["countdown"] = max(record.eta - time.time(), 0.0)
+    deliver([Delivery(task, record, payload, record.fence, options)], registry.write)
+
+
 def send_group(
     batch: Sequence[tuple[JobTask, JobRecord, dict[str, Any]]], new: bool = False
 ) -> list[JobRecord]:

@@ -34,12 +34,13 @@ from trainq.broker.names import check_queue
 from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, JobStopped, PermanentError
 from trainq.inputs.documents import brief
 from trainq.inputs.limits import MAX_ENV_NAME_CHARS
-from trainq.job import artifacts, canvas, clients, environment, lifecycle, payloads, send
+from trainq.job import artifacts, canvas, clients, environment, lifecycle, limit, payloads, send
 from trainq.job.context import Job, capture_output
 from trainq.job.leases import Heartbeat
 from trainq.job.record import WAITING_STATES, JobRecord, JobState
 from trainq.job.retry import RetryPolicy, retries
 from trainq.settings import get_settings
+from trainq.sharing import gate
 from trainq.store.registry import Effects, Registry, get_registry
 
 log = logging.getLogger("trainq.job.task")
@@ -58,6 +59,7 @@ JOB_OPTIONS = (
     "pipeline_job",
     "cwd",
     "parent_result",
+    "limit",
 )
 #: Options stored in record fields of their own, not in ``record.options``.
 _RECORD_FIELDS = ("key", "pipeline_id", "pipeline_job", "parent_result")
@@ -75,6 +77,7 @@ class JobTask(Task):
     extra: ClassVar[payloads.Extra] = "forbid"
     policy: ClassVar[RetryPolicy | None] = None
     default_timeout: ClassVar[str | None] = None
+    default_limit: ClassVar[dict[str, Any] | None] = None
     handler: Callable[[Job, Any], Any]
 
     acks_late = True
@@ -118,6 +121,10 @@ class JobTask(Task):
         queue = check_queue(self.queue or self.job_type if queue is None else queue)
         if self.default_timeout and "timeout" not in job:
             job["timeout"] = self.default_timeout
+        if self.default_limit and "limit" not in job:
+            job["limit"] = self.default_limit
+        if "limit" in job:
+            job["limit"] = limit.rendered(job["limit"], stored, job.get("tags") or {})
         send.time_limits(job)  # a bad duration raises here, before anything is written
         _check_paths_and_names(job)
         if "retry" in job:
@@ -183,6 +190,8 @@ class JobTask(Task):
         reason = options.pop("audit", None) or "submitted"  # who sent it, for the first event
         record, payload, key = self.new_record(kwargs, options, task_id)
         options.pop("retries", None)  # the fence is trainq's: a new job's first delivery is fence 0
+        if gate.key_of(record):
+            return gate.send_new(self, record, payload, key, reason, options)
         return send.send_new(self, record, payload, key, reason, options)
 
     def send_step(self, args: Any, kwargs: Any, task_id: str, options: dict[str, Any]) -> AsyncResult:

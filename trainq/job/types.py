@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from trainq.broker.names import check_job_type, check_queue
 from trainq.errors import UnknownJobType
 from trainq.job.context import Job
+from trainq.job.limit import parse_limit
 from trainq.job.payloads import Extra, extra_policy
 from trainq.job.retry import RetryPolicy
 from trainq.job.task import JobTask
@@ -35,13 +36,15 @@ def job_type(
     queue: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: str | None = None,
+    limit: dict[str, Any] | None = None,
     extra: Extra | None = None,
     base: type[JobTask] = JobTask,
 ) -> Callable[[Callable[[Job, Payload], Any]], JobTask]:
     """Register ``handler(job, payload)`` as job type ``name`` on ``queue`` (default: ``name``).
 
     ``input`` validates payloads before anything is sent; ``output``, if given, validates the
-    handler's result, stored as JSON. ``retry`` and ``timeout`` are the type's defaults; ``base``
+    handler's result, stored as JSON. ``retry``, ``timeout`` and ``limit`` (a key template and its
+    policy, ``trainq.job.limit.Limit``) are the type's defaults; ``base``
     is the task class (a ``JobTask`` subclass). Unknown payload fields are refused unless
     ``extra`` (or the model's own ``extra`` config) says ``allow`` or ``ignore``.
     """
@@ -49,6 +52,8 @@ def job_type(
 
     check_job_type(name)
     check_queue(queue or name)
+    if limit is not None:
+        parse_limit(limit)
 
     def decorate(handler: Callable[[Job, Payload], Any]) -> JobTask:
         options = {
@@ -63,6 +68,7 @@ def job_type(
             "output_model": output,
             "policy": retry,
             "default_timeout": timeout,
+            "default_limit": limit,
             "handler": staticmethod(handler),
         }
         task: JobTask = app.task(**options)(_run)

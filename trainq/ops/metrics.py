@@ -1,4 +1,5 @@
-"""Prometheus metrics: jobs by type and state, queue depth, job durations, retries, dead jobs.
+"""Prometheus metrics: jobs by type and state, queue depth, job durations, retries, dead jobs,
+jobs running and waiting per concurrency key.
 
 Counts and depths are read from the registry and the broker at scrape time. Durations,
 retries and outcomes are observed when a job finishes (the ``Metrics`` lifecycle plugin, in
@@ -28,6 +29,7 @@ from trainq.job.lifecycle import Plugin
 from trainq.job.record import JobRecord, JobState
 from trainq.ops import control
 from trainq.store.registry import Effects, Registry, get_registry
+from trainq.store.sharing import SharingStore
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse
@@ -73,6 +75,7 @@ class TrainqCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Every trainq metric family, read now."""
         yield from self._counts()
+        yield from self._limits()
         yield from self._observations()
 
     def _counts(self) -> Iterator[Metric]:
@@ -99,6 +102,20 @@ class TrainqCollector(Collector):
         yield GaugeMetricFamily(
             "trainq_dead_jobs", "Jobs that failed their last attempt (see trainq dead).", value=dead
         )
+
+    def _limits(self) -> Iterator[Metric]:
+        running = GaugeMetricFamily(
+            "trainq_limit_running", "Jobs holding a slot of each concurrency key.", labels=["key"]
+        )
+        waiting = GaugeMetricFamily(
+            "trainq_limit_waiting",
+            "Jobs parked for each concurrency key (see trainq limits).",
+            labels=["key"],
+        )
+        for use in SharingStore(self.registry.client, self.registry.keys).uses():
+            running.add_metric([use.key], use.running)
+            waiting.add_metric([use.key], use.waiting)
+        yield from (running, waiting)
 
     def _observations(self) -> Iterator[Metric]:
         raw: dict[bytes, bytes] = self.registry.client.hgetall(self.registry.keys.metrics())

@@ -1,7 +1,7 @@
-"""What runs inside a worker process besides tasks: the lease reaper, paused queues,
-recording failures that happen outside the handler (hard timeouts, a pool process lost),
-Celery's revoke (``celery control revoke``, Flower) recorded as a cancel, and messages Celery
-refuses set aside (``trainq.broker.quarantine``).
+"""What runs inside a worker process besides tasks: the lease reaper, the sharing admission
+ticker (``trainq.sharing.ticker``), paused queues, recording failures that happen outside the
+handler (hard timeouts, a pool process lost), Celery's revoke (``celery control revoke``, Flower)
+recorded as a cancel, and messages Celery refuses set aside (``trainq.broker.quarantine``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from trainq.job.task import JobTask
 from trainq.job.types import task_name
 from trainq.ops import control
 from trainq.settings import get_settings
+from trainq.sharing.ticker import Ticker
 from trainq.store.registry import Registry, get_registry
 
 log = logging.getLogger("trainq.ops.worker")
@@ -145,6 +146,7 @@ def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> b
 
 
 _reaper: Reaper | None = None
+_ticker: Ticker | None = None
 
 
 @signals.celeryd_after_setup.connect
@@ -166,16 +168,19 @@ def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
 
 
 @signals.worker_ready.connect
-def _start_reaper(sender: Any, **_: Any) -> None:
-    global _reaper
+def _start_threads(sender: Any, **_: Any) -> None:
+    global _reaper, _ticker
     _reaper = Reaper(sender.app, get_registry(), get_settings().reaper_interval_s)
     _reaper.start()
+    _ticker = Ticker()
+    _ticker.start()
 
 
 @signals.worker_shutting_down.connect
-def _stop_reaper(**_: Any) -> None:
-    if _reaper is not None:
-        _reaper.stopped.set()
+def _stop_threads(**_: Any) -> None:
+    for thread in (_reaper, _ticker):
+        if thread is not None:
+            thread.stopped.set()
 
 
 @signals.task_failure.connect

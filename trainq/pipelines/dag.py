@@ -38,6 +38,7 @@ from trainq.inputs.limits import (
 from trainq.job.artifacts import pattern_problem
 from trainq.job.environment import NAME as ENV_NAME
 from trainq.job.environment import NAME_RULE as ENV_RULE
+from trainq.job.limit import rendered
 from trainq.job.types import job_types
 
 #: Pipeline and job ids appear in Redis keys, job ids and artifact paths (always ``fullmatch``).
@@ -72,6 +73,7 @@ class JobSpec(BaseModel):
     result_files: list[str | ResultFile] = Field(default_factory=list)
     queue: QueueName | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
+    limit: dict[str, Any] | None = None
 
 
 @dataclass
@@ -136,6 +138,9 @@ def _plan_job(pipeline_id: str, job: JobSpec, types: dict[str, Any], base: str) 
         if getattr(job, option) is not None:
             options[option] = getattr(job, option)
     payload = types[name].validate(config)
+    if job.limit is not None:
+        rendered(job.limit, payload, options["tags"])  # a bad key or policy fails the file, not the release
+        options["limit"] = job.limit
     return PlannedJob(job.job_id, name, payload, options, list(dict.fromkeys(job.depends_on)))
 
 

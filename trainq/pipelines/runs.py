@@ -38,6 +38,7 @@ from trainq.job.record import (
 from trainq.job.types import get_job_type, job_types
 from trainq.pipelines import dag
 from trainq.settings import get_settings
+from trainq.sharing import gate
 from trainq.store import lua
 from trainq.store.registry import Registry, get_registry
 
@@ -220,7 +221,9 @@ class Runs:
             record, payload, _ = task.new_record(spec["payload"], options, task_id=f"{run_id}.{job}")
             record.fence = FIRST_FENCE
             batch.append((task, record, payload))
-        sent = send.send_group(batch, new)  # the sweep re-sends them if the broker is down
+        keyed = [(task, r, p) for task, r, p in batch if gate.key_of(r)]
+        sent = send.send_group([b for b in batch if not gate.key_of(b[1])], new)  # the sweep re-sends them
+        sent += gate.send_group(keyed, new)  # if the broker is down
         if not sent:
             return []
         if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.encode():

@@ -161,6 +161,30 @@ class Keys:
         """Hash: where an interrupted ``trainq migrate`` stopped (its SCAN cursors); gone when done."""
         return f"{self.prefix}migrate"
 
+    def limits(self) -> str:
+        """Hash: concurrency key -> JSON of its policy (``trainq.job.limit.Policy``)."""
+        return f"{self.prefix}limits"
+
+    def limits_active(self) -> str:
+        """Set: concurrency keys with jobs holding a slot or parked."""
+        return f"{self.prefix}limits:active"
+
+    def limits_waiting(self) -> str:
+        """Sorted set: keys with parked jobs and a free slot, scored by their turn (virtual time)."""
+        return f"{self.prefix}limits:waiting"
+
+    def limit_prefix(self) -> str:
+        """Prefix of each concurrency key's own keys (the sharing scripts build them from it)."""
+        return f"{self.prefix}limit:"
+
+    def limit_running(self, key: str) -> str:
+        """Set: ids of the jobs holding a slot of concurrency ``key``."""
+        return f"{self.limit_prefix()}{key}:running"
+
+    def limit_parked(self, key: str) -> str:
+        """List: ids of the jobs parked for concurrency ``key``, oldest first."""
+        return f"{self.limit_prefix()}{key}:parked"
+
     def quarantine(self) -> str:
         """List: messages workers set aside as undecodable or refused, newest first, as JSON."""
         return f"{self.prefix}quarantine"

@@ -193,6 +193,17 @@ class Registry:
         raw = self.client.get(self.keys.message(record.id))
         return json.loads(raw) if raw else record.payload
 
+    def write(self, commands: Iterable[Command]) -> bool:
+        """Run ``commands`` (a delivery's broker writes, collected by the send path) in one round trip."""
+        pipe = self.client.pipeline(transaction=True)
+        for command in commands:
+            pipe.execute_command(*command)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(self.url, str(exc), "registry") from exc
+        return True
+
     def unrecorded(self, records: Iterable[JobRecord]) -> set[str]:
         """The ids among ``records`` that have no record yet, in one round trip."""
         records = list(records)

@@ -1,0 +1,12 @@
+"""Sharing a cluster between keys (teams, projects, experiments): concurrency limits, fair turns
+between keys, global rate limits and supersede.
+
+A keyed job (``limit`` option, ``trainq.job.limit``) meets the ``gate`` when it is sent: it takes a
+slot of its key and goes to the broker, or it is parked in the sharing store (recorded ``queued``
+with the reason), holding no worker. ``admission`` starts parked jobs when a slot frees (the
+``Sharing`` lifecycle plugin), on a worker's ``ticker`` and on a limit change. Jobs without a key
+never reach the store.
+
+May import ``job``, ``store``, ``broker`` (with the Celery app) and ``inputs``; ``job.task`` and
+``pipelines`` call the gate, one call per send route.
+"""

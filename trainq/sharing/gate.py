@@ -1,0 +1,137 @@
+"""The gate a new keyed job passes when it is sent: it gets a slot of its key now, or it is parked
+(recorded ``queued`` with the reason); a key's supersede policy cancels the older jobs, or refuses
+the newer one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from trainq.errors import BrokerUnavailable, InvalidTransition
+from trainq.job import lifecycle, send
+from trainq.job.record import WAITING_STATES, JobEvent, JobRecord, JobState
+from trainq.store.registry import Registry, get_registry
+from trainq.store.sharing import Arrival, get_sharing
+
+if TYPE_CHECKING:
+    from celery.result import AsyncResult
+
+    from trainq.job.task import JobTask
+
+log = logging.getLogger("trainq.sharing.gate")
+
+
+def key_of(record: JobRecord) -> str | None:
+    """The concurrency key ``record`` shares, or None."""
+    limit = record.options.get("limit")
+    return limit["key"] if limit else None
+
+
+def send_new(
+    task: JobTask,
+    record: JobRecord,
+    payload: dict[str, Any],
+    idempotency_key: str | None,
+    reason: str,
+    options: dict[str, Any],
+) -> AsyncResult:
+    """Record a new keyed job and send it if it gets a slot now, else park it; ``send.send_new``'s
+    arguments. Raises BrokerUnavailable with nothing stored (its slot comes back at the next sweep)."""
+    registry = get_registry()
+    kept = payload if payload != record.payload else None
+    job_id, created = registry.create(record, idempotency_key, kept, reason)
+    if created and not park_or_pass(record):
+        try:
+            send.send_recorded(task, record, payload, options)
+        except BrokerUnavailable:
+            registry.delete(job_id)
+            raise
+    return task.AsyncResult(job_id)
+
+
+def send_group(batch: Sequence[tuple[JobTask, JobRecord, dict[str, Any]]], new: bool) -> list[JobRecord]:
+    """Record the keyed jobs of a pipeline's released group (``send.send_group``'s arguments) and send
+    each one that gets a slot now; the records made. Raises BrokerUnavailable with none of them stored."""
+    registry = get_registry()
+    fresh = {r.id for _, r, _ in batch} if new else registry.unrecorded([r for _, r, _ in batch])
+    recorded = [(task, r, payload) for task, r, payload in batch if r.id in fresh]
+    if not recorded:
+        return []
+    registry.create_many([r for _, r, _ in recorded])
+    try:
+        for task, record, payload in recorded:
+            if not park_or_pass(record):
+                send.send_recorded(task, record, payload)
+    except BrokerUnavailable:
+        registry.delete_many([r.id for _, r, _ in recorded])
+        raise
+    return [r for _, r, _ in recorded]
+
+
+def park_or_pass(record: JobRecord) -> bool:
+    """Decide for a just recorded job: False sends it now (it holds a slot, or has no key); True
+    keeps it (parked for a slot, or refused by its key's supersede policy)."""
+    limit = record.options.get("limit")
+    if not limit:
+        return False
+    key = limit["key"]
+    brought = {k: v for k, v in limit.items() if k != "key"}
+    registry = get_registry()
+    arrival = get_sharing().park_or_pass(key, record.id, brought or None)
+    if arrival.supersede == "refuse" and (older := _older(registry, record, key)):
+        reason = f"refused: job {older[0].id} of {key} is still waiting or running"
+        lifecycle.finish(
+            registry, record, JobState.CANCELLED, {"error": reason}, reason=reason, allowed=WAITING_STATES
+        )
+        return True
+    if arrival.supersede == "cancel":
+        for job in _older(registry, record, key):
+            try:
+                lifecycle.cancel(registry, job, reason=f"superseded by job {record.id} of {key}")
+            except InvalidTransition:  # it ended meanwhile
+                continue
+    if not arrival.passed:
+        event = JobEvent(state=JobState.QUEUED, at=record.created_at, reason=wait_reason(key, arrival))
+        registry.transition(record.id, JobState.QUEUED, allowed={JobState.QUEUED}, event=event)
+    return not arrival.passed
+
+
+def _older(registry: Registry, record: JobRecord, key: str) -> list[JobRecord]:
+    """The unfinished jobs of ``key`` sent before ``record``, oldest first."""
+    running, parked = get_sharing().holders(key)
+    others = [r for r in registry.get_many([*running, *parked]) if r.id != record.id]
+    return sorted(
+        (r for r in others if not r.state.finished and r.created_at <= record.created_at),
+        key=lambda r: r.created_at,
+    )
+
+
+def wait_reason(key: str, arrival: Arrival) -> str:
+    """Why a job of ``key`` waits: its slots are all taken, its rate is spent, or other keys go first."""
+    if arrival.max_running is not None and arrival.running >= arrival.max_running:
+        return f"waiting for a slot of {key} ({arrival.running}/{arrival.max_running} running)"
+    if arrival.rate:
+        return f"waiting for the rate limit of {key} ({arrival.rate})"
+    return f"waiting for its turn: {key} has older parked jobs"
+
+
+def wait_reasons(records: list[JobRecord]) -> dict[str, str]:
+    """Why each queued keyed job among ``records`` waits, if it does (parked): job id -> reason."""
+    waiting = [r for r in records if r.state is JobState.QUEUED and key_of(r)]
+    reasons: dict[str, str] = {}
+    store = get_sharing()
+    for key in sorted({key_of(r) or "" for r in waiting}):
+        parked = set(store.holders(key)[1])
+        use = store.uses([key])[0]
+        arrival = Arrival(
+            False,
+            use.running,
+            use.policy.get("max_running"),
+            use.policy.get("rate"),
+            use.policy.get("supersede"),
+        )
+        reasons.update(
+            {r.id: wait_reason(key, arrival) for r in waiting if key_of(r) == key and r.id in parked}
+        )
+    return reasons

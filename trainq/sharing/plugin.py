@@ -1,0 +1,41 @@
+"""The ``Sharing`` lifecycle plugin: a keyed job's end gives its slot back in the finish's own round
+trip, then the next parked jobs start; each sweep forgets slots of jobs that ended without a finish
+(a record dropped) and wakes every active key."""
+
+from __future__ import annotations
+
+from trainq.job.lifecycle import Plugin
+from trainq.job.record import JobRecord
+from trainq.sharing.admission import admit
+from trainq.sharing.gate import key_of
+from trainq.store.registry import Effects, Registry
+from trainq.store.sharing import get_sharing
+
+
+class Sharing(Plugin):
+    """Gives a finished keyed job's slot back and starts what may start next."""
+
+    def finishing(self, record: JobRecord, effects: Effects) -> None:
+        """Release ``record``'s slot (or take it out of the parked line) with its finish."""
+        if key := key_of(record):
+            get_sharing().release(key, record.id, effects)
+
+    def finished(self, record: JobRecord, replies: list[object]) -> None:
+        """Start the job the freed slot lets start, if its key has one parked (``release``'s last reply)."""
+        if (key := key_of(record)) and replies and replies[-1]:
+            admit([key])
+
+    def sweep(self, registry: Registry) -> int:
+        """Drop slots and parked places of jobs that ended or vanished; returns how many."""
+        store = get_sharing()
+        keys = store.active()
+        holders = store.holders_of(keys)
+        ids = [job_id for running, parked in holders.values() for job_id in (*running, *parked)]
+        alive = {r.id for r in registry.get_many(ids) if not r.state.finished}
+        dropped = 0
+        for key, (running, parked) in holders.items():
+            if gone := [job_id for job_id in (*running, *parked) if job_id not in alive]:
+                store.drop(key, gone)
+                dropped += len(gone)
+        admit(keys)
+        return dropped
