@@ -11,7 +11,7 @@ from trainq.errors import BrokerUnavailable
 from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobEvent, JobRecord, JobState
 from trainq.settings import Settings
 from trainq.store import sentinel
-from trainq.store.registry import Registry
+from trainq.store.registry import Effects, Registry
 
 
 def record(job_id: str, **fields: object) -> JobRecord:
@@ -103,6 +103,74 @@ def test_a_record_keeps_only_what_differs_from_the_defaults(registry: Registry, 
         1,
         "w@host",
     )
+
+
+def _run(registry: Registry, job_id: str, *, fail_first: bool = False) -> None:
+    """Claim ``job_id`` on w@host and finish it ``succeeded`` (after one failed attempt if asked)."""
+    fence = 0
+    if fail_first:
+        registry.claim(job_id, fence, "w@host", time.time() + 30)
+        registry.transition(
+            job_id,
+            JobState.RETRYING,
+            allowed={JobState.RUNNING},
+            fence=fence,
+            fields={"failures": 1, "attempt": 2, "fence": 1},
+            event=JobEvent(state=JobState.RETRYING, at=time.time(), attempt=1, worker="w@host"),
+        )
+        fence = 1
+    claimed = registry.claim(job_id, fence, "w@host", time.time() + 30)
+    assert claimed is not None
+    now = time.time()
+    event = JobEvent(state=JobState.SUCCEEDED, at=now, attempt=claimed.attempt, worker="w@host")
+    finished = registry.finish(
+        job_id,
+        JobState.SUCCEEDED,
+        allowed={JobState.RUNNING},
+        fence=fence,
+        fields={"finished_at": now},
+        event=event,
+        effects=Effects(),
+    )
+    assert finished is not None
+
+
+def test_a_clean_run_keeps_no_events_list_yet_reads_its_three_transitions(registry: Registry) -> None:
+    # given a job submitted, claimed and succeeded on its first attempt
+    registry.create(record("a"))
+    _run(registry, "a")
+    # then it keeps no events list, and its transitions read from the record as they were recorded
+    assert not registry.client.exists(registry.keys.events("a"))
+    job = registry.get("a")
+    assert job.started_at is not None and job.finished_at is not None
+    assert (
+        registry.events("a")
+        == registry.events("a", job)
+        == [
+            JobEvent(state=JobState.QUEUED, at=job.created_at, reason="submitted"),
+            JobEvent(state=JobState.RUNNING, at=job.started_at, attempt=1, worker="w@host"),
+            JobEvent(state=JobState.SUCCEEDED, at=job.finished_at, attempt=1, worker="w@host"),
+        ]
+    )
+
+
+def test_a_run_that_was_not_clean_keeps_its_events(registry: Registry) -> None:
+    # given a job that failed once before it succeeded, and one whose first event is not a submit
+    registry.create(record("retried"))
+    _run(registry, "retried", fail_first=True)
+    registry.create(record("resumed"), reason="resumed")
+    _run(registry, "resumed")
+    # then both keep their whole events list
+    assert [e.state for e in registry.events("retried")] == [
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.RETRYING,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+    ]
+    assert registry.client.llen(registry.keys.events("retried")) == 5
+    assert [e.reason for e in registry.events("resumed")] == ["resumed", None, None]
+    assert registry.client.llen(registry.keys.events("resumed")) == 3
 
 
 def test_one_process_talks_to_its_data_through_one_connection_pool(registry: Registry) -> None:

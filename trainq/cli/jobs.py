@@ -162,7 +162,7 @@ def show(job_id: str, as_json: bool) -> None:
     """Show one job: record, progress, transitions and last error."""
     registry = get_registry()
     record = registry.get(job_id)
-    events = registry.events(job_id)
+    events = registry.events(job_id, record)
     if as_json:
         print_json({**record.model_dump(mode="json"), "events": [e.model_dump(mode="json") for e in events]})
         return

@@ -1,11 +1,12 @@
 """``trainq migrate``: rewrite what an earlier release stored in this release's layout.
 
 Records of release 95980f0 (no ``v`` field) are read as they are, so migrating is never needed
-for correctness: it reclaims memory (nulls and defaults left out, compact events) and marks each
-record and run with the schema version. It walks the keys with SCAN cursors a batch at a time and
-saves the cursors after each batch, so an interrupted migration resumes where it stopped; each
-record is rewritten under WATCH (a worker's change meanwhile makes it read again), and a record
-already current is left alone, so running it twice changes nothing the second time.
+for correctness: it reclaims memory (nulls and defaults left out, compact events, none kept for a
+clean run) and marks each record and run with the schema version. It walks the keys with SCAN
+cursors a batch at a time and saves the cursors after each batch, so an interrupted migration
+resumes where it stopped; each record is rewritten under WATCH (a worker's change meanwhile makes
+it read again), and a record already current is left alone, so running it twice changes nothing
+the second time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import redis
 
-from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobEvent, JobRecord
+from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobEvent, JobRecord, clean_run_events
 from trainq.store.registry import Registry
 
 #: Keys scanned per batch (SCAN's COUNT) and records rewritten per saved cursor.
@@ -91,10 +92,13 @@ class Migration:
                         return "job records to migrate"
                     events = pipe.lrange(events_key, 0, -1)
                     pipe.multi()
-                    _rewrite_record(pipe, key, raw)
+                    record = _rewrite_record(pipe, key, raw)
                     if events:
                         pipe.delete(events_key)
-                        pipe.rpush(events_key, *(JobEvent.model_validate_json(e).encoded() for e in events))
+                        encoded = [JobEvent.model_validate_json(e).encoded() for e in events]
+                        kept = [JobEvent.model_validate_json(e) for e in encoded]
+                        if kept != clean_run_events(record):  # a clean run's are read from its record
+                            pipe.rpush(events_key, *encoded)
                     pipe.execute()
                     return "job records migrated"
                 except redis.WatchError:
@@ -111,13 +115,14 @@ class Migration:
             elif self.dry_run:
                 self.counts["pipeline runs to migrate"] += 1
             else:
-                self.client.hsetnx(run, VERSION_FIELD, SCHEMA_VERSION)  # the layout is unchanged
+                self.client.hset(run, VERSION_FIELD, SCHEMA_VERSION)  # the layout is unchanged
                 self.counts["pipeline runs migrated"] += 1
         return int(cursor)
 
 
-def _rewrite_record(pipe: Any, key: str, raw: dict[bytes, bytes]) -> None:
-    """Queue the writes that turn the stored ``raw`` record into its current encoding.
+def _rewrite_record(pipe: Any, key: str, raw: dict[bytes, bytes]) -> JobRecord:
+    """Queue the writes that turn the stored ``raw`` record into its current encoding; the record
+    as it will read back.
 
     Fields that are not part of the record (the idempotency key) stay as they are.
     """
@@ -130,3 +135,4 @@ def _rewrite_record(pipe: Any, key: str, raw: dict[bytes, bytes]) -> None:
     if dropped:
         pipe.hdel(key, *dropped)
     pipe.hset(key, mapping=encoded)
+    return JobRecord.from_hash({k.encode(): v.encode() for k, v in encoded.items()})

@@ -26,7 +26,16 @@ from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
 from trainq.errors import BrokerUnavailable, JobNotFound
-from trainq.job.record import FINISHED_STATES, WAITING_STATES, JobEvent, JobRecord, JobState, encode_fields
+from trainq.job.record import (
+    CLEAN_SUBMIT_REASON,
+    FINISHED_STATES,
+    WAITING_STATES,
+    JobEvent,
+    JobRecord,
+    JobState,
+    clean_run_events,
+    encode_fields,
+)
 from trainq.settings import Settings, get_settings, redis_py_url
 from trainq.store import lua, sentinel
 from trainq.store.keys import Keys
@@ -141,7 +150,7 @@ class Registry:
         record: JobRecord,
         idempotency_key: str | None = None,
         message: dict[str, Any] | None = None,
-        reason: str = "submitted",
+        reason: str = CLEAN_SUBMIT_REASON,
     ) -> tuple[str, bool]:
         """Store a new record; with a key already used, return that job's id instead.
 
@@ -229,7 +238,7 @@ class Registry:
         previous = self.client.set(self.keys.master_run(), run_id, get=True)
         return previous is not None and previous.decode() != run_id
 
-    def _add(self, pipe: Any, record: JobRecord, reason: str = "submitted") -> None:
+    def _add(self, pipe: Any, record: JobRecord, reason: str = CLEAN_SUBMIT_REASON) -> None:
         """Queue the writes of a new record, its first event (``reason``), indexes, counters on ``pipe``."""
         event = JobEvent(state=record.state, at=record.created_at, reason=reason)
         pipe.hset(self.keys.job(record.id), mapping=record.to_hash())
@@ -455,10 +464,16 @@ class Registry:
             client=client,
         )
 
-    def events(self, job_id: str) -> list[JobEvent]:
-        """The transitions of ``job_id``, oldest first."""
+    def events(self, job_id: str, record: JobRecord | None = None) -> list[JobEvent]:
+        """The transitions of ``job_id`` (whose record is ``record`` when given), oldest first.
+
+        A clean run keeps no list (see transition.lua): its three are read from the record.
+        """
         raw = self.client.lrange(self.keys.events(job_id), 0, -1)
-        return [JobEvent.model_validate_json(item) for item in raw]
+        if raw:
+            return [JobEvent.model_validate_json(item) for item in raw]
+        record = record or self.find(job_id)
+        return (clean_run_events(record) if record else None) or []
 
     # -- listing -----------------------------------------------------------------------
 

@@ -11,6 +11,10 @@
 --       ARGV[14]: the finished states (comma list: only a job leaving one is in a retention set).
 --       ARGV[15]: effects ('' = none): a JSON list of writes applied only if the change is, each
 --       a Redis command, or {run function name, keys, args} for a pipeline run's step.
+-- A clean run keeps no events: a success on attempt 1 with no failure or recovery whose events are
+-- exactly queued (submitted, at creation), running (at the start, attempt 1, its worker) and this
+-- one (at the finish, same worker) drops its list; readers build them from the record
+-- (trainq.job.record.clean_run_events).
 -- Returns the state the job was in (or the record; or, with effects, {state, their replies}),
 -- or false when the change was refused.
 local cur, fence, created, queue, kind, run, attempt = unpack(
@@ -54,11 +58,36 @@ if new ~= cur then
     redis.call('ZADD', ARGV[12] .. new, ARGV[13], ARGV[1])
   end
 end
+local function none(v) return v == nil or v == cjson.null end
+-- True when the events so far and ``event`` are those of a clean run.
+local function clean(event)
+  if new ~= 'succeeded' or attempt ~= '1' then return false end
+  local failures, recoveries, started, finished, worker = unpack(redis.call(
+    'HMGET', KEYS[1], 'failures', 'recoveries', 'started_at', 'finished_at', 'worker'))
+  if (failures and failures ~= '0') or (recoveries and recoveries ~= '0') then return false end
+  if not (started and finished and worker) then return false end
+  local list = redis.call('LRANGE', KEYS[2], 0, 2)
+  if #list ~= 2 then return false end
+  local q, r, s = cjson.decode(list[1]), cjson.decode(list[2]), cjson.decode(event)
+  worker = cjson.decode(worker)
+  return q.state == 'queued' and q.reason == 'submitted' and q.at == tonumber(created)
+    and (none(q.attempt) or q.attempt == 0) and none(q.worker)
+    and r.state == 'running' and r.at == tonumber(started) and r.attempt == 1
+    and r.worker == worker and none(r.reason)
+    and s.state == 'succeeded' and s.at == tonumber(finished) and s.attempt == 1
+    and s.worker == worker and none(s.reason)
+end
 local event = ARGV[6]
 if ARGV[11] == '1' then
   event = (string.gsub(event, '"attempt":%-1', '"attempt":' .. attempt, 1))
 end
-if event ~= '' then redis.call('RPUSH', KEYS[2], event) end
+if event ~= '' then
+  if clean(event) then
+    redis.call('DEL', KEYS[2])
+  else
+    redis.call('RPUSH', KEYS[2], event)
+  end
+end
 if ARGV[8] == '0' then
   redis.call('ZREM', KEYS[3], ARGV[1])
 elseif ARGV[8] ~= '' then
