@@ -107,6 +107,20 @@ def test_the_cli_reads_migrated_records(expected: dict[str, Any]) -> None:
     test_release_dump.test_the_cli_reads_what_the_release_wrote(expected)
 
 
+def test_migrated_records_list_by_every_filter(expected: dict[str, Any], redis_client: redis.Redis) -> None:
+    # given the release's dump migrated: no type or queue index is left, and no finished
+    # standalone job in its state index (its retention set lists it)
+    _migrate()
+    registry = get_registry()
+    assert not list(redis_client.scan_iter(match="trainq:index:type:*"))
+    assert not list(redis_client.scan_iter(match="trainq:index:queue:*"))
+    for record in registry.get_many(_job_ids(expected)):
+        in_index = redis_client.zscore(registry.keys.index_state(record.state.value), record.id)
+        assert (in_index is None) == (record.state.finished and record.pipeline_id is None), record.id
+    # then every filter lists each record once, as before
+    test_release_dump.test_every_filter_lists_the_release_records(expected)
+
+
 def test_a_worker_finishes_migrated_jobs(expected: dict[str, Any], workers: Workers) -> None:
     # given the release's dump migrated, a worker finishes its waiting jobs and its running pipeline
     _migrate()

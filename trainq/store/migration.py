@@ -2,7 +2,8 @@
 
 Records of release 95980f0 (no ``v`` field) are read as they are, so migrating is never needed
 for correctness: it reclaims memory (nulls and defaults left out, compact events, none kept for a
-clean run) and marks each record and run with the schema version. It walks the keys with SCAN
+clean run, one route index entry instead of a type and a queue one, a finished job in its retention
+set only) and marks each record and run with the schema version. It walks the keys with SCAN
 cursors a batch at a time and saves the cursors after each batch, so an interrupted migration
 resumes where it stopped; each record is rewritten under WATCH (a worker's change meanwhile makes
 it read again), and a record already current is left alone, so running it twice changes nothing
@@ -18,6 +19,7 @@ from typing import Any
 import redis
 
 from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobEvent, JobRecord, clean_run_events
+from trainq.store.keys import Keys
 from trainq.store.registry import Registry
 
 #: Keys scanned per batch (SCAN's COUNT) and records rewritten per saved cursor.
@@ -93,6 +95,7 @@ class Migration:
                     events = pipe.lrange(events_key, 0, -1)
                     pipe.multi()
                     record = _rewrite_record(pipe, key, raw)
+                    _reindex(pipe, self.keys, record)
                     if events:
                         pipe.delete(events_key)
                         encoded = [JobEvent.model_validate_json(e).encoded() for e in events]
@@ -118,6 +121,18 @@ class Migration:
                 self.client.hset(run, VERSION_FIELD, SCHEMA_VERSION)  # the layout is unchanged
                 self.counts["pipeline runs migrated"] += 1
         return int(cursor)
+
+
+def _reindex(pipe: Any, keys: Keys, record: JobRecord) -> None:
+    """Queue the index moves of schema version 3: one route index instead of the type's and the
+    queue's, and a finished standalone job in its retention set (scored by creation) instead of its
+    state index."""
+    pipe.zrem(keys.index_type(record.type), record.id)
+    pipe.zrem(keys.index_queue(record.queue), record.id)
+    pipe.zadd(keys.index_route(record.queue, record.type), {record.id: record.created_at})
+    if record.state.finished and record.pipeline_id is None:
+        pipe.zrem(keys.index_state(record.state.value), record.id)
+        pipe.zadd(keys.finished(record.state.value), {record.id: record.created_at})
 
 
 def _rewrite_record(pipe: Any, key: str, raw: dict[bytes, bytes]) -> JobRecord:

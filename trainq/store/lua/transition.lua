@@ -6,8 +6,8 @@
 --       '0' drop, else expiry).
 --       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix,
 --       ARGV[11]: '1' to fill the event's attempt from the record and return the record.
---       ARGV[12]: finished-jobs prefix; ARGV[13]: the time now when the new state is finished
---       ('' otherwise): a standalone job enters the retention set of its state, leaving any other.
+--       ARGV[12]: finished-jobs prefix; ARGV[13]: '1' when the new state is finished ('' otherwise):
+--       a standalone job then enters its state's retention set instead of its state index.
 --       ARGV[14]: the finished states (comma list: only a job leaving one is in a retention set).
 --       ARGV[15]: effects ('' = none): a JSON list of writes applied only if the change is, each
 --       a Redis command, or {run function name, keys, args} for a pipeline run's step.
@@ -44,7 +44,11 @@ end
 if #values > 0 then redis.call('HSET', KEYS[1], unpack(values)) end
 if new ~= cur then
   redis.call('ZREM', ARGV[7] .. cur, ARGV[1])
-  redis.call('ZADD', ARGV[7] .. new, created, ARGV[1])
+  if ARGV[13] ~= '' and (not run or run == 'null') then
+    redis.call('ZADD', ARGV[12] .. new, created, ARGV[1])
+  else
+    redis.call('ZADD', ARGV[7] .. new, created, ARGV[1])
+  end
   queue = ARGV[9] .. cjson.decode(queue)
   redis.call('HINCRBY', queue, cur, -1)
   redis.call('HINCRBY', queue, new, 1)
@@ -53,9 +57,6 @@ if new ~= cur then
   redis.call('HINCRBY', kind, new, 1)
   if string.find(',' .. ARGV[14] .. ',', ',' .. cur .. ',', 1, true) then
     redis.call('ZREM', ARGV[12] .. cur, ARGV[1])
-  end
-  if ARGV[13] ~= '' and (not run or run == 'null') then
-    redis.call('ZADD', ARGV[12] .. new, ARGV[13], ARGV[1])
   end
 end
 local function none(v) return v == nil or v == cjson.null end
