@@ -6,8 +6,9 @@ be *fenced*: it applies only if the job is still in an allowed state and still o
 delivery (``fence``) the caller holds. A stale worker therefore can never overwrite the
 record of a job that was recovered, cancelled or finished elsewhere.
 
-Listing reads per-state/type/queue/tag sorted sets scored by creation time, so its cost
-depends on the page asked for, not on how many jobs were ever recorded.
+Listing reads sorted sets scored by creation time, so its cost depends on the page asked for,
+not on how many jobs were ever recorded. A job is in two beside its tags': its state's (a
+finished standalone job: its state's retention set instead) and its route's (queue and type).
 """
 
 from __future__ import annotations
