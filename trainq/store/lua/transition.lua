@@ -17,8 +17,9 @@
 -- (trainq.job.record.clean_run_events).
 -- Returns the state the job was in (or the record; or, with effects, {state, their replies}),
 -- or false when the change was refused.
-local cur, fence, created, queue, kind, run, attempt = unpack(
-  redis.call('HMGET', KEYS[1], 'state', 'fence', 'created_at', 'queue', 'type', 'pipeline_id', 'attempt'))
+local cur, fence, created, queue, kind, run, attempt, failures, recoveries, started, worker = unpack(
+  redis.call('HMGET', KEYS[1], 'state', 'fence', 'created_at', 'queue', 'type', 'pipeline_id', 'attempt',
+    'failures', 'recoveries', 'started_at', 'worker'))
 if not cur then return false end
 cur = cjson.decode(cur)
 local allowed = false
@@ -28,8 +29,8 @@ end
 if not allowed then return false end
 if ARGV[2] ~= '' and fence ~= ARGV[2] then return false end
 local new = ARGV[4]
-local values = {}
-for k, v in pairs(cjson.decode(ARGV[5])) do
+local values, fields = {}, cjson.decode(ARGV[5])
+for k, v in pairs(fields) do
   if v == 'null' then
     redis.call('HDEL', KEYS[1], k)
   else
@@ -63,20 +64,21 @@ local function none(v) return v == nil or v == cjson.null end
 -- True when the events so far and ``event`` are those of a clean run.
 local function clean(event)
   if new ~= 'succeeded' or attempt ~= '1' then return false end
-  local failures, recoveries, started, finished, worker = unpack(redis.call(
-    'HMGET', KEYS[1], 'failures', 'recoveries', 'started_at', 'finished_at', 'worker'))
   if (failures and failures ~= '0') or (recoveries and recoveries ~= '0') then return false end
+  for _, name in ipairs({'attempt', 'failures', 'recoveries', 'started_at', 'worker'}) do
+    if fields[name] then return false end
+  end
+  local finished = fields.finished_at
   if not (started and finished and worker) then return false end
   local list = redis.call('LRANGE', KEYS[2], 0, 2)
   if #list ~= 2 then return false end
-  local q, r, s = cjson.decode(list[1]), cjson.decode(list[2]), cjson.decode(event)
-  worker = cjson.decode(worker)
+  local q, r, s, on = cjson.decode(list[1]), cjson.decode(list[2]), cjson.decode(event), cjson.decode(worker)
   return q.state == 'queued' and q.reason == 'submitted' and q.at == tonumber(created)
     and (none(q.attempt) or q.attempt == 0) and none(q.worker)
     and r.state == 'running' and r.at == tonumber(started) and r.attempt == 1
-    and r.worker == worker and none(r.reason)
+    and r.worker == on and none(r.reason)
     and s.state == 'succeeded' and s.at == tonumber(finished) and s.attempt == 1
-    and s.worker == worker and none(s.reason)
+    and s.worker == on and none(s.reason)
 end
 local event = ARGV[6]
 if ARGV[11] == '1' then
