@@ -42,7 +42,10 @@ seen = []
 for job, result in zip(jobs, sent):
     if job.get("wait", True):
         try:
-            seen.append({"id": result.id, "value": result.get(timeout=60), "state": result.state})
+            value = result.get(timeout=60)
+            seen.append({"id": result.id, "value": value, "state": result.state,
+                         "traceback": result.traceback, "children": result.children,
+                         "done": result.date_done.isoformat()})
         except Exception as exc:
             error = {"error": str(exc), "type": type(exc).__name__}
             seen.append({"id": result.id, "state": result.state, **error})
@@ -142,6 +145,12 @@ def test_a_celery_client_without_trainq_on_redis(workers: Workers, tmp_path: Pat
     wait_for(lambda: "trainq.nosuch" in worker.output(), 10, message="unregistered task logged")
     # (on Redis a message without a priority is in the queue's base list: served first, priority 9)
     check_sent_jobs(seen, queue, worker.output(), priority=9)
+    # and the result trainq stored with the finish leaves out Celery's empty fields, which the
+    # sender read as Celery's own store gives them (no traceback, no children, the time done)
+    valid = seen[0]
+    stored = json.loads(get_registry().client.get(f"celery-task-meta-{valid['id']}"))
+    assert set(stored) == {"status", "result", "date_done", "task_id"}, stored
+    assert valid["traceback"] is None and not valid["children"] and valid["done"].startswith("20")
 
 
 @pytest.mark.rabbitmq

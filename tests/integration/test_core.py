@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.fixtures import Workers, run_cli, wait_for
@@ -40,6 +41,15 @@ def test_transitions_are_recorded_in_order_with_worker(workers: Workers) -> None
     assert [e.state for e in events] == [JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED]
     assert [e.at for e in events] == sorted(e.at for e in events)
     assert events[1].worker is not None and events[1].worker.startswith("alpha@")
+    # and a clean run keeps no events list: show reads its three transitions from the record
+    assert not get_registry().client.exists(get_registry().keys.events(job_id))
+    shown = run_cli("show", job_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [(e["state"], e["attempt"], e["reason"]) for e in json.loads(shown.stdout)["events"]] == [
+        ("queued", 0, "submitted"),
+        ("running", 1, None),
+        ("succeeded", 1, None),
+    ]
     record = get_registry().get(job_id)
     assert record.progress is not None and record.progress.percent == 100.0
     assert record.progress.metrics == {"loss": 0.5}

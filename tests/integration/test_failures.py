@@ -41,6 +41,8 @@ def test_fails_twice_then_succeeds_with_backoff_gaps(workers: Workers, redis_cli
     assert 1.0 <= gaps[1] < 2.0, gaps
     states = [e.state for e in get_registry().events(job_id)]
     assert states.count(JobState.RETRYING) == 2
+    # and a run with failures keeps its whole events list (only a clean run's is read from the record)
+    assert redis_client.llen(get_registry().keys.events(job_id)) == len(states) > 3
 
 
 def test_retrying_job_shows_when_next_attempt_is_due(workers: Workers) -> None:

@@ -11,7 +11,7 @@ from trainq.errors import BrokerUnavailable
 from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobEvent, JobRecord, JobState
 from trainq.settings import Settings
 from trainq.store import sentinel
-from trainq.store.registry import Registry
+from trainq.store.registry import Effects, Registry
 
 
 def record(job_id: str, **fields: object) -> JobRecord:
@@ -83,6 +83,41 @@ def test_list_without_filters_merges_the_states_newest_first_with_paging(registr
     ]
 
 
+def test_one_route_index_lists_by_queue_and_by_type_newest_first_with_paging(registry: Registry) -> None:
+    # given jobs of two types on one queue, and one of those types on a second queue
+    routes = [("probe", "probe"), ("probe", "data"), ("other", "probe")]
+    for n in range(12):
+        queue, job_type = routes[n % 3]
+        registry.create(record(f"j{n:02}", queue=queue, type=job_type, created_at=1000.0 + n))
+    # then each job has one entry beside its state's: its route's (no type or queue index)
+    assert registry.client.zcard(registry.keys.index_route("probe", "probe")) == 4
+    assert not registry.client.exists(registry.keys.index_type("probe"), registry.keys.index_queue("probe"))
+    # and listing by queue, by type, or both, pages newest first across the routes
+    assert [r.id for r in registry.list(queue="probe", limit=3, offset=1)] == ["j09", "j07", "j06"]
+    assert [r.id for r in registry.list(job_type="probe", limit=3, offset=1)] == ["j09", "j08", "j06"]
+    both = registry.list(job_type="probe", queue="probe", state=JobState.QUEUED, limit=2, offset=1)
+    assert [r.id for r in both] == ["j06", "j03"]
+    assert registry.list(queue="nowhere") == [] and registry.list(job_type="data", queue="other") == []
+
+
+def test_a_finished_standalone_job_is_listed_from_its_retention_set(registry: Registry) -> None:
+    # given a standalone job and a pipeline job finished, and a queued job between them
+    registry.create(record("alone", created_at=1000.0))
+    registry.create(record("queued", created_at=1001.0))
+    registry.create(record("step", created_at=1002.0, pipeline_id="run-1", pipeline_job="x"))
+    for job_id in ("alone", "step"):
+        registry.transition(job_id, JobState.SUCCEEDED, allowed={JobState.QUEUED})
+    # then the standalone job is in its state's retention set only, the pipeline job in the state index
+    succeeded = JobState.SUCCEEDED.value
+    assert registry.client.zrange(registry.keys.finished(succeeded), 0, -1) == [b"alone"]
+    assert registry.client.zrange(registry.keys.index_state(succeeded), 0, -1) == [b"step"]
+    # and both list under their state, newest first, among every job, and are counted once
+    assert [r.id for r in registry.list(state=JobState.SUCCEEDED)] == ["step", "alone"]
+    assert [r.id for r in registry.list()] == ["step", "queued", "alone"]
+    assert [r.id for r in registry.list(state=JobState.SUCCEEDED, queue="probe", limit=1)] == ["step"]
+    assert registry.counts()[JobState.SUCCEEDED] == 2
+
+
 def test_a_record_keeps_only_what_differs_from_the_defaults(registry: Registry, redis_client: object) -> None:
     # given a job recorded, claimed and finished
     registry.create(record("a"))
@@ -103,6 +138,74 @@ def test_a_record_keeps_only_what_differs_from_the_defaults(registry: Registry, 
         1,
         "w@host",
     )
+
+
+def _run(registry: Registry, job_id: str, *, fail_first: bool = False) -> None:
+    """Claim ``job_id`` on w@host and finish it ``succeeded`` (after one failed attempt if asked)."""
+    fence = 0
+    if fail_first:
+        registry.claim(job_id, fence, "w@host", time.time() + 30)
+        registry.transition(
+            job_id,
+            JobState.RETRYING,
+            allowed={JobState.RUNNING},
+            fence=fence,
+            fields={"failures": 1, "attempt": 2, "fence": 1},
+            event=JobEvent(state=JobState.RETRYING, at=time.time(), attempt=1, worker="w@host"),
+        )
+        fence = 1
+    claimed = registry.claim(job_id, fence, "w@host", time.time() + 30)
+    assert claimed is not None
+    now = time.time()
+    event = JobEvent(state=JobState.SUCCEEDED, at=now, attempt=claimed.attempt, worker="w@host")
+    finished = registry.finish(
+        job_id,
+        JobState.SUCCEEDED,
+        allowed={JobState.RUNNING},
+        fence=fence,
+        fields={"finished_at": now},
+        event=event,
+        effects=Effects(),
+    )
+    assert finished is not None
+
+
+def test_a_clean_run_keeps_no_events_list_yet_reads_its_three_transitions(registry: Registry) -> None:
+    # given a job submitted, claimed and succeeded on its first attempt
+    registry.create(record("a"))
+    _run(registry, "a")
+    # then it keeps no events list, and its transitions read from the record as they were recorded
+    assert not registry.client.exists(registry.keys.events("a"))
+    job = registry.get("a")
+    assert job.started_at is not None and job.finished_at is not None
+    assert (
+        registry.events("a")
+        == registry.events("a", job)
+        == [
+            JobEvent(state=JobState.QUEUED, at=job.created_at, reason="submitted"),
+            JobEvent(state=JobState.RUNNING, at=job.started_at, attempt=1, worker="w@host"),
+            JobEvent(state=JobState.SUCCEEDED, at=job.finished_at, attempt=1, worker="w@host"),
+        ]
+    )
+
+
+def test_a_run_that_was_not_clean_keeps_its_events(registry: Registry) -> None:
+    # given a job that failed once before it succeeded, and one whose first event is not a submit
+    registry.create(record("retried"))
+    _run(registry, "retried", fail_first=True)
+    registry.create(record("resumed"), reason="resumed")
+    _run(registry, "resumed")
+    # then both keep their whole events list
+    assert [e.state for e in registry.events("retried")] == [
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.RETRYING,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+    ]
+    assert registry.client.llen(registry.keys.events("retried")) == 5
+    assert [e.reason for e in registry.events("resumed")] == ["resumed", None, None]
+    assert registry.client.llen(registry.keys.events("resumed")) == 3
 
 
 def test_one_process_talks_to_its_data_through_one_connection_pool(registry: Registry) -> None:

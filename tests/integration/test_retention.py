@@ -108,6 +108,26 @@ def test_one_sweep_costs_at_most_a_batch_per_state(registry: Registry) -> None:
     assert registry.counts()[JobState.SUCCEEDED] == 0
 
 
+def test_the_sweep_counts_retention_from_the_finish_and_passes_over_long_runs(registry: Registry) -> None:
+    # given ten jobs created long ago that finished just now (long runs), then two quick old jobs
+    for n in range(10):
+        registry.create(record(f"long{n}", created_at=1000.0 + n))
+        finish(registry, f"long{n}", JobState.SUCCEEDED)
+    for job_id in ("quick1", "quick2"):
+        registry.create(record(job_id, created_at=2000.0))
+        registry.transition(job_id, JobState.RUNNING, allowed={JobState.QUEUED})
+        registry.transition(
+            job_id, JobState.SUCCEEDED, allowed={JobState.RUNNING}, fields={"finished_at": 2001.0}
+        )
+    # when a sweep of 5 runs with the long runs still inside their retention
+    # then it passes over them (two pages refused) and drops the two finished long ago
+    assert registry.expire(retention, time.time() + 0.5, batch=5) == 2
+    assert registry.find("quick1") is None and registry.find("quick2") is None
+    assert len(registry.list(state=JobState.SUCCEEDED, limit=50)) == 10
+    # and the long runs go once their own retention (from their finish) has passed
+    assert registry.expire(retention, time.time() + 2, batch=5) == 5
+
+
 def cli(*args: str) -> Result:
     """The trainq CLI in this process (its exit code and output; a subprocess costs ~1 s)."""
     return CliRunner().invoke(main, list(args))

@@ -13,7 +13,7 @@ import redis
 from tests.fixtures import Workers, run_cli
 from tests.upgrade import test_release_dump
 from tests.upgrade.dump import export_db, load_dump
-from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobRecord
+from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobRecord, clean_run_events
 from trainq.pipelines.runs import RunStatus, get_runs
 from trainq.store.migration import Migration
 from trainq.store.registry import get_registry
@@ -88,6 +88,9 @@ def test_migrate_rewrites_the_release_records_once(
         assert all(b"null" not in e for e in stored), stored
         rounded = [e.model_copy(update={"at": round(e.at, 3)}) for e in events[job_id]]
         assert registry.events(job_id) == rounded
+    # and the jobs that ran clean keep no events list (read from their record), the others theirs
+    folded = [job_id for job_id in before if not redis_client.exists(registry.keys.events(job_id))]
+    assert folded and all(clean_run_events(registry.get(job_id)) for job_id in folded), folded
     # and the idempotency key a record carries beside its fields is kept
     idempotent = expected["job_ids"]["idempotent"]
     assert redis_client.hget(registry.keys.job(idempotent), "idempotency_key") is not None
@@ -102,6 +105,20 @@ def test_the_cli_reads_migrated_records(expected: dict[str, Any]) -> None:
     # given the release's dump migrated, the CLI lists, shows and reads it as before
     _migrate()
     test_release_dump.test_the_cli_reads_what_the_release_wrote(expected)
+
+
+def test_migrated_records_list_by_every_filter(expected: dict[str, Any], redis_client: redis.Redis) -> None:
+    # given the release's dump migrated: no type or queue index is left, and no finished
+    # standalone job in its state index (its retention set lists it)
+    _migrate()
+    registry = get_registry()
+    assert not list(redis_client.scan_iter(match="trainq:index:type:*"))
+    assert not list(redis_client.scan_iter(match="trainq:index:queue:*"))
+    for record in registry.get_many(_job_ids(expected)):
+        in_index = redis_client.zscore(registry.keys.index_state(record.state.value), record.id)
+        assert (in_index is None) == (record.state.finished and record.pipeline_id is None), record.id
+    # then every filter lists each record once, as before
+    test_release_dump.test_every_filter_lists_the_release_records(expected)
 
 
 def test_a_worker_finishes_migrated_jobs(expected: dict[str, Any], workers: Workers) -> None:

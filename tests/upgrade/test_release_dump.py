@@ -90,6 +90,26 @@ def test_the_cli_reads_what_the_release_wrote(expected: dict[str, Any]) -> None:
     assert by_state["dead"][0] in results[("dead",)].stdout
 
 
+def test_every_filter_lists_the_release_records(expected: dict[str, Any]) -> None:
+    # given the release's dump (type and queue indexes, finished jobs in their state index and
+    # retention set both), when the registry lists by each filter, then each record is found once
+    registry = get_registry()
+    job_ids = [job_id for ids in expected["jobs_by_state"].values() for job_id in ids]
+    for record in registry.get_many(job_ids):
+        for filters in (
+            {"state": record.state},
+            {"queue": record.queue},
+            {"job_type": record.type},
+            {"state": record.state, "queue": record.queue, "job_type": record.type},
+        ):
+            listed = [r.id for r in registry.list(limit=1000, **filters)]
+            assert listed.count(record.id) == 1, (record.id, filters)
+    # and the counts per state agree with the listings
+    counts = registry.counts()
+    for state in JobState:
+        assert counts[state] == len(registry.list(state=state, limit=1000)), state
+
+
 def test_the_idempotency_key_still_returns_the_first_job(expected: dict[str, Any]) -> None:
     # given the release's dump, when a job is submitted again with the key the release recorded
     again = run_cli("submit", "probe", "--key", expected["idempotency_key"])

@@ -57,3 +57,9 @@ def test_old_and_new_workers_side_by_side_lose_no_job(
         assert notes == ["start", "end"], (job_id, notes)
     # and both versions ran jobs
     assert {(r.worker or "").split("@")[0] for r in records} == {"old", "new"}
+    # and the current release lists each job once by its queue, type and state (an old worker's
+    # finish also enters the state index), and counts each once
+    for filters in ({"queue": "probe"}, {"job_type": "probe"}, {"state": JobState.SUCCEEDED}):
+        listed = [r.id for r in registry.list(limit=1000, **filters)]
+        assert set(ids) <= set(listed) and len(listed) == len(set(listed)), filters
+    assert registry.counts()[JobState.SUCCEEDED] == len(registry.list(state=JobState.SUCCEEDED, limit=1000))

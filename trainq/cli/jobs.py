@@ -184,7 +184,7 @@ def show(job_id: str, as_json: bool) -> None:
     """Show one job: record, progress, transitions and last error."""
     registry = get_registry()
     record = registry.get(job_id)
-    events = registry.events(job_id)
+    events = registry.events(job_id, record)
     waiting_for = wait_reasons([record]).get(record.id)
     if as_json:
         events_json = [e.model_dump(mode="json") for e in events]

@@ -1,8 +1,9 @@
 """Job states and the job record the registry keeps for every job, with its compact hash encoding.
 
 A record is a Redis hash of JSON values. Since schema version 2 (hash field ``v``) a field at its
-default is left out and times are kept to the millisecond; records of release 95980f0 (no ``v``,
-every field present, nulls included) read the same. Fields the previous release's readers require
+default is left out and times are kept to the millisecond; since version 3 a clean run keeps no
+events list (``clean_run_events``); records of release 95980f0 (no ``v``, every field present,
+nulls included) read the same. Fields the previous release's readers require
 (a rolling deploy runs both) and those the store's scripts read are always written.
 """
 
@@ -128,8 +129,11 @@ class JobRecord(BaseModel):
 
 #: The hash field holding the record's schema version; absent in records of release 95980f0.
 VERSION_FIELD = "v"
-#: The layout this release writes: defaults left out, times to the millisecond.
-SCHEMA_VERSION = 2
+#: The layout this release writes: defaults left out, times to the millisecond (2); a clean run's
+#: events read from its record (3, ``clean_run_events``).
+SCHEMA_VERSION = 3
+#: The first event's reason of a job sent by a caller (``Registry.create``'s default).
+CLEAN_SUBMIT_REASON = "submitted"
 #: Fields written even at their default: release 95980f0 requires them (rolling deploys read both
 #: ways; its retention sweep reads ``tags``) and the store's scripts read ``state``, ``queue``,
 #: ``type``, ``created_at``, ``attempt`` and ``fence``.
@@ -153,6 +157,28 @@ _DEFAULTS: dict[str, Any] = {
     for name, field in JobRecord.model_fields.items()
     if not field.is_required()
 }
+
+
+def clean_run_events(record: JobRecord) -> list[JobEvent] | None:
+    """The transitions of a job that succeeded on its first attempt without a hitch, from its record.
+
+    Such a job keeps no events list (schema version 3: the finish drops it once it has checked the
+    list says exactly this); None for any other record, whose events are its list.
+    """
+    worker, started, finished = record.worker, record.started_at, record.finished_at
+    if (
+        record.state is not JobState.SUCCEEDED
+        or (record.attempt, record.failures, record.recoveries) != (1, 0, 0)
+        or worker is None
+        or started is None
+        or finished is None
+    ):
+        return None
+    return [
+        JobEvent(state=JobState.QUEUED, at=record.created_at, reason=CLEAN_SUBMIT_REASON),
+        JobEvent(state=JobState.RUNNING, at=started, attempt=1, worker=worker),
+        JobEvent(state=JobState.SUCCEEDED, at=finished, attempt=1, worker=worker),
+    ]
 
 
 def eta_s(record: JobRecord) -> float | None:

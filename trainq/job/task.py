@@ -12,6 +12,7 @@ sends from a worker are recorded there, filled from the parent's result (``train
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import time
@@ -27,6 +28,7 @@ from celery import Task, states
 from celery.backends.redis import RedisBackend
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from celery.result import AsyncResult
+from kombu.utils.json import JSONEncoder
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
@@ -63,6 +65,9 @@ JOB_OPTIONS = (
 )
 #: Options stored in record fields of their own, not in ``record.options``.
 _RECORD_FIELDS = ("key", "pipeline_id", "pipeline_job", "parent_result")
+
+#: Fields of Celery's result meta its readers index (``meta["result"]``): written even when empty.
+RESULT_META_KEPT = frozenset({"status", "result", "task_id"})
 
 #: True while a handler runs: a job it sends is its own call (errors raise), not a canvas step.
 _in_handler: ContextVar[bool] = ContextVar("trainq_in_handler", default=False)
@@ -307,8 +312,8 @@ class JobTask(Task):
             _restore_stop_handler(previous)
 
     def _result_effects(self, result: Any) -> Effects:
-        """Celery's SUCCESS result for this delivery as writes to commit with the finish, encoded as
-        Celery's Redis backend stores it (key, expiry, PUBLISH to waiting clients).
+        """Celery's SUCCESS result for this delivery as writes to commit with the finish, stored as
+        Celery's Redis backend stores it (key, expiry, PUBLISH to waiting clients), less its empty fields.
 
         No writes when Celery keeps its own store: a backend other than the registry's Redis, or a
         delivery with canvas callbacks (their ids go into the result's ``children`` after the task).
@@ -321,7 +326,7 @@ class JobTask(Task):
             return effects
         meta = backend._get_result_meta(result=result, state=states.SUCCESS, traceback=None, request=request)
         meta["task_id"] = request.id
-        key, value = backend.get_key_for_task(request.id).decode(), backend.encode(meta)
+        key, value = backend.get_key_for_task(request.id).decode(), _compact_meta(backend, meta)
         expires = backend.expires
         effects.command("SET", key, value, *(("EX", int(expires)) if expires else ()))
         effects.command("PUBLISH", key, value)
@@ -394,6 +399,15 @@ def _check_paths_and_names(job: dict[str, Any]) -> None:
     for entry in job.get("result_files") or []:
         if problem := artifacts.pattern_problem(artifacts.entry_pattern(entry)[0]):
             raise InvalidInput(f"result_files: {problem}")
+
+
+def _compact_meta(backend: RedisBackend, meta: dict[str, Any]) -> str:
+    """Celery's result ``meta`` encoded without its empty fields (its readers, AsyncResult and Flower,
+    read a missing traceback or children as None) and, in JSON, without blanks after separators."""
+    kept = {k: v for k, v in meta.items() if k in RESULT_META_KEPT or v not in (None, [])}
+    if backend.serializer == "json":
+        return json.dumps(kept, cls=JSONEncoder, separators=(",", ":"))
+    return str(backend.encode(kept))
 
 
 def _reason(exc: BaseException) -> str:

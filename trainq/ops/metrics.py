@@ -98,7 +98,7 @@ class TrainqCollector(Collector):
         for queue, waiting in control.queue_depths(per_queue).items():
             depth.add_metric([queue], waiting)
         yield depth
-        dead = self.registry.client.zcard(self.registry.keys.index_state(JobState.DEAD.value))
+        dead = sum(counts.get(JobState.DEAD.value, 0) for counts in per_queue.values())
         yield GaugeMetricFamily(
             "trainq_dead_jobs", "Jobs that failed their last attempt (see trainq dead).", value=dead
         )

@@ -26,11 +26,15 @@ class Keys:
         return f"{self.prefix}job:{job_id}:message"
 
     def finished_prefix(self) -> str:
-        """Prefix of the per-state sorted sets of finished standalone jobs scored by finish time."""
+        """Prefix of the per-state sorted sets of finished standalone jobs."""
         return f"{self.prefix}finished:"
 
     def finished(self, state: str) -> str:
-        """Sorted set: standalone jobs that finished in ``state``, scored by when (retention sweeps it)."""
+        """Sorted set: standalone jobs in the finished ``state``, scored by creation time (the retention
+        sweep reads it; the state index holds that state's pipeline jobs, which go with their run).
+
+        Release 95980f0 scored it by finish time and kept these jobs in the state index too.
+        """
         return f"{self.finished_prefix()}{state}"
 
     def index_all(self) -> str:
@@ -42,15 +46,20 @@ class Keys:
         return f"{self.prefix}index:state:"
 
     def index_state(self, state: str) -> str:
-        """Sorted set: jobs in ``state`` scored by creation time."""
+        """Sorted set: jobs in ``state`` scored by creation time (of a finished state, pipeline jobs only)."""
         return f"{self.index_prefix()}{state}"
 
+    def index_route(self, queue: str, job_type: str) -> str:
+        """Sorted set: jobs of ``job_type`` sent to ``queue`` scored by creation time (listing by queue
+        or by type reads the routes of every known type or queue)."""
+        return f"{self.prefix}index:route:{queue}:{job_type}"
+
     def index_type(self, job_type: str) -> str:
-        """Sorted set: jobs of ``job_type`` scored by creation time."""
+        """Sorted set: jobs of ``job_type`` scored by creation time, kept by schema versions before 3."""
         return f"{self.prefix}index:type:{job_type}"
 
     def index_queue(self, queue: str) -> str:
-        """Sorted set: jobs sent to ``queue`` scored by creation time."""
+        """Sorted set: jobs sent to ``queue`` scored by creation time, kept by schema versions before 3."""
         return f"{self.prefix}index:queue:{queue}"
 
     def index_tag(self, tag: str) -> str:

@@ -1,11 +1,13 @@
 """``trainq migrate``: rewrite what an earlier release stored in this release's layout.
 
 Records of release 95980f0 (no ``v`` field) are read as they are, so migrating is never needed
-for correctness: it reclaims memory (nulls and defaults left out, compact events) and marks each
-record and run with the schema version. It walks the keys with SCAN cursors a batch at a time and
-saves the cursors after each batch, so an interrupted migration resumes where it stopped; each
-record is rewritten under WATCH (a worker's change meanwhile makes it read again), and a record
-already current is left alone, so running it twice changes nothing the second time.
+for correctness: it reclaims memory (nulls and defaults left out, compact events, none kept for a
+clean run, one route index entry instead of a type and a queue one, a finished job in its retention
+set only) and marks each record and run with the schema version. It walks the keys with SCAN
+cursors a batch at a time and saves the cursors after each batch, so an interrupted migration
+resumes where it stopped; each record is rewritten under WATCH (a worker's change meanwhile makes
+it read again), and a record already current is left alone, so running it twice changes nothing
+the second time.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 import redis
 
-from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobEvent, JobRecord
+from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobEvent, JobRecord, clean_run_events
+from trainq.store.keys import Keys
 from trainq.store.registry import Registry
 
 #: Keys scanned per batch (SCAN's COUNT) and records rewritten per saved cursor.
@@ -91,10 +94,14 @@ class Migration:
                         return "job records to migrate"
                     events = pipe.lrange(events_key, 0, -1)
                     pipe.multi()
-                    _rewrite_record(pipe, key, raw)
+                    record = _rewrite_record(pipe, key, raw)
+                    _reindex(pipe, self.keys, record)
                     if events:
                         pipe.delete(events_key)
-                        pipe.rpush(events_key, *(JobEvent.model_validate_json(e).encoded() for e in events))
+                        encoded = [JobEvent.model_validate_json(e).encoded() for e in events]
+                        kept = [JobEvent.model_validate_json(e) for e in encoded]
+                        if kept != clean_run_events(record):  # a clean run's are read from its record
+                            pipe.rpush(events_key, *encoded)
                     pipe.execute()
                     return "job records migrated"
                 except redis.WatchError:
@@ -111,13 +118,26 @@ class Migration:
             elif self.dry_run:
                 self.counts["pipeline runs to migrate"] += 1
             else:
-                self.client.hsetnx(run, VERSION_FIELD, SCHEMA_VERSION)  # the layout is unchanged
+                self.client.hset(run, VERSION_FIELD, SCHEMA_VERSION)  # the layout is unchanged
                 self.counts["pipeline runs migrated"] += 1
         return int(cursor)
 
 
-def _rewrite_record(pipe: Any, key: str, raw: dict[bytes, bytes]) -> None:
-    """Queue the writes that turn the stored ``raw`` record into its current encoding.
+def _reindex(pipe: Any, keys: Keys, record: JobRecord) -> None:
+    """Queue the index moves of schema version 3: one route index instead of the type's and the
+    queue's, and a finished standalone job in its retention set (scored by creation) instead of its
+    state index."""
+    pipe.zrem(keys.index_type(record.type), record.id)
+    pipe.zrem(keys.index_queue(record.queue), record.id)
+    pipe.zadd(keys.index_route(record.queue, record.type), {record.id: record.created_at})
+    if record.state.finished and record.pipeline_id is None:
+        pipe.zrem(keys.index_state(record.state.value), record.id)
+        pipe.zadd(keys.finished(record.state.value), {record.id: record.created_at})
+
+
+def _rewrite_record(pipe: Any, key: str, raw: dict[bytes, bytes]) -> JobRecord:
+    """Queue the writes that turn the stored ``raw`` record into its current encoding; the record
+    as it will read back.
 
     Fields that are not part of the record (the idempotency key) stay as they are.
     """
@@ -130,3 +150,4 @@ def _rewrite_record(pipe: Any, key: str, raw: dict[bytes, bytes]) -> None:
     if dropped:
         pipe.hdel(key, *dropped)
     pipe.hset(key, mapping=encoded)
+    return JobRecord.from_hash({k.encode(): v.encode() for k, v in encoded.items()})

@@ -6,8 +6,9 @@ be *fenced*: it applies only if the job is still in an allowed state and still o
 delivery (``fence``) the caller holds. A stale worker therefore can never overwrite the
 record of a job that was recovered, cancelled or finished elsewhere.
 
-Listing reads per-state/type/queue/tag sorted sets scored by creation time, so its cost
-depends on the page asked for, not on how many jobs were ever recorded.
+Listing reads sorted sets scored by creation time, so its cost depends on the page asked for,
+not on how many jobs were ever recorded. A job is in two beside its tags': its state's (a
+finished standalone job: its state's retention set instead) and its route's (queue and type).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import heapq
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from itertools import islice
@@ -26,7 +28,16 @@ from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
 from trainq.errors import BrokerUnavailable, JobNotFound
-from trainq.job.record import FINISHED_STATES, WAITING_STATES, JobEvent, JobRecord, JobState, encode_fields
+from trainq.job.record import (
+    CLEAN_SUBMIT_REASON,
+    FINISHED_STATES,
+    WAITING_STATES,
+    JobEvent,
+    JobRecord,
+    JobState,
+    clean_run_events,
+    encode_fields,
+)
 from trainq.settings import Settings, get_settings, redis_py_url
 from trainq.store import lua, sentinel
 from trainq.store.keys import Keys
@@ -147,7 +158,7 @@ class Registry:
         record: JobRecord,
         idempotency_key: str | None = None,
         message: dict[str, Any] | None = None,
-        reason: str = "submitted",
+        reason: str = CLEAN_SUBMIT_REASON,
         commands: Iterable[Command] = (),
     ) -> tuple[str, bool]:
         """Store a new record; with a key already used, return that job's id instead.
@@ -253,7 +264,11 @@ class Registry:
         return previous is not None and previous.decode() != run_id
 
     def _add_many(
-        self, client: Any, records: list[JobRecord], reason: str = "submitted", writes: Iterable[Command] = ()
+        self,
+        client: Any,
+        records: list[JobRecord],
+        reason: str = CLEAN_SUBMIT_REASON,
+        writes: Iterable[Command] = (),
     ) -> None:
         """Write new records, their first events (``reason``), index entries and counters, then
         ``writes``, in one script call on ``client`` (a pipeline, or not). Each index, counter and
@@ -293,11 +308,8 @@ class Registry:
 
     def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
         """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
-        return [
-            self.keys.index_type(job_type),
-            self.keys.index_queue(queue),
-            *(self.keys.index_tag(f"{k}={v}") for k, v in tags.items()),
-        ]
+        tagged = (self.keys.index_tag(f"{k}={v}") for k, v in tags.items())
+        return [self.keys.index_route(queue, job_type), *tagged]
 
     def find(self, job_id: str) -> JobRecord | None:
         """The record of ``job_id``, or None."""
@@ -355,6 +367,8 @@ class Registry:
                     self.keys.type_stats(job_type),
                     self.keys.finished(state),
                     *self._indexes(job_type, queue, tags),
+                    self.keys.index_type(job_type),  # a record of schema version 1 or 2
+                    self.keys.index_queue(queue),
                 ]
             else:
                 keys += ["", "", "", *(self.keys.finished(s.value) for s in FINISHED_STATES)]
@@ -365,18 +379,26 @@ class Registry:
     def expire(self, retention: Callable[[str], float], now: float, batch: int) -> int:
         """Drop standalone records finished longer ago than their state's retention (0 = keep).
 
-        Reads at most ``batch`` ids per finished state, oldest first, so one call costs
-        O(batch) whatever the registry holds. Returns how many records were dropped.
+        Reads ``batch`` ids per finished state, oldest created first, so one call costs O(batch)
+        whatever the registry holds; a page of jobs created before the cutoff that all finished
+        after it (each refused by the drop script) is passed over for the next. Returns how many
+        records were dropped.
         """
         dropped = 0
         for state in sorted(s.value for s in FINISHED_STATES):
             keep_s = retention(state)
             if keep_s <= 0:
                 continue
-            cutoff = now - keep_s
-            ids = self.client.zrangebyscore(self.keys.finished(state), "-inf", cutoff, start=0, num=batch)
-            if ids:
-                dropped += sum(self._drop_many([i.decode() for i in ids], cutoff))
+            cutoff, start, done = now - keep_s, 0, 0
+            while not done:
+                ids = self.client.zrangebyscore(
+                    self.keys.finished(state), "-inf", cutoff, start=start, num=batch
+                )
+                done = sum(self._drop_many([i.decode() for i in ids], cutoff)) if ids else 0
+                dropped += done
+                if len(ids) < batch:
+                    break
+                start += batch
         return dropped
 
     # -- transitions -------------------------------------------------------------------
@@ -502,74 +524,104 @@ class Registry:
                 self.keys.type_stats_prefix(),
                 "1" if returning else "",
                 self.keys.finished_prefix(),
-                repr(values["updated_at"]) if to.finished else "",
+                "1" if to.finished else "",
                 _FINISHED_ARG,
                 json.dumps(effects.writes) if effects is not None else "",
             ],
             client=client,
         )
 
-    def events(self, job_id: str) -> list[JobEvent]:
-        """The transitions of ``job_id``, oldest first."""
+    def events(self, job_id: str, record: JobRecord | None = None) -> list[JobEvent]:
+        """The transitions of ``job_id`` (whose record is ``record`` when given), oldest first.
+
+        A clean run keeps no list (see transition.lua): its three are read from the record.
+        """
         raw = self.client.lrange(self.keys.events(job_id), 0, -1)
-        return [JobEvent.model_validate_json(item) for item in raw]
+        if raw:
+            return [JobEvent.model_validate_json(item) for item in raw]
+        record = record or self.find(job_id)
+        return (clean_run_events(record) if record else None) or []
 
     # -- listing -----------------------------------------------------------------------
 
-    def _intersect(self, indexes: list[str], limit: int, offset: int) -> list[str]:
-        """Walk the smallest index newest first, keeping ids present in all the others."""
-        sizes = self.client.pipeline(transaction=False)
-        for index in indexes:
-            sizes.zcard(index)
-        smallest, *others = [i for _, i in sorted(zip(sizes.execute(), indexes, strict=True))]
-        found: list[str] = []
-        for page in self._pages(smallest):
-            pipe = self.client.pipeline(transaction=False)
-            for job_id in page:
-                for other in others:
-                    pipe.zscore(other, job_id)
-            scores = pipe.execute()
-            for n, job_id in enumerate(page):
-                row = scores[n * len(others) : (n + 1) * len(others)]
-                if all(s is not None for s in row):
-                    found.append(job_id)
-            if len(found) >= offset + limit:
-                break
-        return found[offset : offset + limit]
+    def _state_sets(self, state: JobState) -> list[str]:
+        """The sorted sets whose union lists the jobs in ``state``: its index and, for a finished
+        state, the retention set that holds its standalone jobs instead."""
+        index = self.keys.index_state(state.value)
+        return [index, self.keys.finished(state.value)] if state.finished else [index]
 
-    def _newest(self, limit: int, offset: int) -> list[str]:
-        """Ids of every job newest first, ``limit`` from ``offset``: the per-state indexes merged.
+    def _filter_sets(self, filters: JobFilter) -> list[list[str]]:
+        """Each filter given as the sorted sets whose union lists the jobs it matches.
 
-        Every job is in exactly one state index, so no index of all jobs is kept (a sorted-set
-        entry less per job); a page reads ``offset + limit`` entries of each state.
+        A queue's jobs are in one route index per job type (and, written before schema version 3,
+        in the queue's own index); a type's likewise, one per queue.
         """
+        state, job_type = filters.get("state"), filters.get("job_type")
+        queue, tag = filters.get("queue"), filters.get("tag")
+        chosen = [self._state_sets(state)] if state else []
+        if job_type:
+            queues = sorted(q.decode() for q in self.client.smembers(self.keys.queues()))
+            routes = (self.keys.index_route(q, job_type) for q in queues)
+            chosen.append([self.keys.index_type(job_type), *routes])
+        if queue:
+            types = sorted(t.decode() for t in self.client.smembers(self.keys.types()))
+            routes = (self.keys.index_route(queue, t) for t in types)
+            chosen.append([self.keys.index_queue(queue), *routes])
+        if tag:
+            chosen.append([self.keys.index_tag(tag)])
+        return chosen
+
+    def _union(self, sets: list[str], limit: int, offset: int) -> list[str]:
+        """Ids in any of ``sets`` newest first (each once), ``limit`` from ``offset``: a page reads
+        ``offset + limit`` entries of each set (of one set, only the page)."""
+        if len(sets) == 1:
+            return [i.decode() for i in self.client.zrevrange(sets[0], offset, offset + limit - 1)]
         pipe = self.client.pipeline(transaction=False)
-        for state in JobState:
-            pipe.zrevrange(self.keys.index_state(state.value), 0, offset + limit - 1, withscores=True)
+        for key in sets:
+            pipe.zrevrange(key, 0, offset + limit - 1, withscores=True)
         merged = heapq.merge(*pipe.execute(), key=lambda entry: entry[1], reverse=True)
-        return [job_id.decode() for job_id, _ in islice(merged, offset, offset + limit)]
+        unique = dict.fromkeys(job_id.decode() for job_id, _ in merged)
+        return list(islice(unique, offset, offset + limit))
+
+    def _filtered(
+        self, chosen: list[list[str]], filters: JobFilter, limit: int, offset: int
+    ) -> list[JobRecord]:
+        """Records matching every filter: the smallest union walked newest first, the others
+        checked on each record read."""
+        sizes = self.client.pipeline(transaction=False)
+        for key in (k for sets in chosen for k in sets):
+            sizes.zcard(key)
+        counts = iter(sizes.execute())
+        smallest = min(chosen, key=lambda sets: sum(next(counts) for _ in sets))
+        found: list[JobRecord] = []
+        start = 0
+        while len(found) < offset + limit:
+            page = self._union(smallest, LIST_PAGE, start)
+            if not page:
+                break
+            found += [r for r in self.get_many(page) if _matches(r, filters)]
+            start += LIST_PAGE
+        return found[offset : offset + limit]
 
     def pages_of_state(self, state: JobState) -> Iterator[list[str]]:
         """Ids of the jobs in ``state`` now (one snapshot, so moves meanwhile skip none), a page at a time."""
-        ids = [i.decode() for i in self.client.zrange(self.keys.index_state(state.value), 0, -1)]
+        pipe = self.client.pipeline(transaction=False)
+        for key in self._state_sets(state):
+            pipe.zrange(key, 0, -1)
+        ids = list(dict.fromkeys(i.decode() for found in pipe.execute() for i in found))
         for start in range(0, len(ids), LIST_PAGE):
             yield ids[start : start + LIST_PAGE]
 
-    def _pages(self, index: str) -> Iterator[list[str]]:
-        start = 0
-        while True:
-            page = self.client.zrevrange(index, start, start + LIST_PAGE - 1)
-            if not page:
-                return
-            yield [i.decode() for i in page]
-            start += LIST_PAGE
-
     def counts(self) -> dict[JobState, int]:
-        """How many jobs are in each state (one ZCARD per state)."""
-        pipe = self.client.pipeline(transaction=False)
-        for state in JobState:
-            pipe.zcard(self.keys.index_state(state.value))
-        return dict(zip(JobState, pipe.execute(), strict=True))
+        """How many jobs are in each state: the per-queue counters summed (O(queues)).
+
+        Not the state sets' sizes: a finished standalone job written before schema version 3 is in
+        both its state index and its retention set.
+        """
+        totals: Counter[str] = Counter()
+        for counters in self.queue_counts().values():
+            totals.update(counters)
+        return {state: totals[state.value] for state in JobState}
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """Jobs per state for every queue that has had jobs (kept as counters, O(queues))."""
@@ -596,12 +648,11 @@ class Registry:
 
     def clean(self, *, before: float | None = None, keep: int | None = None) -> int:
         """Delete finished records created before ``before`` or beyond the newest ``keep``."""
-        doomed: list[tuple[float, str]] = []
-        for state in FINISHED_STATES:
-            index = self.keys.index_state(state.value)
+        found: dict[str, float] = {}  # by id: one written before schema version 3 may be in two sets
+        for index in (key for state in FINISHED_STATES for key in self._state_sets(state)):
             for raw_id, score in self.client.zrange(index, 0, -1, withscores=True):
-                doomed.append((score, raw_id.decode()))
-        doomed.sort(reverse=True)
+                found[raw_id.decode()] = score
+        doomed = sorted(((score, job_id) for job_id, score in found.items()), reverse=True)
         if keep is not None:
             doomed = doomed[keep:]
         if before is not None:
@@ -674,22 +725,31 @@ class Registry:
             self.client.srem(self.keys.paused(), queue)
 
     def list(self, *, limit: int = 50, offset: int = 0, **filters: Unpack[JobFilter]) -> list[JobRecord]:
-        """Records newest first matching every filter given, ``limit`` from ``offset``."""
-        state, job_type = filters.get("state"), filters.get("job_type")
-        queue, tag = filters.get("queue"), filters.get("tag")
-        indexes = [
-            self.keys.index_state(state.value) if state else None,
-            self.keys.index_type(job_type) if job_type else None,
-            self.keys.index_queue(queue) if queue else None,
-            self.keys.index_tag(tag) if tag else None,
-        ]
-        chosen = [i for i in indexes if i]
+        """Records newest first matching every filter given, ``limit`` from ``offset``.
+
+        Without filters, the union of every state's sets: each job is in exactly one, so no index
+        of all jobs is kept (a sorted-set entry less per job).
+        """
+        chosen = self._filter_sets(filters)
         if not chosen:
-            return self.get_many(self._newest(limit, offset))
+            every = [key for state in JobState for key in self._state_sets(state)]
+            return self.get_many(self._union(every, limit, offset))
         if len(chosen) == 1:
-            ids = self.client.zrevrange(chosen[0], offset, offset + limit - 1)
-            return self.get_many(i.decode() for i in ids)
-        return self.get_many(self._intersect(chosen, limit, offset))
+            return self.get_many(self._union(chosen[0], limit, offset))
+        return self._filtered(chosen, filters, limit, offset)
+
+
+def _matches(record: JobRecord, filters: JobFilter) -> bool:
+    """True when ``record`` matches every filter given."""
+    state, job_type = filters.get("state"), filters.get("job_type")
+    queue, tag = filters.get("queue"), filters.get("tag")
+    name, _, value = (tag or "").partition("=")
+    return (
+        (not state or record.state is state)
+        and (not job_type or record.type == job_type)
+        and (not queue or record.queue == queue)
+        and (not tag or record.tags.get(name) == value)
+    )
 
 
 def unreachable(error: BaseException) -> BrokerUnavailable:

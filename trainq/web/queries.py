@@ -33,7 +33,7 @@ def job_detail(job_id: str, settings: Settings, host: str) -> dict[str, Any]:
     """A job with its transitions and its Flower link; raises JobNotFound."""
     registry = get_registry()
     record = registry.get(job_id)
-    events = [e.model_dump(mode="json") for e in registry.events(job_id)]
+    events = [e.model_dump(mode="json") for e in registry.events(job_id, record)]
     return {**job_view(record), "events": events, "flower_url": flower_link(settings, host, job_id)}
 
 

@@ -2,15 +2,17 @@
 -- if it is still in the state read (so racing sweepers or a retry never double-count).
 -- KEYS: job, events, log, message, leases, state index, queue counts, type counts, finished set,
 --       then the record's other indexes.
--- ARGV: id, the state as stored (JSON), the state's name, cutoff ('' = none: else the job must
---       have finished at or before it), its idempotency key ('' = none: dropped if still its own).
+-- ARGV: id, the state as stored (JSON), the state's name, cutoff ('' = none: else the job must be
+--       in the finished set and have finished at or before it, by its record), its idempotency key
+--       ('' = none: dropped if still its own).
 -- Returns 1 when dropped (or already gone), 0 when refused.
 local raw = redis.call('HGET', KEYS[1], 'state')
 if raw then
   if raw ~= ARGV[2] then return 0 end
   if ARGV[4] ~= '' then
-    local at = redis.call('ZSCORE', KEYS[9], ARGV[1])
-    if not at or tonumber(at) > tonumber(ARGV[4]) then return 0 end
+    if not redis.call('ZSCORE', KEYS[9], ARGV[1]) then return 0 end
+    local finished, updated = unpack(redis.call('HMGET', KEYS[1], 'finished_at', 'updated_at'))
+    if tonumber(finished or updated) > tonumber(ARGV[4]) then return 0 end
   end
   redis.call('HINCRBY', KEYS[7], ARGV[3], -1)
   redis.call('HINCRBY', KEYS[8], ARGV[3], -1)
