@@ -48,6 +48,11 @@ SEND_ERRORS = (OperationalError, OSError, MessageNacked)
 #: Longest payload repr a monitor is sent (Celery's own cap).
 REPR_MAX_CHARS = 1024
 
+#: A job to send with its task and its message payload (secrets revealed).
+Sendable = tuple["JobTask", JobRecord, dict[str, Any]]
+#: A gate a recorded job meets before it is sent (``trainq.sharing.gate.park_or_pass``): True holds it.
+Hold = Callable[[JobRecord], bool]
+
 #: The fence of a new job's first delivery; a pipeline's jobs start at 1 (see ``trainq.pipelines.runs``).
 NEW_FENCE = 0
 
@@ -146,13 +151,21 @@ def send_new(
     key: str | None,
     reason: str,
     options: dict[str, Any],
+    hold: Hold | None = None,
 ) -> AsyncResult:
     """Record a new job (idempotency ``key``, first event's ``reason``) and send its first delivery.
 
-    With a key already used, that job's result and nothing sent. Raises BrokerUnavailable, nothing stored.
+    With a key already used, that job's result and nothing sent. With ``hold`` (a keyed job's gate)
+    the record is written first and the message sent only if ``hold`` lets the job go now. Raises
+    BrokerUnavailable, nothing stored.
     """
     registry = get_registry()
     kept = payload if payload != record.payload else None
+    if hold is not None:
+        job_id, created = registry.create(record, key, kept, reason)
+        if created:
+            _release([(task, record, payload)], hold, options)
+        return task.AsyncResult(job_id)
     outcome: list[tuple[str, bool]] = []
 
     def write(commands: list[Command]) -> bool:
@@ -186,20 +199,23 @@ def send_recorded(
     deliver([Delivery(task, record, payload, record.fence, options)], registry.write)
 
 
-def send_group(
-    batch: Sequence[tuple[JobTask, JobRecord, dict[str, Any]]], new: bool = False
-) -> list[JobRecord]:
-    """Record each ``(task, record, payload)`` that has no record yet and send it; the records sent.
+def send_group(batch: Sequence[Sendable], new: bool = False, hold: Hold | None = None) -> list[JobRecord]:
+    """Record each ``(task, record, payload)`` that has no record yet and send it; the records made.
 
     A constant number of round trips whatever the group's size: one to find the unrecorded (none
-    when the caller knows all are ``new``), one for the records and their messages. Raises
-    BrokerUnavailable with none of them stored.
+    when the caller knows all are ``new``), one for the records and their messages. With ``hold``
+    (the keyed jobs' gate) the records are written first and each job ``hold`` lets go sent after.
+    Raises BrokerUnavailable with none of them stored.
     """
     registry = get_registry()
     fresh = {r.id for _, r, _ in batch} if new else registry.unrecorded([r for _, r, _ in batch])
     sent = [(task, record, payload) for task, record, payload in batch if record.id in fresh]
     if not sent:
         return []
+    if hold is not None:
+        registry.create_many([record for _, record, _ in sent])
+        _release(sent, hold)
+        return [r for _, r, _ in sent]
 
     def write(commands: list[Command]) -> bool:
         registry.create_many([record for _, record, _ in sent], commands)
@@ -218,6 +234,17 @@ def send_group(
         registry.delete_many([r.id for _, r, _ in sent])
         raise
     return [r for _, r, _ in sent]
+
+
+def _release(recorded: Sequence[Sendable], hold: Hold, options: dict[str, Any] | None = None) -> None:
+    """Send each just recorded job ``hold`` lets go now; a broker failure leaves none of them stored."""
+    try:
+        for task, record, payload in recorded:
+            if not hold(record):
+                send_recorded(task, record, payload, options)
+    except BrokerUnavailable:
+        get_registry().delete_many([r.id for _, r, _ in recorded])
+        raise
 
 
 def resend(

@@ -195,9 +195,8 @@ class JobTask(Task):
         reason = options.pop("audit", None) or "submitted"  # who sent it, for the first event
         record, payload, key = self.new_record(kwargs, options, task_id)
         options.pop("retries", None)  # the fence is trainq's: a new job's first delivery is fence 0
-        if gate.key_of(record):
-            return gate.send_new(self, record, payload, key, reason, options)
-        return send.send_new(self, record, payload, key, reason, options)
+        hold = gate.park_or_pass if gate.key_of(record) else None
+        return send.send_new(self, record, payload, key, reason, options, hold)
 
     def send_step(self, args: Any, kwargs: Any, task_id: str, options: dict[str, Any]) -> AsyncResult:
         """Send a job Celery's canvas asks for from a worker, filled from its parent's result.

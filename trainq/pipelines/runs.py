@@ -222,8 +222,9 @@ class Runs:
             record.fence = FIRST_FENCE
             batch.append((task, record, payload))
         keyed = [(task, r, p) for task, r, p in batch if gate.key_of(r)]
-        sent = send.send_group([b for b in batch if not gate.key_of(b[1])], new)  # the sweep re-sends them
-        sent += gate.send_group(keyed, new)  # if the broker is down
+        plain = [(task, r, p) for task, r, p in batch if not gate.key_of(r)]
+        # the sweep re-sends them if the broker is down
+        sent = send.send_group(plain, new) + send.send_group(keyed, new, hold=gate.park_or_pass)
         if not sent:
             return []
         if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.encode():

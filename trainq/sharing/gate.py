@@ -5,19 +5,12 @@ the newer one."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
-from trainq.errors import BrokerUnavailable, InvalidTransition
-from trainq.job import lifecycle, send
+from trainq.errors import InvalidTransition
+from trainq.job import lifecycle
 from trainq.job.record import WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.store.registry import Registry, get_registry
 from trainq.store.sharing import Arrival, get_sharing
-
-if TYPE_CHECKING:
-    from celery.result import AsyncResult
-
-    from trainq.job.task import JobTask
 
 log = logging.getLogger("trainq.sharing.gate")
 
@@ -26,47 +19,6 @@ def key_of(record: JobRecord) -> str | None:
     """The concurrency key ``record`` shares, or None."""
     limit = record.options.get("limit")
     return limit["key"] if limit else None
-
-
-def send_new(
-    task: JobTask,
-    record: JobRecord,
-    payload: dict[str, Any],
-    idempotency_key: str | None,
-    reason: str,
-    options: dict[str, Any],
-) -> AsyncResult:
-    """Record a new keyed job and send it if it gets a slot now, else park it; ``send.send_new``'s
-    arguments. Raises BrokerUnavailable with nothing stored (its slot comes back at the next sweep)."""
-    registry = get_registry()
-    kept = payload if payload != record.payload else None
-    job_id, created = registry.create(record, idempotency_key, kept, reason)
-    if created and not park_or_pass(record):
-        try:
-            send.send_recorded(task, record, payload, options)
-        except BrokerUnavailable:
-            registry.delete(job_id)
-            raise
-    return task.AsyncResult(job_id)
-
-
-def send_group(batch: Sequence[tuple[JobTask, JobRecord, dict[str, Any]]], new: bool) -> list[JobRecord]:
-    """Record the keyed jobs of a pipeline's released group (``send.send_group``'s arguments) and send
-    each one that gets a slot now; the records made. Raises BrokerUnavailable with none of them stored."""
-    registry = get_registry()
-    fresh = {r.id for _, r, _ in batch} if new else registry.unrecorded([r for _, r, _ in batch])
-    recorded = [(task, r, payload) for task, r, payload in batch if r.id in fresh]
-    if not recorded:
-        return []
-    registry.create_many([r for _, r, _ in recorded])
-    try:
-        for task, record, payload in recorded:
-            if not park_or_pass(record):
-                send.send_recorded(task, record, payload)
-    except BrokerUnavailable:
-        registry.delete_many([r.id for _, r, _ in recorded])
-        raise
-    return [r for _, r, _ in recorded]
 
 
 def park_or_pass(record: JobRecord) -> bool:
