@@ -139,9 +139,10 @@ class Delivery:
             **time_limits(record.options),
         }
 
-    def publish(self, producer: Any) -> None:
-        """Hand the message to Celery's producer (sent, or collected by the transport)."""
-        Task.apply_async(self.task, None, self.payload, producer=producer, **self.options)
+    def publish(self, producer: Any, retry: bool = True) -> None:
+        """Hand the message to Celery's producer: sent (retried by Celery's publish retry policy), or
+        collected by the transport, which needs no retry (a Redis that does not answer fails once)."""
+        Task.apply_async(self.task, None, self.payload, producer=producer, retry=retry, **self.options)
 
 
 def send_new(
@@ -298,7 +299,7 @@ def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], boo
                 return False
             with transport.collecting() as commands:
                 for delivery in deliveries:
-                    delivery.publish(producer)
+                    delivery.publish(producer, retry=False)
     except SEND_ERRORS as exc:
         raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
     return write(commands)
@@ -306,13 +307,15 @@ def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], boo
 
 def _shares_server(producer: Any) -> bool:
     """True if ``producer``'s messages can be written with the registry's own writes (same Redis)."""
+    registry = get_registry()
+    if not _same_redis() or registry.min_replicas > 0:  # records wait for replicas before any message
+        return False
+    if not producer.connection.connected:
+        # A first contact asks the registry, which gives up within the connect timeout: kombu's
+        # channel would retry its opening PING on a Redis that accepts but does not answer.
+        registry.ping()
     channel = producer.channel
-    return (
-        _same_redis()
-        and isinstance(channel, transport.Channel)
-        and not channel.global_keyprefix
-        and get_registry().min_replicas <= 0  # records wait for replicas before any message goes out
-    )
+    return isinstance(channel, transport.Channel) and not channel.global_keyprefix
 
 
 def _same_redis() -> bool:
