@@ -80,6 +80,15 @@ def probe(job: Job, config: Sleep) -> dict[str, object]:
     return {"attempt": job.attempt, "pid": os.getpid()}
 
 
+@job_type("fair_probe", input=Sleep, queue="fair", fair=True)
+def fair_probe(job: Job, config: Sleep) -> dict[str, object]:
+    """Sleep; its type is fair, so jobs of different keys start in turns."""
+    _note(job, "start")
+    _sleep(config.seconds, config.ignore_soft_timeout)
+    _note(job, "end")
+    return {"pid": os.getpid()}
+
+
 class Credentials(BaseModel):
     user: str = "ci"
     token: SecretStr

@@ -1,6 +1,6 @@
 """The sharing store's decisions (real Redis, no workers): turns between keys by weight, a rate's
-next token, a parked job leaving the line when cancelled, keyless jobs never touching it, and the
-sweep giving back the slots of vanished jobs."""
+next token, a parked job leaving the line when cancelled, keyless jobs never touching it, the
+sweep giving back the slots of vanished jobs, and a fair queue's window."""
 
 from __future__ import annotations
 
@@ -74,3 +74,26 @@ def test_a_sweep_gives_back_the_slots_of_jobs_whose_records_are_gone(registry: A
     # then both are forgotten, and the real job, parked behind them, got the slot
     assert dropped == 2
     assert store.holders("ghosts") == ([kept], [])
+
+
+def test_a_fair_queues_window_takes_turns_between_keys_and_counts_live_capacity(registry: Any) -> None:
+    # given a fair queue whose only worker has 2 live processes, and one that expired
+    store = SharingStore(registry.client, registry.keys)
+    store.add_capacity("w1", ["q"], 2, ttl_s=30)
+    store.add_capacity("gone", ["q"], 5, ttl_s=-1)
+    assert [(u.window, u.capacity) for u in store.fair_uses()] == []  # not fair until made so
+    store.set_fair("q", None)
+    # when 4 fair jobs of key A (no limit) arrive, then 2 of B
+    arrivals = [store.park_or_pass("A", f"A{n}", None, "q") for n in range(4)]
+    arrivals += [store.park_or_pass("B", f"B{n}", None, "q") for n in range(2)]
+    # then the window (the live capacity, 2) let the first two of A through, and the rest wait for it
+    assert [a.passed for a in arrivals] == [True, True, False, False, False, False]
+    assert arrivals[-1].full == "q"
+    assert store.admit([], 10)[0] == []
+    # and as places free, the keys take turns: B's jobs do not wait behind A's backlog
+    order = []
+    for done in ["A0", "A1", "B0", "A2"]:
+        store.drop(done[0], [done])  # it ended
+        order += [key for key, _ in store.admit([done[0]], 10)[0]]
+    assert order == ["A", "B", "A", "B"]
+    assert [(u.queue, u.window, u.capacity, u.inflight) for u in store.fair_uses()] == [("q", None, 2, 2)]

@@ -100,3 +100,19 @@ def test_pipeline_limit_field(tmp_path: Path, limit: Any) -> None:
     job = {"job_id": "a", "type": "data", "config": {"dataset": "iris"}, "limit": limit}
     path.write_text(json.dumps({"pipeline_id": "p", "jobs": [job]}))
     invoke("pipeline", "validate", str(path))
+
+
+@FUZZ
+@given(
+    queue=st.text(max_size=12) | st.sampled_from(["training", "", "a b", "celery", "x" * 300]),
+    window=st.none()
+    | st.integers(-3, 10**6).map(str)
+    | st.text(max_size=6)
+    | st.sampled_from(["auto", "AUTO", " 4 ", "0", "100001", "1e3", "-1", "٣"]),
+)
+def test_limits_fair_and_delete_queue(redis_client: redis.Redis, queue: str, window: str | None) -> None:
+    args = ["limits", "fair"] + (["--window", window] if window is not None else []) + ["--", queue]
+    invoke(*args)
+    invoke("limits", "list")
+    invoke("limits", "list", "--json")
+    invoke("limits", "delete", "--queue", "--", queue)

@@ -10,8 +10,9 @@ from rich.table import Table
 from trainq.cli.group import main
 from trainq.cli.output import console, json_option, print_json
 from trainq.job.limit import MAX_RUNNING_MAX, MAX_WEIGHT
-from trainq.sharing.policy import delete_limit, key_uses, set_limit
-from trainq.store.sharing import KeyUse
+from trainq.sharing.fair import AUTO, parse_window
+from trainq.sharing.policy import delete_fair, delete_limit, fair_uses, key_uses, set_fair, set_limit
+from trainq.store.sharing import FairUse, KeyUse
 
 #: What ``--rate`` and ``--supersede`` take to clear the field.
 NONE = "none"
@@ -19,7 +20,7 @@ NONE = "none"
 
 @main.group()
 def limits() -> None:
-    """Concurrency keys: their limits, rates and how many jobs run and wait."""
+    """Concurrency keys and fair queues: their limits, rates and how many jobs run and wait."""
 
 
 def use_row(use: KeyUse) -> dict[str, Any]:
@@ -46,15 +47,38 @@ def limits_table(uses: list[KeyUse]) -> Table:
     return table
 
 
+def fair_row(use: FairUse) -> dict[str, Any]:
+    """One fair queue as ``limits list --json`` prints it (after the keys)."""
+    return {
+        "queue": use.queue,
+        "fair": True,
+        "window": use.window or AUTO,
+        "capacity": use.capacity,
+        "in_flight": use.inflight,
+    }
+
+
+def fair_table(uses: list[FairUse]) -> Table:
+    """Fair queues with their window, live capacity and jobs in flight."""
+    table = Table(title="fair queues", title_justify="left")
+    for column in ("queue", "window", "capacity", "in flight"):
+        table.add_column(column, justify="left" if column == "queue" else "right")
+    for use in uses:
+        table.add_row(use.queue, str(use.window or AUTO), str(use.capacity), str(use.inflight))
+    return table
+
+
 @limits.command("list")
 @json_option
 def list_limits(as_json: bool) -> None:
-    """Every key with a limit or jobs: its limits, running and waiting jobs."""
-    uses = key_uses()
+    """Every key with a limit or jobs (its limits, running and waiting jobs), then the fair queues."""
+    uses, fair = key_uses(), fair_uses()
     if as_json:
-        print_json([use_row(u) for u in uses])
+        print_json([*(use_row(u) for u in uses), *(fair_row(u) for u in fair)])
     else:
         console.print(limits_table(uses))
+        if fair:
+            console.print(fair_table(fair))
 
 
 @limits.command("set")
@@ -86,9 +110,28 @@ def set_command(
     click.echo(f"{key}: {shown}")
 
 
+@limits.command("fair")
+@click.argument("queue")
+@click.option(
+    "--window",
+    default=AUTO,
+    show_default=True,
+    help="Most jobs of the queue in the broker or running at once; 'auto': its live workers' processes.",
+)
+def fair_command(queue: str, window: str) -> None:
+    """Make QUEUE fair: its ready jobs of different keys start in turns; takes effect within a second."""
+    set_fair(queue, parse_window(window))
+    click.echo(f"{queue}: fair, window {window.strip().lower()}")
+
+
 @limits.command("delete")
 @click.argument("key")
-def delete_command(key: str) -> None:
-    """Forget KEY's limit: its waiting jobs start now."""
+@click.option("--queue", "is_queue", is_flag=True, help="KEY names a fair queue: make it plain again.")
+def delete_command(key: str, is_queue: bool) -> None:
+    """Forget KEY's limit: its waiting jobs start now (with --queue: QUEUE is no longer fair)."""
+    if is_queue:
+        delete_fair(key)
+        click.echo(f"{key}: no longer fair")
+        return
     delete_limit(key)
     click.echo(f"{key}: limit deleted")

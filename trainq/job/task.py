@@ -42,6 +42,7 @@ from trainq.job.leases import Heartbeat
 from trainq.job.record import WAITING_STATES, JobRecord, JobState
 from trainq.job.retry import RetryPolicy, retries
 from trainq.settings import get_settings
+from trainq.sharing import fair as fairness
 from trainq.sharing import gate
 from trainq.store.registry import Effects, Registry, get_registry
 
@@ -83,6 +84,8 @@ class JobTask(Task):
     policy: ClassVar[RetryPolicy | None] = None
     default_timeout: ClassVar[str | None] = None
     default_limit: ClassVar[dict[str, Any] | None] = None
+    #: Jobs of this type start in turns between keys (``trainq.sharing.fair``).
+    fair: ClassVar[bool] = False
     handler: Callable[[Job, Any], Any]
 
     acks_late = True
@@ -138,6 +141,8 @@ class JobTask(Task):
             )
         eta = send.due_at(options)
         now = time.time()
+        if not (eta and eta > now) and (self.fair or fairness.is_fair_queue(queue)):
+            job["limit"] = fairness.fair_limit(job.get("limit"), self.job_type)  # a delayed job takes no turn
         record = JobRecord(
             id=task_id or uuid.uuid4().hex[:16],
             type=self.job_type,

@@ -37,6 +37,7 @@ def job_type(
     retry: RetryPolicy | None = None,
     timeout: str | None = None,
     limit: dict[str, Any] | None = None,
+    fair: bool = False,
     extra: Extra | None = None,
     base: type[JobTask] = JobTask,
 ) -> Callable[[Callable[[Job, Payload], Any]], JobTask]:
@@ -44,7 +45,8 @@ def job_type(
 
     ``input`` validates payloads before anything is sent; ``output``, if given, validates the
     handler's result, stored as JSON. ``retry``, ``timeout`` and ``limit`` (a key template and its
-    policy, ``trainq.job.limit.Limit``) are the type's defaults; ``base``
+    policy, ``trainq.job.limit.Limit``) are the type's defaults; ``fair`` makes its jobs of different
+    keys start in turns (docs/sharing.md, "Fair queues"); ``base``
     is the task class (a ``JobTask`` subclass). Unknown payload fields are refused unless
     ``extra`` (or the model's own ``extra`` config) says ``allow`` or ``ignore``.
     """
@@ -69,6 +71,7 @@ def job_type(
             "policy": retry,
             "default_timeout": timeout,
             "default_limit": limit,
+            "fair": fair,
             "handler": staticmethod(handler),
         }
         task: JobTask = app.task(**options)(_run)

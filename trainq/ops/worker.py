@@ -172,15 +172,17 @@ def _start_threads(sender: Any, **_: Any) -> None:
     global _reaper, _ticker
     _reaper = Reaper(sender.app, get_registry(), get_settings().reaper_interval_s)
     _reaper.start()
-    _ticker = Ticker()
+    queues = sorted(sender.app.amqp.queues.consume_from or {})
+    _ticker = Ticker(sender.hostname, queues, sender.controller.concurrency)
     _ticker.start()
 
 
 @signals.worker_shutting_down.connect
 def _stop_threads(**_: Any) -> None:
-    for thread in (_reaper, _ticker):
-        if thread is not None:
-            thread.stopped.set()
+    if _reaper is not None:
+        _reaper.stopped.set()
+    if _ticker is not None:
+        _ticker.stop()
 
 
 @signals.task_failure.connect

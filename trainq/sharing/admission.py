@@ -34,5 +34,5 @@ def admit(touched: Iterable[str] = ()) -> float | None:
             send.send_recorded(types[record.type], record)
         except (BrokerUnavailable, KeyError) as exc:  # the broker is away, or the type is not known here
             log.warning("could not send admitted job %s (%r); parked again", record.id, exc)
-            store.repark(key, record.id)
+            store.repark(key, record.id, record.queue)
     return wait

@@ -5,6 +5,7 @@ the newer one."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from trainq.errors import InvalidTransition
 from trainq.job import lifecycle
@@ -28,9 +29,10 @@ def park_or_pass(record: JobRecord) -> bool:
     if not limit:
         return False
     key = limit["key"]
-    brought = {k: v for k, v in limit.items() if k != "key"}
+    brought = {k: v for k, v in limit.items() if k not in ("key", "fair")}
     registry = get_registry()
-    arrival = get_sharing().park_or_pass(key, record.id, brought or None)
+    fair = record.queue if limit.get("fair") else None
+    arrival = get_sharing().park_or_pass(key, record.id, brought or None, fair)
     if arrival.supersede == "refuse" and (older := _older(registry, record, key)):
         reason = f"refused: job {older[0].id} of {key} is still waiting or running"
         lifecycle.finish(
@@ -60,11 +62,14 @@ def _older(registry: Registry, record: JobRecord, key: str) -> list[JobRecord]:
 
 
 def wait_reason(key: str, arrival: Arrival) -> str:
-    """Why a job of ``key`` waits: its slots are all taken, its rate is spent, or other keys go first."""
+    """Why a job of ``key`` waits: its slots are all taken, its rate is spent, its fair queue's
+    window is full, or other keys go first."""
     if arrival.max_running is not None and arrival.running >= arrival.max_running:
         return f"waiting for a slot of {key} ({arrival.running}/{arrival.max_running} running)"
     if arrival.rate:
         return f"waiting for the rate limit of {key} ({arrival.rate})"
+    if arrival.full:
+        return f"waiting for its turn in fair queue {arrival.full} (its window is full)"
     return f"waiting for its turn: {key} has older parked jobs"
 
 
@@ -84,6 +89,12 @@ def wait_reasons(records: list[JobRecord]) -> dict[str, str]:
             use.policy.get("supersede"),
         )
         reasons.update(
-            {r.id: wait_reason(key, arrival) for r in waiting if key_of(r) == key and r.id in parked}
+            {
+                r.id: wait_reason(
+                    key, replace(arrival, full=r.queue if r.options["limit"].get("fair") else None)
+                )
+                for r in waiting
+                if key_of(r) == key and r.id in parked
+            }
         )
     return reasons

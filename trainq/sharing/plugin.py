@@ -1,6 +1,6 @@
-"""The ``Sharing`` lifecycle plugin: a keyed job's end gives its slot back in the finish's own round
-trip, then the next parked jobs start; each sweep forgets slots of jobs that ended without a finish
-(a record dropped) and wakes every active key."""
+"""The ``Sharing`` lifecycle plugin: a keyed job's end gives its slot (and its place in a fair queue's
+window) back in the finish's own round trip, then the next parked jobs start; each sweep forgets
+slots of jobs that ended without a finish (a record dropped) and wakes every active key."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ class Sharing(Plugin):
     def finishing(self, record: JobRecord, effects: Effects) -> None:
         """Release ``record``'s slot (or take it out of the parked line) with its finish."""
         if key := key_of(record):
-            get_sharing().release(key, record.id, effects)
+            get_sharing().release(key, record.id, record.queue, effects)
 
     def finished(self, record: JobRecord, replies: list[object]) -> None:
-        """Start the job the freed slot lets start, if its key has one parked (``release``'s last reply)."""
-        if (key := key_of(record)) and replies and replies[-1]:
+        """Start the jobs the freed slot (or place in a fair queue's window) lets start."""
+        if (key := key_of(record)) and get_sharing().frees(replies):
             admit([key])
 
     def sweep(self, registry: Registry) -> int:

@@ -1,12 +1,17 @@
 """A worker's admission ticker: starts parked jobs a rate limit lets start, on time (every
-``TICK_S`` at most, sooner when a token is due), since no job's end wakes a key waiting for its rate."""
+``TICK_S`` at most, sooner when a token is due), since no job's end wakes a key waiting for its rate;
+and counts the worker's processes in its queues' capacity (a fair queue's default window)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+
+import redis
 
 from trainq.sharing.admission import admit
+from trainq.sharing.fair import CAPACITY_EVERY_S, count_capacity
 
 log = logging.getLogger("trainq.sharing.ticker")
 
@@ -17,16 +22,22 @@ MIN_TICK_S = 0.005
 
 
 class Ticker(threading.Thread):
-    """Runs ``admit`` every ``TICK_S``, or when the next rate token is due if that is sooner."""
+    """Runs ``admit`` every ``TICK_S``, or when the next rate token is due if that is sooner; counts
+    ``worker``'s ``processes`` in the capacity of its ``queues`` every ``CAPACITY_EVERY_S``."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker: str, queues: list[str], processes: int) -> None:
         super().__init__(name="trainq-sharing", daemon=True)
         self.stopped = threading.Event()
+        self.worker, self.queues, self.processes = worker, queues, processes
+        self.counted = float("-inf")
 
     def run(self) -> None:
-        wait, failing = TICK_S, False
+        wait, failing = 0.0, False
         while not self.stopped.wait(wait):
             try:
+                if time.monotonic() - self.counted >= CAPACITY_EVERY_S:
+                    count_capacity(self.worker, self.queues, self.processes)
+                    self.counted = time.monotonic()
                 due = admit()
             except Exception:  # Redis away: try again next tick (logged once); the thread must live on
                 if not failing:
@@ -37,3 +48,11 @@ class Ticker(threading.Thread):
                     log.info("admission works again")
                 failing = False
             wait = TICK_S if due is None else min(TICK_S, max(MIN_TICK_S, due))
+
+    def stop(self) -> None:
+        """Stop ticking, and count the worker's processes out of its queues' capacity at once."""
+        self.stopped.set()
+        try:
+            count_capacity(self.worker, self.queues, 0)
+        except redis.RedisError:  # Redis away: the count expires on its own
+            log.warning("could not count %s out of its queues' capacity", self.worker)

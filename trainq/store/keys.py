@@ -194,6 +194,26 @@ class Keys:
         """List: ids of the jobs parked for concurrency ``key``, oldest first."""
         return f"{self.limit_prefix()}{key}:parked"
 
+    def fair_queues(self) -> str:
+        """Hash: fair queue -> JSON of its policy (``{"window": N}`` or ``{}``: the live capacity)."""
+        return f"{self.prefix}fair:queues"
+
+    def fair_jobs(self) -> str:
+        """Hash: id of a job of a fair queue or type -> its queue, until the job ends."""
+        return f"{self.prefix}fair:jobs"
+
+    def fair_prefix(self) -> str:
+        """Prefix of each fair queue's own keys (the sharing scripts build them from it)."""
+        return f"{self.prefix}fair:"
+
+    def fair_inflight(self, queue: str) -> str:
+        """Set: ids of the fair jobs of ``queue`` let through to the broker and not yet ended."""
+        return f"{self.fair_prefix()}{queue}:inflight"
+
+    def fair_capacity(self, queue: str) -> str:
+        """Hash: worker hostname -> "<processes> <expiry epoch>" of each worker consuming ``queue``."""
+        return f"{self.fair_prefix()}{queue}:capacity"
+
     def quarantine(self) -> str:
         """List: messages workers set aside as undecodable or refused, newest first, as JSON."""
         return f"{self.prefix}quarantine"

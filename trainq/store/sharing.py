@@ -1,5 +1,6 @@
 """The sharing store: each concurrency key's policy, the jobs holding its slots, the jobs parked
-for it and its rate bucket; two scripts decide who starts (``lua/sharing_park.lua``, ``sharing_admit.lua``).
+for it and its rate bucket, and each fair queue's window; two scripts decide who starts
+(``lua/sharing_park.lua``, ``sharing_admit.lua``).
 
 Parked jobs wait here, not in the broker: they hold no worker process and cost nothing while waiting.
 """
@@ -21,13 +22,15 @@ from trainq.store.registry import Effects, get_registry
 @dataclass(frozen=True)
 class Arrival:
     """What the gate decided for a new job: passed or parked, with its key's slots in use, their
-    limit (None: no limit), its rate and its supersede policy, as they stood."""
+    limit (None: no limit), its rate and its supersede policy, as they stood, and the fair queue
+    whose window was full (None: none was)."""
 
     passed: bool
     running: int
     max_running: int | None
     rate: str | None
     supersede: str | None
+    full: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,16 @@ class KeyUse:
     policy: dict[str, Any]
     running: int
     waiting: int
+
+
+@dataclass(frozen=True)
+class FairUse:
+    """One fair queue now: its window (None: the live capacity), its live capacity and its jobs in flight."""
+
+    queue: str
+    window: int | None
+    capacity: int
+    inflight: int
 
 
 class SharingStore:
@@ -52,14 +65,19 @@ class SharingStore:
     def _names(self) -> list[str]:
         """The key names every sharing script starts its arguments with (``sharing_common.lua``)."""
         k = self.keys
-        return [k.limits(), k.limits_active(), k.limits_waiting(), k.limit_prefix()]
+        return [
+            *(k.limits(), k.limits_active(), k.limits_waiting(), k.limit_prefix()),
+            *(k.fair_queues(), k.fair_jobs(), k.fair_prefix()),
+        ]
 
-    def park_or_pass(self, key: str, job_id: str, policy: dict[str, Any] | None) -> Arrival:
-        """Give ``job_id`` a slot of ``key`` now, or park it. ``policy`` becomes the key's policy
-        unless it has one."""
+    def park_or_pass(
+        self, key: str, job_id: str, policy: dict[str, Any] | None, fair: str | None = None
+    ) -> Arrival:
+        """Give ``job_id`` a slot of ``key`` now (and a place in the window of ``fair``, its queue if
+        it is a fair job), or park it. ``policy`` becomes the key's policy unless it has one."""
         brought = json.dumps(policy) if policy else ""
-        passed, running, most, rate, supersede = self._park(
-            keys=[], args=[*self._names(), key, job_id, brought]
+        passed, running, most, rate, supersede, full = self._park(
+            keys=[], args=[*self._names(), key, job_id, brought, fair or ""]
         )
         return Arrival(
             bool(passed),
@@ -67,12 +85,15 @@ class SharingStore:
             None if most < 0 else int(most),
             rate.decode() or None,
             supersede.decode() or None,
+            full.decode() or None,
         )
 
-    def repark(self, key: str, job_id: str) -> None:
-        """Give a slot back and park its job first in line again (its send failed); a sweep wakes the key."""
+    def repark(self, key: str, job_id: str, queue: str) -> None:
+        """Give a slot (and its place in ``queue``'s window) back and park its job first in line
+        again (its send failed); a sweep wakes the key."""
         pipe = self.client.pipeline(transaction=True)
         pipe.srem(self.keys.limit_running(key), job_id)
+        pipe.srem(self.keys.fair_inflight(queue), job_id)
         pipe.lpush(self.keys.limit_parked(key), job_id)
         pipe.execute()
 
@@ -92,12 +113,20 @@ class SharingStore:
         wait = float(reply[-1])
         return started, None if wait < 0 else wait
 
-    def release(self, key: str, job_id: str, effects: Effects) -> None:
-        """Queue the writes that give ``job_id``'s slot back (or unpark it) with its finish; the last
-        one's reply is how many jobs of ``key`` are still parked."""
+    def release(self, key: str, job_id: str, queue: str, effects: Effects) -> None:
+        """Queue the writes that give ``job_id``'s slot and its place in ``queue``'s window back (or
+        unpark it) with its finish; ``frees`` reads their replies."""
         effects.command("SREM", self.keys.limit_running(key), job_id)
         effects.command("LREM", self.keys.limit_parked(key), 0, job_id)
+        effects.command("HDEL", self.keys.fair_jobs(), job_id)
+        effects.command("SREM", self.keys.fair_inflight(queue), job_id)
         effects.command("LLEN", self.keys.limit_parked(key))
+
+    @staticmethod
+    def frees(replies: list[object]) -> bool:
+        """True if a finish's ``release`` replies (its last) show a job may start now: the key still
+        has jobs parked, or the job left a place in a fair queue's window."""
+        return len(replies) >= 2 and bool(replies[-1] or replies[-2])
 
     def holders(self, key: str) -> tuple[list[str], list[str]]:
         """The ids of the jobs holding ``key``'s slots and of those parked for it (oldest first)."""
@@ -116,11 +145,16 @@ class SharingStore:
         }
 
     def drop(self, key: str, job_ids: list[str]) -> None:
-        """Forget ``job_ids`` as holders or parked jobs of ``key`` (they ended without a finish)."""
+        """Forget ``job_ids`` as holders or parked jobs of ``key`` and as fair jobs (they ended
+        without a finish)."""
+        queues = self.client.hmget(self.keys.fair_jobs(), job_ids) if job_ids else []
         pipe = self.client.pipeline(transaction=False)
-        for job_id in job_ids:
+        for job_id, queue in zip(job_ids, queues, strict=True):
             pipe.srem(self.keys.limit_running(key), job_id)
             pipe.lrem(self.keys.limit_parked(key), 0, job_id)
+            if queue:
+                pipe.srem(self.keys.fair_inflight(queue.decode()), job_id)
+                pipe.hdel(self.keys.fair_jobs(), job_id)
         pipe.execute()
 
     def active(self) -> list[str]:
@@ -156,6 +190,48 @@ class SharingStore:
                 keys, zip(replies[::3], replies[1::3], replies[2::3], strict=True), strict=True
             )
         ]
+
+    def set_fair(self, queue: str, window: int | None) -> None:
+        """Make ``queue`` fair, its window ``window`` jobs in flight (None: its live worker capacity)."""
+        self.client.hset(self.keys.fair_queues(), queue, json.dumps({"window": window} if window else {}))
+
+    def delete_fair(self, queue: str) -> bool:
+        """Make ``queue`` plain again; False if it was not fair."""
+        return bool(self.client.hdel(self.keys.fair_queues(), queue))
+
+    def fair_queues(self) -> set[str]:
+        """The names of the fair queues."""
+        return {q.decode() for q in self.client.hkeys(self.keys.fair_queues())}
+
+    def add_capacity(self, worker: str, queues: list[str], processes: int, ttl_s: float) -> None:
+        """Count ``worker``'s ``processes`` in the capacity of each of ``queues`` for ``ttl_s`` seconds."""
+        seconds, micros = self.client.time()
+        expiry = seconds + micros / 1e6 + ttl_s
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.hset(self.keys.fair_capacity(queue), worker, f"{processes} {expiry:.3f}")
+        pipe.execute()
+
+    def fair_uses(self) -> list[FairUse]:
+        """Each fair queue's window, live capacity and jobs in flight, in two round trips."""
+        policies = {
+            q.decode(): json.loads(v) for q, v in self.client.hgetall(self.keys.fair_queues()).items()
+        }
+        queues = sorted(policies)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.time()
+        for queue in queues:
+            pipe.hvals(self.keys.fair_capacity(queue))
+            pipe.scard(self.keys.fair_inflight(queue))
+        replies = pipe.execute()
+        seconds, micros = replies[0]
+        now = seconds + micros / 1e6
+        uses = []
+        for queue, entries, inflight in zip(queues, replies[1::2], replies[2::2], strict=True):
+            live = [entry.decode().split() for entry in entries]
+            capacity = sum(int(processes) for processes, expiry in live if float(expiry) > now)
+            uses.append(FairUse(queue, policies[queue].get("window"), capacity, inflight))
+        return uses
 
 
 @lru_cache(maxsize=1)

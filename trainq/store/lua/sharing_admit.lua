@@ -1,10 +1,11 @@
 -- Start parked jobs while some key has one, a free slot and a token: the waiting keys take turns
--- by virtual time (a key's turn moves on by 1/weight a start). ARGV[5..] most to start, the
+-- by virtual time (a key's turn moves on by 1/weight a start); a key whose next job's fair queue
+-- has a full window is passed over, as one waiting for its rate. ARGV[8..] most to start, the
 -- prefix of job records, then keys to look at again (a slot freed, a limit changed). Returns
 -- {key1, job1, record1, key2, ..., seconds until the next token of a key waiting only for its
 -- rate, or -1}, each record as HGETALL reads it (the caller sends the job with it).
-local most, records, next_s = tonumber(ARGV[5]), ARGV[6], -1
-for i = 7, #ARGV do
+local most, records, next_s = tonumber(ARGV[8]), ARGV[9], -1
+for i = 10, #ARGV do
   local key = ARGV[i]
   if redis.call('SCARD', running(key)) + redis.call('LLEN', parked(key)) == 0 then
     redis.call('SREM', ACTIVE, key)
@@ -14,8 +15,9 @@ for i = 7, #ARGV do
   end
 end
 -- One start: the first waiting key in turn order that may start a job now, read a page at a time
--- (only keys waiting for their rate are passed over); false when none may.
+-- (only keys waiting for their rate or a fair queue's window are passed over); false when none may.
 local PAGE = 16
+local closed = {}
 local function start_one(now)
   local from = 0
   while true do
@@ -26,6 +28,8 @@ local function start_one(now)
       if redis.call('LLEN', parked(key)) == 0 or not has_slot(key, pol) then
         redis.call('ZREM', WAITING, key)
         from = from - 1
+      elseif shut_out(redis.call('LINDEX', parked(key), 0), now, closed) then
+        -- its fair queue's window is full: it keeps its turn until a place frees
       else
         local held, wait = tokens(key, pol, now)
         if held >= 1 then

@@ -1,8 +1,12 @@
 -- Shared by the sharing scripts. ARGV[1..4] name the policies hash, the active keys set, the
 -- waiting keys sorted set and the prefix of each concurrency key K's own keys: <prefix>K:running
 -- (set of job ids holding a slot), :parked (list, oldest first) and :state (hash: tokens and at of
--- its rate bucket, vt its virtual time in the round-robin). See trainq/store/keys.py.
+-- its rate bucket, vt its virtual time in the round-robin). ARGV[5..7] name the fair queues' policies
+-- hash, the fair jobs hash (job id -> queue) and the prefix of each fair queue Q's own keys:
+-- <prefix>Q:inflight (set of its fair jobs let through) and :capacity (hash: worker -> "<processes>
+-- <expiry>"). See trainq/store/keys.py.
 local LIMITS, ACTIVE, WAITING, P = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local FAIR_QUEUES, FAIR_JOBS, FP = ARGV[5], ARGV[6], ARGV[7]
 local UNIT_S = {s = 1, m = 60, h = 3600, d = 86400}
 
 local function running(key) return P .. key .. ':running' end
@@ -39,9 +43,39 @@ local function tokens(key, pol, now)
   return held, math.max(0, (1 - held) / per_s)
 end
 
--- Give ``job`` a slot of ``key``: take a token, move the key's turn on by 1/weight.
+local function inflight(queue) return FP .. queue .. ':inflight' end
+
+-- A fair queue's window: its policy's ``window``, else the processes of the live workers consuming it.
+local function window(queue, now)
+  local raw = redis.call('HGET', FAIR_QUEUES, queue)
+  local pol = raw and cjson.decode(raw) or {}
+  if pol.window then return pol.window end
+  local total, entries = 0, redis.call('HGETALL', FP .. queue .. ':capacity')
+  for i = 2, #entries, 2 do
+    local processes, expiry = string.match(entries[i], '^(%d+) ([%d%.]+)$')
+    if processes and tonumber(expiry) > now then total = total + tonumber(processes) end
+  end
+  return total
+end
+
+-- The fair queue ``job`` waits for if that queue's window is full (``closed`` remembers full queues
+-- for the rest of the script: a window only fills while it runs), else nil.
+local function shut_out(job, now, closed)
+  local queue = redis.call('HGET', FAIR_JOBS, job)
+  if not queue then return nil end
+  if closed[queue] or redis.call('SCARD', inflight(queue)) >= window(queue, now) then
+    closed[queue] = true
+    return queue
+  end
+  return nil
+end
+
+-- Give ``job`` a slot of ``key`` (and of its fair queue's window): take a token, move the key's
+-- turn on by 1/weight.
 local function admit(key, pol, job, held, now)
   redis.call('SADD', running(key), job)
+  local queue = redis.call('HGET', FAIR_JOBS, job)
+  if queue then redis.call('SADD', inflight(queue), job) end
   local vt = tonumber(redis.call('HGET', state(key), 'vt')) or 0
   redis.call('HSET', state(key), 'vt', vt + 1 / (pol.weight or 1))
   if pol.rate ~= nil then redis.call('HSET', state(key), 'tokens', held - 1, 'at', now) end
