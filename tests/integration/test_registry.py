@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 
 import pytest
@@ -253,3 +256,39 @@ def test_with_every_sentinel_down_the_registry_gives_up_within_its_own_retries(
     # then it fails after its own few retries, not after redis-py's 10 per sentinel on top
     # (3 lookups x 3 sentinels x ~4.4 s before the fix)
     assert time.monotonic() - started < 3
+
+
+def test_a_process_forked_while_another_thread_holds_the_pool_lock_can_still_talk(registry: Registry) -> None:
+    # given the process's registry, and a thread inside its pool's lock (the reaper mid-command)
+    from trainq.store.registry import get_registry
+
+    pool = get_registry().client.connection_pool
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with pool._lock:
+            entered.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(10)
+    threading.Timer(0.2, leave.set).start()
+    # when the process forks (Celery replacing a pool process)
+    pid = os.fork()
+    if pid == 0:
+        # then the child can run a command (before the fix it waited on a lock no thread would free)
+        try:
+            get_registry().client.ping()
+            os._exit(0)
+        finally:
+            os._exit(1)
+    holder.join()
+    deadline = time.monotonic() + 15
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked process hung on the pool's lock")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(done[1]) == 0

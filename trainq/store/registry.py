@@ -40,6 +40,7 @@ from trainq.job.record import (
 )
 from trainq.settings import Settings, get_settings, redis_py_url
 from trainq.store import lua, sentinel
+from trainq.store.forking import hold_across_fork
 from trainq.store.keys import Keys
 
 #: The record's hash field holding its idempotency key (not part of JobRecord), so the key goes with it.
@@ -130,6 +131,7 @@ class Registry:
                     ExponentialBackoff(cap=0.5, base=0.05), 1, supported_errors=(redis.ConnectionError,)
                 ),
             )
+        hold_across_fork(client.connection_pool)
         registry = cls(client, Keys(settings.key_prefix), settings.log_max_lines)
         registry.min_replicas, registry.replica_wait_ms = settings.min_replicas, settings.replica_wait_ms
         return registry
