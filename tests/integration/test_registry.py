@@ -173,8 +173,20 @@ def _run(registry: Registry, job_id: str, *, fail_first: bool = False) -> None:
     assert finished is not None
 
 
-def test_a_clean_run_keeps_no_events_list_yet_reads_its_three_transitions(registry: Registry) -> None:
-    # given a job submitted, claimed and succeeded on its first attempt
+def test_a_job_on_the_clean_path_keeps_no_events_list_yet_reads_its_transitions(registry: Registry) -> None:
+    # given a job submitted, then claimed
+    registry.create(record("a"))
+    assert not registry.client.exists(registry.keys.events("a"))
+    assert [e.state for e in registry.events("a")] == [JobState.QUEUED]
+    registry.claim("a", 0, "w@host", time.time() + 30)
+    assert not registry.client.exists(registry.keys.events("a"))
+    assert [(e.state, e.attempt, e.worker) for e in registry.events("a")][-1] == (
+        JobState.RUNNING,
+        1,
+        "w@host",
+    )
+    # when it succeeds on that first attempt
+    registry.client.delete(registry.keys.job("a"))
     registry.create(record("a"))
     _run(registry, "a")
     # then it keeps no events list, and its transitions read from the record as they were recorded
@@ -190,6 +202,26 @@ def test_a_clean_run_keeps_no_events_list_yet_reads_its_three_transitions(regist
             JobEvent(state=JobState.SUCCEEDED, at=job.finished_at, attempt=1, worker="w@host"),
         ]
     )
+
+
+def test_the_first_event_off_the_clean_path_stores_the_ones_before_it(registry: Registry) -> None:
+    # given a running job on the clean path
+    registry.create(record("a"))
+    running = registry.claim("a", 0, "w@host", time.time() + 30)
+    assert running is not None and running.started_at is not None
+    # when it is cancelled
+    cancel = JobEvent(state=JobState.CANCELLED, at=time.time(), attempt=1, worker="w@host", reason="by user")
+    registry.transition("a", JobState.CANCELLED, allowed={JobState.RUNNING}, event=cancel)
+    # then its list holds the submit and the start its record implied, then the cancel
+    stored = [
+        JobEvent.model_validate_json(e) for e in registry.client.lrange(registry.keys.events("a"), 0, -1)
+    ]
+    assert stored == [
+        JobEvent(state=JobState.QUEUED, at=running.created_at, reason="submitted"),
+        JobEvent(state=JobState.RUNNING, at=running.started_at, attempt=1, worker="w@host"),
+        cancel.model_copy(update={"at": round(cancel.at, 3)}),
+    ]
+    assert registry.events("a") == stored
 
 
 def test_a_run_that_was_not_clean_keeps_its_events(registry: Registry) -> None:

@@ -13,7 +13,7 @@ import redis
 from tests.fixtures import Workers, run_cli
 from tests.upgrade import test_release_dump
 from tests.upgrade.dump import export_db, load_dump
-from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobRecord, clean_run_events
+from trainq.job.record import HISTORY_FIELD, SCHEMA_VERSION, VERSION_FIELD, JobRecord, implied_events
 from trainq.pipelines.runs import RunStatus, get_runs
 from trainq.store.migration import Migration
 from trainq.store.registry import get_registry
@@ -88,9 +88,12 @@ def test_migrate_rewrites_the_release_records_once(
         assert all(b"null" not in e for e in stored), stored
         rounded = [e.model_copy(update={"at": round(e.at, 3)}) for e in events[job_id]]
         assert registry.events(job_id) == rounded
-    # and the jobs that ran clean keep no events list (read from their record), the others theirs
+    # and the jobs on the clean path keep no events list (read from their record), the others
+    # theirs, marked as holding the whole history
     folded = [job_id for job_id in before if not redis_client.exists(registry.keys.events(job_id))]
-    assert folded and all(clean_run_events(registry.get(job_id)) for job_id in folded), folded
+    assert folded and all(registry.events(j) == implied_events(registry.get(j)) for j in folded), folded
+    kept = set(before) - set(folded)
+    assert kept and all(redis_client.hget(registry.keys.job(j), HISTORY_FIELD) == b"1" for j in kept)
     # and the idempotency key a record carries beside its fields is kept
     idempotent = expected["job_ids"]["idempotent"]
     assert redis_client.hget(registry.keys.job(idempotent), "idempotency_key") is not None

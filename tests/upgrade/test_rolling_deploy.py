@@ -55,6 +55,8 @@ def test_old_and_new_workers_side_by_side_lose_no_job(
     for job_id in ids:
         notes = [n.decode().split(":")[0] for n in redis_client.lrange(attempts_key(job_id), 0, -1)]
         assert notes == ["start", "end"], (job_id, notes)
+        states = [e.state for e in registry.events(job_id)]
+        assert states == [JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED], (job_id, states)
     # and both versions ran jobs
     assert {(r.worker or "").split("@")[0] for r in records} == {"old", "new"}
     # and the current release lists each job once by its queue, type and state (an old worker's

@@ -2,9 +2,10 @@
 
 A record is a Redis hash of JSON values. Since schema version 2 (hash field ``v``) a field at its
 default is left out and times are kept to the millisecond; since version 3 a clean run keeps no
-events list (``clean_run_events``); records of release 95980f0 (no ``v``, every field present,
-nulls included) read the same. Fields the previous release's readers require
-(a rolling deploy runs both) and those the store's scripts read are always written.
+events list, and since version 4 neither does a job still on its way to one (``implied_events``);
+records of release 95980f0 (no ``v``, every field present, nulls included) read the same. Fields the
+previous release's readers require (a rolling deploy runs both) and those the store's scripts read
+are always written.
 """
 
 from __future__ import annotations
@@ -130,8 +131,12 @@ class JobRecord(BaseModel):
 #: The hash field holding the record's schema version; absent in records of release 95980f0.
 VERSION_FIELD = "v"
 #: The layout this release writes: defaults left out, times to the millisecond (2); a clean run's
-#: events read from its record (3, ``clean_run_events``).
-SCHEMA_VERSION = 3
+#: events read from its record (3); a job's events stored only once it leaves the clean path (4).
+SCHEMA_VERSION = 4
+#: The first schema version whose jobs on the clean path keep no events list (transition.lua has it too).
+IMPLIED_EVENTS_VERSION = 4
+#: The hash field set (to ``1``) once a job's events list holds its whole history (schema version 4).
+HISTORY_FIELD = "history"
 #: The first event's reason of a job sent by a caller (``Registry.create``'s default).
 CLEAN_SUBMIT_REASON = "submitted"
 #: Fields written even at their default: release 95980f0 requires them (rolling deploys read both
@@ -159,26 +164,16 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def clean_run_events(record: JobRecord) -> list[JobEvent] | None:
-    """The transitions of a job that succeeded on its first attempt without a hitch, from its record.
-
-    Such a job keeps no events list (schema version 3: the finish drops it once it has checked the
-    list says exactly this); None for any other record, whose events are its list.
-    """
+def implied_events(record: JobRecord) -> list[JobEvent]:
+    """The transitions of a job on the clean path so far (submitted, started on its first attempt,
+    succeeded on it), from its record: such a job keeps no events list (see transition.lua)."""
+    events = [JobEvent(state=JobState.QUEUED, at=record.created_at, reason=CLEAN_SUBMIT_REASON)]
     worker, started, finished = record.worker, record.started_at, record.finished_at
-    if (
-        record.state is not JobState.SUCCEEDED
-        or (record.attempt, record.failures, record.recoveries) != (1, 0, 0)
-        or worker is None
-        or started is None
-        or finished is None
-    ):
-        return None
-    return [
-        JobEvent(state=JobState.QUEUED, at=record.created_at, reason=CLEAN_SUBMIT_REASON),
-        JobEvent(state=JobState.RUNNING, at=started, attempt=1, worker=worker),
-        JobEvent(state=JobState.SUCCEEDED, at=finished, attempt=1, worker=worker),
-    ]
+    if record.state in (JobState.RUNNING, JobState.SUCCEEDED) and worker and started is not None:
+        events.append(JobEvent(state=JobState.RUNNING, at=started, attempt=1, worker=worker))
+        if record.state is JobState.SUCCEEDED and finished is not None:
+            events.append(JobEvent(state=JobState.SUCCEEDED, at=finished, attempt=1, worker=worker))
+    return events
 
 
 def eta_s(record: JobRecord) -> float | None:

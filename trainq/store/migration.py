@@ -2,8 +2,8 @@
 
 Records of release 95980f0 (no ``v`` field) are read as they are, so migrating is never needed
 for correctness: it reclaims memory (nulls and defaults left out, compact events, none kept for a
-clean run, one route index entry instead of a type and a queue one, a finished job in its retention
-set only) and marks each record and run with the schema version. It walks the keys with SCAN
+job on the clean path, one route index entry instead of a type and a queue one, a finished job in
+its retention set only) and marks each record and run with the schema version. It walks the keys with SCAN
 cursors a batch at a time and saves the cursors after each batch, so an interrupted migration
 resumes where it stopped; each record is rewritten under WATCH (a worker's change meanwhile makes
 it read again), and a record already current is left alone, so running it twice changes nothing
@@ -18,7 +18,14 @@ from typing import Any
 
 import redis
 
-from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobEvent, JobRecord, clean_run_events
+from trainq.job.record import (
+    HISTORY_FIELD,
+    SCHEMA_VERSION,
+    VERSION_FIELD,
+    JobEvent,
+    JobRecord,
+    implied_events,
+)
 from trainq.store.keys import Keys
 from trainq.store.registry import Registry
 
@@ -100,8 +107,9 @@ class Migration:
                         pipe.delete(events_key)
                         encoded = [JobEvent.model_validate_json(e).encoded() for e in events]
                         kept = [JobEvent.model_validate_json(e) for e in encoded]
-                        if kept != clean_run_events(record):  # a clean run's are read from its record
+                        if kept != implied_events(record):  # those the record implies are read from it
                             pipe.rpush(events_key, *encoded)
+                            pipe.hset(key, HISTORY_FIELD, "1")
                     pipe.execute()
                     return "job records migrated"
                 except redis.WatchError:

@@ -31,12 +31,15 @@ from trainq.errors import BrokerUnavailable, JobNotFound
 from trainq.job.record import (
     CLEAN_SUBMIT_REASON,
     FINISHED_STATES,
+    HISTORY_FIELD,
+    IMPLIED_EVENTS_VERSION,
+    VERSION_FIELD,
     WAITING_STATES,
     JobEvent,
     JobRecord,
     JobState,
-    clean_run_events,
     encode_fields,
+    implied_events,
 )
 from trainq.settings import Settings, get_settings, redis_py_url
 from trainq.store import lua, sentinel
@@ -274,14 +277,19 @@ class Registry:
     ) -> None:
         """Write new records, their first events (``reason``), index entries and counters, then
         ``writes``, in one script call on ``client`` (a pipeline, or not). Each index, counter and
-        set is written once for all the records."""
+        set is written once for all the records. A job queued by a plain submit stores no event:
+        its record implies it (``implied_events``)."""
         indexes: dict[str, list[str]] = {}
         counts: dict[tuple[str, str], int] = {}
         rows = []
         for record in records:
-            event = JobEvent(state=record.state, at=record.created_at, reason=reason)
-            fields = [part for item in record.to_hash().items() for part in item]
-            rows.append([self.keys.job(record.id), fields, self.keys.events(record.id), event.encoded()])
+            fields = record.to_hash()
+            event = ""
+            if record.state is not JobState.QUEUED or reason != CLEAN_SUBMIT_REASON:
+                event = JobEvent(state=record.state, at=record.created_at, reason=reason).encoded()
+                fields[HISTORY_FIELD] = "1"
+            flat = [part for item in fields.items() for part in item]
+            rows.append([self.keys.job(record.id), flat, self.keys.events(record.id), event])
             state = record.state.value
             for index in [
                 *self._indexes(record.type, record.queue, record.tags),
@@ -536,13 +544,22 @@ class Registry:
     def events(self, job_id: str, record: JobRecord | None = None) -> list[JobEvent]:
         """The transitions of ``job_id`` (whose record is ``record`` when given), oldest first.
 
-        A clean run keeps no list (see transition.lua): its three are read from the record.
+        A job on the clean path keeps no list (see transition.lua): its events are read from the
+        record. A worker of an earlier release appends to the list of a job that has none, after
+        the submit its record implies.
         """
-        raw = self.client.lrange(self.keys.events(job_id), 0, -1)
-        if raw:
-            return [JobEvent.model_validate_json(item) for item in raw]
+        read = self.client.pipeline(transaction=False)
+        read.lrange(self.keys.events(job_id), 0, -1)
+        read.hmget(self.keys.job(job_id), VERSION_FIELD, HISTORY_FIELD)
+        raw, (version, history) = read.execute()
+        stored = [JobEvent.model_validate_json(item) for item in raw]
+        if history or (stored and int(version or 0) < IMPLIED_EVENTS_VERSION):
+            return stored
         record = record or self.find(job_id)
-        return (clean_run_events(record) if record else None) or []
+        if record is None:
+            return stored
+        implied = implied_events(record)
+        return [*implied[:1], *stored] if stored else implied
 
     # -- listing -----------------------------------------------------------------------
 

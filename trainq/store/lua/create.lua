@@ -1,13 +1,14 @@
--- New job records in one call: each record's hash and first event, then the index entries,
+-- New job records in one call: each record's hash and first event (none for a plain submit, whose
+-- event its record implies: see transition.lua), then the index entries,
 -- counters and sets of them all (each key written once), then the writes that go with them
 -- (idempotency key, kept message payload, the broker's messages).
--- ARGV[1]: JSON {records: [[job key, [field, value, ...], events key, event]],
+-- ARGV[1]: JSON {records: [[job key, [field, value, ...], events key, event or '']],
 --   zadd: [[key, score, member, ...]], hincrby: [[key, field, n]], sadd: [[key, member, ...]],
 --   writes: [[command, arg, ...]]}, every value a string.
 local doc = cjson.decode(ARGV[1])
 for _, r in ipairs(doc.records) do
   redis.call('HSET', r[1], unpack(r[2]))
-  redis.call('RPUSH', r[3], r[4])
+  if r[4] ~= '' then redis.call('RPUSH', r[3], r[4]) end
 end
 for _, z in ipairs(doc.zadd) do redis.call('ZADD', unpack(z)) end
 for _, h in ipairs(doc.hincrby) do redis.call('HINCRBY', unpack(h)) end

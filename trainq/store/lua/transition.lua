@@ -11,15 +11,23 @@
 --       ARGV[14]: the finished states (comma list: only a job leaving one is in a retention set).
 --       ARGV[15]: effects ('' = none): a JSON list of writes applied only if the change is, each
 --       a Redis command, or {run function name, keys, args} for a pipeline run's step.
--- A clean run keeps no events: a success on attempt 1 with no failure or recovery whose events are
--- exactly queued (submitted, at creation), running (at the start, attempt 1, its worker) and this
--- one (at the finish, same worker) drops its list; readers build them from the record
--- (trainq.job.record.clean_run_events).
+-- Schema version 4 keeps no events while a job is on the clean path (submitted, started on attempt
+-- 1, succeeded on it): readers build them from the record (trainq.job.record.implied_events). The
+-- first event off that path writes the implied ones before it and marks the record ('history').
 -- Returns the state the job was in (or the record; or, with effects, {state, their replies}),
 -- or false when the change was refused.
-local cur, fence, created, queue, kind, run, attempt, failures, recoveries, started, worker = unpack(
-  redis.call('HMGET', KEYS[1], 'state', 'fence', 'created_at', 'queue', 'type', 'pipeline_id', 'attempt',
-    'failures', 'recoveries', 'started_at', 'worker'))
+local names = {'state', 'fence', 'created_at', 'queue', 'type', 'pipeline_id', 'attempt', 'failures',
+  'recoveries', 'started_at', 'finished_at', 'worker', 'v', 'history'}
+local fields, nulls = cjson.decode(ARGV[5]), {}
+for k, v in pairs(fields) do
+  if v == 'null' then
+    nulls[#nulls + 1] = k
+    names[#names + 1] = k
+  end
+end
+local got = redis.call('HMGET', KEYS[1], unpack(names))
+local cur, fence, created, queue, kind, run, attempt, failures, recoveries, started, finished, worker,
+  version, history = unpack(got, 1, 14)
 if not cur then return false end
 cur = cjson.decode(cur)
 local allowed = false
@@ -29,11 +37,13 @@ end
 if not allowed then return false end
 if ARGV[2] ~= '' and fence ~= ARGV[2] then return false end
 local new = ARGV[4]
-local values, fields = {}, cjson.decode(ARGV[5])
+local values, gone = {}, {}
+for i, k in ipairs(nulls) do
+  if got[14 + i] then gone[#gone + 1] = k end  -- a null removes a field only where there is one
+end
+if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
 for k, v in pairs(fields) do
-  if v == 'null' then
-    redis.call('HDEL', KEYS[1], k)
-  else
+  if v ~= 'null' then
     values[#values + 1] = k
     values[#values + 1] = v
   end
@@ -41,6 +51,47 @@ end
 if new ~= cur then
   values[#values + 1] = 'state'
   values[#values + 1] = cjson.encode(new)
+end
+local event = ARGV[6]
+if ARGV[11] == '1' then
+  event = (string.gsub(event, '"attempt":%-1', '"attempt":' .. attempt, 1))
+end
+local function none(v) return v == nil or v == cjson.null end
+-- True when ``event`` is the next step of the clean path: the first start, or its success.
+local function clean_step()
+  if attempt ~= '1' or (failures and failures ~= '0') or (recoveries and recoveries ~= '0') then return false end
+  for _, name in ipairs({'attempt', 'failures', 'recoveries', 'created_at'}) do
+    if fields[name] then return false end
+  end
+  local e = cjson.decode(event)
+  if e.state ~= new or e.attempt ~= 1 or not none(e.reason) then return false end
+  if cur == 'queued' and new == 'running' then
+    return fields.started_at and e.at == tonumber(fields.started_at) and fields.worker
+      and e.worker == cjson.decode(fields.worker) and not fields.finished_at
+  end
+  if cur == 'running' and new == 'succeeded' then
+    return fields.finished_at and e.at == tonumber(fields.finished_at) and worker
+      and e.worker == cjson.decode(worker) and not (fields.worker or fields.started_at)
+  end
+  return false
+end
+local implied = version and tonumber(version) >= 4 and not history
+if implied and (new ~= cur or event ~= '') and not (event ~= '' and clean_step()) then
+  -- Off the clean path: the events it implied so far go first, and the list holds the history now.
+  local past = {cjson.encode({state = 'queued', at = tonumber(created), reason = 'submitted'})}
+  if (cur == 'running' or cur == 'succeeded') and started and worker then
+    local on = cjson.decode(worker)
+    past[2] = cjson.encode({state = 'running', at = tonumber(started), attempt = 1, worker = on})
+    if cur == 'succeeded' and finished then
+      past[3] = cjson.encode({state = 'succeeded', at = tonumber(finished), attempt = 1, worker = on})
+    end
+  end
+  if event ~= '' then past[#past + 1] = event end
+  redis.call('RPUSH', KEYS[2], unpack(past))
+  values[#values + 1] = 'history'
+  values[#values + 1] = '1'
+elseif not implied and event ~= '' then
+  redis.call('RPUSH', KEYS[2], event)
 end
 if #values > 0 then redis.call('HSET', KEYS[1], unpack(values)) end
 if new ~= cur then
@@ -58,37 +109,6 @@ if new ~= cur then
   redis.call('HINCRBY', kind, new, 1)
   if string.find(',' .. ARGV[14] .. ',', ',' .. cur .. ',', 1, true) then
     redis.call('ZREM', ARGV[12] .. cur, ARGV[1])
-  end
-end
-local function none(v) return v == nil or v == cjson.null end
--- True when the events so far and ``event`` are those of a clean run.
-local function clean(event)
-  if new ~= 'succeeded' or attempt ~= '1' then return false end
-  if (failures and failures ~= '0') or (recoveries and recoveries ~= '0') then return false end
-  for _, name in ipairs({'attempt', 'failures', 'recoveries', 'started_at', 'worker'}) do
-    if fields[name] then return false end
-  end
-  local finished = fields.finished_at
-  if not (started and finished and worker) then return false end
-  local list = redis.call('LRANGE', KEYS[2], 0, 2)
-  if #list ~= 2 then return false end
-  local q, r, s, on = cjson.decode(list[1]), cjson.decode(list[2]), cjson.decode(event), cjson.decode(worker)
-  return q.state == 'queued' and q.reason == 'submitted' and q.at == tonumber(created)
-    and (none(q.attempt) or q.attempt == 0) and none(q.worker)
-    and r.state == 'running' and r.at == tonumber(started) and r.attempt == 1
-    and r.worker == on and none(r.reason)
-    and s.state == 'succeeded' and s.at == tonumber(finished) and s.attempt == 1
-    and s.worker == on and none(s.reason)
-end
-local event = ARGV[6]
-if ARGV[11] == '1' then
-  event = (string.gsub(event, '"attempt":%-1', '"attempt":' .. attempt, 1))
-end
-if event ~= '' then
-  if clean(event) then
-    redis.call('DEL', KEYS[2])
-  else
-    redis.call('RPUSH', KEYS[2], event)
   end
 end
 if ARGV[8] == '0' then
