@@ -11,6 +11,7 @@ import redis
 from tests.integration.test_registry import record
 from trainq.job import lifecycle
 from trainq.job.record import JobState
+from trainq.ops.metrics import TrainqCollector
 from trainq.store.registry import Effects, Registry
 
 
@@ -49,7 +50,7 @@ def test_a_finish_is_one_round_trip_with_its_metrics_and_the_callers_writes(regi
     done = registry.get("a")
     assert (done.state, done.result) == (JobState.SUCCEEDED, 1)
     assert registry.client.get("probe-result") == b"done"
-    assert registry.client.hget(registry.keys.metrics(), "finished|probe|succeeded") == b"1"
+    assert registry.client.hget(registry.keys.metrics(), "timed|probe|succeeded|0.1") == b"1"
     assert registry.queue_counts() == {"probe": {"succeeded": 1}}
     assert registry.expired_leases(time.time() + 120) == []
 
@@ -68,5 +69,35 @@ def test_a_refused_finish_writes_nothing(registry: Registry) -> None:
     assert previous is None
     assert registry.get("a").state is JobState.CANCELLED
     assert registry.client.get("probe-result") is None
-    assert registry.client.hget(registry.keys.metrics(), "finished|probe|succeeded") is None
-    assert registry.client.hget(registry.keys.metrics(), "finished|probe|cancelled") == b"1"
+    observed = registry.client.hgetall(registry.keys.metrics())
+    assert not [f for f in observed if b"|succeeded" in f], observed
+    assert observed[b"timed|probe|cancelled|0.1"] == b"1"
+
+
+def test_finishes_counted_by_an_earlier_release_and_by_this_one_add_up(registry: Registry) -> None:
+    # given two jobs that ran, counted by an earlier release in both the total and a bucket, and
+    # one counted by this release (its bucket only), and one that never started
+    registry.client.hset(
+        registry.keys.metrics(),
+        mapping={"finished|probe|succeeded": 2, "bucket|probe|succeeded|0.1": 2, "sum|probe|succeeded": 0.1},
+    )
+    registry.create(record("a"))
+    claimed = registry.claim("a", 0, "w@h", time.time() + 60)
+    assert claimed is not None
+    lifecycle.finish(registry, claimed, JobState.SUCCEEDED, {"result": 1})
+    registry.create(record("b"))
+    lifecycle.cancel(registry, registry.get("b"), "cancelled by a test")
+    # when the exporter reads them
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in TrainqCollector(registry)._observations()
+        for s in family.samples
+    }
+    # then each finish counts once, in the total and in the histogram
+    succeeded = frozenset({("type", "probe"), ("state", "succeeded")})
+    assert samples["trainq_jobs_finished_total", succeeded] == 3
+    assert samples["trainq_job_duration_seconds_count", succeeded] == 3
+    assert samples["trainq_job_duration_seconds_bucket", succeeded | {("le", "0.1")}] == 3
+    cancelled = frozenset({("type", "probe"), ("state", "cancelled")})
+    assert samples["trainq_jobs_finished_total", cancelled] == 1
+    assert ("trainq_job_duration_seconds_count", cancelled) not in samples

@@ -51,19 +51,25 @@ def bucket_label(seconds: float) -> str:
 
 class Metrics(Plugin):
     """Counts each finished job, its retries (attempts past the first) and its run time, in the
-    finish's own round trip."""
+    finish's own round trip.
+
+    A job that ran is counted once, in its duration bucket (``timed``): the finished total adds
+    those to the jobs that never started (``finished``). Releases before schema version 4 counted
+    a job that ran in both ``finished`` and ``bucket``; the sums stay right with either.
+    """
 
     def finishing(self, record: JobRecord, effects: Effects) -> None:
         """The metric hash's increments for ``record``."""
         key = get_registry().keys.metrics()
         series = f"{record.type}{_SEP}{record.state.value}"
-        effects.command("HINCRBY", key, f"finished{_SEP}{series}", 1)
         if record.attempt > 1:
             effects.command("HINCRBY", key, f"retries{_SEP}{record.type}", record.attempt - 1)
         if record.started_at is not None and record.duration_s is not None:
             seconds = max(record.duration_s, 0.0)
-            effects.command("HINCRBY", key, f"bucket{_SEP}{series}{_SEP}{bucket_label(seconds)}", 1)
+            effects.command("HINCRBY", key, f"timed{_SEP}{series}{_SEP}{bucket_label(seconds)}", 1)
             effects.command("HINCRBYFLOAT", key, f"sum{_SEP}{series}", seconds)
+        else:
+            effects.command("HINCRBY", key, f"finished{_SEP}{series}", 1)
 
 
 class TrainqCollector(Collector):
@@ -125,18 +131,21 @@ class TrainqCollector(Collector):
         retries = CounterMetricFamily(
             "trainq_job_retries", "Attempts past the first, counted when the job finishes.", labels=["type"]
         )
-        buckets: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        ended: dict[tuple[str, str], int] = defaultdict(int)
+        buckets: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         sums: dict[tuple[str, str], float] = defaultdict(float)
         for field, value in sorted(raw.items()):
             kind, *labels = field.decode().split(_SEP)
-            if kind == "finished":
-                finished.add_metric(labels, int(value))
-            elif kind == "retries":
+            if kind == "retries":
                 retries.add_metric(labels, int(value))
-            elif kind == "bucket":
-                buckets[(labels[0], labels[1])][labels[2]] = int(value)
+            elif kind in ("finished", "timed"):
+                ended[labels[0], labels[1]] += int(value)
+            if kind in ("bucket", "timed"):
+                buckets[labels[0], labels[1]][labels[2]] += int(value)
             elif kind == "sum":
-                sums[(labels[0], labels[1])] = float(value)
+                sums[labels[0], labels[1]] = float(value)
+        for series, count in sorted(ended.items()):
+            finished.add_metric(list(series), count)
         durations = HistogramMetricFamily(
             "trainq_job_duration_seconds",
             "Run time of finished jobs (last attempt).",

@@ -16,18 +16,26 @@
 -- first event off that path writes the implied ones before it and marks the record ('history').
 -- Returns the state the job was in (or the record; or, with effects, {state, their replies}),
 -- or false when the change was refused.
-local names = {'state', 'fence', 'created_at', 'queue', 'type', 'pipeline_id', 'attempt', 'failures',
-  'recoveries', 'started_at', 'finished_at', 'worker', 'v', 'history'}
-local fields, nulls = cjson.decode(ARGV[5]), {}
+-- The record's fields this script reads (all of them when it returns the record), absent ones nil.
+local record, fields, nulls = {}, cjson.decode(ARGV[5]), {}
 for k, v in pairs(fields) do
-  if v == 'null' then
-    nulls[#nulls + 1] = k
-    names[#names + 1] = k
+  if v == 'null' then nulls[#nulls + 1] = k end
+end
+if ARGV[11] == '1' then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do record[all[i]] = all[i + 1] end
+else
+  local names = {'state', 'fence', 'created_at', 'queue', 'type', 'pipeline_id', 'attempt', 'failures',
+    'recoveries', 'started_at', 'finished_at', 'worker', 'v', 'history', unpack(nulls)}
+  local got = redis.call('HMGET', KEYS[1], unpack(names))
+  for i, name in ipairs(names) do
+    if got[i] then record[name] = got[i] end
   end
 end
-local got = redis.call('HMGET', KEYS[1], unpack(names))
-local cur, fence, created, queue, kind, run, attempt, failures, recoveries, started, finished, worker,
-  version, history = unpack(got, 1, 14)
+local cur, fence, created, queue, kind, run, attempt = record.state, record.fence, record.created_at,
+  record.queue, record.type, record.pipeline_id, record.attempt
+local failures, recoveries, started, finished, worker = record.failures, record.recoveries,
+  record.started_at, record.finished_at, record.worker
 if not cur then return false end
 cur = cjson.decode(cur)
 local allowed = false
@@ -38,8 +46,8 @@ if not allowed then return false end
 if ARGV[2] ~= '' and fence ~= ARGV[2] then return false end
 local new = ARGV[4]
 local values, gone = {}, {}
-for i, k in ipairs(nulls) do
-  if got[14 + i] then gone[#gone + 1] = k end  -- a null removes a field only where there is one
+for _, k in ipairs(nulls) do
+  if record[k] then gone[#gone + 1] = k end  -- a null removes a field only where there is one
 end
 if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
 for k, v in pairs(fields) do
@@ -75,7 +83,7 @@ local function clean_step()
   end
   return false
 end
-local implied = version and tonumber(version) >= 4 and not history
+local implied = record.v and tonumber(record.v) >= 4 and not record.history
 if implied and (new ~= cur or event ~= '') and not (event ~= '' and clean_step()) then
   -- Off the clean path: the events it implied so far go first, and the list holds the history now.
   local past = {cjson.encode({state = 'queued', at = tonumber(created), reason = 'submitted'})}
@@ -116,7 +124,16 @@ if ARGV[8] == '0' then
 elseif ARGV[8] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])
 end
-if ARGV[11] == '1' then return redis.call('HGETALL', KEYS[1]) end
+if ARGV[11] == '1' then
+  for _, k in ipairs(gone) do record[k] = nil end
+  for i = 1, #values, 2 do record[values[i]] = values[i + 1] end
+  local flat = {}
+  for k, v in pairs(record) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = v
+  end
+  return flat
+end
 if ARGV[15] == '' then return cur end
 local steps, replies = {run_succeeded = run_succeeded, run_failed = run_failed}, {}
 for i, effect in ipairs(cjson.decode(ARGV[15])) do
