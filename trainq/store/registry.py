@@ -462,7 +462,7 @@ class Registry:
         One round trip: the script records the start with the job's attempt and returns the record.
         """
         raw = self._claim(self.client, job_id, fence, worker, lease_until)
-        return JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True))) if raw else None
+        return JobRecord.model_validate_json(raw) if raw else None
 
     def create_and_claim(
         self, record: JobRecord, worker: str, lease_until: float, message: dict[str, Any] | None = None
@@ -491,7 +491,7 @@ class Registry:
             return None
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc)) from exc
-        return JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True))) if raw else None
+        return JobRecord.model_validate_json(raw) if raw else None
 
     def _claim(self, client: Any, job_id: str, fence: int, worker: str, lease_until: float) -> Any:
         """Call the transition script that starts delivery ``fence`` (on ``client``: a pipeline or not)."""

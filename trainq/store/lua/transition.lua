@@ -5,7 +5,8 @@
 --       JSON-encoded values; 'null' removes the field), event JSON ('' = none), state index prefix, lease ('' keep,
 --       '0' drop, else expiry).
 --       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix,
---       ARGV[11]: '1' to fill the event's attempt from the record and return the record.
+--       ARGV[11]: '1' to fill the event's attempt from the record and return the record (one JSON
+--       object of its fields: each stored value is JSON already).
 --       ARGV[12]: finished-jobs prefix; ARGV[13]: '1' when the new state is finished ('' otherwise):
 --       a standalone job then enters its state's retention set instead of its state index.
 --       ARGV[14]: the finished states (comma list: only a job leaving one is in a retention set).
@@ -127,12 +128,9 @@ end
 if ARGV[11] == '1' then
   for _, k in ipairs(gone) do record[k] = nil end
   for i = 1, #values, 2 do record[values[i]] = values[i + 1] end
-  local flat = {}
-  for k, v in pairs(record) do
-    flat[#flat + 1] = k
-    flat[#flat + 1] = v
-  end
-  return flat
+  local parts = {}
+  for k, v in pairs(record) do parts[#parts + 1] = cjson.encode(k) .. ':' .. v end
+  return '{' .. table.concat(parts, ',') .. '}'
 end
 if ARGV[15] == '' then return cur end
 local steps, replies = {run_succeeded = run_succeeded, run_failed = run_failed}, {}
