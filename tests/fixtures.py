@@ -121,13 +121,15 @@ class Workers(Processes):
         ready: bool = True,
         pool: str = "prefork",
         events: bool = False,
+        level: str = "info",
     ) -> Process:
-        """A worker for ``queues``; ``events`` sends task events and heartbeats (Flower needs both)."""
+        """A worker for ``queues`` logging at ``level``; ``events`` sends task events and heartbeats
+        (Flower needs both)."""
         name = name or f"w{uuid.uuid4().hex[:6]}"
         from trainq.ops.worker import worker_command
 
         quiet = [] if events else ["--without-heartbeat"]
-        extra = ["-P", pool, "--without-gossip", "--without-mingle", *quiet]
+        extra = ["-P", pool, "--without-gossip", "--without-mingle", *quiet, "-l", level]
         args = worker_command(queues, name=name, concurrency=concurrency, extra=extra)
         process = Process(args, self.tmp / f"{name}.log", env)
         self.started.append(process)

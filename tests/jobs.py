@@ -118,3 +118,14 @@ def echo_variable(job: Job, config: Variable) -> dict[str, object]:
     if config.fail:
         raise RuntimeError(f"rejected {value}")
     return {"value": value}
+
+
+class Message(BaseModel):
+    text: str
+
+
+@job_type("log_levels", input=Message, queue="probe")
+def log_levels(job: Job, config: Message) -> None:
+    """Logs ``text`` at DEBUG, INFO and WARNING, to show which levels reach the job's log and the worker's."""
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING):
+        logging.getLogger("tests.levels").log(level, "%s at %s", config.text, logging.getLevelName(level))

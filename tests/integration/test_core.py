@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tests.fixtures import Workers, run_cli, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
@@ -91,3 +93,20 @@ def test_cancel_running_job_stops_it(workers: Workers, redis_client: Any) -> Non
     assert state_of(job_id) is JobState.CANCELLED
     ends = [a for a in redis_client.lrange(attempts_key(job_id), 0, -1) if a.startswith(b"end")]
     assert ends == []
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_a_jobs_info_records_reach_its_log_not_a_warning_level_workers(workers: Workers, pool: str) -> None:
+    # given a pool whose own log shows warnings and above
+    worker = workers.start("probe", level="warning", ready=False, pool=pool)
+    # when two jobs in turn log at debug, info and warning
+    job_ids = [submit("log_levels", {"text": f"job {n}"}) for n in range(2)]
+    wait_for(lambda: all(state_of(j) is JobState.SUCCEEDED for j in job_ids), message="both done")
+    # then each job's log has its info and warning records
+    for n, job_id in enumerate(job_ids):
+        lines = [line.split(" ", 1)[1] for _, line in get_registry().read_log(job_id)]
+        assert lines == [f"INFO tests.levels: job {n} at INFO", f"WARNING tests.levels: job {n} at WARNING"]
+    # and the worker's own log only their warnings, as outside a job
+    output = worker.output()
+    assert "job 0 at WARNING" in output and "job 1 at WARNING" in output
+    assert " at INFO" not in output and " at DEBUG" not in output, output

@@ -1,11 +1,12 @@
 """The sharing store's decisions (real Redis, no workers): turns between keys by weight, a rate's
 next token, a parked job leaving the line when cancelled, keyless jobs never touching it, the
-sweep giving back the slots of vanished jobs, and a fair queue's window."""
+sweep giving back the slots of vanished jobs, a fair queue's window, and an idle admission's cost."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from tests.integration.test_send import NOT_SENDS, monitored
 from trainq import JobState, get_registry
 from trainq.ops.control import cancel, submit
 from trainq.sharing.plugin import Sharing
@@ -62,6 +63,19 @@ def test_a_cancelled_parked_job_leaves_the_line_and_keyless_jobs_touch_nothing(r
     before = set(redis_client.keys("*limit*"))
     submit("probe", {})
     assert set(redis_client.keys("*limit*")) == before
+
+
+def test_an_idle_admission_reads_the_waiting_keys_and_nothing_else(registry: Any, redis_client: Any) -> None:
+    # given no key waiting, and a store that has admitted before (its script loaded)
+    store = SharingStore(registry.client, registry.keys)
+    store.admit([], 10)
+    # when admission runs, as every worker's ticker does every 0.1 s
+    with monitored(redis_client) as commands:
+        started, wait = store.admit([], 10)
+    # then it starts nothing in one call that reads one key, not even the clock
+    assert (started, wait) == ([], None)
+    calls = [c[1].upper() if c[0] == "lua" else c[0] for c in commands if c[0] not in NOT_SENDS]
+    assert calls == ["EVALSHA", "ZRANGE"]
 
 
 def test_a_sweep_gives_back_the_slots_of_jobs_whose_records_are_gone(registry: Any) -> None:

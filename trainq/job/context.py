@@ -297,19 +297,32 @@ class _MaskSecrets(logging.Filter):
         return True
 
 
+def _let_info_through(root: logging.Logger) -> None:
+    """Lower ``root`` to INFO once per process, so a job's INFO records reach its log, and give
+    the root's handlers its former level, so the worker's own log keeps to the worker's level.
+
+    Once, not per job: each ``setLevel`` clears every logger's level cache (per job, ~12 µs with
+    100 loggers, ~80 µs with 1,000).
+    """
+    level = root.level
+    if level > logging.INFO:
+        for other in root.handlers:
+            if not isinstance(other, _LogHandler):  # a job on another thread (threads pool)
+                other.setLevel(max(other.level, level))
+        root.setLevel(logging.INFO)
+
+
 @contextmanager
 def capture_output(job: Job) -> Iterator[None]:
     """Route handler logging and stdout/stderr into the job log while the block runs."""
     handler = _LogHandler(job)
     root = logging.getLogger()
-    old_level = root.level
+    _let_info_through(root)
     masking = _MaskSecrets(job.secrets)
     others = list(root.handlers) if job.secrets else []
     for other in others:
         other.addFilter(masking)
     root.addHandler(handler)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _LineWriter(job, out), _LineWriter(job, err)
     try:
@@ -321,6 +334,5 @@ def capture_output(job: Job) -> Iterator[None]:
         job.close(get_settings().lease_s)
         sys.stdout, sys.stderr = out, err
         root.removeHandler(handler)
-        root.setLevel(old_level)
         for other in others:
             other.removeFilter(masking)

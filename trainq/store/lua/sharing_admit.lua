@@ -17,12 +17,13 @@ end
 -- One start: the first waiting key in turn order that may start a job now, read a page at a time
 -- (only keys waiting for their rate or a fair queue's window are passed over); false when none may.
 local PAGE = 16
-local closed = {}
-local function start_one(now)
+local closed, now = {}, nil
+local function start_one()
   local from = 0
   while true do
     local page = redis.call('ZRANGE', WAITING, from, from + PAGE - 1)
     if #page == 0 then return false end
+    now = now or now_s() -- read once some key waits: an idle admission (every tick) costs one ZRANGE
     for _, key in ipairs(page) do
       local pol = policy(key)
       if redis.call('LLEN', parked(key)) == 0 or not has_slot(key, pol) then
@@ -47,9 +48,9 @@ local function start_one(now)
   end
 end
 
-local now, started = now_s(), {}
+local started = {}
 while #started < 3 * most do
-  local key, job = start_one(now)
+  local key, job = start_one()
   if not key then break end
   table.insert(started, key)
   table.insert(started, job)
