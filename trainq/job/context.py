@@ -166,7 +166,8 @@ class Job:
         self.task = task
         self.secrets = secrets or []
         self._home = home
-        self._outbox = Outbox(self)
+        self._outbox: Outbox | None = None  # made with the first line or report: most jobs send none
+        self._outbox_made = threading.Lock()
 
     @property
     def id(self) -> str:
@@ -199,7 +200,7 @@ class Job:
         percent = 100.0 * step / total if total else 0.0
         metrics = masked(metrics, self.secrets)  # a metric may echo a ``${VAR}`` secret, as a log line may
         progress = Progress(step=step, total=total, percent=round(percent, 2), metrics=metrics)
-        self._outbox.put_progress(progress)  # sent by the outbox thread; the latest report wins
+        self._out().put_progress(progress)  # sent by the outbox thread; the latest report wins
 
     def send_progress(self, progress: Progress) -> None:
         """Write ``progress`` to Celery's result and the registry now (the outbox thread); raises
@@ -225,11 +226,19 @@ class Job:
 
     def log_lines(self, lines: list[str]) -> None:
         """Append ``lines`` to the job's log, secrets masked (sent by the outbox thread)."""
-        self._outbox.put_lines([mask(line, self.secrets) for line in lines])
+        self._out().put_lines([mask(line, self.secrets) for line in lines])
 
     def close(self, timeout_s: float) -> None:
         """Send the log lines and progress still waiting, for at most ``timeout_s``."""
-        self._outbox.close(timeout_s)
+        if self._outbox is not None:
+            self._outbox.close(timeout_s)
+
+    def _out(self) -> Outbox:
+        """The job's outbox, made once whichever thread logs first."""
+        with self._outbox_made:
+            if self._outbox is None:
+                self._outbox = Outbox(self)
+            return self._outbox
 
     def record_fields(self, **fields: Any) -> None:
         """Set extra record fields (e.g. ``exit_code``) while this attempt still holds the job."""
