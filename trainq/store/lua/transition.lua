@@ -4,7 +4,8 @@
 -- ARGV: id, fence ('' = any), allowed states (comma list), new state, fields (JSON object of
 --       JSON-encoded values; 'null' removes the field), event JSON ('' = none), state index prefix, lease ('' keep,
 --       '0' drop, else expiry).
---       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix,
+--       ARGV[9]: the counters hash (field: the JSON array [queue, type, state], built from the
+--       record's JSON-encoded queue and type), ARGV[10]: unused (kept so the later ones keep their numbers),
 --       ARGV[11]: '1' to fill the event's attempt from the record and return the record.
 --       ARGV[12]: finished-jobs prefix; ARGV[13]: '1' when the new state is finished ('' otherwise):
 --       a standalone job then enters its state's retention set instead of its state index.
@@ -50,12 +51,9 @@ if new ~= cur then
   else
     redis.call('ZADD', ARGV[7] .. new, created, ARGV[1])
   end
-  queue = ARGV[9] .. cjson.decode(queue)
-  redis.call('HINCRBY', queue, cur, -1)
-  redis.call('HINCRBY', queue, new, 1)
-  kind = ARGV[10] .. cjson.decode(kind)
-  redis.call('HINCRBY', kind, cur, -1)
-  redis.call('HINCRBY', kind, new, 1)
+  local route = '[' .. queue .. ',' .. kind .. ',"'
+  redis.call('HINCRBY', ARGV[9], route .. cur .. '"]', -1)
+  redis.call('HINCRBY', ARGV[9], route .. new .. '"]', 1)
   if string.find(',' .. ARGV[14] .. ',', ',' .. cur .. ',', 1, true) then
     redis.call('ZREM', ARGV[12] .. cur, ARGV[1])
   end
