@@ -627,7 +627,7 @@ class Registry:
             yield ids[start : start + LIST_PAGE]
 
     def counts(self) -> dict[JobState, int]:
-        """How many jobs are in each state: the counters summed (O(routes), see ``queue_counts``).
+        """How many jobs are in each state: the counters summed (O(queue and type pairs)).
 
         Not the state sets' sizes: a finished standalone job written before schema version 3 is in
         both its state index and its retention set.
