@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -14,7 +15,7 @@ from trainq.errors import BrokerUnavailable
 from trainq.job.record import SCHEMA_VERSION, VERSION_FIELD, JobEvent, JobRecord, JobState
 from trainq.settings import Settings
 from trainq.store import sentinel
-from trainq.store.registry import Effects, Registry
+from trainq.store.registry import Effects, Registry, stats_field
 
 
 def record(job_id: str, **fields: object) -> JobRecord:
@@ -271,6 +272,97 @@ def test_delete_removes_every_trace(registry: Registry) -> None:
     assert registry.find("a") is None
     assert registry.list() == [] and registry.list(tag="k=v") == []
     assert registry.queue_counts() == {"probe": {}}
+
+
+def test_a_job_is_counted_in_one_hash_by_queue_type_and_state(registry: Registry) -> None:
+    # given a job recorded, claimed and finished
+    registry.create(record("a", type="data"))
+    registry.claim("a", 0, "w@host", time.time() + 30)
+    registry.transition("a", JobState.SUCCEEDED, allowed={JobState.RUNNING}, lease_until=0)
+    # then its counts are fields of one hash, each state it left kept at 0, and nothing else counts it
+    assert registry.client.hgetall(registry.keys.stats()) == {
+        b'["probe","data","queued"]': b"0",
+        b'["probe","data","running"]': b"0",
+        b'["probe","data","succeeded"]': b"1",
+    }
+    legacy = (registry.keys.queues(), registry.keys.types())
+    legacy += (registry.keys.queue_stats("probe"), registry.keys.type_stats("data"))
+    assert registry.client.exists(*legacy) == 0
+    # and the readers sum them by queue, by type and in all
+    assert registry.queue_counts() == {"probe": {"succeeded": 1}}
+    assert registry.type_counts() == {"data": {"succeeded": 1}}
+    assert registry.counts()[JobState.SUCCEEDED] == 1
+
+
+ODD_NAMES = ['q"uote', "back\\slash", "ünï/cødé ☃ 😀", "a,b:[c]", "tab\tline\nend"]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_the_scripts_name_a_counter_as_python_does(registry: Registry, name: str) -> None:
+    # given a job whose queue and type have odd names (the registry takes any), counted by Python
+    # at its creation, then moved and dropped by the scripts (which build the field from the record)
+    job = record("a", queue=name, type=f"{name}!")
+    assert stats_field(name, f"{name}!", "queued") == json.dumps(
+        [name, f"{name}!", "queued"], separators=(",", ":")
+    )
+    assert (
+        stats_field(name, f"{name}!", "queued")
+        == f'[{job.to_hash()["queue"]},{job.to_hash()["type"]},"queued"]'
+    )
+    registry.create(job)
+    registry.transition("a", JobState.RUNNING, allowed={JobState.QUEUED})
+    # then both wrote the same fields (a field either wrote alone would be left at 1 or -1)
+    counters = registry.client.hgetall(registry.keys.stats())
+    assert counters == {
+        stats_field(name, f"{name}!", "queued").encode(): b"0",
+        stats_field(name, f"{name}!", "running").encode(): b"1",
+    }
+    assert registry.queue_counts() == {name: {"running": 1}}
+    assert registry.type_counts() == {f"{name}!": {"running": 1}}
+    assert (
+        [r.id for r in registry.list(queue=name)]
+        == [r.id for r in registry.list(job_type=f"{name}!")]
+        == ["a"]
+    )
+    registry.delete("a")
+    assert set(registry.client.hvals(registry.keys.stats())) == {b"0"}
+    assert registry.queue_counts() == {name: {}}
+
+
+def count_as_before(registry: Registry, job: JobRecord) -> None:
+    """Move ``job``'s count to where a writer before schema version 4 kept it (the per-queue and
+    per-type hashes, the queue and type sets), as if an older worker had recorded it."""
+    client, keys, state = registry.client, registry.keys, job.state.value
+    client.hdel(keys.stats(), stats_field(job.queue, job.type, state))  # these tests' only job on it
+    client.hincrby(keys.queue_stats(job.queue), state, 1)
+    client.hincrby(keys.type_stats(job.type), state, 1)
+    client.sadd(keys.queues(), job.queue)
+    client.sadd(keys.types(), job.type)
+
+
+def test_counters_of_older_writers_add_to_the_hash(registry: Registry) -> None:
+    # given jobs counted by an older writer (one on a queue and of a type only it has seen) and by
+    # this release, on a shared queue and type
+    old, shared = record("old", queue="old-q", type="old-t"), record("shared", type="old-t")
+    for job in (old, shared):
+        registry.create(job)
+        count_as_before(registry, job)
+    registry.create(record("new"))
+    # then the readers add both, by queue, by type and in all, and know the older writer's names
+    assert registry.queue_counts() == {"old-q": {"queued": 1}, "probe": {"queued": 2}}
+    assert registry.type_counts() == {"old-t": {"queued": 2}, "probe": {"queued": 1}}
+    assert registry.counts()[JobState.QUEUED] == 3
+    assert [r.id for r in registry.list(job_type="old-t")] == ["shared", "old"]
+    assert [r.id for r in registry.list(queue="old-q")] == ["old"]
+    # when this release moves the older writer's jobs (the hash's field goes below 0) and drops one
+    for job_id in ("old", "shared"):
+        registry.transition(job_id, JobState.SUCCEEDED, allowed={JobState.QUEUED})
+    registry.delete("old")
+    # then the sums are still right: the legacy hash counts them where they started, the new one moves them
+    assert registry.client.hget(registry.keys.stats(), stats_field("old-q", "old-t", "queued")) == b"-1"
+    assert registry.queue_counts() == {"old-q": {}, "probe": {"queued": 1, "succeeded": 1}}
+    assert registry.type_counts() == {"old-t": {"succeeded": 1}, "probe": {"queued": 1}}
+    assert registry.counts()[JobState.SUCCEEDED] == 1 and registry.counts()[JobState.QUEUED] == 1
 
 
 def test_with_every_sentinel_down_the_registry_gives_up_within_its_own_retries(

@@ -66,29 +66,31 @@ class Keys:
         """Sorted set: jobs tagged ``k=v`` scored by creation time."""
         return f"{self.prefix}index:tag:{tag}"
 
+    def stats(self) -> str:
+        """Hash: ``[queue, type, state]`` (a JSON array, see ``trainq.store.registry.stats_field``) ->
+        number of jobs of that type sent to that queue in that state; a field at 0 stays, so the
+        fields name every queue and type ever recorded."""
+        return f"{self.prefix}stats"
+
     def queues(self) -> str:
-        """Set: every queue a job was ever sent to."""
+        """Set: queues jobs were sent to, written by schema versions before 4 and by older workers
+        during a rolling deploy (readers add its names to the ``stats`` fields')."""
         return f"{self.prefix}queues"
 
-    def stats_prefix(self) -> str:
-        """Prefix of the per-queue state counters."""
-        return f"{self.prefix}stats:queue:"
-
-    def stats(self, queue: str) -> str:
-        """Hash: state -> number of jobs of ``queue`` in it."""
-        return f"{self.stats_prefix()}{queue}"
+    def queue_stats(self, queue: str) -> str:
+        """Hash: state -> number of jobs of ``queue`` in it, written by schema versions before 4 and by
+        older workers during a rolling deploy (readers add it to the ``stats`` sums by queue and total)."""
+        return f"{self.prefix}stats:queue:{queue}"
 
     def types(self) -> str:
-        """Set: every job type a job was ever recorded for."""
+        """Set: job types jobs were recorded for, written by schema versions before 4 and by older
+        workers during a rolling deploy (readers add its names to the ``stats`` fields')."""
         return f"{self.prefix}types"
 
-    def type_stats_prefix(self) -> str:
-        """Prefix of the per-type state counters."""
-        return f"{self.prefix}stats:type:"
-
     def type_stats(self, job_type: str) -> str:
-        """Hash: state -> number of jobs of ``job_type`` in it."""
-        return f"{self.type_stats_prefix()}{job_type}"
+        """Hash: state -> number of jobs of ``job_type`` in it, written by schema versions before 4 and
+        by older workers during a rolling deploy (readers add it to the ``stats`` sums by type)."""
+        return f"{self.prefix}stats:type:{job_type}"
 
     def metrics(self) -> str:
         """Hash: metric observations at job end (duration buckets, retries); see ``trainq.ops.metrics``."""

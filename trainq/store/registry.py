@@ -60,6 +60,14 @@ LIST_PAGE = 200
 #: Values one ZADD of the create script takes at most (Lua's unpack has a limit): 500 members.
 _MEMBERS_PER_CALL = 1000
 
+
+def stats_field(queue: str, job_type: str, state: str) -> str:
+    """The counters hash's field of the jobs of ``job_type`` sent to ``queue`` in ``state``: the JSON
+    array the scripts build from the record's stored queue and type, byte for byte (both JSON-encoded
+    by ``encode_fields``)."""
+    return f'[{json.dumps(queue)},{json.dumps(job_type)},"{state}"]'
+
+
 #: A Redis command sent with the registry's writes, named as redis-py names it: ``("lpush", key, value)``.
 Command = tuple[Any, ...]
 
@@ -276,11 +284,11 @@ class Registry:
         writes: Iterable[Command] = (),
     ) -> None:
         """Write new records, their first events (``reason``), index entries and counters, then
-        ``writes``, in one script call on ``client`` (a pipeline, or not). Each index, counter and
-        set is written once for all the records. A job queued by a plain submit stores no event:
-        its record implies it (``implied_events``)."""
+        ``writes``, in one script call on ``client`` (a pipeline, or not). Each index and counter
+        is written once for all the records. A job queued by a plain submit stores no event: its
+        record implies it (``implied_events``)."""
         indexes: dict[str, list[str]] = {}
-        counts: dict[tuple[str, str], int] = {}
+        counts: Counter[str] = Counter()
         rows = []
         for record in records:
             fields = record.to_hash()
@@ -296,8 +304,7 @@ class Registry:
                 self.keys.index_state(state),
             ]:
                 indexes.setdefault(index, []).extend((repr(record.created_at), record.id))
-            for counter in (self.keys.stats(record.queue), self.keys.type_stats(record.type)):
-                counts[counter, state] = counts.get((counter, state), 0) + 1
+            counts[stats_field(record.queue, record.type, state)] += 1
         doc = {
             "records": rows,
             "zadd": [
@@ -305,13 +312,7 @@ class Registry:
                 for index, members in indexes.items()
                 for n in range(0, len(members), _MEMBERS_PER_CALL)
             ],
-            "hincrby": [[counter, state, str(count)] for (counter, state), count in counts.items()],
-            "sadd": [
-                [self.keys.queues(), *{r.queue for r in records}],
-                [self.keys.types(), *{r.type for r in records}],
-            ]
-            if records
-            else [],
+            "hincrby": [[self.keys.stats(), field, str(count)] for field, count in counts.items()],
             "writes": [[str(part) for part in command] for command in writes],
         }
         self._create(args=[json.dumps(doc)], client=client)
@@ -373,15 +374,14 @@ class Registry:
                 raw_state = values[0].decode()
                 keys += [
                     self.keys.index_state(state),
-                    self.keys.stats(queue),
-                    self.keys.type_stats(job_type),
+                    self.keys.stats(),
                     self.keys.finished(state),
                     *self._indexes(job_type, queue, tags),
                     self.keys.index_type(job_type),  # a record of schema version 1 or 2
                     self.keys.index_queue(queue),
                 ]
             else:
-                keys += ["", "", "", *(self.keys.finished(s.value) for s in FINISHED_STATES)]
+                keys += ["", "", *(self.keys.finished(s.value) for s in FINISHED_STATES)]
             args = [job_id, raw_state, state, "" if cutoff is None else repr(cutoff), idempotency]
             self._drop(keys=keys, args=args, client=drop)
         return [bool(n) for n in drop.execute()]
@@ -530,8 +530,7 @@ class Registry:
                 event.encoded() if event else "",
                 self.keys.index_prefix(),
                 lease,
-                self.keys.stats_prefix(),
-                self.keys.type_stats_prefix(),
+                self.keys.stats(),
                 "1" if returning else "",
                 self.keys.finished_prefix(),
                 "1" if to.finished else "",
@@ -579,16 +578,28 @@ class Registry:
         queue, tag = filters.get("queue"), filters.get("tag")
         chosen = [self._state_sets(state)] if state else []
         if job_type:
-            queues = sorted(q.decode() for q in self.client.smembers(self.keys.queues()))
-            routes = (self.keys.index_route(q, job_type) for q in queues)
+            routes = (
+                self.keys.index_route(q, job_type) for q in self._paired(1, job_type, self.keys.queues())
+            )
             chosen.append([self.keys.index_type(job_type), *routes])
         if queue:
-            types = sorted(t.decode() for t in self.client.smembers(self.keys.types()))
-            routes = (self.keys.index_route(queue, t) for t in types)
+            routes = (self.keys.index_route(queue, t) for t in self._paired(0, queue, self.keys.types()))
             chosen.append([self.keys.index_queue(queue), *routes])
         if tag:
             chosen.append([self.keys.index_tag(tag)])
         return chosen
+
+    def _paired(self, part: int, name: str, legacy: str) -> list[str]:
+        """The queues that had jobs of type ``name`` (``part`` 1) or the types that had jobs on queue
+        ``name`` (``part`` 0), by the counters hash's fields; and every name in the legacy set
+        ``legacy``, which does not say with what they were paired."""
+        pipe = self.client.pipeline(transaction=False)
+        fields, names = pipe.hkeys(self.keys.stats()).smembers(legacy).execute()
+        found = {n.decode() for n in names}
+        for route in map(json.loads, fields):
+            if route[part] == name:
+                found.add(route[1 - part])
+        return sorted(found)
 
     def _union(self, sets: list[str], limit: int, offset: int) -> list[str]:
         """Ids in any of ``sets`` newest first (each once), ``limit`` from ``offset``: a page reads
@@ -632,7 +643,7 @@ class Registry:
             yield ids[start : start + LIST_PAGE]
 
     def counts(self) -> dict[JobState, int]:
-        """How many jobs are in each state: the per-queue counters summed (O(queues)).
+        """How many jobs are in each state: the counters summed (O(queue and type pairs)).
 
         Not the state sets' sizes: a finished standalone job written before schema version 3 is in
         both its state index and its retention set.
@@ -643,23 +654,33 @@ class Registry:
         return {state: totals[state.value] for state in JobState}
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
-        """Jobs per state for every queue that has had jobs (kept as counters, O(queues))."""
-        return self._counters(self.keys.queues(), self.keys.stats)
+        """Jobs per state for every queue that has had jobs (kept as counters, O(queue and type pairs))."""
+        return self._counters(0, self.keys.queues(), self.keys.queue_stats)
 
     def type_counts(self) -> dict[str, dict[str, int]]:
-        """Jobs per state for every job type that has had jobs (kept as counters, O(types))."""
-        return self._counters(self.keys.types(), self.keys.type_stats)
+        """Jobs per state for every job type that has had jobs (kept as counters, O(queue and type pairs))."""
+        return self._counters(1, self.keys.types(), self.keys.type_stats)
 
-    def _counters(self, members: str, counter_key: Callable[[str], str]) -> dict[str, dict[str, int]]:
-        """The non-zero state counters of each name in the set ``members``."""
-        names = sorted(n.decode() for n in self.client.smembers(members))
+    def _counters(
+        self, part: int, legacy: str, legacy_key: Callable[[str], str]
+    ) -> dict[str, dict[str, int]]:
+        """The non-zero state counters of each queue (``part`` 0) or type (1): the counters hash's
+        fields summed by it, plus the legacy hash of each name in the legacy set ``legacy`` (older
+        writers count there; counters add)."""
         pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.hgetall(counter_key(name))
-        return {
-            name: {k.decode(): int(v) for k, v in raw.items() if int(v)}
-            for name, raw in zip(names, pipe.execute(), strict=True)
-        }
+        fields, names = pipe.hgetall(self.keys.stats()).smembers(legacy).execute()
+        totals: dict[str, Counter[str]] = {}
+        for field, count in fields.items():
+            route = json.loads(field)
+            totals.setdefault(route[part], Counter())[route[2]] += int(count)
+        older = sorted(n.decode() for n in names)
+        for name in older:
+            pipe.hgetall(legacy_key(name))
+        for name, raw in zip(older, pipe.execute(), strict=True):
+            counted = totals.setdefault(name, Counter())
+            for state, count in raw.items():
+                counted[state.decode()] += int(count)
+        return {name: {k: n for k, n in totals[name].items() if n} for name in sorted(totals)}
 
     def memory_used(self) -> str:
         """The Redis server's memory in use, as it reports it (``INFO memory`` used_memory_human)."""

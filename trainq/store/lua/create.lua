@@ -1,10 +1,10 @@
 -- New job records in one call: each record's hash and first event (none for a plain submit, whose
--- event its record implies: see transition.lua), then the index entries,
--- counters and sets of them all (each key written once), then the writes that go with them
--- (idempotency key, kept message payload, the broker's messages).
+-- event its record implies: see transition.lua), then the index entries and counters of them all
+-- (each written once), then the writes that go with them (idempotency key, kept message payload,
+-- the broker's messages).
 -- ARGV[1]: JSON {records: [[job key, [field, value, ...], events key, event or '']],
---   zadd: [[key, score, member, ...]], hincrby: [[key, field, n]], sadd: [[key, member, ...]],
---   writes: [[command, arg, ...]]}, every value a string.
+--   zadd: [[key, score, member, ...]], hincrby: [[key, field, n]], writes: [[command, arg, ...]]},
+--   every value a string.
 local doc = cjson.decode(ARGV[1])
 for _, r in ipairs(doc.records) do
   redis.call('HSET', r[1], unpack(r[2]))
@@ -12,6 +12,5 @@ for _, r in ipairs(doc.records) do
 end
 for _, z in ipairs(doc.zadd) do redis.call('ZADD', unpack(z)) end
 for _, h in ipairs(doc.hincrby) do redis.call('HINCRBY', unpack(h)) end
-for _, s in ipairs(doc.sadd) do redis.call('SADD', unpack(s)) end
 for _, w in ipairs(doc.writes) do redis.call(unpack(w)) end
 return #doc.records

@@ -4,13 +4,14 @@
 -- ARGV: id, fence ('' = any), allowed states (comma list), new state, fields (JSON object of
 --       JSON-encoded values; 'null' removes the field), event JSON ('' = none), state index prefix, lease ('' keep,
 --       '0' drop, else expiry).
---       ARGV[9]: per-queue stats prefix, ARGV[10]: per-type stats prefix,
---       ARGV[11]: '1' to fill the event's attempt from the record and return the record (one JSON
+--       ARGV[9]: the counters hash (field: the JSON array [queue, type, state], built from the
+--       record's JSON-encoded queue and type),
+--       ARGV[10]: '1' to fill the event's attempt from the record and return the record (one JSON
 --       object of its fields: each stored value is JSON already).
---       ARGV[12]: finished-jobs prefix; ARGV[13]: '1' when the new state is finished ('' otherwise):
+--       ARGV[11]: finished-jobs prefix; ARGV[12]: '1' when the new state is finished ('' otherwise):
 --       a standalone job then enters its state's retention set instead of its state index.
---       ARGV[14]: the finished states (comma list: only a job leaving one is in a retention set).
---       ARGV[15]: effects ('' = none): a JSON list of writes applied only if the change is, each
+--       ARGV[13]: the finished states (comma list: only a job leaving one is in a retention set).
+--       ARGV[14]: effects ('' = none): a JSON list of writes applied only if the change is, each
 --       a Redis command, or {run function name, keys, args} for a pipeline run's step.
 -- Schema version 4 keeps no events while a job is on the clean path (submitted, started on attempt
 -- 1, succeeded on it): readers build them from the record (trainq.job.record.implied_events). The
@@ -22,7 +23,7 @@ local record, fields, nulls = {}, cjson.decode(ARGV[5]), {}
 for k, v in pairs(fields) do
   if v == 'null' then nulls[#nulls + 1] = k end
 end
-if ARGV[11] == '1' then
+if ARGV[10] == '1' then
   local all = redis.call('HGETALL', KEYS[1])
   for i = 1, #all, 2 do record[all[i]] = all[i + 1] end
 else
@@ -62,7 +63,7 @@ if new ~= cur then
   values[#values + 1] = cjson.encode(new)
 end
 local event = ARGV[6]
-if ARGV[11] == '1' then
+if ARGV[10] == '1' then
   event = (string.gsub(event, '"attempt":%-1', '"attempt":' .. attempt, 1))
 end
 local function none(v) return v == nil or v == cjson.null end
@@ -105,19 +106,16 @@ end
 if #values > 0 then redis.call('HSET', KEYS[1], unpack(values)) end
 if new ~= cur then
   redis.call('ZREM', ARGV[7] .. cur, ARGV[1])
-  if ARGV[13] ~= '' and (not run or run == 'null') then
-    redis.call('ZADD', ARGV[12] .. new, created, ARGV[1])
+  if ARGV[12] ~= '' and (not run or run == 'null') then
+    redis.call('ZADD', ARGV[11] .. new, created, ARGV[1])
   else
     redis.call('ZADD', ARGV[7] .. new, created, ARGV[1])
   end
-  queue = ARGV[9] .. cjson.decode(queue)
-  redis.call('HINCRBY', queue, cur, -1)
-  redis.call('HINCRBY', queue, new, 1)
-  kind = ARGV[10] .. cjson.decode(kind)
-  redis.call('HINCRBY', kind, cur, -1)
-  redis.call('HINCRBY', kind, new, 1)
-  if string.find(',' .. ARGV[14] .. ',', ',' .. cur .. ',', 1, true) then
-    redis.call('ZREM', ARGV[12] .. cur, ARGV[1])
+  local route = '[' .. queue .. ',' .. kind .. ',"'
+  redis.call('HINCRBY', ARGV[9], route .. cur .. '"]', -1)
+  redis.call('HINCRBY', ARGV[9], route .. new .. '"]', 1)
+  if string.find(',' .. ARGV[13] .. ',', ',' .. cur .. ',', 1, true) then
+    redis.call('ZREM', ARGV[11] .. cur, ARGV[1])
   end
 end
 if ARGV[8] == '0' then
@@ -125,16 +123,16 @@ if ARGV[8] == '0' then
 elseif ARGV[8] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])
 end
-if ARGV[11] == '1' then
+if ARGV[10] == '1' then
   for _, k in ipairs(gone) do record[k] = nil end
   for i = 1, #values, 2 do record[values[i]] = values[i + 1] end
   local parts = {}
   for k, v in pairs(record) do parts[#parts + 1] = cjson.encode(k) .. ':' .. v end
   return '{' .. table.concat(parts, ',') .. '}'
 end
-if ARGV[15] == '' then return cur end
+if ARGV[14] == '' then return cur end
 local steps, replies = {run_succeeded = run_succeeded, run_failed = run_failed}, {}
-for i, effect in ipairs(cjson.decode(ARGV[15])) do
+for i, effect in ipairs(cjson.decode(ARGV[14])) do
   local step = steps[effect[1]]
   if step then replies[i] = step(effect[2], effect[3]) else replies[i] = redis.call(unpack(effect)) end
 end
