@@ -164,6 +164,14 @@ def redacted(text: str) -> str:
     return _URL_PASSWORD.sub(rf"\g<head>:{PASSWORD_MASK}@", text)
 
 
+#: Celery's ``override_backends``: its Redis result backends, less the subscription at every send.
+RESULT_BACKENDS = {
+    "redis": "trainq.broker.results:ResultBackend",
+    "rediss": "trainq.broker.results:ResultBackend",
+    "sentinel": "trainq.broker.results:SentinelResultBackend",
+}
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery's configuration for ``settings``: JSON only, late acks, one message per process.
 
@@ -179,6 +187,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "broker_url": broker,
         "result_backend": settings.backend(),  # Celery reads redis+socket:// as is
+        "override_backends": RESULT_BACKENDS,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

@@ -16,6 +16,7 @@ from redis.connection import Connection
 
 from tests.fixtures import Workers, python_elsewhere, submit_elsewhere, wait_for
 from tests.integration.test_rabbitmq import amqp_env  # noqa: F401 (a fixture)
+from tests.jobs import probe
 from trainq import JobState, Pipeline, get_registry
 from trainq.broker.transport import envelope_problem
 from trainq.celery import app
@@ -93,6 +94,24 @@ def test_a_new_job_is_recorded_and_queued_in_one_transaction(
     # and a worker runs it
     workers.start("probe")
     wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30, message="job done")
+
+
+def test_a_job_sent_subscribes_to_its_result_only_once_awaited(
+    redis_client: redis.Redis, workers: Workers
+) -> None:
+    # given a process that has sent before (connections open)
+    submit("probe", {})
+    # when a job is sent with delay() while every command is watched
+    with monitored(redis_client) as commands:
+        result = probe.delay(seconds=0.01)
+    # then nothing subscribes to its result channel (Celery's backend would, at every send)
+    assert not [c for c in commands if "SUBSCRIBE" in c[0].upper()], commands
+    # and awaiting it still gets the result, whether it ends before or after the wait starts
+    workers.start("probe")
+    assert result.get(timeout=30)["attempt"] == 1
+    late = probe.delay(seconds=0.01)
+    wait_for(lambda: get_registry().get(late.id).state is JobState.SUCCEEDED, 30, message="job done")
+    assert probe.AsyncResult(late.id).get(timeout=30)["attempt"] == 1
 
 
 def test_the_message_is_the_one_celerys_producer_sends(redis_client: redis.Redis, workers: Workers) -> None:
