@@ -169,7 +169,7 @@ def implied_events(record: JobRecord) -> list[JobEvent]:
     succeeded on it), from its record: such a job keeps no events list (see transition.lua)."""
     events = [JobEvent(state=JobState.QUEUED, at=record.created_at, reason=CLEAN_SUBMIT_REASON)]
     worker, started, finished = record.worker, record.started_at, record.finished_at
-    if record.state in (JobState.RUNNING, JobState.SUCCEEDED) and worker and started is not None:
+    if record.state in (JobState.RUNNING, JobState.SUCCEEDED) and worker is not None and started is not None:
         events.append(JobEvent(state=JobState.RUNNING, at=started, attempt=1, worker=worker))
         if record.state is JobState.SUCCEEDED and finished is not None:
             events.append(JobEvent(state=JobState.SUCCEEDED, at=finished, attempt=1, worker=worker))

@@ -547,14 +547,17 @@ class Registry:
         record. A worker of an earlier release appends to the list of a job that has none, after
         the submit its record implies.
         """
-        read = self.client.pipeline(transaction=False)
+        read = self.client.pipeline()  # one snapshot: a transition writes the record and the list at once
         read.lrange(self.keys.events(job_id), 0, -1)
         read.hmget(self.keys.job(job_id), VERSION_FIELD, HISTORY_FIELD)
-        raw, (version, history) = read.execute()
+        if record is None:
+            read.hgetall(self.keys.job(job_id))
+        raw, (version, history), *found = read.execute()
         stored = [JobEvent.model_validate_json(item) for item in raw]
         if history or (stored and int(version or 0) < IMPLIED_EVENTS_VERSION):
             return stored
-        record = record or self.find(job_id)
+        if found:
+            record = JobRecord.from_hash(found[0]) if found[0] else None
         if record is None:
             return stored
         implied = implied_events(record)
