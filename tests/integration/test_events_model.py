@@ -6,6 +6,7 @@ order), and a job on the clean path keeps no events list."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -264,27 +265,20 @@ class EventsModel(RuleBasedStateMachine):
     def resend(self, reason: str) -> None:
         """The reaper re-sends a queued job after a Redis master change, or an overdue retry: the
         next fence, back to ``queued`` (``lifecycle.requeue``)."""
-        previous = self.state
-        event = JobEvent(
-            state=JobState.QUEUED, at=time.time(), attempt=self.attempt, worker=self.worker, reason=reason
-        )
-        reply = self.registry.transition(
-            JOB,
-            JobState.QUEUED,
-            allowed={previous},
-            fence=self.fence,
-            fields={"fence": self.fence + 1},
-            event=event,
-            lease_until=0,
-        )
-        self.moved(reply, previous, JobState.QUEUED)
-        self.passed(event)
+        self.requeue(reason, {self.state}, {})
         self.fence, self.clean = self.fence + 1, False
 
     @precondition(lambda self: self.state in RETRYABLE_STATES)
     @rule(reason=st.just("re-queued") | reasons)
     def retry(self, reason: str) -> None:
         """``trainq retry``: a new attempt series on the next fence (``lifecycle.retry``)."""
+        self.requeue(reason, RETRYABLE_STATES, RETRY_RESET)
+        self.attempt, self.failures, self.recoveries, self.fence, self.worker = 1, 0, 0, self.fence + 1, None
+        self.absent |= {k for k, v in RETRY_RESET.items() if v is None}
+        self.clean = False
+
+    def requeue(self, reason: str, allowed: Iterable[JobState], fields: dict[str, Any]) -> None:
+        """Back to ``queued`` on the next fence with ``fields``, from a state in ``allowed``."""
         previous = self.state
         event = JobEvent(
             state=JobState.QUEUED, at=time.time(), attempt=self.attempt, worker=self.worker, reason=reason
@@ -292,17 +286,14 @@ class EventsModel(RuleBasedStateMachine):
         reply = self.registry.transition(
             JOB,
             JobState.QUEUED,
-            allowed=RETRYABLE_STATES,
+            allowed=allowed,
             fence=self.fence,
-            fields={**RETRY_RESET, "fence": self.fence + 1},
+            fields={**fields, "fence": self.fence + 1},
             event=event,
             lease_until=0,
         )
         self.moved(reply, previous, JobState.QUEUED)
         self.passed(event)
-        self.attempt, self.failures, self.recoveries, self.fence, self.worker = 1, 0, 0, self.fence + 1, None
-        self.absent |= {k for k, v in RETRY_RESET.items() if v is None}
-        self.clean = False
 
     @precondition(lambda self: self.created)
     @rule(
