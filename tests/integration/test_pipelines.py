@@ -173,6 +173,23 @@ def test_cancel_stops_running_and_waiting_jobs(workers: Workers, redis_client: r
     assert redis_client.llen(f"test:attempts:{run_id}.queued") == 0
 
 
+def test_a_release_that_loses_the_race_with_a_cancel_records_and_sends_nothing(
+    redis_client: redis.Redis,
+) -> None:
+    # given A -> B, with A queued (no worker) and the run cancelled
+    run_id = Pipeline("late").add("A", type="probe").add("B", type="probe", depends_on=["A"]).run()
+    assert get_runs().cancel(run_id) == 1  # A; B, never recorded, is cancelled as a step
+    queued = redis_client.llen("probe:4")
+    # when A's worker, slower than the cancel, releases B
+    spec = json.loads(redis_client.hget(get_registry().keys.pipeline_specs(run_id), "B") or "{}")
+    sent = get_runs().send(run_id, [("B", spec)], new=True)
+    # then B is neither recorded nor sent, and the run stays cancelled
+    assert sent == []
+    assert get_registry().find(f"{run_id}.B") is None
+    assert redis_client.llen("probe:4") == queued
+    assert get_runs().status(run_id).state is RunState.CANCELLED
+
+
 def test_a_release_lost_with_its_worker_is_swept(workers: Workers) -> None:
     # given A -> B where A's success was recorded but its worker died before releasing B
     run_id = Pipeline("lost").add("A", type="probe").add("B", type="probe", depends_on=["A"]).run()

@@ -200,13 +200,19 @@ def send_recorded(
     deliver([Delivery(task, record, payload, record.fence, options)], registry.write)
 
 
-def send_group(batch: Sequence[Sendable], new: bool = False, hold: Hold | None = None) -> list[JobRecord]:
+def send_group(
+    batch: Sequence[Sendable],
+    new: bool = False,
+    hold: Hold | None = None,
+    unless: tuple[str, str, str] | None = None,
+) -> list[JobRecord]:
     """Record each ``(task, record, payload)`` that has no record yet and send it; the records made.
 
     A constant number of round trips whatever the group's size: one to find the unrecorded (none
     when the caller knows all are ``new``), one for the records and their messages. With ``hold``
     (the keyed jobs' gate) the records are written first and each job ``hold`` lets go sent after.
-    Raises BrokerUnavailable with none of them stored.
+    Nothing is recorded or sent when the hash field ``unless`` names holds its value
+    (``Registry.create_many``). Raises BrokerUnavailable with none of them stored.
     """
     registry = get_registry()
     fresh = {r.id for _, r, _ in batch} if new else registry.unrecorded([r for _, r, _ in batch])
@@ -214,23 +220,24 @@ def send_group(batch: Sequence[Sendable], new: bool = False, hold: Hold | None =
     if not sent:
         return []
     if hold is not None:
-        registry.create_many([record for _, record, _ in sent])
+        if not registry.create_many([record for _, record, _ in sent], unless=unless):
+            return []
         _release(sent, hold)
         return [r for _, r, _ in sent]
 
     def write(commands: list[Command]) -> bool:
-        registry.create_many([record for _, record, _ in sent], commands)
-        return True
+        return registry.create_many([record for _, record, _ in sent], commands, unless)
 
     try:
         group = {"add_to_parent": False, "group_id": str(uuid.uuid4())}  # as Celery's group sends them
-        deliver(
+        if not deliver(
             [
                 Delivery(task, r, payload, r.fence, {**group, "group_index": n})
                 for n, (task, r, payload) in enumerate(sent)
             ],
             write,
-        )
+        ):
+            return []
     except BrokerUnavailable:
         registry.delete_many([r.id for _, r, _ in sent])
         raise

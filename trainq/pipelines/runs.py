@@ -223,12 +223,12 @@ class Runs:
             batch.append((task, record, payload))
         keyed = [(task, r, p) for task, r, p in batch if gate.key_of(r)]
         plain = [(task, r, p) for task, r, p in batch if not gate.key_of(r)]
-        # the sweep re-sends them if the broker is down
-        sent = send.send_group(plain, new) + send.send_group(keyed, new, hold=gate.park_or_pass)
-        if not sent:
-            return []
-        if self.client.hget(self.keys.pipeline(run_id), "state") == RunState.CANCELLED.encode():
-            self._stop(run_id, [r.pipeline_job or "" for r in sent])  # cancelled while we sent
+        # None of a run cancelled meanwhile (its cancel stops the jobs it finds recorded); the sweep
+        # re-sends them if the broker is down
+        cancelled = (self.keys.pipeline(run_id), "state", RunState.CANCELLED.value)
+        sent = send.send_group(plain, new, unless=cancelled) + send.send_group(
+            keyed, new, hold=gate.park_or_pass, unless=cancelled
+        )
         return [r.id for r in sent]
 
     def job_finished(self, record: JobRecord) -> None:
@@ -243,7 +243,9 @@ class Runs:
         if record.state is JobState.SUCCEEDED:
             released = [(reply[n].decode(), json.loads(reply[n + 1])) for n in range(0, len(reply), 2)]
             if released:
-                self.send(run_id, released)
+                # A job its dependencies' success releases was never released before, so never
+                # recorded: its dependencies stay succeeded once they are (resume reopens no success)
+                self.send(run_id, released, new=True)
         elif reply:
             log.info(
                 "pipeline run %s: %s %s, %d jobs blocked",

@@ -240,14 +240,25 @@ class Registry:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
         return {r.id for r, exists in zip(records, found, strict=True) if not exists}
 
-    def create_many(self, records: Iterable[JobRecord], commands: Iterable[Command] = ()) -> None:
-        """Store new records, and ``commands`` (their broker messages), in one script call."""
+    def create_many(
+        self,
+        records: Iterable[JobRecord],
+        commands: Iterable[Command] = (),
+        unless: tuple[str, str, str] | None = None,
+    ) -> bool:
+        """Store new records, and ``commands`` (their broker messages), in one script call.
+
+        False, and nothing written, when the hash field ``unless`` names (key, field, value) holds
+        that value: a group of a pipeline run cancelled meanwhile is never recorded or sent.
+        """
         records = list(records)
         try:
-            self._add_many(self.client, records, writes=commands)
+            if self._add_many(self.client, records, writes=commands, unless=unless) is None:
+                return False
             self.await_replicas([r.id for r in records])
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
+        return True
 
     def await_replicas(self, job_ids: list[str]) -> None:
         """Return once ``min_replicas`` replicas hold every write so far; else drop ``job_ids`` and raise.
@@ -282,9 +293,11 @@ class Registry:
         records: list[JobRecord],
         reason: str = CLEAN_SUBMIT_REASON,
         writes: Iterable[Command] = (),
-    ) -> None:
+        unless: tuple[str, str, str] | None = None,
+    ) -> Any:
         """Write new records, their first events (``reason``), index entries and counters, then
-        ``writes``, in one script call on ``client`` (a pipeline, or not). Each index and counter
+        ``writes``, in one script call on ``client`` (a pipeline, or not), unless the hash field
+        ``unless`` names holds its value; the script's reply (None when refused). Each index and counter
         is written once for all the records. A job queued by a plain submit stores no event: its
         record implies it (``implied_events``)."""
         indexes: dict[str, list[str]] = {}
@@ -315,7 +328,9 @@ class Registry:
             "hincrby": [[self.keys.stats(), field, str(count)] for field, count in counts.items()],
             "writes": [[str(part) for part in command] for command in writes],
         }
-        self._create(args=[json.dumps(doc)], client=client)
+        if unless is not None:
+            doc["unless"] = list(unless)
+        return self._create(args=[json.dumps(doc)], client=client)
 
     def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
         """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
