@@ -80,7 +80,9 @@ class Topology:
             f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
             f"sentinel monitor {MASTER} 127.0.0.1 {self.master_port} 2\n"
             f"sentinel auth-pass {MASTER} {PASSWORD}\n"
-            f"sentinel down-after-milliseconds {MASTER} 1000\n"
+            # 3 s, not 1: on a loaded 2-core box a just-promoted master can miss pings for a second,
+            # and a second failover loses the writes its successor took since
+            f"sentinel down-after-milliseconds {MASTER} 3000\n"
             f"sentinel failover-timeout {MASTER} 3000\n"
             f"sentinel parallel-syncs {MASTER} 2\n"
         )
@@ -183,7 +185,10 @@ def test_a_master_failover_loses_and_duplicates_no_accepted_job(
         message="every accepted job succeeded",
     )
     runs = {j: ends(redis_client, j) for j in accepted}
-    assert {j: n for j, n in runs.items() if n != 1} == {}, [(j, registry.events(j)) for j in accepted[:2]]
+    twice = [j for j, n in runs.items() if n != 1]
+    assert not twice, [
+        (j, runs[j], [(e.state.value, e.reason, e.worker) for e in registry.events(j)]) for j in twice[:3]
+    ]
     # and the same worker processes did it, never restarted
     assert all(pool.alive() for pool in pools)
     # and Beat, never restarted, holds its lock on the new master
