@@ -101,9 +101,11 @@ def test_quorum_queues_run_jobs_retries_and_pipelines(
 
 
 def test_confirms_are_on_and_priorities_kept_only_for_classic_queues() -> None:
-    # given the settings for RabbitMQ with classic and with quorum queues; when Celery's config is built
-    classic = celery_config(Settings(broker_url=AMQP))
-    quorum = celery_config(Settings(broker_url=AMQP, queue_type="quorum"))
+    # given the settings for RabbitMQ with classic and with quorum queues (the registry named: without
+    # one the settings would start the embedded Redis); when Celery's config is built
+    registry = os.environ["TRAINQ_BROKER_URL"]
+    classic = celery_config(Settings(broker_url=AMQP, registry_url=registry))
+    quorum = celery_config(Settings(broker_url=AMQP, registry_url=registry, queue_type="quorum"))
     # then publisher confirms are on for both, and only classic queues declare priorities
     assert (
         classic["broker_transport_options"] == quorum["broker_transport_options"] == {"confirm_publish": True}
