@@ -138,12 +138,13 @@ class TrainqCollector(Collector):
             kind, *labels = field.decode().split(_SEP)
             if kind == "retries":
                 retries.add_metric(labels, int(value))
-            elif kind in ("finished", "timed"):
-                ended[labels[0], labels[1]] += int(value)
-            if kind in ("bucket", "timed"):
-                buckets[labels[0], labels[1]][labels[2]] += int(value)
             elif kind == "sum":
                 sums[labels[0], labels[1]] = float(value)
+            else:  # a ``timed`` field counts a finish and its bucket (see ``Metrics``)
+                if kind in ("finished", "timed"):
+                    ended[labels[0], labels[1]] += int(value)
+                if kind in ("bucket", "timed"):
+                    buckets[labels[0], labels[1]][labels[2]] += int(value)
         for series, count in sorted(ended.items()):
             finished.add_metric(list(series), count)
         durations = HistogramMetricFamily(
