@@ -233,6 +233,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         from trainq.broker.transport import TRANSPORT
 
         config["broker_transport"] = TRANSPORT  # kombu's, minus a client object per publish
+    elif sentinel.is_sentinel(broker):
+        from trainq.broker.transport import SENTINEL_TRANSPORT
+
+        config["broker_transport"] = SENTINEL_TRANSPORT
     elif broker.startswith("redis+socket://"):
         from trainq.broker.transport import use_for_redis_urls
 

@@ -26,11 +26,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
 #: Celery's ``broker_transport`` for ``redis://`` brokers.
 TRANSPORT = "trainq.broker.transport:Transport"
+
+#: Celery's ``broker_transport`` for ``sentinel://`` brokers.
+SENTINEL_TRANSPORT = "trainq.broker.transport:SentinelTransport"
 
 #: Broker URL schemes served by this transport (see ``trainq.settings``).
 SCHEMES = ("redis://", "redis+socket://")
@@ -150,8 +154,8 @@ def collecting() -> Iterator[list[tuple[Any, ...]]]:
 
 
 class Channel(kombu_redis.Channel):
-    """kombu's Redis channel, building its synchronous client once, screening what it pops and
-    collecting what it would push inside ``collecting``."""
+    """kombu's Redis channel, building its synchronous client once, screening what it pops,
+    collecting what it would push inside ``collecting`` and failing as a lost connection once closed."""
 
     _sync_client: Any = None
 
@@ -171,11 +175,33 @@ class Channel(kombu_redis.Channel):
             self._sync_client = super()._create_client(asynchronous=False)  # type: ignore[no-untyped-call]
         return self._sync_client
 
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        """kombu's, raising a connection error when the channel's connection is gone.
+
+        After a lost connection Celery closes it, which leaves the channel without its kombu
+        ``Connection``; a late ack or restore on that channel then built a pool from ``None`` and
+        its ``AttributeError`` took the worker down ("Unrecoverable error") instead of the
+        reconnect a connection error gets.
+        """
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("the broker connection of this channel was closed")
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call,no-any-return]
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel with the changes of ``Channel``."""
+
 
 class Transport(kombu_redis.Transport):
     """kombu's Redis transport with trainq's channel."""
 
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with trainq's channel."""
+
+    Channel = SentinelChannel
 
 
 def use_for_redis_urls() -> None:

@@ -135,11 +135,12 @@ def adapt_flower() -> None:
     from kombu import connection
     from tornado.web import HTTPError
 
-    from trainq.broker.transport import TRANSPORT
+    from trainq.broker.transport import SENTINEL_TRANSPORT, TRANSPORT
 
     BaseHandler.get_broker = lambda handler: QueueLengths()
-    # Flower shows the broker URL; show trainq's transport by its scheme, as the user wrote it.
+    # Flower shows the broker URL; show trainq's transports by their schemes, as the user wrote them.
     connection.resolve_aliases.setdefault(TRANSPORT, "redis")
+    connection.resolve_aliases.setdefault(SENTINEL_TRANSPORT, "sentinel")
     run = BlockingOperationRunner.run
 
     async def run_explained(runner: Any, *args: Any, **kwargs: Any) -> Any:
