@@ -20,7 +20,7 @@ from trainq.store.registry import Registry
 
 log = logging.getLogger("trainq.job.leases")
 
-#: How long the heartbeat thread sleeps with no job running (a new job wakes it).
+#: How long the heartbeat thread sleeps before its first job (which wakes it).
 IDLE_WAIT_S = 3600.0
 
 
@@ -97,9 +97,13 @@ class _Renewer(threading.Thread):
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._wake_at = 0.0  # when the thread wakes by itself; a job due later need not wake it
+        self._idle_s = IDLE_WAIT_S
 
     def add(self, beat: Heartbeat) -> None:
         with self._lock:
+            # Between jobs the thread wakes every interval, so a job due one interval from now
+            # never needs to wake it: no thread switch per job.
+            self._idle_s = beat.interval_s
             at = self._due[beat] = time.monotonic() + beat.interval_s
             if at < self._wake_at:
                 self._wake_at = at
@@ -120,7 +124,7 @@ class _Renewer(threading.Thread):
                 if not beat.renew():
                     self.remove(beat)
             with self._lock:
-                self._wake_at = min(self._due.values(), default=now + IDLE_WAIT_S)
+                self._wake_at = min(self._due.values(), default=now + self._idle_s)
                 self._wake.clear()
             self._wake.wait(max(self._wake_at - time.monotonic(), 0.0))
 
