@@ -112,3 +112,22 @@ def test_confirms_are_on_and_priorities_kept_only_for_classic_queues() -> None:
     )
     assert classic["task_queue_max_priority"] == 10 and "task_queue_max_priority" not in quorum
     assert quorum["task_default_queue_type"] == quorum["task_create_missing_queue_type"] == "quorum"
+
+
+def test_a_pipelines_jobs_are_all_confirmed_by_rabbitmq_when_its_start_returns(
+    amqp_env: dict[str, str], tmp_path: Path
+) -> None:
+    # given a pipeline of 200 independent jobs (one released group: published back to back on a
+    # channel of their own, their confirms awaited together) and no worker
+    jobs = [{"job_id": f"j{n}", "type": "probe", "config": {"seconds": 0}} for n in range(200)]
+    spec = tmp_path / "wide.json"
+    spec.write_text(json.dumps({"pipeline_id": "wide", "jobs": jobs}))
+    # when it is started from the CLI
+    started = run_cli("pipeline", "run", str(spec), env=amqp_env)
+    assert started.returncode == 0, started.stderr
+    # then, as soon as the command is back, RabbitMQ holds every message and each job is queued
+    with Connection(AMQP) as connection:
+        _, held, _ = connection.default_channel.queue_declare("probe", passive=True)
+    assert held == len(jobs)
+    run = get_registry().list(limit=500)
+    assert len(run) == len(jobs) and all(r.state is JobState.QUEUED for r in run)

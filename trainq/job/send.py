@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from celery.utils.saferepr import saferepr
 from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 
-from trainq.broker import transport
+from trainq.broker import confirms, transport
 from trainq.errors import BrokerUnavailable, InvalidInput
 from trainq.inputs.durations import parse_duration
 from trainq.job.record import JobRecord
@@ -299,11 +300,13 @@ def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], boo
     try:
         with app.producer_or_acquire(deliveries[0].producer) as producer:
             if not _shares_server(producer):
-                if write([]):
+                if not write([]):
+                    return False
+                batched = len(deliveries) > 1 and confirms.batches_confirms(producer)
+                with confirms.confirmed_batch(producer) if batched else nullcontext(producer) as publisher:
                     for delivery in deliveries:
-                        delivery.publish(producer)
-                    return True
-                return False
+                        delivery.publish(publisher)
+                return True
             with transport.collecting() as commands:
                 for delivery in deliveries:
                     delivery.publish(producer, retry=False)

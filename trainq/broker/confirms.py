@@ -1,0 +1,68 @@
+"""Publisher confirms for a batch on RabbitMQ: the batch's messages go out back to back, then their
+confirms are awaited together.
+
+With ``confirm_publish`` py-amqp waits for each message's confirm before the next publish, so a
+released group of N jobs waited N round trips (a 1,000-job pipeline took 3x raw Celery's 1,000
+``delay()``). The batch here publishes on a channel of its own, in confirm mode, and waits once
+until the broker has confirmed every message (one confirm each, or one for many); a refused one
+(a nack) raises ``MessageNacked``, as a single publish does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from amqp import spec
+from amqp.exceptions import MessageNacked
+from kombu.messaging import Producer
+from kombu.transport import pyamqp
+
+#: Longest wait for the broker's next confirm (py-amqp's own single publish waits without bound).
+CONFIRM_TIMEOUT_S = 30.0
+
+
+def batches_confirms(producer: Any) -> bool:
+    """True if ``producer`` publishes to RabbitMQ (py-amqp) with confirms, each awaited alone."""
+    connection = producer.connection
+    return isinstance(connection.transport, pyamqp.Transport) and bool(
+        connection.transport_options.get("confirm_publish")
+    )
+
+
+@contextmanager
+def confirmed_batch(producer: Any) -> Iterator[Any]:
+    """A producer on its own channel of ``producer``'s connection whose publishes do not wait; on
+    leaving the block (without an error), wait until the broker confirmed every one of them."""
+    channel = producer.connection.channel()
+    try:
+        channel.confirm_select()
+        channel._confirm_selected = True  # py-amqp's own flag: its confirm mode is on
+        published = confirmed = 0
+        refused: list[int] = []
+
+        def publish(*args: Any, **kwargs: Any) -> None:
+            nonlocal published
+            kwargs.pop("confirm_timeout", None)
+            channel._basic_publish(*args, **kwargs)
+            published += 1
+
+        def on_ack(tag: int, multiple: bool) -> None:
+            nonlocal confirmed
+            confirmed = max(confirmed, tag)
+
+        def on_nack(tag: int, multiple: bool) -> None:
+            on_ack(tag, multiple)
+            refused.append(tag)
+
+        channel.basic_publish = publish
+        channel.events["basic_ack"].add(on_ack)
+        channel.events["basic_nack"].add(on_nack)
+        yield Producer(channel)  # type: ignore[no-untyped-call]
+        while confirmed < published:
+            channel.wait([spec.Basic.Ack, spec.Basic.Nack], timeout=CONFIRM_TIMEOUT_S)
+        if refused:
+            raise MessageNacked(f"the broker refused {len(refused)} of {published} messages")
+    finally:
+        channel.close()
