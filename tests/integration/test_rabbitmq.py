@@ -13,7 +13,7 @@ import pytest
 from kombu import Connection
 
 from bench.servers import RabbitVhost
-from tests.fixtures import Workers, run_cli, submit_elsewhere, wait_for
+from tests.fixtures import Workers, python_elsewhere, run_cli, submit_elsewhere, wait_for
 from trainq import JobState, get_registry
 from trainq.settings import Settings, celery_config
 
@@ -131,3 +131,42 @@ def test_a_pipelines_jobs_are_all_confirmed_by_rabbitmq_when_its_start_returns(
     assert held == len(jobs)
     run = get_registry().list(limit=500)
     assert len(run) == len(jobs) and all(r.state is JobState.QUEUED for r in run)
+
+
+#: A pipeline start whose connection to RabbitMQ dies on the batch's third publish.
+LOST_MID_BATCH = """
+import json, sys
+import amqp.channel
+from trainq import get_registry, run_pipeline_file
+
+publish, published = amqp.channel.Channel._basic_publish, []
+
+def dying(self, *args, **kwargs):
+    published.append(1)
+    if len(published) == 3:
+        self.connection.transport.sock.close()  # as if the broker dropped the connection
+    return publish(self, *args, **kwargs)
+
+amqp.channel.Channel._basic_publish = dying
+print(run_pipeline_file(sys.argv[1]))
+"""
+
+
+def test_a_pipeline_start_survives_a_connection_lost_in_the_middle_of_its_batch(
+    amqp_env: dict[str, str], tmp_path: Path
+) -> None:
+    # given a pipeline of 5 independent jobs (one batch of confirmed publishes), and a connection that
+    # dies on the batch's third publish (after two messages went out, their confirms not yet read)
+    jobs = [{"job_id": f"j{n}", "type": "probe", "config": {"seconds": 0}} for n in range(5)]
+    spec = tmp_path / "five.json"
+    spec.write_text(json.dumps({"pipeline_id": "five", "jobs": jobs}))
+    # when it is started
+    run_id = python_elsewhere(LOST_MID_BATCH, amqp_env, str(spec)).strip()
+    # then the start succeeds as a single publish would (kombu reconnects): every job is queued and
+    # RabbitMQ holds a message for each (one the broker got twice is dropped by its fence)
+    assert run_id.startswith("five-")
+    run = get_registry().list(limit=50)
+    assert len(run) == len(jobs) and all(r.state is JobState.QUEUED for r in run)
+    with Connection(AMQP) as connection:
+        _, held, _ = connection.default_channel.queue_declare("probe", passive=True)
+    assert held >= len(jobs)

@@ -11,16 +11,22 @@ until the broker has confirmed every message (one confirm each, or one for many)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from amqp import spec
+from amqp.exceptions import ConnectionError as AMQPConnectionError
 from amqp.exceptions import MessageNacked
+from kombu.exceptions import OperationalError
 from kombu.messaging import Producer
 from kombu.transport import pyamqp
 
 #: Longest wait for the broker's next confirm (py-amqp's own single publish waits without bound).
 CONFIRM_TIMEOUT_S = 30.0
+
+#: What a batch raises when its connection is lost (closed by the broker, reset, timed out): some of
+#: its messages may not have reached the broker, none of them is known to have.
+CONNECTION_LOST = (AMQPConnectionError, OSError, OperationalError)  # the last: as Celery's send re-raises
 
 
 def batches_confirms(producer: Any) -> bool:
@@ -65,4 +71,5 @@ def confirmed_batch(producer: Any) -> Iterator[Any]:
         if refused:
             raise MessageNacked(f"the broker refused {len(refused)} of {published} messages")
     finally:
-        channel.close()
+        with suppress(*CONNECTION_LOST):  # the connection is gone, and its channels with it
+            channel.close()
