@@ -170,3 +170,44 @@ def test_a_pipeline_start_survives_a_connection_lost_in_the_middle_of_its_batch(
     with Connection(AMQP) as connection:
         _, held, _ = connection.default_channel.queue_declare("probe", passive=True)
     assert held >= len(jobs)
+
+
+#: Two pipeline starts in one process: the first refused by RabbitMQ (its queue exists with other
+#: arguments), the second, of another queue, after it.
+AFTER_A_REFUSED_DECLARE = """
+import json, sys
+from trainq import get_registry, run_pipeline_file
+
+for path in sys.argv[1:]:
+    try:
+        print("started", run_pipeline_file(path))
+    except Exception as exc:
+        print("failed", type(exc).__name__)
+"""
+
+
+def test_a_group_sent_after_a_group_whose_queue_was_refused_goes_out(
+    quorum_env: dict[str, str], tmp_path: Path
+) -> None:
+    # given a classic queue "probe" where trainq declares quorum queues (RabbitMQ refuses the declare)
+    with Connection(quorum_env["TRAINQ_BROKER_URL"]) as connection:
+        connection.default_channel.queue_declare("probe", durable=True, auto_delete=False)
+    refused, fine = tmp_path / "refused.json", tmp_path / "fine.json"
+    refused.write_text(
+        json.dumps(
+            {"pipeline_id": "refused", "jobs": [{"job_id": f"p{n}", "type": "probe"} for n in range(3)]}
+        )
+    )
+    fine.write_text(
+        json.dumps(
+            {"pipeline_id": "fine", "jobs": [{"job_id": f"c{n}", "command": "true"} for n in range(3)]}
+        )
+    )
+    # when a process starts a pipeline on that queue, then one on another queue
+    out = python_elsewhere(AFTER_A_REFUSED_DECLARE, quorum_env, str(refused), str(fine)).splitlines()
+    # then the first fails as RabbitMQ said, and the second (a batch on the connection the pool closed
+    # after that error) is sent and held by RabbitMQ
+    assert out[0] == "failed PreconditionFailed" and out[1].startswith("started fine-"), out
+    with Connection(quorum_env["TRAINQ_BROKER_URL"]) as connection:
+        _, held, _ = connection.default_channel.queue_declare("command", passive=True)
+    assert held == 3

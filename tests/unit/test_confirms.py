@@ -41,7 +41,7 @@ class FakeChannel:
 
 class FakeProducer:
     def __init__(self, channel: FakeChannel) -> None:
-        self.connection = type("Connection", (), {"channel": lambda _: channel})()
+        self.connection = type("Connection", (), {"connected": True, "channel": lambda _: channel})()
 
 
 def publish_batch(size: int, confirms: list[Confirm]) -> FakeChannel:

@@ -42,7 +42,14 @@ def batches_confirms(producer: Any) -> bool:
 def confirmed_batch(producer: Any) -> Iterator[Any]:
     """A producer on its own channel of ``producer``'s connection whose publishes do not wait; on
     leaving the block (without an error), wait until the broker confirmed every one of them."""
-    channel = producer.connection.channel()
+    connection = producer.connection
+    if not connection.connected:
+        # The pool closes a connection a producer had when an error left its block (say a queue
+        # RabbitMQ refused to declare) and hands it out again: its default channel reconnects, a
+        # new channel would fail on the missing connection. A connection that cannot be made
+        # raises OperationalError: the caller's single publishes retry it.
+        connection.ensure_connection(max_retries=1)
+    channel = connection.channel()
     try:
         channel.confirm_select()
         channel._confirm_selected = True  # py-amqp's own flag: its confirm mode is on
