@@ -1,5 +1,5 @@
 """A poison message on a Sentinel broker: the worker (trainq's Sentinel channel) sets it aside and runs
-the next job."""
+the next job; Flower shows the broker as the sentinel address the user gave, password hidden."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from tests.fixtures import Process, Workers, free_port, start_redis, submit_elsewhere, wait_for
+from tests.integration.test_monitoring import FLOWER_PASSWORD, FLOWER_USER, http_get, start_flower
 from tests.messages import poison_shapes
 from trainq.store.keys import Keys
 from trainq.store.registry import Registry
@@ -59,7 +60,7 @@ def _named(client: redis.Redis) -> bool:
 
 
 def test_a_poison_message_on_a_sentinel_broker_is_quarantined_and_the_worker_runs_on(
-    sentinel_env: tuple[dict[str, str], redis.Redis], workers: Workers
+    sentinel_env: tuple[dict[str, str], redis.Redis], workers: Workers, tmp_path: Path
 ) -> None:
     # given a worker whose broker is a Sentinel-managed master
     env, master = sentinel_env
@@ -72,3 +73,10 @@ def test_a_poison_message_on_a_sentinel_broker_is_quarantined_and_the_worker_run
     wait_for(lambda: registry.get(job_id).state.value == "succeeded", 20, message="the valid job ran")
     assert master.llen("trainq:quarantine") == 1
     assert worker.alive() and "Unrecoverable error" not in worker.output(), worker.output()[-2000:]
+    # and Flower's broker page names the sentinel (trainq's transport by the scheme the user wrote)
+    port = free_port()
+    start_flower(tmp_path, port, workers, env=env)
+    status, page = http_get(f"http://127.0.0.1:{port}/broker", (FLOWER_USER, FLOWER_PASSWORD))
+    sentinel_port = env["TRAINQ_BROKER_URL"].rsplit(":", 1)[1]
+    assert status == 200 and f"sentinel://:**@127.0.0.1:{sentinel_port}" in page, page[-2000:]
+    assert PASSWORD not in page and "SentinelTransport" not in page
