@@ -211,3 +211,39 @@ def test_a_group_sent_after_a_group_whose_queue_was_refused_goes_out(
     with Connection(quorum_env["TRAINQ_BROKER_URL"]) as connection:
         _, held, _ = connection.default_channel.queue_declare("command", passive=True)
     assert held == 3
+
+
+#: A pipeline start whose batch gets no confirm in time (py-amqp's wait times out).
+UNCONFIRMED = """
+import socket, sys
+import amqp.channel
+from trainq import run_pipeline_file
+from trainq.broker import confirms
+
+wait = amqp.channel.Channel.wait
+
+def silent(self, method=None, *args, timeout=None, **kwargs):
+    if timeout == confirms.CONFIRM_TIMEOUT_S:
+        raise socket.timeout("timed out")
+    return wait(self, method, *args, timeout=timeout, **kwargs)
+
+amqp.channel.Channel.wait = silent
+try:
+    print("started", run_pipeline_file(sys.argv[1]))
+except Exception as exc:
+    print("failed", type(exc).__name__)
+"""
+
+
+def test_a_batch_the_broker_does_not_confirm_in_time_fails_with_nothing_stored(
+    amqp_env: dict[str, str], tmp_path: Path
+) -> None:
+    # given a pipeline of 3 jobs, and a broker that confirms none of its batch within the confirm timeout
+    spec = tmp_path / "three.json"
+    spec.write_text(
+        json.dumps({"pipeline_id": "three", "jobs": [{"job_id": f"j{n}", "type": "probe"} for n in range(3)]})
+    )
+    # when it is started, then it fails as an unavailable broker (the batch is not sent again one by one,
+    # as after a lost connection) and none of its jobs is stored
+    assert python_elsewhere(UNCONFIRMED, amqp_env, str(spec)).strip() == "failed BrokerUnavailable"
+    assert get_registry().list(limit=50) == []

@@ -307,10 +307,11 @@ def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], boo
                             for delivery in deliveries:
                                 delivery.publish(publisher, retry=False)  # kombu would revive it elsewhere
                         return True
-                    except confirms.CONNECTION_LOST:
+                    except confirms.CONNECTION_LOST as exc:
+                        if isinstance(exc, TimeoutError):
+                            raise  # the broker is there but confirms nothing: sending more would not help
                         # Some unconfirmed: all sent again one by one, each reconnecting as a single
                         # publish does (a copy the broker already had is dropped by its fence).
-                        pass
                 for delivery in deliveries:
                     delivery.publish(producer)
                 return True
