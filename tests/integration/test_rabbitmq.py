@@ -13,7 +13,7 @@ import pytest
 from kombu import Connection
 
 from bench.servers import RabbitVhost
-from tests.fixtures import Workers, run_cli, submit_elsewhere, wait_for
+from tests.fixtures import Workers, python_elsewhere, run_cli, submit_elsewhere, wait_for
 from trainq import JobState, get_registry
 from trainq.settings import Settings, celery_config
 
@@ -131,3 +131,119 @@ def test_a_pipelines_jobs_are_all_confirmed_by_rabbitmq_when_its_start_returns(
     assert held == len(jobs)
     run = get_registry().list(limit=500)
     assert len(run) == len(jobs) and all(r.state is JobState.QUEUED for r in run)
+
+
+#: A pipeline start whose connection to RabbitMQ dies on the batch's third publish.
+LOST_MID_BATCH = """
+import json, sys
+import amqp.channel
+from trainq import get_registry, run_pipeline_file
+
+publish, published = amqp.channel.Channel._basic_publish, []
+
+def dying(self, *args, **kwargs):
+    published.append(1)
+    if len(published) == 3:
+        self.connection.transport.sock.close()  # as if the broker dropped the connection
+    return publish(self, *args, **kwargs)
+
+amqp.channel.Channel._basic_publish = dying
+print(run_pipeline_file(sys.argv[1]))
+"""
+
+
+def test_a_pipeline_start_survives_a_connection_lost_in_the_middle_of_its_batch(
+    amqp_env: dict[str, str], tmp_path: Path
+) -> None:
+    # given a pipeline of 5 independent jobs (one batch of confirmed publishes), and a connection that
+    # dies on the batch's third publish (after two messages went out, their confirms not yet read)
+    jobs = [{"job_id": f"j{n}", "type": "probe", "config": {"seconds": 0}} for n in range(5)]
+    spec = tmp_path / "five.json"
+    spec.write_text(json.dumps({"pipeline_id": "five", "jobs": jobs}))
+    # when it is started
+    run_id = python_elsewhere(LOST_MID_BATCH, amqp_env, str(spec)).strip()
+    # then the start succeeds as a single publish would (kombu reconnects): every job is queued and
+    # RabbitMQ holds a message for each (one the broker got twice is dropped by its fence)
+    assert run_id.startswith("five-")
+    run = get_registry().list(limit=50)
+    assert len(run) == len(jobs) and all(r.state is JobState.QUEUED for r in run)
+    with Connection(AMQP) as connection:
+        _, held, _ = connection.default_channel.queue_declare("probe", passive=True)
+    assert held >= len(jobs)
+
+
+#: Two pipeline starts in one process: the first refused by RabbitMQ (its queue exists with other
+#: arguments), the second, of another queue, after it.
+AFTER_A_REFUSED_DECLARE = """
+import json, sys
+from trainq import get_registry, run_pipeline_file
+
+for path in sys.argv[1:]:
+    try:
+        print("started", run_pipeline_file(path))
+    except Exception as exc:
+        print("failed", type(exc).__name__)
+"""
+
+
+def test_a_group_sent_after_a_group_whose_queue_was_refused_goes_out(
+    quorum_env: dict[str, str], tmp_path: Path
+) -> None:
+    # given a classic queue "probe" where trainq declares quorum queues (RabbitMQ refuses the declare)
+    with Connection(quorum_env["TRAINQ_BROKER_URL"]) as connection:
+        connection.default_channel.queue_declare("probe", durable=True, auto_delete=False)
+    refused, fine = tmp_path / "refused.json", tmp_path / "fine.json"
+    refused.write_text(
+        json.dumps(
+            {"pipeline_id": "refused", "jobs": [{"job_id": f"p{n}", "type": "probe"} for n in range(3)]}
+        )
+    )
+    fine.write_text(
+        json.dumps(
+            {"pipeline_id": "fine", "jobs": [{"job_id": f"c{n}", "command": "true"} for n in range(3)]}
+        )
+    )
+    # when a process starts a pipeline on that queue, then one on another queue
+    out = python_elsewhere(AFTER_A_REFUSED_DECLARE, quorum_env, str(refused), str(fine)).splitlines()
+    # then the first fails as RabbitMQ said, and the second (a batch on the connection the pool closed
+    # after that error) is sent and held by RabbitMQ
+    assert out[0] == "failed PreconditionFailed" and out[1].startswith("started fine-"), out
+    with Connection(quorum_env["TRAINQ_BROKER_URL"]) as connection:
+        _, held, _ = connection.default_channel.queue_declare("command", passive=True)
+    assert held == 3
+
+
+#: A pipeline start whose batch gets no confirm in time (py-amqp's wait times out).
+UNCONFIRMED = """
+import socket, sys
+import amqp.channel
+from trainq import run_pipeline_file
+from trainq.broker import confirms
+
+wait = amqp.channel.Channel.wait
+
+def silent(self, method=None, *args, timeout=None, **kwargs):
+    if timeout == confirms.CONFIRM_TIMEOUT_S:
+        raise socket.timeout("timed out")
+    return wait(self, method, *args, timeout=timeout, **kwargs)
+
+amqp.channel.Channel.wait = silent
+try:
+    print("started", run_pipeline_file(sys.argv[1]))
+except Exception as exc:
+    print("failed", type(exc).__name__)
+"""
+
+
+def test_a_batch_the_broker_does_not_confirm_in_time_fails_with_nothing_stored(
+    amqp_env: dict[str, str], tmp_path: Path
+) -> None:
+    # given a pipeline of 3 jobs, and a broker that confirms none of its batch within the confirm timeout
+    spec = tmp_path / "three.json"
+    spec.write_text(
+        json.dumps({"pipeline_id": "three", "jobs": [{"job_id": f"j{n}", "type": "probe"} for n in range(3)]})
+    )
+    # when it is started, then it fails as an unavailable broker (the batch is not sent again one by one,
+    # as after a lost connection) and none of its jobs is stored
+    assert python_elsewhere(UNCONFIRMED, amqp_env, str(spec)).strip() == "failed BrokerUnavailable"
+    assert get_registry().list(limit=50) == []

@@ -4,23 +4,30 @@ confirms are awaited together.
 With ``confirm_publish`` py-amqp waits for each message's confirm before the next publish, so a
 released group of N jobs waited N round trips (a 1,000-job pipeline took 3x raw Celery's 1,000
 ``delay()``). The batch here publishes on a channel of its own, in confirm mode, and waits once
-until the broker has confirmed every message (one confirm each, or one for many); a refused one
-(a nack) raises ``MessageNacked``, as a single publish does.
+until the broker has confirmed every message (one confirm each or one for many, in any order: a
+confirm of a later message says nothing of an earlier one); a refused one (a nack) raises
+``MessageNacked``, as a single publish does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from amqp import spec
+from amqp.exceptions import ConnectionError as AMQPConnectionError
 from amqp.exceptions import MessageNacked
+from kombu.exceptions import OperationalError
 from kombu.messaging import Producer
 from kombu.transport import pyamqp
 
 #: Longest wait for the broker's next confirm (py-amqp's own single publish waits without bound).
 CONFIRM_TIMEOUT_S = 30.0
+
+#: What a batch raises when its connection is lost (closed by the broker, reset, timed out): some of
+#: its messages may not have reached the broker, none of them is known to have.
+CONNECTION_LOST = (AMQPConnectionError, OSError, OperationalError)  # the last: as Celery's send re-raises
 
 
 def batches_confirms(producer: Any) -> bool:
@@ -35,34 +42,54 @@ def batches_confirms(producer: Any) -> bool:
 def confirmed_batch(producer: Any) -> Iterator[Any]:
     """A producer on its own channel of ``producer``'s connection whose publishes do not wait; on
     leaving the block (without an error), wait until the broker confirmed every one of them."""
-    channel = producer.connection.channel()
+    connection = producer.connection
+    if not connection.connected:
+        # The pool closes a connection a producer had when an error left its block (say a queue
+        # RabbitMQ refused to declare) and hands it out again: its default channel reconnects, a
+        # new channel would fail on the missing connection. A connection that cannot be made
+        # raises OperationalError: the caller's single publishes retry it.
+        connection.ensure_connection(max_retries=1)
+    channel = connection.channel()
     try:
         channel.confirm_select()
         channel._confirm_selected = True  # py-amqp's own flag: its confirm mode is on
-        published = confirmed = 0
-        refused: list[int] = []
+        published = refused = 0
+        unconfirmed: set[int] = set()  # delivery tags (1, 2, ... in publish order) not yet confirmed
+        lowest = 1  # no tag below it is unconfirmed
 
         def publish(*args: Any, **kwargs: Any) -> None:
             nonlocal published
             kwargs.pop("confirm_timeout", None)
             channel._basic_publish(*args, **kwargs)
             published += 1
+            unconfirmed.add(published)
+
+        def confirm(tag: int, multiple: bool) -> int:
+            """Mark ``tag`` (with ``multiple``, every tag up to it) confirmed; how many were waiting.
+
+            Confirms may come out of order: one for a later message confirms only that message."""
+            nonlocal lowest
+            done = unconfirmed & set(range(lowest, tag + 1)) if multiple else unconfirmed & {tag}
+            unconfirmed.difference_update(done)
+            if multiple:
+                lowest = max(lowest, tag + 1)  # every tag below is confirmed: each tag looked at once
+            return len(done)
 
         def on_ack(tag: int, multiple: bool) -> None:
-            nonlocal confirmed
-            confirmed = max(confirmed, tag)
+            confirm(tag, multiple)
 
         def on_nack(tag: int, multiple: bool) -> None:
-            on_ack(tag, multiple)
-            refused.append(tag)
+            nonlocal refused
+            refused += confirm(tag, multiple)
 
         channel.basic_publish = publish
         channel.events["basic_ack"].add(on_ack)
         channel.events["basic_nack"].add(on_nack)
         yield Producer(channel)  # type: ignore[no-untyped-call]
-        while confirmed < published:
+        while unconfirmed:
             channel.wait([spec.Basic.Ack, spec.Basic.Nack], timeout=CONFIRM_TIMEOUT_S)
         if refused:
-            raise MessageNacked(f"the broker refused {len(refused)} of {published} messages")
+            raise MessageNacked(f"the broker refused {refused} of {published} messages")
     finally:
-        channel.close()
+        with suppress(*CONNECTION_LOST):  # the connection is gone, and its channels with it
+            channel.close()

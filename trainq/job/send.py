@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -302,10 +301,19 @@ def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], boo
             if not _shares_server(producer):
                 if not write([]):
                     return False
-                batched = len(deliveries) > 1 and confirms.batches_confirms(producer)
-                with confirms.confirmed_batch(producer) if batched else nullcontext(producer) as publisher:
-                    for delivery in deliveries:
-                        delivery.publish(publisher)
+                if len(deliveries) > 1 and confirms.batches_confirms(producer):
+                    try:
+                        with confirms.confirmed_batch(producer) as publisher:
+                            for delivery in deliveries:
+                                delivery.publish(publisher, retry=False)  # kombu would revive it elsewhere
+                        return True
+                    except confirms.CONNECTION_LOST as exc:
+                        if isinstance(exc, TimeoutError):
+                            raise  # the broker is there but confirms nothing: sending more would not help
+                        # Some unconfirmed: all sent again one by one, each reconnecting as a single
+                        # publish does (a copy the broker already had is dropped by its fence).
+                for delivery in deliveries:
+                    delivery.publish(producer)
                 return True
             with transport.collecting() as commands:
                 for delivery in deliveries:
