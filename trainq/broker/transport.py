@@ -22,16 +22,19 @@ import base64
 import binascii
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any
 
 import redis
-from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 
 #: Celery's ``broker_transport`` for ``redis://`` brokers.
 TRANSPORT = "trainq.broker.transport:Transport"
+
+#: Longest an ack waits for the next delivery's write to carry it (``QoS``).
+ACK_FLUSH_S = 0.1
 
 #: Celery's ``broker_transport`` for ``sentinel://`` brokers.
 SENTINEL_TRANSPORT = "trainq.broker.transport:SentinelTransport"
@@ -153,11 +156,56 @@ def collecting() -> Iterator[list[tuple[Any, ...]]]:
         _collected.reset(token)
 
 
+class QoS(kombu_redis.QoS):
+    """kombu's unacked bookkeeping, sending an ack's two writes with the next delivery's.
+
+    kombu drops an acked message's unacked entry in a round trip of its own (``MULTI``, ``ZREM``,
+    ``HDEL``, ``EXEC``) and adds the next message's in another. Here an ack is held until the next
+    write of this channel's bookkeeping, which carries it, or until the event loop's flush (every
+    ``ACK_FLUSH_S``) when no message comes. Acks are held only where that flush runs (a worker's
+    event loop). An ack lost with its process leaves the entry to kombu's visibility-timeout
+    restore: the message comes again and trainq's claim refuses a job already finished.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._held: list[str] = []
+
+    def ack(self, delivery_tag: str) -> None:
+        if getattr(self.channel.connection, "_ack_flush", None) is None:  # no loop flushes them
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+            return
+        self._held.append(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+
+    @contextmanager
+    def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        with super().pipe_or_acquire(pipe, client) as pipe:
+            held, self._held = self._held, []
+            for tag in held:
+                pipe.zrem(self.unacked_index_key, tag).hdel(self.unacked_key, tag)
+            yield pipe
+
+    def flush_acks(self) -> None:
+        """Send the acks held (a round trip only if there are some)."""
+        if self._held:
+            with self.pipe_or_acquire() as pipe:
+                pipe.execute()
+
+
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel, building its synchronous client once, screening what it pops,
-    collecting what it would push inside ``collecting`` and failing as a lost connection once closed."""
+    collecting what it would push inside ``collecting``, holding acks (``QoS``) and failing as a
+    lost connection once closed."""
 
+    QoS = QoS
     _sync_client: Any = None
+
+    def close(self) -> None:
+        if self._qos is not None and not self.closed:
+            with suppress(*self.connection_errors):  # unsent, an ack's entry is restored and refused
+                self._qos.flush_acks()
+        super().close()  # type: ignore[no-untyped-call]
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         collected = _collected.get()
@@ -192,13 +240,31 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     """kombu's Sentinel channel with the changes of ``Channel``."""
 
 
-class Transport(kombu_redis.Transport):
+class _FlushingAcks:
+    """A transport whose channels hold acks (``QoS``) when an event loop flushes them."""
+
+    channels: list[Channel]
+    _ack_flush: Any = None
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        super().register_with_event_loop(connection, loop)  # type: ignore[misc]
+        if self._ack_flush is not None:
+            self._ack_flush.cancel()  # the previous connection's
+        self._ack_flush = loop.call_repeatedly(ACK_FLUSH_S, self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        for channel in self.channels:
+            if channel._qos is not None:
+                channel._qos.flush_acks()
+
+
+class Transport(_FlushingAcks, kombu_redis.Transport):
     """kombu's Redis transport with trainq's channel."""
 
     Channel = Channel
 
 
-class SentinelTransport(kombu_redis.SentinelTransport):
+class SentinelTransport(_FlushingAcks, kombu_redis.SentinelTransport):
     """kombu's Sentinel transport with trainq's channel."""
 
     Channel = SentinelChannel
