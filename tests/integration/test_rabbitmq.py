@@ -40,6 +40,16 @@ def amqp_env(redis_client: Any) -> Iterator[dict[str, str]]:
                 channel = connection.channel()
 
 
+def independent_probes(tmp_path: Path, name: str, n: int) -> tuple[Path, list[dict[str, Any]]]:
+    """A pipeline file ``name`` of ``n`` independent probe jobs (one group, sent together), and its jobs."""
+    jobs: list[dict[str, Any]] = [
+        {"job_id": f"j{i}", "type": "probe", "config": {"seconds": 0}} for i in range(n)
+    ]
+    spec = tmp_path / f"{name}.json"
+    spec.write_text(json.dumps({"pipeline_id": name, "jobs": jobs}))
+    return spec, jobs
+
+
 def state_of(job_id: str) -> JobState:
     return get_registry().get(job_id).state
 
@@ -119,9 +129,7 @@ def test_a_pipelines_jobs_are_all_confirmed_by_rabbitmq_when_its_start_returns(
 ) -> None:
     # given a pipeline of 200 independent jobs (one released group: published back to back on a
     # channel of their own, their confirms awaited together) and no worker
-    jobs = [{"job_id": f"j{n}", "type": "probe", "config": {"seconds": 0}} for n in range(200)]
-    spec = tmp_path / "wide.json"
-    spec.write_text(json.dumps({"pipeline_id": "wide", "jobs": jobs}))
+    spec, jobs = independent_probes(tmp_path, "wide", 200)
     # when it is started from the CLI
     started = run_cli("pipeline", "run", str(spec), env=amqp_env)
     assert started.returncode == 0, started.stderr
@@ -157,9 +165,7 @@ def test_a_pipeline_start_survives_a_connection_lost_in_the_middle_of_its_batch(
 ) -> None:
     # given a pipeline of 5 independent jobs (one batch of confirmed publishes), and a connection that
     # dies on the batch's third publish (after two messages went out, their confirms not yet read)
-    jobs = [{"job_id": f"j{n}", "type": "probe", "config": {"seconds": 0}} for n in range(5)]
-    spec = tmp_path / "five.json"
-    spec.write_text(json.dumps({"pipeline_id": "five", "jobs": jobs}))
+    spec, jobs = independent_probes(tmp_path, "five", 5)
     # when it is started
     run_id = python_elsewhere(LOST_MID_BATCH, amqp_env, str(spec)).strip()
     # then the start succeeds as a single publish would (kombu reconnects): every job is queued and
