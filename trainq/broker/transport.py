@@ -1,5 +1,6 @@
-"""trainq's Redis broker transport: kombu's, with one publishing client per channel and a screen
-that sets aside messages kombu or Celery could not read.
+"""trainq's Redis broker transports (plain and Sentinel): kombu's, with one publishing client per
+channel, a screen that sets aside messages kombu or Celery could not read, and acks sent with the
+next delivery's bookkeeping (``QoS``).
 
 kombu's Redis channel builds a new ``redis.Redis`` object for every publish, ack and event
 (about 15% of a ``delay()``). That object is a thin, thread-safe wrapper over the channel's
