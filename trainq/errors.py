@@ -3,6 +3,7 @@
 TrainqError
 ├── ConfigError              bad setting or unusable environment
 ├── BrokerUnavailable        broker or registry cannot be reached
+│   └── BrokerRefused        the broker refused a job: a queue it will not declare, a message it nacks
 ├── JobFailed                a job's error as Celery stores it, secrets masked
 ├── InvalidInput             bad input from a caller (exit code 2)
 │   ├── PayloadError         a payload failed its job type's model
@@ -47,6 +48,20 @@ class BrokerUnavailable(TrainqError):
             f"cannot reach the {role} at {self.url}: {redacted(reason).rstrip('.')}. Start it, or point "
             f"TRAINQ_{role.upper()}_URL at a running server."
         )
+
+
+class BrokerRefused(BrokerUnavailable):
+    """Raised when the broker answers but refuses a job: a queue it will not declare (one of that name
+    exists with other arguments, or access is denied) or a message it does not confirm (a nack).
+    Like an unreachable broker, nothing of the job is stored."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        from trainq.settings import redacted
+
+        self.url = redacted(url)
+        self.role = "broker"
+        reason = redacted(reason).rstrip(".")
+        TrainqError.__init__(self, f"the broker at {self.url} refused the job: {reason}")
 
 
 class JobFailed(TrainqError):

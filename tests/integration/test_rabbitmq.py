@@ -213,7 +213,7 @@ def test_a_group_sent_after_a_group_whose_queue_was_refused_goes_out(
     out = python_elsewhere(AFTER_A_REFUSED_DECLARE, quorum_env, str(refused), str(fine)).splitlines()
     # then the first fails as RabbitMQ said, and the second (a batch on the connection the pool closed
     # after that error) is sent and held by RabbitMQ
-    assert out[0] == "failed PreconditionFailed" and out[1].startswith("started fine-"), out
+    assert out[0] == "failed BrokerRefused" and out[1].startswith("started fine-"), out
     with Connection(quorum_env["TRAINQ_BROKER_URL"]) as connection:
         _, held, _ = connection.default_channel.queue_declare("command", passive=True)
     assert held == 3
@@ -252,4 +252,23 @@ def test_a_batch_the_broker_does_not_confirm_in_time_fails_with_nothing_stored(
     # when it is started, then it fails as an unavailable broker (the batch is not sent again one by one,
     # as after a lost connection) and none of its jobs is stored
     assert python_elsewhere(UNCONFIRMED, amqp_env, str(spec)).strip() == "failed BrokerUnavailable"
+    assert get_registry().list(limit=50) == []
+
+
+def test_a_queue_rabbitmq_refuses_to_declare_is_one_clear_error_with_nothing_stored(
+    quorum_env: dict[str, str], tmp_path: Path
+) -> None:
+    # given a classic queue "probe" where trainq declares quorum queues (RabbitMQ refuses the declare)
+    with Connection(quorum_env["TRAINQ_BROKER_URL"]) as connection:
+        connection.default_channel.queue_declare("probe", durable=True, auto_delete=False)
+    spec, _ = independent_probes(tmp_path, "refused", 3)
+    # when a job and a pipeline are sent to it from the CLI
+    for args in (["submit", "probe"], ["pipeline", "run", str(spec)]):
+        sent = run_cli(*args, env=quorum_env)
+        # then each fails with exit 3 and one line naming the refusal, RabbitMQ's reason included
+        assert sent.returncode == 3, sent.stdout + sent.stderr
+        assert sent.stderr.startswith("error: the broker at amqp://guest:***@"), sent.stderr
+        assert "refused the job" in sent.stderr and "PRECONDITION_FAILED" in sent.stderr, sent.stderr
+        assert len(sent.stderr.strip().splitlines()) == 1, sent.stderr
+    # and no record of either is left behind
     assert get_registry().list(limit=50) == []

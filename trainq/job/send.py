@@ -23,14 +23,14 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from amqp.exceptions import MessageNacked
+from amqp.exceptions import ChannelError, MessageNacked
 from celery import Task
 from celery.utils.saferepr import saferepr
 from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 
 from trainq.broker import confirms, transport
-from trainq.errors import BrokerUnavailable, InvalidInput
+from trainq.errors import BrokerRefused, BrokerUnavailable, InvalidInput
 from trainq.inputs.durations import parse_duration
 from trainq.job.record import JobRecord
 from trainq.settings import get_settings, is_redis, redis_py_url
@@ -42,8 +42,11 @@ if TYPE_CHECKING:
 
     from trainq.job.task import JobTask
 
-#: What a failed send raises: the broker is unreachable, or RabbitMQ refused the publish (a nack).
-SEND_ERRORS = (OperationalError, OSError, MessageNacked)
+#: What a failed send raises: the broker is unreachable.
+SEND_ERRORS = (OperationalError, OSError)
+
+#: What a refused send raises: RabbitMQ would not declare a queue (a channel error) or nacked a message.
+REFUSALS = (ChannelError, MessageNacked)
 
 #: Longest payload repr a monitor is sent (Celery's own cap).
 REPR_MAX_CHARS = 1024
@@ -318,6 +321,8 @@ def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], boo
             with transport.collecting() as commands:
                 for delivery in deliveries:
                     delivery.publish(producer, retry=False)
+    except REFUSALS as exc:
+        raise BrokerRefused(get_settings().broker(), str(exc)) from exc
     except SEND_ERRORS as exc:
         raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
     return write(commands)
