@@ -195,6 +195,30 @@ def start_redis(directory: Path, port: int, *extra: str) -> Process:
     return process
 
 
+def start_sentinel(
+    directory: Path, master: str, master_port: int, password: str, quorum: int = 1, *settings: str
+) -> tuple[int, Process]:
+    """A Redis Sentinel (Debian's ``redis-server --sentinel``) on a free loopback port watching the
+    password-protected ``master`` on ``master_port``; ``settings`` are more ``sentinel`` lines. Its port
+    and process, once it answers."""
+    port = free_port()
+    directory.mkdir(parents=True)
+    conf = directory / "sentinel.conf"
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        f"dir {directory}",
+        f"sentinel monitor {master} 127.0.0.1 {master_port} {quorum}",
+        f"sentinel auth-pass {master} {password}",
+        *settings,
+    ]
+    conf.write_text("\n".join(lines) + "\n")
+    process = Process(["/usr/bin/redis-server", str(conf), "--sentinel"], directory / "sentinel.log")
+    client = redis.Redis(port=port, socket_timeout=1)
+    wait_for(lambda: _pings(client), 10, message=f"sentinel on {port}")
+    return port, process
+
+
 def _password(extra: tuple[str, ...]) -> str | None:
     return extra[extra.index("--requirepass") + 1] if "--requirepass" in extra else None
 

@@ -44,9 +44,12 @@ class BrokerUnavailable(TrainqError):
 
         self.url = redacted(url)
         self.role = role
-        super().__init__(
-            f"cannot reach the {role} at {self.url}: {redacted(reason).rstrip('.')}. Start it, or point "
-            f"TRAINQ_{role.upper()}_URL at a running server."
+        super().__init__(self._describe(redacted(reason).rstrip(".")))
+
+    def _describe(self, reason: str) -> str:
+        return (
+            f"cannot reach the {self.role} at {self.url}: {reason}. Start it, or point "
+            f"TRAINQ_{self.role.upper()}_URL at a running server."
         )
 
 
@@ -55,13 +58,8 @@ class BrokerRefused(BrokerUnavailable):
     exists with other arguments, or access is denied) or a message it does not confirm (a nack).
     Like an unreachable broker, nothing of the job is stored."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        from trainq.settings import redacted
-
-        self.url = redacted(url)
-        self.role = "broker"
-        reason = redacted(reason).rstrip(".")
-        TrainqError.__init__(self, f"the broker at {self.url} refused the job: {reason}")
+    def _describe(self, reason: str) -> str:
+        return f"the broker at {self.url} refused the job: {reason}"
 
 
 class JobFailed(TrainqError):

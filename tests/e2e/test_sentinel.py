@@ -24,6 +24,7 @@ from tests.fixtures import (
     python_elsewhere,
     run_cli,
     start_redis,
+    start_sentinel,
     wait_for,
 )
 from tests.jobs import attempts_key
@@ -33,7 +34,6 @@ from trainq.store.registry import Registry
 from trainq.store.sentinel import master_client
 
 pytestmark = pytest.mark.slow
-REDIS_SERVER = "/usr/bin/redis-server"
 MASTER = "mymaster"
 PASSWORD = "s3ntinel-pw"
 JOBS = 100
@@ -72,22 +72,19 @@ class Topology:
         return port
 
     def _sentinel(self, n: int) -> int:
-        port = free_port()
-        directory = self.tmp / f"sentinel{n}"
-        directory.mkdir()
-        conf = directory / "sentinel.conf"
-        conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
-            f"sentinel monitor {MASTER} 127.0.0.1 {self.master_port} 2\n"
-            f"sentinel auth-pass {MASTER} {PASSWORD}\n"
+        port, process = start_sentinel(
+            self.tmp / f"sentinel{n}",
+            MASTER,
+            self.master_port,
+            PASSWORD,
+            2,
             # 3 s, not 1: on a loaded 2-core box a just-promoted master can miss pings for a second,
             # and a second failover loses the writes its successor took since
-            f"sentinel down-after-milliseconds {MASTER} 3000\n"
-            f"sentinel failover-timeout {MASTER} 3000\n"
-            f"sentinel parallel-syncs {MASTER} 2\n"
+            f"sentinel down-after-milliseconds {MASTER} 3000",
+            f"sentinel failover-timeout {MASTER} 3000",
+            f"sentinel parallel-syncs {MASTER} 2",
         )
-        self.processes[port] = Process([REDIS_SERVER, str(conf), "--sentinel"], directory / "sentinel.log")
-        wait_for(lambda: _pings(port), 10, message=f"sentinel on {port}")
+        self.processes[port] = process
         return port
 
     def master(self) -> int:
@@ -107,13 +104,6 @@ class Topology:
             process.terminate()
         for process in self.processes.values():
             process.stop()
-
-
-def _pings(port: int) -> bool:
-    try:
-        return bool(redis.Redis(port=port, socket_timeout=1).ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture

@@ -10,13 +10,20 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.fixtures import Process, Workers, free_port, start_redis, submit_elsewhere, wait_for
+from tests.fixtures import (
+    Process,
+    Workers,
+    free_port,
+    start_redis,
+    start_sentinel,
+    submit_elsewhere,
+    wait_for,
+)
 from tests.integration.test_monitoring import FLOWER_PASSWORD, FLOWER_USER, http_get, start_flower
 from tests.messages import poison_shapes
 from trainq.store.keys import Keys
 from trainq.store.registry import Registry
 
-REDIS_SERVER = "/usr/bin/redis-server"
 MASTER = "poisonmaster"
 PASSWORD = "p0ison-pw"
 
@@ -28,15 +35,8 @@ def sentinel_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], redis.Redis]]
     try:
         master = free_port()
         processes.append(start_redis(tmp_path / "master", master, "--requirepass", PASSWORD))
-        port = free_port()
-        directory = tmp_path / "sentinel"
-        directory.mkdir()
-        conf = directory / "sentinel.conf"
-        conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
-            f"sentinel monitor {MASTER} 127.0.0.1 {master} 1\nsentinel auth-pass {MASTER} {PASSWORD}\n"
-        )
-        processes.append(Process([REDIS_SERVER, str(conf), "--sentinel"], directory / "sentinel.log"))
+        port, sentinel = start_sentinel(tmp_path / "sentinel", MASTER, master, PASSWORD)
+        processes.append(sentinel)
         client = redis.Redis(port=port, socket_timeout=1)
         wait_for(lambda: _named(client), 10, message="the sentinel names its master")
         env = {

@@ -198,12 +198,8 @@ def test_a_group_sent_after_a_group_whose_queue_was_refused_goes_out(
     # given a classic queue "probe" where trainq declares quorum queues (RabbitMQ refuses the declare)
     with Connection(quorum_env["TRAINQ_BROKER_URL"]) as connection:
         connection.default_channel.queue_declare("probe", durable=True, auto_delete=False)
-    refused, fine = tmp_path / "refused.json", tmp_path / "fine.json"
-    refused.write_text(
-        json.dumps(
-            {"pipeline_id": "refused", "jobs": [{"job_id": f"p{n}", "type": "probe"} for n in range(3)]}
-        )
-    )
+    refused, _ = independent_probes(tmp_path, "refused", 3)
+    fine = tmp_path / "fine.json"
     fine.write_text(
         json.dumps(
             {"pipeline_id": "fine", "jobs": [{"job_id": f"c{n}", "command": "true"} for n in range(3)]}

@@ -75,15 +75,12 @@ def confirmed_batch(producer: Any) -> Iterator[Any]:
                 lowest = max(lowest, tag + 1)  # every tag below is confirmed: each tag looked at once
             return len(done)
 
-        def on_ack(tag: int, multiple: bool) -> None:
-            confirm(tag, multiple)
-
         def on_nack(tag: int, multiple: bool) -> None:
             nonlocal refused
             refused += confirm(tag, multiple)
 
         channel.basic_publish = publish
-        channel.events["basic_ack"].add(on_ack)
+        channel.events["basic_ack"].add(confirm)
         channel.events["basic_nack"].add(on_nack)
         yield Producer(channel)  # type: ignore[no-untyped-call]
         while unconfirmed:
