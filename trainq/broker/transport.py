@@ -12,6 +12,9 @@ exits (``Unrecoverable error``) or drops its connection, and the message is gone
 loop's client here screens each popped entry first, in the spirit of kombu's own key-prefix
 client: a bad one goes to the quarantine (``trainq.broker.quarantine``) and the poll reads as empty.
 
+A worker may send its claim on a delivery (``trainq.job.claims``) in that delivery's own
+bookkeeping transaction, through ``claim_deliveries``: the job starts without a round trip of its own.
+
 Inside ``collecting``, a publish builds its message as kombu always does but hands back its Redis
 commands (the ``LPUSH`` onto the queue's list for that priority) instead of sending them, through
 kombu's own publish-batch hook, so the caller sends them with its own writes (``trainq.job.send``).
@@ -22,7 +25,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any
@@ -143,6 +147,19 @@ class Collected:
         self.commands.append((name, *args))
 
 
+#: Queues a worker's claim on a delivery (the message) on that delivery's bookkeeping pipeline and
+#: returns what takes the claim's reply, or None for no claim (see ``claim_deliveries``).
+DeliveryClaim = Callable[[Any, Any], Callable[[Any], None] | None]
+
+_claim: DeliveryClaim | None = None
+
+
+def claim_deliveries(claim: DeliveryClaim | None) -> None:
+    """Send ``claim``'s command with each delivery's unacked bookkeeping in this process (None: stop)."""
+    global _claim
+    _claim = claim
+
+
 _collected: ContextVar[Collected | None] = ContextVar("trainq_collected", default=None)
 
 
@@ -178,6 +195,23 @@ class QoS(kombu_redis.QoS):
             return
         self._held.append(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        """kombu's unacked entry for ``message``, with the worker's claim on it in the same transaction."""
+        delivery = message.delivery_info
+        entry = json.dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
+                self.unacked_key, delivery_tag, entry
+            )
+            claimed = _claim(message, pipe) if _claim is not None else None
+            replies = pipe.execute(raise_on_error=claimed is None)
+            virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
+        if claimed is not None:
+            for reply in replies[:-1]:
+                if isinstance(reply, Exception):
+                    raise reply  # the bookkeeping failed, as kombu's would raise
+            claimed(replies[-1])
 
     @contextmanager
     def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:

@@ -331,7 +331,7 @@ def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], boo
 def _shares_server(producer: Any) -> bool:
     """True if ``producer``'s messages can be written with the registry's own writes (same Redis)."""
     registry = get_registry()
-    if not _same_redis() or registry.min_replicas > 0:  # records wait for replicas before any message
+    if not same_redis() or registry.min_replicas > 0:  # records wait for replicas before any message
         return False
     if not producer.connection.connected:
         # A first contact asks the registry, which gives up within the connect timeout: kombu's
@@ -341,7 +341,7 @@ def _shares_server(producer: Any) -> bool:
     return isinstance(channel, transport.Channel) and not channel.global_keyprefix
 
 
-def _same_redis() -> bool:
+def same_redis() -> bool:
     """True if the broker is a plain Redis (trainq's transport) and the registry is the same server and db."""
     settings = get_settings()
     return _same_server(settings.broker(), settings.registry())

@@ -448,7 +448,8 @@ class Registry:
         Returns the previous state, or None when the change was refused. With ``pipe`` the change
         is only queued on that pipeline (batch writers execute it) and None is returned.
         """
-        reply = self._run(job_id, to, allowed, fence, fields, event, lease_until, False, pipe, effects)
+        call = self._transition_call(job_id, to, allowed, fence, fields, event, lease_until, False, effects)
+        reply = self._run(call, pipe)
         previous = reply[0] if reply and effects is not None and pipe is None else reply
         return JobState(previous.decode()) if previous and pipe is None else None
 
@@ -466,7 +467,7 @@ class Registry:
         """Move ``job_id`` to the finished state ``to`` as ``transition`` does, drop its lease and
         apply ``effects``, all in one script call; the previous state and the effects' replies,
         or None (and nothing written) when the change was refused."""
-        reply = self._run(job_id, to, allowed, fence, fields, event, 0, False, None, effects)
+        reply = self._run(self._transition_call(job_id, to, allowed, fence, fields, event, 0, False, effects))
         if not reply:
             return None
         return JobState(reply[0].decode()), reply[1]
@@ -476,8 +477,24 @@ class Registry:
 
         One round trip: the script records the start with the job's attempt and returns the record.
         """
-        raw = self._claim(self.client, job_id, fence, worker, lease_until)
+        return self.claimed(self._claim(self.client, job_id, fence, worker, lease_until))
+
+    def claim_on(self, pipe: Any, job_id: str, fence: int, worker: str, lease_until: float) -> None:
+        """Queue ``claim``'s script call on ``pipe``, a pipeline of this registry's server and db that
+        is not this registry's (a broker channel's), by its SHA alone: redis-py would ask first whether
+        the script is loaded, a round trip. Its reply goes to ``claimed``; a ``NoScriptError`` one
+        (the server lost its scripts) to ``load_scripts``."""
+        keys, args = self._claim_call(job_id, fence, worker, lease_until)
+        pipe.evalsha(self._transition.sha, len(keys), *keys, *args)
+
+    @staticmethod
+    def claimed(raw: Any) -> JobRecord | None:
+        """The record a claim's reply holds, or None if the claim was refused."""
         return JobRecord.model_validate_json(raw) if raw else None
+
+    def load_scripts(self) -> None:
+        """Load the transition script on the server (``claim_on`` only sends its SHA)."""
+        self.client.script_load(self._transition.script)
 
     def create_and_claim(
         self, record: JobRecord, worker: str, lease_until: float, message: dict[str, Any] | None = None
@@ -506,18 +523,31 @@ class Registry:
             return None
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc)) from exc
-        return JobRecord.model_validate_json(raw) if raw else None
+        return self.claimed(raw)
 
     def _claim(self, client: Any, job_id: str, fence: int, worker: str, lease_until: float) -> Any:
         """Call the transition script that starts delivery ``fence`` (on ``client``: a pipeline or not)."""
+        return self._run(self._claim_call(job_id, fence, worker, lease_until), client)
+
+    def _claim_call(
+        self, job_id: str, fence: int, worker: str, lease_until: float
+    ) -> tuple[list[str], list[str]]:
+        """The transition script's call that starts delivery ``fence`` now on ``worker``, in the attempt on
+        record, and returns the record."""
         now = time.time()
         fields = {"started_at": now, "worker": worker, "progress": None, "next_attempt_at": None}
         event = JobEvent(state=JobState.RUNNING, at=now, attempt=ATTEMPT_FROM_RECORD, worker=worker)
-        return self._run(
-            job_id, JobState.RUNNING, WAITING_STATES, fence, fields, event, lease_until, True, client
+        return self._transition_call(
+            job_id, JobState.RUNNING, WAITING_STATES, fence, fields, event, lease_until, True
         )
 
-    def _run(
+    def _run(self, call: tuple[list[str], list[str]], client: Any = None) -> Any:
+        """Call the transition script (``lua/transition.lua``) with ``call``'s keys and arguments,
+        on ``client`` if given (a pipeline)."""
+        keys, args = call
+        return self._transition(keys=keys, args=args, client=client)
+
+    def _transition_call(
         self,
         job_id: str,
         to: JobState,
@@ -527,16 +557,15 @@ class Registry:
         event: JobEvent | None,
         lease_until: float | None,
         returning: bool,
-        client: Any = None,
         effects: Effects | None = None,
-    ) -> Any:
-        """Call the transition script (``lua/transition.lua``), on ``client`` if given (a pipeline)."""
+    ) -> tuple[list[str], list[str]]:
+        """The transition script's keys and arguments (see ``_run``)."""
         values = dict(fields or {})
         values["updated_at"] = time.time()
         lease = "" if lease_until is None else repr(lease_until) if lease_until else "0"
-        return self._transition(
-            keys=[self.keys.job(job_id), self.keys.events(job_id), self.keys.leases()],
-            args=[
+        return (
+            [self.keys.job(job_id), self.keys.events(job_id), self.keys.leases()],
+            [
                 job_id,
                 "" if fence is None else json.dumps(fence),
                 ",".join(s.value for s in allowed),
@@ -552,7 +581,6 @@ class Registry:
                 _FINISHED_ARG,
                 json.dumps(effects.writes) if effects is not None else "",
             ],
-            client=client,
         )
 
     def events(self, job_id: str, record: JobRecord | None = None) -> list[JobEvent]:
