@@ -232,19 +232,41 @@ def send_group(
         return registry.create_many([record for _, record, _ in sent], commands, unless)
 
     try:
-        group = {"add_to_parent": False, "group_id": str(uuid.uuid4())}  # as Celery's group sends them
-        if not deliver(
-            [
-                Delivery(task, r, payload, r.fence, {**group, "group_index": n})
-                for n, (task, r, payload) in enumerate(sent)
-            ],
-            write,
-        ):
+        if not deliver(_group(sent), write):
             return []
     except BrokerUnavailable:
         registry.delete_many([r.id for _, r, _ in sent])
         raise
     return [r for _, r, _ in sent]
+
+
+def prepared(batch: Sequence[Sendable]) -> dict[str, list[Command]] | None:
+    """Each job's message as the Redis writes that send it, by job id, built to go out later with
+    other writes (the finish that releases the jobs of a pipeline); None when the broker is not the
+    registry's Redis, or cannot be reached to find out."""
+    if not batch:
+        return {}
+    try:
+        with batch[0][0].app.producer_or_acquire() as producer:
+            if not _shares_server(producer):
+                return None
+            messages = {}
+            for delivery in _group(batch):
+                with transport.collecting() as commands:
+                    delivery.publish(producer, retry=False)
+                messages[delivery.record.id] = commands
+            return messages
+    except (*REFUSALS, *SEND_ERRORS, BrokerUnavailable):
+        return None
+
+
+def _group(batch: Sequence[Sendable]) -> list[Delivery]:
+    """The first deliveries of ``batch``, options as Celery's group sends its members."""
+    group = {"add_to_parent": False, "group_id": str(uuid.uuid4())}
+    return [
+        Delivery(task, record, payload, record.fence, {**group, "group_index": n})
+        for n, (task, record, payload) in enumerate(batch)
+    ]
 
 
 def _release(recorded: Sequence[Sendable], hold: Hold, options: dict[str, Any] | None = None) -> None:

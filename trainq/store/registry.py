@@ -113,10 +113,10 @@ class Registry:
         self.min_replicas = 0
         self.replica_wait_ms = 1000
         self._transition = client.register_script(
-            lua.source("run_common", "run_succeeded", "run_failed", "transition")
+            lua.source("run_common", "create_common", "run_succeeded", "run_failed", "transition")
         )
         self._drop = client.register_script(lua.source("drop"))
-        self._create = client.register_script(lua.source("create"))
+        self._create = client.register_script(lua.source("create_common", "create"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -297,9 +297,19 @@ class Registry:
     ) -> Any:
         """Write new records, their first events (``reason``), index entries and counters, then
         ``writes``, in one script call on ``client`` (a pipeline, or not), unless the hash field
-        ``unless`` names holds its value; the script's reply (None when refused). Each index and counter
-        is written once for all the records. A job queued by a plain submit stores no event: its
-        record implies it (``implied_events``)."""
+        ``unless`` names holds its value; the script's reply (None when refused)."""
+        doc = self.creation(records, reason, writes)
+        if unless is not None:
+            doc["unless"] = list(unless)
+        return self._create(args=[json.dumps(doc)], client=client)
+
+    def creation(
+        self, records: list[JobRecord], reason: str = CLEAN_SUBMIT_REASON, writes: Iterable[Command] = ()
+    ) -> dict[str, Any]:
+        """The create script's document (``lua/create_common.lua``) for new ``records``, their first
+        events, index entries, counters and ``writes``. Each index and counter is written once for
+        all the records. A job queued by a plain submit stores no event: its record implies it
+        (``implied_events``)."""
         indexes: dict[str, list[str]] = {}
         counts: Counter[str] = Counter()
         rows = []
@@ -318,7 +328,7 @@ class Registry:
             ]:
                 indexes.setdefault(index, []).extend((repr(record.created_at), record.id))
             counts[stats_field(record.queue, record.type, state)] += 1
-        doc = {
+        return {
             "records": rows,
             "zadd": [
                 [index, *members[n : n + _MEMBERS_PER_CALL]]
@@ -328,9 +338,6 @@ class Registry:
             "hincrby": [[self.keys.stats(), field, str(count)] for field, count in counts.items()],
             "writes": [[str(part) for part in command] for command in writes],
         }
-        if unless is not None:
-            doc["unless"] = list(unless)
-        return self._create(args=[json.dumps(doc)], client=client)
 
     def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
         """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
@@ -580,6 +587,7 @@ class Registry:
                 "1" if to.finished else "",
                 _FINISHED_ARG,
                 json.dumps(effects.writes) if effects is not None else "",
+                self.keys.pipeline_prefix() if returning else "",
             ],
         )
 
