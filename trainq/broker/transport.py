@@ -152,6 +152,8 @@ class Collected:
 DeliveryClaim = Callable[[Any, Any], Callable[[Any], None] | None]
 
 _claim: DeliveryClaim | None = None
+#: False while kombu puts back a message no consumer takes (see ``_PutBackUnclaimed``).
+_claiming: ContextVar[bool] = ContextVar("trainq_claiming", default=True)
 
 
 def claim_deliveries(claim: DeliveryClaim | None) -> None:
@@ -204,7 +206,7 @@ class QoS(kombu_redis.QoS):
             pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
                 self.unacked_key, delivery_tag, entry
             )
-            claimed = _claim(message, pipe) if _claim is not None else None
+            claimed = _claim(message, pipe) if _claim is not None and _claiming.get() else None
             replies = pipe.execute(raise_on_error=claimed is None)
             virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
         if claimed is not None:
@@ -293,13 +295,26 @@ class _FlushingAcks:
                 channel._qos.flush_acks()
 
 
-class Transport(_FlushingAcks, kombu_redis.Transport):
+class _PutBackUnclaimed:
+    """A transport that never claims a message kombu puts back because no consumer takes it (a
+    queue its worker stopped consuming, as ``trainq pause`` does, while its ``BRPOP`` was out):
+    kombu writes an unacked entry for it, then rejects it to its queue."""
+
+    def _reject_inbound_message(self, raw_message: Any) -> None:
+        token = _claiming.set(False)
+        try:
+            super()._reject_inbound_message(raw_message)  # type: ignore[misc]
+        finally:
+            _claiming.reset(token)
+
+
+class Transport(_FlushingAcks, _PutBackUnclaimed, kombu_redis.Transport):
     """kombu's Redis transport with trainq's channel."""
 
     Channel = Channel
 
 
-class SentinelTransport(_FlushingAcks, kombu_redis.SentinelTransport):
+class SentinelTransport(_FlushingAcks, _PutBackUnclaimed, kombu_redis.SentinelTransport):
     """kombu's Sentinel transport with trainq's channel."""
 
     Channel = SentinelChannel

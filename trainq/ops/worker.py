@@ -173,7 +173,12 @@ def _claim_in_main_process(sender: str, instance: Any, **_: Any) -> None:
     and the broker is the registry's Redis."""
     options = instance.app.conf.broker_transport_options or {}
     if send.same_redis() and instance.prefetch_multiplier == 1 and not options.get("global_keyprefix"):
-        claims.claim_in_main_process(sender, lambda name: isinstance(instance.app.tasks.get(name), JobTask))
+        claims.claim_in_main_process(sender, lambda name: _runs_at_once(instance.app.tasks.get(name)))
+
+
+def _runs_at_once(task: Any) -> bool:
+    """True for a job type Celery hands to a free pool process as soon as it arrives (no rate limit)."""
+    return isinstance(task, JobTask) and not task.rate_limit
 
 
 @signals.worker_ready.connect
