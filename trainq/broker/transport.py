@@ -208,11 +208,12 @@ class QoS(kombu_redis.QoS):
             )
             claimed = _claim(message, pipe) if _claim is not None and _claiming.get() else None
             replies = pipe.execute(raise_on_error=claimed is None)
+            if claimed is not None:
+                for reply in replies[:-1]:
+                    if isinstance(reply, Exception):
+                        raise reply  # the bookkeeping failed: as kombu's, before it tracks the message
             virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
         if claimed is not None:
-            for reply in replies[:-1]:
-                if isinstance(reply, Exception):
-                    raise reply  # the bookkeeping failed, as kombu's would raise
             claimed(replies[-1])
 
     @contextmanager
