@@ -232,6 +232,8 @@ class Runs:
         or '' if none can go that way. A keyed job (its gate decides when it is sent), one that
         cannot be built, and all when the broker is not the registry's Redis, are sent the usual
         way after the step."""
+        if not send.same_redis():
+            return ""
         batch = []
         for job, spec in specs.items():
             try:
