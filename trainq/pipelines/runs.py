@@ -239,7 +239,7 @@ class Runs:
             try:
                 sendable = self._sendable(run_id, job, spec)
             except (TrainqError, ValidationError):
-                continue  # sent after the step, which records why it cannot be
+                continue  # left to the send after the step, as any job not built here
             if not gate.key_of(sendable[1]):
                 batch.append(sendable)
         messages = send.prepared(batch)
