@@ -231,3 +231,69 @@ def test_a_delivery_held_past_its_lease_before_a_pool_process_takes_it_does_not_
     wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30, message="the job ran")
     time.sleep(1.5)
     assert starts(redis_client, job_id) == 1, redis_client.lrange(attempts_key(job_id), 0, -1)
+
+
+def run_ends(run_id: str, timeout: float = 60) -> Any:
+    return wait_for(lambda: (s := get_runs().status(run_id)).finished and s, timeout, message="run ends")
+
+
+def test_cancel_mid_chain_then_resume_runs_each_job_once(workers: Workers, redis_client: redis.Redis) -> None:
+    # given a chain A (2 s) -> B -> C -> D on two workers, two queues
+    workers.start("probe", concurrency=1)
+    workers.start("q2", concurrency=1)
+    run_id = (
+        Pipeline("cr")
+        .add("A", type="probe", config={"seconds": 2})
+        .add("B", type="probe", depends_on=["A"], queue="q2")
+        .add("C", type="probe", depends_on=["B"])
+        .add("D", type="probe", depends_on=["C"], queue="q2")
+        .run()
+    )
+    wait_for(lambda: redis_client.exists(attempts_key(f"{run_id}.A")), 20, message="A started")
+    # when the run is cancelled while A runs, then resumed
+    get_runs().cancel(run_id)
+    assert run_ends(run_id).state is RunState.CANCELLED
+    time.sleep(1)
+    get_runs().resume(run_id)
+    # then it succeeds, A started twice (its stopped attempt and the resumed one), the rest once
+    status = run_ends(run_id)
+    assert status.state is RunState.SUCCEEDED, {j.job_id: j.state for j in status.jobs}
+    assert [starts(redis_client, f"{run_id}.{j}") for j in "ABCD"] == [2, 1, 1, 1]
+
+
+def test_resume_after_a_failure_releases_the_rest_once(workers: Workers, redis_client: redis.Redis) -> None:
+    # given root -> bad -> (x, y) -> z, where bad fails while a fault key is present
+    fault = f"test:fault:{uuid.uuid4().hex}"
+    redis_client.set(fault, "1")
+    workers.start("probe", concurrency=2)
+    pipeline = Pipeline("rf").add("root", type="probe")
+    pipeline.add("bad", type="probe", config={"fault_key": fault}, depends_on=["root"], retry_count=0)
+    pipeline.add("x", type="probe", depends_on=["bad"]).add("y", type="probe", depends_on=["bad"])
+    run_id = pipeline.add("z", type="probe", depends_on=["x", "y"]).run()
+    assert run_ends(run_id).state is RunState.FAILED
+    # when the fault is fixed and the run resumed
+    redis_client.delete(fault)
+    get_runs().resume(run_id)
+    # then it succeeds, and only bad ran again
+    status = run_ends(run_id)
+    assert status.state is RunState.SUCCEEDED, {j.job_id: j.state for j in status.jobs}
+    counts = {j: starts(redis_client, f"{run_id}.{j}") for j in ("root", "bad", "x", "y", "z")}
+    assert counts == {"root": 1, "bad": 2, "x": 1, "y": 1, "z": 1}
+
+
+def test_a_dependant_on_a_queue_no_worker_has_consumed_yet_runs_when_one_starts(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given A -> B where B goes to a queue nobody has consumed or declared yet
+    fresh = f"fresh{uuid.uuid4().hex[:6]}"
+    workers.start("probe", concurrency=1)
+    run_id = (
+        Pipeline("fresh").add("A", type="probe").add("B", type="probe", depends_on=["A"], queue=fresh).run()
+    )
+    wait_for(lambda: get_registry().get(f"{run_id}.A").state is JobState.SUCCEEDED, 20, message="A ran")
+    # when a worker for that queue starts
+    workers.start(fresh, concurrency=1)
+    # then B runs once and the run succeeds
+    status = run_ends(run_id)
+    assert status.state is RunState.SUCCEEDED, {j.job_id: j.state for j in status.jobs}
+    assert starts(redis_client, f"{run_id}.B") == 1
