@@ -3,6 +3,7 @@ finish: no job lost, none run twice, none left running without running, no worke
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -123,8 +124,10 @@ def test_warm_shutdown_with_queued_jobs_loses_none_and_runs_none_twice(
         ["--prefetch-multiplier", "4"],
         ["--max-tasks-per-child", "1"],
         ["--autoscale", "3,1"],
+        ["-P", "threads"],
+        ["-P", "solo"],
     ],
-    ids=["prefetch4", "max-tasks-per-child", "autoscale"],
+    ids=["prefetch4", "max-tasks-per-child", "autoscale", "threads", "solo"],
 )
 def test_worker_options_run_each_job_once(
     extra: list[str], workers: Workers, redis_client: redis.Redis
@@ -297,3 +300,21 @@ def test_a_dependant_on_a_queue_no_worker_has_consumed_yet_runs_when_one_starts(
     status = run_ends(run_id)
     assert status.state is RunState.SUCCEEDED, {j.job_id: j.state for j in status.jobs}
     assert starts(redis_client, f"{run_id}.B") == 1
+
+
+def test_a_duplicate_message_celery_refuses_does_not_claim_the_job(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a queued job, and in front of its message a copy in a content type the worker refuses
+    job_id = submit("probe", {})
+    (key,) = [k for k in redis_client.keys("probe*") if redis_client.type(k) == b"list"]
+    original = json.loads(redis_client.lindex(key, 0))
+    copy = {**original, "content-type": "application/x-python-serialize"}
+    redis_client.rpush(key, json.dumps(copy))  # BRPOP takes from the right: the copy comes first
+    # when a worker takes both
+    workers.start("probe", concurrency=1)
+    # then the job runs at once, on its first attempt (not left running until its lease expires)
+    wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 20, message="the job ran")
+    record = get_registry().get(job_id)
+    assert (record.attempt, record.recoveries) == (1, 0)
+    assert starts(redis_client, job_id) == 1
