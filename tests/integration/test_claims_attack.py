@@ -76,6 +76,11 @@ HOSTILE: list[dict[str, Any]] = [
     {"eta": {"a": 1}},
     {"expires": "garbage"},
     {"expires": [1]},
+    {"timelimit": ["x", "y"]},
+    {"timelimit": "abc"},
+    {"timelimit": 5},
+    {"timelimit": [1, 2, 3]},
+    {"timelimit": [None, -1]},
 ]
 
 
