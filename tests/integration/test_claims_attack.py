@@ -323,3 +323,29 @@ def test_a_duplicate_message_celery_refuses_does_not_claim_the_job(
     record = get_registry().get(job_id)
     assert (record.attempt, record.recoveries) == (1, 0)
     assert starts(redis_client, job_id) == 1
+
+
+def test_script_flushes_during_a_pipeline_lose_no_release(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a fan-out/fan-in pipeline with a chain after it, on two worker processes
+    workers.start("probe", concurrency=2)
+    pipeline = Pipeline("flush").add("A", type="probe", config={"seconds": 0.2})
+    for b in "bcd":
+        pipeline.add(b, type="probe", config={"seconds": 0.2}, depends_on=["A"])
+    pipeline.add("E", type="probe", depends_on=["b", "c", "d"])
+    prev = "E"
+    for n in range(6):
+        pipeline.add(f"k{n}", type="probe", config={"seconds": 0.2}, depends_on=[prev])
+        prev = f"k{n}"
+    run_id = pipeline.run()
+    # when Redis keeps losing its scripts while it runs
+    deadline = time.monotonic() + 20
+    while not get_runs().status(run_id).finished and time.monotonic() < deadline:
+        redis_client.script_flush()
+        time.sleep(0.15)
+    # then it succeeds, every job once
+    status = run_ends(run_id)
+    assert status.state is RunState.SUCCEEDED, {j.job_id: j.state for j in status.jobs}
+    names = ["A", "b", "c", "d", "E", *(f"k{n}" for n in range(6))]
+    assert {j: starts(redis_client, f"{run_id}.{j}") for j in names} == dict.fromkeys(names, 1)
