@@ -98,6 +98,15 @@ def _task_problem(message: dict[str, Any], headers: dict[str, Any], body: bytes)
     """Why a message with a ``task`` header is not a Celery task message, or None."""
     if not isinstance(headers.get("task"), str) or not isinstance(headers.get("id"), str):
         return "a task message whose task name or id is not text"
+    limits = headers.get("timelimit")
+    if limits is not None and not (
+        isinstance(limits, list)
+        and len(limits) == 2
+        and all(v is None or (type(v) in (int, float)) for v in limits)
+    ):
+        # Celery's main process unpacks it unguarded: the worker exits (Unrecoverable error) and the
+        # message, restored, takes down the next worker too
+        return "a task message whose timelimit is not [soft, hard] seconds"
     if message.get("content-type") != "application/json" or "compression" in headers:
         return None  # Celery refuses other content types itself (task_rejected)
     try:

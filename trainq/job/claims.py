@@ -56,6 +56,10 @@ def claim_in_main_process(hostname: str, job_types: Callable[[Any], bool]) -> No
             and job_types(headers.get("task"))
             and not headers.get("eta")
             and not headers.get("expires")
+            # only what Celery surely decodes: one it refuses after the claim would leave the job
+            # running, unrun, until its lease expires
+            and message.content_type == "application/json"
+            and "compression" not in headers
         ):
             return None
         registry.claim_on(pipe, job_id, fence, hostname, time.time() + lease_s)
