@@ -6,9 +6,10 @@ goes in the same transaction, and the claimed record reaches the pool process in
 ``trainq_claim`` header, so a job starts without a round trip of its own. The header is signed
 with a secret the pool processes inherit: one sent by a client is dropped, never trusted.
 
-Only a delivery that runs at once is claimed there: a job type of this app, with no ``eta`` (Celery
-holds those in a timer) or expiry, on a worker that reserves one message per process. Every other
-delivery, and one whose claim was refused, is claimed by the pool process as before.
+Only a delivery that runs at once is claimed there: a JSON message Celery will decode, of a job type
+of this app without a rate limit, with no ``eta`` (Celery holds those in a timer) or expiry, on a
+worker that reserves one message per process. Every other delivery, and one whose claim was refused,
+is claimed by the pool process as before.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Any
 import redis
 
 from trainq.broker import transport
-from trainq.job.record import JobRecord
+from trainq.job.record import JobRecord, JobState
 from trainq.settings import get_settings
-from trainq.store.registry import get_registry
+from trainq.store.registry import Registry, get_registry
 
 log = logging.getLogger("trainq.job.claims")
 
@@ -77,15 +78,30 @@ def claim_in_main_process(hostname: str, job_types: Callable[[Any], bool]) -> No
     transport.claim_deliveries(claim)
 
 
-def claimed(request: Any) -> JobRecord | None:
-    """The record this delivery was claimed with in the worker's main process, or None."""
+def claimed(request: Any, registry: Registry, lease_until: float, fresh_s: float) -> JobRecord | None:
+    """The record this delivery was claimed with in the worker's main process, or None (claim it here).
+
+    A claim older than ``fresh_s`` (held in the main process, e.g. while a pool process was replaced)
+    may have lost its lease to a recovery meanwhile: it holds only if its lease can be renewed on its
+    fence. Otherwise the pool process's own claim finds the delivery stale.
+    """
     value = getattr(request, HEADER, None)
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
         return None
     signature, raw = value
     if not hmac.compare_digest(signature, _sign(raw.encode())):
         return None
-    return JobRecord.model_validate_json(raw)
+    record = JobRecord.model_validate_json(raw)
+    if time.time() - (record.started_at or 0) > fresh_s:
+        renewed = registry.transition(
+            record.id,
+            JobState.RUNNING,
+            allowed={JobState.RUNNING},
+            fence=record.fence,
+            lease_until=lease_until,
+        )
+        return record if renewed is not None else None
+    return record
 
 
 def _sign(raw: bytes) -> str:

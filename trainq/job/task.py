@@ -258,25 +258,9 @@ class JobTask(Task):
         settings = get_settings()
         job_id, fence = self.request.id, self.request.retries or 0
         lease_until = time.time() + settings.lease_s
-        record = claims.claimed(self.request)
-        if record is not None and time.time() - (record.started_at or 0) > settings.heartbeat_s:
-            # Claimed in the main process a while ago (held there, e.g. while a pool process was
-            # replaced): the lease may have expired and the job been recovered meanwhile. Run it only
-            # if the claim still holds, renewing its lease; else this delivery is stale.
-            held = registry.transition(
-                job_id,
-                JobState.RUNNING,
-                allowed={JobState.RUNNING},
-                fence=record.fence,
-                lease_until=lease_until,
-            )
-            if held is None:
-                current = registry.find(job_id)
-                state = current.state.value if current else "no record"
-                log.info("dropping stale delivery %s[%s] (claim lost, job %s)", self.name, job_id, state)
-                raise Ignore()
-        if record is None:
-            record = registry.claim(job_id, fence, self.request.hostname, lease_until)
+        record = claims.claimed(self.request, registry, lease_until, settings.heartbeat_s) or registry.claim(
+            job_id, fence, self.request.hostname, lease_until
+        )
         if record is None and fence == 0:
             record = self._record_foreign(registry, args, payload, lease_until)
         if record is None:
