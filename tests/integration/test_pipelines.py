@@ -16,8 +16,9 @@ from click.testing import CliRunner, Result
 from tests.fixtures import Workers, dump_redis, run_cli, wait_for
 from trainq import JobState, Pipeline, get_registry, run_pipeline_file
 from trainq.cli import main
+from trainq.job import lifecycle
 from trainq.job.record import JobEvent, JobRecord
-from trainq.pipelines.runs import RunState, RunStatus, get_runs
+from trainq.pipelines.runs import FIRST_FENCE, RunState, RunStatus, get_runs
 
 SECRET = "s3cr3t-value-4711"
 
@@ -188,6 +189,49 @@ def test_a_release_that_loses_the_race_with_a_cancel_records_and_sends_nothing(
     assert get_registry().find(f"{run_id}.B") is None
     assert redis_client.llen("probe:4") == queued
     assert get_runs().status(run_id).state is RunState.CANCELLED
+
+
+def test_a_finish_writes_and_sends_the_dependants_its_success_alone_releases(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a diamond A -> (B, C) -> D, with A queued (no worker)
+    pipeline = Pipeline("diamond").add("A", type="probe").add("B", type="probe", depends_on=["A"])
+    pipeline.add("C", type="probe", depends_on=["A"]).add("D", type="probe", depends_on=["B", "C"])
+    run_id = pipeline.run()
+    sent_after: list[list[str]] = []
+    send = get_runs().send
+    monkeypatch.setattr(
+        get_runs(),
+        "send",
+        lambda r, jobs, new=False: sent_after.append([j for j, _ in jobs]) or send(r, jobs, new),
+    )
+    registry = get_registry()
+
+    def messages() -> int:  # on the probe queue, all priorities
+        return sum(redis_client.llen(k) for k in redis_client.scan_iter("probe*", _type="list"))
+
+    queued = messages()
+
+    def run(job: str) -> JobRecord:
+        claimed = registry.claim(f"{run_id}.{job}", FIRST_FENCE, "w@test", time.time() + 60)
+        assert claimed is not None
+        lifecycle.finish(registry, claimed, JobState.SUCCEEDED)
+        return claimed
+
+    # when A is claimed: its record holds the specs of B and C, which wait for A alone
+    a = run("A")
+    assert sorted(a.next_specs or {}) == ["B", "C"]
+    # then A's finish itself recorded and sent B and C: nothing was left to send after it
+    assert sent_after == []
+    assert [record(run_id, j).state for j in "BC"] == [JobState.QUEUED, JobState.QUEUED]
+    assert messages() == queued + 2
+    # and D, which waits for both, is released by the second of them, also within its finish
+    b, c = run("B"), run("C")
+    assert not b.next_specs and sorted(c.next_specs or {}) == ["D"]
+    assert sent_after == [] and record(run_id, "D").state is JobState.QUEUED
+    assert messages() == queued + 3
+    # and the next_specs are never stored
+    assert b"next_specs" not in redis_client.hkeys(registry.keys.job(f"{run_id}.A"))
 
 
 def test_a_release_lost_with_its_worker_is_swept(workers: Workers) -> None:

@@ -176,7 +176,7 @@ def test_retries_and_requeues_carry_their_fence(registry: Any, workers: Workers)
 @pytest.mark.rabbitmq
 def test_rabbitmq_records_then_publishes(workers: Workers, amqp_env: dict[str, str]) -> None:  # noqa: F811
     # given a RabbitMQ broker: the records are written first and the messages published after them
-    shared = python_elsewhere("from trainq.job import send; print(send._same_redis())", amqp_env)
+    shared = python_elsewhere("from trainq.job import send; print(send.same_redis())", amqp_env)
     assert shared.strip() == "False"
     job_id, flaky = submit_elsewhere(amqp_env, ["submit('probe', {})", "submit('probe', {'fail_times': 1})"])
     code = (

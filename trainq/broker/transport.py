@@ -12,6 +12,9 @@ exits (``Unrecoverable error``) or drops its connection, and the message is gone
 loop's client here screens each popped entry first, in the spirit of kombu's own key-prefix
 client: a bad one goes to the quarantine (``trainq.broker.quarantine``) and the poll reads as empty.
 
+A worker may send its claim on a delivery (``trainq.job.claims``) in that delivery's own
+bookkeeping transaction, through ``claim_deliveries``: the job starts without a round trip of its own.
+
 Inside ``collecting``, a publish builds its message as kombu always does but hands back its Redis
 commands (the ``LPUSH`` onto the queue's list for that priority) instead of sending them, through
 kombu's own publish-batch hook, so the caller sends them with its own writes (``trainq.job.send``).
@@ -22,7 +25,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any
@@ -94,6 +98,15 @@ def _task_problem(message: dict[str, Any], headers: dict[str, Any], body: bytes)
     """Why a message with a ``task`` header is not a Celery task message, or None."""
     if not isinstance(headers.get("task"), str) or not isinstance(headers.get("id"), str):
         return "a task message whose task name or id is not text"
+    limits = headers.get("timelimit")
+    if limits is not None and not (
+        isinstance(limits, list)
+        and len(limits) == 2
+        and all(v is None or (type(v) in (int, float)) for v in limits)
+    ):
+        # Celery's main process unpacks it unguarded: the worker exits (Unrecoverable error) and the
+        # message, restored, takes down the next worker too
+        return "a task message whose timelimit is not [soft, hard] seconds"
     if message.get("content-type") != "application/json" or "compression" in headers:
         return None  # Celery refuses other content types itself (task_rejected)
     try:
@@ -143,6 +156,21 @@ class Collected:
         self.commands.append((name, *args))
 
 
+#: Queues a worker's claim on a delivery (the message) on that delivery's bookkeeping pipeline and
+#: returns what takes the claim's reply, or None for no claim (see ``claim_deliveries``).
+DeliveryClaim = Callable[[Any, Any], Callable[[Any], None] | None]
+
+_claim: DeliveryClaim | None = None
+#: False while kombu puts back a message no consumer takes (see ``_PutBackUnclaimed``).
+_claiming: ContextVar[bool] = ContextVar("trainq_claiming", default=True)
+
+
+def claim_deliveries(claim: DeliveryClaim | None) -> None:
+    """Send ``claim``'s command with each delivery's unacked bookkeeping in this process (None: stop)."""
+    global _claim
+    _claim = claim
+
+
 _collected: ContextVar[Collected | None] = ContextVar("trainq_collected", default=None)
 
 
@@ -178,6 +206,24 @@ class QoS(kombu_redis.QoS):
             return
         self._held.append(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        """kombu's unacked entry for ``message``, with the worker's claim on it in the same transaction."""
+        delivery = message.delivery_info
+        entry = json.dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
+                self.unacked_key, delivery_tag, entry
+            )
+            claimed = _claim(message, pipe) if _claim is not None and _claiming.get() else None
+            replies = pipe.execute(raise_on_error=claimed is None)
+            if claimed is not None:
+                for reply in replies[:-1]:
+                    if isinstance(reply, Exception):
+                        raise reply  # the bookkeeping failed: as kombu's, before it tracks the message
+            virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
+        if claimed is not None:
+            claimed(replies[-1])
 
     @contextmanager
     def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
@@ -259,13 +305,26 @@ class _FlushingAcks:
                 channel._qos.flush_acks()
 
 
-class Transport(_FlushingAcks, kombu_redis.Transport):
+class _PutBackUnclaimed:
+    """A transport that never claims a message kombu puts back because no consumer takes it (a
+    queue its worker stopped consuming, as ``trainq pause`` does, while its ``BRPOP`` was out):
+    kombu writes an unacked entry for it, then rejects it to its queue."""
+
+    def _reject_inbound_message(self, raw_message: Any) -> None:
+        token = _claiming.set(False)
+        try:
+            super()._reject_inbound_message(raw_message)  # type: ignore[misc]
+        finally:
+            _claiming.reset(token)
+
+
+class Transport(_FlushingAcks, _PutBackUnclaimed, kombu_redis.Transport):
     """kombu's Redis transport with trainq's channel."""
 
     Channel = Channel
 
 
-class SentinelTransport(_FlushingAcks, kombu_redis.SentinelTransport):
+class SentinelTransport(_FlushingAcks, _PutBackUnclaimed, kombu_redis.SentinelTransport):
     """kombu's Sentinel transport with trainq's channel."""
 
     Channel = SentinelChannel

@@ -108,6 +108,9 @@ class JobRecord(BaseModel):
     pipeline_job: str | None = None
     #: The result of the job whose success sent this one through Celery's canvas (chain, link, chord).
     parent_result: Any = None
+    #: From a pipeline job's claim, never stored: the specs of the dependants its success alone
+    #: releases, whose records and messages its finish writes (``trainq.pipelines.progress``).
+    next_specs: dict[str, Any] | None = Field(default=None, exclude=True)
 
     def to_hash(self) -> dict[str, str]:
         """The record as Redis hash fields (every value JSON-encoded), defaults left out."""

@@ -232,19 +232,41 @@ def send_group(
         return registry.create_many([record for _, record, _ in sent], commands, unless)
 
     try:
-        group = {"add_to_parent": False, "group_id": str(uuid.uuid4())}  # as Celery's group sends them
-        if not deliver(
-            [
-                Delivery(task, r, payload, r.fence, {**group, "group_index": n})
-                for n, (task, r, payload) in enumerate(sent)
-            ],
-            write,
-        ):
+        if not deliver(_group(sent), write):
             return []
     except BrokerUnavailable:
         registry.delete_many([r.id for _, r, _ in sent])
         raise
     return [r for _, r, _ in sent]
+
+
+def prepared(batch: Sequence[Sendable]) -> dict[str, list[Command]] | None:
+    """Each job's message as the Redis writes that send it, by job id, built to go out later with
+    other writes (the finish that releases the jobs of a pipeline); None when the broker is not the
+    registry's Redis, or cannot be reached to find out."""
+    if not batch:
+        return {}
+    try:
+        with batch[0][0].app.producer_or_acquire() as producer:
+            if not _shares_server(producer):
+                return None
+            messages = {}
+            for delivery in _group(batch):
+                with transport.collecting() as commands:
+                    delivery.publish(producer, retry=False)
+                messages[delivery.record.id] = commands
+            return messages
+    except (*REFUSALS, *SEND_ERRORS, BrokerUnavailable):
+        return None
+
+
+def _group(batch: Sequence[Sendable]) -> list[Delivery]:
+    """The first deliveries of ``batch``, options as Celery's group sends its members."""
+    group = {"add_to_parent": False, "group_id": str(uuid.uuid4())}
+    return [
+        Delivery(task, record, payload, record.fence, {**group, "group_index": n})
+        for n, (task, record, payload) in enumerate(batch)
+    ]
 
 
 def _release(recorded: Sequence[Sendable], hold: Hold, options: dict[str, Any] | None = None) -> None:
@@ -331,7 +353,7 @@ def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], boo
 def _shares_server(producer: Any) -> bool:
     """True if ``producer``'s messages can be written with the registry's own writes (same Redis)."""
     registry = get_registry()
-    if not _same_redis() or registry.min_replicas > 0:  # records wait for replicas before any message
+    if not same_redis() or registry.min_replicas > 0:  # records wait for replicas before any message
         return False
     if not producer.connection.connected:
         # A first contact asks the registry, which gives up within the connect timeout: kombu's
@@ -341,7 +363,7 @@ def _shares_server(producer: Any) -> bool:
     return isinstance(channel, transport.Channel) and not channel.global_keyprefix
 
 
-def _same_redis() -> bool:
+def same_redis() -> bool:
     """True if the broker is a plain Redis (trainq's transport) and the registry is the same server and db."""
     settings = get_settings()
     return _same_server(settings.broker(), settings.registry())

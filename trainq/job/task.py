@@ -36,7 +36,7 @@ from trainq.broker.names import check_queue
 from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, JobStopped, PermanentError
 from trainq.inputs.documents import brief
 from trainq.inputs.limits import MAX_ENV_NAME_CHARS
-from trainq.job import artifacts, canvas, clients, environment, lifecycle, limit, payloads, send
+from trainq.job import artifacts, canvas, claims, clients, environment, lifecycle, limit, payloads, send
 from trainq.job.context import Job, capture_output
 from trainq.job.leases import Heartbeat
 from trainq.job.record import WAITING_STATES, JobRecord, JobState
@@ -258,7 +258,9 @@ class JobTask(Task):
         settings = get_settings()
         job_id, fence = self.request.id, self.request.retries or 0
         lease_until = time.time() + settings.lease_s
-        record = registry.claim(job_id, fence, self.request.hostname, lease_until)
+        record = claims.claimed(self.request, registry, lease_until, settings.heartbeat_s) or registry.claim(
+            job_id, fence, self.request.hostname, lease_until
+        )
         if record is None and fence == 0:
             record = self._record_foreign(registry, args, payload, lease_until)
         if record is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -93,5 +94,13 @@ def job_types() -> dict[str, JobTask]:
     """Every registered job type by name (imports the worker modules first)."""
     from trainq.celery import app
 
-    app.loader.import_default_modules()
+    _import_worker_modules()
     return {t.job_type: t for t in app.tasks.values() if isinstance(t, JobTask) and t.job_type}
+
+
+@cache
+def _import_worker_modules() -> None:
+    """Import the worker modules, once per process: a pipeline's every release asks for the job types."""
+    from trainq.celery import app
+
+    app.loader.import_default_modules()

@@ -22,7 +22,7 @@ from trainq.broker.names import check_queue
 from trainq.broker.quarantine import envelope_bytes, get_quarantine
 from trainq.celery import app
 from trainq.errors import InvalidInput, InvalidName
-from trainq.job import lifecycle
+from trainq.job import claims, lifecycle, send
 from trainq.job.lifecycle import fail_attempt, recover, requeue
 from trainq.job.record import JobRecord, JobState
 from trainq.job.task import JobTask
@@ -165,6 +165,20 @@ def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
     if paused:
         log.info("not consuming paused queues: %s", ", ".join(sorted(paused)))
         instance.app.amqp.queues.deselect(paused)
+
+
+@signals.celeryd_after_setup.connect
+def _claim_in_main_process(sender: str, instance: Any, **_: Any) -> None:
+    """Claim deliveries with their unacked entry (``trainq.job.claims``) where a delivery runs at once
+    and the broker is the registry's Redis."""
+    options = instance.app.conf.broker_transport_options or {}
+    if send.same_redis() and instance.prefetch_multiplier == 1 and not options.get("global_keyprefix"):
+        claims.claim_in_main_process(sender, lambda name: _runs_at_once(instance.app.tasks.get(name)))
+
+
+def _runs_at_once(task: Any) -> bool:
+    """True for a job type Celery hands to a free pool process as soon as it arrives (no rate limit)."""
+    return isinstance(task, JobTask) and not task.rate_limit
 
 
 @signals.worker_ready.connect

@@ -1,7 +1,8 @@
 """How a pipeline run moves on as its jobs end: a lifecycle plugin (``trainq.job.lifecycle``).
 
 A pipeline job's finish carries its run's step (release the dependants, or block the
-descendants) in the same script call; the jobs released are sent right after. The reaper's
+descendants) in the same script call. The dependants its success alone releases are built before
+and written and sent by that call too; any other job released is sent right after. The reaper's
 sweep finishes releases a dying process left undone and drops runs past their retention.
 """
 
@@ -24,13 +25,15 @@ class RunProgress(Plugin):
     """Moves each pipeline job's run on when the job ends."""
 
     def finishing(self, record: JobRecord, effects: Effects) -> None:
-        """The run's step for this job's end, committed with it."""
+        """The run's step for this job's end, committed with it; a success also writes and sends the
+        dependants it alone releases (built here from the specs its claim returned)."""
         if step := run_step(record):
             run_id = record.pipeline_id or ""
             runs = get_runs()
-            effects.run_step(
-                step, runs.script_keys(run_id), [run_id, repr(time.time()), record.pipeline_job or ""]
-            )
+            args = [run_id, repr(time.time()), record.pipeline_job or ""]
+            if step == "run_succeeded" and record.next_specs:
+                args.append(runs.built(run_id, record.next_specs))
+            effects.run_step(step, runs.script_keys(run_id), args)
 
     def finished(self, record: JobRecord, replies: list[Any]) -> None:
         """Send the jobs the step released (or log what it blocked)."""

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from trainq.errors import (
     BrokerUnavailable,
@@ -35,7 +35,8 @@ from trainq.job.record import (
     JobState,
     Progress,
 )
-from trainq.job.types import get_job_type, job_types
+from trainq.job.send import Sendable
+from trainq.job.types import get_job_type
 from trainq.pipelines import dag
 from trainq.settings import get_settings
 from trainq.sharing import gate
@@ -122,7 +123,8 @@ class Runs:
         self.client = registry.client
         self.keys = registry.keys
         scripts = {
-            "succeeded": lua.source("run_common", "run_succeeded") + "\nreturn run_succeeded(KEYS, ARGV)",
+            "succeeded": lua.source("run_common", "create_common", "run_succeeded")
+            + "\nreturn run_succeeded(KEYS, ARGV)",
             "failed": lua.source("run_common", "run_failed") + "\nreturn run_failed(KEYS, ARGV)",
             "cancel": lua.source("run_cancel"),
             "resume": lua.source("run_resume"),
@@ -213,14 +215,7 @@ class Runs:
     def send(self, run_id: str, jobs: list[tuple[str, dict[str, Any]]], new: bool = False) -> list[str]:
         """Record released ``(job, spec)`` pairs that have no record yet (all, if ``new``) and send them
         as a group."""
-        types = job_types() if jobs else {}
-        batch = []
-        for job, spec in jobs:
-            task = types[spec["type"]]
-            options = {**spec["options"], "pipeline_id": run_id, "pipeline_job": job}
-            record, payload, _ = task.new_record(spec["payload"], options, task_id=f"{run_id}.{job}")
-            record.fence = FIRST_FENCE
-            batch.append((task, record, payload))
+        batch = [self._sendable(run_id, job, spec) for job, spec in jobs]
         keyed = [(task, r, p) for task, r, p in batch if gate.key_of(r)]
         plain = [(task, r, p) for task, r, p in batch if not gate.key_of(r)]
         # None of a run cancelled meanwhile (its cancel stops the jobs it finds recorded); the sweep
@@ -230,6 +225,37 @@ class Runs:
             keyed, new, hold=gate.park_or_pass, unless=cancelled
         )
         return [r.id for r in sent]
+
+    def built(self, run_id: str, specs: dict[str, Any]) -> str:
+        """The records and messages of the jobs ``specs`` describes, built for the run step that
+        releases them to write and send with it (``lua/run_succeeded.lua``): JSON {job: create doc},
+        or '' if none can go that way. A keyed job (its gate decides when it is sent), one that
+        cannot be built, and all when the broker is not the registry's Redis, are sent the usual
+        way after the step."""
+        if not send.same_redis():
+            return ""
+        batch = []
+        for job, spec in specs.items():
+            try:
+                sendable = self._sendable(run_id, job, spec)
+            except (TrainqError, ValidationError):
+                continue  # left to the send after the step, as any job not built here
+            if not gate.key_of(sendable[1]):
+                batch.append(sendable)
+        messages = send.prepared(batch)
+        if not messages:
+            return ""
+        return json.dumps(
+            {r.pipeline_job: self.registry.creation([r], writes=messages[r.id]) for _, r, _ in batch}
+        )
+
+    def _sendable(self, run_id: str, job: str, spec: dict[str, Any]) -> Sendable:
+        """Job ``job`` of run ``run_id`` from its ``spec``: its task, new record and message payload."""
+        task = get_job_type(spec["type"])
+        options = {**spec["options"], "pipeline_id": run_id, "pipeline_job": job}
+        record, payload, _ = task.new_record(spec["payload"], options, task_id=f"{run_id}.{job}")
+        record.fence = FIRST_FENCE
+        return task, record, payload
 
     def job_finished(self, record: JobRecord) -> None:
         """Release the dependants of a succeeded job, or block the descendants of a failed one."""
@@ -241,7 +267,9 @@ class Runs:
         """Send what a finished job's run step released (its ``reply``), or log what it blocked."""
         run_id, job = record.pipeline_id or "", record.pipeline_job
         if record.state is JobState.SUCCEEDED:
-            released = [(reply[n].decode(), json.loads(reply[n + 1])) for n in range(0, len(reply), 2)]
+            # a job with no spec was created and sent by the step itself (``built``)
+            pairs = ((reply[n].decode(), reply[n + 1]) for n in range(0, len(reply), 2))
+            released = [(job, json.loads(spec)) for job, spec in pairs if spec]
             if released:
                 # A job its dependencies' success releases was never released before, so never
                 # recorded: its dependencies stay succeeded once they are (resume reopens no success)

@@ -110,11 +110,15 @@ class Keys:
 
     def pipeline(self, pipeline_id: str) -> str:
         """Hash: a pipeline record."""
-        return f"{self.prefix}pipeline:{pipeline_id}"
+        return f"{self.pipeline_prefix()}{pipeline_id}"
+
+    def pipeline_prefix(self) -> str:
+        """Prefix of a pipeline run's keys (the transition script builds its ``:specs`` and ``:waiting``)."""
+        return f"{self.prefix}pipeline:"
 
     def pipeline_waiting(self, pipeline_id: str) -> str:
         """Hash: pipeline job id -> number of its dependencies not yet succeeded."""
-        return f"{self.prefix}pipeline:{pipeline_id}:waiting"
+        return f"{self.pipeline(pipeline_id)}:waiting"
 
     def pipelines(self) -> str:
         """Sorted set: pipeline ids scored by creation time."""
@@ -130,7 +134,7 @@ class Keys:
 
     def pipeline_specs(self, pipeline_id: str) -> str:
         """Hash: pipeline job id -> JSON of its job type, payload, options and dependants."""
-        return f"{self.prefix}pipeline:{pipeline_id}:specs"
+        return f"{self.pipeline(pipeline_id)}:specs"
 
     def pipeline_blocked(self, pipeline_id: str) -> str:
         """Hash: blocked pipeline job id -> the failed job that blocks it."""

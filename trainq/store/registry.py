@@ -113,10 +113,10 @@ class Registry:
         self.min_replicas = 0
         self.replica_wait_ms = 1000
         self._transition = client.register_script(
-            lua.source("run_common", "run_succeeded", "run_failed", "transition")
+            lua.source("run_common", "create_common", "run_succeeded", "run_failed", "transition")
         )
         self._drop = client.register_script(lua.source("drop"))
-        self._create = client.register_script(lua.source("create"))
+        self._create = client.register_script(lua.source("create_common", "create"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -297,9 +297,19 @@ class Registry:
     ) -> Any:
         """Write new records, their first events (``reason``), index entries and counters, then
         ``writes``, in one script call on ``client`` (a pipeline, or not), unless the hash field
-        ``unless`` names holds its value; the script's reply (None when refused). Each index and counter
-        is written once for all the records. A job queued by a plain submit stores no event: its
-        record implies it (``implied_events``)."""
+        ``unless`` names holds its value; the script's reply (None when refused)."""
+        doc = self.creation(records, reason, writes)
+        if unless is not None:
+            doc["unless"] = list(unless)
+        return self._create(args=[json.dumps(doc)], client=client)
+
+    def creation(
+        self, records: list[JobRecord], reason: str = CLEAN_SUBMIT_REASON, writes: Iterable[Command] = ()
+    ) -> dict[str, Any]:
+        """The create script's document (``lua/create_common.lua``) for new ``records``, their first
+        events, index entries, counters and ``writes``. Each index and counter is written once for
+        all the records. A job queued by a plain submit stores no event: its record implies it
+        (``implied_events``)."""
         indexes: dict[str, list[str]] = {}
         counts: Counter[str] = Counter()
         rows = []
@@ -318,7 +328,7 @@ class Registry:
             ]:
                 indexes.setdefault(index, []).extend((repr(record.created_at), record.id))
             counts[stats_field(record.queue, record.type, state)] += 1
-        doc = {
+        return {
             "records": rows,
             "zadd": [
                 [index, *members[n : n + _MEMBERS_PER_CALL]]
@@ -328,9 +338,6 @@ class Registry:
             "hincrby": [[self.keys.stats(), field, str(count)] for field, count in counts.items()],
             "writes": [[str(part) for part in command] for command in writes],
         }
-        if unless is not None:
-            doc["unless"] = list(unless)
-        return self._create(args=[json.dumps(doc)], client=client)
 
     def _indexes(self, job_type: str, queue: str, tags: dict[str, str]) -> list[str]:
         """The sorted sets that list a job of ``job_type`` on ``queue`` with ``tags`` (beside its state's)."""
@@ -448,7 +455,8 @@ class Registry:
         Returns the previous state, or None when the change was refused. With ``pipe`` the change
         is only queued on that pipeline (batch writers execute it) and None is returned.
         """
-        reply = self._run(job_id, to, allowed, fence, fields, event, lease_until, False, pipe, effects)
+        call = self._transition_call(job_id, to, allowed, fence, fields, event, lease_until, False, effects)
+        reply = self._run(call, pipe)
         previous = reply[0] if reply and effects is not None and pipe is None else reply
         return JobState(previous.decode()) if previous and pipe is None else None
 
@@ -466,7 +474,7 @@ class Registry:
         """Move ``job_id`` to the finished state ``to`` as ``transition`` does, drop its lease and
         apply ``effects``, all in one script call; the previous state and the effects' replies,
         or None (and nothing written) when the change was refused."""
-        reply = self._run(job_id, to, allowed, fence, fields, event, 0, False, None, effects)
+        reply = self._run(self._transition_call(job_id, to, allowed, fence, fields, event, 0, False, effects))
         if not reply:
             return None
         return JobState(reply[0].decode()), reply[1]
@@ -476,8 +484,24 @@ class Registry:
 
         One round trip: the script records the start with the job's attempt and returns the record.
         """
-        raw = self._claim(self.client, job_id, fence, worker, lease_until)
+        return self.claimed(self._claim(self.client, job_id, fence, worker, lease_until))
+
+    def claim_on(self, pipe: Any, job_id: str, fence: int, worker: str, lease_until: float) -> None:
+        """Queue ``claim``'s script call on ``pipe``, a pipeline of this registry's server and db that
+        is not this registry's (a broker channel's), by its SHA alone: redis-py would ask first whether
+        the script is loaded, a round trip. Its reply goes to ``claimed``; a ``NoScriptError`` one
+        (the server lost its scripts) to ``load_scripts``."""
+        keys, args = self._claim_call(job_id, fence, worker, lease_until)
+        pipe.evalsha(self._transition.sha, len(keys), *keys, *args)
+
+    @staticmethod
+    def claimed(raw: Any) -> JobRecord | None:
+        """The record a claim's reply holds, or None if the claim was refused."""
         return JobRecord.model_validate_json(raw) if raw else None
+
+    def load_scripts(self) -> None:
+        """Load the transition script on the server (``claim_on`` only sends its SHA)."""
+        self.client.script_load(self._transition.script)
 
     def create_and_claim(
         self, record: JobRecord, worker: str, lease_until: float, message: dict[str, Any] | None = None
@@ -506,18 +530,31 @@ class Registry:
             return None
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc)) from exc
-        return JobRecord.model_validate_json(raw) if raw else None
+        return self.claimed(raw)
 
     def _claim(self, client: Any, job_id: str, fence: int, worker: str, lease_until: float) -> Any:
         """Call the transition script that starts delivery ``fence`` (on ``client``: a pipeline or not)."""
+        return self._run(self._claim_call(job_id, fence, worker, lease_until), client)
+
+    def _claim_call(
+        self, job_id: str, fence: int, worker: str, lease_until: float
+    ) -> tuple[list[str], list[str]]:
+        """The transition script's call that starts delivery ``fence`` now on ``worker``, in the attempt on
+        record, and returns the record."""
         now = time.time()
         fields = {"started_at": now, "worker": worker, "progress": None, "next_attempt_at": None}
         event = JobEvent(state=JobState.RUNNING, at=now, attempt=ATTEMPT_FROM_RECORD, worker=worker)
-        return self._run(
-            job_id, JobState.RUNNING, WAITING_STATES, fence, fields, event, lease_until, True, client
+        return self._transition_call(
+            job_id, JobState.RUNNING, WAITING_STATES, fence, fields, event, lease_until, True
         )
 
-    def _run(
+    def _run(self, call: tuple[list[str], list[str]], client: Any = None) -> Any:
+        """Call the transition script (``lua/transition.lua``) with ``call``'s keys and arguments,
+        on ``client`` if given (a pipeline)."""
+        keys, args = call
+        return self._transition(keys=keys, args=args, client=client)
+
+    def _transition_call(
         self,
         job_id: str,
         to: JobState,
@@ -527,16 +564,15 @@ class Registry:
         event: JobEvent | None,
         lease_until: float | None,
         returning: bool,
-        client: Any = None,
         effects: Effects | None = None,
-    ) -> Any:
-        """Call the transition script (``lua/transition.lua``), on ``client`` if given (a pipeline)."""
+    ) -> tuple[list[str], list[str]]:
+        """The transition script's keys and arguments (see ``_run``)."""
         values = dict(fields or {})
         values["updated_at"] = time.time()
         lease = "" if lease_until is None else repr(lease_until) if lease_until else "0"
-        return self._transition(
-            keys=[self.keys.job(job_id), self.keys.events(job_id), self.keys.leases()],
-            args=[
+        return (
+            [self.keys.job(job_id), self.keys.events(job_id), self.keys.leases()],
+            [
                 job_id,
                 "" if fence is None else json.dumps(fence),
                 ",".join(s.value for s in allowed),
@@ -551,8 +587,8 @@ class Registry:
                 "1" if to.finished else "",
                 _FINISHED_ARG,
                 json.dumps(effects.writes) if effects is not None else "",
+                self.keys.pipeline_prefix() if returning else "",
             ],
-            client=client,
         )
 
     def events(self, job_id: str, record: JobRecord | None = None) -> list[JobEvent]:

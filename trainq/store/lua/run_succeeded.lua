@@ -1,6 +1,9 @@
--- A[3] the job that succeeded. Returns the released jobs and their specs, flat.
+-- A[3] the job that succeeded; A[4] (optional) JSON {job: create_records doc} of dependants built
+-- beforehand, records and messages: one this step releases is created here, its spec returned as ''.
+-- Returns the released jobs and their specs, flat.
 local function run_succeeded(K, A)
   local job, released = A[3], {}
+  local built = (A[4] and A[4] ~= '') and cjson.decode(A[4]) or {}
   if redis.call('HGET', K[2], job) ~= 'released' then return released end
   redis.call('HSET', K[2], job, 'succeeded')
   redis.call('HSET', K[1], 'updated_at', A[2])
@@ -10,7 +13,12 @@ local function run_succeeded(K, A)
         redis.call('HDEL', K[4], d)
         redis.call('HSET', K[2], d, 'released')
         table.insert(released, d)
-        table.insert(released, redis.call('HGET', K[3], d))
+        if built[d] then
+          create_records(built[d])
+          table.insert(released, '')
+        else
+          table.insert(released, redis.call('HGET', K[3], d))
+        end
       end
     end
   end

@@ -13,6 +13,9 @@
 --       ARGV[13]: the finished states (comma list: only a job leaving one is in a retention set).
 --       ARGV[14]: effects ('' = none): a JSON list of writes applied only if the change is, each
 --       a Redis command, or {run function name, keys, args} for a pipeline run's step.
+--       ARGV[15]: with ARGV[10], the pipeline runs' key prefix: a pipeline job's record then also
+--       holds ``next_specs``, {job: spec} of the dependants its success alone releases (one
+--       dependency left), so its finish can create and send them in the same call (run_succeeded).
 -- Schema version 4 keeps no events while a job is on the clean path (submitted, started on attempt
 -- 1, succeeded on it): readers build them from the record (trainq.job.record.implied_events). The
 -- first event off that path writes the implied ones before it and marks the record ('history').
@@ -128,6 +131,17 @@ if ARGV[10] == '1' then
   for i = 1, #values, 2 do record[values[i]] = values[i + 1] end
   local parts = {}
   for k, v in pairs(record) do parts[#parts + 1] = cjson.encode(k) .. ':' .. v end
+  if (ARGV[15] or '') ~= '' and run and run ~= 'null' and record.pipeline_job then
+    local prefix = ARGV[15] .. cjson.decode(run)
+    local spec = redis.call('HGET', prefix .. ':specs', cjson.decode(record.pipeline_job))
+    local following = {}
+    for _, d in ipairs(spec and cjson.decode(spec).dependants or {}) do
+      if redis.call('HGET', prefix .. ':waiting', d) == '1' then
+        following[#following + 1] = cjson.encode(d) .. ':' .. redis.call('HGET', prefix .. ':specs', d)
+      end
+    end
+    if #following > 0 then parts[#parts + 1] = '"next_specs":{' .. table.concat(following, ',') .. '}' end
+  end
   return '{' .. table.concat(parts, ',') .. '}'
 end
 if ARGV[14] == '' then return cur end

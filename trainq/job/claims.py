@@ -1,0 +1,108 @@
+"""Claims sent by the worker's main process, in the transaction that records a delivery as unacked.
+
+On a Redis broker that is the registry's own server and db, a worker's main process receives each
+message and writes kombu's unacked entry for it (``trainq.broker.transport.QoS``); the job's claim
+goes in the same transaction, and the claimed record reaches the pool process in the message's
+``trainq_claim`` header, so a job starts without a round trip of its own. The header is signed
+with a secret the pool processes inherit: one sent by a client is dropped, never trusted.
+
+Only a delivery that runs at once is claimed there: a JSON message Celery will decode, of a job type
+of this app without a rate limit, with no ``eta`` (Celery holds those in a timer) or expiry, on a
+worker that reserves one message per process. Every other delivery, and one whose claim was refused,
+is claimed by the pool process as before.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from trainq.broker import transport
+from trainq.job.record import JobRecord, JobState
+from trainq.settings import get_settings
+from trainq.store.registry import Registry, get_registry
+
+log = logging.getLogger("trainq.job.claims")
+
+#: The message header that carries a claim from the main process to the pool process.
+HEADER = "trainq_claim"
+
+#: Made at import, in the main process before it forks its pool: only this worker can sign a claim.
+_SECRET = os.urandom(16).hex()
+
+
+def claim_in_main_process(hostname: str, job_types: Callable[[Any], bool]) -> None:
+    """Send each delivery's claim with its unacked entry in this process (a worker's main process).
+
+    ``job_types`` says whether a task name is a trainq job type. The registry's scripts are loaded
+    first, so a claim needs no round trip of its own.
+    """
+    registry = get_registry()
+    registry.load_scripts()
+    lease_s = get_settings().lease_s
+
+    def claim(message: Any, pipe: Any) -> Callable[[Any], None] | None:
+        headers = message.headers
+        headers.pop(HEADER, None)  # a sender's is never trusted
+        job_id, fence = headers.get("id"), headers.get("retries") or 0
+        if not (
+            isinstance(job_id, str)
+            and type(fence) is int
+            and job_types(headers.get("task"))
+            and not headers.get("eta")
+            and not headers.get("expires")
+            # only what Celery surely decodes: one it refuses after the claim would leave the job
+            # running, unrun, until its lease expires
+            and message.content_type == "application/json"
+            and "compression" not in headers
+        ):
+            return None
+        registry.claim_on(pipe, job_id, fence, hostname, time.time() + lease_s)
+
+        def claimed(reply: Any) -> None:
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                registry.load_scripts()  # the server lost its scripts: the pool process claims this one
+            elif isinstance(reply, Exception):
+                log.warning("claim of %s failed in the main process: %s", job_id, reply)
+            elif reply:
+                headers[HEADER] = [_sign(reply), reply.decode()]
+
+        return claimed
+
+    transport.claim_deliveries(claim)
+
+
+def claimed(request: Any, registry: Registry, lease_until: float, fresh_s: float) -> JobRecord | None:
+    """The record this delivery was claimed with in the worker's main process, or None (claim it here).
+
+    A claim older than ``fresh_s`` (held in the main process, e.g. while a pool process was replaced)
+    may have lost its lease to a recovery meanwhile: it holds only if its lease can be renewed on its
+    fence. Otherwise the pool process's own claim finds the delivery stale.
+    """
+    value = getattr(request, HEADER, None)
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        return None
+    signature, raw = value
+    if not hmac.compare_digest(signature, _sign(raw.encode())):
+        return None
+    record = JobRecord.model_validate_json(raw)
+    if time.time() - (record.started_at or 0) > fresh_s:
+        renewed = registry.transition(
+            record.id,
+            JobState.RUNNING,
+            allowed={JobState.RUNNING},
+            fence=record.fence,
+            lease_until=lease_until,
+        )
+        return record if renewed is not None else None
+    return record
+
+
+def _sign(raw: bytes) -> str:
+    return hmac.new(_SECRET.encode(), raw, "sha256").hexdigest()
