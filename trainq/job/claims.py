@@ -40,8 +40,9 @@ _SECRET = os.urandom(16).hex()
 def claim_in_main_process(hostname: str, job_types: Callable[[Any], bool]) -> None:
     """Send each delivery's claim with its unacked entry in this process (a worker's main process).
 
-    ``job_types`` says whether a task name is a trainq job type. The registry's scripts are loaded
-    first, so a claim needs no round trip of its own.
+    ``job_types`` says whether a task name is a job type Celery runs as soon as it arrives (a trainq
+    job type without a rate limit). The registry's scripts are loaded first, so a claim needs no
+    round trip of its own.
     """
     registry = get_registry()
     registry.load_scripts()
