@@ -21,11 +21,23 @@ from trainq.ops import control
 from trainq.ops.control import submit
 from trainq.ops.worker import worker_command
 from trainq.pipelines.runs import RunState, get_runs
+from trainq.settings import get_settings
 
 
 def starts(client: redis.Redis, job_id: str) -> int:
     """How many times the probe handler started for ``job_id``."""
     return sum(1 for e in client.lrange(attempts_key(job_id), 0, -1) if e.startswith(b"start:"))
+
+
+def settled(client: redis.Redis, queues: tuple[str, ...] = ("probe", "q2")) -> None:
+    """Wait until no delivery is left that could start a job again: every message of ``queues``
+    (each priority's list) taken and kombu's unacked entries all acked."""
+
+    def idle() -> bool:
+        lists = (k for q in queues for k in client.scan_iter(f"{q}*", _type="list"))
+        return client.hlen("unacked") == 0 and not any(client.llen(k) for k in lists)
+
+    wait_for(idle, 30, message="every delivery taken and acked")
 
 
 def all_succeeded(job_ids: list[str]) -> bool:
@@ -112,8 +124,11 @@ def test_warm_shutdown_with_queued_jobs_loses_none_and_runs_none_twice(
     jobs = [submit("probe", {"seconds": 1.5}) for _ in range(2)] + [
         submit("probe", {"seconds": 0.3}) for _ in range(10)
     ]
-    wait_for(lambda: redis_client.exists(attempts_key(jobs[0])), 20, message="the first job started")
-    time.sleep(0.5)
+    wait_for(
+        lambda: all(redis_client.exists(attempts_key(j)) for j in jobs[:2]),
+        20,
+        message="both long jobs started",
+    )
     # when the worker is told to shut down warmly while jobs are still queued, and another takes over
     os.kill(first.pid, signal.SIGTERM)
     wait_for(lambda: not first.alive(), 30, message="the first worker exited")
@@ -144,7 +159,7 @@ def test_worker_options_run_each_job_once(
     # then each runs once (a job held past its lease before a pool process took it is recovered,
     # and the delivery that held it must not run it too)
     wait_for(lambda: all_succeeded(jobs), 60, message="every job succeeded")
-    time.sleep(1)
+    settled(redis_client)
     assert {j: starts(redis_client, j) for j in jobs} == dict.fromkeys(jobs, 1)
 
 
@@ -155,7 +170,8 @@ def test_pause_mid_stream_then_resume(workers: Workers, redis_client: redis.Redi
     wait_for(lambda: redis_client.exists(attempts_key(jobs[0])), 20, message="the first job started")
     # when the queue is paused mid-stream, held a while, then resumed
     control.pause("probe")
-    time.sleep(5)  # past the lease: a claimed job left unrun would show as a recovery
+    # the pause under test, past a lease and a reaper round: a claimed job left unrun would be recovered
+    time.sleep(get_settings().lease_s + 2 * get_settings().reaper_interval_s)
     control.resume("probe")
     # then every job succeeds once, none recovered
     wait_for(lambda: all_succeeded(jobs), 60, message="every job succeeded")
@@ -178,7 +194,7 @@ def test_revoke_of_queued_jobs_cancels_them_and_runs_none(
     app.control.revoke(queued)
     # then they end cancelled, never run, and the long one succeeds
     wait_for(lambda: get_registry().get(long).state is JobState.SUCCEEDED, 30)
-    time.sleep(1)
+    settled(redis_client)
     assert [r.state for r in get_registry().get_many(queued)] == [JobState.CANCELLED] * 3
     assert [starts(redis_client, j) for j in queued] == [0, 0, 0]
 
@@ -237,7 +253,7 @@ def test_a_delivery_held_past_its_lease_before_a_pool_process_takes_it_does_not_
         os.kill(children[0], signal.SIGCONT)
     # then the job succeeds, its handler started once: the held delivery's claim was lost
     wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30, message="the job ran")
-    time.sleep(1.5)
+    settled(redis_client)
     assert starts(redis_client, job_id) == 1, redis_client.lrange(attempts_key(job_id), 0, -1)
 
 
@@ -261,7 +277,7 @@ def test_cancel_mid_chain_then_resume_runs_each_job_once(workers: Workers, redis
     # when the run is cancelled while A runs, then resumed
     get_runs().cancel(run_id)
     assert run_ends(run_id).state is RunState.CANCELLED
-    time.sleep(1)
+    settled(redis_client)
     get_runs().resume(run_id)
     # then it succeeds, A started twice (its stopped attempt and the resumed one), the rest once
     status = run_ends(run_id)

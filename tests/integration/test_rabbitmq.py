@@ -50,6 +50,14 @@ def independent_probes(tmp_path: Path, name: str, n: int) -> tuple[Path, list[di
     return spec, jobs
 
 
+def probes_to_a_refused_queue(env: dict[str, str], tmp_path: Path) -> Path:
+    """A pipeline file of 3 probe jobs, whose queue ``probe`` is declared classic on ``env``'s broker:
+    RabbitMQ refuses trainq's declare of it as a quorum queue."""
+    with Connection(env["TRAINQ_BROKER_URL"]) as connection:
+        connection.default_channel.queue_declare("probe", durable=True, auto_delete=False)
+    return independent_probes(tmp_path, "refused", 3)[0]
+
+
 def state_of(job_id: str) -> JobState:
     return get_registry().get(job_id).state
 
@@ -196,9 +204,7 @@ def test_a_group_sent_after_a_group_whose_queue_was_refused_goes_out(
     quorum_env: dict[str, str], tmp_path: Path
 ) -> None:
     # given a classic queue "probe" where trainq declares quorum queues (RabbitMQ refuses the declare)
-    with Connection(quorum_env["TRAINQ_BROKER_URL"]) as connection:
-        connection.default_channel.queue_declare("probe", durable=True, auto_delete=False)
-    refused, _ = independent_probes(tmp_path, "refused", 3)
+    refused = probes_to_a_refused_queue(quorum_env, tmp_path)
     fine = tmp_path / "fine.json"
     fine.write_text(
         json.dumps(
@@ -241,10 +247,7 @@ def test_a_batch_the_broker_does_not_confirm_in_time_fails_with_nothing_stored(
     amqp_env: dict[str, str], tmp_path: Path
 ) -> None:
     # given a pipeline of 3 jobs, and a broker that confirms none of its batch within the confirm timeout
-    spec = tmp_path / "three.json"
-    spec.write_text(
-        json.dumps({"pipeline_id": "three", "jobs": [{"job_id": f"j{n}", "type": "probe"} for n in range(3)]})
-    )
+    spec, _ = independent_probes(tmp_path, "three", 3)
     # when it is started, then it fails as an unavailable broker (the batch is not sent again one by one,
     # as after a lost connection) and none of its jobs is stored
     assert python_elsewhere(UNCONFIRMED, amqp_env, str(spec)).strip() == "failed BrokerUnavailable"
@@ -255,9 +258,7 @@ def test_a_queue_rabbitmq_refuses_to_declare_is_one_clear_error_with_nothing_sto
     quorum_env: dict[str, str], tmp_path: Path
 ) -> None:
     # given a classic queue "probe" where trainq declares quorum queues (RabbitMQ refuses the declare)
-    with Connection(quorum_env["TRAINQ_BROKER_URL"]) as connection:
-        connection.default_channel.queue_declare("probe", durable=True, auto_delete=False)
-    spec, _ = independent_probes(tmp_path, "refused", 3)
+    spec = probes_to_a_refused_queue(quorum_env, tmp_path)
     # when a job and a pipeline are sent to it from the CLI
     for args in (["submit", "probe"], ["pipeline", "run", str(spec)]):
         sent = run_cli(*args, env=quorum_env)
