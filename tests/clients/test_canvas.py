@@ -76,6 +76,9 @@ def test_every_canvas_primitive_records_every_member(workers: Workers) -> None:
     assert succeeded(runs["chain .si"].parent).parent_result is None
     for member in runs["group"].results:
         succeeded(member)
+        # stored with its finish as Celery's backend stores a group member's result
+        meta = member.backend.get_task_meta(member.id)
+        assert meta["group_id"] == runs["group"].id and member.date_done is not None, meta
     # a chord's .s callback gets its members' results as a list; a .si callback gets none
     callback = succeeded(runs["chord .s"])
     assert callback.parent_result == [finished(r.id).result for r in runs["chord .s"].parent.results]

@@ -20,6 +20,8 @@ import traceback
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
+from datetime import datetime
+from functools import cache
 from types import FrameType
 from typing import Any, ClassVar
 
@@ -330,8 +332,7 @@ class JobTask(Task):
             return effects
         if request.callbacks or request.chain or request.chord or request.ignore_result:
             return effects
-        meta = backend._get_result_meta(result=result, state=states.SUCCESS, traceback=None, request=request)
-        meta["task_id"] = request.id
+        meta = _success_meta(backend, request, result)
         key, value = backend.get_key_for_task(request.id).decode(), _compact_meta(backend, meta)
         expires = backend.expires
         effects.command("SET", key, value, *(("EX", int(expires)) if expires else ()))
@@ -405,6 +406,31 @@ def _check_paths_and_names(job: dict[str, Any]) -> None:
     for entry in job.get("result_files") or []:
         if problem := artifacts.pattern_problem(artifacts.entry_pattern(entry)[0]):
             raise InvalidInput(f"result_files: {problem}")
+
+
+def _success_meta(backend: RedisBackend, request: Any, result: Any) -> dict[str, Any]:
+    """Celery's result meta of ``request``'s success, as its backend makes it.
+
+    Made here when Celery would add nothing else (no extended results, no children): the backend's
+    own ``_get_result_meta`` reads its settings and clock in ways that cost ~30 µs a job.
+    """
+    if _extended_results(backend.app) or request.children:
+        meta = backend._get_result_meta(result=result, state=states.SUCCESS, traceback=None, request=request)
+    else:
+        meta = {
+            "status": states.SUCCESS,
+            "result": result,
+            "date_done": datetime.now(backend.app.timezone).isoformat(),
+            "group_id": request.group,  # None (dropped when stored) unless Celery's canvas set it
+            "parent_id": request.parent_id,
+        }
+    return {**meta, "task_id": request.id}
+
+
+@cache
+def _extended_results(app: Any) -> bool:
+    """Celery's ``result_extended``, read once per process (a worker's settings do not change)."""
+    return bool(app.conf.find_value_for_key("extended", "result"))
 
 
 def _compact_meta(backend: RedisBackend, meta: dict[str, Any]) -> str:
