@@ -2,7 +2,8 @@
 
 Submit calls are interleaved across systems in rounds, so load from other users of the
 machine falls on every system alike. The enqueue-to-start floor is a bare Redis
-LPUSH -> BRPOP hand-off to a waiting process, the least any Redis queue can take.
+LPUSH -> BRPOP hand-off to a waiting process, the least any Redis queue can take. On RabbitMQ
+the submit baseline is raw Celery without publisher confirms.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ FLOOR_QUEUE = "bench:floor"
 def submit_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
     """p50/p99 of one submit call (trainq ``delay``, raw Celery ``delay``, RQ ``enqueue``), no workers."""
     n = sizes.submits
-    systems = ["trainq", "celery"] + (["rq"] if env.broker == "redis" else [])
+    # RabbitMQ's baseline: raw Celery without the publisher confirms trainq and raw Celery wait for
+    systems = ["trainq", "celery"] + (["rq"] if env.broker == "redis" else ["baseline"])
     senders = {s: Sender(s, env) for s in systems}
     samples: dict[str, list[float]] = {s: [] for s in systems}
     for sender in senders.values():
@@ -42,6 +44,8 @@ def submit_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
                 samples[system].append(time.perf_counter() - began)
             reset(env)
     note = f"{n} calls each, interleaved in {ROUNDS} rounds"
+    if env.broker == "rabbitmq":
+        note += "; raw Celery waits for publisher confirms as trainq does; baseline = raw Celery without"
     rows = [
         Row(
             "1 submit",

@@ -116,6 +116,10 @@ class Sender:
             from bench import celery_app
 
             return celery_app.noop.delay()
+        if self.system == "baseline":  # raw Celery without publisher confirms
+            from bench import celery_app
+
+            return celery_app.unconfirmed_noop.delay()
         if self.system == "rq":
             from bench import rq_jobs
 
