@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from kombu import Connection
 
 from bench.servers import RabbitVhost
 from tests.fixtures import Workers, python_elsewhere, run_cli, submit_elsewhere, wait_for
+from tests.freezing_proxy import BASIC_PUBLISH, CHANNEL_OPEN, FreezingProxy
 from trainq import JobState, get_registry
+from trainq.broker.confirms import CONFIRM_TIMEOUT_S
 from trainq.settings import Settings, celery_config
 
 pytestmark = pytest.mark.rabbitmq
@@ -268,4 +271,42 @@ def test_a_queue_rabbitmq_refuses_to_declare_is_one_clear_error_with_nothing_sto
         assert "refused the job" in sent.stderr and "PRECONDITION_FAILED" in sent.stderr, sent.stderr
         assert len(sent.stderr.strip().splitlines()) == 1, sent.stderr
     # and no record of either is left behind
+    assert get_registry().list(limit=50) == []
+
+
+#: How long a start on a broker that stopped answering may take: the confirm timeout, plus slack for the
+#: process's start and its connection.
+FROZEN_START_BOUND_S = CONFIRM_TIMEOUT_S + 15
+
+
+@pytest.mark.parametrize(
+    "freeze_on", [BASIC_PUBLISH, CHANNEL_OPEN], ids=["on-the-first-publish", "on-the-batch-channel-open"]
+)
+def test_a_pipeline_start_on_a_rabbitmq_that_stops_answering_fails_in_time_with_nothing_stored(
+    amqp_env: dict[str, str], tmp_path: Path, freeze_on: tuple[int, int]
+) -> None:
+    # given a pipeline of 3 jobs (one batch), and a RabbitMQ (a private vhost, behind a proxy) that stops
+    # answering as the batch sends its first message, or opens its channel on the connection just made:
+    # its connections stay open, nothing more is read or answered (a frozen broker, a network partition)
+    spec, _ = independent_probes(tmp_path, "frozen", 3)
+    vhost = RabbitVhost()
+    proxy = FreezingProxy(("127.0.0.1", 5672), freeze_on)
+    try:
+        env = {**amqp_env, "TRAINQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost.name}"}
+        # when it is started from the CLI
+        began = time.monotonic()
+        try:
+            started = run_cli("pipeline", "run", str(spec), env=env, timeout=FROZEN_START_BOUND_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the start still waited for the frozen broker after {FROZEN_START_BOUND_S}s")
+        took = time.monotonic() - began
+    finally:
+        proxy.stop()
+        vhost.stop()
+    # then it fails within the confirm timeout as an unreachable broker (exit 3), none of its jobs stored
+    assert proxy.frozen.is_set()
+    assert started.returncode == 3, started.stdout + started.stderr
+    assert started.stderr.startswith("error: cannot reach the broker at amqp://guest:***@"), started.stderr
+    assert len(started.stderr.strip().splitlines()) == 1, started.stderr
+    assert took < FROZEN_START_BOUND_S
     assert get_registry().list(limit=50) == []

@@ -3,7 +3,9 @@ and however many one confirm covers (RabbitMQ may confirm out of order, and one 
 
 from __future__ import annotations
 
+import socket
 from collections import defaultdict
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -39,19 +41,41 @@ class FakeChannel:
         self.closed = True
 
 
+class FakeConnection:
+    """A kombu connection handing out ``channel``, over ``sock`` (a real, unconnected socket)."""
+
+    def __init__(self, channel: FakeChannel, sock: socket.socket) -> None:
+        self.connected, self.collected = True, False
+        self.connection = SimpleNamespace(transport=SimpleNamespace(sock=sock))
+        self._channel = channel
+
+    def channel(self) -> FakeChannel:
+        return self._channel
+
+    def collect(self) -> None:
+        self.collected = True
+
+
 class FakeProducer:
-    def __init__(self, channel: FakeChannel) -> None:
-        self.connection = type("Connection", (), {"connected": True, "channel": lambda _: channel})()
+    def __init__(self, connection: FakeConnection) -> None:
+        self.connection = connection
 
 
 def publish_batch(size: int, confirms: list[Confirm]) -> FakeChannel:
+    """Publish ``size`` messages in a batch the broker answers with ``confirms``: then the batch's
+    channel is closed, or after an error its connection dropped (no closing handshake)."""
     channel = FakeChannel(confirms)
-    try:
-        with confirmed_batch(FakeProducer(channel)) as producer:
-            for _ in range(size):
-                producer.channel.basic_publish("message", exchange="", routing_key="probe")
-    finally:
-        assert channel.closed
+    with socket.socket() as sock:
+        connection = FakeConnection(channel, sock)
+        try:
+            with confirmed_batch(FakeProducer(connection)) as producer:
+                for _ in range(size):
+                    producer.channel.basic_publish("message", exchange="", routing_key="probe")
+        except Exception:
+            assert connection.collected and not channel.closed
+            raise
+        assert channel.closed and not connection.collected
+        assert sock.gettimeout() is None  # blocking again, as py-amqp keeps it
     return channel
 
 

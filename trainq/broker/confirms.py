@@ -12,7 +12,7 @@ confirm of a later message says nothing of an earlier one); a refused one (a nac
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from amqp import spec
@@ -22,7 +22,8 @@ from kombu.exceptions import OperationalError
 from kombu.messaging import Producer
 from kombu.transport import pyamqp
 
-#: Longest wait for the broker's next confirm (py-amqp's own single publish waits without bound).
+#: Longest wait for the broker during a batch: for an answer (its channel's opening, a queue's declare,
+#: the next confirm, the channel's closing) or to take a write. py-amqp's own waits have no bound.
 CONFIRM_TIMEOUT_S = 30.0
 
 #: What a batch raises when its connection is lost (closed by the broker, reset, timed out): some of
@@ -41,7 +42,12 @@ def batches_confirms(producer: Any) -> bool:
 @contextmanager
 def confirmed_batch(producer: Any) -> Iterator[Any]:
     """A producer on its own channel of ``producer``'s connection whose publishes do not wait; on
-    leaving the block (without an error), wait until the broker confirmed every one of them."""
+    leaving the block (without an error), wait until the broker confirmed every one of them.
+
+    A broker that stops answering with the connection left open (frozen, cut off by a partition)
+    raises TimeoutError after CONFIRM_TIMEOUT_S, wherever the batch waits on it. An error leaving the
+    batch drops the connection without the closing handshake, which such a broker would never answer
+    (the pool's next use reconnects)."""
     connection = producer.connection
     if not connection.connected:
         # The pool closes a connection a producer had when an error left its block (say a queue
@@ -49,8 +55,12 @@ def confirmed_batch(producer: Any) -> Iterator[Any]:
         # new channel would fail on the missing connection. A connection that cannot be made
         # raises OperationalError: the caller's single publishes retry it.
         connection.ensure_connection(max_retries=1)
-    channel = connection.channel()
+    sock = connection.connection.transport.sock
+    blocking = sock.gettimeout()
+    sock.settimeout(CONFIRM_TIMEOUT_S)  # bounds every read and write of the batch
+    sent = False  # every message confirmed
     try:
+        channel = connection.channel()
         channel.confirm_select()
         channel._confirm_selected = True  # py-amqp's own flag: its confirm mode is on
         published = refused = 0
@@ -87,6 +97,10 @@ def confirmed_batch(producer: Any) -> Iterator[Any]:
             channel.wait([spec.Basic.Ack, spec.Basic.Nack], timeout=CONFIRM_TIMEOUT_S)
         if refused:
             raise MessageNacked(f"the broker refused {refused} of {published} messages")
-    finally:
-        with suppress(*CONNECTION_LOST):  # the connection is gone, and its channels with it
-            channel.close()
+        sent = True
+        channel.close()
+        sock.settimeout(blocking)
+    except BaseException as exc:
+        connection.collect()  # the socket closed, nothing said to the broker
+        if not (sent and isinstance(exc, CONNECTION_LOST)):
+            raise  # (a channel not closed after every confirm leaves the batch sent)
