@@ -274,8 +274,21 @@ def _split_password(url: str) -> tuple[str, str | None]:
 
 def _rabbitmq(settings: Settings, config: dict[str, Any]) -> None:
     """Publisher confirms always: a submit returns once RabbitMQ took the message. Quorum queues
-    on request: replicated, but without x-max-priority (RabbitMQ refuses it on quorum queues)."""
-    config["broker_transport_options"] = {"confirm_publish": True}
+    on request: replicated, but without x-max-priority (RabbitMQ refuses it on quorum queues).
+
+    Every blocking read on a connection to RabbitMQ gives up after CONFIRM_TIMEOUT_S (py-amqp's
+    ``read_timeout``, the socket's SO_RCVTIMEO): a single publish's confirm, its channel's opening and
+    its queue's declare would otherwise wait without limit on a broker that stops answering with the
+    connection left open. Reads with a timeout of their own (the handshake's, a worker's event loop)
+    keep theirs; a write the broker does not take already fails within py-amqp's TCP_USER_TIMEOUT. A
+    publish that timed out is tried once more (``task_publish_retry_policy``) on a new connection, which
+    a frozen broker does not answer within the connect timeout."""
+    from trainq.broker.confirms import CONFIRM_TIMEOUT_S
+
+    config["broker_transport_options"] = {
+        "confirm_publish": True,
+        "read_timeout": CONFIRM_TIMEOUT_S,
+    }
     if settings.queue_type == "quorum":
         config["task_default_queue_type"] = "quorum"
         config["task_create_missing_queue_type"] = "quorum"

@@ -127,10 +127,10 @@ def test_confirms_are_on_and_priorities_kept_only_for_classic_queues() -> None:
     registry = os.environ["TRAINQ_BROKER_URL"]
     classic = celery_config(Settings(broker_url=AMQP, registry_url=registry))
     quorum = celery_config(Settings(broker_url=AMQP, registry_url=registry, queue_type="quorum"))
-    # then publisher confirms are on for both, and only classic queues declare priorities
-    assert (
-        classic["broker_transport_options"] == quorum["broker_transport_options"] == {"confirm_publish": True}
-    )
+    # then publisher confirms are on for both, every wait for RabbitMQ's answer is bounded, and only
+    # classic queues declare priorities
+    options = {"confirm_publish": True, "read_timeout": CONFIRM_TIMEOUT_S}
+    assert classic["broker_transport_options"] == quorum["broker_transport_options"] == options
     assert classic["task_queue_max_priority"] == 10 and "task_queue_max_priority" not in quorum
     assert quorum["task_default_queue_type"] == quorum["task_create_missing_queue_type"] == "quorum"
 
@@ -279,34 +279,62 @@ def test_a_queue_rabbitmq_refuses_to_declare_is_one_clear_error_with_nothing_sto
 FROZEN_START_BOUND_S = CONFIRM_TIMEOUT_S + 15
 
 
+def start_on_a_frozen_rabbitmq(
+    amqp_env: dict[str, str], freeze_on: tuple[int, int], *args: str
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the CLI with ``args`` on a RabbitMQ (a private vhost, behind a proxy) that stops answering when
+    the client sends ``freeze_on``: its connections stay open, nothing more is read or answered (a frozen
+    broker, a network partition). The command's result and how long it took; it froze."""
+    vhost = RabbitVhost()
+    proxy = FreezingProxy(("127.0.0.1", 5672), freeze_on)
+    try:
+        env = {**amqp_env, "TRAINQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost.name}"}
+        began = time.monotonic()
+        try:
+            run = run_cli(*args, env=env, timeout=FROZEN_START_BOUND_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{args[0]} still waited for the frozen broker after {FROZEN_START_BOUND_S}s")
+        took = time.monotonic() - began
+    finally:
+        proxy.stop()
+        vhost.stop()
+    assert proxy.frozen.is_set()
+    return run, took
+
+
+def assert_failed_in_time_with_nothing_stored(run: subprocess.CompletedProcess[str], took: float) -> None:
+    """``run`` failed within the confirm timeout as an unreachable broker (exit 3), nothing stored."""
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert run.stderr.startswith("error: cannot reach the broker at amqp://guest:***@"), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert took < FROZEN_START_BOUND_S
+    assert get_registry().list(limit=50) == []
+
+
 @pytest.mark.parametrize(
     "freeze_on", [BASIC_PUBLISH, CHANNEL_OPEN], ids=["on-the-first-publish", "on-the-batch-channel-open"]
 )
 def test_a_pipeline_start_on_a_rabbitmq_that_stops_answering_fails_in_time_with_nothing_stored(
     amqp_env: dict[str, str], tmp_path: Path, freeze_on: tuple[int, int]
 ) -> None:
-    # given a pipeline of 3 jobs (one batch), and a RabbitMQ (a private vhost, behind a proxy) that stops
-    # answering as the batch sends its first message, or opens its channel on the connection just made:
-    # its connections stay open, nothing more is read or answered (a frozen broker, a network partition)
+    # given a pipeline of 3 jobs (one batch), and a RabbitMQ that stops answering as the batch sends its
+    # first message, or opens its channel on the connection just made
     spec, _ = independent_probes(tmp_path, "frozen", 3)
-    vhost = RabbitVhost()
-    proxy = FreezingProxy(("127.0.0.1", 5672), freeze_on)
-    try:
-        env = {**amqp_env, "TRAINQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost.name}"}
-        # when it is started from the CLI
-        began = time.monotonic()
-        try:
-            started = run_cli("pipeline", "run", str(spec), env=env, timeout=FROZEN_START_BOUND_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the start still waited for the frozen broker after {FROZEN_START_BOUND_S}s")
-        took = time.monotonic() - began
-    finally:
-        proxy.stop()
-        vhost.stop()
+    # when it is started from the CLI
+    started, took = start_on_a_frozen_rabbitmq(amqp_env, freeze_on, "pipeline", "run", str(spec))
     # then it fails within the confirm timeout as an unreachable broker (exit 3), none of its jobs stored
-    assert proxy.frozen.is_set()
-    assert started.returncode == 3, started.stdout + started.stderr
-    assert started.stderr.startswith("error: cannot reach the broker at amqp://guest:***@"), started.stderr
-    assert len(started.stderr.strip().splitlines()) == 1, started.stderr
-    assert took < FROZEN_START_BOUND_S
-    assert get_registry().list(limit=50) == []
+    assert_failed_in_time_with_nothing_stored(started, took)
+
+
+@pytest.mark.parametrize("command", ["submit", "pipeline"])
+def test_a_single_send_to_a_rabbitmq_that_stops_answering_fails_in_time_with_nothing_stored(
+    amqp_env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    # given one job sent alone (a submit, or a pipeline of one job), and a RabbitMQ that stops answering
+    # as it is published: py-amqp waits for its confirm
+    spec, _ = independent_probes(tmp_path, "lone", 1)
+    args = ["submit", "probe"] if command == "submit" else ["pipeline", "run", str(spec)]
+    # when it is sent from the CLI
+    sent, took = start_on_a_frozen_rabbitmq(amqp_env, BASIC_PUBLISH, *args)
+    # then it fails within the confirm timeout as an unreachable broker (exit 3), nothing stored
+    assert_failed_in_time_with_nothing_stored(sent, took)

@@ -23,7 +23,9 @@ from kombu.messaging import Producer
 from kombu.transport import pyamqp
 
 #: Longest wait for the broker during a batch: for an answer (its channel's opening, a queue's declare,
-#: the next confirm, the channel's closing) or to take a write. py-amqp's own waits have no bound.
+#: the next confirm, the channel's closing) or to take a write. py-amqp's waits have no bound of their
+#: own: every other read on a connection to RabbitMQ (a single publish's) gets this one as py-amqp's
+#: ``read_timeout`` (``trainq.settings``).
 CONFIRM_TIMEOUT_S = 30.0
 
 #: What a batch raises when its connection is lost (closed by the broker, reset, timed out): some of
