@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = 300.0
     restore_interval_s: float = 5.0
     connect_timeout_s: float = 2.0
+    #: How long RabbitMQ may leave a send unanswered once connected (a frozen broker, a partition).
+    broker_timeout_s: float = 30.0
     log_max_lines: int = 20_000
     gpus: str | None = None
     flower_address: str = "127.0.0.1"
@@ -276,19 +278,14 @@ def _rabbitmq(settings: Settings, config: dict[str, Any]) -> None:
     """Publisher confirms always: a submit returns once RabbitMQ took the message. Quorum queues
     on request: replicated, but without x-max-priority (RabbitMQ refuses it on quorum queues).
 
-    Every blocking read on a connection to RabbitMQ gives up after CONFIRM_TIMEOUT_S (py-amqp's
+    Every blocking read on a connection to RabbitMQ gives up after ``broker_timeout_s`` (py-amqp's
     ``read_timeout``, the socket's SO_RCVTIMEO): a single publish's confirm, its channel's opening and
     its queue's declare would otherwise wait without limit on a broker that stops answering with the
     connection left open. Reads with a timeout of their own (the handshake's, a worker's event loop)
     keep theirs; a write the broker does not take already fails within py-amqp's TCP_USER_TIMEOUT. A
     publish that timed out is tried once more (``task_publish_retry_policy``) on a new connection, which
     a frozen broker does not answer within the connect timeout."""
-    from trainq.broker.confirms import CONFIRM_TIMEOUT_S
-
-    config["broker_transport_options"] = {
-        "confirm_publish": True,
-        "read_timeout": CONFIRM_TIMEOUT_S,
-    }
+    config["broker_transport_options"] = {"confirm_publish": True, "read_timeout": settings.broker_timeout_s}
     if settings.queue_type == "quorum":
         config["task_default_queue_type"] = "quorum"
         config["task_create_missing_queue_type"] = "quorum"

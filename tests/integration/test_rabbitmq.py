@@ -17,7 +17,6 @@ from bench.servers import RabbitVhost
 from tests.fixtures import Workers, python_elsewhere, run_cli, submit_elsewhere, wait_for
 from tests.freezing_proxy import BASIC_PUBLISH, CHANNEL_OPEN, FreezingProxy
 from trainq import JobState, get_registry
-from trainq.broker.confirms import CONFIRM_TIMEOUT_S
 from trainq.settings import Settings, celery_config
 
 pytestmark = pytest.mark.rabbitmq
@@ -129,7 +128,7 @@ def test_confirms_are_on_and_priorities_kept_only_for_classic_queues() -> None:
     quorum = celery_config(Settings(broker_url=AMQP, registry_url=registry, queue_type="quorum"))
     # then publisher confirms are on for both, every wait for RabbitMQ's answer is bounded, and only
     # classic queues declare priorities
-    options = {"confirm_publish": True, "read_timeout": CONFIRM_TIMEOUT_S}
+    options = {"confirm_publish": True, "read_timeout": 30.0}
     assert classic["broker_transport_options"] == quorum["broker_transport_options"] == options
     assert classic["task_queue_max_priority"] == 10 and "task_queue_max_priority" not in quorum
     assert quorum["task_default_queue_type"] == quorum["task_create_missing_queue_type"] == "quorum"
@@ -229,12 +228,12 @@ UNCONFIRMED = """
 import socket, sys
 import amqp.channel
 from trainq import run_pipeline_file
-from trainq.broker import confirms
+from trainq.settings import get_settings
 
 wait = amqp.channel.Channel.wait
 
 def silent(self, method=None, *args, timeout=None, **kwargs):
-    if timeout == confirms.CONFIRM_TIMEOUT_S:
+    if timeout == get_settings().broker_timeout_s:
         raise socket.timeout("timed out")
     return wait(self, method, *args, timeout=timeout, **kwargs)
 
@@ -274,9 +273,11 @@ def test_a_queue_rabbitmq_refuses_to_declare_is_one_clear_error_with_nothing_sto
     assert get_registry().list(limit=50) == []
 
 
-#: How long a start on a broker that stopped answering may take: the confirm timeout, plus slack for the
-#: process's start and its connection.
-FROZEN_START_BOUND_S = CONFIRM_TIMEOUT_S + 15
+#: ``TRAINQ_BROKER_TIMEOUT_S`` of the sends to a broker that stops answering (30 s by default).
+FROZEN_BROKER_TIMEOUT_S = 3.0
+#: How long such a send may take: the timeout, plus slack for the process's start, its connection and
+#: a single send's one retry on a new connection (refused within the connect timeout).
+FROZEN_START_BOUND_S = FROZEN_BROKER_TIMEOUT_S + 15
 
 
 def start_on_a_frozen_rabbitmq(
@@ -288,7 +289,11 @@ def start_on_a_frozen_rabbitmq(
     vhost = RabbitVhost()
     proxy = FreezingProxy(("127.0.0.1", 5672), freeze_on)
     try:
-        env = {**amqp_env, "TRAINQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost.name}"}
+        env = {
+            **amqp_env,
+            "TRAINQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost.name}",
+            "TRAINQ_BROKER_TIMEOUT_S": str(FROZEN_BROKER_TIMEOUT_S),
+        }
         began = time.monotonic()
         try:
             run = run_cli(*args, env=env, timeout=FROZEN_START_BOUND_S)
@@ -303,11 +308,11 @@ def start_on_a_frozen_rabbitmq(
 
 
 def assert_failed_in_time_with_nothing_stored(run: subprocess.CompletedProcess[str], took: float) -> None:
-    """``run`` failed within the confirm timeout as an unreachable broker (exit 3), nothing stored."""
+    """``run`` failed on the broker timeout as an unreachable broker (exit 3), nothing stored."""
     assert run.returncode == 3, run.stdout + run.stderr
     assert run.stderr.startswith("error: cannot reach the broker at amqp://guest:***@"), run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert took < FROZEN_START_BOUND_S
+    assert FROZEN_BROKER_TIMEOUT_S <= took < FROZEN_START_BOUND_S, took
     assert get_registry().list(limit=50) == []
 
 
@@ -322,7 +327,7 @@ def test_a_pipeline_start_on_a_rabbitmq_that_stops_answering_fails_in_time_with_
     spec, _ = independent_probes(tmp_path, "frozen", 3)
     # when it is started from the CLI
     started, took = start_on_a_frozen_rabbitmq(amqp_env, freeze_on, "pipeline", "run", str(spec))
-    # then it fails within the confirm timeout as an unreachable broker (exit 3), none of its jobs stored
+    # then it fails on the broker timeout as an unreachable broker (exit 3), none of its jobs stored
     assert_failed_in_time_with_nothing_stored(started, took)
 
 
@@ -336,5 +341,5 @@ def test_a_single_send_to_a_rabbitmq_that_stops_answering_fails_in_time_with_not
     args = ["submit", "probe"] if command == "submit" else ["pipeline", "run", str(spec)]
     # when it is sent from the CLI
     sent, took = start_on_a_frozen_rabbitmq(amqp_env, BASIC_PUBLISH, *args)
-    # then it fails within the confirm timeout as an unreachable broker (exit 3), nothing stored
+    # then it fails on the broker timeout as an unreachable broker (exit 3), nothing stored
     assert_failed_in_time_with_nothing_stored(sent, took)

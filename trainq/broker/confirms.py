@@ -22,11 +22,7 @@ from kombu.exceptions import OperationalError
 from kombu.messaging import Producer
 from kombu.transport import pyamqp
 
-#: Longest wait for the broker during a batch: for an answer (its channel's opening, a queue's declare,
-#: the next confirm, the channel's closing) or to take a write. py-amqp's waits have no bound of their
-#: own: every other read on a connection to RabbitMQ (a single publish's) gets this one as py-amqp's
-#: ``read_timeout`` (``trainq.settings``).
-CONFIRM_TIMEOUT_S = 30.0
+from trainq.settings import get_settings
 
 #: What a batch raises when its connection is lost (closed by the broker, reset, timed out): some of
 #: its messages may not have reached the broker, none of them is known to have.
@@ -47,9 +43,10 @@ def confirmed_batch(producer: Any) -> Iterator[Any]:
     leaving the block (without an error), wait until the broker confirmed every one of them.
 
     A broker that stops answering with the connection left open (frozen, cut off by a partition)
-    raises TimeoutError after CONFIRM_TIMEOUT_S, wherever the batch waits on it. An error leaving the
-    batch drops the connection without the closing handshake, which such a broker would never answer
-    (the pool's next use reconnects)."""
+    raises TimeoutError after ``broker_timeout_s`` (py-amqp's own waits have no bound), wherever the
+    batch waits on it: its channel's opening, a queue's declare, the next confirm, the closing. An
+    error leaving the batch drops the connection without the closing handshake, which such a broker
+    would never answer (the pool's next use reconnects)."""
     connection = producer.connection
     if not connection.connected:
         # The pool closes a connection a producer had when an error left its block (say a queue
@@ -57,9 +54,10 @@ def confirmed_batch(producer: Any) -> Iterator[Any]:
         # new channel would fail on the missing connection. A connection that cannot be made
         # raises OperationalError: the caller's single publishes retry it.
         connection.ensure_connection(max_retries=1)
+    timeout = get_settings().broker_timeout_s
     sock = connection.connection.transport.sock
     blocking = sock.gettimeout()
-    sock.settimeout(CONFIRM_TIMEOUT_S)  # bounds every read and write of the batch
+    sock.settimeout(timeout)  # bounds every read and write of the batch
     sent = False  # every message confirmed
     try:
         channel = connection.channel()
@@ -96,7 +94,7 @@ def confirmed_batch(producer: Any) -> Iterator[Any]:
         channel.events["basic_nack"].add(on_nack)
         yield Producer(channel)  # type: ignore[no-untyped-call]
         while unconfirmed:
-            channel.wait([spec.Basic.Ack, spec.Basic.Nack], timeout=CONFIRM_TIMEOUT_S)
+            channel.wait([spec.Basic.Ack, spec.Basic.Nack], timeout=timeout)
         if refused:
             raise MessageNacked(f"the broker refused {refused} of {published} messages")
         sent = True
