@@ -1,7 +1,9 @@
 """The Celery app: ``celery -A trainq worker -Q training`` finds it as ``trainq.app``.
 
-Its configuration is computed on first use (see ``_LazyConfig``), so importing trainq
-starts nothing; the first use without ``TRAINQ_BROKER_URL`` starts the embedded Redis.
+Its configuration, the worker modules it imports included, is computed on first use (see
+``_LazyConfig``), so importing trainq reads no setting and starts nothing: a bad setting is one
+clear error where it is first used; the first use without ``TRAINQ_BROKER_URL`` starts the
+embedded Redis.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class _LazyConfig(Mapping[str, Any]):
 
     @cached_property
     def _values(self) -> dict[str, Any]:
-        return celery_config(get_settings())
+        settings = get_settings()
+        return {**celery_config(settings), "include": LIBRARY_MODULES + settings.worker_modules}
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -59,6 +62,6 @@ def route_job(
     return {"queue": task.queue or job_type} if job_type else None
 
 
-app = Celery("trainq", include=LIBRARY_MODULES + get_settings().worker_modules)
+app = Celery("trainq")
 app.config_from_object(_LazyConfig())
 app.conf.task_routes = (route_job,)

@@ -2,6 +2,7 @@
 
 TrainqError
 ├── ConfigError              bad setting or unusable environment
+│   └── InvalidSetting       a TRAINQ_* variable that does not parse (exit code 2)
 ├── BrokerUnavailable        broker or registry cannot be reached
 │   └── BrokerRefused        the broker refused a job: a queue it will not declare, a message it nacks
 ├── JobFailed                a job's error as Celery stores it, secrets masked
@@ -34,6 +35,10 @@ class TrainqError(Exception):
 
 class ConfigError(TrainqError):
     """Raised when a setting is invalid or the embedded broker cannot start."""
+
+
+class InvalidSetting(ConfigError):
+    """Raised when a ``TRAINQ_*`` variable does not parse or is out of range, naming it."""
 
 
 class BrokerUnavailable(TrainqError):

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from trainq.errors import DurationError
+from trainq.errors import DurationError, InvalidSetting
 from trainq.inputs.durations import parse_duration
 from trainq.job.retry import RetryPolicy
 from trainq.store import sentinel
@@ -30,8 +30,8 @@ PASSWORD_MASK = "***"
 class PoolSettings(BaseModel):
     """How a queue's worker pool runs: processes, and messages reserved per process."""
 
-    concurrency: int = 2
-    prefetch: int = 1
+    concurrency: Annotated[int, Field(ge=1)] = 2
+    prefetch: Annotated[int, Field(ge=0)] = 1  # 0: Celery reserves without limit
 
 
 def _seconds(value: Any) -> Any:
@@ -41,6 +41,9 @@ def _seconds(value: Any) -> Any:
     except DurationError as exc:
         raise ValueError(str(exc)) from exc
 
+
+#: Seconds a wait or an interval lasts: finite and above 0 (sockets and sleeps refuse the others).
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 #: Seconds a finished record is kept; ``0`` keeps it forever.
 Retention = Annotated[float, BeforeValidator(_seconds)]
@@ -65,15 +68,15 @@ class Settings(BaseSettings):
     retry: RetryPolicy = RetryPolicy()
     default_priority: int = 5
     kill_grace_s: float = 30.0
-    lease_s: float = 30.0
-    heartbeat_s: float = 2.0
-    reaper_interval_s: float = 5.0
+    lease_s: Seconds = 30.0
+    heartbeat_s: Seconds = 2.0
+    reaper_interval_s: Seconds = 5.0
     max_recoveries: int = 3
-    visibility_timeout_s: float = 300.0
-    restore_interval_s: float = 5.0
-    connect_timeout_s: float = 2.0
+    visibility_timeout_s: Seconds = 300.0
+    restore_interval_s: Seconds = 5.0
+    connect_timeout_s: Seconds = 2.0
     #: How long RabbitMQ may leave a send unanswered once connected (a frozen broker, a partition).
-    broker_timeout_s: float = 30.0
+    broker_timeout_s: Seconds = 30.0
     log_max_lines: int = 20_000
     gpus: str | None = None
     flower_address: str = "127.0.0.1"
@@ -91,7 +94,7 @@ class Settings(BaseSettings):
     #: Let Celery clients without trainq (``send_task``, Flower's send-task) run shell ``command`` jobs.
     client_commands: bool = False
     beat_schedule_module: str = "beat_schedule"
-    beat_interval_s: float = 5.0
+    beat_interval_s: Seconds = 5.0
     schedule_catch_up: bool = True
     # Retention of finished records (docs/reliability.md "Retention"): durations, 0 = forever.
     retention_succeeded: Retention = 7 * DAY_S
@@ -149,8 +152,20 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read once from the environment."""
-    return Settings()
+    """The process's settings, read once from the environment; raises InvalidSetting naming each
+    ``TRAINQ_*`` variable that does not parse (its value is not shown: it may hold a secret)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TRAINQ_{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise InvalidSetting(f"invalid setting {problems}") from None
+    except SettingsError as exc:  # a list or mapping setting that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"TRAINQ_{field.group(1).upper()}" if field else "a TRAINQ_* variable"
+        raise InvalidSetting(f"invalid setting {name}: expected JSON") from None
 
 
 def is_redis(url: str) -> bool:

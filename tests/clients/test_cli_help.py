@@ -84,3 +84,29 @@ def test_worker_without_a_queue_is_a_usage_error() -> None:
     for args in ([], ["--pool", "solo"]):
         result = CliRunner().invoke(main, ["worker", *args])
         assert result.exit_code == 2 and "QUEUE" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("TRAINQ_LEASE_S", "abc"),
+        ("TRAINQ_CONNECT_TIMEOUT_S", "-1"),
+        ("TRAINQ_BROKER_TIMEOUT_S", "inf"),
+        ("TRAINQ_POOLS", "{training: 1}"),
+        ("TRAINQ_RETRY__MAX_RETRIES", "many"),
+    ],
+)
+def test_a_setting_that_does_not_parse_is_one_line_naming_it(
+    setting: str, value: str, tmp_path: Path
+) -> None:
+    # given the installed console script in another directory, and a TRAINQ_* variable set wrong
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), setting: value}
+    # when a user lists jobs and starts a worker
+    for args in (["list"], ["worker", "probe"]):
+        result = subprocess.run(
+            [str(TRAINQ), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        # then each exits 2 with one line naming the variable, not a traceback
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith(f"error: invalid setting {setting}"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

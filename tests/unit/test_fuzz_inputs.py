@@ -1,11 +1,12 @@
 """Property-based fuzzing of every input surface a user types or writes (issue 17, "Tests"):
-pipeline files (random structures as JSON and YAML, random bytes), ``--config``, and the
-options of ``submit`` and ``pipeline validate``. Every input ends in exit 0 or 2, with no
-traceback, within a time bound and a memory bound."""
+pipeline files (random structures as JSON and YAML, random bytes), ``--config``, the
+options of ``submit`` and ``pipeline validate``, and the ``TRAINQ_*`` settings. Every input
+ends in exit 0 or 2, with no traceback, within a time bound and a memory bound."""
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -24,8 +25,9 @@ from hypothesis import strategies as st
 
 from tests.fixtures import ROOT
 from trainq.cli import main
-from trainq.errors import DurationError
+from trainq.errors import DurationError, InvalidSetting
 from trainq.inputs.durations import parse_duration
+from trainq.settings import celery_config, get_settings
 
 #: Per-input bounds: wall time (generous: CI shares 2 cores) and Python heap.
 TIME_S = 2.0
@@ -232,3 +234,49 @@ def test_hostile_files_in_a_real_process_with_512_mib(tmp_path: Path, name: str,
     # then it is refused with one message, exit 2
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+#: Settings whose values must parse: seconds, counts, durations, JSON, a choice.
+TYPED_SETTINGS = [
+    "TRAINQ_LEASE_S",
+    "TRAINQ_HEARTBEAT_S",
+    "TRAINQ_CONNECT_TIMEOUT_S",
+    "TRAINQ_BROKER_TIMEOUT_S",
+    "TRAINQ_VISIBILITY_TIMEOUT_S",
+    "TRAINQ_MAX_RECOVERIES",
+    "TRAINQ_DEFAULT_PRIORITY",
+    "TRAINQ_RETENTION_DEAD",
+    "TRAINQ_POOLS",
+    "TRAINQ_RETRY",
+    "TRAINQ_WORKER_MODULES",
+    "TRAINQ_QUEUE_TYPE",
+]
+#: What an environment variable can hold (no NUL, valid UTF-8).
+env_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
+
+
+@FUZZ
+@given(
+    setting=st.sampled_from(TYPED_SETTINGS),
+    value=env_text
+    | st.sampled_from(["nan", "inf", "-1", "0", "1e400", "{}", "[]", '{"training": {"concurrency": 0}}']),
+)
+def test_a_setting_parses_or_is_refused_naming_it(setting: str, value: str) -> None:
+    # given any value of a typed TRAINQ_* variable
+    saved = os.environ.get(setting)
+    os.environ[setting] = value
+    get_settings.cache_clear()
+    try:
+        started = time.monotonic()
+        # when the settings are read, then they parse into a Celery config, or one InvalidSetting names it
+        try:
+            celery_config(get_settings())
+        except InvalidSetting as error:
+            assert str(error).startswith(f"invalid setting {setting}"), error
+        assert time.monotonic() - started < TIME_S
+    finally:
+        if saved is None:
+            del os.environ[setting]
+        else:
+            os.environ[setting] = saved
+        get_settings.cache_clear()

@@ -12,7 +12,7 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 
-from trainq.errors import BrokerUnavailable, InvalidInput, TrainqError
+from trainq.errors import BrokerUnavailable, InvalidInput, InvalidSetting, TrainqError
 from trainq.settings import redacted
 from trainq.store.registry import unreachable
 
@@ -26,7 +26,7 @@ def exit_code(error: BaseException) -> int:
     """The exit code for ``error``: the one place errors map to codes."""
     if isinstance(error, (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError, OperationalError)):
         return EXIT_UNREACHABLE
-    if isinstance(error, InvalidInput):
+    if isinstance(error, (InvalidInput, InvalidSetting)):
         return EXIT_BAD_INPUT
     return EXIT_FAILED
 
