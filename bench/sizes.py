@@ -13,7 +13,8 @@ class Sizes:
     handoffs: int = 300
     drain: int = 10_000
     rq_forking: int = 1_000
-    repeat: int = 1
+    #: Drains of each system, interleaved; the median is reported (one drain moves ±15 % between runs here).
+    repeat: int = 3
     chain: int = 50
     fan: int = 100
     pipeline: int = 1_000
