@@ -153,7 +153,7 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, read once from the environment; raises InvalidSetting naming each
-    ``TRAINQ_*`` variable that does not parse (its value is not shown: it may hold a secret)."""
+    ``TRAINQ_*`` variable that does not parse, and why."""
     try:
         return Settings()
     except ValidationError as exc:
