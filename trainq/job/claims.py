@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from trainq.broker import transport
-from trainq.job.record import JobRecord, JobState
+from trainq.job.record import JobRecord
 from trainq.settings import get_settings
 from trainq.store.registry import Registry, get_registry
 
@@ -94,14 +94,7 @@ def claimed(request: Any, registry: Registry, lease_until: float, fresh_s: float
         return None
     record = JobRecord.model_validate_json(raw)
     if time.time() - (record.started_at or 0) > fresh_s:
-        renewed = registry.transition(
-            record.id,
-            JobState.RUNNING,
-            allowed={JobState.RUNNING},
-            fence=record.fence,
-            lease_until=lease_until,
-        )
-        return record if renewed is not None else None
+        return record if registry.update_running(record.id, record.fence, lease_until=lease_until) else None
     return record
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from trainq.job.environment import mask, masked
-from trainq.job.record import JobRecord, JobState, Progress
+from trainq.job.record import JobRecord, Progress
 from trainq.settings import get_settings
 from trainq.store.registry import Registry
 
@@ -212,12 +212,8 @@ class Job:
             )
         except Exception:  # Celery's copy is for monitors; the registry has the report
             log.debug("could not update the task state of %s", self.id, exc_info=True)
-        self.registry.transition(
-            self.id,
-            JobState.RUNNING,
-            allowed={JobState.RUNNING},
-            fence=self.record.fence,
-            fields={"progress": progress.model_dump(mode="json")},
+        self.registry.update_running(
+            self.id, self.record.fence, fields={"progress": progress.model_dump(mode="json")}
         )
 
     def log(self, message: str) -> None:
@@ -242,9 +238,7 @@ class Job:
 
     def record_fields(self, **fields: Any) -> None:
         """Set extra record fields (e.g. ``exit_code``) while this attempt still holds the job."""
-        self.registry.transition(
-            self.id, JobState.RUNNING, allowed={JobState.RUNNING}, fence=self.record.fence, fields=fields
-        )
+        self.registry.update_running(self.id, self.record.fence, fields=fields)
 
 
 class _LineWriter(io.TextIOBase):

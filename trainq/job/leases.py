@@ -15,7 +15,7 @@ import time
 
 import redis
 
-from trainq.job.record import JobRecord, JobState
+from trainq.job.record import JobRecord
 from trainq.store.registry import Registry
 
 log = logging.getLogger("trainq.job.leases")
@@ -58,12 +58,8 @@ class Heartbeat:
         if self._done.is_set():
             return False
         try:
-            held = self.registry.transition(
-                self.record.id,
-                JobState.RUNNING,
-                allowed={JobState.RUNNING},
-                fence=self.record.fence,
-                lease_until=time.time() + self.lease_s,
+            held = self.registry.update_running(
+                self.record.id, self.record.fence, lease_until=time.time() + self.lease_s
             )
         except redis.RedisError as exc:
             # Keep trying: past the lease, a reaper recovers the job once Redis is back, and
@@ -79,7 +75,7 @@ class Heartbeat:
                 time.monotonic() - self._failing_since,
             )
             self._failing_since = None
-        if held is None and not self._done.is_set():
+        if not held and not self._done.is_set():
             log.info("job %s was cancelled or recovered elsewhere; stopping it", self.record.id)
             self.lost = True
             if self.stoppable:  # only where SIGTERM is turned into JobStopped (a prefork child)

@@ -460,6 +460,26 @@ class Registry:
         previous = reply[0] if reply and effects is not None and pipe is None else reply
         return JobState(previous.decode()) if previous and pipe is None else None
 
+    def update_running(
+        self,
+        job_id: str,
+        fence: int,
+        *,
+        fields: dict[str, Any] | None = None,
+        lease_until: float | None = None,
+    ) -> bool:
+        """Set ``fields`` and the lease of ``job_id``'s running attempt ``fence``, silently (no event);
+        False, and nothing written, once the job is no longer that attempt (cancelled, recovered, ended)."""
+        held = self.transition(
+            job_id,
+            JobState.RUNNING,
+            allowed={JobState.RUNNING},
+            fence=fence,
+            fields=fields,
+            lease_until=lease_until,
+        )
+        return held is not None
+
     def finish(
         self,
         job_id: str,
