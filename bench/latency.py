@@ -1,9 +1,10 @@
 """Case 1: submit latency of one call; and enqueue-to-start latency with an idle worker.
 
-Submit calls are interleaved across systems in rounds, so load from other users of the
-machine falls on every system alike. The enqueue-to-start floor is a bare Redis
-LPUSH -> BRPOP hand-off to a waiting process, the least any Redis queue can take. On RabbitMQ
-the submit baseline is raw Celery without publisher confirms.
+Submit calls are interleaved across systems in rounds, and trainq's and raw Celery's jobs
+alternate in the enqueue-to-start case (both pools up and idle), so load from other users of the
+machine falls on both alike. The enqueue-to-start floor is a bare Redis LPUSH -> BRPOP hand-off
+to a waiting process, the least any Redis queue can take. On RabbitMQ the submit baseline is raw
+Celery without publisher confirms.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from bench.systems import BenchEnv, Sender, start_workers, stop_workers
 ROUNDS = 5
 WARMUP = 100
 FLOOR_QUEUE = "bench:floor"
+#: The systems whose enqueue-to-start jobs alternate, their pools up side by side.
+PAIRED = ("trainq", "celery")
 
 
 def submit_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
@@ -67,21 +70,23 @@ def submit_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
 def start_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
     """p50/p99 from sending a job to its body starting, one at a time with idle workers."""
     samples = sizes.handoffs
-    systems = ["trainq", "celery"] + (["rq", "dramatiq", "baseline"] if env.broker == "redis" else [])
+    others = ["rq", "dramatiq", "baseline"] if env.broker == "redis" else []
     client = redis.Redis.from_url(env.redis_url, socket_timeout=None)  # redis-py's 5 s would cut BLPOP short
     results: dict[str, list[float]] = {}
-    for system in systems:
+    for systems in (PAIRED, *((s,) for s in others)):
         reset(env)
-        processes = _floor_server(env) if system == "baseline" else start_workers(system, env)
+        processes = [
+            p for s in systems for p in (_floor_server(env) if s == "baseline" else start_workers(s, env))
+        ]
         try:
-            send = _floor_send(client) if system == "baseline" else Sender(system, env).stamp
-            results[system] = _handoffs(client, send, samples)
+            sends = {s: _floor_send(client) if s == "baseline" else Sender(s, env).stamp for s in systems}
+            results.update(_handoffs(client, sends, samples))
         finally:
             stop_workers(processes)
     reset(env)
     redis_broker = env.broker == "redis"
     floor = "; baseline = bare LPUSH->BRPOP to a waiting process" if redis_broker else ""
-    note = f"{samples} sequential jobs{floor}"
+    note = f"{samples} sequential jobs each, trainq's and raw Celery's alternating{floor}"
     ms = {p: {s: 1000 * percentile(v, p) for s, v in results.items()} for p in (50, 99)}
     rows = [
         Row(
@@ -103,19 +108,24 @@ def start_latency(env: BenchEnv, sizes: Sizes) -> list[Row]:
     return rows
 
 
-def _handoffs(client: redis.Redis, send: Callable[[str, str], Any], samples: int) -> list[float]:
-    """Send ``samples`` stamp jobs one after another; each latency is its start minus its send."""
+def _handoffs(
+    client: redis.Redis, sends: dict[str, Callable[[str, str], Any]], samples: int
+) -> dict[str, list[float]]:
+    """Send ``samples`` stamp jobs of each system, one after another and the systems in turn; each
+    latency is its start minus its send."""
     key = stamp_key()
-    send(key, "warmup")
-    client.blpop([key], timeout=60)  # the first job also proves the workers are up
-    latencies = []
+    for send in sends.values():
+        send(key, "warmup")
+        client.blpop([key], timeout=60)  # the first job also proves the workers are up
+    latencies: dict[str, list[float]] = {system: [] for system in sends}
     for i in range(samples):
-        sent = time.time()
-        send(key, str(i))
-        reply = client.blpop([key], timeout=30)
-        if reply is None:
-            raise TimeoutError(f"job {i} did not start within 30 s")
-        latencies.append(parse_stamp(reply[1]).start - sent)
+        for system, send in sends.items():
+            sent = time.time()
+            send(key, str(i))
+            reply = client.blpop([key], timeout=30)
+            if reply is None:
+                raise TimeoutError(f"{system}'s job {i} did not start within 30 s")
+            latencies[system].append(parse_stamp(reply[1]).start - sent)
     return latencies
 
 

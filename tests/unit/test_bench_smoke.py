@@ -39,6 +39,7 @@ def test_quick_bench_measures_every_case(tmp_path: Path) -> None:
         assert cost[metric]["values"]["celery"] > 0 and cost[metric]["target"] == 2.0, cost[metric]
         assert cost[metric]["met"] is not None
     assert cost["Redis commands per job, submit"]["values"]["trainq"] >= 1
+    assert cost["Redis command time per job, each once (µs)"]["values"]["celery"] > 0
     # and bytes kept per finished job are held to an absolute bound
     kept = next(r for r in rows if r["metric"] == "bytes per finished job")
     assert kept["limit"] == 1_000 and kept["met"] == (kept["values"]["trainq"] <= 1_000)
