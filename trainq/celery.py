@@ -2,8 +2,8 @@
 
 Its configuration, the worker modules it imports included, is computed on first use (see
 ``_LazyConfig``), so importing trainq reads no setting and starts nothing: a bad setting is one
-clear error where it is first used; the first use without ``TRAINQ_BROKER_URL`` starts the
-embedded Redis.
+clear error where it is first used (under ``celery -A trainq``, one line and exit 2, see
+``_check_settings``); the first use without ``TRAINQ_BROKER_URL`` starts the embedded Redis.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any
 
+import click
 from celery import Celery
 
 from trainq.broker.names import check_queue
-from trainq.settings import celery_config, get_settings
+from trainq.errors import InvalidSetting
+from trainq.settings import celery_config, get_settings, redacted
 
 #: trainq's own task modules; the user's handlers come from ``TRAINQ_WORKER_MODULES``.
 LIBRARY_MODULES = [
@@ -26,6 +28,9 @@ LIBRARY_MODULES = [
     "trainq.ops.metrics",
     "trainq.ops.flower",  # adapts Flower when Flower imports the app's modules
 ]
+
+#: The exit code of a bad setting, as ``trainq`` gives it (``trainq.cli.group.EXIT_BAD_INPUT``, above here).
+EXIT_BAD_SETTING = 2
 
 
 class _LazyConfig(Mapping[str, Any]):
@@ -62,6 +67,28 @@ def route_job(
     return {"queue": task.queue or job_type} if job_type else None
 
 
+def _check_settings(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    """Read the settings as a ``celery -A trainq`` command parses its options, before Celery reads its
+    config: a bad one ends the command with one line naming it and exit 2, not a traceback."""
+    try:
+        get_settings()
+    except InvalidSetting as error:
+        click.echo(f"error: {redacted(str(error))}", err=True)
+        ctx.exit(EXIT_BAD_SETTING)
+
+
 app = Celery("trainq")
 app.config_from_object(_LazyConfig())
 app.conf.task_routes = (route_job,)
+# Celery's command line adds the app's preload options to each of its commands (Flower's too): this
+# hidden one is eager, so it runs before the others (bar ``--help``), and ``import trainq`` reads nothing.
+app.user_options["preload"].add(
+    click.Option(
+        ["--trainq-check-settings"],
+        is_flag=True,
+        is_eager=True,
+        expose_value=False,
+        hidden=True,
+        callback=_check_settings,
+    )
+)

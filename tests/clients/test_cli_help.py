@@ -18,8 +18,9 @@ from click.testing import CliRunner
 from trainq.cli import main
 from trainq.cli.queues import split_worker_args
 
-#: The console script pip installs beside this Python, as a user runs it.
+#: The console scripts pip installs beside this Python, as a user runs them.
 TRAINQ = Path(sys.executable).parent / "trainq"
+CELERY = Path(sys.executable).parent / "celery"
 
 
 def command_paths(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -110,3 +111,46 @@ def test_a_setting_that_does_not_parse_is_one_line_naming_it(
         assert result.returncode == 2, result.stdout + result.stderr
         assert result.stderr.startswith(f"error: invalid setting {setting}"), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "setting", "value"),
+    [
+        (["worker", "-Q", "training", "--loglevel=INFO"], "TRAINQ_LEASE_S", "abc"),
+        (["beat"], "TRAINQ_POOLS", "notjson"),
+    ],
+    ids=["worker", "beat"],
+)
+def test_a_bad_setting_under_plain_celery_is_one_line_naming_it(
+    command: list[str], setting: str, value: str, tmp_path: Path
+) -> None:
+    # given a TRAINQ_* variable set wrong, and the checkout importable from another directory
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), setting: value}
+    # when an operator starts the documented ``celery -A trainq ...`` command
+    result = subprocess.run(
+        [str(CELERY), "-A", "trainq", *command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    # then it exits 2 with one line naming the variable, not Celery's traceback
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: invalid setting {setting}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_importing_trainq_reads_no_setting(tmp_path: Path) -> None:
+    # given a TRAINQ_* variable set wrong, when a program only imports trainq, then the import succeeds
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TRAINQ_LEASE_S": "abc"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import trainq"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
