@@ -12,10 +12,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from trainq.errors import DurationError, InvalidSetting
+from trainq.errors import DurationError, InvalidName, InvalidSetting
 from trainq.inputs.durations import parse_duration
 from trainq.job.retry import RetryPolicy
 from trainq.store import sentinel
@@ -145,6 +153,19 @@ class Settings(BaseSettings):
             return self.retention_failed if self.retention_blocked is None else self.retention_blocked
         return float(getattr(self, f"retention_{state}", 0.0))
 
+    @field_validator("pools")
+    @classmethod
+    def _pool_queues(cls, pools: dict[str, PoolSettings], info: ValidationInfo) -> dict[str, PoolSettings]:
+        """A pool's queue follows the naming rule: a reserved name would take every worker down."""
+        from trainq.broker.names import check_queue
+
+        for queue in pools:
+            try:
+                check_queue(queue, info.data.get("key_prefix", "trainq:"))
+            except InvalidName as exc:
+                raise ValueError(str(exc)) from None
+        return pools
+
     def pool(self, queue: str) -> PoolSettings:
         """The pool settings of ``queue`` (defaults for queues not listed)."""
         return self.pools.get(queue, PoolSettings())
@@ -158,7 +179,8 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"TRAINQ_{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            f"TRAINQ_{'__'.join(str(part) for part in error['loc']).upper()}: "
+            + error["msg"].removeprefix("Value error, ")  # pydantic's words for a validator's ValueError
             for error in exc.errors()
         )
         raise InvalidSetting(f"invalid setting {problems}") from None
@@ -190,14 +212,7 @@ RESULT_BACKENDS = {
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery's configuration for ``settings``: JSON only, late acks, one message per process.
-
-    Raises InvalidName when a pool is configured for a reserved queue name.
-    """
-    from trainq.broker.names import check_queue
-
-    for queue in settings.pools:
-        check_queue(queue, settings.key_prefix)
+    """Celery's configuration for ``settings``: JSON only, late acks, one message per process."""
     broker = settings.broker()
     keys = Keys(settings.key_prefix)
     redbeat_url, password = _split_password(_redis_py_url(settings.registry()))

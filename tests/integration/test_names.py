@@ -13,17 +13,17 @@ import redis
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from tests.fixtures import ROOT, Process, wait_for
 from trainq import get_registry, job_type
 from trainq.broker.names import NAME_PATTERN, check_queue
 from trainq.celery import app
 from trainq.cli import main
-from trainq.errors import InvalidName
+from trainq.errors import InvalidName, InvalidSetting
 from trainq.inputs.limits import NAME_MAX_CHARS
 from trainq.job.types import get_job_type
-from trainq.settings import PoolSettings, Settings, celery_config
+from trainq.settings import PoolSettings, Settings, get_settings
 
 RESERVED = [
     "unacked",
@@ -101,10 +101,20 @@ def test_pipeline_file_with_a_reserved_queue_fails_validation(tmp_path: Path, re
     assert "invalid queue name 'unacked'" in result.output
 
 
-def test_settings_pools_and_worker_queues_refuse_reserved_names(redis_client: Any) -> None:
-    # a pool configured for kombu's key
-    with pytest.raises(InvalidName, match="unacked"):
-        celery_config(Settings(pools={"unacked": PoolSettings()}))
+def test_settings_pools_and_worker_queues_refuse_reserved_names(
+    redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a pool configured for kombu's key, in code or in TRAINQ_POOLS
+    with pytest.raises(ValidationError, match="invalid queue name 'unacked'"):
+        Settings(pools={"unacked": PoolSettings()})
+    monkeypatch.setenv("TRAINQ_POOLS", '{"unacked": {}}')
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(InvalidSetting, match=r"TRAINQ_POOLS: .*invalid queue name 'unacked'"):
+            get_settings()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
     # trainq worker Q
     result = CliRunner().invoke(main, ["worker", "unacked_mutex"])
     assert result.exit_code == 2, result.output

@@ -259,7 +259,9 @@ env_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_
 @given(
     setting=st.sampled_from(TYPED_SETTINGS),
     value=env_text
-    | st.sampled_from(["nan", "inf", "-1", "0", "1e400", "{}", "[]", '{"training": {"concurrency": 0}}']),
+    | st.sampled_from(
+        ["nan", "inf", "-1", "0", "1e400", "{}", "[]", '{"training": {"concurrency": 0}}', '{"unacked": {}}']
+    ),
 )
 def test_a_setting_parses_or_is_refused_naming_it(setting: str, value: str) -> None:
     # given any value of a typed TRAINQ_* variable
