@@ -96,12 +96,14 @@ JOBS = [
     },
     {"task": "trainq.nosuch", "kwargs": {}},
     {"task": "trainq.command", "kwargs": {"command": "touch pwned"}},
+    # a job id names the job's directories on the worker (its checkpoints): a path is refused
+    {"task": "trainq.data", "kwargs": {"dataset": "iris"}, "task_id": "../../escaped"},
 ]
 
 
 def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, priority: int) -> None:
     """What the sender saw of ``JOBS`` agrees with the registry and the worker."""
-    valid, typo, wrong_type, positional, bad_option, file_copy, with_options, unknown_type, shell = seen
+    valid, typo, wrong_type, positional, bad_option, file_copy, with_options, unknown_type, shell, path = seen
     registry = get_registry()
     # the valid job ran: recorded as a Celery client's, on the queue and id it was sent with
     record = registry.get(valid["id"])
@@ -118,6 +120,7 @@ def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, pri
         (bad_option, "invalid 'trainq' header: unknown field 'job_nme' — did you mean 'job_name'?"),
         (shell, "command jobs from Celery clients without trainq"),
         (file_copy, "invalid 'trainq' header: unknown field 'cwd'"),
+        (path, "invalid job id '../../escaped'"),
     ):
         record = registry.get(refused["id"])
         assert record.state is JobState.FAILED and words in (record.error or ""), record

@@ -4,6 +4,9 @@ A queue name becomes a Redis key of the broker (and, with priorities, ``<queue>:
 a name equal to a key that kombu, Celery, redbeat or trainq itself keeps there (``unacked``,
 ``_kombu.binding.*``, ``celery-task-meta-*``, ``trainq:*``) would turn that key into a list
 and take every worker on the broker down. A job type name is a queue name by default.
+
+A job id a caller chooses (Celery's ``task_id``) names the job's directories on the worker
+(``Job.checkpoint_dir``), so it may not be a path: ``../x`` or ``/etc`` are refused.
 """
 
 from __future__ import annotations
@@ -13,13 +16,20 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from trainq.errors import InvalidName
-from trainq.inputs.limits import NAME_MAX_CHARS
+from trainq.errors import InvalidInput, InvalidName
+from trainq.inputs.documents import brief
+from trainq.inputs.limits import JOB_ID_MAX_CHARS, NAME_MAX_CHARS
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 RULE = (
     f"use at most {NAME_MAX_CHARS} letters, digits, '_', '-' or '.', starting with a letter or digit, "
     "and not a name kombu, Celery, redbeat or trainq keeps in the broker"
+)
+
+JOB_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:@+=-]{{0,{JOB_ID_MAX_CHARS - 1}}}")
+JOB_ID_RULE = (
+    f"use at most {JOB_ID_MAX_CHARS} letters, digits, '_', '-', '.', ':', '@', '+' or '=', "
+    "starting with a letter or digit (a job id names the job's directories)"
 )
 
 #: Keys kombu's Redis transport keeps beside the queues.
@@ -48,6 +58,13 @@ def check_queue(name: object, key_prefix: str | None = None) -> str:
 def check_job_type(name: object, key_prefix: str | None = None) -> str:
     """``name`` if it may be a job type name (see ``check_name``)."""
     return check_name(name, "job type", _prefix(key_prefix))
+
+
+def check_job_id(job_id: object) -> str:
+    """``job_id`` if it may be a job's id, else raise InvalidInput: never a path or a hidden name."""
+    if isinstance(job_id, str) and JOB_ID_PATTERN.fullmatch(job_id):
+        return job_id
+    raise InvalidInput(f"invalid job id {brief(job_id)}: {JOB_ID_RULE}")
 
 
 def _queue_field(name: str) -> str:

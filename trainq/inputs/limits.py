@@ -13,6 +13,8 @@ PAYLOAD_ERRORS_MAX = 20
 CLOSE_MATCH_MAX_NAMES = 200
 #: Characters of an unknown field name compared and shown.
 FIELD_NAME_MAX_CHARS = 64
+#: Longest job id: it names a directory (a job's checkpoints, its artifacts).
+JOB_ID_MAX_CHARS = 255
 #: Largest request body trainq web reads (a pipeline definition, a payload), in bytes.
 WEB_BODY_MAX_BYTES = 1_048_576
 #: Most jobs or runs one page of a web listing returns.

@@ -34,7 +34,7 @@ from kombu.utils.json import JSONEncoder
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from trainq.broker.names import check_queue
+from trainq.broker.names import check_job_id, check_queue
 from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, JobStopped, PermanentError
 from trainq.inputs.documents import brief
 from trainq.inputs.limits import MAX_ENV_NAME_CHARS
@@ -146,7 +146,7 @@ class JobTask(Task):
         if not (eta and eta > now) and (self.fair or fairness.is_fair_queue(queue)):
             job["limit"] = fairness.fair_limit(job.get("limit"), self.job_type)  # a delayed job takes no turn
         record = JobRecord(
-            id=task_id or uuid.uuid4().hex[:16],
+            id=check_job_id(task_id) if task_id else uuid.uuid4().hex[:16],
             type=self.job_type,
             queue=queue,
             name=job.pop("job_name", None) or self.job_type,
