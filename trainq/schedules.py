@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,7 +23,7 @@ import redis
 from celery import Celery
 from celery.schedules import BaseSchedule, schedstate
 from celery.schedules import schedule as interval
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
@@ -253,11 +253,16 @@ def _timing(spec: ScheduleSpec) -> BaseSchedule:
             "(e.g. '0 2 * * *') or @hourly/@daily/@weekly"
         )
     try:
-        return CronSchedule(expr, spec.timezone or "UTC")
+        schedule = CronSchedule(expr, spec.timezone or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidInput(
             f"unknown timezone {spec.timezone!r}: use an IANA name such as Europe/Berlin"
         ) from None
+    try:
+        schedule.next_run(datetime.now(UTC))
+    except CroniterBadDateError:  # e.g. February 30th: Beat would fail on it at every tick
+        raise InvalidInput(f"cron expression {spec.cron!r} never matches a date") from None
+    return schedule
 
 
 def _target(name: str, spec: ScheduleSpec) -> tuple[str, dict[str, Any], dict[str, Any]]:

@@ -207,6 +207,7 @@ def test_run_now_submits_once_and_list_shows_last_and_next_run(registry: Any) ->
     ("args", "message"),
     [
         (["--cron", "0 25 * * *", "--type", "probe"], "bad cron expression '0 25 * * *'"),
+        (["--cron", "0 0 30 2 *", "--type", "probe"], "cron expression '0 0 30 2 *' never matches a date"),
         (["--every", "soon", "--type", "probe"], "bad duration 'soon'"),
         (["--every", "1m", "--type", "trainning"], "unknown job type 'trainning'"),
         (

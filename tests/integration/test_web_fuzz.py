@@ -1,5 +1,6 @@
-"""Fuzzing trainq web's request bodies (Hypothesis) against a real server: whatever a client sends
-to submit or to start a pipeline, the answer is 2xx or 4xx, never a server error."""
+"""Fuzzing trainq web's requests (Hypothesis) against a real server: whatever a client sends to
+submit, to start a pipeline, to create a schedule or to list jobs, the answer is 2xx or 4xx, never
+a server error."""
 
 from __future__ import annotations
 
@@ -110,6 +111,55 @@ def test_pipeline_bodies_never_give_a_server_error(
 ) -> None:
     content = raw if raw is not None else _encoded(definition, media)
     response = client.post("/api/v1/pipelines", content=content, headers={"content-type": media})
+    assert response.status_code < 500, (response.status_code, response.text)
+
+
+SMALL = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+#: A number as a client writes it: any size, any sign, or not a number.
+numbers = st.sampled_from(["-1", "0", "99999999999999999999"]) | st.integers().map(str) | st.text(max_size=6)
+
+
+@SMALL
+@given(
+    path=st.sampled_from(["/api/v1/jobs", "/api/v1/dead", "/jobs", "/dead"]),
+    params=st.dictionaries(
+        st.sampled_from(["limit", "offset", "tag", "state", "queue"]),
+        numbers | st.sampled_from(["novalue", "team=x", "=x", "running"]),
+        max_size=3,
+    ),
+)
+def test_listing_queries_never_give_a_server_error(
+    client: httpx.Client, path: str, params: dict[str, str]
+) -> None:
+    response = client.get(path, params=params)
+    assert response.status_code < 500, (response.status_code, response.text)
+
+
+@SMALL
+@given(
+    body=st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["nightly", "", "a b"]) | st.text(max_size=8),
+            "type": st.sampled_from(["probe", "nope"]) | json_values,
+            "cron": st.sampled_from(["0 0 30 2 *", "0 0 29 2 *", "0 2 * * *", "* * *", "@daily"])
+            | st.text(max_size=12),
+        },
+        optional={
+            "every": st.sampled_from(["1m", "0", "-5s", "soon"]) | json_values,
+            "timezone": st.sampled_from(["Europe/Berlin", "Mars/Base", ""]) | json_values,
+            "config": json_values,
+            "priority": st.integers(-1, 11) | json_values,
+        },
+    )
+    | json_values
+)
+def test_schedule_bodies_never_give_a_server_error(client: httpx.Client, body: object) -> None:
+    content = _encoded(body, "application/json")
+    response = client.post("/api/v1/schedules", content=content, headers={"content-type": "application/json"})
     assert response.status_code < 500, (response.status_code, response.text)
 
 

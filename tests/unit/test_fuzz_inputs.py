@@ -1,7 +1,8 @@
 """Property-based fuzzing of every input surface a user types or writes (issue 17, "Tests"):
 pipeline files (random structures as JSON and YAML, random bytes), ``--config``, the
-options of ``submit`` and ``pipeline validate``, and the ``TRAINQ_*`` settings. Every input
-ends in exit 0 or 2, with no traceback, within a time bound and a memory bound."""
+options of ``submit``, ``list``, ``dead`` and ``pipeline validate``, and the ``TRAINQ_*``
+settings. Every input ends in exit 0 or 2, with no traceback, within a time bound and a
+memory bound."""
 
 from __future__ import annotations
 
@@ -184,6 +185,37 @@ def test_submit_options(
             args += [option, value]
     for tag in tags:
         args += ["--tag", tag]
+    invoke(*args)
+
+
+#: An option's number as typed: any size, any sign, or not a number.
+numbers = (
+    st.sampled_from(["-1", "0", "1", "99999999999999999999"])
+    | st.integers(-(10**25), 10**25).map(str)
+    | st.text(max_size=5)
+)
+
+
+@FUZZ
+@given(
+    command=st.sampled_from(["list", "dead"]),
+    limit=st.none() | numbers,
+    offset=st.none() | numbers,
+    tag=st.none() | st.text(max_size=8) | st.sampled_from(["team=vision", "=x", "novalue"]),
+)
+def test_listing_options(
+    redis_client: redis.Redis, command: str, limit: str | None, offset: str | None, tag: str | None
+) -> None:
+    if not redis_client.dbsize():  # a listing of nothing takes no limit or offset to Redis
+        for _ in range(3):
+            invoke("submit", "data", "--config", "{}", "--tag", "team=vision")
+    args = [command]
+    if limit is not None:
+        args += ["--limit", limit]
+    if command == "list":
+        for option, value in (("--offset", offset), ("--tag", tag)):
+            if value is not None:
+                args += [option, value]
     invoke(*args)
 
 

@@ -17,7 +17,7 @@ from trainq.cli.output import console, jobs_table, json_option, print_json, prog
 from trainq.errors import InvalidInput
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration
-from trainq.inputs.limits import MAX_CONFIG_BYTES
+from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES
 from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
 from trainq.ops import control
@@ -129,8 +129,8 @@ def submit(
 @click.option("--type", "job_type")
 @click.option("--queue")
 @click.option("--tag", help="key=value")
-@click.option("--limit", default=50, show_default=True)
-@click.option("--offset", default=0)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, LIST_MAX))
+@click.option("--offset", default=0, type=click.IntRange(0, LIST_OFFSET_MAX))
 @json_option
 def list_jobs(
     state: str | None,
@@ -142,6 +142,8 @@ def list_jobs(
     as_json: bool,
 ) -> None:
     """List jobs, newest first."""
+    if tag is not None:
+        parse_tags((tag,))
     records = get_registry().list(
         state=JobState(state) if state else None,
         job_type=job_type,
@@ -160,7 +162,7 @@ def list_jobs(
 
 
 @main.command()
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, LIST_MAX))
 @json_option
 def dead(limit: int, as_json: bool) -> None:
     """List dead jobs (failed after their last retry), newest first."""

@@ -19,6 +19,10 @@ JOB_ID_MAX_CHARS = 255
 WEB_BODY_MAX_BYTES = 1_048_576
 #: Most jobs or runs one page of a web listing returns.
 WEB_PAGE_MAX = 500
+#: Most jobs one ``trainq list`` or ``trainq dead`` shows.
+LIST_MAX = 100_000
+#: Farthest a listing may start (``--offset``, ``offset=``): past any registry, within Redis's integers.
+LIST_OFFSET_MAX = 1_000_000_000
 #: Log lines a job page shows (its tail).
 WEB_LOG_TAIL = 200
 #: Largest pipeline file trainq reads (JSON or YAML).

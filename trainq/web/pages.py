@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -23,6 +23,7 @@ from trainq.job.record import JobState
 from trainq.store.registry import get_registry
 from trainq.web import actions, layout, queries
 from trainq.web.api.body import parse_definition
+from trainq.web.api.jobs import Offset
 from trainq.web.app import HERE, problems, settings_of, status_of
 from trainq.web.auth import CSRF_COOKIE, caller_of, csrf_token, guard
 
@@ -117,7 +118,7 @@ def jobs(
     type: str | None = None,
     queue: str | None = None,
     tag: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Response:
     """Jobs newest first, filtered like ``trainq list``."""
     records, more = queries.list_jobs(
@@ -174,7 +175,7 @@ def retry_job(request: Request, job_id: str, next: Next = "/") -> Response:
 
 
 @router.get("/dead")
-def dead(request: Request, offset: Annotated[int, Query(ge=0)] = 0) -> Response:
+def dead(request: Request, offset: Offset = 0) -> Response:
     """Dead jobs with their error and a retry button."""
     records, more = queries.list_jobs(state=JobState.DEAD, limit=PAGE, offset=offset)
     return render(request, "dead.html", {"records": records, "offset": offset, "more": more, "page": PAGE})

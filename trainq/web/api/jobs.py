@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from trainq.inputs.limits import WEB_PAGE_MAX
+from trainq.inputs.limits import LIST_OFFSET_MAX, WEB_PAGE_MAX
 from trainq.job.record import JobState, eta_s
 from trainq.job.types import job_types
 from trainq.store.registry import get_registry
@@ -26,7 +26,7 @@ FOLLOW_BLOCK_MS = 500
 KEEPALIVE_S = 15.0
 
 Limit = Annotated[int, Query(ge=1, le=WEB_PAGE_MAX)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=LIST_OFFSET_MAX)]
 
 
 @router.get("/health", tags=["health"])
@@ -50,7 +50,7 @@ def list_jobs(
     state: JobState | None = None,
     type: str | None = None,
     queue: str | None = None,
-    tag: Annotated[str | None, Query(description="key=value")] = None,
+    tag: Annotated[str | None, Query(description="key=value", pattern="^[^=]+=")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
