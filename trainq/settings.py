@@ -153,6 +153,14 @@ class Settings(BaseSettings):
             return self.retention_failed if self.retention_blocked is None else self.retention_blocked
         return float(getattr(self, f"retention_{state}", 0.0))
 
+    @field_validator("broker_url", "result_backend", "registry_url")
+    @classmethod
+    def _usable_url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        """A URL kombu, Celery or redis-py can use, refused here in one line rather than at first use."""
+        if url is not None and (problem := url_problem(url, info.field_name or "")):
+            raise ValueError(problem)  # the URL itself is left out of the message: it may hold a password
+        return url
+
     @field_validator("pools")
     @classmethod
     def _pool_queues(cls, pools: dict[str, PoolSettings], info: ValidationInfo) -> dict[str, PoolSettings]:
@@ -188,6 +196,29 @@ def get_settings() -> Settings:
         field = re.search(r'field "(\w+)"', str(exc))
         name = f"TRAINQ_{field.group(1).upper()}" if field else "a TRAINQ_* variable"
         raise InvalidSetting(f"invalid setting {name}: expected JSON") from None
+
+
+def url_problem(url: str, field: str) -> str | None:
+    """What makes ``url``, the setting ``field`` (Sentinel's parts joined by ``;``), unusable, or None."""
+    from celery.app.backends import BACKEND_ALIASES
+    from kombu.transport import TRANSPORT_ALIASES
+
+    schemes = {"broker_url": TRANSPORT_ALIASES, "result_backend": BACKEND_ALIASES}.get(field)
+    for part in (p.strip() for p in url.split(";")):
+        try:
+            split = urlsplit(part)
+            split.port  # noqa: B018  (reading it checks it)
+        except ValueError as exc:
+            return f"not a usable URL: {exc}"
+        if schemes is None and not is_redis(part):
+            return "the registry is a Redis: use redis://, rediss://, unix:// or sentinel://"
+        if schemes is not None and split.scheme.partition("+")[0] not in schemes:
+            usual = "redis://, rediss://, sentinel://" + (" or amqp://" if field == "broker_url" else "")
+            return f"unknown scheme {split.scheme!r}: use {usual}"
+        db = split.path.strip("/")
+        if split.scheme in ("redis", "rediss", "sentinel") and db and not db.isdigit():
+            return f"the Redis database must be a number (redis://host:6379/0), not {db[:20]!r}"
+    return None
 
 
 def is_redis(url: str) -> bool:

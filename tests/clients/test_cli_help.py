@@ -95,6 +95,9 @@ def test_worker_without_a_queue_is_a_usage_error() -> None:
         ("TRAINQ_BROKER_TIMEOUT_S", "inf"),
         ("TRAINQ_POOLS", "{training: 1}"),
         ("TRAINQ_RETRY__MAX_RETRIES", "many"),
+        ("TRAINQ_BROKER_URL", "redis://:s3cret@127.0.0.1:99999/0"),
+        ("TRAINQ_REGISTRY_URL", "redis://:s3cret@127.0.0.1:6379/notanint"),
+        ("TRAINQ_RESULT_BACKEND", "http://:s3cret@127.0.0.1/0"),
     ],
 )
 def test_a_setting_that_does_not_parse_is_one_line_naming_it(
@@ -111,6 +114,7 @@ def test_a_setting_that_does_not_parse_is_one_line_naming_it(
         assert result.returncode == 2, result.stdout + result.stderr
         assert result.stderr.startswith(f"error: invalid setting {setting}"), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "s3cret" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -28,7 +29,7 @@ from tests.fixtures import ROOT
 from trainq.cli import main
 from trainq.errors import DurationError, InvalidSetting
 from trainq.inputs.durations import parse_duration
-from trainq.settings import celery_config, get_settings
+from trainq.settings import celery_config, get_settings, url_problem
 
 #: Per-input bounds: wall time (generous: CI shares 2 cores) and Python heap.
 TIME_S = 2.0
@@ -285,6 +286,29 @@ TYPED_SETTINGS = [
 ]
 #: What an environment variable can hold (no NUL, valid UTF-8).
 env_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    url=st.text(max_size=40)
+    | st.builds(
+        "{}://{}@{}:{}/{}".format,
+        st.sampled_from(["redis", "rediss", "sentinel", "amqp", "http", "redis+socket", ""]),
+        st.sampled_from([":s3cret", "u:p", ""]),
+        st.sampled_from(["127.0.0.1", "[::1", "[::1]", "host"]),
+        st.integers(-5, 10**6).map(str) | st.text(max_size=5),
+        st.integers(0, 20).map(str) | st.text(max_size=5),
+    ),
+    field=st.sampled_from(["broker_url", "result_backend", "registry_url"]),
+)
+def test_a_url_setting_is_usable_or_refused_without_its_password(url: str, field: str) -> None:
+    # given any text as a broker, backend or registry URL; then it is refused in words, or usable
+    problem = url_problem(url, field)
+    if problem is None:  # a usable URL's parts parse, their ports included
+        for part in url.split(";"):
+            urlsplit(part.strip()).port  # noqa: B018
+    else:
+        assert "s3cret" not in problem
 
 
 @FUZZ
