@@ -54,5 +54,17 @@ def poison_shapes() -> dict[str, bytes]:
         "pickle": envelope(body=b"\x80\x04N.", content_type="application/x-python-serialize"),
         "yaml": envelope(body=b"[[], {}, {}]", content_type="application/x-yaml"),
         "unknown task": envelope(task="trainq.no_such_type"),
+        # past the decoder's stack, and within it but past what reaches a pool process
+        "body nested 100,000 deep": envelope(body=b"[[], " + nested(100_000) + b", {}]"),
+        "body nested 900 deep": envelope(body=b"[[], " + nested(900) + b", {}]"),
+        "headers nested 900 deep": json.dumps(good)
+        .replace('"lang": "py"', '"lang": "py", "x": 1')
+        .encode()
+        .replace(b'"x": 1', b'"x": ' + nested(900)),
     }
     return {name: raw if isinstance(raw, bytes) else json.dumps(raw).encode() for name, raw in shapes.items()}
+
+
+def nested(depth: int) -> bytes:
+    """A JSON object ``depth`` levels deep, as text (encoding one would need as deep a stack)."""
+    return b'{"a":' * depth + b"1" + b"}" * depth

@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     @classmethod
     def _usable_url(cls, url: str | None, info: ValidationInfo) -> str | None:
         """A URL kombu, Celery or redis-py can use, refused here in one line rather than at first use."""
-        if url is not None and (problem := url_problem(url, info.field_name or "")):
+        if url and (problem := url_problem(url, info.field_name or "")):  # empty: the embedded Redis
             raise ValueError(problem)  # the URL itself is left out of the message: it may hold a password
         return url
 

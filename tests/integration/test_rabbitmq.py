@@ -16,7 +16,9 @@ from kombu import Connection
 from bench.servers import RabbitVhost
 from tests.fixtures import Workers, python_elsewhere, run_cli, submit_elsewhere, wait_for
 from tests.freezing_proxy import BASIC_PUBLISH, CHANNEL_OPEN, FreezingProxy
+from tests.messages import envelope, nested
 from trainq import JobState, get_registry
+from trainq.broker.quarantine import get_quarantine
 from trainq.settings import Settings, celery_config
 
 pytestmark = pytest.mark.rabbitmq
@@ -82,6 +84,30 @@ def test_rabbitmq_routes_prioritises_and_retries(workers: Workers, amqp_env: dic
     assert state_of(data) is JobState.QUEUED
     workers.start("data", env=amqp_env)
     wait_for(lambda: state_of(data) is JobState.SUCCEEDED, timeout=30, message="data job done")
+
+
+def test_a_body_nested_too_deep_is_set_aside_and_the_worker_keeps_consuming(
+    workers: Workers, amqp_env: dict[str, str]
+) -> None:
+    # given a probe worker on RabbitMQ
+    worker = workers.start("probe", env=amqp_env)
+    # when a client without trainq sends bodies nested 100,000 and 900 levels deep (the first too
+    # deep for Celery to decode, the second to hand to a pool process), then a valid job
+    with Connection(AMQP) as connection:
+        channel = connection.default_channel
+        for depth in (100_000, 900):
+            headers = {**envelope()["headers"], "id": f"deep-{depth}"}
+            body = b"[[], " + nested(depth) + b", {}]"
+            message = channel.prepare_message(
+                body, content_type="application/json", content_encoding="utf-8", headers=headers
+            )
+            channel.basic_publish(message, exchange="", routing_key="probe")
+    (job_id,) = submit_elsewhere(amqp_env, ["submit('probe', {})"])
+    # then the valid job runs on the same worker, and both messages are in the quarantine
+    wait_for(lambda: state_of(job_id) is JobState.SUCCEEDED, timeout=30, message="the valid job done")
+    assert worker.alive() and "Unrecoverable error" not in worker.output(), worker.output()[-2000:]
+    reasons = [entry.reason for entry in get_quarantine().newest()]
+    assert reasons == ["refused by Celery: nested deeper than 64 levels"] * 2
 
 
 @pytest.fixture

@@ -35,6 +35,8 @@ import redis
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 
+from trainq.inputs.documents import nesting_problem
+
 #: Celery's ``broker_transport`` for ``redis://`` brokers.
 TRANSPORT = "trainq.broker.transport:Transport"
 
@@ -58,6 +60,8 @@ def envelope_problem(item: bytes) -> str | None:
     opposed to e.g. a remote-control reply) must also carry Celery's body. Anything else a
     kombu envelope may hold is left to Celery, which refuses it itself (see ``trainq.ops.worker``).
     """
+    if problem := nesting_problem(item):
+        return problem
     try:
         message = json.loads(item.decode("utf-8"))
     except UnicodeDecodeError:
@@ -109,6 +113,8 @@ def _task_problem(message: dict[str, Any], headers: dict[str, Any], body: bytes)
         return "a task message whose timelimit is not [soft, hard] seconds"
     if message.get("content-type") != "application/json" or "compression" in headers:
         return None  # Celery refuses other content types itself (task_rejected)
+    if problem := nesting_problem(body):
+        return problem
     try:
         parts = json.loads(body)
     except ValueError:

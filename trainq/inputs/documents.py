@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from trainq.errors import DocumentError
-from trainq.inputs.limits import MAX_DEPTH, MAX_NUMBER_CHARS, MAX_YAML_NODES
+from trainq.inputs.limits import MAX_DEPTH, MAX_MESSAGE_DEPTH, MAX_NUMBER_CHARS, MAX_YAML_NODES
 
 Format = Literal["json", "yaml"]
 
@@ -84,6 +84,24 @@ def _json(text: str, source: str) -> Any:
         if _depth_within(value, MAX_DEPTH):
             return value
     raise DocumentError(f"{source} is nested deeper than {MAX_DEPTH} levels")
+
+
+def nesting_problem(text: bytes) -> str | None:
+    """Why JSON ``text`` (a broker message, its body) nests too deep for a worker, or None.
+
+    Past ``MAX_MESSAGE_DEPTH``, decoding it or pickling it on its way to a pool process exhausts
+    Python's stack in the worker's main process, which exits. Text with few brackets is not parsed.
+    """
+    if text.count(b"[") + text.count(b"{") <= MAX_MESSAGE_DEPTH:
+        return None
+    too_deep = f"nested deeper than {MAX_MESSAGE_DEPTH} levels"
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return too_deep
+    except ValueError:
+        return None  # not JSON: said by whoever reads it
+    return None if _depth_within(value, MAX_MESSAGE_DEPTH) else too_deep
 
 
 def _depth_within(value: Any, limit: int) -> bool:

@@ -31,6 +31,8 @@ MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 1024 * 1024
 #: Deepest nesting of lists and mappings in any document or payload.
 MAX_DEPTH = 32
+#: Deepest nesting in a broker message's envelope or body: a payload's, plus Celery's own (canvas, headers).
+MAX_MESSAGE_DEPTH = 2 * MAX_DEPTH
 #: Most values (scalars, lists, mappings) in one YAML document; its parser costs ~10 us a value.
 MAX_YAML_NODES = 100_000
 #: Longest number literal, in characters (Python refuses integers past 4,300 digits).

@@ -88,6 +88,8 @@ class JobTask(Task):
     default_limit: ClassVar[dict[str, Any] | None] = None
     #: Jobs of this type start in turns between keys (``trainq.sharing.fair``).
     fair: ClassVar[bool] = False
+    #: How a worker takes a delivery: Celery's, behind a screen (``trainq.ops.worker``).
+    Strategy = "trainq.ops.worker:screened_strategy"
     handler: Callable[[Job, Any], Any]
 
     acks_late = True

@@ -10,18 +10,20 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
 from celery import signals
-from celery.exceptions import TimeLimitExceeded, WorkerLostError
+from celery.exceptions import InvalidTaskError, TimeLimitExceeded, WorkerLostError
 from celery.worker import control as remote_control
+from celery.worker.strategy import default as default_strategy
 
 from trainq.broker.names import check_queue
 from trainq.broker.quarantine import envelope_bytes, get_quarantine
 from trainq.celery import app
 from trainq.errors import InvalidInput, InvalidName
+from trainq.inputs.documents import nesting_problem
 from trainq.job import claims, lifecycle, send
 from trainq.job.lifecycle import fail_attempt, recover, requeue
 from trainq.job.record import JobRecord, JobState
@@ -267,6 +269,21 @@ def _quarantine_rejected(sender: Any, message: Any, exc: BaseException | None, *
     """Celery refused a message (a content type other than JSON, or no task in it): keep it."""
     reason = f"refused by Celery: {exc}" if exc else "refused by Celery: not a task message"
     get_quarantine().add(_queue_of(message), envelope_bytes(message), reason, logging.WARNING)
+
+
+def screened_strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[..., Any]:
+    """Celery's strategy for a job type, refusing first a message nested too deep to decode or to hand
+    to a pool process, on which Celery's main process would exit (RecursionError): refused, it is
+    kept in the quarantine (``_quarantine_rejected``). Redis messages were screened on arrival."""
+    handle = default_strategy(task, app, consumer, **kwargs)
+
+    def screened(message: Any, body: Any, *args: Any, **options: Any) -> Any:
+        raw = message.body
+        if problem := nesting_problem(raw.encode() if isinstance(raw, str) else bytes(raw)):
+            raise InvalidTaskError(problem)
+        return handle(message, body, *args, **options)
+
+    return screened
 
 
 def _queue_of(message: Any) -> str:
