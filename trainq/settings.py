@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     retry: RetryPolicy = RetryPolicy()
     default_priority: int = 5
     kill_grace_s: float = 30.0
-    lease_s: Seconds = 30.0
     heartbeat_s: Seconds = 2.0
+    lease_s: Seconds = 30.0
     reaper_interval_s: Seconds = 5.0
     max_recoveries: int = 3
     visibility_timeout_s: Seconds = 300.0
@@ -152,6 +152,15 @@ class Settings(BaseSettings):
         if state == "blocked":
             return self.retention_failed if self.retention_blocked is None else self.retention_blocked
         return float(getattr(self, f"retention_{state}", 0.0))
+
+    @field_validator("lease_s")
+    @classmethod
+    def _renewed_in_time(cls, lease_s: float, info: ValidationInfo) -> float:
+        """A lease outlasts two heartbeats, so one late renewal does not lose a healthy job."""
+        heartbeat_s = info.data.get("heartbeat_s")
+        if heartbeat_s is not None and lease_s < 2 * heartbeat_s:
+            raise ValueError(f"must be at least twice TRAINQ_HEARTBEAT_S ({heartbeat_s:g} s)")
+        return lease_s
 
     @field_validator("broker_url", "result_backend", "registry_url")
     @classmethod

@@ -330,7 +330,7 @@ def test_a_setting_parses_or_is_refused_naming_it(setting: str, value: str) -> N
         try:
             celery_config(get_settings())
         except InvalidSetting as error:
-            assert str(error).startswith(f"invalid setting {setting}"), error
+            assert str(error).startswith("invalid setting ") and setting in str(error), error
         assert time.monotonic() - started < TIME_S
     finally:
         if saved is None:
