@@ -290,6 +290,10 @@ def test_logs_follow_as_server_sent_events(api: httpx.Client, workers: Workers) 
     lines = api.get(f"/api/v1/jobs/{job_id}/logs").json()
     assert any("probe done" in entry["line"] for entry in lines["lines"])
     assert api.get(f"/api/v1/jobs/{job_id}/logs", params={"after": lines["next"]}).json()["lines"] == []
+    # and following an unknown job's log is a 404, as reading it is, not a stream that breaks
+    for params in ({"follow": "true"}, {}):
+        missing = api.get("/api/v1/jobs/nosuch/logs", params=params)
+        assert missing.status_code == 404 and "no job with id 'nosuch'" in missing.json()["detail"]
 
 
 def test_auth_csrf_and_the_command_job_refusal(web: Web, redis_client: redis.Redis, tmp_path: Path) -> None:

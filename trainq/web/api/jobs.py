@@ -141,9 +141,10 @@ def logs(
     Each ``log`` event's id is the line's stream id (a reconnect resumes after it), ``progress``
     events carry the job's progress, and an ``end`` event its final state.
     """
-    lines = queries.log_lines(job_id, after, limit) if not follow else []
     if not follow:
+        lines = queries.log_lines(job_id, after, limit)
         return {"lines": lines, "next": lines[-1]["id"] if lines else after}
+    get_registry().get(job_id)  # an unknown job is a 404 before the stream starts, not a broken stream
     start = last_event_id or after
     return StreamingResponse(
         _follow(request, job_id, start),
