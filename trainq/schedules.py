@@ -32,7 +32,8 @@ from trainq.celery import app
 from trainq.errors import InvalidInput, ScheduleError
 from trainq.inputs.durations import format_duration, parse_duration
 from trainq.job.types import TASK_PREFIX, get_job_type
-from trainq.pipelines.pipeline import load_pipeline, run_pipeline_file
+from trainq.pipelines.dag import PIPELINE_ID_FIELDS
+from trainq.pipelines.pipeline import Pipeline, load_pipeline
 from trainq.settings import get_settings
 
 log = logging.getLogger("trainq.schedules")
@@ -54,7 +55,8 @@ class ScheduleSpec(BaseModel):
     timezone: str | None = None
     type: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
-    pipeline: str | None = None
+    #: A pipeline file's path, or its definition inline (the only form trainq web accepts).
+    pipeline: str | dict[str, Any] | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
     enabled: bool = True
 
@@ -274,6 +276,9 @@ def _target(name: str, spec: ScheduleSpec) -> tuple[str, dict[str, Any], dict[st
             raise InvalidInput(
                 "config and priority apply to type schedules; a pipeline file sets its jobs' own"
             )
+        if isinstance(spec.pipeline, dict):
+            inline_pipeline(spec.pipeline, name).validate()
+            return PIPELINE_TASK, {"definition": spec.pipeline}, {}
         path = Path(spec.pipeline).expanduser().resolve()
         load_pipeline(path).validate()
         return PIPELINE_TASK, {"path": str(path)}, {}
@@ -283,6 +288,19 @@ def _target(name: str, spec: ScheduleSpec) -> tuple[str, dict[str, Any], dict[st
     task = get_job_type(spec.type)  # type: ignore[arg-type]
     task.validate(spec.config)
     return task.name, spec.config, options
+
+
+def inline_pipeline(definition: Any, name: str) -> Pipeline:
+    """The pipeline of an inline definition; its commands run in ``<home>/work``, like posted ones."""
+    work = get_settings().home / "work"
+    return Pipeline.from_dict(definition, base_dir=work, source=f"schedule {name}")
+
+
+def schedule_pipeline(entry: ScheduleEntry) -> Pipeline:
+    """The pipeline a pipeline schedule starts: its inline definition, or its file read now."""
+    if "definition" in entry.kwargs:
+        return inline_pipeline(entry.kwargs["definition"], entry.name)
+    return load_pipeline(entry.kwargs["path"])
 
 
 def static_entries(module_name: str, app: Celery = app) -> dict[str, ScheduleEntry]:
@@ -301,7 +319,9 @@ def static_entries(module_name: str, app: Celery = app) -> dict[str, ScheduleEnt
 def submit_run(entry: ScheduleEntry, **send_options: Any) -> str:
     """Submit one run of ``entry`` now: its job, or its pipeline. Returns the job or run id."""
     if entry.task == PIPELINE_TASK:
-        run_id = run_pipeline_file(entry.kwargs["path"])
+        pipeline = schedule_pipeline(entry)
+        pipeline.base_dir.mkdir(parents=True, exist_ok=True)  # an inline one's work directory
+        run_id = pipeline.run()
     else:
         job_type = entry.task.removeprefix(TASK_PREFIX)
         task = get_job_type(job_type)
@@ -378,7 +398,8 @@ def info(entry: ScheduleEntry) -> ScheduleInfo:
     else:
         fields.update(when=f"every {format_duration(when.seconds)}", every_s=when.seconds)
     if entry.task == PIPELINE_TASK:
-        fields["pipeline"] = entry.kwargs["path"]
+        inline = entry.kwargs.get("definition")
+        fields["pipeline"] = entry.kwargs["path"] if inline is None else f"inline {_pipeline_id(inline)}"
     else:
         fields.update(type=entry.task.removeprefix(TASK_PREFIX), config=entry.kwargs)
     return ScheduleInfo(
@@ -391,6 +412,12 @@ def info(entry: ScheduleEntry) -> ScheduleInfo:
         next_run_at=next_run_at(entry),
         **fields,
     )
+
+
+def _pipeline_id(definition: Any) -> str:
+    """The id an inline definition names (its only part shown: the rest may hold secrets)."""
+    ids = [definition.get(k) for k in PIPELINE_ID_FIELDS] if isinstance(definition, dict) else []
+    return next((str(i) for i in ids if i is not None), "?")
 
 
 def next_run_at(entry: ScheduleEntry) -> float | None:

@@ -11,28 +11,53 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from trainq import Job, job_type
 from trainq.settings import get_settings
 
 log = logging.getLogger("workers.data")
 Dataset = Literal["digits", "iris", "wine", "breast_cancer"]
+OUTSIDE_WORK_AREA = (
+    "must be inside TRAINQ_HOME/work: a relative path without '..', or an absolute one under it"
+)
+
+
+def work_area() -> Path:
+    """Where these jobs read and write: ``<home>/work``, the only place a payload may point to."""
+    return get_settings().home / "work"
+
+
+def inside_work_area(value: str | None) -> str | None:
+    """``value`` unchanged if it names a place inside the work area; else ValueError.
+
+    A payload's path decides where a worker writes files and loads pickled models from, so any
+    sender (HTTP, a pipeline, a bare Celery client) must not aim it elsewhere.
+    """
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    area = work_area().resolve()
+    if (not path.is_absolute() and ".." in path.parts) or not (area / path).resolve().is_relative_to(area):
+        raise ValueError(OUTSIDE_WORK_AREA)
+    return value
 
 
 class DataConfig(BaseModel):
     """A bundled dataset and the work directory its splits go to.
 
     ``work_dir`` defaults to ``<home>/work/<dataset>``; a relative one is under ``<home>/work``,
-    so a pipeline file can name one without knowing where trainq's home is.
+    so a pipeline file can name one without knowing where trainq's home is; it never leaves it.
     """
 
     dataset: Dataset = "digits"
     work_dir: str | None = None
 
+    _confined = field_validator("work_dir")(inside_work_area)
+
     def work_path(self) -> Path:
         """The work directory as an absolute path."""
-        base = get_settings().home / "work"
+        base = work_area()
         return base / self.dataset if self.work_dir is None else base / Path(self.work_dir).expanduser()
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from trainq import Job, job_type
 from trainq.job.retry import RetryPolicy
-from workers.data import DataConfig, ensure_prepared
+from workers.data import DataConfig, ensure_prepared, inside_work_area
 
 log = logging.getLogger("workers.training")
 ESTIMATORS = ("sgd", "mlp")
@@ -44,10 +44,15 @@ def estimator_for(model: str) -> str:
 
 
 class ModelConfig(DataConfig):
-    """A model name, and where its files are (default ``<work_dir>/models/<model>``)."""
+    """A model name, and where its files are (default ``<work_dir>/models/<model>``).
+
+    ``model_dir`` stays inside the work area like ``work_dir``: models are loaded with joblib (pickle).
+    """
 
     model: str = "sgd"
     model_dir: str | None = None
+
+    _confined_model = field_validator("model_dir")(inside_work_area)
 
     @field_validator("model")
     @classmethod

@@ -98,12 +98,18 @@ JOBS = [
     {"task": "trainq.command", "kwargs": {"command": "touch pwned"}},
     # a job id names the job's directories on the worker (its checkpoints): a path is refused
     {"task": "trainq.data", "kwargs": {"dataset": "iris"}, "task_id": "../../escaped"},
+    # a work_dir decides where the worker writes (and later unpickles models): only its work area
+    {"task": "trainq.data", "kwargs": {"dataset": "iris", "work_dir": "/tmp/trainq-escaped"}},
+    {"task": "trainq.data", "kwargs": {"dataset": "iris", "work_dir": "../../trainq-escaped"}},
 ]
 
 
 def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, priority: int) -> None:
     """What the sender saw of ``JOBS`` agrees with the registry and the worker."""
-    valid, typo, wrong_type, positional, bad_option, file_copy, with_options, unknown_type, shell, path = seen
+    valid, typo, wrong_type, positional, bad_option, file_copy, with_options, unknown_type, shell, path = (
+        seen[:10]
+    )
+    dirs = seen[10:]  # each work_dir outside the work area
     registry = get_registry()
     # the valid job ran: recorded as a Celery client's, on the queue and id it was sent with
     record = registry.get(valid["id"])
@@ -121,6 +127,7 @@ def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, pri
         (shell, "command jobs from Celery clients without trainq"),
         (file_copy, "invalid 'trainq' header: unknown field 'cwd'"),
         (path, "invalid job id '../../escaped'"),
+        *((work_dir, "work_dir: Value error, must be inside TRAINQ_HOME/work") for work_dir in dirs),
     ):
         record = registry.get(refused["id"])
         assert record.state is JobState.FAILED and words in (record.error or ""), record

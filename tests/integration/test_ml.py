@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.fixtures import Workers, wait_for
+from tests.fixtures import Workers, run_cli, wait_for
 from trainq import JobRecord, JobState, PayloadError, get_registry, get_settings
 from trainq.ops.control import submit
 
@@ -33,15 +33,20 @@ def log_lines(job_id: str) -> list[str]:
     return [line for _, line in get_registry().read_log(job_id)]
 
 
-def test_pipeline_of_handlers_writes_real_artifacts(workers: Workers, tmp_path: Path) -> None:
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """A fresh directory inside the work area (``<home>/work``), the only place jobs may use."""
+    return get_settings().home / "work" / tmp_path.name
+
+
+def test_pipeline_of_handlers_writes_real_artifacts(workers: Workers, work: Path) -> None:
     # given one worker for the three ML queues and a fresh work directory
     workers.start("data", "training", "detection")
-    work = str(tmp_path / "work")
     # when the data, training, evaluation, detection and export jobs run one after another
-    data = succeeded(submit("data", {"dataset": "digits", "work_dir": work}))
-    train_id = submit("training", {"model": "mlp", "dataset": "digits", "epochs": 6, "work_dir": work})
+    data = succeeded(submit("data", {"dataset": "digits", "work_dir": str(work)}))
+    train_id = submit("training", {"model": "mlp", "dataset": "digits", "epochs": 6, "work_dir": str(work)})
     trained = succeeded(train_id)
-    common = {"model": "mlp", "dataset": "digits", "work_dir": work}
+    common = {"model": "mlp", "dataset": "digits", "work_dir": str(work)}
     evaluated = succeeded(submit("evaluation", common))
     detected = succeeded(submit("detection", {**common, "limit": 50, "top_k": 2}))
     exported = succeeded(submit("export", common))
@@ -76,20 +81,18 @@ def test_pipeline_of_handlers_writes_real_artifacts(workers: Workers, tmp_path: 
 
 
 def test_training_alone_prepares_its_data_and_maps_deep_names_to_the_mlp(
-    workers: Workers, tmp_path: Path
+    workers: Workers, work: Path
 ) -> None:
     # given only a training pool and a work directory nobody prepared
     workers.start("training")
     from workers.training import train
 
     # when resnet50 is trained there
-    job_id = train.delay(model="resnet50", dataset="iris", epochs=2, work_dir=str(tmp_path)).id
+    job_id = train.delay(model="resnet50", dataset="iris", epochs=2, work_dir=str(work)).id
     result = succeeded(job_id)
     # then the MLP stand-in ran on data the job prepared itself
     assert result["estimator"] == "mlp"
-    assert (tmp_path / "manifest.json").exists() and Path(
-        result["model_file"]
-    ).parent == tmp_path / "models/resnet50"
+    assert (work / "manifest.json").exists() and Path(result["model_file"]).parent == work / "models/resnet50"
     assert any("preparing iris" in line for line in log_lines(job_id))
 
 
@@ -103,20 +106,40 @@ def test_unknown_model_or_dataset_is_refused_before_anything_is_sent(registry: A
     assert registry.list() == []
 
 
-def test_detection_without_a_trained_model_fails_at_once(workers: Workers, tmp_path: Path) -> None:
+def test_a_work_dir_or_model_dir_outside_the_work_area_is_refused_before_anything_is_sent(
+    registry: Any,
+) -> None:
+    # given paths that would make a worker write files (or unpickle a model) outside its work area
+    for work_dir in ("/etc", "../../x"):
+        # when one is submitted with the CLI, then it exits 2 naming the rule
+        result = run_cli("submit", "data", "--config", json.dumps({"dataset": "iris", "work_dir": work_dir}))
+        assert result.returncode == 2, (work_dir, result.stdout, result.stderr)
+        assert "work_dir" in result.stderr and "must be inside TRAINQ_HOME/work" in result.stderr
+    for work_dir in ("~", "a/../../b", str(get_settings().home / "work" / ".." / "x")):
+        with pytest.raises(PayloadError, match="work_dir"):
+            submit("data", {"dataset": "iris", "work_dir": work_dir})
+    with pytest.raises(PayloadError, match="model_dir"):
+        submit("evaluation", {"model": "sgd", "model_dir": "/etc"})
+    # while a relative one, or an absolute one inside the work area, is accepted
+    assert submit("data", {"dataset": "iris", "work_dir": "nightly/iris"})
+    assert submit("data", {"dataset": "iris", "work_dir": str(get_settings().home / "work" / "iris")})
+    assert len(registry.list()) == 2
+
+
+def test_detection_without_a_trained_model_fails_at_once(workers: Workers, work: Path) -> None:
     workers.start("detection")
-    job_id = submit("detection", {"work_dir": str(tmp_path), "model": "sgd"})
+    job_id = submit("detection", {"work_dir": str(work), "model": "sgd"})
     record = wait_for(lambda: finished(job_id), message="detection finished")
     assert record.state is JobState.FAILED and record.failures == 1
     assert record.error is not None and "no trained model" in record.error
 
 
-def test_training_killed_mid_way_resumes_from_its_last_checkpoint(workers: Workers, tmp_path: Path) -> None:
+def test_training_killed_mid_way_resumes_from_its_last_checkpoint(workers: Workers, work: Path) -> None:
     from workers.models import CHECKPOINT, load_checkpoint
 
     # given a slow 20-epoch training run on a worker
     first = workers.start("training", name="doomed")
-    config = {"model": "sgd", "dataset": "digits", "epochs": 20, "pace_s": 0.25, "work_dir": str(tmp_path)}
+    config = {"model": "sgd", "dataset": "digits", "epochs": 20, "pace_s": 0.25, "work_dir": str(work)}
     job_id = submit("training", config)
     wait_for(lambda: _step(job_id) >= 3, 60, message="epoch 3 reported")
     # when its worker's whole process group is killed mid-run and another worker takes over
@@ -130,7 +153,7 @@ def test_training_killed_mid_way_resumes_from_its_last_checkpoint(workers: Worke
     assert record.attempt == 2 and record.recoveries == 1
     assert result["resumed_from_epoch"] == checkpoint.epoch
     assert f"attempt 2: resuming from epoch {checkpoint.epoch} of 20" in "\n".join(log_lines(job_id))
-    history = json.loads(Path(tmp_path / "models/sgd/metrics.json").read_text())["history"]
+    history = json.loads(Path(work / "models/sgd/metrics.json").read_text())["history"]
     assert [e["epoch"] for e in history] == list(range(1, 21))
     assert history[: checkpoint.epoch] == [vars(e) for e in checkpoint.history]
 

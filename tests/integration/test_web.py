@@ -338,6 +338,38 @@ def test_auth_csrf_and_the_command_job_refusal(web: Web, redis_client: redis.Red
     assert job_count() == 0
 
 
+def test_a_schedules_pipeline_is_inline_over_http_never_a_server_path(
+    api: httpx.Client, workers: Workers, tmp_path: Path
+) -> None:
+    # given files on the server: a system file, a directory and a valid pipeline file
+    on_server = tmp_path / "p.yaml"
+    on_server.write_text("pipeline_id: local\njobs:\n  - {job_id: one, type: probe}\n")
+    for path in ("/etc/passwd", "/root", str(tmp_path), str(on_server), "/no/such/file"):
+        # when a schedule names one as its pipeline
+        response = api.post("/api/v1/schedules", json={"name": "w11", "cron": "0 2 * * *", "pipeline": path})
+        # then it is refused, saying nothing read from the server, and nothing is stored
+        assert response.status_code == 422, (path, response.text)
+        assert "inline" in response.json()["detail"], response.text
+        assert not any(leak in response.text for leak in ("root:", "directory", "No such", "local")), path
+    assert api.get("/api/v1/schedules").json() == []
+    # when the definition comes inline, then it is stored and its run starts like a posted pipeline
+    workers.start("probe")
+    inline = {"pipeline_id": "nightly-etl", "jobs": [{"job_id": "one", "type": "probe", "config": {}}]}
+    created = api.post("/api/v1/schedules", json={"name": "etl", "every": "1h", "pipeline": inline})
+    assert created.status_code == 201, created.text
+    assert created.json()["pipeline"] == "inline nightly-etl"
+    run_id = api.post("/api/v1/schedules/etl/run").json()["id"]
+    wait_for(lambda: api.get(f"/api/v1/pipelines/{run_id}").json()["state"] == "succeeded", 30, 0.1)
+    # and an inline pipeline obeys the posted pipelines' rules: no result files outside, no commands
+    escaping = {**inline, "jobs": [{**inline["jobs"][0], "result_files": ["/etc/*"]}]}
+    refused = api.post("/api/v1/schedules", json={"name": "x", "every": "1h", "pipeline": escaping})
+    assert refused.status_code == 422 and "result_files" in refused.text
+    command = {"pipeline_id": "sh", "jobs": [{"job_id": "x", "command": "id"}]}
+    shell = api.post("/api/v1/schedules", json={"name": "y", "every": "1h", "pipeline": command})
+    assert shell.status_code == 403
+    assert [s["name"] for s in api.get("/api/v1/schedules").json()] == ["etl"]
+
+
 def test_running_an_operators_command_schedule_now_is_a_command_over_http(api: httpx.Client) -> None:
     # given a schedule of a shell command, created by an operator with the CLI
     created = run_cli(

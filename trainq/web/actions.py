@@ -15,19 +15,22 @@ from pathlib import PurePath
 from typing import Any
 
 from trainq import schedules
-from trainq.errors import CommandRefused, InvalidInput
+from trainq.errors import CommandRefused, InvalidInput, ScheduleError
 from trainq.inputs.durations import parse_duration
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import task_name
 from trainq.ops import control
 from trainq.pipelines import dag
-from trainq.pipelines.pipeline import load_pipeline
 from trainq.pipelines.runs import get_runs
 from trainq.settings import Settings
 from trainq.web.auth import Caller
 
 log = logging.getLogger("trainq.web")
 COMMAND_TYPE = "command"
+INLINE_PIPELINES_ONLY = (
+    "give the pipeline's definition inline (a mapping, as posted to /api/v1/pipelines); "
+    "a file path is not accepted over HTTP"
+)
 
 
 def check_commands(caller: Caller, settings: Settings, what: str) -> None:
@@ -94,8 +97,17 @@ def start_pipeline(caller: Caller, settings: Settings, data: Any) -> str:
     """
     work = settings.home / "work"  # on the shared TRAINQ_HOME in deploy/, so workers have it too
     pipeline_id, planned = dag.plan(data, work)
+    _check_pipeline(caller, settings, planned, "pipeline")
+    work.mkdir(parents=True, exist_ok=True)
+    run_id = get_runs().start(pipeline_id, planned, f"web by {caller.name}")
+    log.info("pipeline run %s started %s", run_id, caller.via)
+    return run_id
+
+
+def _check_pipeline(caller: Caller, settings: Settings, planned: list[dag.PlannedJob], what: str) -> None:
+    """Refuse a posted pipeline's shell commands (unless allowed) and result files outside its work dir."""
     if any(job.type == COMMAND_TYPE for job in planned):
-        check_commands(caller, settings, "pipeline")
+        check_commands(caller, settings, what)
     elif escaping := [
         f"job {job.job_id!r}: result file {pattern!r} is outside the work directory"
         for job in planned
@@ -103,10 +115,6 @@ def start_pipeline(caller: Caller, settings: Settings, data: Any) -> str:
         if PurePath(pattern).is_absolute() or ".." in PurePath(pattern).parts
     ]:
         raise InvalidInput("; ".join(escaping))
-    work.mkdir(parents=True, exist_ok=True)
-    run_id = get_runs().start(pipeline_id, planned, f"web by {caller.name}")
-    log.info("pipeline run %s started %s", run_id, caller.via)
-    return run_id
 
 
 def cancel_job(caller: Caller, job_id: str) -> JobState:
@@ -132,8 +140,19 @@ def resume_run(caller: Caller, run_id: str) -> list[str]:
 
 
 def create_schedule(caller: Caller, settings: Settings, name: str, spec: dict[str, Any]) -> str:
-    """Validate and store a schedule as ``trainq schedule create`` does; return its name."""
-    _check_schedule_commands(caller, settings, schedules.build_entry(name, spec))
+    """Validate and store a schedule as ``trainq schedule create`` does; return its name.
+
+    A pipeline must come inline and is checked like a posted one: a path would let the caller
+    read or bind any file on this server.
+    """
+    if spec.get("pipeline") is not None and not isinstance(spec["pipeline"], dict):
+        raise ScheduleError(name, INLINE_PIPELINES_ONLY)
+    entry = schedules.build_entry(name, spec)
+    if entry.task == schedules.PIPELINE_TASK:
+        planned = schedules.schedule_pipeline(entry).validate()
+        _check_pipeline(caller, settings, planned, f"schedule {name!r}")
+    else:
+        _check_schedule_commands(caller, settings, entry)
     schedules.create(name, spec)
     log.info("schedule %s created %s", name, caller.via)
     return name
@@ -166,7 +185,7 @@ def _check_schedule_commands(caller: Caller, settings: Settings, entry: schedule
     and the caller may not run them over HTTP."""
     if entry.task == task_name(COMMAND_TYPE) or (
         entry.task == schedules.PIPELINE_TASK
-        and any(j.type == COMMAND_TYPE for j in load_pipeline(entry.kwargs["path"]).validate())
+        and any(j.type == COMMAND_TYPE for j in schedules.schedule_pipeline(entry).validate())
     ):
         check_commands(caller, settings, f"schedule {entry.name!r}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
 from trainq.schedules import ScheduleSpec
 from trainq.web import actions, queries
@@ -16,11 +16,22 @@ router = APIRouter(prefix="/schedules", tags=["schedules"])
 
 
 class NewSchedule(ScheduleSpec):
-    """A schedule to create: its name and its ``trainq schedule create`` fields."""
+    """A schedule to create: its name and its ``trainq schedule create`` fields.
+
+    A pipeline comes inline (its definition), never as a path: a caller must not name server files.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    pipeline: dict[str, Any] | None = None
+
+    @field_validator("pipeline", mode="before")
+    @classmethod
+    def _inline_only(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(actions.INLINE_PIPELINES_ONLY)
+        return value
 
 
 @router.get("")
