@@ -177,3 +177,22 @@ def test_an_exception_outside_retry_on_fails_at_once(workers: Workers, redis_cli
     record = get_registry().get(job_id)
     assert record.state is JobState.FAILED and record.failures == 1
     assert len(attempts(redis_client, job_id)) == 1
+
+
+def test_a_command_printing_binary_output_ends_with_its_exit_code(
+    workers: Workers, redis_client: Any
+) -> None:
+    # given a command worker, and a command that prints 3 MB of bytes that are not text, then exits 7
+    workers.start("command")
+    job_id = submit(
+        "command",
+        {"command": "head -c 3000000 /dev/urandom; echo; echo done; exit 7"},
+        retry={"max_retries": 0},
+    )
+    # when it runs, then its output is read to the end (a full pipe would block it for good) and it fails
+    wait_for(lambda: finished(job_id), timeout=30, message="the command job ends")
+    record = get_registry().get(job_id)
+    assert record.state is JobState.DEAD and record.error == "CommandFailed: command exited with code 7"
+    registry = get_registry()
+    ((_, last),) = registry.client.xrevrange(registry.keys.log(job_id), count=1)
+    assert last[b"line"] == b"done"

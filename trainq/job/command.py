@@ -108,6 +108,7 @@ def run_command(job: Job, config: CommandConfig) -> CommandResult:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        errors="replace",  # bytes that are not text must not stop the reading (_stream)
         bufsize=1,
         start_new_session=True,
     )
