@@ -17,7 +17,7 @@ from celery import Celery
 
 from trainq.broker.names import check_queue
 from trainq.errors import InvalidSetting
-from trainq.settings import celery_config, get_settings, redacted
+from trainq.settings import celery_config, check_worker_modules, get_settings, redacted
 
 #: trainq's own task modules; the user's handlers come from ``TRAINQ_WORKER_MODULES``.
 LIBRARY_MODULES = [
@@ -71,7 +71,7 @@ def _check_settings(ctx: click.Context, param: click.Parameter, value: object) -
     """Read the settings as a ``celery -A trainq`` command parses its options, before Celery reads its
     config: a bad one ends the command with one line naming it and exit 2, not a traceback."""
     try:
-        get_settings()
+        check_worker_modules(get_settings())
     except InvalidSetting as error:
         click.echo(f"error: {redacted(str(error))}", err=True)
         ctx.exit(EXIT_BAD_SETTING)

@@ -6,6 +6,7 @@ trainq uses the embedded Redis (see ``trainq.ops.embedded``) so one machine need
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -205,6 +206,23 @@ def get_settings() -> Settings:
         field = re.search(r'field "(\w+)"', str(exc))
         name = f"TRAINQ_{field.group(1).upper()}" if field else "a TRAINQ_* variable"
         raise InvalidSetting(f"invalid setting {name}: expected JSON") from None
+
+
+def check_worker_modules(settings: Settings) -> None:
+    """Raise InvalidSetting naming the first of ``TRAINQ_WORKER_MODULES`` no module answers to, looked
+    for as Celery's loader imports them (the working directory included). A module that exists but
+    fails on an import of its own is left to fail as it does: that is its code's error, not the setting's.
+    """
+    from celery.utils.imports import cwd_in_path
+
+    with cwd_in_path():
+        for name in settings.worker_modules:
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except (ImportError, ValueError):  # a parent package missing, or not a module name
+                found = False
+            if not found:
+                raise InvalidSetting(f"invalid setting TRAINQ_WORKER_MODULES: no module named {name!r}")
 
 
 def url_problem(url: str, field: str) -> str | None:

@@ -123,8 +123,9 @@ def test_a_setting_that_does_not_parse_is_one_line_naming_it(
     [
         (["worker", "-Q", "training", "--loglevel=INFO"], "TRAINQ_LEASE_S", "abc"),
         (["beat"], "TRAINQ_POOLS", "notjson"),
+        (["worker", "-Q", "data"], "TRAINQ_WORKER_MODULES", '["workers.dataa"]'),
     ],
-    ids=["worker", "beat"],
+    ids=["worker", "beat", "worker-modules"],
 )
 def test_a_bad_setting_under_plain_celery_is_one_line_naming_it(
     command: list[str], setting: str, value: str, tmp_path: Path
@@ -145,6 +146,17 @@ def test_a_bad_setting_under_plain_celery_is_one_line_naming_it(
     assert result.stderr.startswith(f"error: invalid setting {setting}"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_worker_module_that_does_not_exist_is_one_line_naming_it(tmp_path: Path) -> None:
+    # given a typo in TRAINQ_WORKER_MODULES; when a user submits from another directory
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env["TRAINQ_WORKER_MODULES"] = '["workers.dataa"]'
+    args = [str(TRAINQ), "submit", "data", "--config", "{}"]
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    # then it exits 2 naming the module, not with the import's traceback
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == "error: invalid setting TRAINQ_WORKER_MODULES: no module named 'workers.dataa'\n"
 
 
 def test_importing_trainq_reads_no_setting(tmp_path: Path) -> None:

@@ -102,5 +102,7 @@ def job_types() -> dict[str, JobTask]:
 def _import_worker_modules() -> None:
     """Import the worker modules, once per process: a pipeline's every release asks for the job types."""
     from trainq.celery import app
+    from trainq.settings import check_worker_modules, get_settings
 
+    check_worker_modules(get_settings())
     app.loader.import_default_modules()
