@@ -163,6 +163,9 @@ def test_yaml_features_that_break_loaders(files: Path, text: str) -> None:
     tags=st.lists(st.text(max_size=8), max_size=2),
     timeout=st.none() | st.text(max_size=10) | st.sampled_from(["0", "nan", "1" * 90, "1h 30m"]),
     delay=st.none() | st.sampled_from(["10m", "-1", "inf", "1e999"]),
+    at=st.none()
+    | st.sampled_from(["0001-01-01T00:00:00", "9999-12-31T23:59:59", "2026-12-01T02:00Z"])
+    | st.text(max_size=20),
     name=st.none() | st.text(max_size=10),
 )
 def test_submit_options(
@@ -173,6 +176,7 @@ def test_submit_options(
     tags: list[str],
     timeout: str | None,
     delay: str | None,
+    at: str | None,
     name: str | None,
 ) -> None:
     args = ["submit", job_type, "--config", config]
@@ -180,6 +184,7 @@ def test_submit_options(
         ("--priority", priority),
         ("--timeout", timeout),
         ("--delay", delay),
+        ("--at", at),
         ("--name", name),
     ):
         if value is not None:

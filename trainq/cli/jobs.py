@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from trainq.cli.group import main
 from trainq.cli.output import console, jobs_table, json_option, print_json, progress_bar, state_text, when
 from trainq.errors import InvalidInput
 from trainq.inputs import documents
-from trainq.inputs.durations import parse_duration
+from trainq.inputs.durations import parse_duration, parse_time
 from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES
 from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
@@ -49,15 +48,6 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
             raise InvalidInput(f"bad --tag {tag!r}: use key=value")
         parsed[key] = value
     return parsed
-
-
-def parse_at(text: str) -> datetime:
-    """An ISO time; a time without a zone is local."""
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"bad --at {text!r}: use an ISO time such as 2026-12-01T02:00") from None
-    return at if at.tzinfo else at.astimezone()
 
 
 @main.command()
@@ -117,7 +107,7 @@ def submit(
     if delay:
         options["countdown"] = parse_duration(delay)
     if at_text:
-        options["eta"] = parse_at(at_text)
+        options["eta"] = parse_time(at_text, "--at")  # a time without a zone is local
     job_id = control.submit(job_type, parse_config(config_text), **options)
     click.echo(job_id)
     if limit_key is not None and (record := get_registry().get(job_id)).state is JobState.CANCELLED:

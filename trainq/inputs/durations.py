@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+import time
+from datetime import datetime, tzinfo
 
-from trainq.errors import DurationError
+from trainq.errors import DurationError, InvalidInput
 from trainq.inputs.limits import MAX_DURATION_CHARS, MAX_DURATION_S
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -61,3 +63,17 @@ def format_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h {minutes}m"
     return f"{minutes}m {secs}s"
+
+
+def parse_time(text: str, what: str, naive: tzinfo | None = None) -> datetime:
+    """The time in ISO ``text`` (a time without a zone in ``naive``, else local), made aware; at most
+    ``MAX_DURATION_S`` ahead, as a delay is. Raises InvalidInput naming ``what`` (``--at``)."""
+    try:
+        at = datetime.fromisoformat(text)
+        at = at if at.tzinfo else at.replace(tzinfo=naive) if naive else at.astimezone()
+        ahead = at.timestamp() - time.time()
+    except (ValueError, OverflowError):  # not ISO, or a year local time cannot hold
+        raise InvalidInput(f"bad {what} {text[:40]!r}: use an ISO time such as 2026-12-01T02:00") from None
+    if ahead > MAX_DURATION_S:
+        raise InvalidInput(f"bad {what} {text[:40]!r}: at most {MAX_DURATION_S:,} seconds ahead")
+    return at

@@ -10,13 +10,13 @@ who authenticated.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import PurePath
 from typing import Any
 
 from trainq import schedules
 from trainq.errors import CommandRefused, InvalidInput, ScheduleError
-from trainq.inputs.durations import parse_duration
+from trainq.inputs.durations import parse_duration, parse_time
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import task_name
 from trainq.ops import control
@@ -72,11 +72,7 @@ def submit_options(
     if delay:
         options["countdown"] = parse_duration(delay)
     if at:
-        try:
-            when = datetime.fromisoformat(at)
-        except ValueError:
-            raise InvalidInput(f"bad at {at!r}: use an ISO time such as 2026-12-01T02:00Z") from None
-        options["eta"] = when if when.tzinfo else when.replace(tzinfo=UTC)
+        options["eta"] = parse_time(at, "at", naive=UTC)
     return options
 
 
