@@ -54,11 +54,25 @@ class Sleep(BaseModel):
     ignore_soft_timeout: bool = False
     steps: int = 0
     fault_key: str | None = None
+    release_key: str | None = None
+
+
+#: Longest a probe waits for its ``release_key``, so a test that never sets it cannot hang a worker.
+RELEASE_WAIT_S = 60.0
+
+
+def _wait_released(key: str) -> None:
+    """Block until ``key`` exists in the registry's Redis (a test sets it to let the job end)."""
+    client = redis.Redis.from_url(redis_py_url(get_settings().registry()))
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while not client.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @job_type("probe", input=Sleep, queue="probe", retry=RetryPolicy(max_retries=3, base_s=0.2, jitter=False))
 def probe(job: Job, config: Sleep) -> dict[str, object]:
-    """Sleep, optionally failing the first ``fail_times`` attempts or killing its own process."""
+    """Sleep, optionally failing the first ``fail_times`` attempts or killing its own process, and
+    after those a run waits for its ``release_key`` first."""
     _note(job, "start")
     if config.kill_self:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -70,6 +84,8 @@ def probe(job: Job, config: Sleep) -> dict[str, object]:
         if config.permanent:
             raise PermanentError("permanent failure")
         raise RuntimeError(f"planned failure on attempt {job.attempt}")
+    if config.release_key:
+        _wait_released(config.release_key)
     steps = max(config.steps, 1)
     for step in range(1, steps + 1):
         _sleep(config.seconds / steps, config.ignore_soft_timeout)

@@ -14,10 +14,12 @@ import redis
 from tests.fixtures import Workers, run_cli, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
-from trainq.ops.control import cancel, submit
+from trainq.ops.control import cancel, retry, submit
 from trainq.ops.metrics import TrainqCollector
 from trainq.pipelines.pipeline import run_pipeline_file
 from trainq.pipelines.runs import RunState, get_runs
+from trainq.sharing.gate import wait_reasons
+from trainq.store.sharing import get_sharing
 
 
 def state_of(job_id: str) -> JobState:
@@ -201,3 +203,62 @@ def test_a_delayed_job_parked_for_a_slot_still_waits_for_its_time(
     # then it starts once the slot is free and its time has come, not before
     wait_for(lambda: all_done([first, later]), timeout=20, message="both done")
     assert runs(redis_client, later)[0][0] >= sent_at + 2
+
+
+def test_a_retried_job_meets_its_keys_limit_again(workers: Workers, redis_client: Any) -> None:
+    # given a key with one slot, held by a running job A that ends when released, and a job B parked
+    workers.start("probe", concurrency=2)
+    limit = {"key": "lk2", "max_running": 1}
+    a = submit("probe", {"release_key": "test:release:a"}, limit=limit)
+    wait_for(lambda: state_of(a) is JobState.RUNNING, message="A running")
+    b = submit("probe", {}, limit=limit)
+    assert get_sharing().holders("lk2") == ([a], [b])
+    # when B is cancelled while parked, then retried
+    cancel(b)
+    assert get_sharing().holders("lk2") == ([a], [])
+    retry(b)
+    # then B is parked again with its reason, not sent, and the key counts A alone
+    assert state_of(b) is JobState.QUEUED
+    assert get_sharing().holders("lk2") == ([a], [b])
+    assert wait_reasons([get_registry().get(b)]) == {b: "waiting for a slot of lk2 (1/1 running)"}
+    assert redis_client.llen("probe") == 0 and not runs(redis_client, b)
+    assert state_of(a) is JobState.RUNNING
+    # and once A ends, B runs in its slot, never beside A
+    redis_client.set("test:release:a", 1)
+    wait_for(lambda: all_done([a, b]), timeout=10, message="A and B done")
+    assert most_at_once(runs(redis_client, a) + runs(redis_client, b)) == 1
+    # and the key's slots are all given back
+    use = get_sharing().uses(["lk2"])[0]
+    assert (use.running, use.waiting) == (0, 0)
+
+
+def test_a_dead_job_retried_waits_for_the_slot_a_retrying_job_keeps(
+    workers: Workers, redis_client: Any
+) -> None:
+    # given a key with one slot, a job of it dead after its last retry (its fault then mended), and a
+    # job that failed its first attempt and runs again (its retry kept its slot) until released
+    workers.start("probe", concurrency=2)
+    limit = {"key": "lk3", "max_running": 1}
+    redis_client.set("test:fault:lk3", 1)
+    failed = submit("probe", {"fault_key": "test:fault:lk3"}, limit=limit)
+    wait_for(lambda: state_of(failed) is JobState.DEAD, timeout=10, message="first job dead")
+    redis_client.delete("test:fault:lk3")
+    flaky = submit("probe", {"fail_times": 1, "release_key": "test:release:flaky"}, limit=limit)
+    wait_for(
+        lambda: (r := get_registry().get(flaky)).attempt == 2 and r.state is JobState.RUNNING,
+        message="second job running its second attempt",
+    )
+    assert get_sharing().holders("lk3") == ([flaky], [])
+    # when the failed job is retried
+    retry(failed)
+    # then it is parked behind the retrying job
+    assert state_of(failed) is JobState.QUEUED
+    assert get_sharing().holders("lk3") == ([flaky], [failed])
+    # and runs only once that job has ended
+    redis_client.set("test:release:flaky", 1)
+    wait_for(lambda: all_done([failed, flaky]), timeout=10, message="both done")
+    first, second = get_registry().get_many([flaky, failed])
+    assert second.started_at is not None and first.finished_at is not None
+    assert second.started_at >= first.finished_at
+    use = get_sharing().uses(["lk3"])[0]
+    assert (use.running, use.waiting) == (0, 0)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from trainq.errors import InvalidTransition
+from trainq.errors import BrokerUnavailable, InvalidTransition
 from trainq.job import send
 from trainq.job.record import RETRYABLE_STATES, WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.job.retry import backoff_s
@@ -43,6 +43,9 @@ RETRY_RESET: dict[str, Any] = {
     "worker": None,
 }
 
+#: What a retry that could not be sent puts back (the rest of ``RETRY_RESET`` stays reset).
+_KEPT_ON_UNSENT_RETRY = ("attempt", "failures", "recoveries", "error", "traceback", "started_at", "exit_code")
+
 
 class Plugin:
     """A feature reacting to a job's lifecycle moments; every method does nothing by default."""
@@ -60,6 +63,11 @@ class Plugin:
     def sweep(self, registry: Registry) -> int:
         """In each worker's reaper, every interval: repairs and expiry; returns how many were handled."""
         return 0
+
+    def gate(self, record: JobRecord) -> send.Hold | None:
+        """The gate ``record`` meets when it is queued again holding no place (a manual retry's new
+        attempt series), after its record is written and before it is sent; None if it has none here."""
+        return None
 
 
 _plugins: list[Plugin] = []
@@ -131,6 +139,14 @@ def finish(
         except Exception:  # a failing plugin never stops the others
             log.exception("plugin %s failed for job %s", type(plugin).__name__, record.id)
     return previous
+
+
+def gate(record: JobRecord) -> send.Hold | None:
+    """The first plugin's gate for ``record`` (``Plugin.gate``), or None: it is sent at once."""
+    for plugin in _plugins:
+        if (hold := plugin.gate(record)) is not None:
+            return hold
+    return None
 
 
 def sweep(registry: Registry) -> int:
@@ -258,10 +274,48 @@ def cancel(registry: Registry, record: JobRecord, reason: str = "cancelled") -> 
 def retry(task: JobTask, registry: Registry, record: JobRecord, reason: str = "re-queued") -> None:
     """Re-queue a dead, failed, cancelled or blocked job with its payload: a new attempt series.
 
-    Raises InvalidTransition for a job in any other state.
+    Its finish gave back any place it held (a key's slot), so a job a plugin gates meets that gate
+    again, as a new job does: it is sent now, or kept (parked) until its turn. Raises
+    InvalidTransition for a job in any other state, BrokerUnavailable with the job left as it was.
     """
-    if not requeue(task, registry, record, allowed=RETRYABLE_STATES, reason=reason, fields=RETRY_RESET):
+    hold = gate(record)
+    if hold is None:
+        moved = requeue(task, registry, record, allowed=RETRYABLE_STATES, reason=reason, fields=RETRY_RESET)
+    else:
+        moved = _requeue_gated(task, registry, record, hold, reason)
+    if not moved:
         raise InvalidTransition(
             f"job {record.id} is {record.state.value}; "
             "only dead, failed, cancelled or blocked jobs can be retried"
         )
+
+
+def _requeue_gated(
+    task: JobTask, registry: Registry, record: JobRecord, hold: send.Hold, reason: str
+) -> bool:
+    """``retry`` through ``hold``: the record moves to ``queued`` first (no message), then meets the
+    gate, and is sent only if the gate lets it go now. False if another process moved it first.
+
+    A failed send puts the job back in the state it was in (its place given back by that finish).
+    """
+    fields = {**RETRY_RESET, "fence": record.fence + 1}
+    if not _mover(registry, record, JobState.QUEUED, RETRYABLE_STATES, fields, reason, 0)(None):
+        return False
+    queued = registry.get(record.id)
+    if hold(queued):
+        return True
+    try:
+        send.send_recorded(task, queued)
+    except BrokerUnavailable:
+        kept = {k: getattr(record, k) for k in _KEPT_ON_UNSENT_RETRY}
+        finish(
+            registry,
+            queued,
+            record.state,
+            kept,
+            reason="re-queue not sent: the broker is away",
+            allowed=frozenset({JobState.QUEUED}),
+            fenced=False,
+        )
+        raise
+    return True

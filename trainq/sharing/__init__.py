@@ -9,5 +9,6 @@ queue or type always meet the gate, and enter the broker only within their queue
 without a key, outside fair queues and types, never reach the store.
 
 May import ``job``, ``store``, ``broker`` (with the Celery app) and ``inputs``; ``job.task`` and
-``pipelines`` call the gate, one call per send route.
+``pipelines`` call the gate, one call per send route; ``job.lifecycle`` (a manual retry) reaches it
+through the plugin's ``gate``.
 """

@@ -23,8 +23,8 @@ def key_of(record: JobRecord) -> str | None:
 
 
 def park_or_pass(record: JobRecord) -> bool:
-    """Decide for a just recorded job: False sends it now (it holds a slot, or has no key); True
-    keeps it (parked for a slot, or refused by its key's supersede policy)."""
+    """Decide for a just recorded (or re-queued) job: False sends it now (it holds a slot, or has no
+    key); True keeps it (parked for a slot, or refused by its key's supersede policy)."""
     limit = record.options.get("limit")
     if not limit:
         return False
@@ -46,7 +46,7 @@ def park_or_pass(record: JobRecord) -> bool:
             except InvalidTransition:  # it ended meanwhile
                 continue
     if not arrival.passed:
-        event = JobEvent(state=JobState.QUEUED, at=record.created_at, reason=wait_reason(key, arrival))
+        event = JobEvent(state=JobState.QUEUED, at=record.updated_at, reason=wait_reason(key, arrival))
         registry.transition(record.id, JobState.QUEUED, allowed={JobState.QUEUED}, event=event)
     return not arrival.passed
 
