@@ -152,6 +152,80 @@ def test_failure_blocks_only_descendants_and_resume_reruns_only_those(
     assert cli("pipeline", "resume", run_id).exit_code == 2  # nothing left to resume
 
 
+def test_retry_of_a_dead_pipeline_job_releases_its_blocked_dependants(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a -> b where a fails while a flag is in Redis, with no retries: a dead, b blocked
+    workers.start("probe", concurrency=1)
+    redis_client.set("test:fault:a", 1)
+    run_id = (
+        Pipeline("rerun")
+        .add("a", type="probe", config={"fault_key": "test:fault:a"}, retry_count=0)
+        .add("b", type="probe", depends_on=["a"])
+        .run()
+    )
+    status = finished(run_id, timeout=10)
+    assert status.state is RunState.FAILED
+    assert {j.job_id: (j.state, j.blocked_by) for j in status.jobs} == {
+        "a": ("dead", None),
+        "b": ("blocked", "a"),
+    }
+    # when b, never started, is retried, it points at what holds it
+    held = run_cli("retry", f"{run_id}.b")
+    assert held.returncode != 0 and "blocked by a" in held.stderr and "pipeline resume" in held.stderr
+    # and when the cause is removed and a is retried through the CLI
+    redis_client.delete("test:fault:a")
+    result = run_cli("retry", f"{run_id}.a")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # then a succeeds, b is released and succeeds, and the run ends succeeded
+    status = finished(run_id, timeout=10)
+    assert {j.job_id: j.state for j in status.jobs} == {"a": "succeeded", "b": "succeeded"}
+    assert status.state is RunState.SUCCEEDED
+    assert record(run_id, "b").started_at >= record(run_id, "a").finished_at  # type: ignore[operator]
+
+
+def test_a_retry_releases_no_dependant_another_failed_job_still_holds(redis_client: redis.Redis) -> None:
+    # given {a, c} -> d -> e with a and c dead (run by hand, no worker): d and e blocked by a
+    run_id = (
+        Pipeline("held")
+        .add("a", type="probe")
+        .add("c", type="probe")
+        .add("d", type="probe", depends_on=["a", "c"])
+        .add("e", type="probe", depends_on=["d"])
+        .run()
+    )
+    registry = get_registry()
+
+    def end(job: str, state: JobState) -> None:
+        current = record(run_id, job)
+        claimed = registry.claim(current.id, current.fence, "w@test", time.time() + 60)
+        assert claimed is not None
+        lifecycle.finish(registry, claimed, state)
+
+    def steps() -> dict[str, tuple[str, str | None]]:
+        return {j.job_id: (j.state, j.blocked_by) for j in get_runs().status(run_id).jobs}
+
+    end("a", JobState.DEAD)
+    end("c", JobState.DEAD)
+    assert steps()["e"] == ("blocked", "a") and get_runs().status(run_id).state is RunState.FAILED
+    # when a is retried
+    assert cli("retry", f"{run_id}.a").exit_code == 0
+    # then a is queued and the run runs, but d and e stay blocked, now by c
+    assert steps() == {
+        "a": ("queued", None),
+        "c": ("dead", None),
+        "d": ("blocked", "c"),
+        "e": ("blocked", "c"),
+    }
+    assert get_runs().status(run_id).state is RunState.RUNNING
+    # and when c is retried too, d and e wait, and both successes release d
+    assert cli("retry", f"{run_id}.c").exit_code == 0
+    assert steps()["e"] == ("waiting", None)
+    end("a", JobState.SUCCEEDED)
+    end("c", JobState.SUCCEEDED)
+    assert steps()["d"] == ("queued", None) and steps()["e"] == ("waiting", None)
+
+
 def test_cancel_stops_running_and_waiting_jobs(workers: Workers, redis_client: redis.Redis) -> None:
     # given a long job with a dependant, and a second root still queued behind it
     workers.start("probe", concurrency=1)

@@ -12,10 +12,11 @@ from kombu.exceptions import OperationalError
 from trainq.broker.names import check_queue
 from trainq.broker.quarantine import get_quarantine
 from trainq.celery import app
-from trainq.errors import BrokerUnavailable, InvalidTransition
+from trainq.errors import BrokerUnavailable, InvalidTransition, JobNotFound
 from trainq.job import lifecycle
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import get_job_type
+from trainq.pipelines.runs import Runs, get_runs
 from trainq.settings import get_settings
 from trainq.store.registry import Registry, get_registry
 
@@ -35,10 +36,28 @@ def cancel(job_id: str, registry: Registry | None = None, reason: str = "cancell
 
 
 def retry(job_id: str, registry: Registry | None = None, reason: str = "re-queued") -> JobRecord:
-    """Re-queue a dead, failed, cancelled or blocked job with its payload: a new attempt series."""
-    registry = registry or get_registry()
-    record = registry.get(job_id)
-    lifecycle.retry(get_job_type(record.type), registry, record, reason)
+    """Re-queue a dead, failed, cancelled or blocked job with its payload: a new attempt series.
+
+    A pipeline job is re-run through its run (``Runs.retry``), so that its success releases its
+    dependants; one that never started (blocked, no record) is re-run that way once nothing holds it,
+    else refused with what does.
+    """
+    runs = get_runs() if registry is None else Runs(registry)
+    registry = runs.registry
+    record = registry.find(job_id)
+    if record is None:
+        owner = runs.owner(job_id)
+        if owner is None:
+            raise JobNotFound(job_id)
+        if not runs.retry(*owner, reason=reason):
+            raise InvalidTransition(runs.holding(*owner))
+    elif not (
+        record.pipeline_id
+        and record.pipeline_job
+        and runs.retry(record.pipeline_id, record.pipeline_job, reason=reason)
+    ):
+        # not a pipeline job, or its run is gone or does not hold it: the job alone
+        lifecycle.retry(get_job_type(record.type), registry, record, reason)
     return registry.get(job_id)
 
 

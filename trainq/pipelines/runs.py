@@ -314,24 +314,71 @@ class Runs:
         Returns the jobs started now; the reopened others start when their dependencies succeed.
         ``by`` ends the reason recorded in each re-queued job's events.
         """
-        graph: dict[str, list[str]] = json.loads(self._run(run_id)["graph"])
-        args = [a for job, deps in graph.items() for a in (job, len(deps), *deps)]
-        reopened, *restart = self._call("resume", run_id, *args)
+        reason = " ".join(filter(None, [f"pipeline run {run_id} resumed", by]))
+        reopened, jobs = self._reopen(run_id, "", reason)
         if not reopened:
             state = self._run(run_id)["state"]
             raise InvalidTransition(
                 f"pipeline run {run_id} is {state} with no failed, blocked or cancelled jobs"
             )
+        return jobs
+
+    def retry(self, run_id: str, job: str, reason: str = "re-queued") -> bool:
+        """Re-run one failed, dead, cancelled or blocked job whose dependencies have all succeeded, as
+        ``resume`` would: the run runs again, and the descendants the job alone holds back are
+        released as it succeeds (what ``trainq retry`` does to a pipeline job).
+
+        Returns False, changing nothing, if the run is gone or does not hold the job that way.
+        """
+        try:
+            reopened, _ = self._reopen(run_id, job, reason)
+        except RunNotFound:
+            return False
+        return reopened > 0
+
+    def _reopen(self, run_id: str, job: str, reason: str) -> tuple[int, list[str]]:
+        """Reopen ``job`` and the descendants it holds back (every stopped job if ``job`` is ''), then
+        re-queue or send those whose dependencies have all succeeded. Returns how many were reopened,
+        and those."""
+        graph: dict[str, list[str]] = json.loads(self._run(run_id)["graph"])
+        args = [a for name, deps in graph.items() for a in (name, len(deps), *deps)]
+        reopened, *restart = self._call("resume", run_id, job, *args)
         jobs = [j.decode() for j in restart]
         records = {r.pipeline_job: r for r in self.registry.get_many(f"{run_id}.{j}" for j in jobs)}
         for record in records.values():
             if record.state in RETRYABLE_STATES:
-                reason = " ".join(filter(None, [f"pipeline run {run_id} resumed", by]))
                 lifecycle.retry(get_job_type(record.type), self.registry, record, reason=reason)
             elif record.state is JobState.SUCCEEDED:
                 self.job_finished(record)
         self._send_unrecorded(run_id, [j for j in jobs if j not in records])
-        return jobs
+        return int(reopened), jobs
+
+    def owner(self, job_id: str) -> tuple[str, str] | None:
+        """The run and job a pipeline job id ``<run id>.<job_id>`` names, whether or not it has a
+        record yet; None if no run has such a job."""
+        for at in (n for n, char in enumerate(job_id) if char == "."):
+            run_id, job = job_id[:at], job_id[at + 1 :]
+            graph = self.client.hget(self.keys.pipeline(run_id), "graph")
+            if graph and job in json.loads(graph):
+                return run_id, job
+        return None
+
+    def holding(self, run_id: str, job: str) -> str:
+        """Why job ``job`` of the run cannot be retried on its own (it has not started), and what to do."""
+        status = next(j for j in self.status(run_id).jobs if j.job_id == job)
+        name = f"job {run_id}.{job}"
+        if status.blocked_by:
+            return (
+                f"{name} has not started: it is blocked by {status.blocked_by}; retry "
+                f"{run_id}.{status.blocked_by}, or re-run every failed and blocked job of the run "
+                f"with `trainq pipeline resume {run_id}`"
+            )
+        if status.waiting_for:
+            return f"{name} has not started: it is waiting for {', '.join(status.waiting_for)}"
+        return (
+            f"{name} is {status.state}; re-run the failed and blocked jobs of its run with "
+            f"`trainq pipeline resume {run_id}`"
+        )
 
     def _send_unrecorded(self, run_id: str, jobs: list[str]) -> None:
         if jobs:
