@@ -16,7 +16,7 @@ from trainq.cli.output import console, jobs_table, json_option, print_json, prog
 from trainq.errors import InvalidInput
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration, parse_time
-from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES
+from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES, MAX_RETRIES
 from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
 from trainq.ops import control
@@ -60,7 +60,7 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 @click.option("--delay", help="Start after this long (e.g. 10m).")
 @click.option("--at", "at_text", help="Start at this time (ISO, local unless zoned).")
 @click.option("--timeout", help="Soft time limit (e.g. 1h 30m).")
-@click.option("--retries", type=click.IntRange(0), help="Override the type's max_retries.")
+@click.option("--retries", type=click.IntRange(0, MAX_RETRIES), help="Override the type's max_retries.")
 @click.option("--key", help="Idempotency key: a repeat returns the first job's id.")
 @click.option("--limit-key", help="Concurrency key, a template such as 'project={tags[project]}'.")
 @click.option(

@@ -13,6 +13,8 @@ PAYLOAD_ERRORS_MAX = 20
 CLOSE_MATCH_MAX_NAMES = 200
 #: Characters of an unknown field name compared and shown.
 FIELD_NAME_MAX_CHARS = 64
+#: Most retries a job's policy may give it (``--retries``, ``retry_count``, ``max_retries``).
+MAX_RETRIES = 1000
 #: Longest job id: it names a directory (a job's checkpoints, its artifacts).
 JOB_ID_MAX_CHARS = 255
 #: Largest request body trainq web reads (a pipeline definition, a payload), in bytes.

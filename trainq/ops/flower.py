@@ -50,13 +50,14 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def check_basic_auth(value: str) -> str:
-    """``value`` if it is comma-separated ``user:password`` pairs; raises InvalidInput naming the bad one."""
+def check_basic_auth(value: str, what: str = "Flower basic auth") -> str:
+    """``value`` if it is comma-separated ``user:password`` pairs; raises InvalidInput naming ``what``
+    and the bad pair (its password hidden)."""
     for pair in value.split(","):
         user, sep, password = pair.partition(":")
         if not sep or not user or not password:
             shown = f"{user}:***" if sep else "(no colon)"
-            raise InvalidInput(f"bad Flower basic auth entry {shown!r}: use user:password, comma-separated")
+            raise InvalidInput(f"bad {what} entry {shown!r}: use user:password, comma-separated")
     return value
 
 

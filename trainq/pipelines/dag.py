@@ -32,6 +32,7 @@ from trainq.inputs.limits import (
     MAX_ENV_NAME_CHARS,
     MAX_PIPELINE_JOBS,
     MAX_REPORTED_PROBLEMS,
+    MAX_RETRIES,
     MAX_SUGGESTION_CANDIDATES,
     MAX_SUGGESTIONS,
 )
@@ -67,7 +68,7 @@ class JobSpec(BaseModel):
     type: str | None = None
     config: dict[str, Any] | None = None
     depends_on: list[str] = Field(default_factory=list)
-    retry_count: int | None = Field(default=None, ge=0)
+    retry_count: int | None = Field(default=None, ge=0, le=MAX_RETRIES)
     timeout: str | float | None = None
     environment: dict[str, str | int | float] = Field(default_factory=dict)
     result_files: list[str | ResultFile] = Field(default_factory=list)

@@ -53,7 +53,11 @@ class Auth:
 
     def __init__(self, settings: Settings) -> None:
         basic = settings.web_basic_auth.get_secret_value() if settings.web_basic_auth else ""
-        self.users = dict(pair.split(":", 1) for pair in check_basic_auth(basic).split(",")) if basic else {}
+        self.users = (
+            dict(pair.split(":", 1) for pair in check_basic_auth(basic, "TRAINQ_WEB_BASIC_AUTH").split(","))
+            if basic
+            else {}
+        )
         self.token = settings.web_token.get_secret_value() if settings.web_token else ""
 
     @property

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from trainq.inputs.limits import LIST_OFFSET_MAX, WEB_PAGE_MAX
+from trainq.inputs.limits import LIST_OFFSET_MAX, MAX_RETRIES, WEB_PAGE_MAX
 from trainq.job.record import JobState, eta_s
 from trainq.job.types import job_types
 from trainq.store.registry import get_registry
@@ -96,7 +96,7 @@ async def submit(
     delay: Annotated[str | None, Query(description="start after this long, e.g. 10m")] = None,
     at: Annotated[str | None, Query(description="start at this ISO time (UTC unless zoned)")] = None,
     timeout: Annotated[str | None, Query(description="soft time limit, e.g. 1h 30m")] = None,
-    retries: Annotated[int | None, Query(ge=0, le=1000)] = None,
+    retries: Annotated[int | None, Query(ge=0, le=MAX_RETRIES)] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, str]:
     """Validate and enqueue a ``job_type`` job; the body is its payload (see ``GET /types``).
