@@ -81,6 +81,15 @@ def test_all_problems_are_reported_at_once() -> None:
     assert len(found) == 5, found
 
 
+def test_one_jobs_field_problems_are_all_reported_together() -> None:
+    # given a job with a priority out of range, a bad timeout, environment and result file
+    job = cmd(priority=99, timeout="-1s", environment={"A=B": "x"}, result_files=["/abs"])
+    # then each is named, not only the first pydantic finds
+    found = problems(pipeline(job))
+    named = {p.split(":")[1].strip() for p in found}
+    assert named == {"priority", "timeout", "environment", "result_files"}, found
+
+
 @pytest.mark.parametrize("data", [None, [], "text", {"pipeline_id": "p"}, {"pipeline_id": "p", "jobs": []}])
 def test_a_file_that_is_not_a_pipeline_is_one_problem(data: Any) -> None:
     assert problems(data)

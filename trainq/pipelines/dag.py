@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trainq.broker.names import QueueName
 from trainq.errors import DurationError, InvalidInput, PipelineError
@@ -75,6 +75,39 @@ class JobSpec(BaseModel):
     queue: QueueName | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
     limit: dict[str, Any] | None = None
+
+    # Checked here, not after, so a file's problems are all listed at once, with the field errors.
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, timeout: str | float | None) -> str | float | None:
+        if timeout is not None:
+            try:
+                parse_duration(timeout, positive=True)
+            except DurationError as exc:
+                raise ValueError(str(exc)) from None
+        return timeout
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, environment: dict[str, str | int | float]) -> dict[str, str | int | float]:
+        problems = [
+            f"environment name {brief(name)} is invalid: {ENV_RULE}"
+            if len(name) > MAX_ENV_NAME_CHARS or not ENV_NAME.fullmatch(name)
+            else f"environment {name}: the value contains a NUL character"
+            for name, value in environment.items()
+            if len(name) > MAX_ENV_NAME_CHARS or not ENV_NAME.fullmatch(name) or "\0" in str(value)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return environment
+
+    @field_validator("result_files")
+    @classmethod
+    def _result_files(cls, entries: list[str | ResultFile]) -> list[str | ResultFile]:
+        problems = [pattern_problem(e if isinstance(e, str) else e.path) for e in entries]
+        if any(problems):
+            raise ValueError("; ".join(p for p in problems if p))
+        return entries
 
 
 @dataclass
@@ -173,7 +206,7 @@ def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
         try:
             job = JobSpec.model_validate(raw)
         except ValidationError as exc:
-            problems += [f"{name}: {_where(e['loc'])}{e['msg']}" for e in exc.errors()]
+            problems += [f"{name}: {_where(e['loc'])}{_message(e['msg'])}" for e in exc.errors()]
             continue
         own = _job_problems(job)
         problems += [f"{name}: {p}" for p in own]
@@ -182,6 +215,11 @@ def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
     ids = [raw.get("job_id") for raw in raw_jobs if isinstance(raw, dict)]
     problems += _graph_problems(jobs, [i for i in ids if isinstance(i, str)])
     return pipeline_id, jobs, problems
+
+
+def _message(text: str) -> str:
+    """A field error's message, without the words pydantic puts before a validator's own."""
+    return text.removeprefix("Value error, ")
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
@@ -199,20 +237,6 @@ def _job_problems(job: JobSpec) -> list[str]:
         problems.append("needs either command or type")
     elif job.command is not None and job.config is not None:
         problems.append("config applies only to a job with a type, not to a command")
-    if job.timeout is not None:
-        try:
-            parse_duration(job.timeout, positive=True)
-        except DurationError as exc:
-            problems.append(f"timeout: {exc}")
-    for name, value in job.environment.items():
-        if len(name) > MAX_ENV_NAME_CHARS or not ENV_NAME.fullmatch(name):
-            problems.append(f"environment name {brief(name)} is invalid: {ENV_RULE}")
-        elif "\0" in str(value):
-            problems.append(f"environment {name}: the value contains a NUL character")
-    for entry in job.result_files:
-        problem = pattern_problem(entry if isinstance(entry, str) else entry.path)
-        if problem:
-            problems.append(f"result_files: {problem}")
     return problems
 
 
