@@ -11,6 +11,7 @@ import redis
 from tests.integration.test_registry import record
 from trainq.job import lifecycle
 from trainq.job.record import JobState
+from trainq.job.types import get_job_type
 from trainq.ops.metrics import TrainqCollector
 from trainq.store.registry import Effects, Registry
 
@@ -101,3 +102,23 @@ def test_finishes_counted_by_an_earlier_release_and_by_this_one_add_up(registry:
     cancelled = frozenset({("type", "probe"), ("state", "cancelled")})
     assert samples["trainq_jobs_finished_total", cancelled] == 1
     assert ("trainq_job_duration_seconds_count", cancelled) not in samples
+
+
+def test_a_lease_renewed_after_the_reaper_read_it_keeps_its_attempt(registry: Registry) -> None:
+    # given a running job whose lease ran out, as a reaper reads it
+    registry.create(record("a"))
+    claimed = registry.claim("a", 0, "w@h", time.time() - 1)
+    assert claimed is not None
+    now = time.time()
+    assert registry.expired_leases(now) == ["a"]
+    # when its heartbeat renews the lease before the reaper's recovery lands
+    assert registry.update_running("a", claimed.fence, lease_until=now + 60)
+    # then the recovery is refused: the attempt runs on, on its fence, and is not run a second time
+    probe = get_job_type("probe")
+    assert not lifecycle.recover(probe, registry, claimed, "lease expired", expired_by=now)
+    kept = registry.get("a")
+    assert (kept.state, kept.fence, kept.recoveries) == (JobState.RUNNING, claimed.fence, 0)
+    # and a lease that did run out is recovered as before
+    assert registry.update_running("a", claimed.fence, lease_until=now - 1)
+    assert lifecycle.recover(probe, registry, claimed, "lease expired", expired_by=now)
+    assert registry.get("a").state is JobState.QUEUED

@@ -194,9 +194,18 @@ def fail_attempt(
     return None
 
 
-def recover(task: JobTask, registry: Registry, record: JobRecord, reason: str, counted: bool = True) -> bool:
+def recover(
+    task: JobTask,
+    registry: Registry,
+    record: JobRecord,
+    reason: str,
+    counted: bool = True,
+    expired_by: float | None = None,
+) -> bool:
     """Re-queue a running job whose worker is gone; past the recovery cap, the job is dead.
 
+    With ``expired_by`` (a reaper's), only if the job's lease still ran out by then: a heartbeat
+    that renewed it since the reaper read it keeps the attempt running, not run twice.
     Returns True if the job was re-queued or ended here, False if another process got there first.
     """
     recoveries = record.recoveries + (1 if counted else 0)
@@ -205,7 +214,15 @@ def recover(task: JobTask, registry: Registry, record: JobRecord, reason: str, c
         fields = {"recoveries": recoveries, "error": reason}
         return finish(registry, record, JobState.DEAD, fields, reason=reason) is not None
     fields = {"recoveries": recoveries, "attempt": record.attempt + 1, "worker": None}
-    return requeue(task, registry, record, allowed={JobState.RUNNING}, reason=reason, fields=fields)
+    return requeue(
+        task,
+        registry,
+        record,
+        allowed={JobState.RUNNING},
+        reason=reason,
+        fields=fields,
+        expired_by=expired_by,
+    )
 
 
 def requeue(
@@ -216,13 +233,16 @@ def requeue(
     allowed: Iterable[JobState],
     reason: str,
     fields: dict[str, Any] | None = None,
+    expired_by: float | None = None,
 ) -> bool:
     """Move ``record`` back to ``queued`` on a new fence and send that delivery.
 
-    Fenced on the record's delivery; returns False (nothing sent) if another process moved it first.
+    Fenced on the record's delivery (and its lease, with ``expired_by``: see ``recover``); returns
+    False (nothing sent) if another process moved it first.
     """
     fence = record.fence + 1
-    move = _mover(registry, record, JobState.QUEUED, allowed, {**(fields or {}), "fence": fence}, reason, 0)
+    fields = {**(fields or {}), "fence": fence}
+    move = _mover(registry, record, JobState.QUEUED, allowed, fields, reason, 0, expired_by)
     return send.resend(task, record, fence, move)
 
 
@@ -234,6 +254,7 @@ def _mover(
     fields: dict[str, Any],
     reason: str,
     lease_until: float,
+    expired_by: float | None = None,
 ) -> Callable[[Effects | None], bool]:
     """``record``'s fenced move to ``to`` that its next delivery is sent with (``send.resend``)."""
 
@@ -250,6 +271,7 @@ def _mover(
             event=event,
             lease_until=lease_until,
             effects=effects,
+            expired_by=expired_by,
         )
         return moved is not None
 

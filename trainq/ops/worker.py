@@ -94,7 +94,8 @@ class Reaper(threading.Thread):
     def sweep(self) -> int:
         """Handle every expired lease once; return how many jobs were re-queued or ended."""
         handled = self.resend_queued() if self.registry.master_changed() else 0
-        for job_id in self.registry.expired_leases(time.time()):
+        now = time.time()
+        for job_id in self.registry.expired_leases(now):
             record = self.registry.find(job_id)
             task = self.app.tasks.get(task_name(record.type)) if record else None
             if record is None or record.state not in (JobState.RUNNING, JobState.RETRYING):
@@ -102,7 +103,7 @@ class Reaper(threading.Thread):
             elif isinstance(task, JobTask):
                 if record.state is JobState.RUNNING:
                     reason = f"lease expired: no heartbeat from {record.worker}"
-                    handled += recover(task, self.registry, record, reason)
+                    handled += recover(task, self.registry, record, reason, expired_by=now)
                 else:
                     handled += redeliver_overdue(task, self.registry, record)
         return handled

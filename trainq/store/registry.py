@@ -447,15 +447,19 @@ class Registry:
         lease_until: float | None = None,
         pipe: Any = None,
         effects: Effects | None = None,
+        expired_by: float | None = None,
     ) -> JobState | None:
-        """Move ``job_id`` to ``to`` if it is in ``allowed`` (and on ``fence``).
+        """Move ``job_id`` to ``to`` if it is in ``allowed`` (and on ``fence``, and with its lease
+        expired by ``expired_by`` when given: a reaper's recovery).
 
         Sets ``fields`` and ``updated_at``, records ``event`` (or none for a silent update),
         and sets the lease expiry (``0`` drops the lease); ``effects`` apply with the change only.
         Returns the previous state, or None when the change was refused. With ``pipe`` the change
         is only queued on that pipeline (batch writers execute it) and None is returned.
         """
-        call = self._transition_call(job_id, to, allowed, fence, fields, event, lease_until, False, effects)
+        call = self._transition_call(
+            job_id, to, allowed, fence, fields, event, lease_until, False, effects, expired_by
+        )
         reply = self._run(call, pipe)
         previous = reply[0] if reply and effects is not None and pipe is None else reply
         return JobState(previous.decode()) if previous and pipe is None else None
@@ -585,6 +589,7 @@ class Registry:
         lease_until: float | None,
         returning: bool,
         effects: Effects | None = None,
+        expired_by: float | None = None,
     ) -> tuple[list[str], list[str]]:
         """The transition script's keys and arguments (see ``_run``)."""
         values = dict(fields or {})
@@ -608,6 +613,7 @@ class Registry:
                 _FINISHED_ARG,
                 json.dumps(effects.writes) if effects is not None else "",
                 self.keys.pipeline_prefix() if returning else "",
+                "" if expired_by is None else repr(expired_by),
             ],
         )
 

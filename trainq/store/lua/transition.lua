@@ -16,6 +16,8 @@
 --       ARGV[15]: with ARGV[10], the pipeline runs' key prefix: a pipeline job's record then also
 --       holds ``next_specs``, {job: spec} of the dependants its success alone releases (one
 --       dependency left), so its finish can create and send them in the same call (run_succeeded).
+--       ARGV[16]: a time ('' or absent = none): the change is refused while the job's lease runs past
+--       it, so a reaper's recovery never takes back a lease renewed since the reaper read it.
 -- Schema version 4 keeps no events while a job is on the clean path (submitted, started on attempt
 -- 1, succeeded on it): readers build them from the record (trainq.job.record.implied_events). The
 -- first event off that path writes the implied ones before it and marks the record ('history').
@@ -49,6 +51,10 @@ for s in string.gmatch(ARGV[3], '[^,]+') do
 end
 if not allowed then return false end
 if ARGV[2] ~= '' and fence ~= ARGV[2] then return false end
+if (ARGV[16] or '') ~= '' then
+  local lease = redis.call('ZSCORE', KEYS[3], ARGV[1])
+  if lease and tonumber(lease) > tonumber(ARGV[16]) then return false end
+end
 local new = ARGV[4]
 local values, gone = {}, {}
 for _, k in ipairs(nulls) do
