@@ -178,7 +178,7 @@ class Scheduler(RedBeatScheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """One Beat round; while no Redis master answers (a Sentinel failover), wait and retry.
 
-        The lock stays ours unless it expires meanwhile (``redbeat_lock_timeout``, 30 s); then the
+        The lock stays ours unless it expires meanwhile (``TRAINQ_BEAT_LOCK_S``, 30 s); then the
         next extend fails with LockNotOwnedError and this Beat stops, as redbeat intends.
         """
         try:

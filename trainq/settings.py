@@ -7,6 +7,7 @@ trainq uses the embedded Redis (see ``trainq.ops.embedded``) so one machine need
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -104,6 +105,9 @@ class Settings(BaseSettings):
     client_commands: bool = False
     beat_schedule_module: str = "beat_schedule"
     beat_interval_s: Seconds = 5.0
+    #: How long Beat's lock outlives a Beat that stops renewing it (killed, cut off): the longest a
+    #: waiting Beat waits before it takes over. Renewed every tick, so longer than ``beat_interval_s``.
+    beat_lock_s: Seconds = 30.0
     schedule_catch_up: bool = True
     # Retention of finished records (docs/reliability.md "Retention"): durations, 0 = forever.
     retention_succeeded: Retention = 7 * DAY_S
@@ -183,6 +187,15 @@ class Settings(BaseSettings):
             except InvalidName as exc:
                 raise ValueError(str(exc)) from None
         return pools
+
+    @field_validator("beat_lock_s")
+    @classmethod
+    def _beat_lock_outlasts_a_tick(cls, lock_s: float, info: ValidationInfo) -> float:
+        """Beat renews its lock once a tick: a lock no longer than a tick would lapse between two."""
+        interval = info.data.get("beat_interval_s")
+        if interval is not None and lock_s <= interval:
+            raise ValueError(f"must be longer than TRAINQ_BEAT_INTERVAL_S ({interval:g} s)")
+        return lock_s
 
     def pool(self, queue: str) -> PoolSettings:
         """The pool settings of ``queue`` (defaults for queues not listed)."""
@@ -316,7 +329,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "redbeat_key_prefix": keys.redbeat_prefix(),
         "redbeat_lock_key": keys.redbeat_lock(),
-        "redbeat_lock_timeout": 30,
+        "redbeat_lock_timeout": math.ceil(settings.beat_lock_s),  # redbeat renews it by whole seconds
         "beat_max_loop_interval": settings.beat_interval_s,
     }
     if broker.startswith("redis://"):

@@ -9,6 +9,7 @@ import pytest
 
 from trainq.errors import ScheduleError
 from trainq.schedules import CronSchedule, build_entry
+from trainq.settings import Settings, celery_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -128,3 +129,16 @@ def test_job_schedule_runs_are_tagged_with_the_schedule_name() -> None:
     assert entry.kwargs == {"seconds": 1}
     assert entry.options == {"tags": {"schedule": "hourly-data"}, "job_name": "hourly-data", "priority": 7}
     assert entry.schedule.run_every == timedelta(hours=1)
+
+
+def test_beats_lock_lasts_30_s_by_default_and_must_outlast_a_tick() -> None:
+    # given the default settings, then Beat's lock lasts 30 s (a waiting Beat's longest wait to take over)
+    redis_url = "redis://127.0.0.1:6379/0"
+    assert celery_config(Settings(broker_url=redis_url))["redbeat_lock_timeout"] == 30
+    # and a lock given in fractions is renewed by whole seconds, never shorter than asked
+    fractional = celery_config(Settings(broker_url=redis_url, beat_interval_s=1, beat_lock_s=4.2))
+    assert fractional["redbeat_lock_timeout"] == 5
+    # and a lock no longer than a tick (it would lapse between two renewals) is refused naming the tick
+    with pytest.raises(ValueError, match=r"longer than TRAINQ_BEAT_INTERVAL_S \(5 s\)"):
+        Settings(beat_lock_s=5)
+    assert Settings(beat_interval_s=1, beat_lock_s=2).beat_lock_s == 2
