@@ -13,7 +13,8 @@ PAYLOAD_ERRORS_MAX = 20
 CLOSE_MATCH_MAX_NAMES = 200
 #: Characters of an unknown field name compared and shown.
 FIELD_NAME_MAX_CHARS = 64
-#: Most retries a job's policy may give it (``--retries``, ``retry_count``, ``max_retries``).
+#: Most retries a caller may ask for in words (``--retries``, a pipeline's ``retry_count``, the API's
+#: ``retries``); a Python caller's ``RetryPolicy`` may give more.
 MAX_RETRIES = 1000
 #: Longest job id: it names a directory (a job's checkpoints, its artifacts).
 JOB_ID_MAX_CHARS = 255

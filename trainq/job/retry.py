@@ -9,7 +9,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from trainq.inputs.durations import parse_duration
-from trainq.inputs.limits import MAX_RETRIES
 
 
 class Backoff(str, Enum):
@@ -41,9 +40,9 @@ class RetryPolicy(BaseModel):
 
     @field_validator("max_retries")
     @classmethod
-    def _bounded(cls, value: int) -> int:
-        if not 0 <= value <= MAX_RETRIES:
-            raise ValueError(f"max_retries must be from 0 to {MAX_RETRIES}")
+    def _non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("max_retries must be >= 0")
         return value
 
 
