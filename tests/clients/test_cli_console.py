@@ -1,0 +1,49 @@
+"""The ``trainq`` console script as a user runs it, from a directory of their own: a refusal is one
+line and an exit code (no traceback), and nothing of a refused command is enqueued."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from trainq import get_registry
+
+#: The console script pip installs beside this Python, and the checkout it must import.
+TRAINQ = Path(sys.executable).parent / "trainq"
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def trainq(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the console script with ``args`` from ``cwd``; its result, never raising."""
+    return subprocess.run(
+        [str(TRAINQ), *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_key_held_by_another_job_type_is_refused(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given a probe job submitted with key nightly
+    first = trainq(tmp_path, "submit", "probe", "--key", "nightly")
+    assert first.returncode == 0, first.stderr
+    job_id = first.stdout.strip()
+    # when a data job is submitted with the same key
+    other = trainq(tmp_path, "submit", "data", "--config", '{"dataset": "iris"}', "--key", "nightly")
+    # then it is refused in one line naming the key and the type that holds it, exit 2
+    assert other.returncode == 2 and other.stdout == "", other
+    assert other.stderr == (
+        f"error: idempotency key 'nightly' is already held by job {job_id} of job type 'probe'; "
+        "use another key for this job type\n"
+    )
+    # and nothing of it was recorded or sent; the same type with the key still gets the first job
+    assert [r.id for r in get_registry().list()] == [job_id]
+    assert redis_client.keys("data*") == []  # the data queue's lists, of any priority
+    again = trainq(tmp_path, "submit", "probe", "--config", '{"seconds": 1}', "--key", "nightly")
+    assert again.returncode == 0 and again.stdout.strip() == job_id, again
