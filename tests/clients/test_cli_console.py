@@ -47,3 +47,25 @@ def test_a_key_held_by_another_job_type_is_refused(tmp_path: Path, redis_client:
     assert redis_client.keys("data*") == []  # the data queue's lists, of any priority
     again = trainq(tmp_path, "submit", "probe", "--config", '{"seconds": 1}', "--key", "nightly")
     assert again.returncode == 0 and again.stdout.strip() == job_id, again
+
+
+def test_names_a_terminal_cannot_show_are_printed_escaped(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given a job named in French and a pipeline run from a file named so
+    ascii_only = {"PYTHONIOENCODING": "ascii"}
+    named = trainq(tmp_path, "submit", "probe", "--name", "données-é")
+    assert named.returncode == 0, named.stderr
+    source = tmp_path / "entraînement.json"
+    source.write_text(
+        '{"pipeline_id": "enc", "jobs": [{"job_id": "a", "type": "probe"}, '
+        '{"job_id": "b", "type": "probe", "depends_on": ["a"]}]}'
+    )
+    run = trainq(tmp_path, "pipeline", "run", source.name)
+    assert run.returncode == 0, run.stderr
+    # when they are shown on a terminal that takes ASCII only
+    listed = trainq(tmp_path, "list", env=ascii_only)
+    status = trainq(tmp_path, "pipeline", "status", run.stdout.strip(), env=ascii_only)
+    # then both print, the names escaped, and exit 0
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    assert "donn\\xe9es-\\xe9" in listed.stdout
+    assert status.returncode == 0 and status.stderr == "", status.stderr
+    assert "entra\\xeenement.json" in status.stdout
