@@ -4,10 +4,12 @@ line and an exit code (no traceback), and nothing of a refused command is enqueu
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis
 
 from trainq import get_registry
@@ -69,3 +71,21 @@ def test_names_a_terminal_cannot_show_are_printed_escaped(tmp_path: Path, redis_
     assert "donn\\xe9es-\\xe9" in listed.stdout
     assert status.returncode == 0 and status.stderr == "", status.stderr
     assert "entra\\xeenement.json" in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "what"), [("web", "trainq web"), ("metrics", "metrics"), ("flower", "Flower")]
+)
+def test_a_server_on_an_address_in_use_says_so_in_one_line(
+    command: str, what: str, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a port another process listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # when a trainq server is started on it
+        result = trainq(tmp_path, command, f"--port={port}")
+    # then it exits 1 (the environment's problem, not bad input) with one line naming the address
+    assert result.returncode == 1 and result.stdout == "", result
+    assert result.stderr == f"error: cannot serve {what} on 127.0.0.1:{port}: Address already in use\n"
