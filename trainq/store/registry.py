@@ -497,11 +497,13 @@ class Registry:
         fields: dict[str, Any],
         event: JobEvent,
         effects: Effects,
+        expired_by: float | None = None,
     ) -> tuple[JobState, list[Any]] | None:
-        """Move ``job_id`` to the finished state ``to`` as ``transition`` does, drop its lease and
-        apply ``effects``, all in one script call; the previous state and the effects' replies,
-        or None (and nothing written) when the change was refused."""
-        reply = self._run(self._transition_call(job_id, to, allowed, fence, fields, event, 0, False, effects))
+        """Move ``job_id`` to the finished state ``to`` as ``transition`` does (with ``expired_by``,
+        only if its lease ran out by then), drop its lease and apply ``effects``, all in one script
+        call; the previous state and the effects' replies, or None (nothing written) when refused."""
+        call = self._transition_call(job_id, to, allowed, fence, fields, event, 0, False, effects, expired_by)
+        reply = self._run(call)
         if not reply:
             return None
         return JobState(reply[0].decode()), reply[1]
