@@ -12,6 +12,7 @@ TrainqError
 │   ├── InvalidName          a queue or job type name breaks the naming rule
 │   ├── DurationError        a timeout / delay string that does not parse
 │   ├── JobNotFound          no job with that id
+│   ├── KeyInUse             an idempotency key already names a job of another job type
 │   ├── RunNotFound          no pipeline run with that id
 │   ├── InvalidTransition    the job's state does not allow the operation
 │   ├── PipelineError        a pipeline file or DAG is invalid
@@ -110,6 +111,17 @@ class JobNotFound(InvalidInput):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"no job with id {job_id!r}")
+
+
+class KeyInUse(InvalidInput):
+    """Raised when an idempotency key already names a job of another job type; nothing is enqueued."""
+
+    def __init__(self, key: str, job_type: str, job_id: str) -> None:
+        self.key, self.job_type, self.job_id = key, job_type, job_id
+        super().__init__(
+            f"idempotency key {key!r} is already held by job {job_id} of job type {job_type!r}; "
+            "use another key for this job type"
+        )
 
 
 class RunNotFound(InvalidInput):

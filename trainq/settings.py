@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from trainq.errors import DurationError, InvalidName, InvalidSetting
 from trainq.inputs.durations import parse_duration
+from trainq.inputs.problems import validator_words
 from trainq.job.retry import RetryPolicy
 from trainq.store import sentinel
 from trainq.store.keys import Keys
@@ -211,7 +212,7 @@ def get_settings() -> Settings:
     except ValidationError as exc:
         problems = "; ".join(
             f"TRAINQ_{'__'.join(str(part) for part in error['loc']).upper()}: "
-            + error["msg"].removeprefix("Value error, ")  # pydantic's words for a validator's ValueError
+            + validator_words(error["msg"])
             for error in exc.errors()
         )
         raise InvalidSetting(f"invalid setting {problems}") from None

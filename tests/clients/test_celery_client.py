@@ -35,7 +35,8 @@ app.conf.task_queue_max_priority = 10
 sent = [
     app.send_task(j["task"], kwargs=j.get("kwargs"), args=j.get("args"), queue=queue,
                   task_id=j.get("task_id"), countdown=j.get("countdown"), headers=j.get("headers"),
-                  priority=j.get("priority"))
+                  priority=j.get("priority"), soft_time_limit=j.get("soft_time_limit"),
+                  time_limit=j.get("time_limit"))
     for j in jobs
 ]
 seen = []
@@ -181,6 +182,40 @@ def test_a_celery_client_without_trainq_on_rabbitmq(
     finally:
         workers.stop_all()
         delete_queue(queue)
+
+
+def test_time_limits_that_are_not_positive_are_refused_and_recorded(workers: Workers, tmp_path: Path) -> None:
+    # given a data worker on its own queue
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    workers.start(queue)
+    # when a Celery app without trainq sends jobs with negative or zero time limits, and a good one
+    limits = [
+        {"soft_time_limit": -5},
+        {"time_limit": -5},
+        {"soft_time_limit": -5, "time_limit": -3},
+        {"time_limit": 0},
+        {"soft_time_limit": 60},
+    ]
+    seen = send(
+        tmp_path,
+        REDIS,
+        queue,
+        [{"task": "trainq.data", "kwargs": {"dataset": "iris"}, **given} for given in limits],
+    )
+    # then each bad one is recorded failed with the reason the sender's get() raised too; none vanished
+    words = [
+        "invalid soft_time_limit -5",
+        "invalid time_limit -5",
+        "invalid time_limit -3",
+        "invalid time_limit 0",
+    ]
+    for refused, reason in zip(seen, words, strict=False):
+        record = get_registry().get(refused["id"])
+        assert record.state is JobState.FAILED and reason in (record.error or ""), record
+        assert record.tags == {"source": FOREIGN_SOURCE}
+        assert refused["type"] == "InvalidInput" and reason in refused["error"], refused
+    # and the job with a positive limit ran
+    assert seen[-1]["state"] == "SUCCESS" and get_registry().get(seen[-1]["id"]).state is JobState.SUCCEEDED
 
 
 def test_a_duplicated_first_delivery_runs_once(workers: Workers, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
+import pytest
 import redis
 
 from tests.fixtures import Workers, run_cli, wait_for
@@ -150,6 +151,22 @@ def test_idempotency_key_returns_the_first_job(redis_client: Any) -> None:
     assert len(get_registry().list(job_type="probe")) == 1
     other = run_cli("submit", "probe", "--key", "nightly-2026-11-23")
     assert other.returncode == 0 and other.stdout.strip() == first
+
+
+def test_an_idempotency_key_of_another_job_type_raises_naming_it(redis_client: Any) -> None:
+    from trainq.errors import KeyInUse, TrainqError
+    from workers.data import prepare
+
+    # given a probe job submitted with a key
+    first = submit("probe", {}, key="nightly")
+    # when a Python caller sends a data job with that key, then it raises naming the key and type
+    with pytest.raises(
+        KeyInUse, match=r"key 'nightly' is already held by job \w+ of job type 'probe'"
+    ) as error:
+        prepare.apply_async(kwargs={"dataset": "iris"}, key="nightly")
+    assert isinstance(error.value, TrainqError) and error.value.job_id == first
+    # and nothing of the data job was recorded or sent
+    assert [r.id for r in get_registry().list()] == [first] and redis_client.keys("data*") == []
 
 
 def test_a_requeued_job_still_gets_its_secret_values(workers: Workers, redis_client: Any) -> None:

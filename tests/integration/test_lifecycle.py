@@ -13,6 +13,7 @@ from trainq.job import lifecycle
 from trainq.job.record import JobState
 from trainq.job.types import get_job_type
 from trainq.ops.metrics import TrainqCollector
+from trainq.settings import get_settings
 from trainq.store.registry import Effects, Registry
 
 
@@ -122,3 +123,28 @@ def test_a_lease_renewed_after_the_reaper_read_it_keeps_its_attempt(registry: Re
     assert registry.update_running("a", claimed.fence, lease_until=now - 1)
     assert lifecycle.recover(probe, registry, claimed, "lease expired", expired_by=now)
     assert registry.get("a").state is JobState.QUEUED
+
+
+def test_a_lease_renewed_after_the_reaper_read_it_keeps_its_attempt_past_the_recovery_cap(
+    registry: Registry,
+) -> None:
+    # given a running job at the recovery cap (its next recovery ends it dead) whose lease ran out,
+    # as a reaper reads it
+    cap = get_settings().max_recoveries
+    registry.create(record("a", recoveries=cap))
+    claimed = registry.claim("a", 0, "w@h", time.time() - 1)
+    assert claimed is not None
+    now = time.time()
+    assert registry.expired_leases(now) == ["a"]
+    # when its heartbeat renews the lease before the reaper's recovery lands
+    assert registry.update_running("a", claimed.fence, lease_until=now + 60)
+    # then the recovery is refused: the attempt runs on, on its fence, not ended dead
+    probe = get_job_type("probe")
+    assert not lifecycle.recover(probe, registry, claimed, "lease expired", expired_by=now)
+    kept = registry.get("a")
+    assert (kept.state, kept.fence, kept.recoveries) == (JobState.RUNNING, claimed.fence, cap)
+    assert registry.expired_leases(now + 30) == []  # its renewed lease is still held
+    # and a lease that did run out ends the job dead as before
+    assert registry.update_running("a", claimed.fence, lease_until=now - 1)
+    assert lifecycle.recover(probe, registry, claimed, "lease expired", expired_by=now)
+    assert registry.get("a").state is JobState.DEAD

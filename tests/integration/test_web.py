@@ -125,6 +125,23 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
     assert job_count() == 0
 
 
+def test_a_key_held_by_another_job_type_is_422_naming_it(api: httpx.Client) -> None:
+    # given a probe job submitted over HTTP with an idempotency key
+    first = api.post("/api/v1/jobs/probe", json={}, headers={**JSON, "idempotency-key": "nightly"})
+    assert first.status_code == 201, first.text
+    # when a data job comes with the same key
+    other = api.post(
+        "/api/v1/jobs/data", json={"dataset": "iris"}, headers={**JSON, "idempotency-key": "nightly"}
+    )
+    # then it is refused naming the key and the type holding it, and only the first job exists
+    assert other.status_code == 422, other.text
+    assert other.json()["detail"] == (
+        f"idempotency key 'nightly' is already held by job {first.json()['id']} of job type 'probe'; "
+        "use another key for this job type"
+    )
+    assert job_count() == 1
+
+
 def test_listing_pages_through_ten_thousand_jobs_newest_first(api: httpx.Client) -> None:
     # given 10,000 recorded jobs of two types (stored directly, as a busy registry would hold them)
     now = time.time()

@@ -37,6 +37,7 @@ EXCEPTIONS = {
     ("trainq.settings", "trainq.store.keys"): "redbeat's key names are built with every other key's",
     ("trainq.errors", "trainq.settings"): "URLs in messages are redacted by settings' one rule",
     ("trainq.settings", "trainq.inputs.durations"): "settings parse durations as every input does",
+    ("trainq.settings", "trainq.inputs.problems"): "a setting's problem is worded as every input's is",
     ("trainq.settings", "trainq.job.retry"): "the default retry policy is a setting of that type",
     ("trainq.settings", "trainq.store"): "the registry URL may name a Sentinel (trainq.store.sentinel)",
     ("trainq.settings", "trainq.ops"): "with no broker set, the embedded Redis starts on first use",

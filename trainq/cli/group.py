@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 the work failed, 2 bad input, 3 broker or registry unreachab
 
 from __future__ import annotations
 
+import io
 import sys
 from typing import Any
 
@@ -33,6 +34,14 @@ def exit_code(error: BaseException) -> int:
 
 class TrainqGroup(click.Group):
     """A click group that turns trainq errors into one clear message and an exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the CLI with output that cannot crash on its encoding: a name an ASCII (or other narrow)
+        terminal cannot show is printed escaped (``\\xe9``), not a UnicodeEncodeError."""
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(errors="backslashreplace")
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

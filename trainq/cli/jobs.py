@@ -61,7 +61,7 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 @click.option("--at", "at_text", help="Start at this time (ISO, local unless zoned).")
 @click.option("--timeout", help="Soft time limit (e.g. 1h 30m).")
 @click.option("--retries", type=click.IntRange(0, MAX_RETRIES), help="Override the type's max_retries.")
-@click.option("--key", help="Idempotency key: a repeat returns the first job's id.")
+@click.option("--key", help="Idempotency key: a repeat of this job type returns the first job's id.")
 @click.option("--limit-key", help="Concurrency key, a template such as 'project={tags[project]}'.")
 @click.option(
     "--max-running",

@@ -16,11 +16,12 @@ from rich.table import Table
 from trainq.cli.group import main
 from trainq.cli.limits import limits_table, use_row
 from trainq.cli.output import console, json_option, metrics_text, print_json
-from trainq.errors import InvalidInput
+from trainq.errors import ConfigError
 from trainq.inputs.durations import format_duration
 from trainq.job.record import JobRecord, JobState, eta_s
 from trainq.ops import control
 from trainq.ops.metrics import DEFAULT_PORT, start_exporter
+from trainq.ops.sockets import listening
 from trainq.settings import get_settings
 from trainq.sharing.policy import key_uses
 from trainq.store.registry import Registry, get_registry
@@ -38,6 +39,8 @@ def flower(
     from trainq.ops.flower import flower_launch
 
     launch = flower_launch(get_settings(), address, port, basic_auth, flower_args)
+    # Tried here, released for Flower: an address in use is one line, not Flower's traceback.
+    listening("Flower", launch.address, launch.port).close()
     click.echo(f"Flower on {launch.url}" + (" (basic auth)" if launch.env else ""), err=True)
     # Credentials travel in the environment (FLOWER_BASIC_AUTH), never on the visible command line.
     os.execve(launch.argv[0], launch.argv, {**os.environ, **launch.env})
@@ -196,7 +199,7 @@ def metrics(port: int, address: str) -> None:
     try:
         _, thread = start_exporter(address, port)
     except OSError as exc:
-        raise InvalidInput(f"cannot serve metrics on {address}:{port}: {exc.strerror}") from None
+        raise ConfigError(f"cannot serve metrics on {address}:{port}: {exc.strerror}") from None
     click.echo(f"trainq metrics on http://{address}:{port}/metrics", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         thread.join()

@@ -18,13 +18,12 @@ def web(address: str | None, port: int | None) -> None:
     Credentials come only from the environment: TRAINQ_WEB_BASIC_AUTH=user:password[,...] and/or
     TRAINQ_WEB_TOKEN (Authorization: Bearer).
     """
-    from trainq.web.auth import check_address
-    from trainq.web.server import serve, web_url
+    from trainq.web.server import bind, serve, web_url
 
     settings = get_settings()
     address = settings.web_address if address is None else address
     port = settings.web_port if port is None else port
-    check_address(settings, address)
+    sock = bind(settings, address, port)
     get_registry().ping()
     click.echo(f"trainq web on {web_url(address, port)}", err=True)
-    serve(settings, address, port)
+    serve(settings, sock)

@@ -7,6 +7,7 @@ trainq's own options may come in the message's ``trainq`` header, checked like a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,6 +34,20 @@ class ClientOptions(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     retry: dict[str, Any] | None = None
     environment: dict[str, str] | None = None
+
+
+def time_limit_problem(timelimit: Any) -> str | None:
+    """Why a message's ``timelimit`` header (Celery's ``[time_limit, soft_time_limit]``) is not one a job
+    can run by, or None. Celery would enforce a negative limit at once, before the job is recorded."""
+    if timelimit is None:
+        return None
+    if not isinstance(timelimit, (list, tuple)) or len(timelimit) != 2:
+        return f"invalid time limits {timelimit!r}: expected [time_limit, soft_time_limit] in seconds"
+    for name, value in zip(("time_limit", "soft_time_limit"), timelimit, strict=True):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is not None and not (number and math.isfinite(value) and value > 0):
+            return f"invalid {name} {value!r}: must be a positive number of seconds"
+    return None
 
 
 def header_options(headers: dict[str, Any] | None) -> dict[str, Any]:

@@ -101,11 +101,13 @@ def finish(
     allowed: frozenset[JobState] = frozenset({JobState.RUNNING}),
     fenced: bool = True,
     effects: Effects | None = None,
+    expired_by: float | None = None,
 ) -> JobState | None:
     """Move ``record`` to the finished ``state``, drop its lease and tell the plugins, in one round trip.
 
-    Fenced on the record's delivery unless ``fenced`` is false. ``effects`` are the caller's own
-    writes to commit with it (Celery's result). The plugins get the final record (no re-read).
+    Fenced on the record's delivery unless ``fenced`` is false, and with ``expired_by`` (a reaper's) on
+    its lease having run out by then. ``effects`` are the caller's own writes to commit with it
+    (Celery's result). The plugins get the final record (no re-read).
     Returns the state the job was in, or None if the change was refused (nothing written).
     """
     now = time.time()
@@ -129,6 +131,7 @@ def finish(
         fields=values,
         event=JobEvent(state=state, at=now, attempt=record.attempt, worker=record.worker, reason=reason),
         effects=effects,
+        expired_by=expired_by,
     )
     if outcome is None:
         return None
@@ -204,15 +207,17 @@ def recover(
 ) -> bool:
     """Re-queue a running job whose worker is gone; past the recovery cap, the job is dead.
 
-    With ``expired_by`` (a reaper's), only if the job's lease still ran out by then: a heartbeat
-    that renewed it since the reaper read it keeps the attempt running, not run twice.
+    With ``expired_by`` (a reaper's), either only if the job's lease still ran out by then: a heartbeat
+    that renewed it since the reaper read it keeps the attempt running, not run twice nor ended dead.
     Returns True if the job was re-queued or ended here, False if another process got there first.
     """
     recoveries = record.recoveries + (1 if counted else 0)
     if recoveries > get_settings().max_recoveries:
         reason = f"{reason}; worker lost {recoveries} times, giving up"
         fields = {"recoveries": recoveries, "error": reason}
-        return finish(registry, record, JobState.DEAD, fields, reason=reason) is not None
+        return (
+            finish(registry, record, JobState.DEAD, fields, reason=reason, expired_by=expired_by) is not None
+        )
     fields = {"recoveries": recoveries, "attempt": record.attempt + 1, "worker": None}
     return requeue(
         task,

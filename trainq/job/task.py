@@ -90,6 +90,8 @@ class JobTask(Task):
     fair: ClassVar[bool] = False
     #: How a worker takes a delivery: Celery's, behind a screen (``trainq.ops.worker``).
     Strategy = "trainq.ops.worker:screened_strategy"
+    #: A delivery in the worker's main process: Celery's, leaving invalid time limits to the job.
+    Request = "trainq.ops.worker:JobRequest"
     handler: Callable[[Job, Any], Any]
 
     acks_late = True
@@ -374,6 +376,8 @@ class JobTask(Task):
         reason = message = None
         try:
             options.update(clients.header_options(self.request.headers))
+            if problem := clients.time_limit_problem(self.request.timelimit):
+                raise InvalidInput(problem)
             if refusal := self.client_refusal():
                 raise InvalidInput(refusal)
             if args:

@@ -38,6 +38,8 @@ class FlowerLaunch:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     url: str = ""
+    address: str = ""
+    port: int = 0
 
 
 def is_loopback(address: str) -> bool:
@@ -98,7 +100,7 @@ def flower_launch(
     ]
     env = {"FLOWER_BASIC_AUTH": check_basic_auth(auth)} if auth else {}
     host = f"[{address}]" if ":" in address else address or "0.0.0.0"
-    return FlowerLaunch(argv, env, f"http://{host}:{port}/")
+    return FlowerLaunch(argv, env, f"http://{host}:{port}/", address, port)
 
 
 class QueueLengths:

@@ -17,6 +17,7 @@ import redis
 from celery import signals
 from celery.exceptions import InvalidTaskError, TimeLimitExceeded, WorkerLostError
 from celery.worker import control as remote_control
+from celery.worker.request import Request
 from celery.worker.strategy import default as default_strategy
 
 from trainq.broker.names import check_queue
@@ -24,7 +25,7 @@ from trainq.broker.quarantine import envelope_bytes, get_quarantine
 from trainq.celery import app
 from trainq.errors import InvalidInput, InvalidName
 from trainq.inputs.documents import nesting_problem
-from trainq.job import claims, lifecycle, send
+from trainq.job import claims, clients, lifecycle, send
 from trainq.job.lifecycle import fail_attempt, recover, requeue
 from trainq.job.record import JobRecord, JobState
 from trainq.job.task import JobTask
@@ -285,6 +286,17 @@ def screened_strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Call
         return handle(message, body, *args, **options)
 
     return screened
+
+
+class JobRequest(Request):
+    """Celery's request of a job delivery, which does not enforce time limits that are not positive
+    seconds (a client's ``soft_time_limit=-5`` would interrupt the job before it is recorded): the job
+    refuses such a delivery instead, recorded failed with the reason (``JobTask._record_foreign``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if clients.time_limit_problem(self.request_dict.get("timelimit")):
+            self.time_limits = (None, None)
 
 
 def _queue_of(message: Any) -> str:

@@ -36,6 +36,7 @@ from trainq.inputs.limits import (
     MAX_SUGGESTION_CANDIDATES,
     MAX_SUGGESTIONS,
 )
+from trainq.inputs.problems import validator_words
 from trainq.job.artifacts import pattern_problem
 from trainq.job.environment import NAME as ENV_NAME
 from trainq.job.environment import NAME_RULE as ENV_RULE
@@ -206,7 +207,7 @@ def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
         try:
             job = JobSpec.model_validate(raw)
         except ValidationError as exc:
-            problems += [f"{name}: {_where(e['loc'])}{_message(e['msg'])}" for e in exc.errors()]
+            problems += [f"{name}: {_where(e['loc'])}{validator_words(e['msg'])}" for e in exc.errors()]
             continue
         own = _job_problems(job)
         problems += [f"{name}: {p}" for p in own]
@@ -215,11 +216,6 @@ def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
     ids = [raw.get("job_id") for raw in raw_jobs if isinstance(raw, dict)]
     problems += _graph_problems(jobs, [i for i in ids if isinstance(i, str)])
     return pipeline_id, jobs, problems
-
-
-def _message(text: str) -> str:
-    """A field error's message, without the words pydantic puts before a validator's own."""
-    return text.removeprefix("Value error, ")
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

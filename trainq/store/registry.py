@@ -27,7 +27,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
-from trainq.errors import BrokerUnavailable, JobNotFound
+from trainq.errors import BrokerUnavailable, JobNotFound, KeyInUse
 from trainq.job.record import (
     CLEAN_SUBMIT_REASON,
     FINISHED_STATES,
@@ -174,7 +174,8 @@ class Registry:
         reason: str = CLEAN_SUBMIT_REASON,
         commands: Iterable[Command] = (),
     ) -> tuple[str, bool]:
-        """Store a new record; with a key already used, return that job's id instead.
+        """Store a new record; with a key already used, return that job's id instead (raise KeyInUse
+        when that job is of another type: a key names one job of one type, never a stranger's).
 
         ``message`` is the payload as sent when it differs from ``record.payload`` (secret fields
         revealed); it is kept apart so re-deliveries carry it and no listing shows it. ``commands``
@@ -193,9 +194,11 @@ class Registry:
         def claim_and_add(pipe: Any) -> str | None:
             # Runs under WATCH of the key: a concurrent claim between this read and the write
             # makes the transaction fail and run again, so one key never yields two jobs.
-            existing = pipe.get(key)
-            if existing is not None and pipe.exists(self.keys.job(existing.decode())):
-                return str(existing.decode())
+            found = pipe.get(key)
+            if found is not None and (held_by := pipe.hget(self.keys.job(found.decode()), "type")):
+                if (job_type := json.loads(held_by)) != record.type:
+                    raise KeyInUse(str(idempotency_key), job_type, found.decode())
+                return str(found.decode())
             pipe.multi()
             self._add_many(pipe, [record], reason, writes)
             return None
@@ -494,11 +497,13 @@ class Registry:
         fields: dict[str, Any],
         event: JobEvent,
         effects: Effects,
+        expired_by: float | None = None,
     ) -> tuple[JobState, list[Any]] | None:
-        """Move ``job_id`` to the finished state ``to`` as ``transition`` does, drop its lease and
-        apply ``effects``, all in one script call; the previous state and the effects' replies,
-        or None (and nothing written) when the change was refused."""
-        reply = self._run(self._transition_call(job_id, to, allowed, fence, fields, event, 0, False, effects))
+        """Move ``job_id`` to the finished state ``to`` as ``transition`` does (with ``expired_by``,
+        only if its lease ran out by then), drop its lease and apply ``effects``, all in one script
+        call; the previous state and the effects' replies, or None (nothing written) when refused."""
+        call = self._transition_call(job_id, to, allowed, fence, fields, event, 0, False, effects, expired_by)
+        reply = self._run(call)
         if not reply:
             return None
         return JobState(reply[0].decode()), reply[1]

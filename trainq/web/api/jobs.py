@@ -102,7 +102,8 @@ async def submit(
     """Validate and enqueue a ``job_type`` job; the body is its payload (see ``GET /types``).
 
     Bad input is 422 with each problem, and nothing is enqueued. A repeated ``Idempotency-Key``
-    returns the first job's id.
+    returns the first job's id; one held by a job of another type is 422 (the key, like a changed
+    payload under the IETF idempotency-key draft, does not fit this request).
     """
     payload = await json_body(request)
     options = actions.submit_options(

@@ -1,0 +1,91 @@
+"""The ``trainq`` console script as a user runs it, from a directory of their own: a refusal is one
+line and an exit code (no traceback), and nothing of a refused command is enqueued."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from trainq import get_registry
+
+#: The console script pip installs beside this Python, and the checkout it must import.
+TRAINQ = Path(sys.executable).parent / "trainq"
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def trainq(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the console script with ``args`` from ``cwd``; its result, never raising."""
+    return subprocess.run(
+        [str(TRAINQ), *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_key_held_by_another_job_type_is_refused(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given a probe job submitted with key nightly
+    first = trainq(tmp_path, "submit", "probe", "--key", "nightly")
+    assert first.returncode == 0, first.stderr
+    job_id = first.stdout.strip()
+    # when a data job is submitted with the same key
+    other = trainq(tmp_path, "submit", "data", "--config", '{"dataset": "iris"}', "--key", "nightly")
+    # then it is refused in one line naming the key and the type that holds it, exit 2
+    assert other.returncode == 2 and other.stdout == "", other
+    assert other.stderr == (
+        f"error: idempotency key 'nightly' is already held by job {job_id} of job type 'probe'; "
+        "use another key for this job type\n"
+    )
+    # and nothing of it was recorded or sent; the same type with the key still gets the first job
+    assert [r.id for r in get_registry().list()] == [job_id]
+    assert redis_client.keys("data*") == []  # the data queue's lists, of any priority
+    again = trainq(tmp_path, "submit", "probe", "--config", '{"seconds": 1}', "--key", "nightly")
+    assert again.returncode == 0 and again.stdout.strip() == job_id, again
+
+
+def test_names_a_terminal_cannot_show_are_printed_escaped(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given a job named in French and a pipeline run from a file named so
+    ascii_only = {"PYTHONIOENCODING": "ascii"}
+    named = trainq(tmp_path, "submit", "probe", "--name", "données-é")
+    assert named.returncode == 0, named.stderr
+    source = tmp_path / "entraînement.json"
+    source.write_text(
+        '{"pipeline_id": "enc", "jobs": [{"job_id": "a", "type": "probe"}, '
+        '{"job_id": "b", "type": "probe", "depends_on": ["a"]}]}'
+    )
+    run = trainq(tmp_path, "pipeline", "run", source.name)
+    assert run.returncode == 0, run.stderr
+    # when they are shown on a terminal that takes ASCII only
+    listed = trainq(tmp_path, "list", env=ascii_only)
+    status = trainq(tmp_path, "pipeline", "status", run.stdout.strip(), env=ascii_only)
+    # then both print, the names escaped, and exit 0
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    assert "donn\\xe9es-\\xe9" in listed.stdout
+    assert status.returncode == 0 and status.stderr == "", status.stderr
+    assert "entra\\xeenement.json" in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "what"), [("web", "trainq web"), ("metrics", "metrics"), ("flower", "Flower")]
+)
+def test_a_server_on_an_address_in_use_says_so_in_one_line(
+    command: str, what: str, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a port another process listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # when a trainq server is started on it
+        result = trainq(tmp_path, command, f"--port={port}")
+    # then it exits 1 (the environment's problem, not bad input) with one line naming the address
+    assert result.returncode == 1 and result.stdout == "", result
+    assert result.stderr == f"error: cannot serve {what} on 127.0.0.1:{port}: Address already in use\n"
