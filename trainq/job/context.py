@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 import threading
 import time
@@ -269,20 +270,43 @@ class _LineWriter(io.TextIOBase):
 
 
 class _LogHandler(logging.Handler):
-    """Sends log records emitted while the job runs to the job log."""
+    """Sends the log records emitted while jobs run in this process to those jobs' logs.
 
-    def __init__(self, job: Job) -> None:
+    One per process, added to the root logger once (``_log_handler``): adding and removing a handler
+    per job cost more than the job's own start on a short job.
+    """
+
+    def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self._job = job
+        self.jobs: list[Job] = []
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(("celery", "kombu", "amqp", "trainq.job.context")):
+        jobs = tuple(self.jobs)
+        if not jobs or record.name.startswith(("celery", "kombu", "amqp", "trainq.job.context")):
             return
-        try:
-            self._job.log(f"{time.strftime('%H:%M:%S')} {self.format(record)}")
-        except Exception:  # a log line must never fail the job
-            log.debug("could not store log line", exc_info=True)
+        line = f"{time.strftime('%H:%M:%S')} {self.format(record)}"
+        for job in jobs:
+            try:
+                job.log(line)
+            except Exception:  # a log line must never fail the job
+                log.debug("could not store log line", exc_info=True)
+
+
+_log_handlers: dict[int, _LogHandler] = {}
+_log_handlers_lock = threading.Lock()
+
+
+def _log_handler(root: logging.Logger) -> _LogHandler:
+    """This process's job log handler, added to ``root`` on first use (a forked child adds its own)."""
+    with _log_handlers_lock:
+        handler = _log_handlers.get(os.getpid())
+        if handler is None:
+            for inherited in _log_handlers.values():
+                root.removeHandler(inherited)  # the parent's: its jobs are not this process's
+            handler = _log_handlers[os.getpid()] = _LogHandler()
+            root.addHandler(handler)
+        return handler
 
 
 class _MaskSecrets(logging.Filter):
@@ -310,7 +334,7 @@ def _let_info_through(root: logging.Logger) -> None:
     level = root.level
     if level > logging.INFO:
         for other in root.handlers:
-            if not isinstance(other, _LogHandler):  # a job on another thread (threads pool)
+            if not isinstance(other, _LogHandler):  # jobs' logs keep INFO
                 other.setLevel(max(other.level, level))
         root.setLevel(logging.INFO)
 
@@ -318,14 +342,14 @@ def _let_info_through(root: logging.Logger) -> None:
 @contextmanager
 def capture_output(job: Job) -> Iterator[None]:
     """Route handler logging and stdout/stderr into the job log while the block runs."""
-    handler = _LogHandler(job)
     root = logging.getLogger()
     _let_info_through(root)
+    handler = _log_handler(root)
+    others = list(root.handlers) if job.secrets else []  # the job log handler too: other jobs' lines
     masking = _MaskSecrets(job.secrets)
-    others = list(root.handlers) if job.secrets else []
     for other in others:
         other.addFilter(masking)
-    root.addHandler(handler)
+    handler.jobs.append(job)
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _LineWriter(job, out), _LineWriter(job, err)
     try:
@@ -336,6 +360,6 @@ def capture_output(job: Job) -> Iterator[None]:
         # Past the lease, a registry that still cannot be reached leaves the job to recovery.
         job.close(get_settings().lease_s)
         sys.stdout, sys.stderr = out, err
-        root.removeHandler(handler)
+        handler.jobs.remove(job)
         for other in others:
             other.removeFilter(masking)

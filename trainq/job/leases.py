@@ -41,7 +41,7 @@ class Heartbeat:
         self.interval_s = interval_s
         self.stoppable = stoppable
         self.lost = False
-        self._done = threading.Event()
+        self._done = False  # set by the job's process, read by the heartbeat thread
         self._failing_since: float | None = None
 
     def start(self) -> None:
@@ -50,12 +50,12 @@ class Heartbeat:
 
     def stop(self) -> None:
         """Stop renewing (the job finished in this process)."""
-        self._done.set()
+        self._done = True
         _renewer().remove(self)
 
     def renew(self) -> bool:
         """Renew the lease once; False once the job is no longer this attempt's (stop renewing)."""
-        if self._done.is_set():
+        if self._done:
             return False
         try:
             held = self.registry.update_running(
@@ -75,7 +75,7 @@ class Heartbeat:
                 time.monotonic() - self._failing_since,
             )
             self._failing_since = None
-        if not held and not self._done.is_set():
+        if not held and not self._done:
             log.info("job %s was cancelled or recovered elsewhere; stopping it", self.record.id)
             self.lost = True
             if self.stoppable:  # only where SIGTERM is turned into JobStopped (a prefork child)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import time
 import traceback
@@ -275,17 +276,15 @@ class JobTask(Task):
             log.info("dropping stale delivery %s[%s] (fence %s, job %s)", self.name, job_id, fence, state)
             raise Ignore()
         job = Job(record, registry, self, settings.home)
-        previous = _install_stop_handler()
-        heartbeat = Heartbeat(
-            registry, record, settings.lease_s, settings.heartbeat_s, stoppable=previous is not None
-        )
+        stoppable = _stop_on_sigterm(True)
+        heartbeat = Heartbeat(registry, record, settings.lease_s, settings.heartbeat_s, stoppable=stoppable)
         heartbeat.start()
         try:
             try:
                 # Inside the try: an unset variable fails the job (permanently) before the handler starts.
-                variables, job.secrets = environment.expand(
-                    record.options.get("environment") or {}, worker=self.request.hostname
-                )
+                variables: dict[str, str] = {}
+                if wanted := record.options.get("environment"):
+                    variables, job.secrets = environment.expand(wanted, worker=self.request.hostname)
                 with capture_output(job), environment.applied(variables):
                     result = self.run_handler(job, payload)
                     if self.output_model is not None:
@@ -321,7 +320,7 @@ class JobTask(Task):
                 raise
             raise shown from None
         finally:
-            _restore_stop_handler(previous)
+            _stop_on_sigterm(False)
 
     def _result_effects(self, result: Any) -> Effects:
         """Celery's SUCCESS result for this delivery as writes to commit with the finish, stored as
@@ -454,17 +453,31 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _raise_stopped(signum: int, frame: FrameType | None) -> None:
-    raise JobStopped()
+#: The pool process whose SIGTERM handler is ``_on_sigterm``.
+_sigterm_pid: int | None = None
+#: A job runs in this process now (SIGTERM stops it).
+_job_running = False
 
 
-def _install_stop_handler() -> Any:
-    """In a prefork child, turn SIGTERM (cancel or cold shutdown) into JobStopped."""
-    if not current_process().name.startswith("ForkPoolWorker"):
-        return None
-    return signal.signal(signal.SIGTERM, _raise_stopped)
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """A cancel or cold shutdown stops the running job (JobStopped); between jobs, the process ends."""
+    if _job_running:
+        raise JobStopped()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _restore_stop_handler(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+def _stop_on_sigterm(running: bool) -> bool:
+    """In a prefork child, mark whether a job runs, so SIGTERM raises JobStopped in it; False elsewhere.
+
+    The handler is installed once per process: two ``signal.signal`` calls per job cost ~30 µs of
+    its start.
+    """
+    global _sigterm_pid, _job_running
+    if _sigterm_pid != os.getpid():
+        if not current_process().name.startswith("ForkPoolWorker"):
+            return False
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _sigterm_pid = os.getpid()
+    _job_running = running
+    return True

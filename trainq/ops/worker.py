@@ -20,6 +20,7 @@ from celery.worker import control as remote_control
 from celery.worker.request import Request
 from celery.worker.strategy import default as default_strategy
 
+from trainq.broker import transport
 from trainq.broker.names import check_queue
 from trainq.broker.quarantine import envelope_bytes, get_quarantine
 from trainq.celery import app
@@ -276,12 +277,15 @@ def _quarantine_rejected(sender: Any, message: Any, exc: BaseException | None, *
 def screened_strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[..., Any]:
     """Celery's strategy for a job type, refusing first a message nested too deep to decode or to hand
     to a pool process, on which Celery's main process would exit (RecursionError): refused, it is
-    kept in the quarantine (``_quarantine_rejected``). Redis messages were screened on arrival."""
+    kept in the quarantine (``_quarantine_rejected``). Messages of trainq's Redis transport were
+    screened on arrival (``trainq.broker.transport.envelope_problem``): not checked twice."""
     handle = default_strategy(task, app, consumer, **kwargs)
 
     def screened(message: Any, body: Any, *args: Any, **options: Any) -> Any:
         raw = message.body
-        if problem := nesting_problem(raw.encode() if isinstance(raw, str) else bytes(raw)):
+        if not isinstance(message.channel, transport.Channel) and (
+            problem := nesting_problem(raw.encode() if isinstance(raw, str) else bytes(raw))
+        ):
             raise InvalidTaskError(problem)
         return handle(message, body, *args, **options)
 
