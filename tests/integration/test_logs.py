@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
+from tests.fixtures import Workers, wait_for
 from trainq.cli import main
+from trainq.job.context import LOG_LINE_MAX_CHARS, OUTBOX_MAX_LINES
+from trainq.job.record import JobState
 from trainq.ops.control import submit
 from trainq.store.registry import Registry
+
+
+def printed(job_id: str) -> list[str]:
+    """The job's log as ``trainq logs`` prints it."""
+    result = CliRunner().invoke(main, ["logs", job_id])
+    assert result.exit_code == 0, result.output
+    return result.stdout.splitlines()
 
 
 def test_logs_prints_every_stored_line(registry: Registry) -> None:
@@ -35,3 +45,33 @@ def test_logs_says_how_many_lines_the_cap_trimmed(registry: Registry) -> None:
     assert kept[-1] == "line 999" and len(kept) < 1_000
     assert f"[{1_000 - len(kept)} earlier lines not kept" in result.stderr
     assert "TRAINQ_LOG_MAX_LINES" in result.stderr
+
+
+def test_a_command_printing_faster_than_the_registry_takes_lines_keeps_every_one(
+    workers: Workers, registry: Registry
+) -> None:
+    # given a command worker, and a command printing half again as many lines as the outbox holds, at once
+    workers.start("command")
+    total = OUTBOX_MAX_LINES * 3 // 2
+    job_id = submit("command", {"command": f"seq 1 {total}"})
+    # when it runs with Redis up the whole time
+    wait_for(lambda: registry.get(job_id).state is JobState.SUCCEEDED, timeout=60, message="the job ends")
+    # then every line is in its log, in order, and none is said to be dropped
+    assert printed(job_id) == [str(n) for n in range(1, total + 1)]
+
+
+def test_a_line_longer_than_the_log_keeps_is_cut_and_says_so(workers: Workers, registry: Registry) -> None:
+    # given a command printing a 5 MB line, a line of exactly the cap, and a short one
+    workers.start("command")
+    cap = LOG_LINE_MAX_CHARS
+    command = (
+        f"head -c 5000000 /dev/zero | tr '\\0' a; echo; head -c {cap} /dev/zero | tr '\\0' b; echo; echo end"
+    )
+    job_id = submit("command", {"command": command})
+    wait_for(lambda: registry.get(job_id).state is JobState.SUCCEEDED, timeout=60, message="the job ends")
+    # then the long line keeps its first characters and says it was cut; the others are whole
+    long, exact, end = printed(job_id)
+    assert long == "a" * cap + f" [trainq: line cut at {cap:,} characters]"
+    assert exact == "b" * cap and end == "end"
+    # and the log holds kilobytes, not the megabytes printed
+    assert registry.client.memory_usage(registry.keys.log(job_id)) < 10 * cap

@@ -15,13 +15,14 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 from celery.result import AsyncResult
 from pydantic import BaseModel, Field
 
 from trainq.errors import CommandFailed, CommandRefused
-from trainq.job.context import Job
+from trainq.job.context import LOG_LINE_MAX_CHARS, Job
 from trainq.job.task import JobTask
 from trainq.job.types import job_type
 from trainq.settings import get_settings
@@ -130,11 +131,23 @@ def _stream(job: Job, process: subprocess.Popen[str]) -> None:
     """Read the command's output to its end, whatever happens to a line: a pipe left full would
     block the command for good."""
     assert process.stdout is not None
-    for line in process.stdout:
+    for line in _lines(process.stdout):
         try:
-            _report(job, line.rstrip("\n"))
+            _report(job, line)
         except Exception:
             log.exception("job %s: could not report an output line; reading on", job.id)
+
+
+def _lines(stream: IO[str]) -> Iterator[str]:
+    """The stream's lines; one longer than the log keeps comes as its first ``LOG_LINE_MAX_CHARS + 1``
+    characters (cut by ``Job.log``) and its rest is skipped, so a line without end never fills memory."""
+    while line := stream.readline(LOG_LINE_MAX_CHARS + 1):
+        if len(line) <= LOG_LINE_MAX_CHARS or line.endswith("\n"):
+            yield line.removesuffix("\n")
+            continue
+        yield line
+        while (rest := stream.readline(LOG_LINE_MAX_CHARS)) and not rest.endswith("\n"):
+            pass
 
 
 def _report(job: Job, line: str) -> None:

@@ -1,8 +1,10 @@
 """What a running handler sees: its job's id and attempt, and calls to report progress and logs.
 
-Progress and log lines go to the registry from one background thread (``Outbox``), so a slow
-or unreachable Redis never blocks the handler or a command's output pipe: lines wait in a
-bounded buffer (the oldest dropped and counted past it) and are retried with backoff.
+Progress and log lines go to the registry from one background thread (``Outbox``): lines wait in
+a bounded buffer, retried with backoff. A writer finding it full waits while the registry takes
+lines (a fast printer is slowed to the registry's pace, nothing lost); once the registry fails or
+takes nothing for ``OUTBOX_WAIT_S``, the oldest lines are dropped and counted instead, so an
+unreachable Redis never blocks the handler or a command's output pipe for long.
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("trainq.job.context")
 PROGRESS_STATE = "PROGRESS"
 
-#: Log lines held for the registry while it is unreachable; older ones are dropped past this.
+#: Log lines held for the registry; past this a writer waits, or older ones are dropped (see above).
 OUTBOX_MAX_LINES = 10_000
+#: Longest a writer waits for room in a full outbox before lines are dropped until the registry answers.
+OUTBOX_WAIT_S = 2.0
+#: Longest log line kept: a longer one is cut, saying how long it was (a log's size stays bounded).
+LOG_LINE_MAX_CHARS = 16_384
 #: Lines sent in one round trip.
 OUTBOX_BATCH_LINES = 500
 #: Retry delays while the registry is unreachable: doubling from the first to the last.
@@ -53,19 +59,39 @@ class Outbox(threading.Thread):
         self._progress: Progress | None = None
         self._dropped = 0
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        #: The registry is taking lines: a writer to a full buffer waits for room instead of dropping.
+        self._flowing = True
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
 
     def put_lines(self, lines: list[str]) -> None:
-        """Queue ``lines`` (already masked) for the job log."""
+        """Queue ``lines`` (already masked) for the job log; waits for room while the registry takes lines."""
         with self._lock:
+            self._wait_for_room(len(lines))
             overflow = len(self._lines) + len(lines) - OUTBOX_MAX_LINES
             if overflow > 0:
                 self._dropped += overflow
             self._lines.extend(lines)
             self._pending()
+
+    def _wait_for_room(self, count: int) -> None:
+        """Wait (lock held) until ``count`` more lines fit, while the registry takes lines and for at
+        most ``OUTBOX_WAIT_S``; the outbox's own thread never waits (a line it logs would wait on it)."""
+        deadline = time.monotonic() + OUTBOX_WAIT_S
+        while (
+            len(self._lines) + count > OUTBOX_MAX_LINES
+            and self._flowing
+            and not self._closing.is_set()
+            and threading.current_thread() is not self
+        ):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._flowing = False  # drop from now on, until a send goes through
+                return
+            self._room.wait(left)
 
     def put_progress(self, progress: Progress) -> None:
         """Queue ``progress``, replacing any report not yet sent."""
@@ -91,6 +117,9 @@ class Outbox(threading.Thread):
                 while self._send_some():
                     pass
             except Exception as exc:  # any failure to send is retried: the handler must never see it
+                with self._lock:
+                    self._flowing = False
+                    self._room.notify_all()
                 if delay == OUTBOX_BACKOFF_S[0]:  # once per outage, not once per retry
                     log.warning("job %s: registry unreachable (%s); holding its log", self._job.id, exc)
                 if self._closing.wait(delay):
@@ -106,6 +135,8 @@ class Outbox(threading.Thread):
         """Send one batch; True if there was one. Raises what the send raised after putting it back."""
         with self._lock:
             batch = [self._lines.popleft() for _ in range(min(len(self._lines), OUTBOX_BATCH_LINES))]
+            if batch:
+                self._room.notify_all()
             progress, self._progress = self._progress, None
             dropped, self._dropped = self._dropped, 0
             if not batch and progress is None and not dropped:
@@ -120,6 +151,8 @@ class Outbox(threading.Thread):
         except Exception:
             self._put_back(batch, dropped, progress)
             raise
+        with self._lock:
+            self._flowing = True
         if progress is not None:
             try:
                 self._job.send_progress(progress)
@@ -143,6 +176,8 @@ class Outbox(threading.Thread):
         self._idle.wait(timeout_s)
         self._closing.set()
         self._wake.set()
+        with self._lock:
+            self._room.notify_all()
         if self.ident is not None:
             self.join(timeout_s)
         with self._lock:
@@ -222,8 +257,9 @@ class Job:
         self.log_lines(message.splitlines() or [""])
 
     def log_lines(self, lines: list[str]) -> None:
-        """Append ``lines`` to the job's log, secrets masked (sent by the outbox thread)."""
-        self._out().put_lines([mask(line, self.secrets) for line in lines])
+        """Append ``lines`` to the job's log, secrets masked and each cut at ``LOG_LINE_MAX_CHARS``
+        (sent by the outbox thread)."""
+        self._out().put_lines([_cut(mask(line, self.secrets)) for line in lines])
 
     def close(self, timeout_s: float) -> None:
         """Send the log lines and progress still waiting, for at most ``timeout_s``."""
@@ -240,6 +276,13 @@ class Job:
     def record_fields(self, **fields: Any) -> None:
         """Set extra record fields (e.g. ``exit_code``) while this attempt still holds the job."""
         self.registry.update_running(self.id, self.record.fence, fields=fields)
+
+
+def _cut(line: str) -> str:
+    """``line``, or its first ``LOG_LINE_MAX_CHARS`` characters and a note saying it was cut."""
+    if len(line) <= LOG_LINE_MAX_CHARS:
+        return line
+    return f"{line[:LOG_LINE_MAX_CHARS]} [trainq: line cut at {LOG_LINE_MAX_CHARS:,} characters]"
 
 
 class _LineWriter(io.TextIOBase):
