@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from kombu import Connection
 
+from tests.clients.test_cli_console import trainq
 from tests.fixtures import ROOT, Workers, wait_for
 from tests.integration.test_rabbitmq import AMQP, amqp_env  # noqa: F401  (a fixture)
 from tests.jobs import attempts_key
@@ -33,7 +34,7 @@ broker, backend, queue, jobs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads
 app = Celery("client", broker=broker, backend=backend)
 app.conf.task_queue_max_priority = 10
 sent = [
-    app.send_task(j["task"], kwargs=j.get("kwargs"), args=j.get("args"), queue=queue,
+    app.send_task(j["task"], kwargs=j.get("kwargs"), args=j.get("args"), queue=queue or None,
                   task_id=j.get("task_id"), countdown=j.get("countdown"), headers=j.get("headers"),
                   priority=j.get("priority"), soft_time_limit=j.get("soft_time_limit"),
                   time_limit=j.get("time_limit"))
@@ -58,7 +59,8 @@ print(json.dumps(seen))
 
 
 def send(tmp_path: Path, broker: str, queue: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run the sender with ``jobs`` from ``tmp_path``, trainq nowhere on its path; what it saw."""
+    """Run the sender with ``jobs`` from ``tmp_path``, trainq nowhere on its path; what it saw.
+    An empty ``queue`` sends without ``queue=``, as a client that forgot it does."""
     script = tmp_path / "sender.py"
     script.write_text(SENDER)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINQ_")}
@@ -270,3 +272,18 @@ def test_the_documented_examples_run(workers: Workers, tmp_path: Path) -> None:
     record = get_registry().get(job_id)
     assert record.state is JobState.SUCCEEDED and record.payload["dataset"] == "wine"
     assert f"job {job_id}: SUCCESS" in result.stdout
+
+
+def test_jobs_sent_without_a_queue_are_named_by_stats(tmp_path: Path, redis_client: Any) -> None:
+    # given a Celery app without trainq that forgets queue=: its jobs land in Celery's default queue
+    send(tmp_path, REDIS, "", [{"task": "trainq.data", "kwargs": {"dataset": "iris"}, "wait": False}] * 2)
+    try:
+        # when the user asks trainq for its stats, from another directory
+        shown, as_json = trainq(tmp_path, "stats"), trainq(tmp_path, "stats", "--json")
+        # then the jobs no trainq worker will take are counted and the fix is named, not silently missing
+        assert shown.returncode == 0, shown.stderr
+        assert "2 message(s) wait in Celery's default queue 'celery'" in " ".join(shown.stdout.split())
+        assert "without queue=" in shown.stdout
+        assert json.loads(as_json.stdout)["unrouted"] == 2
+    finally:
+        redis_client.delete("celery")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import click
 from rich.table import Table
 
+from trainq.broker.names import CELERY_QUEUE
 from trainq.cli.group import main
 from trainq.cli.output import console, json_option, print_json
 from trainq.inputs.durations import format_duration
@@ -49,6 +50,11 @@ def stats(as_json: bool) -> None:
     console.print(queues)
     if report["quarantined"]:
         console.print(f"{report['quarantined']} message(s) set aside: see `trainq quarantine`")
+    if report["unrouted"]:
+        console.print(
+            f"{report['unrouted']} message(s) wait in Celery's default queue {CELERY_QUEUE!r}, which no"
+            " trainq worker consumes: a client sent them without queue= (see docs/clients.md)"
+        )
     retention = report["retention_s"].items()
     kept = ", ".join(f"{s} {format_duration(t) if t else 'forever'}" for s, t in retention)
     console.print(f"redis memory used: {report['memory_used']}; finished records kept: {kept}")

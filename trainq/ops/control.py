@@ -9,7 +9,7 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
-from trainq.broker.names import check_queue
+from trainq.broker.names import CELERY_QUEUE, check_queue
 from trainq.broker.quarantine import get_quarantine
 from trainq.celery import app
 from trainq.errors import BrokerUnavailable, InvalidTransition, JobNotFound
@@ -168,15 +168,18 @@ def _active_job(task: dict[str, Any], record: JobRecord | None) -> dict[str, Any
 
 def stats_report(registry: Registry) -> dict[str, Any]:
     """``trainq stats``: jobs per state; per queue its state counts, pending messages and pause;
-    the messages set aside, Redis's memory in use and the retention in force (seconds, 0 = forever)."""
+    the messages set aside, those waiting in Celery's default queue (``unrouted``: sent by a client
+    without ``queue=``, which no trainq worker consumes), Redis's memory in use and the retention in
+    force (seconds, 0 = forever)."""
     states = registry.counts()
     per_queue = registry.queue_counts()
-    depths = queue_depths(per_queue)
+    depths = queue_depths([*per_queue, CELERY_QUEUE])
     paused = registry.paused_queues()
     settings = get_settings()
     return {
         "states": {s.value: n for s, n in states.items()},
         "quarantined": get_quarantine().count(),
+        "unrouted": depths[CELERY_QUEUE],
         "memory_used": registry.memory_used(),
         "retention_s": {s.value: settings.retention(s.value) for s in JobState if s.finished},
         "queues": {
