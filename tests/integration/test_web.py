@@ -111,6 +111,9 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
         "not json": api.post("/api/v1/jobs/probe", content=b"{oops", headers=JSON),
         "not an object": api.post("/api/v1/jobs/probe", json=[1, 2], headers=JSON),
         "too deep": api.post("/api/v1/jobs/probe", content=b"[" * 100_000, headers=JSON),
+        "bad name": api.post(
+            "/api/v1/jobs/probe", params={"name": "web\x1b]0;PWNED\x07"}, json={}, headers=JSON
+        ),
     }
     for what, response in bad.items():
         assert response.status_code == 422, (what, response.text)
@@ -118,6 +121,9 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
     assert any(e.startswith("seconds:") for e in bad["bad payload"].json()["errors"])
     assert "known types" in bad["unknown type"].json()["detail"]
     assert "priority" in bad["bad priority"].json()["detail"] and "input" not in bad["bad priority"].text
+    assert bad["bad name"].json()["detail"] == (
+        "job name 'web\\x1b]0;PWNED\\x07' must be 1 to 200 printable characters"
+    )
     # and a form-encoded body is not taken as JSON
     assert (
         api.post("/api/v1/jobs/probe", content=b"{}", headers={"content-type": "text/csv"}).status_code == 415
