@@ -239,6 +239,47 @@ jobs:
     assert nap["events"][-1]["reason"] == f"pipeline run {run_id} cancelled via web by alice"
 
 
+def test_result_files_of_one_name_in_two_directories_are_each_kept_and_listed_once(
+    api: httpx.Client, workers: Workers, tmp_path: Path
+) -> None:
+    # given a command worker and a pipeline whose job writes model.txt and metrics.json in two run
+    # directories, declared by path and by a glob, and a job declaring overlapping entries
+    workers.start("command")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "p.yaml").write_text(
+        "pipeline_id: same-names\n"
+        "jobs:\n"
+        "  - job_id: train\n"
+        "    command: >-\n"
+        "      mkdir -p runs/a runs/b && echo A > runs/a/model.txt && echo B > runs/b/model.txt &&\n"
+        "      echo 0.1 > runs/a/metrics.json && echo 0.9 > runs/b/metrics.json\n"
+        "    result_files: [runs/a/model.txt, runs/b/model.txt, '**/*.json']\n"
+        "  - {job_id: all, command: 'true', depends_on: [train], result_files: ['**', '.']}\n"
+    )
+    # when it runs from the CLI and its results are fetched, by the CLI and over HTTP
+    ran = run_cli("pipeline", "run", str(work / "p.yaml"), "--wait")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    run_id = ran.stdout.splitlines()[0]
+    out = tmp_path / "out"
+    fetched = run_cli("pipeline", "results", run_id, "--output", str(out))
+    listed = api.get(f"/api/v1/pipelines/{run_id}/results").json()
+    # then each file is kept at its path under the job's folder, none overwritten by another
+    train = ["runs/a/model.txt", "runs/b/model.txt", "runs/a/metrics.json", "runs/b/metrics.json"]
+    assert [(out / "train" / path).read_text() for path in train] == ["A\n", "B\n", "0.1\n", "0.9\n"]
+    # and each is listed once: by the CLI as a file, over HTTP as the job's folder "." covers whole
+    assert fetched.returncode == 0, fetched.stderr
+    printed = fetched.stdout.splitlines()
+    assert len(printed) == len(set(printed))
+    assert sorted(printed) == sorted(str(p) for p in out.rglob("*") if p.is_file())
+    assert {str(out / "train" / path) for path in train} < set(printed)
+    assert str(out / "all" / "runs" / "b" / "model.txt") in printed
+    assert listed == [
+        {"job_id": "train", "files": [f"{run_id}/train/{path}" for path in train]},
+        {"job_id": "all", "files": [f"{run_id}/all"]},
+    ]
+
+
 def test_a_seed_style_run_is_reached_by_its_pipeline_id_as_in_the_cli(api: httpx.Client) -> None:
     # given a batch-queue style definition (``queue_id``) posted over HTTP, with no worker to run it
     definition = {"queue_id": "seed-queue", "jobs": [{"job_id": "a", "type": "probe"}]}
