@@ -107,12 +107,16 @@ def test_record_text_is_printed_with_control_characters_escaped(
         artifacts=["a\x1b]52;c;Zm9v\x07.txt"],
         traceback="Traceback\n  \x1b[8mhidden\n",
     )
+    running = stored.model_copy(update={"id": "old2", "state": JobState.RUNNING, "worker": "w\x1b[2J@host"})
     get_registry().create(stored)
-    # when it is listed and shown
+    get_registry().create(running)
+    # when they are listed, shown and watched
     listed = trainq(tmp_path, "list")
     shown = trainq(tmp_path, "show", "old1")
+    status = trainq(tmp_path, "status")
     # then each prints, exit 0, with no control character but the newlines, and the text as stored
-    for printed in (listed, shown):
+    assert "old\\x1b[2J[/]" in status.stdout and "w\\x1b[2J@host" in status.stdout
+    for printed in (listed, shown, status):
         assert printed.returncode == 0 and printed.stderr == "", printed
         assert not any(c in printed.stdout for c in "\x1b\x07"), printed.stdout
     assert "old\\x1b[2J[/]" in listed.stdout
