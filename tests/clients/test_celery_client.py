@@ -220,6 +220,26 @@ def test_time_limits_that_are_not_positive_are_refused_and_recorded(workers: Wor
     assert seen[-1]["state"] == "SUCCESS" and get_registry().get(seen[-1]["id"]).state is JobState.SUCCEEDED
 
 
+def test_a_job_name_with_control_characters_is_refused_and_recorded(workers: Workers, tmp_path: Path) -> None:
+    # given a data worker on its own queue
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    workers.start(queue)
+    # when a Celery app without trainq sends a job whose ``trainq`` header names it with escape codes
+    name = "client\x1b[2J\x1b]0;PWNED\x07"
+    (refused,) = send(
+        tmp_path,
+        REDIS,
+        queue,
+        [{"task": "trainq.data", "kwargs": {"dataset": "iris"}, "headers": {"trainq": {"job_name": name}}}],
+    )
+    # then it is recorded failed with the reason the sender's get() raised too, under its type's name
+    reason = f"job name {name!r} must be 1 to 200 printable characters"
+    record = get_registry().get(refused["id"])
+    assert record.state is JobState.FAILED and record.error == reason, record
+    assert record.name == "data" and record.tags == {"source": FOREIGN_SOURCE}
+    assert refused["type"] == "InvalidInput" and reason in refused["error"], refused
+
+
 def test_a_duplicated_first_delivery_runs_once(workers: Workers, tmp_path: Path) -> None:
     # given two probe workers and a job a client sends twice with the same task id
     queue = f"probe-{uuid.uuid4().hex[:6]}"

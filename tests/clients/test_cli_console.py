@@ -7,12 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import redis
 
-from trainq import get_registry
+from trainq import JobState, get_registry
+from trainq.job.record import JobRecord
 
 #: The console script pip installs beside this Python, and the checkout it must import.
 TRAINQ = Path(sys.executable).parent / "trainq"
@@ -71,6 +73,55 @@ def test_names_a_terminal_cannot_show_are_printed_escaped(tmp_path: Path, redis_
     assert "donn\\xe9es-\\xe9" in listed.stdout
     assert status.returncode == 0 and status.stderr == "", status.stderr
     assert "entra\\xeenement.json" in status.stdout
+
+
+def test_a_job_name_with_control_characters_is_refused_in_one_line(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a name that would clear the operator's screen and set the terminal's title
+    name = "evil\x1b[2J\x1b]0;PWNED\x07x"
+    # when a job is submitted with it
+    refused = trainq(tmp_path, "submit", "probe", "--name", name)
+    # then it is refused in one line naming the name, escaped, exit 2, and nothing is recorded or sent
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    assert refused.stderr == f"error: job name {name!r} must be 1 to 200 printable characters\n"
+    assert get_registry().list() == [] and redis_client.keys("probe*") == []
+
+
+def test_record_text_is_printed_with_control_characters_escaped(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a record stored by a release that took any name, with an error and a file name as hostile
+    now = time.time()
+    stored = JobRecord(
+        id="old1",
+        type="probe",
+        queue="probe",
+        name="old\x1b[2J[/]",
+        state=JobState.FAILED,
+        priority=5,
+        created_at=now,
+        updated_at=now,
+        attempt=1,
+        error="boom\x07[red]",
+        artifacts=["a\x1b]52;c;Zm9v\x07.txt"],
+        traceback="Traceback\n  \x1b[8mhidden\n",
+    )
+    running = stored.model_copy(update={"id": "old2", "state": JobState.RUNNING, "worker": "w\x1b[2J@host"})
+    get_registry().create(stored)
+    get_registry().create(running)
+    # when they are listed, shown and watched
+    listed = trainq(tmp_path, "list")
+    shown = trainq(tmp_path, "show", "old1")
+    status = trainq(tmp_path, "status")
+    # then each prints, exit 0, with no control character but the newlines, and the text as stored
+    assert "old\\x1b[2J[/]" in status.stdout and "w\\x1b[2J@host" in status.stdout
+    for printed in (listed, shown, status):
+        assert printed.returncode == 0 and printed.stderr == "", printed
+        assert not any(c in printed.stdout for c in "\x1b\x07"), printed.stdout
+    assert "old\\x1b[2J[/]" in listed.stdout
+    assert "old\\x1b[2J[/]" in shown.stdout and "boom\\x07[red]" in shown.stdout
+    assert "a\\x1b]52;c;Zm9v\\x07.txt" in shown.stdout and "  \\x1b[8mhidden\n" in shown.stdout
 
 
 @pytest.mark.parametrize(

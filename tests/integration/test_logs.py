@@ -9,7 +9,7 @@ from trainq.cli import main
 from trainq.job.context import LOG_LINE_MAX_CHARS, OUTBOX_MAX_LINES
 from trainq.job.record import JobState
 from trainq.ops.control import submit
-from trainq.store.registry import Registry
+from trainq.store.registry import Registry, trimmed_lines
 
 
 def printed(job_id: str) -> list[str]:
@@ -45,6 +45,25 @@ def test_logs_says_how_many_lines_the_cap_trimmed(registry: Registry) -> None:
     assert kept[-1] == "line 999" and len(kept) < 1_000
     assert f"[{1_000 - len(kept)} earlier lines not kept" in result.stderr
     assert "TRAINQ_LOG_MAX_LINES" in result.stderr
+
+
+def test_trimmed_lines_are_counted_from_a_redis_6_reply(registry: Registry) -> None:
+    # given a log of 1,000 lines under a cap of 100, and its XINFO STREAM reply as Redis 6 gives it
+    # (Redis 7's reply less ``entries-added``, a field Redis 6 does not have)
+    job_id = submit("probe", {}, countdown=3600)
+    capped = Registry(registry.client, registry.keys, log_max_lines=100)
+    for start in range(0, 1_000, 250):
+        capped.append_log(job_id, [f"line {n}" for n in range(start, start + 250)])
+    info = registry.client.xinfo_stream(registry.keys.log(job_id))
+    redis_6 = {k: v for k, v in info.items() if k != "entries-added"}
+    appended = int(registry.client.get(registry.keys.log_added(job_id)))
+    # when the trimmed lines are counted
+    trimmed = trimmed_lines(redis_6, appended)
+    # then they are the lines appended less those the stream keeps, as Redis 7 counts them
+    assert trimmed == 1_000 - redis_6["length"] > 0
+    assert trimmed == trimmed_lines(info, appended) == registry.log_dropped(job_id)
+    # and a log written before lines were counted says nothing rather than a wrong number
+    assert trimmed_lines(redis_6, None) == 0
 
 
 def test_a_command_printing_faster_than_the_registry_takes_lines_keeps_every_one(

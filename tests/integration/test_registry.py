@@ -268,7 +268,9 @@ def test_logs_append_and_read_after_a_cursor(registry: Registry) -> None:
 
 def test_delete_removes_every_trace(registry: Registry) -> None:
     registry.create(record("a", tags={"k": "v"}))
+    registry.append_log("a", ["one", "two"])
     registry.delete("a")
+    assert registry.client.keys(registry.keys.job("a") + "*") == []
     assert registry.find("a") is None
     assert registry.list() == [] and registry.list(tag="k=v") == []
     assert registry.queue_counts() == {"probe": {}}

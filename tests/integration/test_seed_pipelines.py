@@ -40,9 +40,10 @@ def test_the_seed_ml_pipeline_runs_and_its_results_are_fetched_by_pipeline_id(
     out = tmp_path / "ml-results"
     fetched = cli("pipeline", "results", "ml-training-20260127", "--output", str(out))
     assert fetched.exit_code == 0, fetched.output
-    assert json.loads((out / "download" / "manifest.json").read_text()) == {"dataset": "cifar10", "files": 2}
-    assert (out / "train" / "checkpoints" / "epoch-3.pth").read_text() == "weights"
-    assert sorted(p.name for p in (out / "export").iterdir()) == ["model.onnx", "model_info.json"]
+    manifest = out / "download" / "data" / "raw" / "manifest.json"
+    assert json.loads(manifest.read_text()) == {"dataset": "cifar10", "files": 2}
+    assert (out / "train" / "models" / "checkpoints" / "epoch-3.pth").read_text() == "weights"
+    assert sorted(p.name for p in (out / "export" / "exports").iterdir()) == ["model.onnx", "model_info.json"]
     assert "not collected" not in fetched.output
     assert "Epoch 3/3 - key set: True" in run_cli("logs", f"{run_id}.train").stdout
 

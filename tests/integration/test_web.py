@@ -111,6 +111,9 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
         "not json": api.post("/api/v1/jobs/probe", content=b"{oops", headers=JSON),
         "not an object": api.post("/api/v1/jobs/probe", json=[1, 2], headers=JSON),
         "too deep": api.post("/api/v1/jobs/probe", content=b"[" * 100_000, headers=JSON),
+        "bad name": api.post(
+            "/api/v1/jobs/probe", params={"name": "web\x1b]0;PWNED\x07"}, json={}, headers=JSON
+        ),
     }
     for what, response in bad.items():
         assert response.status_code == 422, (what, response.text)
@@ -118,6 +121,9 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
     assert any(e.startswith("seconds:") for e in bad["bad payload"].json()["errors"])
     assert "known types" in bad["unknown type"].json()["detail"]
     assert "priority" in bad["bad priority"].json()["detail"] and "input" not in bad["bad priority"].text
+    assert bad["bad name"].json()["detail"] == (
+        "job name 'web\\x1b]0;PWNED\\x07' must be 1 to 200 printable characters"
+    )
     # and a form-encoded body is not taken as JSON
     assert (
         api.post("/api/v1/jobs/probe", content=b"{}", headers={"content-type": "text/csv"}).status_code == 415
@@ -231,6 +237,47 @@ jobs:
     nap = api.get(f"/api/v1/jobs/{run_id}.nap").json()
     assert nap["state"] == "cancelled"
     assert nap["events"][-1]["reason"] == f"pipeline run {run_id} cancelled via web by alice"
+
+
+def test_result_files_of_one_name_in_two_directories_are_each_kept_and_listed_once(
+    api: httpx.Client, workers: Workers, tmp_path: Path
+) -> None:
+    # given a command worker and a pipeline whose job writes model.txt and metrics.json in two run
+    # directories, declared by path and by a glob, and a job declaring overlapping entries
+    workers.start("command")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "p.yaml").write_text(
+        "pipeline_id: same-names\n"
+        "jobs:\n"
+        "  - job_id: train\n"
+        "    command: >-\n"
+        "      mkdir -p runs/a runs/b && echo A > runs/a/model.txt && echo B > runs/b/model.txt &&\n"
+        "      echo 0.1 > runs/a/metrics.json && echo 0.9 > runs/b/metrics.json\n"
+        "    result_files: [runs/a/model.txt, runs/b/model.txt, '**/*.json']\n"
+        "  - {job_id: all, command: 'true', depends_on: [train], result_files: ['**', '.']}\n"
+    )
+    # when it runs from the CLI and its results are fetched, by the CLI and over HTTP
+    ran = run_cli("pipeline", "run", str(work / "p.yaml"), "--wait")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    run_id = ran.stdout.splitlines()[0]
+    out = tmp_path / "out"
+    fetched = run_cli("pipeline", "results", run_id, "--output", str(out))
+    listed = api.get(f"/api/v1/pipelines/{run_id}/results").json()
+    # then each file is kept at its path under the job's folder, none overwritten by another
+    train = ["runs/a/model.txt", "runs/b/model.txt", "runs/a/metrics.json", "runs/b/metrics.json"]
+    assert [(out / "train" / path).read_text() for path in train] == ["A\n", "B\n", "0.1\n", "0.9\n"]
+    # and each is listed once: by the CLI as a file, over HTTP as the job's folder "." covers whole
+    assert fetched.returncode == 0, fetched.stderr
+    printed = fetched.stdout.splitlines()
+    assert len(printed) == len(set(printed))
+    assert sorted(printed) == sorted(str(p) for p in out.rglob("*") if p.is_file())
+    assert {str(out / "train" / path) for path in train} < set(printed)
+    assert str(out / "all" / "runs" / "b" / "model.txt") in printed
+    assert listed == [
+        {"job_id": "train", "files": [f"{run_id}/train/{path}" for path in train]},
+        {"job_id": "all", "files": [f"{run_id}/all"]},
+    ]
 
 
 def test_a_seed_style_run_is_reached_by_its_pipeline_id_as_in_the_cli(api: httpx.Client) -> None:

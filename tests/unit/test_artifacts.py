@@ -1,4 +1,5 @@
-"""Collecting ``result_files``: only inside the job's artifact folder, unmatched entries named."""
+"""Collecting ``result_files``: only inside the job's artifact folder, each match at its own path,
+unmatched entries named."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def test_nothing_is_written_outside_the_jobs_folder(tmp_path: Path, pattern: str
     # then every file written is inside the job's own folder
     written = files_under(store) - before
     assert all(job_dir(job).resolve() in p.resolve().parents for p in written), written
-    assert all(Path(p).resolve().parent == job_dir(job).resolve() for p in collected.stored)
+    inside = job_dir(job).resolve()
+    assert all(Path(p).resolve() == inside or inside in Path(p).resolve().parents for p in collected.stored)
 
 
 def test_a_symlink_planted_in_the_store_is_not_followed(tmp_path: Path) -> None:
@@ -74,9 +76,59 @@ def test_unmatched_entries_are_listed_and_required_ones_fail(tmp_path: Path) -> 
     optional = record(work, "models/checkpoints/", "*.json", "plots/*.png")
     collected = collect(optional)
     assert sorted(Path(p).name for p in collected.stored) == ["checkpoints", "metrics.json"]
-    assert (job_dir(optional) / "checkpoints" / "e1.pt").read_text() == "1"
+    assert (job_dir(optional) / "models" / "checkpoints" / "e1.pt").read_text() == "1"
     assert collected.unmatched == ["plots/*.png"]
     # when a required entry matches nothing, then the attempt fails naming it
     required = record(work, "*.json", {"path": "model.onnx", "required": True})
     with pytest.raises(ResultFilesMissing, match=r"model\.onnx"):
         collect(required)
+
+
+def test_matches_of_the_same_name_in_different_directories_keep_their_paths(tmp_path: Path) -> None:
+    # given two runs that each wrote model.txt and metrics.json, declared by path and by a glob
+    work = tmp_path / "work"
+    for run, accuracy in (("a", 0.1), ("b", 0.9)):
+        (work / "runs" / run).mkdir(parents=True)
+        (work / "runs" / run / "model.txt").write_text(run.upper())
+        (work / "runs" / run / "metrics.json").write_text(f'{{"acc": {accuracy}}}')
+    job = record(work, "runs/a/model.txt", "runs/b/model.txt", "**/*.json")
+    # when collected
+    collected = collect(job)
+    # then each is stored at its path relative to the working directory, none overwritten
+    stored = job_dir(job)
+    assert (stored / "runs/a/model.txt").read_text() == "A" and (
+        stored / "runs/b/model.txt"
+    ).read_text() == "B"
+    assert (stored / "runs/a/metrics.json").read_text() == '{"acc": 0.1}'
+    assert (stored / "runs/b/metrics.json").read_text() == '{"acc": 0.9}'
+    assert [Path(p).relative_to(stored).as_posix() for p in collected.stored] == [
+        "runs/a/model.txt",
+        "runs/b/model.txt",
+        "runs/a/metrics.json",
+        "runs/b/metrics.json",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entries", "listed"),
+    [
+        (["**", "."], ["."]),
+        (["**"], ["data", "top.txt"]),
+        (["data/raw/*.json", "data/", "top.txt", "*.txt"], ["data", "top.txt"]),
+    ],
+)
+def test_what_several_matches_cover_is_listed_once(
+    tmp_path: Path, entries: list[str], listed: list[str]
+) -> None:
+    # given a manifest two directories down and a file at the top
+    work = tmp_path / "work"
+    (work / "data" / "raw").mkdir(parents=True)
+    (work / "data" / "raw" / "manifest.json").write_text("{}")
+    (work / "top.txt").write_text("top")
+    job = record(work, *entries)
+    # when entries that overlap are collected
+    collected = collect(job)
+    # then each stored file or directory is listed once, none inside another listed, and all are there
+    assert [Path(p).relative_to(job_dir(job)).as_posix() for p in collected.stored] == listed
+    assert (job_dir(job) / "data" / "raw" / "manifest.json").read_text() == "{}"
+    assert collected.unmatched == []

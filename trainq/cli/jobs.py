@@ -12,7 +12,16 @@ from rich.table import Table
 
 from trainq.broker.quarantine import get_quarantine
 from trainq.cli.group import main
-from trainq.cli.output import console, jobs_table, json_option, print_json, progress_bar, state_text, when
+from trainq.cli.output import (
+    console,
+    jobs_table,
+    json_option,
+    plain,
+    print_json,
+    progress_bar,
+    state_text,
+    when,
+)
 from trainq.errors import InvalidInput
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration, parse_time
@@ -163,7 +172,7 @@ def dead(limit: int, as_json: bool) -> None:
     table = jobs_table(records, title="dead jobs")
     console.print(table)
     for r in records:
-        console.print(f"[bold]{r.id}[/] {r.error}")
+        console.print(f"[bold]{plain(r.id)}[/] {plain(r.error)}")
     quarantined = get_quarantine().count()
     if quarantined:
         console.print(f"{quarantined} message(s) could not be read or run: see `trainq quarantine`")
@@ -182,7 +191,7 @@ def show(job_id: str, as_json: bool) -> None:
         events_json = [e.model_dump(mode="json") for e in events]
         print_json({**record.model_dump(mode="json"), "waiting_for": waiting_for, "events": events_json})
         return
-    console.print(f"[bold]{record.name}[/] {record.id}  {state_text(record.state)}")
+    console.print(f"[bold]{plain(record.name)}[/] {plain(record.id)}  {state_text(record.state)}")
     for label, value in (
         ("why queued", waiting_for or ""),
         ("type / queue", f"{record.type} / {record.queue}"),
@@ -199,15 +208,17 @@ def show(job_id: str, as_json: bool) -> None:
         ("error", record.error or ""),
     ):
         if value not in (None, ""):
-            console.print(f"  {label:<13} {value}")
+            console.print(f"  {label:<13} {plain(value)}")
     table = Table(title="transitions")
     for column in ("at", "state", "attempt", "worker", "reason"):
         table.add_column(column)
     for e in events:
-        table.add_row(when(e.at), state_text(e.state), str(e.attempt), e.worker or "", e.reason or "")
+        table.add_row(
+            when(e.at), state_text(e.state), str(e.attempt), plain(e.worker or ""), plain(e.reason or "")
+        )
     console.print(table)
     if record.traceback:
-        console.print(record.traceback, markup=False)
+        console.print(plain(record.traceback, lines=True))
 
 
 @main.command()

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from trainq.cli.group import main
 from trainq.cli.limits import limits_table, use_row
-from trainq.cli.output import console, json_option, metrics_text, print_json
+from trainq.cli.output import console, json_option, metrics_text, plain, print_json
 from trainq.errors import ConfigError
 from trainq.inputs.durations import format_duration
 from trainq.job.record import JobRecord, JobState, eta_s
@@ -86,13 +86,13 @@ def status_view(registry: Registry, limit: int) -> Group:
         eta = eta_s(r)
         jobs.add_row(
             r.queue,
-            r.id,
-            r.name,
-            r.worker or "",
+            plain(r.id),
+            plain(r.name),
+            plain(r.worker or ""),
             ProgressBar(total=100, completed=p.percent, width=24) if p else "",
             f"{p.percent:.1f}" if p else "",
             f"{p.step:g}/{p.total:g}" if p and p.total else "",
-            metrics_text(p.metrics) if p else "",
+            plain(metrics_text(p.metrics)) if p else "",
             format_duration(r.duration_s or 0),
             format_duration(eta) if eta is not None else "",
         )

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from trainq.inputs.durations import format_duration
@@ -42,6 +43,18 @@ def json_option(command: F) -> F:
 def print_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout."""
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def plain(value: object, lines: bool = False) -> str:
+    """``value`` as text that prints as stored: control characters escaped (``\\x1b``), so text a user
+    gave (a name, an error, a file name), even one stored by a release that did not refuse them, cannot
+    drive the terminal, and rich's markup escaped, so ``[red]`` prints as typed. ``lines`` keeps newlines.
+    """
+    text = str(value)
+    if not text.isprintable():
+        shown = (c if c.isprintable() or (lines and c == "\n") else repr(c)[1:-1] for c in text)
+        text = "".join(shown)
+    return escape(text)
 
 
 def when(ts: float | None) -> str:
@@ -89,14 +102,14 @@ def jobs_table(records: Iterable[JobRecord], title: str | None = None) -> Table:
     for r in records:
         took = format_duration(r.duration_s) if r.duration_s is not None else ""
         table.add_row(
-            r.id,
-            r.name,
-            r.type,
-            r.queue,
+            plain(r.id),
+            plain(r.name),
+            plain(r.type),
+            plain(r.queue),
             state_text(r.state),
             str(r.priority),
             str(r.attempt),
-            progress_bar(r, 10),
+            plain(progress_bar(r, 10)),
             when(r.created_at),
             took,
         )

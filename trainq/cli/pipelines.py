@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trainq.cli.group import EXIT_FAILED, EXIT_OK, main
-from trainq.cli.output import STATE_STYLE, console, json_option, print_json, when
+from trainq.cli.output import STATE_STYLE, console, json_option, plain, print_json, when
 from trainq.inputs.durations import format_duration
 from trainq.job.record import JobState
 from trainq.pipelines.dag import Dag
@@ -129,7 +129,7 @@ def render(status: RunStatus) -> Group:
     took = format_duration((status.finished_at or time.time()) - status.created_at)
     header = Text.from_markup(
         f"[bold]{status.id}[/]  [{RUN_STYLE[status.state]}]{status.state.value}[/]  "
-        f"{status.source}  started {when(status.created_at)}  took {took}"
+        f"{plain(status.source)}  started {when(status.created_at)}  took {took}"
     )
     table = Table()
     for column in ("job", "state", "att", "took", "exit", "note", "job id"):
@@ -150,7 +150,7 @@ def render(status: RunStatus) -> Group:
             str(job.attempts or ""),
             format_duration(job.duration_s) if job.duration_s is not None else "",
             "" if job.exit_code is None else str(job.exit_code),
-            Text(note),
+            plain(note),
             job.job or "",
         )
     picture = status.graph().picture(

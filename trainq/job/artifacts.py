@@ -1,9 +1,10 @@
 """Artifacts: files a job declared in ``result_files``, copied to the artifact store.
 
 The store is a directory (``TRAINQ_ARTIFACTS``); a job's files go under
-``<pipeline id or "jobs">/<pipeline job id or job id>/``. Each ``result_files`` entry is a
-glob relative to the job's working directory (``cwd``), either a string or
-``{"path": glob, "required": true}``; a required entry that matches nothing fails the attempt.
+``<pipeline id or "jobs">/<pipeline job id or job id>/``, each at its path relative to the job's
+working directory (``cwd``). Each ``result_files`` entry is a glob relative to that directory,
+either a string or ``{"path": glob, "required": true}``; a required entry that matches nothing
+fails the attempt.
 """
 
 from __future__ import annotations
@@ -63,43 +64,70 @@ def job_dir(record: JobRecord) -> Path:
 def collect(record: JobRecord) -> Collected:
     """Copy the files matching the job's ``result_files`` globs into its ``job_dir``.
 
-    Entries that match nothing are logged (into the job's log) and returned; if one of them is
-    required, raises ResultFilesMissing. Nothing is ever written outside ``job_dir``.
+    Each match keeps its path relative to the job's working directory (``runs/a/model.txt`` is
+    stored as ``<job_dir>/runs/a/model.txt``), so matches of the same name never overwrite each
+    other; what several entries or matches cover is copied and listed once. Entries that match
+    nothing are logged (into the job's log) and returned; if one of them is required, raises
+    ResultFilesMissing. Nothing is ever written outside ``job_dir``.
     """
     base = Path(record.options.get("cwd") or ".").resolve()
     target = job_dir(record)
-    stored: list[str] = []
+    target.mkdir(parents=True, exist_ok=True)
+    copied: dict[Path, None] = {}  # destinations, in the order copied
     unmatched: list[str] = []
     missing: list[str] = []
     for entry in record.options.get("result_files", []):
         pattern, required = entry_pattern(entry)
         problem = pattern_problem(pattern)
         matches = [] if problem else sorted(glob.glob(pattern, root_dir=base, recursive=True))
-        copied = [path for match in matches if (path := _copy(base / match, target))]
-        if not copied:
+        found = False
+        for match in matches:
+            source, destination = base / match, target / match
+            if not _inside(source, destination, target):
+                continue
+            found = True
+            if not _covered(destination, copied):
+                _copy(source, destination)
+                copied[destination] = None
+        if not found:
             why = f": {problem}" if problem else ""
             log.warning("result_files entry %r matched nothing in %s%s", pattern, base, why)
             unmatched.append(pattern)
             if required:
                 missing.append(pattern)
-        stored += copied
     if missing:
         raise ResultFilesMissing(f"required result files matched nothing in {base}: {', '.join(missing)}")
-    return Collected(stored, unmatched)
+    return Collected([str(path) for path in copied if not _covered(path.parent, copied)], unmatched)
 
 
-def _copy(source: Path, target: Path) -> str | None:
-    """Copy ``source`` into ``target``; None if the copy would land anywhere but directly inside it."""
-    target.mkdir(parents=True, exist_ok=True)
-    destination = target / source.name
-    if source.name in ("", ".", "..") or destination.resolve().parent != target.resolve():
-        log.warning("result file %s not collected: it would be copied outside %s", source, target)
-        return None
+def _inside(source: Path, destination: Path, target: Path) -> bool:
+    """Whether copying ``source`` to ``destination`` writes only inside ``target`` (after resolving
+    symlinks, such as one planted in the store); logs why not."""
+    root, landing = target.resolve(), destination.resolve()
+    if landing != root and root not in landing.parents:
+        why = f"it would be copied outside {target}"
+    elif landing == root and not source.is_dir():
+        why = f"it would replace {target}"
+    elif root.is_relative_to(source.resolve()):
+        why = f"it holds {target}, which would be copied into itself"
+    else:
+        return True
+    log.warning("result file %s not collected: %s", source, why)
+    return False
+
+
+def _covered(path: Path, copied: dict[Path, None]) -> bool:
+    """Whether ``path`` is, or is inside, a destination already copied."""
+    return path in copied or any(parent in copied for parent in path.parents)
+
+
+def _copy(source: Path, destination: Path) -> None:
+    """Copy the file or directory ``source`` to ``destination``, making its parent directories."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
         shutil.copytree(source, destination, dirs_exist_ok=True)
     else:
         shutil.copy2(source, destination)
-    return str(destination)
 
 
 class Artifacts(Plugin):

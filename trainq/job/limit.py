@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trainq.errors import InvalidInput
 from trainq.inputs.documents import brief
+from trainq.inputs.text import check_printable
 
 #: Longest key template and longest rendered key, in characters (a key is part of Redis key names).
 MAX_KEY_CHARS = 200
@@ -126,9 +127,7 @@ def render_key(template: str, payload: dict[str, Any], tags: dict[str, str]) -> 
 
 def check_key(key: str) -> str:
     """``key`` if it is 1 to ``MAX_KEY_CHARS`` printable characters; raises InvalidInput."""
-    if not key or len(key) > MAX_KEY_CHARS or not key.isprintable():
-        raise InvalidInput(f"limit key {brief(key)} must be 1 to {MAX_KEY_CHARS} printable characters")
-    return key
+    return check_printable(key, "limit key", MAX_KEY_CHARS)
 
 
 def rendered(value: Any, payload: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:

@@ -38,7 +38,8 @@ from pydantic_core import to_jsonable_python
 from trainq.broker.names import check_job_id, check_queue
 from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, JobStopped, PermanentError
 from trainq.inputs.documents import brief
-from trainq.inputs.limits import MAX_ENV_NAME_CHARS
+from trainq.inputs.limits import JOB_NAME_MAX_CHARS, MAX_ENV_NAME_CHARS
+from trainq.inputs.text import check_printable, is_printable
 from trainq.job import artifacts, canvas, claims, clients, environment, lifecycle, limit, payloads, send
 from trainq.job.context import Job, capture_output
 from trainq.job.leases import Heartbeat
@@ -130,6 +131,7 @@ class JobTask(Task):
         ``options`` is Celery's. Pipelines use it to record many jobs in one round trip.
         """
         job = {k: options.pop(k) for k in JOB_OPTIONS if k in options}
+        name = job.pop("job_name", None)
         payload, stored = self.payloads(dict(kwargs or {}))
         priority = int(options.pop("priority", get_settings().default_priority))
         queue = options.pop("queue", None)
@@ -154,7 +156,7 @@ class JobTask(Task):
             id=check_job_id(task_id) if task_id else uuid.uuid4().hex[:16],
             type=self.job_type,
             queue=queue,
-            name=job.pop("job_name", None) or self.job_type,
+            name=self.job_type if name is None else check_printable(name, "job name", JOB_NAME_MAX_CHARS),
             state=JobState.DELAYED if eta and eta > now else JobState.QUEUED,
             priority=priority,
             tags=job.pop("tags", None) or {},
@@ -171,13 +173,15 @@ class JobTask(Task):
         return record, payload, job.get("key")
 
     def unsent_record(self, task_id: str, payload: Any, options: dict[str, Any]) -> JobRecord:
-        """The record of a job that is never sent (refused, or after a failed chain step), to end at once."""
-        now = time.time()
+        """The record of a job that is never sent (refused, or after a failed chain step), to end at once.
+
+        A name ``new_record`` would refuse is not kept: the record shows the job type instead."""
+        now, name = time.time(), options.get("job_name")
         return JobRecord(
             id=task_id,
             type=self.job_type,
             queue=options.get("queue") or self.queue or self.job_type,
-            name=options.get("job_name") or self.job_type,
+            name=name if is_printable(name, JOB_NAME_MAX_CHARS) else self.job_type,
             state=JobState.QUEUED,
             priority=get_settings().default_priority,
             tags=options.get("tags") or {},

@@ -21,6 +21,10 @@ class Keys:
         """Stream: the job's log lines (``line`` field)."""
         return f"{self.prefix}job:{job_id}:log"
 
+    def log_added(self, job_id: str) -> str:
+        """String: how many lines were ever appended to the job's log (Redis 6's XINFO does not say)."""
+        return f"{self.prefix}job:{job_id}:log:added"
+
     def message(self, job_id: str) -> str:
         """String: the payload as sent, kept only when it holds secret values the record masks."""
         return f"{self.prefix}job:{job_id}:message"

@@ -72,6 +72,14 @@ def stats_field(queue: str, job_type: str, state: str) -> str:
 Command = tuple[Any, ...]
 
 
+def trimmed_lines(info: dict[str, Any], appended: int | None) -> int:
+    """Lines the cap trimmed from a log stream, given its XINFO STREAM reply and the job's own count
+    of appended lines (None for a log written before it was kept). Redis 7 counts the stream's
+    entries (``entries-added``); Redis 6 does not, so the job's count stands in."""
+    added = info.get("entries-added", appended)
+    return 0 if added is None else max(int(added) - int(info["length"]), 0)
+
+
 class Effects:
     """Writes that commit with a job's finish in the same script call, and only if the finish does.
 
@@ -388,6 +396,7 @@ class Registry:
                 self.keys.job(job_id),
                 self.keys.events(job_id),
                 self.keys.log(job_id),
+                self.keys.log_added(job_id),
                 self.keys.message(job_id),
                 self.keys.leases(),
             ]
@@ -789,10 +798,14 @@ class Registry:
     # -- logs and leases ---------------------------------------------------------------
 
     def append_log(self, job_id: str, lines: Iterable[str]) -> None:
-        """Append log lines to the job's log stream (capped at the newest lines)."""
+        """Append log lines to the job's log stream (capped at the newest lines), and count them."""
+        lines = list(lines)
+        if not lines:
+            return
         pipe = self.client.pipeline(transaction=False)
         for line in lines:
             pipe.xadd(self.keys.log(job_id), {"line": line}, maxlen=self.log_max_lines, approximate=True)
+        pipe.incrby(self.keys.log_added(job_id), len(lines))
         pipe.execute()
 
     def read_log(
@@ -807,11 +820,13 @@ class Registry:
 
     def log_dropped(self, job_id: str) -> int:
         """How many of the job's log lines the cap (``log_max_lines``) has trimmed away."""
-        try:
-            info = self.client.xinfo_stream(self.keys.log(job_id))
-        except redis.ResponseError:  # no log yet
+        read = self.client.pipeline(transaction=False)
+        read.xinfo_stream(self.keys.log(job_id))
+        read.get(self.keys.log_added(job_id))
+        info, added = read.execute(raise_on_error=False)
+        if isinstance(info, redis.ResponseError):  # no log yet
             return 0
-        return max(int(info.get("entries-added", info["length"])) - int(info["length"]), 0)
+        return trimmed_lines(info, None if added is None else int(added))
 
     def log_tail(self, job_id: str, count: int) -> list[tuple[str, str]]:
         """The last ``count`` log entries as ``(entry_id, line)``, oldest first."""

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from trainq.inputs.limits import LIST_OFFSET_MAX, MAX_RETRIES, WEB_PAGE_MAX
+from trainq.inputs.limits import JOB_NAME_MAX_CHARS, LIST_OFFSET_MAX, MAX_RETRIES, WEB_PAGE_MAX
 from trainq.job.record import JobState, eta_s
 from trainq.job.types import job_types
 from trainq.store.registry import get_registry
@@ -89,7 +89,7 @@ PAYLOAD_BODY = {
 async def submit(
     request: Request,
     job_type: str,
-    name: Annotated[str | None, Query(max_length=200)] = None,
+    name: Annotated[str | None, Query(max_length=JOB_NAME_MAX_CHARS)] = None,
     priority: Annotated[int | None, Query(ge=0, le=9)] = None,
     tag: Annotated[list[str] | None, Query(description="key=value, repeatable")] = None,
     queue: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
