@@ -7,14 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.integration.test_registry import record
 from trainq import JobState, get_registry
-from trainq.job.record import JobRecord
 
 #: The console script pip installs beside this Python, and the checkout it must import.
 TRAINQ = Path(sys.executable).parent / "trainq"
@@ -92,17 +91,10 @@ def test_record_text_is_printed_with_control_characters_escaped(
     tmp_path: Path, redis_client: redis.Redis
 ) -> None:
     # given a record stored by a release that took any name, with an error and a file name as hostile
-    now = time.time()
-    stored = JobRecord(
-        id="old1",
-        type="probe",
-        queue="probe",
+    stored = record(
+        "old1",
         name="old\x1b[2J[/]",
         state=JobState.FAILED,
-        priority=5,
-        created_at=now,
-        updated_at=now,
-        attempt=1,
         error="boom\x07[red]",
         artifacts=["a\x1b]52;c;Zm9v\x07.txt"],
         traceback="Traceback\n  \x1b[8mhidden\n",

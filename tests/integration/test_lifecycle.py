@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import redis
 
 from tests.integration.test_registry import record
@@ -105,46 +106,25 @@ def test_finishes_counted_by_an_earlier_release_and_by_this_one_add_up(registry:
     assert ("trainq_job_duration_seconds_count", cancelled) not in samples
 
 
-def test_a_lease_renewed_after_the_reaper_read_it_keeps_its_attempt(registry: Registry) -> None:
-    # given a running job whose lease ran out, as a reaper reads it
-    registry.create(record("a"))
+@pytest.mark.parametrize("at_cap", [False, True], ids=["requeued", "past-the-recovery-cap"])
+def test_a_lease_renewed_after_the_reaper_read_it_keeps_its_attempt(registry: Registry, at_cap: bool) -> None:
+    # given a running job whose lease ran out, as a reaper reads it (at the recovery cap, its next
+    # recovery ends it dead)
+    recoveries = get_settings().max_recoveries if at_cap else 0
+    registry.create(record("a", recoveries=recoveries))
     claimed = registry.claim("a", 0, "w@h", time.time() - 1)
     assert claimed is not None
     now = time.time()
     assert registry.expired_leases(now) == ["a"]
     # when its heartbeat renews the lease before the reaper's recovery lands
     assert registry.update_running("a", claimed.fence, lease_until=now + 60)
-    # then the recovery is refused: the attempt runs on, on its fence, and is not run a second time
+    # then the recovery is refused: the attempt runs on, on its fence, neither run twice nor ended dead
     probe = get_job_type("probe")
     assert not lifecycle.recover(probe, registry, claimed, "lease expired", expired_by=now)
     kept = registry.get("a")
-    assert (kept.state, kept.fence, kept.recoveries) == (JobState.RUNNING, claimed.fence, 0)
+    assert (kept.state, kept.fence, kept.recoveries) == (JobState.RUNNING, claimed.fence, recoveries)
+    assert registry.expired_leases(now + 30) == []  # its renewed lease is still held
     # and a lease that did run out is recovered as before
     assert registry.update_running("a", claimed.fence, lease_until=now - 1)
     assert lifecycle.recover(probe, registry, claimed, "lease expired", expired_by=now)
-    assert registry.get("a").state is JobState.QUEUED
-
-
-def test_a_lease_renewed_after_the_reaper_read_it_keeps_its_attempt_past_the_recovery_cap(
-    registry: Registry,
-) -> None:
-    # given a running job at the recovery cap (its next recovery ends it dead) whose lease ran out,
-    # as a reaper reads it
-    cap = get_settings().max_recoveries
-    registry.create(record("a", recoveries=cap))
-    claimed = registry.claim("a", 0, "w@h", time.time() - 1)
-    assert claimed is not None
-    now = time.time()
-    assert registry.expired_leases(now) == ["a"]
-    # when its heartbeat renews the lease before the reaper's recovery lands
-    assert registry.update_running("a", claimed.fence, lease_until=now + 60)
-    # then the recovery is refused: the attempt runs on, on its fence, not ended dead
-    probe = get_job_type("probe")
-    assert not lifecycle.recover(probe, registry, claimed, "lease expired", expired_by=now)
-    kept = registry.get("a")
-    assert (kept.state, kept.fence, kept.recoveries) == (JobState.RUNNING, claimed.fence, cap)
-    assert registry.expired_leases(now + 30) == []  # its renewed lease is still held
-    # and a lease that did run out ends the job dead as before
-    assert registry.update_running("a", claimed.fence, lease_until=now - 1)
-    assert lifecycle.recover(probe, registry, claimed, "lease expired", expired_by=now)
-    assert registry.get("a").state is JobState.DEAD
+    assert registry.get("a").state is (JobState.DEAD if at_cap else JobState.QUEUED)
