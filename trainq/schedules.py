@@ -9,6 +9,7 @@ Each run is an ordinary job tagged ``schedule=<name>`` (or a pipeline run).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -29,7 +30,7 @@ from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
 
 from trainq.celery import app
-from trainq.errors import InvalidInput, ScheduleError
+from trainq.errors import InvalidInput, ScheduleError, TrainqError
 from trainq.inputs.durations import format_duration, parse_duration
 from trainq.job.types import TASK_PREFIX, get_job_type
 from trainq.pipelines.dag import PIPELINE_ID_FIELDS
@@ -43,6 +44,10 @@ PIPELINE_TASK = "trainq.schedules.pipeline"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 #: Redis hash field (beside redbeat's ``definition`` and ``meta``) holding the last run.
 LAST_RUN_FIELD = "trainq_last_run"
+#: Redis hash field holding the last failed run, until a run is submitted again.
+LAST_ERROR_FIELD = "trainq_last_error"
+#: Most characters of a failed run's error kept and logged.
+ERROR_MAX_CHARS = 500
 
 
 class ScheduleSpec(BaseModel):
@@ -77,6 +82,9 @@ class ScheduleInfo(BaseModel):
     static: bool
     last_run_at: float | None = None
     last_run_id: str | None = None
+    #: When a run last failed to be submitted, and why (cleared by the next run submitted).
+    last_error_at: float | None = None
+    last_error: str | None = None
     next_run_at: float | None = None
 
 
@@ -207,10 +215,16 @@ class Scheduler(RedBeatScheduler):
 
     def apply_async(
         self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
-    ) -> str:
-        """Submit one run of ``entry`` (advancing its schedule first, as Celery Beat does)."""
+    ) -> str | None:
+        """Submit one run of ``entry`` (advancing its schedule first, as Celery Beat does); a run
+        trainq refuses (its pipeline file is gone or now invalid) is logged in one line and recorded
+        on the schedule, and Beat goes on."""
         entry = self.reserve(entry) if advance else entry
-        return submit_run(entry, producer=producer)
+        try:
+            return submit_run(entry, producer=producer)
+        except TrainqError as exc:
+            log.error("schedule %s: run not submitted: %s", entry.name, error_text(exc))
+            return None
 
 
 def build_entry(name: str, spec: ScheduleSpec | dict[str, Any], app: Celery = app) -> ScheduleEntry:
@@ -317,19 +331,37 @@ def static_entries(module_name: str, app: Celery = app) -> dict[str, ScheduleEnt
 
 
 def submit_run(entry: ScheduleEntry, **send_options: Any) -> str:
-    """Submit one run of ``entry`` now: its job, or its pipeline. Returns the job or run id."""
-    if entry.task == PIPELINE_TASK:
-        pipeline = schedule_pipeline(entry)
-        pipeline.base_dir.mkdir(parents=True, exist_ok=True)  # an inline one's work directory
-        run_id = pipeline.run()
-    else:
-        job_type = entry.task.removeprefix(TASK_PREFIX)
-        task = get_job_type(job_type)
-        run_id = str(task.apply_async(kwargs=entry.kwargs or {}, **entry.options, **send_options).id)
-    last = json.dumps({"at": time.time(), "id": run_id})
-    get_redis(entry.app).hset(entry.key, LAST_RUN_FIELD, last)
+    """Submit one run of ``entry`` now: its job, or its pipeline. Returns the job or run id.
+
+    A TrainqError (e.g. the pipeline file is gone) is recorded as the schedule's last error, then raised.
+    """
+    client = get_redis(entry.app)
+    try:
+        if entry.task == PIPELINE_TASK:
+            pipeline = schedule_pipeline(entry)
+            pipeline.base_dir.mkdir(parents=True, exist_ok=True)  # an inline one's work directory
+            run_id = pipeline.run()
+        else:
+            job_type = entry.task.removeprefix(TASK_PREFIX)
+            task = get_job_type(job_type)
+            run_id = str(task.apply_async(kwargs=entry.kwargs or {}, **entry.options, **send_options).id)
+    except TrainqError as exc:
+        failed = json.dumps({"at": time.time(), "error": error_text(exc)})
+        with contextlib.suppress(redis.RedisError):  # Redis is what failed: the caller reports it
+            client.hset(entry.key, LAST_ERROR_FIELD, failed)
+        raise
+    with client.pipeline() as pipe:
+        pipe.hset(entry.key, LAST_RUN_FIELD, json.dumps({"at": time.time(), "id": run_id}))
+        pipe.hdel(entry.key, LAST_ERROR_FIELD)
+        pipe.execute()
     log.info("schedule %s submitted %s", entry.name, run_id)
     return run_id
+
+
+def error_text(exc: Exception) -> str:
+    """``exc``'s message on one line, cut at ``ERROR_MAX_CHARS``."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= ERROR_MAX_CHARS else text[: ERROR_MAX_CHARS - 1] + "…"
 
 
 # -- operations on stored schedules ----------------------------------------------------
@@ -390,7 +422,8 @@ def entries(app: Celery = app) -> list[ScheduleEntry]:
 def info(entry: ScheduleEntry) -> ScheduleInfo:
     """Describe ``entry``: its rule, what it submits, its last and next run."""
     client = get_redis(entry.app)
-    last = json.loads(client.hget(entry.key, LAST_RUN_FIELD) or "{}")
+    raw_last, raw_error = client.hmget(entry.key, [LAST_RUN_FIELD, LAST_ERROR_FIELD])
+    last, failed = json.loads(raw_last or "{}"), json.loads(raw_error or "{}")
     when = entry.schedule
     fields: dict[str, Any] = {}
     if isinstance(when, CronSchedule):
@@ -409,6 +442,8 @@ def info(entry: ScheduleEntry) -> ScheduleInfo:
         static=bool(client.sismember(entry.app.redbeat_conf.statics_key, entry.name)),
         last_run_at=last.get("at"),
         last_run_id=last.get("id"),
+        last_error_at=failed.get("at"),
+        last_error=failed.get("error"),
         next_run_at=next_run_at(entry),
         **fields,
     )

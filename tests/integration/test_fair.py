@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
+import yaml
 
-from tests.fixtures import Workers, run_cli, wait_for
+from tests.clients.test_cli_console import trainq
+from tests.fixtures import ROOT, Workers, run_cli, wait_for
 from tests.integration.test_sharing import all_done, most_at_once, runs, state_of
 from trainq import JobState, get_registry
 from trainq.ops.control import submit
@@ -122,3 +125,27 @@ def test_a_queue_made_fair_at_runtime_takes_turns_and_can_be_made_plain_again(
     assert bad.stderr.strip().splitlines() == [
         "error: window '0' is invalid: use a number of jobs from 1 to 100000, or auto"
     ]
+
+
+def test_a_fair_queue_scaled_to_zero_shows_the_autoscaler_a_job(
+    tmp_path: Path, workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given the training pool's KEDA ScaledObject (min 0 replicas, counting the broker's lists only),
+    # the training queue made fair with its window auto, and no worker running (scaled to zero)
+    manifest = yaml.safe_load_all((ROOT / "deploy" / "k8s" / "worker-training.yaml").read_text())
+    scaled = next(doc for doc in manifest if doc["kind"] == "ScaledObject")
+    assert scaled["spec"]["minReplicaCount"] == 0
+    lists = [trigger["metadata"]["listName"] for trigger in scaled["spec"]["triggers"]]
+    made = trainq(tmp_path, "limits", "fair", "training")
+    assert made.returncode == 0, made.stderr
+    # when three training jobs are submitted from the shell
+    config = '{"model": "sgd", "dataset": "digits", "epochs": 1}'
+    sent = [trainq(tmp_path, "submit", "training", "--config", config) for _ in range(3)]
+    assert all(s.returncode == 0 for s in sent), [s.stderr for s in sent]
+    jobs = [s.stdout.strip() for s in sent]
+    # then the lists KEDA sums hold one of them (so it scales the pool up), the others wait parked
+    assert sum(redis_client.llen(name) for name in lists) == 1
+    assert "its window is full" in trainq(tmp_path, "show", jobs[-1]).stdout
+    # when the pool's first worker starts, then its own count takes over and every job runs
+    workers.start("training")
+    wait_for(lambda: all_done(jobs), timeout=60, message="every training job done")

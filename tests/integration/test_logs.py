@@ -94,3 +94,14 @@ def test_a_line_longer_than_the_log_keeps_is_cut_and_says_so(workers: Workers, r
     assert exact == "b" * cap and end == "end"
     # and the log holds kilobytes, not the megabytes printed
     assert registry.client.memory_usage(registry.keys.log(job_id)) < 10 * cap
+
+
+def test_a_progress_line_reports_progress_and_stays_in_the_log(workers: Workers, registry: Registry) -> None:
+    # given a command printing a progress line between two others (README, docs/monitoring.md)
+    workers.start("command")
+    job_id = submit("command", {"command": "echo before; echo 'trainq:progress 3/4 loss=0.5'; echo after"})
+    wait_for(lambda: registry.get(job_id).state is JobState.SUCCEEDED, timeout=30, message="the job ends")
+    # then the job's progress is set from it, and the line is in its log too
+    progress = registry.get(job_id).progress
+    assert progress is not None and (progress.step, progress.total) == (3, 4)
+    assert printed(job_id) == ["before", "trainq:progress 3/4 loss=0.5", "after"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import redis
 from click.testing import CliRunner, Result
 
+from tests.clients.test_cli_console import trainq
 from tests.fixtures import Workers, run_cli, wait_for
 from tests.integration.test_registry import record
 from trainq.cli import main
@@ -182,3 +183,30 @@ def test_a_run_waits_for_a_job_requeued_by_hand_then_goes_with_its_jobs(registry
     assert runs.expire(retention, now + 12, batch=10) == 1
     assert registry.find("r1.a") is None and not registry.client.exists(keys.pipeline("r1"))
     assert registry.counts()[JobState.SUCCEEDED] == 0
+
+
+def test_clean_keeps_the_finished_jobs_of_a_run_still_running(
+    workers: Workers, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a run whose first job printed its output and succeeded, and whose second still runs
+    workers.start("command", "probe")
+    (tmp_path / "p8.yaml").write_text(
+        "pipeline_id: p8\njobs:\n  - job_id: a\n    command: echo important-a-output\n"
+        "  - job_id: b\n    type: probe\n    config: {release_key: go-b}\n    depends_on: [a]\n"
+    )
+    started = trainq(tmp_path, "pipeline", "run", "p8.yaml")
+    assert started.returncode == 0, started.stderr
+    run = started.stdout.strip()
+    wait_for(lambda: "running" in trainq(tmp_path, "show", f"{run}.b").stdout, 20, message="b running")
+    # when finished records are cleaned, by age and by count
+    for how in (["--older-than", "0s"], ["--keep", "0"]):
+        cleaned = trainq(tmp_path, "clean", *how)
+        assert cleaned.returncode == 0 and cleaned.stdout == "removed 0 records\n", cleaned
+    # then the finished job keeps its record and its log
+    logs = trainq(tmp_path, "logs", f"{run}.a")
+    assert logs.returncode == 0 and "important-a-output" in logs.stdout, logs
+    # and once the run has ended, clean drops its jobs
+    redis_client.set("go-b", 1)
+    wait_for(lambda: "succeeded" in trainq(tmp_path, "pipeline", "status", run).stdout.splitlines()[0], 20)
+    cleaned = trainq(tmp_path, "clean", "--keep", "0")
+    assert cleaned.stdout == "removed 2 records\n", cleaned

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.clients.test_cli_console import trainq
 from tests.fixtures import ROOT, Beats, Process, Workers, run_cli, wait_for
 from trainq import JobRecord, JobState, get_registry
 from trainq.cli import main
@@ -171,6 +172,44 @@ def test_pipeline_schedule_starts_runs_that_finish(workers: Workers, beats: Beat
     shown = listed()["etl-nightly"]
     assert shown["pipeline"] == str(pipeline) and shown["type"] is None
     assert shown["last_run_id"] in {r.id for r in get_runs().recent()}
+
+
+def test_a_pipeline_file_made_invalid_or_removed_is_recorded_and_logged_in_one_line(
+    beats: Beats, tmp_path: Path
+) -> None:
+    # given Beat running an every-1s pipeline schedule and an every-1s job schedule, made from the shell
+    pipeline = tmp_path / "sp.yaml"
+    pipeline.write_text('pipeline_id: sp\njobs:\n  - job_id: a\n    command: "echo sp"\n')
+    for args in (["sp", "--pipeline", "sp.yaml"], ["other", "--type", "probe"]):
+        made = trainq(tmp_path, "schedule", "create", *args, "--every", "1s")
+        assert made.returncode == 0, made.stderr
+    beat = beats.start()
+
+    def shown() -> dict[str, dict[str, Any]]:
+        listed = trainq(tmp_path, "schedule", "list", "--json")
+        return {s["name"]: s for s in json.loads(listed.stdout)}
+
+    wait_for(lambda: shown()["sp"]["last_run_id"], 20, message="a good run of sp")
+    # when the file is edited into an invalid pipeline
+    pipeline.write_text(pipeline.read_text() + "    depends_on: [zzz]\n")
+    # then the schedule records the failed run, the list shows it, and Beat logs it in one line
+    problem = "depends on unknown job 'zzz'"
+    failed = wait_for(lambda: problem in (shown()["sp"]["last_error"] or "") and shown()["sp"], 20)
+    assert failed["last_error_at"] > failed["last_run_at"]
+    table = trainq(tmp_path, "schedule", "list")
+    assert "failed " in table.stdout and "zzz" in table.stdout, table.stdout
+    wait_for(lambda: "schedule sp: run not submitted: invalid pipeline" in beat.output(), 10)
+    assert "Traceback" not in beat.output()
+    # and Beat keeps running the other schedule
+    before = shown()["other"]["last_run_id"]
+    wait_for(lambda: shown()["other"]["last_run_id"] != before, 10, message="another run of other")
+    # when the file is removed, then that is recorded the same way
+    pipeline.unlink()
+    wait_for(lambda: "cannot read pipeline file" in (shown()["sp"]["last_error"] or ""), 20)
+    assert "Traceback" not in beat.output()
+    # when the file is good again, then the next run is submitted and the error is cleared
+    pipeline.write_text('pipeline_id: sp\njobs:\n  - job_id: a\n    command: "echo sp"\n')
+    wait_for(lambda: shown()["sp"]["last_error"] is None, 20, message="sp runs again")
 
 
 def test_run_now_submits_once_and_list_shows_last_and_next_run(registry: Any) -> None:

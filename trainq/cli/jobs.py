@@ -29,6 +29,7 @@ from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES, MA
 from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
 from trainq.ops import control
+from trainq.pipelines.runs import get_runs
 from trainq.sharing.gate import wait_reasons
 from trainq.store.registry import get_registry
 
@@ -276,8 +277,10 @@ def retry(job_id: str) -> None:
 @click.option("--older-than", help="Drop finished records older than this (e.g. 7d).")
 @click.option("--keep", type=click.IntRange(0), help="Keep only the newest N finished records.")
 def clean(older_than: str | None, keep: int | None) -> None:
-    """Drop finished job records (succeeded, failed, dead, cancelled, blocked)."""
+    """Drop finished job records (succeeded, failed, dead, cancelled, blocked); those of pipeline
+    runs still running are kept."""
     if older_than is None and keep is None:
         raise InvalidInput("give --older-than or --keep")
     before = time.time() - parse_duration(older_than) if older_than else None
-    click.echo(f"removed {get_registry().clean(before=before, keep=keep)} records")
+    removed = get_registry().clean(before=before, keep=keep, running_runs=get_runs().running())
+    click.echo(f"removed {removed} records")

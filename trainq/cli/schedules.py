@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from trainq import schedules
 from trainq.cli.group import main
@@ -56,7 +57,7 @@ def create(
 @schedule.command("list")
 @json_option
 def list_schedules(as_json: bool) -> None:
-    """List schedules with their rule, target, last and next run."""
+    """List schedules with their rule, target, last run (and last failed one) and next run."""
     described = [schedules.info(entry) for entry in schedules.entries()]
     if as_json:
         print_json([d.model_dump(mode="json") for d in described])
@@ -66,7 +67,10 @@ def list_schedules(as_json: bool) -> None:
         table.add_column(column)
     for d in described:
         target = f"pipeline {d.pipeline}" if d.pipeline else f"{d.type} {_short_config(d.config)}"
-        last = f"{when(d.last_run_at)} {d.last_run_id}" if d.last_run_at else ""
+        last = Text(f"{when(d.last_run_at)} {d.last_run_id}" if d.last_run_at else "")
+        if d.last_error_at:  # plain Text: an error's "[...]" is not rich markup
+            last.append("\n" if last else "")
+            last.append(f"failed {when(d.last_error_at)}: {d.last_error}", style="red")
         enabled = ("yes" if d.enabled else "[yellow]no[/]") + (" (static)" if d.static else "")
         pri = "" if d.priority is None else str(d.priority)
         table.add_row(d.name, d.when, target, pri, enabled, last, when(d.next_run_at))

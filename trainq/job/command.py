@@ -1,8 +1,8 @@
 """The ``command`` job type: a shell command in its own process group, its output streamed.
 
 Each stdout/stderr line goes to the job log as it is printed. A line of the form
-``trainq:progress STEP/TOTAL [key=value ...]`` reports progress instead. A non-zero exit
-fails the attempt (and may retry); a timeout or cancel kills the whole process group.
+``trainq:progress STEP/TOTAL [key=value ...]`` also reports progress (and stays in the log). A
+non-zero exit fails the attempt (and may retry); a timeout or cancel kills the whole process group.
 """
 
 from __future__ import annotations

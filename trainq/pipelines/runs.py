@@ -418,8 +418,11 @@ class Runs:
 
     def sweep_all(self, grace_s: float) -> int:
         """Sweep every running run."""
-        runs = [r.decode() for r in self.client.smembers(self.keys.pipelines_running())]
-        return sum(self.sweep(run_id, grace_s) for run_id in runs)
+        return sum(self.sweep(run_id, grace_s) for run_id in self.running())
+
+    def running(self) -> set[str]:
+        """The ids of the runs still running."""
+        return {r.decode() for r in self.client.smembers(self.keys.pipelines_running())}
 
     def find(self, ref: str) -> str:
         """The run id ``ref`` names: a run id, else a pipeline id meaning its latest run."""

@@ -1,6 +1,7 @@
 """Fair queues and job types: their jobs all meet the gate, so ready jobs of different keys start in
 turns, and a fair queue lets only its *window* of jobs into the broker at once (by default the
-processes of the live workers consuming it, so no worker idles while a job waits).
+processes of the live workers consuming it, so no worker idles while a job waits; one while no worker
+counts itself, so a pool scaled to zero shows an autoscaler a job in the broker).
 
 A queue is made fair at runtime (``trainq limits fair QUEUE``, ``trainq.sharing.policy``), a job type
 with ``@job_type(..., fair=True)``. A fair job without a key shares its job type's name as its key.

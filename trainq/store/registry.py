@@ -17,7 +17,7 @@ import heapq
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from functools import lru_cache
 from itertools import islice
 from typing import Any, TypedDict, Unpack
@@ -780,13 +780,19 @@ class Registry:
         """The Redis server's memory in use, as it reports it (``INFO memory`` used_memory_human)."""
         return str(self.client.info("memory")["used_memory_human"])
 
-    def clean(self, *, before: float | None = None, keep: int | None = None) -> int:
-        """Delete finished records created before ``before`` or beyond the newest ``keep``."""
+    def clean(
+        self, *, before: float | None = None, keep: int | None = None, running_runs: Collection[str] = ()
+    ) -> int:
+        """Delete finished records created before ``before`` or beyond the newest ``keep``, but none
+        of a pipeline run in ``running_runs`` (its jobs go with the run once it ends and ages out)."""
         found: dict[str, float] = {}  # by id: one written before schema version 3 may be in two sets
         for index in (key for state in FINISHED_STATES for key in self._state_sets(state)):
             for raw_id, score in self.client.zrange(index, 0, -1, withscores=True):
                 found[raw_id.decode()] = score
-        doomed = sorted(((score, job_id) for job_id, score in found.items()), reverse=True)
+        doomed = sorted(
+            ((score, job_id) for job_id, score in found.items() if not _of_runs(job_id, running_runs)),
+            reverse=True,
+        )
         if keep is not None:
             doomed = doomed[keep:]
         if before is not None:
@@ -897,6 +903,11 @@ def unreachable(error: BaseException) -> BrokerUnavailable:
     if isinstance(error, redis.RedisError):
         return BrokerUnavailable(get_registry().url, sentinel.reason(error), "registry")
     return BrokerUnavailable(get_settings().broker_url or "the embedded Redis", str(error))
+
+
+def _of_runs(job_id: str, run_ids: Collection[str]) -> bool:
+    """True if ``job_id`` names a job of one of ``run_ids`` (``<run id>.<job_id>``)."""
+    return any(job_id[:at] in run_ids for at, char in enumerate(job_id) if char == ".")
 
 
 @lru_cache(maxsize=1)

@@ -45,7 +45,9 @@ end
 
 local function inflight(queue) return FP .. queue .. ':inflight' end
 
--- A fair queue's window: its policy's ``window``, else the processes of the live workers consuming it.
+-- A fair queue's window: its policy's ``window``, else the processes of the live workers consuming it,
+-- or 1 while none counts itself: a pool scaled to zero then sees one job in the broker (an autoscaler
+-- counting the broker's lists starts a worker), and the worker's own count takes over once it runs.
 local function window(queue, now)
   local raw = redis.call('HGET', FAIR_QUEUES, queue)
   local pol = raw and cjson.decode(raw) or {}
@@ -55,7 +57,7 @@ local function window(queue, now)
     local processes, expiry = string.match(entries[i], '^(%d+) ([%d%.]+)$')
     if processes and tonumber(expiry) > now then total = total + tonumber(processes) end
   end
-  return total
+  return math.max(total, 1)
 end
 
 -- The fair queue ``job`` waits for if that queue's window is full (``closed`` remembers full queues
