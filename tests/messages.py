@@ -37,6 +37,11 @@ def poison_shapes() -> dict[str, bytes]:
     del no_tag["properties"]["delivery_tag"]
     del no_info["properties"]["delivery_info"]
     bad_base64 = {**good, "body": "***not base64***"}
+    # a lone surrogate (JSON "\\ud800") in the id would exit the worker; in the routing key it
+    # would be the queue of the job's record, which could then not be written
+    id_not_text, routing_key_not_text = copy.deepcopy(good), copy.deepcopy(good)
+    id_not_text["headers"]["id"] = "poison-\ud800"
+    routing_key_not_text["properties"]["delivery_info"]["routing_key"] = "pro\udfffbe"
     shapes = {
         "not json": b"not json",
         "empty object": b"{}",
@@ -49,6 +54,8 @@ def poison_shapes() -> dict[str, bytes]:
         "no delivery tag": no_tag,
         "no delivery info": no_info,
         "bad base64": bad_base64,
+        "id not text": id_not_text,
+        "routing key not text": routing_key_not_text,
         "body not json": envelope(body=b"not json"),
         "body not celery's": envelope(body=b"[1]"),
         "pickle": envelope(body=b"\x80\x04N.", content_type="application/x-python-serialize"),

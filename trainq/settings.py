@@ -93,7 +93,8 @@ class Settings(BaseSettings):
     flower_address: str = "127.0.0.1"
     flower_port: int = 5555
     flower_basic_auth: str | None = None
-    #: Where pages link a job's Flower task (default: the page's host on ``flower_port``).
+    #: Where pages link a job's Flower task (default: the page's host on ``flower_port``); without
+    #: any ``user:password@``, which every viewer would get: the browser asks for Flower's login.
     flower_url: str | None = None
     web_address: str = "127.0.0.1"
     web_port: int = 5580
@@ -175,6 +176,12 @@ class Settings(BaseSettings):
         if url and (problem := url_problem(url, info.field_name or "")):  # empty: the embedded Redis
             raise ValueError(problem)  # the URL itself is left out of the message: it may hold a password
         return url
+
+    @field_validator("flower_url")
+    @classmethod
+    def _link_without_login(cls, url: str | None) -> str | None:
+        """Flower's URL for links, less its credentials: pages and API answers hand it to every viewer."""
+        return without_userinfo(url) if url else url
 
     @field_validator("pools")
     @classmethod
@@ -364,6 +371,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if broker.startswith(("amqp", "pyamqp")):
         _rabbitmq(settings, config)
     return config
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without its ``user:password@`` part."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _split_password(url: str) -> tuple[str, str | None]:

@@ -240,6 +240,29 @@ def test_a_job_name_with_control_characters_is_refused_and_recorded(workers: Wor
     assert refused["type"] == "InvalidInput" and reason in refused["error"], refused
 
 
+def test_text_that_is_not_unicode_is_refused_and_recorded(workers: Workers, tmp_path: Path) -> None:
+    # given a data worker on its own queue
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    workers.start(queue)
+    # when a Celery app without trainq sends lone surrogates (valid JSON: "\\ud800") in a payload
+    # value, a payload field name, the job name and a tag of the ``trainq`` header
+    sent = [
+        ({"kwargs": {"dataset": "ir\ud800is"}}, "dataset is not valid text (lone surrogate)"),
+        ({"kwargs": {"dataset": "iris", "s\udfff": 1}}, "the name 's\\udfff' is not valid text"),
+        ({"headers": {"trainq": {"job_name": "sur\ud800x"}}}, "job_name is not valid text"),
+        ({"headers": {"trainq": {"tags": {"k": "\udfff"}}}}, "tags.k is not valid text"),
+    ]
+    seen = send(tmp_path, REDIS, queue, [{"task": "trainq.data", "kwargs": {}, **job} for job, _ in sent])
+    # then each is recorded failed with the reason, readable, and the sender's get() raised the same
+    for refused, (_, reason) in zip(seen, sent, strict=True):
+        record = get_registry().get(refused["id"])
+        assert record.state is JobState.FAILED and reason in (record.error or ""), record
+        assert refused["type"] == "InvalidInput" and reason in refused["error"], refused
+        assert record.tags == {"source": FOREIGN_SOURCE} and record.name == "data"
+    # and the payload that is not text is kept as its repr, which is
+    assert get_registry().get(seen[0]["id"]).payload == {"(payload)": "{'dataset': 'ir\\ud800is'}"}
+
+
 def test_a_duplicated_first_delivery_runs_once(workers: Workers, tmp_path: Path) -> None:
     # given two probe workers and a job a client sends twice with the same task id
     queue = f"probe-{uuid.uuid4().hex[:6]}"

@@ -48,6 +48,10 @@ def test_bad_inputs_exit_2_and_enqueue_nothing(redis_client: Any, tmp_path: Any)
         ("submit", "training", "--config", f"@{tmp_path}/missing.json"): "cannot read config file",
         ("submit", "probe", "--timeout", "soon"): "bad duration 'soon'",
         ("submit", "probe", "--tag", "novalue"): "bad --tag",
+        # bytes that are not UTF-8 (as the shell passes them), and JSON's "\ud800" escape
+        ("submit", "probe", "--tag", "team=\udcff"): "tags.team is not valid text",
+        ("submit", "probe", "--name", "x\udced\udca0\udc80"): "job_name is not valid text",
+        ("submit", "training", "--config", '{"dataset": "ir\\ud800is"}'): "dataset is not valid text",
         ("show", "nosuchjob"): "no job with id 'nosuchjob'",
         ("retry", "nosuchjob"): "no job with id 'nosuchjob'",
     }

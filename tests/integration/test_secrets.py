@@ -1,6 +1,7 @@
-"""Secrets on every surface, against a private password-protected Redis, real workers, Flower and
-the metrics exporter: a broker password and a ``${VAR}`` token are planted and searched for
-everywhere a user or another program can look. Also: unset variables, and ``/metrics`` outages.
+"""Secrets on every surface, against a private password-protected Redis, real workers, Flower,
+trainq web and the metrics exporter: a broker password, Flower's password (in the URL trainq web
+links Flower with) and a ``${VAR}`` token are planted and searched for everywhere a user or another
+program can look. Also: unset variables, and ``/metrics`` outages.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.fixtures import (
     wait_for,
 )
 from tests.integration.test_monitoring import http_get
+from tests.integration.test_web import Web
 from trainq.job.record import JobState
 from trainq.ops.flower import flower_launch
 from trainq.pipelines.runs import Runs
@@ -32,7 +34,6 @@ from trainq.settings import get_settings
 from trainq.store.keys import Keys
 from trainq.store.registry import Registry, get_registry
 
-FLOWER_AUTH = ("ops", "flower-pw")
 #: Commands that each reach the registry or broker in their own way (x1: an id that need not exist).
 REACHING_COMMANDS = (
     ("list", "--json"),
@@ -169,12 +170,13 @@ def test_an_unset_variable_fails_the_job_before_its_command_starts(workers: Work
 def test_a_planted_password_and_token_appear_on_no_surface(workers: Workers, tmp_path: Path) -> None:
     # given a private Redis with a password, and workers holding a token in their environment
     password, token = f"S3cretPW{secrets.token_hex(6)}", f"tok{secrets.token_hex(8)}"
+    flower_auth = ("ops", f"FlowerPW{secrets.token_hex(6)}")
     port, flower_port, metrics_port = free_port(), free_port(), free_port()
     workers.started.append(start_redis(tmp_path / "redis", port, "--requirepass", password))
     url = f"redis://:{password}@127.0.0.1:{port}/0"
     env = {"TRAINQ_BROKER_URL": url, "MY_TOKEN": token}
     workers.start("command", "probe", name="leaky", env=env, events=True)
-    launch = flower_launch(get_settings(), "127.0.0.1", flower_port, ":".join(FLOWER_AUTH))
+    launch = flower_launch(get_settings(), "127.0.0.1", flower_port, ":".join(flower_auth))
     flower = Process(launch.argv, tmp_path / "flower.log", {**env, **launch.env})
     workers.started.append(flower)
     wait_for(
@@ -221,7 +223,7 @@ def test_a_planted_password_and_token_appear_on_no_surface(workers: Workers, tmp
     flower_api = f"http://127.0.0.1:{flower_port}/api"
 
     def flower_has_all() -> bool:
-        status, body = http_get(f"{flower_api}/tasks", FLOWER_AUTH)
+        status, body = http_get(f"{flower_api}/tasks", flower_auth)
         return status == 200 and all(job in body for job in job_ids)
 
     wait_for(flower_has_all, 30, 0.2, message="Flower lists every job")
@@ -258,11 +260,24 @@ def test_a_planted_password_and_token_appear_on_no_surface(workers: Workers, tmp
     # nor in Flower's API and pages, the metrics endpoint, or the logs of the processes
     flower_paths = ["/tasks", "/workers?refresh=1", *(f"/task/info/{j}" for j in job_ids)]
     for path in [*flower_paths, f"/task/result/{handler_job}"]:
-        surfaces[f"flower {path}"] = http_get(f"{flower_api}{path}", FLOWER_AUTH)[1]
-    surfaces["flower /broker"] = http_get(f"http://127.0.0.1:{flower_port}/broker", FLOWER_AUTH)[1]
+        surfaces[f"flower {path}"] = http_get(f"{flower_api}{path}", flower_auth)[1]
+    surfaces["flower /broker"] = http_get(f"http://127.0.0.1:{flower_port}/broker", flower_auth)[1]
     surfaces["/metrics"] = http_get(f"http://127.0.0.1:{metrics_port}/metrics")[1]
+    # nor in trainq web's pages and API, though its Flower links were set with Flower's login
+    flower_url = f"http://{':'.join(flower_auth)}@127.0.0.1:{flower_port}/"
+    web = Web(tmp_path, {**env, "TRAINQ_FLOWER_URL": flower_url})
+    workers.started.append(web.process)
+    with web.client(auth=None) as client:
+        for path in ("/", "/jobs", "/dead", f"/runs/{run_id}", *(f"/jobs/{j}" for j in job_ids)):
+            surfaces[f"web {path}"] = client.get(path).text
+        for path in ("/api/v1/jobs", f"/api/v1/pipelines/{run_id}", *(f"/api/v1/jobs/{j}" for j in job_ids)):
+            surfaces[f"web {path}"] = client.get(path).text
+    link = f"http://127.0.0.1:{flower_port}/task/{handler_job}"  # the browser asks for Flower's login
+    assert f'href="{link}"' in surfaces[f"web /jobs/{handler_job}"]
+    assert json.loads(surfaces[f"web /api/v1/jobs/{handler_job}"])["flower_url"] == link
     for process in workers.started:
         surfaces[f"log {process.log.name}"] = process.output()
     assert "leaky@" in surfaces["flower /workers?refresh=1"]
-    leaks = {name: [s for s in (password, token) if s in text] for name, text in surfaces.items()}
+    planted = (password, token, flower_auth[1])
+    leaks = {name: [s for s in planted if s in text] for name, text in surfaces.items()}
     assert {name: found for name, found in leaks.items() if found} == {}

@@ -114,6 +114,7 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
         "bad name": api.post(
             "/api/v1/jobs/probe", params={"name": "web\x1b]0;PWNED\x07"}, json={}, headers=JSON
         ),
+        "not text": api.post("/api/v1/jobs/data", content=b'{"dataset": "ir\\ud800is"}', headers=JSON),
     }
     for what, response in bad.items():
         assert response.status_code == 422, (what, response.text)
@@ -124,6 +125,7 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
     assert bad["bad name"].json()["detail"] == (
         "job name 'web\\x1b]0;PWNED\\x07' must be 1 to 200 printable characters"
     )
+    assert "dataset is not valid text (lone surrogate)" in bad["not text"].json()["detail"]
     # and a form-encoded body is not taken as JSON
     assert (
         api.post("/api/v1/jobs/probe", content=b"{}", headers={"content-type": "text/csv"}).status_code == 415

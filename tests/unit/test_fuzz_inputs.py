@@ -65,6 +65,8 @@ jobs = st.fixed_dictionaries(
         "queue": st.text(max_size=8),
     },
 )
+#: Lone surrogates: what JSON's "\\ud800" escape, or bytes that are not UTF-8 in argv, decode to.
+unpaired = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=2)
 pipelines = (
     st.fixed_dictionaries(
         {"jobs": st.lists(jobs | values, max_size=6)},
@@ -158,15 +160,18 @@ def test_yaml_features_that_break_loaders(files: Path, text: str) -> None:
 @FUZZ
 @given(
     job_type=st.sampled_from(["data", "training", "command", "nope"]),
-    config=values.map(json.dumps) | st.text(max_size=40) | st.just('{"a": ' * 40 + "1" + "}" * 40),
+    config=values.map(json.dumps)
+    | st.text(max_size=40)
+    | st.just('{"a": ' * 40 + "1" + "}" * 40)
+    | unpaired.map(lambda text: json.dumps({"dataset": text, "command": text})),
     priority=st.none() | st.integers(-5, 15).map(str) | st.text(max_size=3),
-    tags=st.lists(st.text(max_size=8), max_size=2),
+    tags=st.lists(st.text(max_size=8) | unpaired.map("k=".__add__), max_size=2),
     timeout=st.none() | st.text(max_size=10) | st.sampled_from(["0", "nan", "1" * 90, "1h 30m"]),
     delay=st.none() | st.sampled_from(["10m", "-1", "inf", "1e999"]),
     at=st.none()
     | st.sampled_from(["0001-01-01T00:00:00", "9999-12-31T23:59:59", "2026-12-01T02:00Z"])
     | st.text(max_size=20),
-    name=st.none() | st.text(max_size=10),
+    name=st.none() | st.text(max_size=10) | unpaired,
 )
 def test_submit_options(
     redis_client: redis.Redis,

@@ -35,7 +35,7 @@ import redis
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 
-from trainq.inputs.documents import nesting_problem
+from trainq.inputs.documents import is_text, nesting_problem
 
 #: Celery's ``broker_transport`` for ``redis://`` brokers.
 TRANSPORT = "trainq.broker.transport:Transport"
@@ -80,6 +80,8 @@ def envelope_problem(item: bytes) -> str | None:
         return "an envelope without a delivery tag and delivery info"
     if not {"exchange", "routing_key"} <= info.keys():
         return "an envelope whose delivery info has no exchange or routing key"
+    if not all(is_text(info[k]) for k in ("exchange", "routing_key") if isinstance(info[k], str)):
+        return "an envelope whose exchange or routing key is not text"  # its job could not be recorded
     body = message.get("body")
     if not isinstance(body, str):
         return "a body that is not text"
@@ -100,7 +102,9 @@ def envelope_problem(item: bytes) -> str | None:
 
 def _task_problem(message: dict[str, Any], headers: dict[str, Any], body: bytes) -> str | None:
     """Why a message with a ``task`` header is not a Celery task message, or None."""
-    if not isinstance(headers.get("task"), str) or not isinstance(headers.get("id"), str):
+    names = headers.get("task"), headers.get("id")
+    if not all(isinstance(name, str) and is_text(name) for name in names):
+        # a lone surrogate in the id fails the claim in Celery's main process, which exits
         return "a task message whose task name or id is not text"
     limits = headers.get("timelimit")
     if limits is not None and not (

@@ -2,9 +2,10 @@
 
 Every such document goes through here, so none can crash validation or make it slow: its size is
 checked before it is parsed, its bytes must be UTF-8, its nesting depth and number literals are
-bounded (checked in linear time before anything recursive runs), and YAML is read by libyaml's C
-parser with aliases refused (ten lines of aliases expand to a billion values). The bounds are
-named in ``trainq.inputs.limits``; each refusal is one ``DocumentError`` naming the document.
+bounded (checked in linear time before anything recursive runs), its strings must be text (JSON may
+escape a lone surrogate, which nothing downstream can store: ``text_problem``), and YAML is read by
+libyaml's C parser with aliases refused (ten lines of aliases expand to a billion values). The bounds
+are named in ``trainq.inputs.limits``; each refusal is one ``DocumentError`` naming the document.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def _json(text: str, source: str) -> Any:
         value = None
     else:
         if _depth_within(value, MAX_DEPTH):
+            if problem := text_problem(value):
+                raise DocumentError(f"{source}: {problem}")
             return value
     raise DocumentError(f"{source} is nested deeper than {MAX_DEPTH} levels")
 
@@ -102,6 +105,39 @@ def nesting_problem(text: bytes) -> str | None:
     except ValueError:
         return None  # not JSON: said by whoever reads it
     return None if _depth_within(value, MAX_MESSAGE_DEPTH) else too_deep
+
+
+def text_problem(value: Any) -> str | None:
+    """Which string or key in ``value`` (decoded JSON, a payload, a header) is not text, or None.
+
+    JSON may escape a lone surrogate (``"\\ud800"``) and Python decodes it, but no UTF-8 encoder,
+    Redis's Lua or pydantic's JSON reader takes one back: a record holding it could not be read.
+    """
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if not is_text(item):
+                return f"{'.'.join(path) or 'the value'} is not valid text (lone surrogate)"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and not is_text(key):
+                    return f"the name {brief(key)} is not valid text (lone surrogate)"
+                stack.append((child, (*path, str(key))))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, (*path, str(index))) for index, child in enumerate(item))
+    return None
+
+
+def is_text(value: str) -> bool:
+    """True if ``value`` encodes as UTF-8 (holds no lone surrogate)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _depth_within(value: Any, limit: int) -> bool:

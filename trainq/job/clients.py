@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trainq.errors import InvalidInput
+from trainq.inputs.documents import text_problem
 from trainq.job.payloads import describe
 
 #: The ``source`` tag of a job first recorded by a worker: sent by a Celery client without trainq.
@@ -53,6 +54,8 @@ def time_limit_problem(timelimit: Any) -> str | None:
 def header_options(headers: dict[str, Any] | None) -> dict[str, Any]:
     """The options in a message's ``trainq`` header, tagged as a client's; raises InvalidInput."""
     given = (headers or {}).get(OPTIONS_HEADER, {})
+    if problem := text_problem(given):
+        raise InvalidInput(f"invalid {OPTIONS_HEADER!r} header: {problem}")
     try:
         options = ClientOptions.model_validate(given).model_dump(exclude_none=True)
     except ValidationError as exc:

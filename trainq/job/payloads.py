@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from trainq.errors import PayloadError
+from trainq.inputs.documents import text_problem
 from trainq.inputs.limits import CLOSE_MATCH_MAX_NAMES, FIELD_NAME_MAX_CHARS, PAYLOAD_ERRORS_MAX
 
 Extra = Literal["forbid", "ignore", "allow"]
@@ -31,6 +32,8 @@ def parse(model: type[BaseModel], payload: Any, job_type: str, extra: Extra) -> 
     if not isinstance(payload, dict):
         problem = f"(payload): expected an object of keyword arguments, got {payload!r:.80}"
         raise PayloadError(job_type, [problem])
+    if unreadable := text_problem(payload):  # pydantic may take it; no record holding it could be read
+        raise PayloadError(job_type, [unreadable])
     try:
         return model.model_validate(payload, extra=extra)
     except ValidationError as exc:
@@ -105,11 +108,15 @@ def fill_from_parent(model: type[BaseModel], kwargs: dict[str, Any], parent: Any
 
 
 def masked(model: type[BaseModel], payload: Any) -> dict[str, Any]:
-    """A payload that failed validation, as the registry may store it: secret fields masked."""
-    if not isinstance(payload, dict):
-        return {"(payload)": repr(payload)[:FIELD_NAME_MAX_CHARS]}
-    secret = {name for name, field in model.model_fields.items() if _holds_secret(field.annotation)}
-    return {k: MASK if k in secret else v for k, v in payload.items()}
+    """A payload that failed validation, as the registry may store it: secret fields masked, and
+    one that is not text (``text_problem``) kept as its repr, which is."""
+    if isinstance(payload, dict):
+        secret = {name for name, field in model.model_fields.items() if _holds_secret(field.annotation)}
+        shown: dict[str, Any] = {k: MASK if k in secret else v for k, v in payload.items()}
+        if not text_problem(shown):
+            return shown
+        payload = shown
+    return {"(payload)": repr(payload)[:FIELD_NAME_MAX_CHARS]}
 
 
 def _holds_secret(annotation: Any) -> bool:

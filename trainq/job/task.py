@@ -37,7 +37,7 @@ from pydantic_core import to_jsonable_python
 
 from trainq.broker.names import check_job_id, check_queue
 from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, JobStopped, PermanentError
-from trainq.inputs.documents import brief
+from trainq.inputs.documents import brief, text_problem
 from trainq.inputs.limits import JOB_NAME_MAX_CHARS, MAX_ENV_NAME_CHARS
 from trainq.inputs.text import check_printable, is_printable
 from trainq.job import artifacts, canvas, claims, clients, environment, lifecycle, limit, payloads, send
@@ -131,6 +131,8 @@ class JobTask(Task):
         ``options`` is Celery's. Pipelines use it to record many jobs in one round trip.
         """
         job = {k: options.pop(k) for k in JOB_OPTIONS if k in options}
+        if problem := text_problem(job):
+            raise InvalidInput(problem)
         name = job.pop("job_name", None)
         payload, stored = self.payloads(dict(kwargs or {}))
         priority = int(options.pop("priority", get_settings().default_priority))
