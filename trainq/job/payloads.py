@@ -32,8 +32,6 @@ def parse(model: type[BaseModel], payload: Any, job_type: str, extra: Extra) -> 
     if not isinstance(payload, dict):
         problem = f"(payload): expected an object of keyword arguments, got {payload!r:.80}"
         raise PayloadError(job_type, [problem])
-    if unreadable := text_problem(payload):  # pydantic may take it; no record holding it could be read
-        raise PayloadError(job_type, [unreadable])
     try:
         return model.model_validate(payload, extra=extra)
     except ValidationError as exc:

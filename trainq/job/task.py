@@ -36,7 +36,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from trainq.broker.names import check_job_id, check_queue
-from trainq.errors import BrokerUnavailable, InvalidInput, JobFailed, JobStopped, PermanentError
+from trainq.errors import (
+    BrokerUnavailable,
+    InvalidInput,
+    JobFailed,
+    JobStopped,
+    PayloadError,
+    PermanentError,
+)
 from trainq.inputs.documents import brief, text_problem
 from trainq.inputs.limits import JOB_NAME_MAX_CHARS, MAX_ENV_NAME_CHARS
 from trainq.inputs.text import check_printable, is_printable
@@ -108,7 +115,10 @@ class JobTask(Task):
 
     def payloads(self, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The validated payload as JSON twice: for the message (``SecretStr`` values revealed, the
-        handler needs them) and for the registry (masked ``**********``). Raises PayloadError."""
+        handler needs them) and for the registry (masked ``**********``). Raises PayloadError, also for
+        text that is not Unicode: pydantic may take it, but no record holding it could be read back."""
+        if unreadable := text_problem(payload):
+            raise PayloadError(self.job_type, [unreadable])
         model = payloads.parse(self.input_model, payload, self.job_type, self.extra)
         extras = to_jsonable_python(model.model_extra or {})  # kept by a type that allows them
         message = to_jsonable_python(send.reveal_secrets(model.model_dump()))
