@@ -51,6 +51,7 @@ class Sleep(BaseModel):
     fail_times: int = 0
     permanent: bool = False
     kill_self: bool = False
+    kill_times: int = 0
     ignore_soft_timeout: bool = False
     steps: int = 0
     fault_key: str | None = None
@@ -71,10 +72,10 @@ def _wait_released(key: str) -> None:
 
 @job_type("probe", input=Sleep, queue="probe", retry=RetryPolicy(max_retries=3, base_s=0.2, jitter=False))
 def probe(job: Job, config: Sleep) -> dict[str, object]:
-    """Sleep, optionally failing the first ``fail_times`` attempts or killing its own process, and
-    after those a run waits for its ``release_key`` first."""
+    """Sleep, optionally failing the first ``fail_times`` attempts or killing its own process (every
+    attempt, or the first ``kill_times``), and after those a run waits for its ``release_key`` first."""
     _note(job, "start")
-    if config.kill_self:
+    if config.kill_self or job.attempt <= config.kill_times:
         os.kill(os.getpid(), signal.SIGKILL)
     if config.fault_key and redis.Redis.from_url(redis_py_url(get_settings().registry())).exists(
         config.fault_key

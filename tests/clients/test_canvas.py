@@ -130,3 +130,23 @@ def test_a_failed_chain_step_blocks_the_steps_after_it(workers: Workers) -> None
         blocked = finished(step.id)
         assert blocked.state is JobState.BLOCKED and first.id in (blocked.error or "")
         assert step.state == "FAILURE"
+
+
+def test_a_member_whose_pool_process_died_goes_on_with_its_canvas(workers: Workers) -> None:
+    # given a probe worker, a chain whose first step's pool process dies on its first attempt (an OOM
+    # kill), with an errback, and a chord with such a member
+    workers.start("probe", concurrency=2)
+    errback = probe.si(seconds=0)
+    errback_id = errback.freeze().id
+    chained = chain(probe.si(kill_times=1), probe.si(seconds=0.1)).apply_async(link_error=errback)
+    chorded = chord([probe.si(kill_times=1), probe.si(seconds=0.1)], probe.si(seconds=0)).delay()
+    # when the worker's process is replaced and the job recovered by trainq
+    # then the canvas goes on: the chain's next step and the chord's callback run, both succeed
+    succeeded(chained)
+    succeeded(chorded)
+    for lost in (chained.parent, *chorded.parent.results):
+        record = finished(lost.id)
+        assert record.state is JobState.SUCCEEDED and lost.state == "SUCCESS", record
+    assert finished(chained.parent.id).recoveries == 1
+    # and Celery never saw a failure: the errback was not sent
+    assert get_registry().find(errback_id) is None

@@ -204,15 +204,17 @@ def recover(
     reason: str,
     counted: bool = True,
     expired_by: float | None = None,
+    request: Context | None = None,
 ) -> bool:
     """Re-queue a running job whose worker is gone; past the recovery cap, the job is dead.
 
     With ``expired_by`` (a reaper's), either only if the job's lease still ran out by then: a heartbeat
     that renewed it since the reaper read it keeps the attempt running, not run twice nor ended dead.
+    With ``request`` (the lost delivery's), the next delivery keeps its canvas options (``send.resend``).
     Returns True if the job was re-queued or ended here, False if another process got there first.
     """
     recoveries = record.recoveries + (1 if counted else 0)
-    if recoveries > get_settings().max_recoveries:
+    if not recoverable(record, counted):
         reason = f"{reason}; worker lost {recoveries} times, giving up"
         fields = {"recoveries": recoveries, "error": reason}
         return (
@@ -227,7 +229,13 @@ def recover(
         reason=reason,
         fields=fields,
         expired_by=expired_by,
+        request=request,
     )
+
+
+def recoverable(record: JobRecord, counted: bool = True) -> bool:
+    """Whether re-queueing ``record`` once more stays within the recovery cap (else it ends dead)."""
+    return record.recoveries + (1 if counted else 0) <= get_settings().max_recoveries
 
 
 def requeue(
@@ -239,8 +247,10 @@ def requeue(
     reason: str,
     fields: dict[str, Any] | None = None,
     expired_by: float | None = None,
+    request: Context | None = None,
 ) -> bool:
-    """Move ``record`` back to ``queued`` on a new fence and send that delivery.
+    """Move ``record`` back to ``queued`` on a new fence and send that delivery (from ``request``'s
+    payload and canvas options when given, see ``send.resend``).
 
     Fenced on the record's delivery (and its lease, with ``expired_by``: see ``recover``); returns
     False (nothing sent) if another process moved it first.
@@ -248,7 +258,7 @@ def requeue(
     fence = record.fence + 1
     fields = {**(fields or {}), "fence": fence}
     move = _mover(registry, record, JobState.QUEUED, allowed, fields, reason, 0, expired_by)
-    return send.resend(task, record, fence, move)
+    return send.resend(task, record, fence, move, request=request)
 
 
 def _mover(

@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
+from billiard.einfo import ExceptionWithTraceback
 from celery import signals
 from celery.exceptions import InvalidTaskError, TimeLimitExceeded, WorkerLostError
 from celery.worker import control as remote_control
 from celery.worker.request import Request
+from celery.worker.state import task_ready
 from celery.worker.strategy import default as default_strategy
 
 from trainq.broker import transport
@@ -27,7 +29,7 @@ from trainq.celery import app
 from trainq.errors import InvalidInput, InvalidName
 from trainq.inputs.documents import nesting_problem
 from trainq.job import claims, clients, lifecycle, send
-from trainq.job.lifecycle import fail_attempt, recover, requeue
+from trainq.job.lifecycle import fail_attempt, recover, recoverable, requeue
 from trainq.job.record import JobRecord, JobState
 from trainq.job.task import JobTask
 from trainq.job.types import task_name
@@ -293,14 +295,43 @@ def screened_strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Call
 
 
 class JobRequest(Request):
-    """Celery's request of a job delivery, which does not enforce time limits that are not positive
-    seconds (a client's ``soft_time_limit=-5`` would interrupt the job before it is recorded): the job
-    refuses such a delivery instead, recorded failed with the reason (``JobTask._record_foreign``)."""
+    """Celery's request of a job delivery, with two differences.
+
+    It does not enforce time limits that are not positive seconds (a client's ``soft_time_limit=-5``
+    would interrupt the job before it is recorded): the job refuses such a delivery instead, recorded
+    failed with the reason (``JobTask._record_foreign``). And a delivery whose pool process died
+    mid-job (OOM killer, ``kill -9``) is re-queued by trainq with its canvas options, where Celery
+    would store a failure, run its errbacks and fail its chain or chord while trainq re-ran the job.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if clients.time_limit_problem(self.request_dict.get("timelimit")):
             self.time_limits = (None, None)
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
+        exc = exc_info.exception
+        exc = exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
+        if isinstance(exc, WorkerLostError) and self._requeued(exc):
+            task_ready(self)
+            if self.task.acks_late:
+                self.acknowledge()
+            self.send_event("task-retried", exception=repr(exc), traceback=str(exc_info.traceback))
+            return
+        super().on_failure(exc_info, send_failed_event, return_ok)
+
+    def _requeued(self, exc: WorkerLostError) -> bool:
+        """Re-queue this running delivery's job with its payload and canvas options; False (Celery's
+        failure path records it: past the recovery cap, it ends dead) when it was not re-queued here."""
+        registry = get_registry()
+        record = registry.find(self.id)
+        fence = self._context.retries or 0
+        if record is None or record.state is not JobState.RUNNING or record.fence != fence:
+            return False
+        if not recoverable(record):
+            return False
+        reason = f"pool process lost: {exc}"
+        return recover(self.task, registry, record, reason=reason, request=self._context)
 
 
 def _queue_of(message: Any) -> str:
