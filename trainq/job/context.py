@@ -36,7 +36,7 @@ PROGRESS_STATE = "PROGRESS"
 OUTBOX_MAX_LINES = 10_000
 #: Longest a writer waits for room in a full outbox before lines are dropped until the registry answers.
 OUTBOX_WAIT_S = 2.0
-#: Longest log line kept: a longer one is cut, saying how long it was (a log's size stays bounded).
+#: Longest log line kept: a longer one is cut there, saying so (a log's size stays bounded).
 LOG_LINE_MAX_CHARS = 16_384
 #: Lines sent in one round trip.
 OUTBOX_BATCH_LINES = 500
