@@ -29,9 +29,18 @@ JobStopped (a BaseException, so a handler's ``except Exception`` cannot swallow 
 
 from __future__ import annotations
 
+_NO_JOB = "no job with id "
+_NO_RUN = "no pipeline run or pipeline id "
+
 
 class TrainqError(Exception):
-    """Raised for any trainq failure; the root of the tree above."""
+    """Raised for any trainq failure; the root of the tree above.
+
+    ``args`` is always ``(message,)``: Celery stores a job's error as its args and rebuilds it as
+    ``cls(*args)`` (a client without trainq shows them as they are). So a class that builds its
+    message from fields also takes the finished message alone, as Celery gives it back; its fields
+    are then None, its list of problems that message.
+    """
 
 
 class ConfigError(TrainqError):
@@ -45,17 +54,21 @@ class InvalidSetting(ConfigError):
 class BrokerUnavailable(TrainqError):
     """Raised when the broker or the registry does not answer; ``url`` names it (password masked)."""
 
-    def __init__(self, url: str, reason: str, role: str = "broker") -> None:
+    def __init__(self, url: str, reason: str | None = None, role: str = "broker") -> None:
         from trainq.settings import redacted  # here: settings imports (via durations) this module
 
-        self.url = redacted(url)
-        self.role = role
-        super().__init__(self._describe(redacted(reason).rstrip(".")))
+        self.url: str | None = None
+        self.role: str | None = None
+        if reason is None:  # rebuilt by Celery: ``url`` is the message
+            super().__init__(url)
+            return
+        self.url, self.role = redacted(url), role
+        super().__init__(self._describe(redacted(reason).rstrip("."), role))
 
-    def _describe(self, reason: str) -> str:
+    def _describe(self, reason: str, role: str) -> str:
         return (
-            f"cannot reach the {self.role} at {self.url}: {reason}. Start it, or point "
-            f"TRAINQ_{self.role.upper()}_URL at a running server."
+            f"cannot reach the {role} at {self.url}: {reason}. Start it, or point "
+            f"TRAINQ_{role.upper()}_URL at a running server."
         )
 
 
@@ -64,7 +77,7 @@ class BrokerRefused(BrokerUnavailable):
     exists with other arguments, or access is denied) or a message it does not confirm (a nack).
     Like an unreachable broker, nothing of the job is stored."""
 
-    def _describe(self, reason: str) -> str:
+    def _describe(self, reason: str, role: str) -> str:
         return f"the broker at {self.url} refused the job: {reason}"
 
 
@@ -79,16 +92,24 @@ class InvalidInput(TrainqError):
 class PayloadError(InvalidInput):
     """Raised when a payload fails its job type's pydantic model; names each bad field."""
 
-    def __init__(self, job_type: str, errors: list[str]) -> None:
-        self.job_type = job_type
-        self.errors = errors
+    def __init__(self, job_type: str, errors: list[str] | None = None) -> None:
+        self.job_type: str | None = None
+        if errors is None:  # rebuilt by Celery: ``job_type`` is the message
+            self.errors = [job_type]
+            super().__init__(job_type)
+            return
+        self.job_type, self.errors = job_type, errors
         super().__init__(f"invalid payload for job type {job_type!r}: " + "; ".join(errors))
 
 
 class UnknownJobType(InvalidInput):
     """Raised when a job type name is not registered."""
 
-    def __init__(self, name: str, known: list[str]) -> None:
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name: str | None = None
+        if known is None:  # rebuilt by Celery: ``name`` is the message
+            super().__init__(name)
+            return
         self.name = name
         super().__init__(f"unknown job type {name!r}; known types: {', '.join(sorted(known))}")
 
@@ -96,8 +117,11 @@ class UnknownJobType(InvalidInput):
 class InvalidName(InvalidInput):
     """Raised when a queue or job type name breaks the naming rule (``trainq.broker.names``)."""
 
-    def __init__(self, what: str, name: str, problem: str) -> None:
+    def __init__(self, what: str, name: str | None = None, problem: str | None = None) -> None:
         self.name = name
+        if name is None:  # rebuilt by Celery: ``what`` is the message
+            super().__init__(what)
+            return
         super().__init__(f"invalid {what} name {name!r}: {problem}")
 
 
@@ -109,15 +133,24 @@ class JobNotFound(InvalidInput):
     """Raised when no job record has the given id."""
 
     def __init__(self, job_id: str) -> None:
+        self.job_id: str | None = None
+        if job_id.startswith(_NO_JOB):  # rebuilt by Celery from the message (no job id has a space)
+            super().__init__(job_id)
+            return
         self.job_id = job_id
-        super().__init__(f"no job with id {job_id!r}")
+        super().__init__(f"{_NO_JOB}{job_id!r}")
 
 
 class KeyInUse(InvalidInput):
     """Raised when an idempotency key already names a job of another job type; nothing is enqueued."""
 
-    def __init__(self, key: str, job_type: str, job_id: str) -> None:
-        self.key, self.job_type, self.job_id = key, job_type, job_id
+    def __init__(self, key: str, job_type: str | None = None, job_id: str | None = None) -> None:
+        self.key: str | None = None
+        self.job_type, self.job_id = job_type, job_id
+        if job_type is None:  # rebuilt by Celery: ``key`` is the message
+            super().__init__(key)
+            return
+        self.key = key
         super().__init__(
             f"idempotency key {key!r} is already held by job {job_id} of job type {job_type!r}; "
             "use another key for this job type"
@@ -128,8 +161,12 @@ class RunNotFound(InvalidInput):
     """Raised when no pipeline run has the given id (nor, where accepted, a pipeline of that id)."""
 
     def __init__(self, run_id: str) -> None:
+        self.run_id: str | None = None
+        if run_id.startswith(_NO_RUN):  # rebuilt by Celery from the message
+            super().__init__(run_id)
+            return
         self.run_id = run_id
-        super().__init__(f"no pipeline run or pipeline id {run_id!r} (see trainq pipeline list)")
+        super().__init__(f"{_NO_RUN}{run_id!r} (see trainq pipeline list)")
 
 
 class InvalidTransition(InvalidInput):
@@ -139,7 +176,11 @@ class InvalidTransition(InvalidInput):
 class PipelineError(InvalidInput):
     """Raised when a pipeline is invalid; ``problems`` lists each one with its job id."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str] | str) -> None:
+        if isinstance(problems, str):  # rebuilt by Celery from the message
+            self.problems = [problems]
+            super().__init__(problems)
+            return
         self.problems = problems
         super().__init__("invalid pipeline:\n  " + "\n  ".join(problems))
 
@@ -151,7 +192,11 @@ class DocumentError(InvalidInput):
 class ScheduleError(InvalidInput):
     """Raised when a schedule is invalid or missing; the message starts with its name."""
 
-    def __init__(self, name: str, problem: str) -> None:
+    def __init__(self, name: str, problem: str | None = None) -> None:
+        self.name: str | None = None
+        if problem is None:  # rebuilt by Celery: ``name`` is the message
+            super().__init__(name)
+            return
         self.name = name
         super().__init__(f"schedule {name!r}: {problem}")
 
@@ -171,7 +216,11 @@ class PermanentError(TrainqError):
 class UnsetVariable(PermanentError):
     """Raised on a worker when a job's ``environment`` references a variable it does not set."""
 
-    def __init__(self, variable: str, name: str, worker: str) -> None:
+    def __init__(self, variable: str, name: str | None = None, worker: str | None = None) -> None:
+        self.variable: str | None = None
+        if name is None:  # rebuilt by Celery: ``variable`` is the message
+            super().__init__(variable)
+            return
         self.variable = variable
         super().__init__(
             f"environment {name}: ${{{variable}}} is not set on worker {worker} "
@@ -182,9 +231,10 @@ class UnsetVariable(PermanentError):
 class CommandFailed(TrainqError):
     """Raised when a ``command`` job's process exits with a non-zero code."""
 
-    def __init__(self, exit_code: int) -> None:
-        self.exit_code = exit_code
-        super().__init__(f"command exited with code {exit_code}")
+    def __init__(self, exit_code: int | str) -> None:
+        message = exit_code if isinstance(exit_code, str) else f"command exited with code {exit_code}"
+        self.exit_code = int(message.rpartition(" ")[2])  # a rebuilt error's too: Celery gives the message
+        super().__init__(message)
 
 
 class JobStopped(BaseException):

@@ -11,7 +11,9 @@ from celery.result import AsyncResult
 from tests.fixtures import Workers, wait_for
 from tests.jobs import probe
 from trainq import JobRecord, JobState, get_registry
+from trainq.errors import CommandFailed
 from trainq.job.canvas import CANVAS_SOURCE
+from trainq.job.command import run_command
 from workers.data import prepare
 from workers.training import train
 
@@ -150,3 +152,21 @@ def test_a_member_whose_pool_process_died_goes_on_with_its_canvas(workers: Worke
     assert finished(chained.parent.id).recoveries == 1
     # and Celery never saw a failure: the errback was not sent
     assert get_registry().find(errback_id) is None
+
+
+def test_a_failed_command_in_a_chord_reads_its_exit_code_once(workers: Workers) -> None:
+    # given a command worker
+    workers.start("command", concurrency=2)
+    # when a chord's member exits 4, with no retries
+    failing = run_command.si(command="exit 4").set(retry={"max_retries": 0})
+    failing_id = failing.freeze().id
+    result = chord([failing, run_command.si(command="true")], run_command.si(command="true")).delay()
+    # then the chord raises the member's error to the caller, and stores it, with the exit code once
+    with pytest.raises(CommandFailed, match=r"^command exited with code 4$"):
+        result.get(timeout=TIMEOUT_S)
+    stored = wait_for(lambda: result.backend.get_task_meta(result.id)["result"], TIMEOUT_S)
+    assert str(stored) == f"Dependency {failing_id} raised CommandFailed('command exited with code 4')"
+    # and the member's own result raises CommandFailed with its message and exit code, as raised
+    with pytest.raises(CommandFailed) as caught:
+        AsyncResult(failing_id).get(timeout=TIMEOUT_S)
+    assert str(caught.value) == "command exited with code 4" and caught.value.exit_code == 4

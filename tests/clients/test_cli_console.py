@@ -132,3 +132,26 @@ def test_a_server_on_an_address_in_use_says_so_in_one_line(
     # then it exits 1 (the environment's problem, not bad input) with one line naming the address
     assert result.returncode == 1 and result.stdout == "", result
     assert result.stderr == f"error: cannot serve {what} on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_environment_values_yaml_reads_as_numbers_are_refused_one_line_each(tmp_path: Path) -> None:
+    # given a pipeline file whose environment values YAML reads as a float, octal, boolean, null and date
+    (tmp_path / "g.yaml").write_text(
+        "queue_id: g\njobs:\n  - job_id: s1\n    command: 'true'\n"
+        "    environment: {MODEL_VERSION: 1.10, UMASK: 0022, DEBUG: false, N: null, T: 2026-01-27, OK: 'x'}\n"
+    )
+    # when it is validated from another directory
+    result = trainq(tmp_path, "pipeline", "validate", "g.yaml")
+    # then each is refused on its own line, naming the variable, what it was read as and the fix; exit 2
+    assert result.returncode == 2 and result.stdout == "", result
+    lines = result.stderr.splitlines()[1:]
+    read = {  # what each variable was read as
+        "MODEL_VERSION": "the number 1.1",
+        "UMASK": "the number 18",
+        "DEBUG": "the boolean false",
+        "N": "null",
+        "T": "the date 2026-01-27",
+    }
+    hint = "not a string; quote the value"
+    expected = [f"  job 's1': environment.{n}: read as {r}, {hint}" for n, r in read.items()]
+    assert lines == expected, result.stderr

@@ -330,6 +330,27 @@ def test_an_invalid_pipeline_is_422_listing_every_problem(api: httpx.Client) -> 
     assert api.get("/api/v1/pipelines").json() == [] and job_count() == 0
 
 
+def test_a_pipeline_environment_value_that_is_not_a_string_is_422_naming_it(api: httpx.Client) -> None:
+    # given a definition whose environment gives JSON numbers and a boolean; when it is posted
+    job = {
+        "job_id": "s1",
+        "type": "probe",
+        "environment": {"MODEL_VERSION": 1.10, "BIG": 1e20, "DEBUG": False},
+    }
+    response = api.post("/api/v1/pipelines", json={"pipeline_id": "env", "jobs": [job]})
+    # then each variable is one problem, named with what it was read as, and nothing started
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        f"job 's1': environment.{name}: read as {read}, not a string; quote the value"
+        for name, read in (
+            ("MODEL_VERSION", "the number 1.1"),
+            ("BIG", "the number 1e+20"),
+            ("DEBUG", "the boolean false"),
+        )
+    ]
+    assert api.get("/api/v1/pipelines").json() == [] and job_count() == 0
+
+
 def test_logs_follow_as_server_sent_events(api: httpx.Client, workers: Workers) -> None:
     # given a running job that reports progress and prints a line at the end
     workers.start("probe")

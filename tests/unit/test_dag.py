@@ -114,7 +114,7 @@ def test_plan_checks_types_and_configs_and_maps_options(tmp_path: Path) -> None:
                 "retry_count": 3,
                 "timeout": "15m",
                 "priority": 0,
-                "environment": {"K": "${SECRET}", "N": 1},
+                "environment": {"K": "${SECRET}", "N": "1"},
                 "result_files": ["out/*.json"],
                 "queue": "io",
             }
@@ -182,3 +182,10 @@ def test_picture_places_each_job_once_and_names_other_dependencies() -> None:
         "        └─▶ export  (also after evaluate)",
         "other",
     ]
+
+
+def test_a_python_caller_s_environment_must_hold_strings() -> None:
+    # given a pipeline built in Python whose job gives a number as a variable's value
+    found = problems(pipeline(cmd(environment={"EPOCHS": 10, "NAME": "x"})))
+    # then that variable alone is named, with what it was read as
+    assert found == ["job 'a': environment.EPOCHS: read as the number 10, not a string; quote the value"]

@@ -105,6 +105,11 @@ def test_a_name_the_os_refuses_leaves_no_variable_behind_in_the_worker() -> None
     ("options", "problem"),
     [
         ({"environment": {"OK": "1", "A=B": "x"}}, "environment name 'A=B' is invalid"),
+        (
+            {"environment": {"OK": "1", "V": 1.1}},
+            "environment.V: read as the number 1.1, not a string; quote",
+        ),
+        ({"environment": {"DEBUG": False}}, "environment.DEBUG: read as the boolean false, not a string"),
         ({"result_files": ["../other-job/model.pt"]}, "contains '..'"),
         ({"result_files": [{"path": "/etc/passwd", "required": True}]}, "is absolute"),
     ],
@@ -116,3 +121,15 @@ def test_python_and_celery_clients_get_pipeline_file_rules(options: dict[str, An
     # when the job is built, then it is refused before anything is written
     with pytest.raises(InvalidInput, match=re.escape(problem)):
         train.new_record({"dataset": "iris"}, {**options, **header_options({})})
+
+
+def test_a_celery_client_s_environment_must_hold_strings() -> None:
+    # given a ``trainq`` header whose environment gives numbers (as JSON reads 1.10 and 007)
+    options = header_options({"trainq": {"environment": {"MODEL_VERSION": 1.1, "RUN_ID": 7, "OK": "x"}}})
+    # when the job is built, then each variable is named once, with what it was read as
+    with pytest.raises(InvalidInput) as refused:
+        get_job_type("training").new_record({"dataset": "iris"}, options)
+    assert str(refused.value) == (
+        "environment.MODEL_VERSION: read as the number 1.1, not a string; quote the value; "
+        "environment.RUN_ID: read as the number 7, not a string; quote the value"
+    )

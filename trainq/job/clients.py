@@ -34,7 +34,7 @@ class ClientOptions(BaseModel):
     job_name: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     retry: dict[str, Any] | None = None
-    environment: dict[str, str] | None = None
+    environment: dict[str, Any] | None = None  # values checked with every route's (``JobTask.new_record``)
 
 
 def time_limit_problem(timelimit: Any) -> str | None:

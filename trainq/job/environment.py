@@ -9,6 +9,8 @@ variable the worker does not set fails the job (``UnsetVariable``) unless it giv
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
 import os
 import re
@@ -28,6 +30,25 @@ NAME_RULE = "use letters, digits and '_', not starting with a digit"
 NOT_SECRET = frozenset(
     {"HOME", "PATH", "USER", "LOGNAME", "PWD", "SHELL", "LANG", "LC_ALL", "TMPDIR", "HOSTNAME", "TERM", "TZ"}
 )
+
+
+def value_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a variable's value, else None. Only a string can: YAML and JSON read an
+    unquoted ``1.10`` as 1.1, ``007`` as 7, ``0022`` as 18 and ``false`` as a boolean, and re-printing
+    those would hand the job another value than the file shows."""
+    if isinstance(value, str):
+        return "the value contains a NUL character" if "\0" in value else None
+    if value is None:
+        read = "null"
+    elif isinstance(value, bool):
+        read = f"the boolean {json.dumps(value)}"
+    elif isinstance(value, (int, float)):
+        read = f"the number {value}"
+    elif isinstance(value, datetime.date):
+        read = f"the date {value.isoformat()}"
+    else:
+        read = "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else "a value"
+    return f"read as {read}, not a string; quote the value"
 
 
 def expand(

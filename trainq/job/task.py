@@ -421,9 +421,16 @@ def _check_paths_and_names(job: dict[str, Any]) -> None:
 
     Python callers and Celery clients (the ``trainq`` header) reach here without a pipeline file's checks.
     """
-    for name in job.get("environment") or {}:
+    variables = job.get("environment") or {}
+    if not isinstance(variables, dict):
+        raise InvalidInput(f"environment must be a mapping of names to strings, got {brief(variables)}")
+    for name in variables:
         if len(name) > MAX_ENV_NAME_CHARS or not environment.NAME.fullmatch(name):
             raise InvalidInput(f"environment name {brief(name)} is invalid: {environment.NAME_RULE}")
+    if problems := [
+        f"environment.{n}: {p}" for n, v in variables.items() if (p := environment.value_problem(v))
+    ]:
+        raise InvalidInput("; ".join(problems))
     for entry in job.get("result_files") or []:
         if problem := artifacts.pattern_problem(artifacts.entry_pattern(entry)[0]):
             raise InvalidInput(f"result_files: {problem}")

@@ -18,9 +18,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from trainq.broker.names import QueueName
 from trainq.errors import DurationError, InvalidInput, PipelineError
@@ -40,6 +40,7 @@ from trainq.inputs.problems import validator_words
 from trainq.job.artifacts import pattern_problem
 from trainq.job.environment import NAME as ENV_NAME
 from trainq.job.environment import NAME_RULE as ENV_RULE
+from trainq.job.environment import value_problem
 from trainq.job.limit import rendered
 from trainq.job.types import job_types
 
@@ -59,6 +60,13 @@ class ResultFile(BaseModel):
     required: bool = False
 
 
+def _variable(value: Any) -> Any:
+    """``value`` if a variable can hold it (a string), before pydantic would take a number as one."""
+    if problem := value_problem(value):
+        raise ValueError(problem)
+    return value
+
+
 class JobSpec(BaseModel):
     """One job of a pipeline file: a shell ``command`` or a job ``type`` with its ``config``."""
 
@@ -71,7 +79,7 @@ class JobSpec(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     retry_count: int | None = Field(default=None, ge=0, le=MAX_RETRIES)
     timeout: str | float | None = None
-    environment: dict[str, str | int | float] = Field(default_factory=dict)
+    environment: dict[str, Annotated[str, BeforeValidator(_variable)]] = Field(default_factory=dict)
     result_files: list[str | ResultFile] = Field(default_factory=list)
     queue: QueueName | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
@@ -90,13 +98,11 @@ class JobSpec(BaseModel):
 
     @field_validator("environment")
     @classmethod
-    def _environment(cls, environment: dict[str, str | int | float]) -> dict[str, str | int | float]:
+    def _environment(cls, environment: dict[str, str]) -> dict[str, str]:
         problems = [
             f"environment name {brief(name)} is invalid: {ENV_RULE}"
+            for name in environment
             if len(name) > MAX_ENV_NAME_CHARS or not ENV_NAME.fullmatch(name)
-            else f"environment {name}: the value contains a NUL character"
-            for name, value in environment.items()
-            if len(name) > MAX_ENV_NAME_CHARS or not ENV_NAME.fullmatch(name) or "\0" in str(value)
         ]
         if problems:
             raise ValueError("; ".join(problems))
@@ -164,7 +170,7 @@ def _plan_job(pipeline_id: str, job: JobSpec, types: dict[str, Any], base: str) 
     if job.retry_count is not None:
         options["retry"] = {"max_retries": job.retry_count}
     if job.environment:
-        options["environment"] = {k: str(v) for k, v in job.environment.items()}
+        options["environment"] = job.environment
     if job.result_files:
         options["result_files"] = [
             f if isinstance(f, str) else f.model_dump() if f.required else f.path for f in job.result_files
