@@ -4,13 +4,16 @@ processes, stale deliveries. Attempts are checked against the handler's own reco
 
 from __future__ import annotations
 
+import os
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 
-from tests.fixtures import Workers, run_cli, wait_for
+from tests.fixtures import Process, Workers, run_cli, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
 from trainq.ops.control import submit
@@ -213,3 +216,97 @@ def test_a_command_printing_binary_output_ends_with_its_exit_code(
     registry = get_registry()
     ((_, last),) = registry.client.xrevrange(registry.keys.log(job_id), count=1)
     assert last[b"line"] == b"done"
+
+
+def command_processes(
+    worker: Process, pids_file: Path, attempt: int
+) -> tuple[psutil.Process, list[psutil.Process]]:
+    """The pool process running the command that wrote its shell's pid as line ``attempt`` of
+    ``pids_file``, and the command's processes: those between them (a guard), the shell, its children."""
+
+    def shell_pid() -> int | None:
+        lines = pids_file.read_text().split() if pids_file.exists() else []
+        return int(lines[attempt - 1]) if len(lines) >= attempt else None
+
+    shell = psutil.Process(wait_for(shell_pid, message=f"attempt {attempt} of the command starts"))
+    above = shell.parents()
+    below_pool = next(i for i, process in enumerate(above) if process.ppid() == worker.pid)
+    children = wait_for(lambda: shell.children(recursive=True), message="the command's sleep")
+    return above[below_pool], [*above[:below_pool], shell, *children]
+
+
+def gone(process: psutil.Process) -> bool:
+    """True once ``process`` ended (a zombie that nothing reaps counts: it runs nothing)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_command_whose_pool_process_is_killed_is_gone_before_its_next_attempt(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # given a command worker running a command that notes its shell's pid, then sleeps
+    worker = workers.start("command")
+    pids = tmp_path / "pids"
+    job_id = submit("command", {"command": f"echo $$ >> {pids}; sleep 300; true"})
+    pool, first = command_processes(worker, pids, 1)
+    # when the pool process running it is SIGKILLed (the OOM killer)
+    pool.kill()
+    # then the job runs again, and by the time attempt 2's shell runs, attempt 1's processes are gone
+    _, second = command_processes(worker, pids, 2)
+    assert [p.pid for p in first if not gone(p)] == []
+    record = get_registry().get(job_id)
+    assert record.state is JobState.RUNNING and record.attempt == 2
+    assert all(not gone(p) for p in second)
+
+
+def test_a_command_ends_with_its_killed_worker(workers: Workers, tmp_path: Path) -> None:
+    # given a command worker running a command that notes its shell's pid, then sleeps
+    worker = workers.start("command")
+    pids = tmp_path / "pids"
+    submit("command", {"command": f"echo $$ >> {pids}; sleep 300; true"})
+    _, processes = command_processes(worker, pids, 1)
+    # when the whole worker is SIGKILLed: its process group, which the command's session is not part of
+    assert all(os.getsid(p.pid) != os.getsid(worker.pid) for p in processes)
+    worker.kill()
+    # then the command's processes end within seconds, not after the job's next attempt
+    wait_for(lambda: all(gone(p) for p in processes), timeout=5, message="the command's processes end")
+
+
+#: How each way of stopping a running command ends its job: the state, and what its error starts with.
+STOPPED = {
+    "cancel": (JobState.CANCELLED, ""),
+    "timeout": (JobState.DEAD, "timed out (soft time limit)"),
+    "hard timeout": (JobState.DEAD, "timed out ("),  # the pool process may record its soft limit first
+}
+
+
+@pytest.mark.parametrize("how", STOPPED)
+def test_a_cancelled_or_timed_out_command_ends_with_its_processes(
+    workers: Workers, tmp_path: Path, how: str
+) -> None:
+    from trainq.ops.control import cancel
+
+    # given a command worker running a command that notes its shell's pid, then sleeps (ignoring
+    # SIGTERM, for the hard timeout: the pool process is killed while it waits for the command)
+    worker = workers.start("command")
+    pids = tmp_path / "pids"
+    command = f"echo $$ >> {pids}; sleep 300; true"
+    options: dict[str, Any] = {"retry": {"max_retries": 0}}
+    if how == "timeout":
+        options["timeout"] = "2s"
+    if how == "hard timeout":
+        command = f"trap '' TERM; {command}"
+        options.update(timeout="1s", hard_timeout="2s")
+    job_id = submit("command", {"command": command}, **options)
+    _, processes = command_processes(worker, pids, 1)
+    # when it is cancelled, or reaches its time limit
+    if how == "cancel":
+        cancel(job_id)
+    # then the job ends so and the command's processes are gone
+    wait_for(lambda: finished(job_id), timeout=20, message="the command job ends")
+    record = get_registry().get(job_id)
+    state, error = STOPPED[how]
+    assert record.state is state and (record.error or "").startswith(error), record
+    wait_for(lambda: all(gone(p) for p in processes), timeout=10, message="the command's processes end")

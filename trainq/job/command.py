@@ -2,7 +2,8 @@
 
 Each stdout/stderr line goes to the job log as it is printed. A line of the form
 ``trainq:progress STEP/TOTAL [key=value ...]`` also reports progress (and stays in the log). A
-non-zero exit fails the attempt (and may retry); a timeout or cancel kills the whole process group.
+non-zero exit fails the attempt (and may retry); a timeout or cancel kills the whole process group,
+and so does the group's guard (``trainq.job.guard``) when the pool process running the job dies.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from celery.result import AsyncResult
 from pydantic import BaseModel, Field
 
 from trainq.errors import CommandFailed, CommandRefused
+from trainq.job import guard
 from trainq.job.context import LOG_LINE_MAX_CHARS, Job
 from trainq.job.task import JobTask
 from trainq.job.types import job_type
@@ -101,30 +103,45 @@ class CommandTask(JobTask):
 
 @job_type("command", input=CommandConfig, output=CommandResult, queue="command", base=CommandTask)
 def run_command(job: Job, config: CommandConfig) -> CommandResult:
-    """Run ``config.command`` with ``sh -c``; stream its output; fail on a non-zero exit."""
-    process = subprocess.Popen(
-        ["/bin/sh", "-c", config.command],
-        cwd=config.cwd or job.record.options.get("cwd") or None,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",  # bytes that are not text must not stop the reading (_stream)
-        bufsize=1,
-        start_new_session=True,
-    )
-    reader = threading.Thread(target=_stream, args=(job, process), daemon=True)
-    reader.start()
+    """Run ``config.command`` with ``sh -c`` under its guard; stream its output; fail on a non-zero exit."""
+    life, held = os.pipe()  # the guard watches ``life``; only this process holds ``held``
     try:
-        code = process.wait()
-        reader.join()
+        process = _start(job, config, life)
+        reader = threading.Thread(target=_stream, args=(job, process), daemon=True)
+        reader.start()
+        try:
+            code = process.wait()
+            reader.join()
+        finally:
+            if process.poll() is None:
+                kill_group(process)
     finally:
-        if process.poll() is None:
-            kill_group(process)
+        os.close(held)
     job.record_fields(exit_code=code)
     if code != 0:
         raise CommandFailed(code)
     return CommandResult(exit_code=code)
+
+
+def _start(job: Job, config: CommandConfig, life: int) -> subprocess.Popen[str]:
+    """Start the command's guard, in a session of its own, watching pipe end ``life`` (closed here)."""
+    pid_file = guard.pid_file(get_settings().home, job.id, job.record.fence)
+    try:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(
+            guard.command(life, pid_file, config.command),
+            cwd=config.cwd or job.record.options.get("cwd") or None,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",  # bytes that are not text must not stop the reading (_stream)
+            bufsize=1,
+            start_new_session=True,
+            pass_fds=(life,),
+        )
+    finally:
+        os.close(life)
 
 
 def _stream(job: Job, process: subprocess.Popen[str]) -> None:

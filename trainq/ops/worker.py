@@ -28,7 +28,7 @@ from trainq.broker.quarantine import envelope_bytes, get_quarantine
 from trainq.celery import app
 from trainq.errors import InvalidInput, InvalidName
 from trainq.inputs.documents import nesting_problem
-from trainq.job import claims, clients, lifecycle, send
+from trainq.job import claims, clients, guard, lifecycle, send
 from trainq.job.lifecycle import fail_attempt, recover, recoverable, requeue
 from trainq.job.record import JobRecord, JobState
 from trainq.job.task import JobTask
@@ -302,6 +302,7 @@ class JobRequest(Request):
     failed with the reason (``JobTask._record_foreign``). And a delivery whose pool process died
     mid-job (OOM killer, ``kill -9``) is re-queued by trainq with its canvas options, where Celery
     would store a failure, run its errbacks and fail its chain or chord while trainq re-ran the job.
+    Before either, a command the lost (or hard-timed-out) attempt started is killed (``guard.stop``).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -312,13 +313,24 @@ class JobRequest(Request):
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
         exc = exc_info.exception
         exc = exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
-        if isinstance(exc, WorkerLostError) and self._requeued(exc):
-            task_ready(self)
-            if self.task.acks_late:
-                self.acknowledge()
-            self.send_event("task-retried", exception=repr(exc), traceback=str(exc_info.traceback))
-            return
+        if isinstance(exc, WorkerLostError):
+            self._stop_command()
+            if self._requeued(exc):
+                task_ready(self)
+                if self.task.acks_late:
+                    self.acknowledge()
+                self.send_event("task-retried", exception=repr(exc), traceback=str(exc_info.traceback))
+                return
         super().on_failure(exc_info, send_failed_event, return_ok)
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if not soft:  # the pool process is killed next; its command must be gone before a retry
+            self._stop_command()
+        super().on_timeout(soft, timeout)
+
+    def _stop_command(self) -> None:
+        """Kill the process group of a command this delivery started, if it outlived its pool process."""
+        guard.stop(guard.pid_file(get_settings().home, self.id, self._context.retries or 0))
 
     def _requeued(self, exc: WorkerLostError) -> bool:
         """Re-queue this running delivery's job with its payload and canvas options; False (Celery's
