@@ -155,3 +155,19 @@ def test_environment_values_yaml_reads_as_numbers_are_refused_one_line_each(tmp_
     hint = "not a string; quote the value"
     expected = [f"  job 's1': environment.{n}: read as {r}, {hint}" for n, r in read.items()]
     assert lines == expected, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [("submit", "data"), ("schedule", "create", "x1", "--every", "1h", "--type", "data")]
+)
+def test_a_config_file_given_without_at_is_refused_naming_the_at_form(
+    command: tuple[str, ...], tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a payload file in the user's directory
+    (tmp_path / "config.json").write_text('{"dataset": "iris"}')
+    # when it is given to --config by its name alone, as the older job runner took it
+    refused = trainq(tmp_path, *command, "--config", "config.json")
+    # then it is refused in one line that says how to read a file, exit 2, and nothing is recorded
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    assert refused.stderr == "error: --config is not JSON; to read a file, write --config @config.json\n"
+    assert get_registry().list() == [] and redis_client.keys("data*") == []

@@ -22,7 +22,7 @@ from trainq.cli.output import (
     state_text,
     when,
 )
-from trainq.errors import InvalidInput
+from trainq.errors import DocumentError, InvalidInput
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration, parse_time
 from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES, MAX_RETRIES
@@ -43,10 +43,25 @@ def parse_config(text: str | None) -> dict[str, Any]:
         value = documents.read_file(Path(source), "config file", MAX_CONFIG_BYTES, "json")
     else:
         source = "--config"
-        value = documents.parse(text, source, "json", MAX_CONFIG_BYTES)
+        try:
+            value = documents.parse(text, source, "json", MAX_CONFIG_BYTES)
+        except DocumentError:
+            if _names_a_file(text):
+                raise DocumentError(f"--config is not JSON; to read a file, write --config @{text}") from None
+            raise
     if not isinstance(value, dict):
         raise InvalidInput(f"{source} must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _names_a_file(text: str) -> bool:
+    """True if ``text`` reads as a file's name (an existing file, or a name ending .json)."""
+    if text.lstrip().startswith(("{", "[")):
+        return False
+    try:
+        return Path(text).suffix.lower() == ".json" or Path(text).is_file()
+    except (OSError, ValueError):  # a name too long, or holding a NUL
+        return False
 
 
 def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
