@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.fixtures import Workers, wait_for
 from tests.integration.test_registry import record
 from trainq import JobState, get_registry
+from trainq.broker.quarantine import get_quarantine
 
 #: The console script pip installs beside this Python, and the checkout it must import.
 TRAINQ = Path(sys.executable).parent / "trainq"
@@ -171,3 +173,31 @@ def test_a_config_file_given_without_at_is_refused_naming_the_at_form(
     assert refused.returncode == 2 and refused.stdout == "", refused
     assert refused.stderr == "error: --config is not JSON; to read a file, write --config @config.json\n"
     assert get_registry().list() == [] and redis_client.keys("data*") == []
+
+
+def test_a_job_its_queues_worker_does_not_know_ends_failed_saying_why(
+    tmp_path: Path, workers: Workers
+) -> None:
+    # given a worker of the probe queue started without the module that defines the probe job type
+    stale = workers.start("probe", name="stale", env={"TRAINQ_WORKER_MODULES": '["workers.data"]'})
+    # when a probe job is submitted from a shell that knows the type
+    submitted = trainq(tmp_path, "submit", "probe")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    # then the job ends failed, naming the worker, the queue, the type and the way out
+    record = wait_for(lambda: (r := get_registry().get(job_id)).state.finished and r, 30)
+    entry = get_quarantine().newest(1)[0]
+    assert entry.reason == "unknown task 'trainq.probe'"
+    assert record.state is JobState.FAILED and record.worker and record.worker.startswith("stale@")
+    assert record.error == (
+        f"worker {record.worker} on queue probe does not know job type 'probe': add its module to that "
+        f"worker's TRAINQ_WORKER_MODULES and restart it, then `trainq retry {job_id}` "
+        f"(message kept: `trainq quarantine show {entry.id}`)"
+    )
+    shown = trainq(tmp_path, "show", job_id)
+    assert shown.returncode == 0 and "failed" in shown.stdout and "does not know job type" in shown.stdout
+    # and once the worker runs with the module, a retry runs it
+    stale.stop()
+    workers.start("probe")
+    assert trainq(tmp_path, "retry", job_id).returncode == 0
+    wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30)
