@@ -201,3 +201,44 @@ def test_a_job_its_queues_worker_does_not_know_ends_failed_saying_why(
     workers.start("probe")
     assert trainq(tmp_path, "retry", job_id).returncode == 0
     wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30)
+
+
+def test_a_pipeline_job_that_has_not_started_is_shown_and_followed(
+    tmp_path: Path, workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a run whose job b waits for job a, which holds until a key is set
+    workers.start("probe")
+    (tmp_path / "p.json").write_text(
+        '{"pipeline_id": "early", "jobs": ['
+        '{"job_id": "a", "type": "probe", "config": {"release_key": "early-go"}}, '
+        '{"job_id": "b", "type": "probe", "depends_on": ["a"]}]}'
+    )
+    started = trainq(tmp_path, "pipeline", "run", "p.json")
+    assert started.returncode == 0, started.stderr
+    job_id = f"{started.stdout.strip()}.b"
+    # when b is shown, and its log followed, before it starts
+    shown = trainq(tmp_path, "show", job_id)
+    follow = subprocess.Popen(
+        [str(TRAINQ), "logs", "-f", job_id],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # then show names it waiting for a, exit 0
+        waiting = f"job {job_id} has not started: it is waiting for a"
+        assert shown.returncode == 0 and shown.stderr == "", shown
+        assert shown.stdout.split() == ["b", job_id, "waiting", "not", "started", *waiting.split()]
+        # and the follower says so, waits for b while a runs, then prints b's log until it ends
+        assert follow.stderr is not None and follow.stderr.readline() == f"[{waiting}]\n"
+        redis_client.set("early-go", 1)
+        out, err = follow.communicate(timeout=60)
+        assert follow.returncode == 0 and err == "[succeeded]\n", err
+        assert "probe done after 0.0s" in out
+    finally:
+        follow.kill()  # if a check failed before it ended
+    # and an id no run holds is still unknown
+    unknown = trainq(tmp_path, "show", f"{started.stdout.strip()}.c")
+    assert unknown.returncode == 2 and unknown.stderr == f"error: no job with id '{job_id[:-1]}c'\n"
