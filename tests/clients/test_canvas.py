@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import chain, chord, group
+from celery.exceptions import ChordError
 from celery.result import AsyncResult
 
+from tests.clients.test_cli_console import trainq
 from tests.fixtures import Workers, wait_for
 from tests.jobs import probe
 from trainq import JobRecord, JobState, get_registry
@@ -170,3 +173,29 @@ def test_a_failed_command_in_a_chord_reads_its_exit_code_once(workers: Workers) 
     with pytest.raises(CommandFailed) as caught:
         AsyncResult(failing_id).get(timeout=TIMEOUT_S)
     assert str(caught.value) == "command exited with code 4" and caught.value.exit_code == 4
+
+
+def test_a_failed_chord_member_blocks_its_callback(workers: Workers, tmp_path: Path) -> None:
+    # given a probe worker
+    workers.start("probe", concurrency=2)
+    # when a chord's member fails for good, in a chord alone and in one a chain goes on after
+    fail, ok = {"fail_times": 1, "permanent": True}, {"seconds": 0.1}
+    chorded = chord([probe.si(**fail), probe.si(**ok)], probe.si()).delay()
+    chained = chain(chord([probe.si(**fail), probe.si(**ok)], probe.si()), probe.si()).delay()
+    # then Celery fails the callback (ChordError), and the registry records it blocked by the member
+    wait_for(chorded.ready, TIMEOUT_S)
+    assert isinstance(chorded.result, ChordError)
+    member = chorded.parent.results[0].id
+    assert finished(member).state is JobState.FAILED
+    callback = finished(chorded.id)
+    assert callback.state is JobState.BLOCKED and callback.error == f"a member of its chord failed: {member}"
+    # and the id the caller holds is shown so
+    shown = trainq(tmp_path, "show", chorded.id)
+    assert shown.returncode == 0 and "blocked" in shown.stdout and member in shown.stdout, shown
+    # and in the chain, the callback and the step after it are blocked too
+    wait_for(chained.ready, TIMEOUT_S)
+    assert isinstance(chained.parent.result, ChordError) and chained.state == "FAILURE"
+    member = chained.parent.parent.results[0].id
+    for step in (chained.parent, chained):
+        blocked = finished(step.id)
+        assert blocked.state is JobState.BLOCKED and member in (blocked.error or ""), blocked

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.fixtures import Workers, wait_for
 from tests.integration.test_registry import record
 from trainq import JobState, get_registry
+from trainq.broker.quarantine import get_quarantine
 
 #: The console script pip installs beside this Python, and the checkout it must import.
 TRAINQ = Path(sys.executable).parent / "trainq"
@@ -155,3 +157,88 @@ def test_environment_values_yaml_reads_as_numbers_are_refused_one_line_each(tmp_
     hint = "not a string; quote the value"
     expected = [f"  job 's1': environment.{n}: read as {r}, {hint}" for n, r in read.items()]
     assert lines == expected, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [("submit", "data"), ("schedule", "create", "x1", "--every", "1h", "--type", "data")]
+)
+def test_a_config_file_given_without_at_is_refused_naming_the_at_form(
+    command: tuple[str, ...], tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a payload file in the user's directory
+    (tmp_path / "config.json").write_text('{"dataset": "iris"}')
+    # when it is given to --config by its name alone, as the older job runner took it
+    refused = trainq(tmp_path, *command, "--config", "config.json")
+    # then it is refused in one line that says how to read a file, exit 2, and nothing is recorded
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    assert refused.stderr == "error: --config is not JSON; to read a file, write --config @config.json\n"
+    assert get_registry().list() == [] and redis_client.keys("data*") == []
+
+
+def test_a_job_its_queues_worker_does_not_know_ends_failed_saying_why(
+    tmp_path: Path, workers: Workers
+) -> None:
+    # given a worker of the probe queue started without the module that defines the probe job type
+    stale = workers.start("probe", name="stale", env={"TRAINQ_WORKER_MODULES": '["workers.data"]'})
+    # when a probe job is submitted from a shell that knows the type
+    submitted = trainq(tmp_path, "submit", "probe")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    # then the job ends failed, naming the worker, the queue, the type and the way out
+    record = wait_for(lambda: (r := get_registry().get(job_id)).state.finished and r, 30)
+    entry = get_quarantine().newest(1)[0]
+    assert entry.reason == "unknown task 'trainq.probe'"
+    assert record.state is JobState.FAILED and record.worker and record.worker.startswith("stale@")
+    assert record.error == (
+        f"worker {record.worker} on queue probe does not know job type 'probe': add its module to that "
+        f"worker's TRAINQ_WORKER_MODULES and restart it, then `trainq retry {job_id}` "
+        f"(message kept: `trainq quarantine show {entry.id}`)"
+    )
+    shown = trainq(tmp_path, "show", job_id)
+    assert shown.returncode == 0 and "failed" in shown.stdout and "does not know job type" in shown.stdout
+    # and once the worker runs with the module, a retry runs it
+    stale.stop()
+    workers.start("probe")
+    assert trainq(tmp_path, "retry", job_id).returncode == 0
+    wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30)
+
+
+def test_a_pipeline_job_that_has_not_started_is_shown_and_followed(
+    tmp_path: Path, workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a run whose job b waits for job a, which holds until a key is set
+    workers.start("probe")
+    (tmp_path / "p.json").write_text(
+        '{"pipeline_id": "early", "jobs": ['
+        '{"job_id": "a", "type": "probe", "config": {"release_key": "early-go"}}, '
+        '{"job_id": "b", "type": "probe", "depends_on": ["a"]}]}'
+    )
+    started = trainq(tmp_path, "pipeline", "run", "p.json")
+    assert started.returncode == 0, started.stderr
+    job_id = f"{started.stdout.strip()}.b"
+    # when b is shown, and its log followed, before it starts
+    shown = trainq(tmp_path, "show", job_id)
+    follow = subprocess.Popen(
+        [str(TRAINQ), "logs", "-f", job_id],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # then show names it waiting for a, exit 0
+        waiting = f"job {job_id} has not started: it is waiting for a"
+        assert shown.returncode == 0 and shown.stderr == "", shown
+        assert shown.stdout.split() == ["b", job_id, "waiting", "not", "started", *waiting.split()]
+        # and the follower says so, waits for b while a runs, then prints b's log until it ends
+        assert follow.stderr is not None and follow.stderr.readline() == f"[{waiting}]\n"
+        redis_client.set("early-go", 1)
+        out, err = follow.communicate(timeout=60)
+        assert follow.returncode == 0 and err == "[succeeded]\n", err
+        assert "probe done after 0.0s" in out
+    finally:
+        follow.kill()  # if a check failed before it ended
+    # and an id no run holds is still unknown
+    unknown = trainq(tmp_path, "show", f"{started.stdout.strip()}.c")
+    assert unknown.returncode == 2 and unknown.stderr == f"error: no job with id '{job_id[:-1]}c'\n"

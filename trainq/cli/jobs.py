@@ -22,16 +22,19 @@ from trainq.cli.output import (
     state_text,
     when,
 )
-from trainq.errors import InvalidInput
+from trainq.errors import DocumentError, InvalidInput, JobNotFound
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration, parse_time
 from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES, MAX_RETRIES
 from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
 from trainq.ops import control
-from trainq.pipelines.runs import get_runs
+from trainq.pipelines.runs import JobStatus, Step, get_runs, holding
 from trainq.sharing.gate import wait_reasons
 from trainq.store.registry import get_registry
+
+#: How often ``logs -f`` looks whether a pipeline job that has not started yet has started.
+UNSTARTED_POLL_S = 0.5
 
 
 def parse_config(text: str | None) -> dict[str, Any]:
@@ -43,10 +46,25 @@ def parse_config(text: str | None) -> dict[str, Any]:
         value = documents.read_file(Path(source), "config file", MAX_CONFIG_BYTES, "json")
     else:
         source = "--config"
-        value = documents.parse(text, source, "json", MAX_CONFIG_BYTES)
+        try:
+            value = documents.parse(text, source, "json", MAX_CONFIG_BYTES)
+        except DocumentError:
+            if _names_a_file(text):
+                raise DocumentError(f"--config is not JSON; to read a file, write --config @{text}") from None
+            raise
     if not isinstance(value, dict):
         raise InvalidInput(f"{source} must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _names_a_file(text: str) -> bool:
+    """True if ``text`` reads as a file's name (an existing file, or a name ending .json)."""
+    if text.lstrip().startswith(("{", "[")):
+        return False
+    try:
+        return Path(text).suffix.lower() == ".json" or Path(text).is_file()
+    except (OSError, ValueError):  # a name too long, or holding a NUL
+        return False
 
 
 def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
@@ -185,7 +203,10 @@ def dead(limit: int, as_json: bool) -> None:
 def show(job_id: str, as_json: bool) -> None:
     """Show one job: record, progress, transitions and last error."""
     registry = get_registry()
-    record = registry.get(job_id)
+    record = registry.find(job_id)
+    if record is None:
+        _show_unstarted(job_id, as_json)
+        return
     events = registry.events(job_id, record)
     waiting_for = wait_reasons([record]).get(record.id)
     if as_json:
@@ -222,13 +243,37 @@ def show(job_id: str, as_json: bool) -> None:
         console.print(plain(record.traceback, lines=True))
 
 
+def _unstarted(job_id: str) -> tuple[str, JobStatus]:
+    """The run and status of pipeline job ``job_id`` (``<run id>.<job_id>``) that has no record yet
+    (it has not started); raises JobNotFound for an id no run has."""
+    runs = get_runs()
+    owner = runs.owner(job_id)
+    if owner is None:
+        raise JobNotFound(job_id)
+    return owner[0], runs.job_status(*owner)
+
+
+def _show_unstarted(job_id: str, as_json: bool) -> None:
+    """Show a pipeline job that has not started: its step in the run and what holds it."""
+    run_id, status = _unstarted(job_id)
+    why = holding(run_id, status)
+    if as_json:
+        shown = status.model_dump(mode="json", include={"state", "depends_on", "blocked_by"})
+        print_json({"id": job_id, **shown, "pipeline_id": run_id, "pipeline_job": status.job_id, "why": why})
+        return
+    console.print(f"[bold]{plain(status.job_id)}[/] {plain(job_id)}  {plain(status.state)}")
+    console.print(f"  {'not started':<13} {plain(why)}")
+
+
 @main.command()
 @click.argument("job_id")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
 def logs(job_id: str, follow: bool) -> None:
-    """Print a job's log lines (handler logging and output)."""
+    """Print a job's log lines (handler logging and output); -f on a pipeline job that has not
+    started waits for it to start."""
     registry = get_registry()
-    registry.get(job_id)
+    if registry.find(job_id) is None and not _started(job_id, follow):
+        return
     if dropped := registry.log_dropped(job_id):
         click.echo(
             f"[{dropped} earlier lines not kept: a job log keeps about its newest "
@@ -255,6 +300,21 @@ def logs(job_id: str, follow: bool) -> None:
         if record.state.finished and not entries:
             click.echo(f"[{record.state.value}]", err=True)
             return
+
+
+def _started(job_id: str, follow: bool) -> bool:
+    """Whether pipeline job ``job_id``, which had no record, has started: with ``follow``, once it does
+    (False if it is blocked or cancelled first). Says on stderr what it waits for."""
+    said = ""
+    while get_registry().find(job_id) is None:
+        run_id, status = _unstarted(job_id)
+        if (why := holding(run_id, status)) != said:
+            click.echo(f"[{why}]", err=True)
+            said = why
+        if not follow or status.state not in (Step.WAITING, JobState.QUEUED):
+            return False
+        time.sleep(UNSTARTED_POLL_S)
+    return True
 
 
 @main.command()

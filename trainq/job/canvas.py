@@ -4,7 +4,8 @@ Celery sends a step from the worker that ran its parent, the parent's result as 
 positional argument (none for ``.si``). A dict result fills the step's input fields the caller
 left unset; the whole result is the record's ``parent_result``. ``JobTask.send_step`` records and
 sends the step, or records it ``failed`` and tells Celery (chain, chord, errbacks) through a
-request built here; the steps after a failed one are recorded ``blocked``.
+request built here; the steps after a failed one, and a failed member's chord callback, are recorded
+``blocked``.
 """
 
 from __future__ import annotations
@@ -58,3 +59,12 @@ def chain_steps(app: Celery, chain: Any) -> Iterator[tuple[Any, str, dict[str, A
         task, task_id = app.tasks.get(sig.task), sig.options.get("task_id")
         if getattr(task, "job_type", "") and task_id:
             yield task, task_id, dict(sig.kwargs), {**sig.options, "tags": {"source": CANVAS_SOURCE}}
+
+
+def chord_steps(app: Celery, chord: Any) -> Iterator[tuple[Any, str, dict[str, Any], dict[str, Any]]]:
+    """As ``chain_steps``, for a chord member's ``chord`` (its callback, or the chain or group a chord
+    in a chain gets as callback) and the chain steps after it: Celery fails them all with the chord."""
+    if chord:
+        callback = signature(chord, app=app)
+        steps = getattr(callback, "tasks", None) or [callback]
+        yield from chain_steps(app, [*steps, *(callback.options.get("chain") or ())])

@@ -250,7 +250,7 @@ class JobTask(Task):
         self.record_unsent(task_id, kwargs, options, JobState.FAILED, reason)
         request = canvas.failure_request(task_id, self.name, args, kwargs, options)
         self.backend.mark_as_failure(task_id, InvalidInput(reason), request=request)
-        self.block_chain(options.get("chain"), task_id)
+        self.block_after(options.get("chain"), options.get("chord"), task_id)
         return self.AsyncResult(task_id)
 
     def record_unsent(
@@ -259,19 +259,25 @@ class JobTask(Task):
         """Record a job that is never sent (refused, or after a failed chain step) as ended in ``state``."""
         registry = get_registry()
         record = self.unsent_record(task_id, payload, options)
-        registry.create(record)
+        absent = (registry.keys.job(task_id), "id", json.dumps(task_id))
+        if not registry.create_many([record], unless=absent):
+            return  # recorded meanwhile (two members of one chord failed at once): that record stands
         lifecycle.finish(registry, record, state, {"error": reason}, reason=reason, allowed=WAITING_STATES)
 
-    def block_chain(self, chain: Any, failed_id: str) -> None:
-        """Record the job type steps of ``chain`` (Celery will not send them) ``blocked`` by ``failed_id``."""
-        reason = f"an earlier chain step failed: {failed_id}"
-        for task, task_id, kwargs, options in canvas.chain_steps(self.app, chain):
-            if get_registry().find(task_id) is None:
-                task.record_unsent(task_id, kwargs, options, JobState.BLOCKED, reason)
+    def block_after(self, chain: Any, chord: Any, failed_id: str) -> None:
+        """Record ``blocked`` by ``failed_id`` the job type steps Celery will not send once it failed:
+        the rest of its ``chain``, and the callback of its ``chord`` with the steps after that."""
+        for steps, reason in (
+            (canvas.chain_steps(self.app, chain), f"an earlier chain step failed: {failed_id}"),
+            (canvas.chord_steps(self.app, chord), f"a member of its chord failed: {failed_id}"),
+        ):
+            for task, task_id, kwargs, options in steps:
+                if get_registry().find(task_id) is None:
+                    task.record_unsent(task_id, kwargs, options, JobState.BLOCKED, reason)
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        """Celery's hook after a job ended failed: the chain steps it will not send are recorded too."""
-        self.block_chain(self.request.chain, task_id)
+        """Celery's hook after a job ended failed: the canvas steps it will not send are recorded too."""
+        self.block_after(self.request.chain, self.request.chord, task_id)
 
     # -- worker side -------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from trainq.errors import BrokerUnavailable, InvalidTransition, JobNotFound
 from trainq.job import lifecycle
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import get_job_type
-from trainq.pipelines.runs import Runs, get_runs
+from trainq.pipelines.runs import Runs, get_runs, holding
 from trainq.settings import get_settings
 from trainq.store.registry import Registry, get_registry
 
@@ -50,7 +50,7 @@ def retry(job_id: str, registry: Registry | None = None, reason: str = "re-queue
         if owner is None:
             raise JobNotFound(job_id)
         if not runs.retry(*owner, reason=reason):
-            raise InvalidTransition(runs.holding(*owner))
+            raise InvalidTransition(holding(owner[0], runs.job_status(*owner)))
     elif not (
         record.pipeline_id
         and record.pipeline_job

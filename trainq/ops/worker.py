@@ -30,7 +30,7 @@ from trainq.errors import InvalidInput, InvalidName
 from trainq.inputs.documents import nesting_problem
 from trainq.job import claims, clients, guard, lifecycle, send
 from trainq.job.lifecycle import fail_attempt, recover, recoverable, requeue
-from trainq.job.record import JobRecord, JobState
+from trainq.job.record import WAITING_STATES, JobRecord, JobState
 from trainq.job.task import JobTask
 from trainq.job.types import task_name
 from trainq.ops import control
@@ -264,9 +264,28 @@ def _record_discarded(sender: Any, request: Any, expired: bool = False, **_: Any
 
 @signals.task_unknown.connect
 def _quarantine_unknown(sender: Any, message: Any, exc: BaseException, name: str, **_: Any) -> None:
-    """Celery dropped a message naming a task this worker does not know: keep it for the user."""
-    reason = f"unknown task {name!r}"
-    get_quarantine().add(_queue_of(message), envelope_bytes(message), reason, logging.WARNING)
+    """Celery dropped a message naming a task this worker does not know: keep it for the user, and
+    end the waiting job it delivers failed, saying why (it would otherwise stay queued for ever)."""
+    queue = _queue_of(message)
+    entry = get_quarantine().add(queue, envelope_bytes(message), f"unknown task {name!r}", logging.WARNING)
+    headers = getattr(message, "headers", None) or {}
+    registry = get_registry()
+    record = registry.find(str(headers.get("id")))
+    if (
+        record is None
+        or record.state not in WAITING_STATES
+        or task_name(record.type) != name
+        or headers.get("retries") != record.fence
+    ):
+        return  # not a trainq job's current delivery: the quarantine entry is all there is
+    reason = (
+        f"worker {sender.hostname} on queue {queue} does not know job type {record.type!r}: add its module "
+        f"to that worker's TRAINQ_WORKER_MODULES and restart it, then `trainq retry {record.id}`"
+        + (f" (message kept: `trainq quarantine show {entry.id}`)" if entry else "")
+    )
+    record = record.model_copy(update={"worker": sender.hostname})  # the worker its event names
+    fields = {"error": reason, "worker": sender.hostname}
+    lifecycle.finish(registry, record, JobState.FAILED, fields, reason=reason, allowed=WAITING_STATES)
 
 
 @signals.task_rejected.connect

@@ -363,22 +363,9 @@ class Runs:
                 return run_id, job
         return None
 
-    def holding(self, run_id: str, job: str) -> str:
-        """Why job ``job`` of the run cannot be retried on its own (it has not started), and what to do."""
-        status = next(j for j in self.status(run_id).jobs if j.job_id == job)
-        name = f"job {run_id}.{job}"
-        if status.blocked_by:
-            return (
-                f"{name} has not started: it is blocked by {status.blocked_by}; retry "
-                f"{run_id}.{status.blocked_by}, or re-run every failed and blocked job of the run "
-                f"with `trainq pipeline resume {run_id}`"
-            )
-        if status.waiting_for:
-            return f"{name} has not started: it is waiting for {', '.join(status.waiting_for)}"
-        return (
-            f"{name} is {status.state}; re-run the failed and blocked jobs of its run with "
-            f"`trainq pipeline resume {run_id}`"
-        )
+    def job_status(self, run_id: str, job: str) -> JobStatus:
+        """Job ``job`` of the run as ``pipeline status`` shows it."""
+        return next(j for j in self.status(run_id).jobs if j.job_id == job)
 
     def _send_unrecorded(self, run_id: str, jobs: list[str]) -> None:
         if jobs:
@@ -567,6 +554,25 @@ def run_step(record: JobRecord) -> str | None:
     if record.state in (JobState.FAILED, JobState.DEAD, JobState.CANCELLED):
         return "run_failed"
     return None
+
+
+def holding(run_id: str, status: JobStatus) -> str:
+    """Why job ``status`` of the run has no record (it has not started), and what to do."""
+    name = f"job {run_id}.{status.job_id}"
+    if status.blocked_by:
+        return (
+            f"{name} has not started: it is blocked by {status.blocked_by}; retry "
+            f"{run_id}.{status.blocked_by}, or re-run every failed and blocked job of the run "
+            f"with `trainq pipeline resume {run_id}`"
+        )
+    if status.waiting_for:
+        return f"{name} has not started: it is waiting for {', '.join(status.waiting_for)}"
+    if status.state == JobState.QUEUED:
+        return f"{name} has not started: its dependencies succeeded and it is being queued"
+    return (
+        f"{name} is {status.state}; re-run the failed and blocked jobs of its run with "
+        f"`trainq pipeline resume {run_id}`"
+    )
 
 
 def _text(raw: Any) -> dict[str, str]:
