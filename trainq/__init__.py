@@ -14,6 +14,7 @@ from trainq.job.artifacts import Artifacts
 from trainq.job.context import Job
 from trainq.job.record import JobRecord, JobState
 from trainq.job.retry import RetryPolicy
+from trainq.job.revocations import Revocations
 from trainq.job.types import get_job_type, job_type
 from trainq.ops.metrics import Metrics
 from trainq.pipelines.pipeline import Pipeline, load_pipeline, run_pipeline_file
@@ -23,7 +24,7 @@ from trainq.sharing.plugin import Sharing
 from trainq.store.registry import Registry, get_registry
 
 #: What reacts to every job's lifecycle, in order, in every process (``trainq.job.lifecycle.Plugin``).
-lifecycle.use(Artifacts(), RunProgress(), Metrics(), Sharing())
+lifecycle.use(Artifacts(), RunProgress(), Metrics(), Sharing(), Revocations(app))
 
 __all__ = [
     # Jobs

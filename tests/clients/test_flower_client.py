@@ -22,7 +22,7 @@ import redis
 from celery.result import AsyncResult
 from kombu import Connection
 
-from tests.fixtures import Workers, free_port, submit_elsewhere, wait_for
+from tests.fixtures import Workers, free_port, run_cli, submit_elsewhere, wait_for
 from tests.integration.test_monitoring import (
     FLOWER_PASSWORD,
     FLOWER_USER,
@@ -144,6 +144,28 @@ def test_flower_and_celery_revoke_cancel_jobs_and_flower_apply_explains_refusals
         assert AsyncResult(job_id, app=app).state == "REVOKED"
     assert notes(waiting) == notes(expiring) == []
     print(f"running job recorded cancelled {took:.2f}s after Flower's terminate")
+
+
+def flower_state(port: int, job_id: str) -> str | None:
+    """The state Flower's event state has for ``job_id`` (None before its first event)."""
+    status, body = http_get(f"http://127.0.0.1:{port}/api/task/info/{job_id}", AUTH)
+    return json.loads(body).get("state") if status == 200 else None
+
+
+def test_jobs_cancelled_with_trainq_cancel_show_revoked_in_flower(workers: Workers, tmp_path: Path) -> None:
+    # given Flower, one probe worker process busy with a long job, and a job waiting behind it
+    port = start_stack(tmp_path, workers)
+    running, waiting = submit("probe", {"seconds": 60}), submit("probe", {"seconds": 60})
+    wait_for(lambda: flower_state(port, running) == "STARTED", 20, 0.2, message="Flower: job started")
+    # when the user cancels both with `trainq cancel`
+    for job_id in (running, waiting):
+        result = run_cli("cancel", job_id)
+        assert result.returncode == 0, result.stderr
+    # then Flower shows each REVOKED once the worker stops or drops it, not STARTED forever
+    revoked = (running, waiting)
+    wait_for(
+        lambda: all(flower_state(port, j) == "REVOKED" for j in revoked), 20, 0.2, message="Flower: revoked"
+    )
 
 
 @pytest.mark.rabbitmq

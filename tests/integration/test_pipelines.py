@@ -14,7 +14,7 @@ import redis
 from click.testing import CliRunner, Result
 
 from tests.fixtures import Workers, dump_redis, run_cli, wait_for
-from trainq import JobState, Pipeline, get_registry, run_pipeline_file
+from trainq import JobState, Pipeline, app, get_registry, run_pipeline_file
 from trainq.cli import main
 from trainq.job import lifecycle
 from trainq.job.record import JobEvent, JobRecord
@@ -246,6 +246,8 @@ def test_cancel_stops_running_and_waiting_jobs(workers: Workers, redis_client: r
     assert status == {"long": "cancelled", "after": "cancelled", "queued": "cancelled"}
     assert get_runs().status(run_id).state is RunState.CANCELLED
     assert redis_client.llen(f"test:attempts:{run_id}.queued") == 0
+    # and Celery says REVOKED for each job it was sent, as for a revoked task (a client's get() raises)
+    assert [app.AsyncResult(f"{run_id}.{job}").state for job in ("long", "queued")] == ["REVOKED"] * 2
 
 
 def test_a_release_that_loses_the_race_with_a_cancel_records_and_sends_nothing(

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, wait_for
-from trainq import JobState, get_registry
+from trainq import JobState, app, get_registry
 from trainq.broker.quarantine import get_quarantine
 from trainq.job.record import JobRecord
 
@@ -239,6 +239,7 @@ jobs:
     nap = api.get(f"/api/v1/jobs/{run_id}.nap").json()
     assert nap["state"] == "cancelled"
     assert nap["events"][-1]["reason"] == f"pipeline run {run_id} cancelled via web by alice"
+    assert app.AsyncResult(f"{run_id}.nap").state == "REVOKED"  # as for a revoked task, in Celery too
 
 
 def test_result_files_of_one_name_in_two_directories_are_each_kept_and_listed_once(

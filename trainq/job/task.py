@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from billiard.process import current_process
 from celery import Task, states
 from celery.backends.redis import RedisBackend
-from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded, TaskRevokedError
 from celery.result import AsyncResult
 from kombu.utils.json import JSONEncoder
 from pydantic import BaseModel, ValidationError
@@ -52,6 +52,7 @@ from trainq.job.context import Job, capture_output
 from trainq.job.leases import Heartbeat
 from trainq.job.record import WAITING_STATES, JobRecord, JobState
 from trainq.job.retry import RetryPolicy, retries
+from trainq.job.revocations import CANCELLED_REASON
 from trainq.settings import get_settings
 from trainq.sharing import fair as fairness
 from trainq.sharing import gate
@@ -250,7 +251,7 @@ class JobTask(Task):
         self.record_unsent(task_id, kwargs, options, JobState.FAILED, reason)
         request = canvas.failure_request(task_id, self.name, args, kwargs, options)
         self.backend.mark_as_failure(task_id, InvalidInput(reason), request=request)
-        self.block_after(options.get("chain"), options.get("chord"), task_id)
+        self.block_after(options.get("chain"), options.get("chord"), task_id, "failed")
         return self.AsyncResult(task_id)
 
     def record_unsent(
@@ -264,12 +265,13 @@ class JobTask(Task):
             return  # recorded meanwhile (two members of one chord failed at once): that record stands
         lifecycle.finish(registry, record, state, {"error": reason}, reason=reason, allowed=WAITING_STATES)
 
-    def block_after(self, chain: Any, chord: Any, failed_id: str) -> None:
-        """Record ``blocked`` by ``failed_id`` the job type steps Celery will not send once it failed:
-        the rest of its ``chain``, and the callback of its ``chord`` with the steps after that."""
+    def block_after(self, chain: Any, chord: Any, step_id: str, outcome: str) -> None:
+        """Record ``blocked`` by ``step_id``, which ended ``outcome`` (failed, cancelled), the job type
+        steps Celery will not send: the rest of its ``chain``, and the callback of its ``chord`` with
+        the steps after that."""
         for steps, reason in (
-            (canvas.chain_steps(self.app, chain), f"an earlier chain step failed: {failed_id}"),
-            (canvas.chord_steps(self.app, chord), f"a member of its chord failed: {failed_id}"),
+            (canvas.chain_steps(self.app, chain), f"an earlier chain step {outcome}: {step_id}"),
+            (canvas.chord_steps(self.app, chord), f"a member of its chord {outcome}: {step_id}"),
         ):
             for task, task_id, kwargs, options in steps:
                 if get_registry().find(task_id) is None:
@@ -277,7 +279,7 @@ class JobTask(Task):
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Celery's hook after a job ended failed: the canvas steps it will not send are recorded too."""
-        self.block_after(self.request.chain, self.request.chord, task_id)
+        self.block_after(self.request.chain, self.request.chord, task_id, "failed")
 
     # -- worker side -------------------------------------------------------------------
 
@@ -296,6 +298,7 @@ class JobTask(Task):
             current = registry.find(job_id)
             state = current.state.value if current else "no record"
             log.info("dropping stale delivery %s[%s] (fence %s, job %s)", self.name, job_id, fence, state)
+            self.revoke_if_cancelled(current)
             raise Ignore()
         job = Job(record, registry, self, settings.home)
         stoppable = _stop_on_sigterm(True)
@@ -322,6 +325,7 @@ class JobTask(Task):
             effects = self._result_effects(result)
             if lifecycle.finish(registry, record, JobState.SUCCEEDED, fields, effects=effects) is None:
                 log.info("job %s finished but was cancelled or recovered meanwhile", record.id)
+                self.revoke_if_cancelled(registry.find(record.id))
                 raise Ignore()
             if len(effects):
                 self.request.ignore_result = True  # stored with the finish: Celery skips its own store
@@ -420,6 +424,31 @@ class JobTask(Task):
         current = registry.find(record.id)
         if current and current.state is JobState.RUNNING and current.fence == record.fence:
             lifecycle.recover(self, registry, current, reason="worker shut down mid-job", counted=False)
+        else:
+            self.revoke_if_cancelled(current)
+
+    def revoke_if_cancelled(self, current: JobRecord | None) -> None:
+        """End this delivery as Celery ends a revoked task if ``current``, the job's record, was cancelled
+        on it: REVOKED, told to its chord and to the chain steps after it (recorded ``blocked``), and a
+        ``task-revoked`` event for monitors (Flower). The canceller stored the job's own REVOKED already
+        (``trainq.job.revocations``); only here is the message's canvas known."""
+        request = self.request
+        if (
+            current is None
+            or current.state is not JobState.CANCELLED
+            or current.fence != (request.retries or 0)
+        ):
+            return
+        self.block_after(request.chain, request.chord, request.id, "was cancelled")
+        exc = TaskRevokedError(current.error or CANCELLED_REASON)
+        # Celery's mark_as_revoked tells the chord but leaves the chain's later steps PENDING forever
+        self.backend.mark_as_failure(
+            request.id, exc, request=request, state=states.REVOKED, call_errbacks=False
+        )
+        try:
+            self.send_event("task-revoked", retry=False, terminated=False, signum=None, expired=False)
+        except send.SEND_ERRORS as error:
+            log.warning("could not send task-revoked for job %s: %s", request.id, error)
 
 
 def _check_paths_and_names(job: dict[str, Any]) -> None:

@@ -25,7 +25,6 @@ from celery.worker.strategy import default as default_strategy
 from trainq.broker import transport
 from trainq.broker.names import check_queue
 from trainq.broker.quarantine import envelope_bytes, get_quarantine
-from trainq.celery import app
 from trainq.errors import InvalidInput, InvalidName
 from trainq.inputs.documents import nesting_problem
 from trainq.job import claims, clients, guard, lifecycle, send
@@ -223,8 +222,9 @@ def _record_outside_failure(sender: Any, task_id: str, exception: BaseException,
 
 
 def cancel_revoked(job_ids: Iterable[str], reason: str) -> None:
-    """Record each waiting or running job among ``job_ids`` cancelled, as ``trainq cancel`` does,
-    and Celery's result REVOKED (Celery itself stores that only for a job it terminates or drops).
+    """Record each waiting or running job among ``job_ids`` cancelled, as ``trainq cancel`` does, so
+    Celery's result is REVOKED (``trainq.job.revocations``; Celery itself stores that only for a job it
+    terminates or drops).
 
     A running job's heartbeat then sees the cancel and stops its handler. Ids of finished jobs
     and of tasks that are not trainq jobs are skipped.
@@ -232,7 +232,6 @@ def cancel_revoked(job_ids: Iterable[str], reason: str) -> None:
     for job_id in job_ids:
         try:
             control.cancel(job_id, reason=reason)
-            app.backend.mark_as_revoked(job_id, reason)
         except InvalidInput:  # not a trainq job, or already finished
             pass
         except redis.RedisError as exc:  # Celery's own revoke must still happen
