@@ -351,12 +351,18 @@ class JobRequest(Request):
         guard.stop(guard.pid_file(get_settings().home, self.id, self._context.retries or 0))
 
     def _requeued(self, exc: WorkerLostError) -> bool:
-        """Re-queue this running delivery's job with its payload and canvas options; False (Celery's
-        failure path records it: past the recovery cap, it ends dead) when it was not re-queued here."""
+        """Re-queue this running delivery's job with its payload and canvas options; True too when the
+        job already moved past this delivery (a reaper re-queued it first, on a loaded machine): Celery
+        must record nothing for it. False (Celery's failure path records it: past the recovery cap, it
+        ends dead) otherwise."""
         registry = get_registry()
         record = registry.find(self.id)
         fence = self._context.retries or 0
-        if record is None or record.state is not JobState.RUNNING or record.fence != fence:
+        if record is None:
+            return False
+        if record.fence != fence:
+            return True
+        if record.state is not JobState.RUNNING:
             return False
         if not recoverable(record):
             return False
