@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from trainq import JobRecord, JobState, get_registry
 from trainq.errors import CommandFailed
 from trainq.job.canvas import CANVAS_SOURCE
 from trainq.job.command import run_command
+from trainq.ops.control import submit
 from workers.data import prepare
 from workers.training import train
 
@@ -31,6 +33,12 @@ def finished(job_id: str) -> JobRecord:
         TIMEOUT_S,
         message=f"job {job_id} finished",
     )
+
+
+def running(job_id: str) -> None:
+    """Wait until ``job_id`` is recorded running."""
+    registry = get_registry()
+    wait_for(lambda: (r := registry.find(job_id)) is not None and r.state is JobState.RUNNING, TIMEOUT_S)
 
 
 def succeeded(result: AsyncResult) -> JobRecord:
@@ -155,6 +163,49 @@ def test_a_member_whose_pool_process_died_goes_on_with_its_canvas(workers: Worke
     assert finished(chained.parent.id).recoveries == 1
     # and Celery never saw a failure: the errback was not sent
     assert get_registry().find(errback_id) is None
+
+
+def test_a_chain_whose_whole_worker_died_goes_on_once_the_reaper_recovers_its_step(
+    workers: Workers, redis_client: Any
+) -> None:
+    # given a probe worker running a chain's first step, which waits to be let go
+    worker = workers.start("probe")
+    release = f"release-{uuid.uuid4().hex}"
+    chained = chain(probe.si(release_key=release), probe.si(seconds=0.1)).delay()
+    first = chained.parent.id
+    running(first)
+    # when the whole worker is SIGKILLed mid-step and another one starts (no request left to re-send from)
+    worker.kill()
+    redis_client.set(release, 1)
+    workers.start("probe")
+    # then the reaper recovers the step, and the chain goes on: both steps succeed, the chain returns
+    succeeded(chained)
+    assert succeeded(chained.parent).recoveries == 1
+    # and a dropped canvas job leaves nothing of its own behind, its kept canvas options neither
+    keys = get_registry().keys
+    assert redis_client.exists(keys.canvas(first))
+    get_registry().delete(first)
+    assert redis_client.keys(f"{keys.prefix}*{first}*") == []
+
+
+def test_a_keyed_chain_step_parked_then_admitted_goes_on_with_its_chain(
+    workers: Workers, redis_client: Any
+) -> None:
+    # given a key with one slot, held by a plain job that waits to be let go
+    workers.start("probe", concurrency=2)
+    limit, release = {"key": f"k-{uuid.uuid4().hex}", "max_running": 1}, f"release-{uuid.uuid4().hex}"
+    holder = submit("probe", {"release_key": release}, limit=limit)
+    running(holder)
+    # when a chain's first step of that key is parked, then admitted once the slot is free
+    chained = chain(probe.si().set(limit=limit), probe.si(seconds=0.1)).delay()
+    wait_for(lambda: get_registry().find(chained.parent.id) is not None, TIMEOUT_S, message="step 1 recorded")
+    assert get_registry().get(chained.parent.id).state is JobState.QUEUED
+    redis_client.set(release, 1)
+    # then the chain goes on: both steps succeed
+    succeeded(chained.parent)
+    succeeded(chained)
+    # and the plain job kept nothing beside its record
+    assert not redis_client.exists(get_registry().keys.canvas(holder))
 
 
 def test_a_failed_command_in_a_chord_reads_its_exit_code_once(workers: Workers) -> None:

@@ -23,6 +23,20 @@ from trainq.job.payloads import fill_from_parent
 #: The ``source`` tag of a job sent by Celery's canvas from a worker (a chain step, link or chord callback).
 CANVAS_SOURCE = "canvas"
 
+#: Celery's options that place a job in its canvas: what a re-send needs for the canvas to go on.
+CANVAS_OPTIONS = ("chain", "chord", "link", "link_error", "group_id", "group_index", "root_id", "parent_id")
+
+#: Of those, the ones that make a job a canvas member (ids alone do not: a job sent from a handler has them).
+MEMBER_OPTIONS = ("chain", "chord", "link", "link_error", "group_id")
+
+
+def kept_options(options: dict[str, Any]) -> dict[str, Any] | None:
+    """The canvas options of a canvas member's Celery ``options``, to keep beside its record; None
+    for a job in no canvas (the common case, which keeps nothing)."""
+    if not any(options.get(k) for k in MEMBER_OPTIONS):
+        return None
+    return {k: options[k] for k in CANVAS_OPTIONS if options.get(k) is not None}
+
 
 def step_payload(model: type[BaseModel], job_type: str, args: Any, kwargs: Any) -> dict[str, Any]:
     """A step's payload: its keyword arguments, filled from a dict parent result; raises InvalidInput."""

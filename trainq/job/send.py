@@ -32,6 +32,7 @@ from pydantic import SecretStr
 from trainq.broker import confirms, transport
 from trainq.errors import BrokerRefused, BrokerUnavailable, InvalidInput
 from trainq.inputs.durations import parse_duration
+from trainq.job import canvas
 from trainq.job.record import JobRecord
 from trainq.settings import get_settings, is_redis, redis_py_url
 from trainq.store.registry import Command, Effects, get_registry
@@ -165,15 +166,16 @@ def send_new(
     """
     registry = get_registry()
     kept = payload if payload != record.payload else None
+    members = canvas.kept_options(options)
     if hold is not None:
-        job_id, created = registry.create(record, key, kept, reason)
+        job_id, created = registry.create(record, key, kept, reason, canvas=members)
         if created:
             _release([(task, record, payload)], hold, options)
         return task.AsyncResult(job_id)
     outcome: list[tuple[str, bool]] = []
 
     def write(commands: list[Command]) -> bool:
-        outcome.append(registry.create(record, key, kept, reason, commands))
+        outcome.append(registry.create(record, key, kept, reason, commands, members))
         return outcome[0][1]
 
     try:
@@ -192,11 +194,14 @@ def send_recorded(
     options: dict[str, Any] | None = None,
 ) -> None:
     """Send the first delivery of a job recorded without one: a keyed job let through its gate, at
-    once or when admitted. ``payload`` is the message's (secrets revealed), by default the kept one;
-    a delayed job keeps its due time. Raises BrokerUnavailable.
+    once or when admitted. ``payload`` is the message's (secrets revealed) and ``options`` Celery's,
+    by default the kept ones (its canvas options); a delayed job keeps its due time. Raises
+    BrokerUnavailable.
     """
     registry = get_registry()
-    payload = registry.message_payload(record) if payload is None else payload
+    if payload is None:
+        payload, kept = registry.kept_message(record)
+        options = {**kept, **(options or {})}
     options = {k: v for k, v in (options or {}).items() if k not in ("eta", "countdown")}
     if record.eta:
         options["countdown"] = max(record.eta - time.time(), 0.0)
@@ -293,14 +298,15 @@ def resend(
     given the message's writes as effects) applies; True if it did.
 
     ``request`` is the delivery being retried in a worker: the new one keeps its payload and its
-    canvas options (links, chain, chord). Otherwise the payload is the registry's kept message payload.
+    canvas options (links, chain, chord). Otherwise both are the ones kept beside the record.
     """
-    options: dict[str, Any] = {"countdown": countdown} if countdown is not None else {}
     if request is not None:
-        options = {**task.signature_from_request(request).options, **options}
+        options = task.signature_from_request(request).options
         payload = dict(request.kwargs or {})
     else:
-        payload = get_registry().message_payload(record)
+        payload, options = get_registry().kept_message(record)
+    if countdown is not None:
+        options = {**options, "countdown": countdown}
 
     def write(commands: list[Command]) -> bool:
         effects = None

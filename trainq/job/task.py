@@ -411,7 +411,8 @@ class JobTask(Task):
         except (InvalidInput, ValidationError) as exc:  # a bad payload, or a bad option (retry policy)
             record, reason = self.unsent_record(self.request.id, payload, options), str(exc)
         kept = message if message is not None and message != record.payload else None
-        claimed = registry.create_and_claim(record, self.request.hostname, lease_until, kept)
+        members = canvas.kept_options(self.request.as_execution_options())
+        claimed = registry.create_and_claim(record, self.request.hostname, lease_until, kept, members)
         if claimed is None or reason is None:
             if claimed is not None:
                 log.info("recorded job %s sent by a Celery client", claimed.id)

@@ -29,6 +29,11 @@ class Keys:
         """String: the payload as sent, kept only when it holds secret values the record masks."""
         return f"{self.prefix}job:{job_id}:message"
 
+    def canvas(self, job_id: str) -> str:
+        """String: the Celery canvas options (chain, links, chord, group) of a canvas member, as JSON,
+        so a re-send without the original request continues its canvas."""
+        return f"{self.prefix}job:{job_id}:canvas"
+
     def finished_prefix(self) -> str:
         """Prefix of the per-state sorted sets of finished standalone jobs."""
         return f"{self.prefix}finished:"

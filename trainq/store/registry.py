@@ -23,6 +23,7 @@ from itertools import islice
 from typing import Any, TypedDict, Unpack
 
 import redis
+from kombu.utils import json as kombu_json
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
@@ -181,13 +182,15 @@ class Registry:
         message: dict[str, Any] | None = None,
         reason: str = CLEAN_SUBMIT_REASON,
         commands: Iterable[Command] = (),
+        canvas: dict[str, Any] | None = None,
     ) -> tuple[str, bool]:
         """Store a new record; with a key already used, return that job's id instead (raise KeyInUse
         when that job is of another type: a key names one job of one type, never a stranger's).
 
         ``message`` is the payload as sent when it differs from ``record.payload`` (secret fields
-        revealed); it is kept apart so re-deliveries carry it and no listing shows it. ``commands``
-        (the job's broker message) go in the same transaction, only if the record is stored.
+        revealed); it is kept apart so re-deliveries carry it and no listing shows it. ``canvas`` (a
+        canvas member's Celery options) is kept likewise. ``commands`` (the job's broker message) go
+        in the same transaction, only if the record is stored.
         Returns ``(job_id, created)``.
         """
         key = self.keys.idempotency(idempotency_key) if idempotency_key is not None else None
@@ -195,8 +198,7 @@ class Registry:
         if key is not None:
             writes.append(("SET", key, record.id))  # also re-claims the key of a deleted first job
             writes.append(("HSET", self.keys.job(record.id), IDEMPOTENCY_FIELD, json.dumps(idempotency_key)))
-        if message is not None:
-            writes.append(("SET", self.keys.message(record.id), json.dumps(message)))
+        writes += self._kept(record.id, message, canvas)
         writes += commands
 
         def claim_and_add(pipe: Any) -> str | None:
@@ -223,10 +225,23 @@ class Registry:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
         return (existing, False) if existing else (record.id, True)
 
-    def message_payload(self, record: JobRecord) -> dict[str, Any]:
-        """The payload to send for ``record``: the kept message payload, else the stored one."""
-        raw = self.client.get(self.keys.message(record.id))
-        return json.loads(raw) if raw else record.payload
+    def _kept(
+        self, job_id: str, message: dict[str, Any] | None, canvas: dict[str, Any] | None
+    ) -> list[Command]:
+        """The writes keeping a job's message payload and canvas options beside its record (each if given)."""
+        writes: list[Command] = []
+        if message is not None:
+            writes.append(("SET", self.keys.message(job_id), json.dumps(message)))
+        if canvas is not None:  # signatures may hold what plain JSON cannot (an eta): Celery's own encoding
+            writes.append(("SET", self.keys.canvas(job_id), json.dumps(canvas, cls=kombu_json.JSONEncoder)))
+        return writes
+
+    def kept_message(self, record: JobRecord) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The payload to send for ``record`` (the kept message payload, else the stored one) and its
+        kept canvas options (none for a job in no canvas, or recorded before they were kept)."""
+        payload, canvas = self.client.mget(self.keys.message(record.id), self.keys.canvas(record.id))
+        options = json.loads(canvas, object_hook=kombu_json.object_hook) if canvas else {}
+        return (json.loads(payload) if payload else record.payload), options
 
     def write(self, commands: Iterable[Command]) -> bool:
         """Run ``commands`` (a delivery's broker writes, collected by the send path) in one round trip."""
@@ -398,6 +413,7 @@ class Registry:
                 self.keys.log(job_id),
                 self.keys.log_added(job_id),
                 self.keys.message(job_id),
+                self.keys.canvas(job_id),
                 self.keys.leases(),
             ]
             state = raw_state = ""
@@ -542,7 +558,12 @@ class Registry:
         self.client.script_load(self._transition.script)
 
     def create_and_claim(
-        self, record: JobRecord, worker: str, lease_until: float, message: dict[str, Any] | None = None
+        self,
+        record: JobRecord,
+        worker: str,
+        lease_until: float,
+        message: dict[str, Any] | None = None,
+        canvas: dict[str, Any] | None = None,
     ) -> JobRecord | None:
         """Store a new record and claim its delivery ``record.fence`` in one transaction.
 
@@ -556,12 +577,7 @@ class Registry:
                 if pipe.exists(key):
                     return None
                 pipe.multi()
-                kept = (
-                    [("SET", self.keys.message(record.id), json.dumps(message))]
-                    if message is not None
-                    else []
-                )
-                self._add_many(pipe, [record], writes=kept)
+                self._add_many(pipe, [record], writes=self._kept(record.id, message, canvas))
                 self._claim(pipe, record.id, record.fence, worker, lease_until)
                 raw = pipe.execute()[-1]
         except redis.WatchError:
