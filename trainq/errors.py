@@ -54,11 +54,12 @@ class InvalidSetting(ConfigError):
 class BrokerUnavailable(TrainqError):
     """Raised when the broker or the registry does not answer; ``url`` names it (password masked)."""
 
+    url: str | None = None
+    role: str | None = None
+
     def __init__(self, url: str, reason: str | None = None, role: str = "broker") -> None:
         from trainq.settings import redacted  # here: settings imports (via durations) this module
 
-        self.url: str | None = None
-        self.role: str | None = None
         if reason is None:  # rebuilt by Celery: ``url`` is the message
             super().__init__(url)
             return
@@ -92,8 +93,9 @@ class InvalidInput(TrainqError):
 class PayloadError(InvalidInput):
     """Raised when a payload fails its job type's pydantic model; names each bad field."""
 
+    job_type: str | None = None
+
     def __init__(self, job_type: str, errors: list[str] | None = None) -> None:
-        self.job_type: str | None = None
         if errors is None:  # rebuilt by Celery: ``job_type`` is the message
             self.errors = [job_type]
             super().__init__(job_type)
@@ -105,8 +107,9 @@ class PayloadError(InvalidInput):
 class UnknownJobType(InvalidInput):
     """Raised when a job type name is not registered."""
 
+    name: str | None = None
+
     def __init__(self, name: str, known: list[str] | None = None) -> None:
-        self.name: str | None = None
         if known is None:  # rebuilt by Celery: ``name`` is the message
             super().__init__(name)
             return
@@ -132,8 +135,9 @@ class DurationError(InvalidInput):
 class JobNotFound(InvalidInput):
     """Raised when no job record has the given id."""
 
+    job_id: str | None = None
+
     def __init__(self, job_id: str) -> None:
-        self.job_id: str | None = None
         if job_id.startswith(_NO_JOB):  # rebuilt by Celery from the message (no job id has a space)
             super().__init__(job_id)
             return
@@ -144,13 +148,15 @@ class JobNotFound(InvalidInput):
 class KeyInUse(InvalidInput):
     """Raised when an idempotency key already names a job of another job type; nothing is enqueued."""
 
+    key: str | None = None
+    job_type: str | None = None
+    job_id: str | None = None
+
     def __init__(self, key: str, job_type: str | None = None, job_id: str | None = None) -> None:
-        self.key: str | None = None
-        self.job_type, self.job_id = job_type, job_id
         if job_type is None:  # rebuilt by Celery: ``key`` is the message
             super().__init__(key)
             return
-        self.key = key
+        self.key, self.job_type, self.job_id = key, job_type, job_id
         super().__init__(
             f"idempotency key {key!r} is already held by job {job_id} of job type {job_type!r}; "
             "use another key for this job type"
@@ -160,8 +166,9 @@ class KeyInUse(InvalidInput):
 class RunNotFound(InvalidInput):
     """Raised when no pipeline run has the given id (nor, where accepted, a pipeline of that id)."""
 
+    run_id: str | None = None
+
     def __init__(self, run_id: str) -> None:
-        self.run_id: str | None = None
         if run_id.startswith(_NO_RUN):  # rebuilt by Celery from the message
             super().__init__(run_id)
             return
@@ -192,8 +199,9 @@ class DocumentError(InvalidInput):
 class ScheduleError(InvalidInput):
     """Raised when a schedule is invalid or missing; the message starts with its name."""
 
+    name: str | None = None
+
     def __init__(self, name: str, problem: str | None = None) -> None:
-        self.name: str | None = None
         if problem is None:  # rebuilt by Celery: ``name`` is the message
             super().__init__(name)
             return
@@ -216,8 +224,9 @@ class PermanentError(TrainqError):
 class UnsetVariable(PermanentError):
     """Raised on a worker when a job's ``environment`` references a variable it does not set."""
 
+    variable: str | None = None
+
     def __init__(self, variable: str, name: str | None = None, worker: str | None = None) -> None:
-        self.variable: str | None = None
         if name is None:  # rebuilt by Celery: ``variable`` is the message
             super().__init__(variable)
             return
