@@ -22,6 +22,7 @@ from tests.fixtures import ROOT, Workers, wait_for
 from tests.integration.test_rabbitmq import AMQP, amqp_env  # noqa: F401  (a fixture)
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
+from trainq.broker.quarantine import get_quarantine
 from trainq.job.clients import FOREIGN_SOURCE
 
 REDIS = os.environ["TRAINQ_BROKER_URL"]
@@ -330,3 +331,25 @@ def test_jobs_sent_without_a_queue_are_named_by_stats(tmp_path: Path, redis_clie
         assert json.loads(as_json.stdout)["unrouted"] == 2
     finally:
         redis_client.delete("celery")
+
+
+def test_a_message_set_aside_for_an_unknown_task_is_requeued_and_runs(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # given a worker of the probe queue started without the module that defines the probe job type
+    stale = workers.start("probe", name="stale", env={"TRAINQ_WORKER_MODULES": '["workers.data"]'})
+    # when a Celery app without trainq sends it a probe job: the worker sets the message aside
+    sent = send(tmp_path, REDIS, "probe", [{"task": "trainq.probe", "kwargs": {"seconds": 0}, "wait": False}])
+    entry = wait_for(lambda: next(iter(get_quarantine().newest(1)), None), 30, message="set aside")
+    assert entry.reason == "unknown task 'trainq.probe'" and get_registry().find(sent[0]["id"]) is None
+    # then a re-queue of an id the quarantine does not hold is refused in one line
+    refused = trainq(tmp_path, "quarantine", "requeue", "nosuch")
+    assert refused.returncode == 2 and "no quarantined message with id 'nosuch'" in refused.stderr, refused
+    # and once the queue's worker knows the type, the re-queued message runs as the client sent it
+    stale.stop()
+    workers.start("probe")
+    requeued = trainq(tmp_path, "quarantine", "requeue", entry.id)
+    assert requeued.stdout == f"re-queued {entry.id} to queue probe\n", requeued.stderr
+    record = wait_for(lambda: (r := get_registry().find(sent[0]["id"])) and r.state.finished and r, 30)
+    assert record.state is JobState.SUCCEEDED and record.tags == {"source": FOREIGN_SOURCE}
+    assert get_quarantine().count() == 0

@@ -57,6 +57,8 @@ def test_each_poison_shape_is_set_aside_and_the_worker_keeps_consuming(
     first = get_quarantine().newest()[-1]
     shown = runner.invoke(main, ["quarantine", "show", first.id])
     assert "not JSON" in shown.output and "not json" in shown.output
+    refused = runner.invoke(main, ["quarantine", "requeue", first.id])
+    assert refused.exit_code == 2 and f"{first.id} is not a task message" in refused.output, refused.output
     assert runner.invoke(main, ["quarantine", "drop", first.id]).output.startswith("dropped 1")
     assert runner.invoke(main, ["quarantine", "drop", "--all"]).exit_code == 0
     assert get_quarantine().count() == 0

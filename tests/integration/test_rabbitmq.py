@@ -108,6 +108,15 @@ def test_a_body_nested_too_deep_is_set_aside_and_the_worker_keeps_consuming(
     assert worker.alive() and "Unrecoverable error" not in worker.output(), worker.output()[-2000:]
     reasons = [entry.reason for entry in get_quarantine().newest()]
     assert reasons == ["refused by Celery: nested deeper than 64 levels"] * 2
+    # and a re-queue sends a kept message again as it came (set aside again), but not one kept in part
+    shallow, deep = get_quarantine().newest()
+    cut = run_cli("quarantine", "requeue", deep.id, env=amqp_env)
+    assert cut.returncode == 2 and f"{deep.id} was kept only in part" in cut.stderr, cut
+    assert run_cli("quarantine", "requeue", shallow.id, env=amqp_env).returncode == 0
+    again = wait_for(lambda: (e := get_quarantine().newest(1)[0]).id not in (shallow.id, deep.id) and e, 30)
+    sent, kept = json.loads(again.raw), json.loads(shallow.raw)
+    assert [sent[k] for k in ("headers", "body")] == [kept[k] for k in ("headers", "body")]
+    assert get_quarantine().count() == 2
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures import ROOT
+from tests.messages import envelope
+from trainq.broker.quarantine import get_quarantine
 from trainq.cli import main
 from trainq.errors import DurationError, InvalidSetting
 from trainq.inputs.durations import parse_duration
@@ -349,3 +351,21 @@ def test_a_setting_parses_or_is_refused_naming_it(setting: str, value: str) -> N
         else:
             os.environ[setting] = saved
         get_settings.cache_clear()
+
+
+@FUZZ
+@given(
+    command=st.sampled_from(["show", "requeue", "drop"]),
+    entry=st.none() | st.text(max_size=20),
+    queue=st.none() | st.text(max_size=30) | st.sampled_from(["unacked", "_kombu.x", "a" * 300, "probe"]),
+)
+def test_quarantine_options(
+    redis_client: redis.Redis, command: str, entry: str | None, queue: str | None
+) -> None:
+    kept = get_quarantine()
+    if not kept.count():  # one message to act on: a task message no worker knows
+        kept.add("probe", json.dumps(envelope(task="trainq.no_such_type")).encode(), "unknown task")
+    args = ["quarantine", command, kept.newest(1)[0].id if entry is None else entry]
+    if command == "requeue" and queue is not None:
+        args += ["--queue", queue]
+    invoke(*args)

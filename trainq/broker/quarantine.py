@@ -3,7 +3,8 @@
 A message that cannot be decoded, is not a Celery task envelope, carries a content type trainq
 refuses (pickle, YAML) or names an unknown task is set aside here by the worker that received
 it, logged once, and acknowledged; the worker keeps consuming. ``trainq quarantine`` lists,
-shows and drops them; ``trainq dead`` and ``stats`` count them.
+shows, re-queues (once a worker that knows its task is running) and drops them; ``trainq dead``
+and ``stats`` count them.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import json
 import logging
 import time
 import uuid
+from typing import Any
 
 import redis
-from pydantic import BaseModel
+from kombu.entity import Queue
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trainq.errors import InvalidInput
 from trainq.inputs.limits import QUARANTINE_MAX_BYTES, QUARANTINE_MAX_MESSAGES
@@ -109,6 +112,36 @@ class Quarantine:
                 return item, entry
         raise InvalidInput(f"no quarantined message with id {entry_id!r}")
 
+    def requeue(self, entry_id: str, producer: Any, queue: Queue) -> QuarantinedMessage:
+        """Publish entry ``entry_id``'s message again, as it was received, to ``queue``, then forget it.
+
+        Raises InvalidInput, with nothing sent, for an entry kept only in part or not a task message.
+        """
+        item, entry = self._find(entry_id)
+        if len(entry.raw) < entry.size:
+            raise InvalidInput(
+                f"quarantined message {entry_id} was kept only in part: it cannot be re-queued"
+            )
+        try:
+            message = _Envelope.model_validate_json(entry.raw)
+        except ValidationError:
+            raise InvalidInput(
+                f"quarantined message {entry_id} is not a task message: it cannot be re-queued"
+            ) from None
+        properties = message.properties
+        producer.publish(
+            message.body_bytes(),
+            exchange="",  # the default exchange, as trainq and Celery send: no binding table to read
+            routing_key=queue.name,
+            declare=[queue],
+            headers=message.headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            **{k: properties[k] for k in ("priority", "correlation_id", "reply_to") if properties.get(k)},
+        )
+        self.client.lrem(self.keys.quarantine(), 1, item)
+        return entry
+
     def drop(self, entry_id: str | None = None) -> int:
         """Forget entry ``entry_id`` (every entry when None); return how many were dropped."""
         if entry_id is None:
@@ -126,16 +159,40 @@ def get_quarantine() -> Quarantine:
     return Quarantine(registry.client, registry.keys)
 
 
+class _Envelope(BaseModel):
+    """A kept message's parts a re-queue sends: kombu's Redis envelope, or ``envelope_bytes``'s form."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    body: str
+    headers: dict[str, Any]
+    content_type: str = Field(alias="content-type")
+    content_encoding: str | None = Field(None, alias="content-encoding")
+    properties: dict[str, Any] = {}
+
+    def body_bytes(self) -> bytes:
+        """The body as the sender published it."""
+        if self.properties.get("body_encoding") == "base64":
+            return base64.b64decode(self.body)
+        return self.body.encode("latin-1" if self.properties.get("body_encoding") == "latin-1" else "utf-8")
+
+
 def envelope_bytes(message: object) -> bytes:
-    """The bytes of a kombu message as the broker held it: the Redis envelope, else headers and body."""
+    """The bytes of a kombu message as the broker held it: the Redis envelope, else its parts."""
     raw = getattr(message, "_raw", None)
     if isinstance(raw, dict):
         return json.dumps(raw).encode()
     body = getattr(message, "body", b"")
+    properties = getattr(message, "properties", None) or {}
     return json.dumps(
         {
             "headers": getattr(message, "headers", None),
             "content-type": getattr(message, "content_type", None),
+            "content-encoding": getattr(message, "content_encoding", None),
+            "properties": {
+                "body_encoding": "latin-1",
+                **{k: properties.get(k) for k in ("priority", "correlation_id", "reply_to")},
+            },
             "body": body.decode("latin-1") if isinstance(body, bytes) else str(body),
         },
         default=str,

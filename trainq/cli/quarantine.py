@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from trainq.broker.names import check_queue
 from trainq.broker.quarantine import get_quarantine
 from trainq.cli.group import main
 from trainq.cli.output import console, json_option, print_json, when
@@ -49,6 +50,20 @@ def show(entry_id: str, as_json: bool) -> None:
         f"bytes:  {entry.size}" + (f" (first {len(entry.raw)} kept)" if len(entry.raw) < entry.size else "")
     )
     click.echo(repr(entry.raw)[2:-1])
+
+
+@quarantine.command()
+@click.argument("entry_id")
+@click.option("--queue", help="Send it to this queue instead of the one it came from.")
+def requeue(entry_id: str, queue: str | None) -> None:
+    """Send a set-aside message again, as it was received (once a worker knows its task), and forget it."""
+    from trainq.celery import app
+
+    kept = get_quarantine()
+    name = check_queue(queue or kept.get(entry_id).queue)  # an unknown id is refused here, nothing sent
+    with app.producer_or_acquire() as producer:
+        kept.requeue(entry_id, producer, app.amqp.queues[name])
+    click.echo(f"re-queued {entry_id} to queue {name}")
 
 
 @quarantine.command()
