@@ -73,20 +73,21 @@ def _wait_released(key: str) -> None:
 @job_type("probe", input=Sleep, queue="probe", retry=RetryPolicy(max_retries=3, base_s=0.2, jitter=False))
 def probe(job: Job, config: Sleep) -> dict[str, object]:
     """Sleep, optionally failing the first ``fail_times`` attempts or killing its own process (every
-    attempt, or the first ``kill_times``), and after those a run waits for its ``release_key`` first."""
+    attempt, or the first ``kill_times``); after those a run waits for its ``release_key`` first, then
+    fails while its ``fault_key`` is set."""
     _note(job, "start")
     if config.kill_self or job.attempt <= config.kill_times:
         os.kill(os.getpid(), signal.SIGKILL)
-    if config.fault_key and redis.Redis.from_url(redis_py_url(get_settings().registry())).exists(
-        config.fault_key
-    ):
-        raise RuntimeError(f"fault {config.fault_key} is present")
     if job.attempt <= config.fail_times:
         if config.permanent:
             raise PermanentError("permanent failure")
         raise RuntimeError(f"planned failure on attempt {job.attempt}")
     if config.release_key:
         _wait_released(config.release_key)
+    if config.fault_key and redis.Redis.from_url(redis_py_url(get_settings().registry())).exists(
+        config.fault_key
+    ):
+        raise RuntimeError(f"fault {config.fault_key} is present")
     steps = max(config.steps, 1)
     for step in range(1, steps + 1):
         _sleep(config.seconds / steps, config.ignore_soft_timeout)

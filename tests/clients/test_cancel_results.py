@@ -4,6 +4,7 @@ client's ``get()`` raises, a chain's later steps are recorded and its result end
 from __future__ import annotations
 
 import pytest
+import redis
 from celery import chain, chord
 from celery.exceptions import ChordError, TaskRevokedError
 
@@ -45,6 +46,25 @@ def test_a_cancelled_running_job_is_revoked_for_celery(workers: Workers) -> None
         result.get(timeout=SOON_S)
     assert result.state == "REVOKED"
     in_state(result.id, JobState.CANCELLED)
+
+
+def test_a_job_cancelled_while_running_that_then_fails_is_revoked_for_celery(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a job running on a worker that does not stop a handler mid-run (the solo pool)
+    workers.start("probe", pool="solo")
+    result = probe.delay(release_key="cancel:fails:go", fault_key="cancel:fails:go")
+    in_state(result.id, JobState.RUNNING)
+    # when the user cancels it and its handler then raises
+    cancel(result.id)
+    redis_client.set("cancel:fails:go", 1)
+    # then once the worker is done with it (it runs the next job), Celery still says REVOKED, as for a
+    # revoked task, not the failure of an attempt the user stopped
+    probe.delay().get(timeout=SOON_S)
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=SOON_S)
+    assert result.state == "REVOKED"
+    assert in_state(result.id, JobState.CANCELLED).failures == 0
 
 
 def test_a_cancelled_delayed_job_is_revoked_for_celery_at_once(workers: Workers) -> None:

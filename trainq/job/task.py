@@ -339,6 +339,8 @@ class JobTask(Task):
             )
             reason, tb = (environment.mask(t, job.secrets) for t in (_reason(exc), traceback.format_exc()))
             countdown = lifecycle.fail_attempt(self, registry, record, reason, tb, permanent, self.request)
+            if countdown is None and self.revoke_if_cancelled(registry.find(record.id)):
+                raise Ignore() from None  # cancelled mid-attempt: REVOKED, as Celery ends a revoked task
             shown = exc if reason == _reason(exc) else JobFailed(reason)  # Celery stores what is raised
             if countdown is not None:
                 raise Retry(exc=shown, when=countdown) from None  # the retry is sent: Celery records it
@@ -428,18 +430,18 @@ class JobTask(Task):
         else:
             self.revoke_if_cancelled(current)
 
-    def revoke_if_cancelled(self, current: JobRecord | None) -> None:
+    def revoke_if_cancelled(self, current: JobRecord | None) -> bool:
         """End this delivery as Celery ends a revoked task if ``current``, the job's record, was cancelled
         on it: REVOKED, told to its chord and to the chain steps after it (recorded ``blocked``), and a
         ``task-revoked`` event for monitors (Flower). The canceller stored the job's own REVOKED already
-        (``trainq.job.revocations``); only here is the message's canvas known."""
+        (``trainq.job.revocations``); only here is the message's canvas known. True if it was."""
         request = self.request
         if (
             current is None
             or current.state is not JobState.CANCELLED
             or current.fence != (request.retries or 0)
         ):
-            return
+            return False
         self.block_after(request.chain, request.chord, request.id, "was cancelled")
         exc = TaskRevokedError(current.error or CANCELLED_REASON)
         # Celery's mark_as_revoked tells the chord but leaves the chain's later steps PENDING forever
@@ -450,6 +452,7 @@ class JobTask(Task):
             self.send_event("task-revoked", retry=False, terminated=False, signum=None, expired=False)
         except send.SEND_ERRORS as error:
             log.warning("could not send task-revoked for job %s: %s", request.id, error)
+        return True
 
 
 def _check_paths_and_names(job: dict[str, Any]) -> None:
