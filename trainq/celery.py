@@ -4,10 +4,13 @@ Its configuration, the worker modules it imports included, is computed on first 
 ``_LazyConfig``), so importing trainq reads no setting and starts nothing: a bad setting is one
 clear error where it is first used (under ``celery -A trainq``, one line and exit 2, see
 ``_check_settings``); the first use without ``TRAINQ_BROKER_URL`` starts the embedded Redis.
+trainq's own job types are registered when the app is finalized (its first ``app.tasks``), in
+every process, so a client that imported only ``trainq`` sends ``trainq.command`` as itself.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any
@@ -28,6 +31,9 @@ LIBRARY_MODULES = [
     "trainq.ops.metrics",
     "trainq.ops.flower",  # adapts Flower when Flower imports the app's modules
 ]
+
+#: Of those, the ones that define job types: imported when the app is finalized, in any process.
+LIBRARY_JOB_TYPES = ["trainq.job.command"]
 
 #: The exit code of a bad setting, as ``trainq`` gives it (``trainq.cli.group.EXIT_BAD_INPUT``, above here).
 EXIT_BAD_SETTING = 2
@@ -77,9 +83,17 @@ def _check_settings(ctx: click.Context, param: click.Parameter, value: object) -
         ctx.exit(EXIT_BAD_SETTING)
 
 
+def _register_library_job_types(sender: Celery, **_: Any) -> None:
+    """Define trainq's own job types as the app is finalized: not at import, where defining a task
+    would read the settings (and start the embedded Redis), but before any task is looked up."""
+    for module in LIBRARY_JOB_TYPES:
+        importlib.import_module(module)
+
+
 app = Celery("trainq")
 app.config_from_object(_LazyConfig())
 app.conf.task_routes = (route_job,)
+app.on_after_finalize.connect(_register_library_job_types, weak=False)
 # Celery's command line adds the app's preload options to each of its commands (Flower's too): this
 # hidden one is eager, so it runs before the others (bar ``--help``), and ``import trainq`` reads nothing.
 app.user_options["preload"].add(

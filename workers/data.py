@@ -60,6 +60,10 @@ class DataConfig(BaseModel):
         base = work_area()
         return base / self.dataset if self.work_dir is None else base / Path(self.work_dir).expanduser()
 
+    def handover(self) -> dict[str, Any]:
+        """What a result of this job hands the next step of a Celery chain: the dataset and its work dir."""
+        return {"dataset": self.dataset, "work_dir": str(self.work_path())}
+
 
 class PrepareConfig(DataConfig):
     """How to split: shares of validation and test rows, and the shuffle seed."""
@@ -75,10 +79,17 @@ class PrepareConfig(DataConfig):
         return self
 
 
-class PrepareResult(BaseModel):
+class Handover(BaseModel):
+    """The fields of a result that fill the next chain step's unset ones (``DataConfig.handover``), so
+    ``chain(prepare.s(...), train.s(...), evaluate.s())`` works where the first step did."""
+
+    dataset: Dataset
+    work_dir: str
+
+
+class PrepareResult(Handover):
     """Where the splits are, and how many rows each has."""
 
-    work_dir: str
     manifest: str
     rows: dict[str, int]
     n_features: int
@@ -106,7 +117,7 @@ def prepare(job: Job, config: PrepareConfig) -> PrepareResult:
     rows = {split: info["rows"] for split, info in manifest["splits"].items()}
     log.info("prepared %s in %s: %s", config.dataset, work, rows)
     return PrepareResult(
-        work_dir=str(work),
+        **config.handover(),
         manifest=str(work / datasets.MANIFEST),
         rows=rows,
         n_features=manifest["n_features"],

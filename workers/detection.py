@@ -15,10 +15,10 @@ import time
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from trainq import Job, PermanentError, job_type
-from workers.training import METRICS_FILE, MODEL_FILE, ModelConfig
+from workers.training import METRICS_FILE, MODEL_FILE, ModelConfig, ModelHandover
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -36,7 +36,7 @@ class DetectConfig(ModelConfig):
     top_k: int = Field(default=3, ge=1, le=20)
 
 
-class DetectResult(BaseModel):
+class DetectResult(ModelHandover):
     """Where the predictions are, how many, how sure, and how right (the split has labels)."""
 
     predictions_file: str
@@ -51,7 +51,7 @@ class EvaluateConfig(ModelConfig):
     split: Split = "test"
 
 
-class EvaluateResult(BaseModel):
+class EvaluateResult(ModelHandover):
     """The accuracy, and where the report and the confusion-matrix PNG are."""
 
     accuracy: float
@@ -59,7 +59,7 @@ class EvaluateResult(BaseModel):
     confusion_png: str
 
 
-class ExportResult(BaseModel):
+class ExportResult(ModelHandover):
     """The exported model file and its info JSON."""
 
     model_file: str
@@ -96,7 +96,11 @@ def detect(job: Job, config: DetectConfig) -> DetectResult:
     mean_score = sum(r["score"] for r in rows) / len(rows)
     log.info("%s predictions written to %s (mean score %.3f)", len(rows), path, mean_score)
     return DetectResult(
-        predictions_file=str(path), count=len(rows), mean_score=mean_score, accuracy=correct / len(rows)
+        **config.handover(),
+        predictions_file=str(path),
+        count=len(rows),
+        mean_score=mean_score,
+        accuracy=correct / len(rows),
     )
 
 
@@ -118,7 +122,9 @@ def evaluate(job: Job, config: EvaluateConfig) -> EvaluateResult:
     title = f"{config.model} on {config.dataset} {config.split}: accuracy {report['accuracy']:.3f}"
     reports.draw_confusion(png, report["confusion_matrix"], names, title)
     log.info("accuracy %.4f on %s; confusion matrix in %s", report["accuracy"], config.split, png)
-    return EvaluateResult(accuracy=report["accuracy"], report_file=str(report_file), confusion_png=str(png))
+    return EvaluateResult(
+        **config.handover(), accuracy=report["accuracy"], report_file=str(report_file), confusion_png=str(png)
+    )
 
 
 @job_type("export", input=ModelConfig, output=ExportResult, queue=QUEUE)
@@ -154,4 +160,6 @@ def export(job: Job, config: ModelConfig) -> ExportResult:
     info_file = target / "model-info.json"
     datasets.write_atomic(info_file, lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
     log.info("exported %s (sha256 %s) to %s", exported.name, digest[:12], target)
-    return ExportResult(model_file=str(exported), info_file=str(info_file), sha256=digest)
+    return ExportResult(
+        **config.handover(), model_file=str(exported), info_file=str(info_file), sha256=digest
+    )

@@ -13,12 +13,13 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from trainq import Job, job_type
 from trainq.job.retry import RetryPolicy
-from workers.data import DataConfig, ensure_prepared, inside_work_area
+from workers.data import DataConfig, Handover, ensure_prepared, inside_work_area
 
 log = logging.getLogger("workers.training")
 ESTIMATORS = ("sgd", "mlp")
@@ -67,6 +68,17 @@ class ModelConfig(DataConfig):
         """The model directory as an absolute path (relative ones are under the work directory)."""
         return self.work_path() / (self.model_dir or f"models/{self.model}")
 
+    def handover(self) -> dict[str, Any]:
+        """The data's handover, plus the model and its ``model_dir`` as given (None: the model's default)."""
+        return {**super().handover(), "model": self.model, "model_dir": self.model_dir}
+
+
+class ModelHandover(Handover):
+    """A ``Handover`` that also names the model, so the next step takes the model this one used."""
+
+    model: str
+    model_dir: str | None
+
 
 class TrainConfig(ModelConfig):
     """What to train, on what, for how long."""
@@ -78,7 +90,7 @@ class TrainConfig(ModelConfig):
     pace_s: float = Field(default=0.0, ge=0, le=60)
 
 
-class TrainResult(BaseModel):
+class TrainResult(ModelHandover):
     """Where the model and its metrics are, and how the run went."""
 
     model_file: str
@@ -146,6 +158,7 @@ def train(job: Job, config: TrainConfig) -> TrainResult:
     datasets.write_atomic(out / METRICS_FILE, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     log.info("test accuracy %.4f; model in %s", test["accuracy"], out)
     return TrainResult(
+        **config.handover(),
         model_file=str(out / MODEL_FILE),
         metrics_file=str(out / METRICS_FILE),
         estimator=estimator,

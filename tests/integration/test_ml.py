@@ -4,11 +4,13 @@ validation of model names, and a training run killed mid-way that resumes from i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import chain
 from PIL import Image
 
 from tests.fixtures import Workers, run_cli, wait_for
@@ -78,6 +80,34 @@ def test_pipeline_of_handlers_writes_real_artifacts(workers: Workers, work: Path
     info = json.loads(Path(exported["info_file"]).read_text())
     assert info["sha256"] == exported["sha256"] and info["estimator"] == "MLPClassifier"
     assert info["metrics"]["accuracy"] == metrics["accuracy"] and info["evaluation"]["split"] == "test"
+
+
+def test_a_celery_chain_hands_each_step_the_work_dir_and_model_of_the_step_before(
+    workers: Workers, work: Path
+) -> None:
+    # given one worker for the three ML queues
+    workers.start("data", "training", "detection")
+    from workers.data import prepare
+    from workers.detection import evaluate, export
+    from workers.training import train
+
+    # when a plain Celery chain names the work directory and the dataset on its first step only,
+    # the model on the training step only, and a split of its own on the evaluation step
+    steps = [prepare.s(dataset="iris", work_dir=str(work)), train.s(model="mlp", epochs=2)]
+    result = chain(*steps, evaluate.s(split="val"), export.s()).delay()
+    exported = result.get(timeout=90)
+    evaluated, trained = result.parent.get(timeout=5), result.parent.parent.get(timeout=5)
+    # then training wrote its model into that directory, on the dataset prepared there
+    model_dir = work / "models/mlp"
+    assert trained["model_file"] == str(model_dir / "model.joblib") and trained["dataset"] == "iris"
+    # and evaluation measured that model on its own split: the accuracy training saw on it
+    report = json.loads((model_dir / "evaluation.json").read_text())
+    assert evaluated["report_file"] == str(model_dir / "evaluation.json") and report["split"] == "val"
+    assert evaluated["accuracy"] == pytest.approx(trained["val_accuracy"])
+    # and export shipped that very model file, with the metrics training wrote beside it
+    info = json.loads(Path(exported["info_file"]).read_text())
+    assert exported["sha256"] == hashlib.sha256(Path(trained["model_file"]).read_bytes()).hexdigest()
+    assert info["dataset"] == "iris" and info["metrics"]["accuracy"] == trained["accuracy"]
 
 
 def test_training_alone_prepares_its_data_and_maps_deep_names_to_the_mlp(
