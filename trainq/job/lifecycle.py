@@ -320,9 +320,9 @@ def retry(task: JobTask, registry: Registry, record: JobRecord, reason: str = "r
         moved = requeue(task, registry, record, allowed=RETRYABLE_STATES, reason=reason, fields=RETRY_RESET)
     else:
         moved = _requeue_gated(task, registry, record, hold, reason)
-    if not moved:
+    if not moved:  # named as it is now: another retry may have moved it since ``record`` was read
         raise InvalidTransition(
-            f"job {record.id} is {record.state.value}; "
+            f"job {record.id} is {registry.get(record.id).state.value}; "
             "only dead, failed, cancelled or blocked jobs can be retried"
         )
 
