@@ -11,10 +11,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import redis
+
+if TYPE_CHECKING:
+    from trainq.job.record import JobRecord, JobState
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +36,18 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
         time.sleep(interval)
+
+
+def in_state(job_id: str, state: JobState, timeout: float = 30.0) -> JobRecord:
+    """The record of ``job_id`` once it is in ``state`` (polled until ``timeout``)."""
+    from trainq.store.registry import get_registry
+
+    registry = get_registry()
+    return wait_for(
+        lambda: (r := registry.find(job_id)) is not None and r.state is state and r,
+        timeout,
+        message=f"job {job_id} {state.value}",
+    )
 
 
 class Process:

@@ -8,9 +8,9 @@ import redis
 from celery import chain, chord
 from celery.exceptions import ChordError, TaskRevokedError
 
-from tests.fixtures import Workers, run_cli, wait_for
+from tests.fixtures import Workers, in_state, run_cli, wait_for
 from tests.jobs import probe
-from trainq import JobRecord, JobState, get_registry
+from trainq import JobState
 
 #: Longer than any wait below: a job that is not cancelled runs this long.
 LONG_S = 60
@@ -24,28 +24,18 @@ def cancel(job_id: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def in_state(job_id: str, state: JobState) -> JobRecord:
-    """The record of ``job_id`` once it is in ``state`` (polled)."""
-    registry = get_registry()
-    return wait_for(
-        lambda: (r := registry.find(job_id)) is not None and r.state is state and r,
-        SOON_S,
-        message=f"job {job_id} {state.value}",
-    )
-
-
 def test_a_cancelled_running_job_is_revoked_for_celery(workers: Workers) -> None:
     # given a job running on a worker
     workers.start("probe")
     result = probe.delay(seconds=LONG_S)
-    in_state(result.id, JobState.RUNNING)
+    in_state(result.id, JobState.RUNNING, SOON_S)
     # when the user cancels it
     cancel(result.id)
     # then the client's get() raises at once, and Celery says REVOKED as the registry says cancelled
     with pytest.raises(TaskRevokedError):
         result.get(timeout=SOON_S)
     assert result.state == "REVOKED"
-    in_state(result.id, JobState.CANCELLED)
+    in_state(result.id, JobState.CANCELLED, SOON_S)
 
 
 def test_a_job_cancelled_while_running_that_then_fails_is_revoked_for_celery(
@@ -71,7 +61,7 @@ def test_a_cancelled_delayed_job_is_revoked_for_celery_at_once(workers: Workers)
     # given a job delayed well past the test, held by its worker
     workers.start("probe")
     result = probe.apply_async(kwargs={}, countdown=LONG_S)
-    in_state(result.id, JobState.DELAYED)
+    in_state(result.id, JobState.DELAYED, SOON_S)
     # when the user cancels it
     cancel(result.id)
     # then the client's get() raises now, not once the delay is over
@@ -89,7 +79,7 @@ def test_a_chain_whose_first_step_is_cancelled_ends_and_records_its_later_steps(
         workers.start("probe")
     result = chain(probe.si(seconds=LONG_S), probe.si(), probe.s()).delay()
     first = result.parent.parent
-    in_state(first.id, JobState.RUNNING if when == "running" else JobState.QUEUED)
+    in_state(first.id, JobState.RUNNING if when == "running" else JobState.QUEUED, SOON_S)
     # when the user cancels the first step (and a worker takes its message)
     cancel(first.id)
     if when == "queued":
@@ -101,7 +91,7 @@ def test_a_chain_whose_first_step_is_cancelled_ends_and_records_its_later_steps(
     assert first.state == "REVOKED"
     # and the steps Celery never sends are recorded blocked by the cancelled one, not missing
     for step in (result.parent, result):
-        blocked = in_state(step.id, JobState.BLOCKED)
+        blocked = in_state(step.id, JobState.BLOCKED, SOON_S)
         assert first.id in (blocked.error or "") and step.state == "REVOKED"
 
 
@@ -110,7 +100,7 @@ def test_a_chord_whose_member_is_cancelled_errors(workers: Workers) -> None:
     workers.start("probe", concurrency=2)
     result = chord([probe.si(seconds=LONG_S), probe.si()], probe.si()).delay()
     long, short = result.parent.results
-    in_state(long.id, JobState.RUNNING)
+    in_state(long.id, JobState.RUNNING, SOON_S)
     # when the user cancels the long one
     cancel(long.id)
     # then the chord's result raises, and ends an error naming the cancelled member: its callback never runs

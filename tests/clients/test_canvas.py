@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import chain, chord, group
+from celery import Celery, Signature, chain, chord, group
 from celery.exceptions import ChordError
 from celery.result import AsyncResult
 
 from tests.clients.test_cli_console import trainq
-from tests.fixtures import Workers, wait_for
+from tests.fixtures import Workers, in_state, wait_for
 from tests.jobs import probe
 from trainq import JobRecord, JobState, get_registry
 from trainq.errors import CommandFailed
@@ -23,6 +24,14 @@ from workers.data import prepare
 from workers.training import train
 
 TIMEOUT_S = 60
+
+#: A plain Celery client: trainq's task names and queues, none of its code (as another service holds).
+client = Celery("client", broker=os.environ["TRAINQ_BROKER_URL"], backend=os.environ["TRAINQ_BROKER_URL"])
+
+
+def plain_probe(**kwargs: Any) -> Signature:
+    """The plain client's signature of a probe job with ``kwargs``."""
+    return client.signature("trainq.probe", kwargs=kwargs, queue="probe")
 
 
 def finished(job_id: str) -> JobRecord:
@@ -250,3 +259,62 @@ def test_a_failed_chord_member_blocks_its_callback(workers: Workers, tmp_path: P
     for step in (chained.parent, chained):
         blocked = finished(step.id)
         assert blocked.state is JobState.BLOCKED and member in (blocked.error or ""), blocked
+
+
+def test_a_chain_goes_on_once_its_failed_step_is_retried(
+    workers: Workers, tmp_path: Path, redis_client: Any
+) -> None:
+    # given a probe worker, and a plain client's chain whose first step fails while a fault is present
+    workers.start("probe")
+    fault = f"fault-{uuid.uuid4().hex}"
+    redis_client.set(fault, 1)
+    last = chain(plain_probe(fault_key=fault), plain_probe(seconds=0.1), plain_probe()).apply_async()
+    first, middle = last.parent.parent.id, last.parent.id
+    # and it failed after its last retry, the steps after it recorded blocked
+    assert in_state(first, JobState.DEAD, TIMEOUT_S).attempt == 4
+    for step in (middle, last.id):
+        assert in_state(step, JobState.BLOCKED, TIMEOUT_S).error == f"an earlier chain step failed: {first}"
+    # when the fault is gone and the failed step is retried from the shell
+    redis_client.delete(fault)
+    retried = trainq(tmp_path, "retry", first)
+    assert retried.returncode == 0, retried
+    # then the chain goes on: each step runs once, in order, with the result Celery passes it
+    records = [in_state(step, JobState.SUCCEEDED, TIMEOUT_S) for step in (first, middle, last.id)]
+    assert [r.attempt for r in records] == [1, 1, 1]
+    assert records[1].parent_result == records[0].result and records[2].parent_result == records[1].result
+    assert records[0].finished_at <= records[1].started_at and records[1].finished_at <= records[2].started_at
+    events = get_registry().events(middle)
+    assert [e.state.value for e in events][-4:] == ["blocked", "queued", "running", "succeeded"]
+    assert events[-3].reason == f"its canvas went on: {first} succeeded"
+    # and the chain's result is the last step's value, for the client as for the registry
+    assert client.AsyncResult(last.id).get(timeout=TIMEOUT_S) == records[2].result
+
+
+def test_a_failed_chord_member_is_not_retried(workers: Workers, tmp_path: Path, redis_client: Any) -> None:
+    # given a probe worker, and a plain client's chords whose member failed while a fault was present:
+    # a member itself, and the first step of a chain that is a member
+    workers.start("probe", concurrency=2)
+    fault = f"fault-{uuid.uuid4().hex}"
+    redis_client.set(fault, 1)
+    member, step = (plain_probe(fault_key=fault).set(task_id=uuid.uuid4().hex) for _ in range(2))
+    chorded = chord([member, plain_probe(seconds=0.1)], plain_probe()).apply_async()
+    chained = chord([chain(step, plain_probe()), plain_probe()], plain_probe()).apply_async()
+    for result in (chorded, chained):
+        wait_for(result.ready, TIMEOUT_S, message="the chord errored")
+    callback = in_state(chorded.id, JobState.BLOCKED, TIMEOUT_S)
+    assert callback.error == f"a member of its chord failed: {member.id}"
+    # when the fault is gone and each failed job is retried from the shell
+    redis_client.delete(fault)
+    for failed, result in ((member, chorded), (step, chained)):
+        retried = trainq(tmp_path, "retry", failed.id)
+        # then the retry is refused, naming the chord's callback and why
+        assert retried.returncode == 2 and retried.stdout == "", retried
+        assert retried.stderr == (
+            f"error: job {failed.id} is a member of a chord that already counted it dead (callback "
+            f"{result.id}); Celery counts each member of a chord once, so a retry could never run the "
+            "callback: send the chord again\n"
+        )
+        # and nothing moved: the job stays dead, Celery's chord errored
+        assert get_registry().get(failed.id).state is JobState.DEAD
+        assert isinstance(client.AsyncResult(result.id).result, ChordError)
+    assert get_registry().get(chorded.id).state is JobState.BLOCKED

@@ -5,7 +5,9 @@ positional argument (none for ``.si``). A dict result fills the step's input fie
 left unset; the whole result is the record's ``parent_result``. ``JobTask.send_step`` records and
 sends the step, or records it ``failed`` and tells Celery (chain, chord, errbacks) through a
 request built here; the steps after a failed one, and a failed member's chord callback, are recorded
-``blocked``.
+``blocked``. A blocked step Celery sends after all (the failed step was retried and succeeded) is
+rebuilt from its parent's result and sent: the chain goes on. A chord member is never retried
+(``reported_chord``): Celery counts each member's end once, so its chord could never complete.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from celery import Celery, signature
+from celery import Celery, Signature, signature
 from celery.app.task import Context
 from pydantic import BaseModel
 
@@ -82,3 +84,13 @@ def chord_steps(app: Celery, chord: Any) -> Iterator[tuple[Any, str, dict[str, A
         callback = signature(chord, app=app)
         steps = getattr(callback, "tasks", None) or [callback]
         yield from chain_steps(app, [*steps, *(callback.options.get("chain") or ())])
+
+
+def reported_chord(app: Celery, options: dict[str, Any]) -> Signature | None:
+    """The callback of the chord a job with the kept canvas ``options`` reports its end to (as a
+    member, or through a later step of its chain), or None. Celery counted that end already (a
+    failure, a cancel) and counts a member once, so a retry's end would never reach the chord."""
+    for step in [options, *(signature(s, app=app).options for s in options.get("chain") or ())]:
+        if step.get("chord"):
+            return signature(step["chord"], app=app)
+    return None

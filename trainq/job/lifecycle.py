@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from trainq.errors import BrokerUnavailable, InvalidTransition
-from trainq.job import send
+from trainq.job import canvas, send
 from trainq.job.record import RETRYABLE_STATES, WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.job.retry import backoff_s
 from trainq.settings import get_settings
@@ -42,6 +42,9 @@ RETRY_RESET: dict[str, Any] = {
     "progress": None,
     "worker": None,
 }
+
+#: What a blocked canvas step takes from its record rebuilt when its canvas goes on (``unblock``).
+_STEP_FIELDS = ("name", "priority", "payload", "options", "parent_result")
 
 #: What a retry that could not be sent puts back (the rest of ``RETRY_RESET`` stays reset).
 _KEPT_ON_UNSENT_RETRY = ("attempt", "failures", "recoveries", "error", "traceback", "started_at", "exit_code")
@@ -308,18 +311,34 @@ def cancel(registry: Registry, record: JobRecord, reason: str = "cancelled") -> 
     return previous
 
 
-def retry(task: JobTask, registry: Registry, record: JobRecord, reason: str = "re-queued") -> None:
+def retry(
+    task: JobTask,
+    registry: Registry,
+    record: JobRecord,
+    reason: str = "re-queued",
+    fields: dict[str, Any] | None = None,
+) -> None:
     """Re-queue a dead, failed, cancelled or blocked job with its payload: a new attempt series.
 
-    Its finish gave back any place it held (a key's slot), so a job a plugin gates meets that gate
-    again, as a new job does: it is sent now, or kept (parked) until its turn. Raises
-    InvalidTransition for a job in any other state, BrokerUnavailable with the job left as it was.
+    A canvas member goes on with its canvas (its kept options). ``fields`` are ``record``'s own
+    that the series replaces (``unblock``). Its finish gave back any place it held (a key's slot), so
+    a job a plugin gates meets that gate again, as a new job does: it is sent now, or kept (parked)
+    until its turn. Raises InvalidTransition for a job in any other state or a chord member
+    (``canvas.reported_chord``), BrokerUnavailable with the job left as it was.
     """
+    if (callback := canvas.reported_chord(task.app, registry.kept_message(record)[1])) is not None:
+        raise InvalidTransition(
+            f"job {record.id} is a member of a chord that already counted it {record.state.value} "
+            f"(callback {callback.id}); Celery counts each member of a chord once, so a retry could "
+            "never run the callback: send the chord again"
+        )
+    reset = {**RETRY_RESET, **(fields or {})}
+    record = record.model_copy(update=fields or {})
     hold = gate(record)
     if hold is None:
-        moved = requeue(task, registry, record, allowed=RETRYABLE_STATES, reason=reason, fields=RETRY_RESET)
+        moved = requeue(task, registry, record, allowed=RETRYABLE_STATES, reason=reason, fields=reset)
     else:
-        moved = _requeue_gated(task, registry, record, hold, reason)
+        moved = _requeue_gated(task, registry, record, hold, reason, reset)
     if not moved:  # named as it is now: another retry may have moved it since ``record`` was read
         raise InvalidTransition(
             f"job {record.id} is {registry.get(record.id).state.value}; "
@@ -327,15 +346,34 @@ def retry(task: JobTask, registry: Registry, record: JobRecord, reason: str = "r
         )
 
 
+def unblock(
+    task: JobTask,
+    registry: Registry,
+    blocked: JobRecord,
+    step: JobRecord,
+    message: dict[str, Any],
+    options: dict[str, Any],
+) -> None:
+    """Send ``blocked``, a canvas step recorded blocked by an earlier step that was since retried and
+    succeeded, as Celery's canvas sends it now: ``step`` is its record rebuilt from its parent's
+    result, ``message`` its payload to send and ``options`` Celery's. Raises as ``retry``.
+    """
+    kept = message if message != step.payload else None
+    registry.keep(blocked.id, kept, canvas.kept_options(options))
+    fields = {k: getattr(step, k) for k in _STEP_FIELDS}
+    reason = f"its canvas went on: {options.get('parent_id') or 'its parent'} succeeded"
+    retry(task, registry, blocked, reason, fields)
+
+
 def _requeue_gated(
-    task: JobTask, registry: Registry, record: JobRecord, hold: send.Hold, reason: str
+    task: JobTask, registry: Registry, record: JobRecord, hold: send.Hold, reason: str, reset: dict[str, Any]
 ) -> bool:
     """``retry`` through ``hold``: the record moves to ``queued`` first (no message), then meets the
     gate, and is sent only if the gate lets it go now. False if another process moved it first.
 
     A failed send puts the job back in the state it was in (its place given back by that finish).
     """
-    fields = {**RETRY_RESET, "fence": record.fence + 1}
+    fields = {**reset, "fence": record.fence + 1}
     if not _mover(registry, record, JobState.QUEUED, RETRYABLE_STATES, fields, reason, 0)(None):
         return False
     queued = registry.get(record.id)

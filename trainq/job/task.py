@@ -231,11 +231,15 @@ class JobTask(Task):
         """Send a job Celery's canvas asks for from a worker, filled from its parent's result.
 
         A dict result fills the input fields the caller left unset; the whole result is kept as
-        the record's ``parent_result``. A step that cannot be built or sent is recorded ``failed``
-        and its Celery result is FAILURE (its chain, chord and errbacks are told), so the parent,
-        already recorded succeeded, stays SUCCESS in Celery too.
+        the record's ``parent_result``. A step recorded ``blocked`` by an earlier one that has since
+        been retried and succeeded is sent now (``lifecycle.unblock``): its chain goes on. A step
+        that cannot be built or sent is recorded ``failed`` and its Celery result is FAILURE (its
+        chain, chord and errbacks are told), so the parent, already recorded succeeded, stays
+        SUCCESS in Celery too.
         """
-        if get_registry().find(task_id) is not None:
+        registry = get_registry()
+        blocked = registry.find(task_id)
+        if blocked is not None and blocked.state is not JobState.BLOCKED:
             return self.AsyncResult(task_id)  # a parent re-delivered re-sends its frozen steps
         kwargs = dict(kwargs or {}) if isinstance(kwargs, dict) else kwargs
         options["tags"] = {"source": canvas.CANVAS_SOURCE, **(options.get("tags") or {})}
@@ -244,11 +248,23 @@ class JobTask(Task):
         try:
             filled = canvas.step_payload(self.input_model, self.job_type, args, kwargs)
             parent = args[0] if args else None
-            return self.send_new(filled, task_id, {**options, "parent_result": parent})
+            if blocked is None:
+                return self.send_new(filled, task_id, {**options, "parent_result": parent})
+            step, message, _ = self.new_record(filled, {**options, "parent_result": parent}, task_id)
+            lifecycle.unblock(self, registry, blocked, step, message, options)
+            return self.AsyncResult(task_id)
         except (InvalidInput, ValidationError, BrokerUnavailable) as exc:
             reason = str(exc)
         log.warning("canvas step %s[%s] refused: %s", self.name, task_id, reason)
-        self.record_unsent(task_id, kwargs, options, JobState.FAILED, reason)
+        if blocked is None:
+            self.record_unsent(task_id, kwargs, options, JobState.FAILED, reason)
+        else:
+            fields, blocked_only = {"error": reason}, frozenset({JobState.BLOCKED})
+            was = lifecycle.finish(
+                registry, blocked, JobState.FAILED, fields, reason=reason, allowed=blocked_only
+            )
+            if was is None:
+                return self.AsyncResult(task_id)  # sent meanwhile, by another delivery of its parent
         request = canvas.failure_request(task_id, self.name, args, kwargs, options)
         self.backend.mark_as_failure(task_id, InvalidInput(reason), request=request)
         self.block_after(options.get("chain"), options.get("chord"), task_id, "failed")

@@ -236,6 +236,11 @@ class Registry:
             writes.append(("SET", self.keys.canvas(job_id), json.dumps(canvas, cls=kombu_json.JSONEncoder)))
         return writes
 
+    def keep(self, job_id: str, message: dict[str, Any] | None, canvas: dict[str, Any] | None) -> None:
+        """Keep a recorded job's message payload and canvas options beside its record (each if given):
+        a blocked chain step gets them once its chain goes on."""
+        self.write(self._kept(job_id, message, canvas))
+
     def kept_message(self, record: JobRecord) -> tuple[dict[str, Any], dict[str, Any]]:
         """The payload to send for ``record`` (the kept message payload, else the stored one) and its
         kept canvas options (none for a job in no canvas, or recorded before they were kept)."""
