@@ -19,6 +19,7 @@ from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, wa
 from trainq import JobState, app, get_registry
 from trainq.broker.quarantine import get_quarantine
 from trainq.job.record import JobRecord
+from trainq.pipelines.runs import get_runs
 
 USER, PASSWORD, TOKEN = "alice", "wonder-land-7", "tok-3f9a1c"
 AUTH_ENV = {"TRAINQ_WEB_BASIC_AUTH": f"{USER}:{PASSWORD},bob:builder", "TRAINQ_WEB_TOKEN": TOKEN}
@@ -395,12 +396,13 @@ def test_auth_csrf_and_the_command_job_refusal(web: Web, redis_client: redis.Red
     bearer = {"authorization": f"Bearer {TOKEN}"}
     assert httpx.get(f"{web.url}/api/v1/jobs", headers=bearer).status_code == 200
     with web.client() as api:
-        # and a change sent from another site, or a form without the page's CSRF token, is 403
+        # and a change sent from another site, or a browser's form without the page's CSRF token, is 403
         evil = api.post("/api/v1/jobs/probe", json={}, headers={"origin": "http://evil.example"})
         assert evil.status_code == 403
-        assert api.post("/jobs/x/retry", data={"next": "/"}).status_code == 403
+        browser = {"sec-fetch-site": "same-origin"}
+        assert api.post("/jobs/x/retry", data={"next": "/"}, headers=browser).status_code == 403
         forged = api.post(
-            "/jobs/x/retry", data={"csrf_token": "forged"}, headers={"cookie": "trainq_csrf=real"}
+            "/jobs/x/retry", data={"csrf_token": "forged"}, headers={"cookie": "trainq_csrf=real", **browser}
         )
         assert forged.status_code == 403
         # and a shell command job is refused even for alice: commands over HTTP are off by default
@@ -424,6 +426,47 @@ def test_auth_csrf_and_the_command_job_refusal(web: Web, redis_client: redis.Red
     finally:
         local.process.stop()
     assert job_count() == 0
+
+
+UPLOAD = {"file": ("pipeline.yaml", b"pipeline_id: upload\njobs:\n  - {job_id: one, type: probe}\n")}
+#: Headers of a browser posting from another site, or from a subdomain of this one.
+OTHER_SITES = [
+    {"origin": "http://evil.example"},
+    {"sec-fetch-site": "cross-site"},
+    {"sec-fetch-site": "same-site", "origin": "http://evil.example"},
+]
+
+
+def test_a_program_uploads_a_pipeline_file_with_basic_auth_or_none_and_a_browser_needs_the_pages_token(
+    web: Web, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # given trainq web with basic auth, and one without authentication (on loopback)
+    local = Web(tmp_path, {"TRAINQ_WEB_BASIC_AUTH": "", "TRAINQ_WEB_TOKEN": ""}, "web-open")
+    try:
+        for client in (web.client(), local.client(auth=None)):
+            with client:
+                # when a program uploads a pipeline file as `curl -F file=@pipeline.yaml` does
+                # (neither Origin nor Sec-Fetch-Site), then the run starts without a CSRF token
+                started = client.post("/api/v1/pipelines", files=UPLOAD)
+                assert started.status_code == 201, started.text
+                # and the same upload from another site's page is refused
+                for headers in OTHER_SITES:
+                    refused = client.post("/api/v1/pipelines", files=UPLOAD, headers=headers)
+                    assert refused.status_code == 403, (headers, refused.text)
+                # and a browser on this site's page needs the page's token (its form field or header)
+                own = {"sec-fetch-site": "same-origin", "origin": str(client.base_url).rstrip("/")}
+                untokened = client.post("/api/v1/pipelines", files=UPLOAD, headers=own)
+                assert untokened.status_code == 403 and "CSRF" in untokened.json()["detail"]
+                tokened = client.post(
+                    "/api/v1/pipelines",
+                    files=UPLOAD,
+                    data={"csrf_token": "t0k"},
+                    headers={**own, "cookie": "trainq_csrf=t0k"},
+                )
+                assert tokened.status_code == 201, tokened.text
+    finally:
+        local.process.stop()
+    assert len(get_runs().recent()) == 4
 
 
 def test_a_schedules_pipeline_is_inline_over_http_never_a_server_path(
