@@ -243,6 +243,48 @@ jobs:
     assert app.AsyncResult(f"{run_id}.nap").state == "REVOKED"  # as for a revoked task, in Celery too
 
 
+def test_a_pipeline_job_that_has_not_started_is_shown_as_trainq_show_shows_it(api: httpx.Client) -> None:
+    # given a run whose second job waits for the first (queued: no worker takes it)
+    chain = {
+        "pipeline_id": "unstarted",
+        "jobs": [{"job_id": "a", "type": "probe"}, {"job_id": "b", "type": "probe", "depends_on": ["a"]}],
+    }
+    run_id = api.post("/api/v1/pipelines", json=chain).json()["run_id"]
+    job_id = f"{run_id}.b"
+    # when its job is read over HTTP before it starts, then the answer is trainq show's
+    shown = api.get(f"/api/v1/jobs/{job_id}")
+    assert shown.status_code == 200, shown.text
+    assert shown.json() == json.loads(run_cli("show", job_id, "--json").stdout)
+    assert shown.json()["state"] == "waiting" and "it is waiting for a" in shown.json()["why"]
+    # and it has no log lines yet, while an id no run has is still a 404
+    assert api.get(f"/api/v1/jobs/{job_id}/logs").json() == {"lines": [], "next": "0-0"}
+    assert api.get(f"/api/v1/jobs/{run_id}.nosuch").status_code == 404
+    assert api.get(f"/api/v1/jobs/{run_id}.nosuch/logs", params={"follow": "true"}).status_code == 404
+    # and following its log says what it waits for, then ends when the run is cancelled first
+    with api.stream("GET", f"/api/v1/jobs/{job_id}/logs", params={"follow": "true"}) as stream:
+        assert stream.status_code == 200
+        events = _events(stream.iter_lines())
+        waiting = next(events)
+        assert waiting["event"] == "waiting" and "it is waiting for a" in waiting["data"]["why"]
+        assert api.post(f"/api/v1/pipelines/{run_id}/cancel").status_code == 200
+        cancelled, end = next(events), next(events)
+        assert cancelled["event"] == "waiting" and f"{job_id} is cancelled" in cancelled["data"]["why"]
+        assert end == {"event": "end", "data": {"state": "cancelled", "error": None}}
+
+
+def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Server-Sent Events from a stream's lines, each ``{"event", "data"}`` (data decoded)."""
+    event: dict[str, Any] = {}
+    for line in lines:
+        if not line:
+            if event:
+                yield event
+            event = {}
+        elif line.startswith(("event: ", "data: ")):
+            field, _, value = line.partition(": ")
+            event[field] = json.loads(value) if field == "data" else value
+
+
 def test_result_files_of_one_name_in_two_directories_are_each_kept_and_listed_once(
     api: httpx.Client, workers: Workers, tmp_path: Path
 ) -> None:
@@ -361,14 +403,10 @@ def test_logs_follow_as_server_sent_events(api: httpx.Client, workers: Workers) 
     events: list[tuple[str, Any]] = []
     with api.stream("GET", f"/api/v1/jobs/{job_id}/logs", params={"follow": "true"}) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
-        kind = ""
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, json.loads(line[6:])))
-                if kind == "end":
-                    break
+        for event in _events(stream.iter_lines()):
+            events.append((event["event"], event["data"]))
+            if event["event"] == "end":
+                break
     # then it got the log line, progress updates as they came, and the end with the final state
     kinds = [k for k, _ in events]
     assert any(k == "log" and "probe done after 1.0s" in d["line"] for k, d in events)
