@@ -310,3 +310,44 @@ def test_a_cancelled_or_timed_out_command_ends_with_its_processes(
     state, error = STOPPED[how]
     assert record.state is state and (record.error or "").startswith(error), record
     wait_for(lambda: all(gone(p) for p in processes), timeout=10, message="the command's processes end")
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The running processes of process group ``pgid`` (zombies run nothing)."""
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and not gone(process):
+                members.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return members
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_a_cancelled_or_timed_out_command_whose_guard_was_killed_alone_ends_with_its_process_group(
+    workers: Workers, tmp_path: Path, how: str
+) -> None:
+    # given a command worker running a command that notes its shell's pid, then prints in a loop
+    worker = workers.start("command")
+    pids = tmp_path / "pids"
+    command = f"echo $$ >> {pids}; while true; do echo tick; sleep 0.2; done"
+    options: dict[str, Any] = {"retry": {"max_retries": 0}, **({"timeout": "5s"} if how == "timeout" else {})}
+    job_id = submit("command", {"command": command}, **options)
+    _, (guard, shell, *_) = command_processes(worker, pids, 1)
+    group = os.getpgid(shell.pid)
+    assert group == guard.pid
+    # when only its guard is SIGKILLed, then the shell runs on without it
+    guard.kill()
+    wait_for(lambda: gone(guard), timeout=5, message="the guard ends")
+    assert not gone(shell)
+    # when the job is cancelled with trainq cancel, or reaches its time limit
+    if how == "cancel":
+        cancelled = run_cli("cancel", job_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+    # then the command's whole process group ends, and the job ends so
+    wait_for(lambda: not group_members(group), timeout=15, message="the command's process group ends")
+    wait_for(lambda: finished(job_id), timeout=20, message="the command job ends")
+    state, error = STOPPED[how]
+    record = get_registry().get(job_id)
+    assert record.state is state and (record.error or "").startswith(error), record
