@@ -282,36 +282,6 @@ STOPPED = {
 }
 
 
-@pytest.mark.parametrize("how", STOPPED)
-def test_a_cancelled_or_timed_out_command_ends_with_its_processes(
-    workers: Workers, tmp_path: Path, how: str
-) -> None:
-    from trainq.ops.control import cancel
-
-    # given a command worker running a command that notes its shell's pid, then sleeps (ignoring
-    # SIGTERM, for the hard timeout: the pool process is killed while it waits for the command)
-    worker = workers.start("command")
-    pids = tmp_path / "pids"
-    command = f"echo $$ >> {pids}; sleep 300; true"
-    options: dict[str, Any] = {"retry": {"max_retries": 0}}
-    if how == "timeout":
-        options["timeout"] = "2s"
-    if how == "hard timeout":
-        command = f"trap '' TERM; {command}"
-        options.update(timeout="1s", hard_timeout="2s")
-    job_id = submit("command", {"command": command}, **options)
-    _, processes = command_processes(worker, pids, 1)
-    # when it is cancelled, or reaches its time limit
-    if how == "cancel":
-        cancel(job_id)
-    # then the job ends so and the command's processes are gone
-    wait_for(lambda: finished(job_id), timeout=20, message="the command job ends")
-    record = get_registry().get(job_id)
-    state, error = STOPPED[how]
-    assert record.state is state and (record.error or "").startswith(error), record
-    wait_for(lambda: all(gone(p) for p in processes), timeout=10, message="the command's processes end")
-
-
 def group_members(pgid: int) -> list[psutil.Process]:
     """The running processes of process group ``pgid`` (zombies run nothing)."""
     members = []
@@ -324,30 +294,41 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-@pytest.mark.parametrize("how", ["cancel", "timeout"])
-def test_a_cancelled_or_timed_out_command_whose_guard_was_killed_alone_ends_with_its_process_group(
-    workers: Workers, tmp_path: Path, how: str
+@pytest.mark.parametrize(
+    ("how", "guard_killed"), [*((how, False) for how in STOPPED), ("cancel", True), ("timeout", True)]
+)
+def test_a_cancelled_or_timed_out_command_ends_with_its_processes(
+    workers: Workers, tmp_path: Path, how: str, guard_killed: bool
 ) -> None:
     # given a command worker running a command that notes its shell's pid, then prints in a loop
+    # (ignoring SIGTERM, for the hard timeout: the pool process is killed while it waits for the command)
     worker = workers.start("command")
     pids = tmp_path / "pids"
     command = f"echo $$ >> {pids}; while true; do echo tick; sleep 0.2; done"
-    options: dict[str, Any] = {"retry": {"max_retries": 0}, **({"timeout": "5s"} if how == "timeout" else {})}
+    options: dict[str, Any] = {"retry": {"max_retries": 0}}
+    if how == "timeout":
+        options["timeout"] = "4s"
+    if how == "hard timeout":
+        command = f"trap '' TERM; {command}"
+        options.update(timeout="1s", hard_timeout="2s")
     job_id = submit("command", {"command": command}, **options)
-    _, (guard, shell, *_) = command_processes(worker, pids, 1)
+    _, processes = command_processes(worker, pids, 1)
+    guard, shell = processes[0], processes[1]
     group = os.getpgid(shell.pid)
     assert group == guard.pid
-    # when only its guard is SIGKILLed, then the shell runs on without it
-    guard.kill()
-    wait_for(lambda: gone(guard), timeout=5, message="the guard ends")
-    assert not gone(shell)
-    # when the job is cancelled with trainq cancel, or reaches its time limit
+    if guard_killed:
+        # and only its guard is SIGKILLed: the shell runs on without it, orphaned
+        guard.kill()
+        wait_for(lambda: gone(guard), timeout=5, message="the guard ends")
+        assert not gone(shell)
+    # when it is cancelled with trainq cancel, or reaches its time limit
     if how == "cancel":
         cancelled = run_cli("cancel", job_id)
         assert cancelled.returncode == 0, cancelled.stderr
-    # then the command's whole process group ends, and the job ends so
-    wait_for(lambda: not group_members(group), timeout=15, message="the command's process group ends")
+    # then the job ends so and the command's processes, its whole process group, are gone
     wait_for(lambda: finished(job_id), timeout=20, message="the command job ends")
-    state, error = STOPPED[how]
     record = get_registry().get(job_id)
+    state, error = STOPPED[how]
     assert record.state is state and (record.error or "").startswith(error), record
+    wait_for(lambda: all(gone(p) for p in processes), timeout=10, message="the command's processes end")
+    wait_for(lambda: not group_members(group), timeout=10, message="the command's process group ends")
