@@ -282,31 +282,53 @@ STOPPED = {
 }
 
 
-@pytest.mark.parametrize("how", STOPPED)
-def test_a_cancelled_or_timed_out_command_ends_with_its_processes(
-    workers: Workers, tmp_path: Path, how: str
-) -> None:
-    from trainq.ops.control import cancel
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The running processes of process group ``pgid`` (zombies run nothing)."""
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and not gone(process):
+                members.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return members
 
-    # given a command worker running a command that notes its shell's pid, then sleeps (ignoring
-    # SIGTERM, for the hard timeout: the pool process is killed while it waits for the command)
+
+@pytest.mark.parametrize(
+    ("how", "guard_killed"), [*((how, False) for how in STOPPED), ("cancel", True), ("timeout", True)]
+)
+def test_a_cancelled_or_timed_out_command_ends_with_its_processes(
+    workers: Workers, tmp_path: Path, how: str, guard_killed: bool
+) -> None:
+    # given a command worker running a command that notes its shell's pid, then prints in a loop
+    # (ignoring SIGTERM, for the hard timeout: the pool process is killed while it waits for the command)
     worker = workers.start("command")
     pids = tmp_path / "pids"
-    command = f"echo $$ >> {pids}; sleep 300; true"
+    command = f"echo $$ >> {pids}; while true; do echo tick; sleep 0.2; done"
     options: dict[str, Any] = {"retry": {"max_retries": 0}}
     if how == "timeout":
-        options["timeout"] = "2s"
+        options["timeout"] = "4s"
     if how == "hard timeout":
         command = f"trap '' TERM; {command}"
         options.update(timeout="1s", hard_timeout="2s")
     job_id = submit("command", {"command": command}, **options)
     _, processes = command_processes(worker, pids, 1)
-    # when it is cancelled, or reaches its time limit
+    guard, shell = processes[0], processes[1]
+    group = os.getpgid(shell.pid)
+    assert group == guard.pid
+    if guard_killed:
+        # and only its guard is SIGKILLed: the shell runs on without it, orphaned
+        guard.kill()
+        wait_for(lambda: gone(guard), timeout=5, message="the guard ends")
+        assert not gone(shell)
+    # when it is cancelled with trainq cancel, or reaches its time limit
     if how == "cancel":
-        cancel(job_id)
-    # then the job ends so and the command's processes are gone
+        cancelled = run_cli("cancel", job_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+    # then the job ends so and the command's processes, its whole process group, are gone
     wait_for(lambda: finished(job_id), timeout=20, message="the command job ends")
     record = get_registry().get(job_id)
     state, error = STOPPED[how]
     assert record.state is state and (record.error or "").startswith(error), record
     wait_for(lambda: all(gone(p) for p in processes), timeout=10, message="the command's processes end")
+    wait_for(lambda: not group_members(group), timeout=10, message="the command's process group ends")

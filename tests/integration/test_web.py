@@ -19,6 +19,7 @@ from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, wa
 from trainq import JobState, app, get_registry
 from trainq.broker.quarantine import get_quarantine
 from trainq.job.record import JobRecord
+from trainq.pipelines.runs import get_runs
 
 USER, PASSWORD, TOKEN = "alice", "wonder-land-7", "tok-3f9a1c"
 AUTH_ENV = {"TRAINQ_WEB_BASIC_AUTH": f"{USER}:{PASSWORD},bob:builder", "TRAINQ_WEB_TOKEN": TOKEN}
@@ -242,6 +243,48 @@ jobs:
     assert app.AsyncResult(f"{run_id}.nap").state == "REVOKED"  # as for a revoked task, in Celery too
 
 
+def test_a_pipeline_job_that_has_not_started_is_shown_as_trainq_show_shows_it(api: httpx.Client) -> None:
+    # given a run whose second job waits for the first (queued: no worker takes it)
+    chain = {
+        "pipeline_id": "unstarted",
+        "jobs": [{"job_id": "a", "type": "probe"}, {"job_id": "b", "type": "probe", "depends_on": ["a"]}],
+    }
+    run_id = api.post("/api/v1/pipelines", json=chain).json()["run_id"]
+    job_id = f"{run_id}.b"
+    # when its job is read over HTTP before it starts, then the answer is trainq show's
+    shown = api.get(f"/api/v1/jobs/{job_id}")
+    assert shown.status_code == 200, shown.text
+    assert shown.json() == json.loads(run_cli("show", job_id, "--json").stdout)
+    assert shown.json()["state"] == "waiting" and "it is waiting for a" in shown.json()["why"]
+    # and it has no log lines yet, while an id no run has is still a 404
+    assert api.get(f"/api/v1/jobs/{job_id}/logs").json() == {"lines": [], "next": "0-0"}
+    assert api.get(f"/api/v1/jobs/{run_id}.nosuch").status_code == 404
+    assert api.get(f"/api/v1/jobs/{run_id}.nosuch/logs", params={"follow": "true"}).status_code == 404
+    # and following its log says what it waits for, then ends when the run is cancelled first
+    with api.stream("GET", f"/api/v1/jobs/{job_id}/logs", params={"follow": "true"}) as stream:
+        assert stream.status_code == 200
+        events = _events(stream.iter_lines())
+        waiting = next(events)
+        assert waiting["event"] == "waiting" and "it is waiting for a" in waiting["data"]["why"]
+        assert api.post(f"/api/v1/pipelines/{run_id}/cancel").status_code == 200
+        cancelled, end = next(events), next(events)
+        assert cancelled["event"] == "waiting" and f"{job_id} is cancelled" in cancelled["data"]["why"]
+        assert end == {"event": "end", "data": {"state": "cancelled", "error": None}}
+
+
+def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Server-Sent Events from a stream's lines, each ``{"event", "data"}`` (data decoded)."""
+    event: dict[str, Any] = {}
+    for line in lines:
+        if not line:
+            if event:
+                yield event
+            event = {}
+        elif line.startswith(("event: ", "data: ")):
+            field, _, value = line.partition(": ")
+            event[field] = json.loads(value) if field == "data" else value
+
+
 def test_result_files_of_one_name_in_two_directories_are_each_kept_and_listed_once(
     api: httpx.Client, workers: Workers, tmp_path: Path
 ) -> None:
@@ -360,14 +403,10 @@ def test_logs_follow_as_server_sent_events(api: httpx.Client, workers: Workers) 
     events: list[tuple[str, Any]] = []
     with api.stream("GET", f"/api/v1/jobs/{job_id}/logs", params={"follow": "true"}) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
-        kind = ""
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, json.loads(line[6:])))
-                if kind == "end":
-                    break
+        for event in _events(stream.iter_lines()):
+            events.append((event["event"], event["data"]))
+            if event["event"] == "end":
+                break
     # then it got the log line, progress updates as they came, and the end with the final state
     kinds = [k for k, _ in events]
     assert any(k == "log" and "probe done after 1.0s" in d["line"] for k, d in events)
@@ -395,12 +434,13 @@ def test_auth_csrf_and_the_command_job_refusal(web: Web, redis_client: redis.Red
     bearer = {"authorization": f"Bearer {TOKEN}"}
     assert httpx.get(f"{web.url}/api/v1/jobs", headers=bearer).status_code == 200
     with web.client() as api:
-        # and a change sent from another site, or a form without the page's CSRF token, is 403
+        # and a change sent from another site, or a browser's form without the page's CSRF token, is 403
         evil = api.post("/api/v1/jobs/probe", json={}, headers={"origin": "http://evil.example"})
         assert evil.status_code == 403
-        assert api.post("/jobs/x/retry", data={"next": "/"}).status_code == 403
+        browser = {"sec-fetch-site": "same-origin"}
+        assert api.post("/jobs/x/retry", data={"next": "/"}, headers=browser).status_code == 403
         forged = api.post(
-            "/jobs/x/retry", data={"csrf_token": "forged"}, headers={"cookie": "trainq_csrf=real"}
+            "/jobs/x/retry", data={"csrf_token": "forged"}, headers={"cookie": "trainq_csrf=real", **browser}
         )
         assert forged.status_code == 403
         # and a shell command job is refused even for alice: commands over HTTP are off by default
@@ -424,6 +464,47 @@ def test_auth_csrf_and_the_command_job_refusal(web: Web, redis_client: redis.Red
     finally:
         local.process.stop()
     assert job_count() == 0
+
+
+UPLOAD = {"file": ("pipeline.yaml", b"pipeline_id: upload\njobs:\n  - {job_id: one, type: probe}\n")}
+#: Headers of a browser posting from another site, or from a subdomain of this one.
+OTHER_SITES = [
+    {"origin": "http://evil.example"},
+    {"sec-fetch-site": "cross-site"},
+    {"sec-fetch-site": "same-site", "origin": "http://evil.example"},
+]
+
+
+def test_a_program_uploads_a_pipeline_file_with_basic_auth_or_none_and_a_browser_needs_the_pages_token(
+    web: Web, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # given trainq web with basic auth, and one without authentication (on loopback)
+    local = Web(tmp_path, {"TRAINQ_WEB_BASIC_AUTH": "", "TRAINQ_WEB_TOKEN": ""}, "web-open")
+    try:
+        for client in (web.client(), local.client(auth=None)):
+            with client:
+                # when a program uploads a pipeline file as `curl -F file=@pipeline.yaml` does
+                # (neither Origin nor Sec-Fetch-Site), then the run starts without a CSRF token
+                started = client.post("/api/v1/pipelines", files=UPLOAD)
+                assert started.status_code == 201, started.text
+                # and the same upload from another site's page is refused
+                for headers in OTHER_SITES:
+                    refused = client.post("/api/v1/pipelines", files=UPLOAD, headers=headers)
+                    assert refused.status_code == 403, (headers, refused.text)
+                # and a browser on this site's page needs the page's token (its form field or header)
+                own = {"sec-fetch-site": "same-origin", "origin": str(client.base_url).rstrip("/")}
+                untokened = client.post("/api/v1/pipelines", files=UPLOAD, headers=own)
+                assert untokened.status_code == 403 and "CSRF" in untokened.json()["detail"]
+                tokened = client.post(
+                    "/api/v1/pipelines",
+                    files=UPLOAD,
+                    data={"csrf_token": "t0k"},
+                    headers={**own, "cookie": "trainq_csrf=t0k"},
+                )
+                assert tokened.status_code == 201, tokened.text
+    finally:
+        local.process.stop()
+    assert len(get_runs().recent()) == 4
 
 
 def test_a_schedules_pipeline_is_inline_over_http_never_a_server_path(

@@ -22,14 +22,14 @@ from trainq.cli.output import (
     state_text,
     when,
 )
-from trainq.errors import DocumentError, InvalidInput, JobNotFound
+from trainq.errors import DocumentError, InvalidInput
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration, parse_time
 from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES, MAX_RETRIES
 from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
 from trainq.ops import control
-from trainq.pipelines.runs import JobStatus, Step, get_runs, holding
+from trainq.pipelines.runs import get_runs
 from trainq.sharing.gate import wait_reasons
 from trainq.store.registry import get_registry
 
@@ -246,26 +246,14 @@ def show(job_id: str, as_json: bool) -> None:
         console.print(plain(record.traceback, lines=True))
 
 
-def _unstarted(job_id: str) -> tuple[str, JobStatus]:
-    """The run and status of pipeline job ``job_id`` (``<run id>.<job_id>``) that has no record yet
-    (it has not started); raises JobNotFound for an id no run has."""
-    runs = get_runs()
-    owner = runs.owner(job_id)
-    if owner is None:
-        raise JobNotFound(job_id)
-    return owner[0], runs.job_status(*owner)
-
-
 def _show_unstarted(job_id: str, as_json: bool) -> None:
     """Show a pipeline job that has not started: its step in the run and what holds it."""
-    run_id, status = _unstarted(job_id)
-    why = holding(run_id, status)
+    job = get_runs().unstarted(job_id)
     if as_json:
-        shown = status.model_dump(mode="json", include={"state", "depends_on", "blocked_by"})
-        print_json({"id": job_id, **shown, "pipeline_id": run_id, "pipeline_job": status.job_id, "why": why})
+        print_json(job.model_dump(mode="json"))
         return
-    console.print(f"[bold]{plain(status.job_id)}[/] {plain(job_id)}  {plain(status.state)}")
-    console.print(f"  {'not started':<13} {plain(why)}")
+    console.print(f"[bold]{plain(job.pipeline_job)}[/] {plain(job_id)}  {plain(job.state)}")
+    console.print(f"  {'not started':<13} {plain(job.why)}")
 
 
 @main.command()
@@ -310,11 +298,11 @@ def _started(job_id: str, follow: bool) -> bool:
     (False if it is blocked or cancelled first). Says on stderr what it waits for."""
     said = ""
     while get_registry().find(job_id) is None:
-        run_id, status = _unstarted(job_id)
-        if (why := holding(run_id, status)) != said:
-            click.echo(f"[{why}]", err=True)
-            said = why
-        if not follow or status.state not in (Step.WAITING, JobState.QUEUED):
+        job = get_runs().unstarted(job_id)
+        if job.why != said:
+            click.echo(f"[{job.why}]", err=True)
+            said = job.why
+        if not follow or not job.may_start:
             return False
         time.sleep(UNSTARTED_POLL_S)
     return True

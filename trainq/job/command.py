@@ -2,8 +2,9 @@
 
 Each stdout/stderr line goes to the job log as it is printed. A line of the form
 ``trainq:progress STEP/TOTAL [key=value ...]`` also reports progress (and stays in the log). A
-non-zero exit fails the attempt (and may retry); a timeout or cancel kills the whole process group,
-and so does the group's guard (``trainq.job.guard``) when the pool process running the job dies.
+non-zero exit fails the attempt (and may retry); a timeout or cancel kills the whole process group
+(by its id, so also when its guard was killed alone), and so does the group's guard
+(``trainq.job.guard``) when the pool process running the job dies.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -32,6 +34,8 @@ from trainq.settings import get_settings
 log = logging.getLogger("trainq.command")
 PROGRESS_LINE = re.compile(r"^trainq:progress\s+(\d+(?:\.\d+)?)(?:/(\d+(?:\.\d+)?))?\s*(.*)$")
 KILL_GRACE_S = 5.0
+#: How often ``kill_group`` looks whether the guard has exited within its grace.
+EXIT_POLL_S = 0.05
 
 
 class CommandConfig(BaseModel):
@@ -110,11 +114,12 @@ def run_command(job: Job, config: CommandConfig) -> CommandResult:
         reader = threading.Thread(target=_stream, args=(job, process), daemon=True)
         reader.start()
         try:
-            code = process.wait()
-            reader.join()
-        finally:
-            if process.poll() is None:
-                kill_group(process)
+            _exited(process)
+            reader.join()  # the output ends once every process holding it has: an orphaned shell too
+        except BaseException:  # a cancel or timeout: the group goes, whether its guard runs or not
+            kill_group(process)
+            raise
+        code = process.wait()
     finally:
         os.close(held)
     job.record_fields(exit_code=code)
@@ -176,13 +181,27 @@ def _report(job: Job, line: str) -> None:
 
 
 def kill_group(process: subprocess.Popen[str]) -> None:
-    """SIGTERM the command's process group, then SIGKILL it if it lingers."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(KILL_GRACE_S)
+    """SIGTERM the command's process group, then SIGKILL it if its guard lingers; reap the guard last.
+
+    The group is signalled by its id (the guard's pid), not through the guard, so a guard killed on
+    its own leaves no shell behind; until reaped, the guard's pid can name no other process's group.
+    """
     with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+        _exited(process, KILL_GRACE_S)
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def _exited(process: subprocess.Popen[str], timeout_s: float | None = None) -> None:
+    """Wait until the guard has exited (or ``timeout_s`` passed), leaving it unreaped: its pid keeps
+    naming the command's group."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    flags = os.WEXITED | os.WNOWAIT | (0 if deadline is None else os.WNOHANG)
+    try:
+        while os.waitid(os.P_PID, process.pid, flags) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(EXIT_POLL_S)
+    except ChildProcessError:
+        return  # reaped already

@@ -11,9 +11,10 @@ Why a process: ``PR_SET_PDEATHSIG`` reaches only the shell, not what it starts; 
 dies with the pool process; a cgroup needs privileges; neither ``subprocess`` nor psutil offers
 more. The guard uses only the standard library and starts without ``site`` (``-I -S``, ~25 ms). A
 cancel or soft timeout still goes through the pool process (``trainq.job.command.kill_group``): the
-guard lets the group's SIGTERM pass and exits as the shell did. The worker's main process also kills
-the group (``stop``) before it re-queues or fails a job whose pool process died, so the next attempt
-never starts beside this one's command.
+guard lets the group's SIGTERM pass and exits as the shell did. The pool process signals the group by
+its id, so a guard killed on its own (its shell orphaned) does not keep a cancel from it. The worker's
+main process also kills the group (``stop``) before it re-queues or fails a job whose pool process
+died, so the next attempt never starts beside this one's command.
 """
 
 from __future__ import annotations

@@ -94,6 +94,24 @@ class JobStatus(BaseModel):
     unmatched_result_files: list[str] = []
 
 
+class Unstarted(BaseModel):
+    """A pipeline job with no record yet (it has not started), as ``trainq show`` and the API show it:
+    its step in run ``pipeline_id`` and what holds it (``why``)."""
+
+    id: str
+    state: str
+    depends_on: list[str]
+    blocked_by: str | None = None
+    pipeline_id: str
+    pipeline_job: str
+    why: str
+
+    @property
+    def may_start(self) -> bool:
+        """True while the job starts by itself once it can: waiting for dependencies, or being queued."""
+        return self.state in (Step.WAITING, JobState.QUEUED)
+
+
 class RunStatus(BaseModel):
     """A pipeline run and its jobs in file order."""
 
@@ -366,6 +384,24 @@ class Runs:
     def job_status(self, run_id: str, job: str) -> JobStatus:
         """Job ``job`` of the run as ``pipeline status`` shows it."""
         return next(j for j in self.status(run_id).jobs if j.job_id == job)
+
+    def unstarted(self, job_id: str) -> Unstarted:
+        """Pipeline job ``job_id`` (``<run id>.<job_id>``), which has no record: its step and what holds it;
+        raises JobNotFound for an id no run has."""
+        owner = self.owner(job_id)
+        if owner is None:
+            raise JobNotFound(job_id)
+        run_id, job = owner
+        status = self.job_status(run_id, job)
+        return Unstarted(
+            id=job_id,
+            state=status.state,
+            depends_on=status.depends_on,
+            blocked_by=status.blocked_by,
+            pipeline_id=run_id,
+            pipeline_job=job,
+            why=holding(run_id, status),
+        )
 
     def _send_unrecorded(self, run_id: str, jobs: list[str]) -> None:
         if jobs:

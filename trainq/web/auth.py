@@ -3,8 +3,11 @@
 Credentials come only from the environment: ``TRAINQ_WEB_BASIC_AUTH`` (``user:password`` pairs)
 and ``TRAINQ_WEB_TOKEN`` (``Authorization: Bearer``). With neither set the server answers only
 on a loopback address and only to loopback host names (no DNS rebinding). Requests that change
-something are refused when they come from another site (``Origin``), and browser-sendable
-bodies (forms, text) must carry the CSRF token of the page's cookie, unless bearer-authenticated.
+something are refused when a browser says they come from another site (``Sec-Fetch-Site``,
+``Origin``, ``Referer``: OWASP's "verify origin with standard headers"), and browser-sendable bodies
+(forms, text) a browser sends must carry the CSRF token of the page's cookie. A request without
+``Sec-Fetch-Site`` and ``Origin`` is not a browser's (curl, scripts), nor is a bearer-authenticated one
+(no browser adds that header by itself): it needs no token.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ OPEN_PATHS = ("/api/v1/health", "/static/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Content types a page of another site can post without asking first (the CORS-safelisted ones).
 BROWSER_BODIES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+#: The Fetch Metadata header naming where a browser's request comes from, and its values for this site.
+FETCH_SITE = "sec-fetch-site"
+OWN_SITE = frozenset({"same-origin", "none"})
 REALM = 'Basic realm="trainq", charset="UTF-8"'
 
 
@@ -153,14 +159,13 @@ def csrf_token(request: Request) -> str:
 
 
 async def guard(request: Request) -> None:
-    """Refuse a change sent from another site, or a browser-sendable body without the CSRF token."""
+    """Refuse a change from another site, or a browser-sendable body a browser sent without the CSRF token."""
     if request.method in SAFE_METHODS:
         return
-    source = request.headers.get("origin") or request.headers.get("referer")
-    if source and (source == "null" or urlsplit(source).netloc != request.headers.get("host")):
+    if cross_site(request):
         raise HTTPException(403, "cross-site request refused")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind not in BROWSER_BODIES or caller_of(request).bearer:
+    if kind not in BROWSER_BODIES or caller_of(request).bearer or not from_browser(request):
         return
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and kind != "text/plain":
@@ -168,3 +173,18 @@ async def guard(request: Request) -> None:
     expected = request.cookies.get(CSRF_COOKIE, "")
     if not sent or not expected or not _same(sent, expected):
         raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+
+
+def cross_site(request: Request) -> bool:
+    """True when the browser says the request comes from another site or origin (a subdomain too)."""
+    fetch_site = request.headers.get(FETCH_SITE)
+    if fetch_site is not None and fetch_site not in OWN_SITE:
+        return True
+    source = request.headers.get("origin") or request.headers.get("referer")
+    return bool(source) and (source == "null" or urlsplit(source).netloc != request.headers.get("host"))
+
+
+def from_browser(request: Request) -> bool:
+    """True when a browser sent the request: every current one names the sending site on a change
+    (``Sec-Fetch-Site``, ``Origin``); curl, requests and other programs send neither."""
+    return FETCH_SITE in request.headers or "origin" in request.headers

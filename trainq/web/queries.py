@@ -10,7 +10,7 @@ from typing import Any, Unpack
 from urllib.parse import quote
 
 from trainq import schedules
-from trainq.errors import TrainqError
+from trainq.errors import JobNotFound, TrainqError
 from trainq.job.record import JobRecord, eta_s
 from trainq.job.types import get_job_type
 from trainq.pipelines.runs import RunStatus, get_runs
@@ -30,9 +30,12 @@ def job_view(record: JobRecord) -> dict[str, Any]:
 
 
 def job_detail(job_id: str, settings: Settings, host: str) -> dict[str, Any]:
-    """A job with its transitions and its Flower link; raises JobNotFound."""
+    """A job with its transitions and its Flower link, or a pipeline job that has not started as
+    ``trainq show`` shows it (its step in the run and what holds it); raises JobNotFound."""
     registry = get_registry()
-    record = registry.get(job_id)
+    record = registry.find(job_id)
+    if record is None:
+        return get_runs().unstarted(job_id).model_dump(mode="json")
     events = [e.model_dump(mode="json") for e in registry.events(job_id, record)]
     return {**job_view(record), "events": events, "flower_url": flower_link(settings, host, job_id)}
 
@@ -45,10 +48,17 @@ def list_jobs(
     return records[:limit], len(records) > limit
 
 
+def check_job(job_id: str) -> None:
+    """Raise JobNotFound unless ``job_id`` has a record or is a pipeline job that has not started."""
+    if get_registry().find(job_id) is None and get_runs().owner(job_id) is None:
+        raise JobNotFound(job_id)
+
+
 def log_lines(job_id: str, after: str = "0-0", limit: int = 1000) -> list[dict[str, str]]:
-    """Log lines after stream id ``after``, each ``{"id", "line"}``; raises JobNotFound."""
+    """Log lines after stream id ``after``, each ``{"id", "line"}`` (none before a pipeline job
+    starts); raises JobNotFound."""
     registry = get_registry()
-    registry.get(job_id)
+    check_job(job_id)
     return [{"id": entry, "line": line} for entry, line in registry.read_log(job_id, after, count=limit)]
 
 

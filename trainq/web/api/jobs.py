@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from trainq.inputs.limits import JOB_NAME_MAX_CHARS, LIST_OFFSET_MAX, MAX_RETRIES, WEB_PAGE_MAX
 from trainq.job.record import JobState, eta_s
 from trainq.job.types import job_types
+from trainq.pipelines.runs import get_runs
 from trainq.store.registry import get_registry
 from trainq.web import actions, queries
 from trainq.web.api.body import json_body
@@ -124,7 +125,8 @@ async def submit(
 
 @router.get("/jobs/{job_id}")
 def show(request: Request, job_id: str) -> dict[str, Any]:
-    """The job's record, transitions, progress (numbers and ETA), result, error and Flower link."""
+    """The job's record, transitions, progress (numbers and ETA), result, error and Flower link; for
+    a pipeline job that has not started, as ``trainq show``: its step in the run and what holds it."""
     return queries.job_detail(job_id, settings_of(request), request.url.hostname or "127.0.0.1")
 
 
@@ -140,12 +142,14 @@ def logs(
     """Log lines after stream id ``after``; with ``follow``, Server-Sent Events until the job ends.
 
     Each ``log`` event's id is the line's stream id (a reconnect resumes after it), ``progress``
-    events carry the job's progress, and an ``end`` event its final state.
+    events carry the job's progress, and an ``end`` event its final state. A pipeline job that has
+    not started has no lines yet; followed, ``waiting`` events say what holds it until it starts
+    (or ``end``, if it is blocked or cancelled first), as ``trainq logs -f``.
     """
     if not follow:
         lines = queries.log_lines(job_id, after, limit)
         return {"lines": lines, "next": lines[-1]["id"] if lines else after}
-    get_registry().get(job_id)  # an unknown job is a 404 before the stream starts, not a broken stream
+    queries.check_job(job_id)  # an unknown job is a 404 before the stream starts, not a broken stream
     start = last_event_id or after
     return StreamingResponse(
         _follow(request, job_id, start),
@@ -157,22 +161,32 @@ def logs(
 async def _follow(request: Request, job_id: str, cursor: str) -> AsyncIterator[str]:
     registry = get_registry()
     shown: Any = None
+    said = ""
     quiet_s = 0.0
     while not await request.is_disconnected():
         entries = await run_in_threadpool(registry.read_log, job_id, cursor, FOLLOW_BLOCK_MS)
         for entry, line in entries:
             yield _event("log", {"id": entry, "line": line}, entry)
         cursor = entries[-1][0] if entries else cursor
-        record = await run_in_threadpool(registry.get, job_id)
-        progress = record.progress.model_dump(mode="json") if record.progress else None
-        if progress != shown:
-            shown = progress
-            yield _event(
-                "progress", {"state": record.state.value, "progress": progress, "eta_s": eta_s(record)}
-            )
-        if record.state.finished and not entries:
-            yield _event("end", {"state": record.state.value, "error": record.error})
-            return
+        record = await run_in_threadpool(registry.find, job_id)
+        if record is None:  # a pipeline job that has not started: what holds it, until it starts
+            job = await run_in_threadpool(get_runs().unstarted, job_id)
+            if job.why != said:
+                said = job.why
+                yield _event("waiting", {"state": job.state, "why": job.why})
+            if not job.may_start and await run_in_threadpool(registry.find, job_id) is None:
+                yield _event("end", {"state": job.state, "error": None})
+                return
+        else:
+            progress = record.progress.model_dump(mode="json") if record.progress else None
+            if progress != shown:
+                shown = progress
+                yield _event(
+                    "progress", {"state": record.state.value, "progress": progress, "eta_s": eta_s(record)}
+                )
+            if record.state.finished and not entries:
+                yield _event("end", {"state": record.state.value, "error": record.error})
+                return
         quiet_s = 0.0 if entries else quiet_s + FOLLOW_BLOCK_MS / 1000
         if quiet_s >= KEEPALIVE_S:
             quiet_s = 0.0
