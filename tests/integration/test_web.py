@@ -260,6 +260,12 @@ def test_a_pipeline_job_that_has_not_started_is_shown_as_trainq_show_shows_it(ap
     assert api.get(f"/api/v1/jobs/{job_id}/logs").json() == {"lines": [], "next": "0-0"}
     assert api.get(f"/api/v1/jobs/{run_id}.nosuch").status_code == 404
     assert api.get(f"/api/v1/jobs/{run_id}.nosuch/logs", params={"follow": "true"}).status_code == 404
+    # and its page, and the panel the run page opens for it, say the same, linking the run
+    for page in (f"/jobs/{job_id}", f"/fragments/jobs/{job_id}"):
+        shown_page = api.get(page)
+        assert shown_page.status_code == 200 and "it is waiting for a" in shown_page.text, page
+        assert f'href="/runs/{run_id}"' in shown_page.text and 'data-state="waiting"' in shown_page.text
+    assert api.get(f"/jobs/{run_id}.nosuch").status_code == 404
     # and following its log says what it waits for, then ends when the run is cancelled first
     with api.stream("GET", f"/api/v1/jobs/{job_id}/logs", params={"follow": "true"}) as stream:
         assert stream.status_code == 200

@@ -152,12 +152,11 @@ def job_fragment(request: Request, job_id: str) -> Response:
 
 
 def _job_context(request: Request, job_id: str) -> dict[str, Any]:
-    record = get_registry().get(job_id)
-    return {
-        "job": queries.job_detail(job_id, settings_of(request), request.url.hostname or "127.0.0.1"),
-        "record": record,
-        "log": queries.log_tail(job_id, WEB_LOG_TAIL),
-    }
+    """A job's panel: its record, or for a pipeline job that has not started none (``job`` then says
+    what holds it, as ``trainq show`` does); raises JobNotFound."""
+    job = queries.job_detail(job_id, settings_of(request), request.url.hostname or "127.0.0.1")
+    record = get_registry().find(job_id)
+    return {"job": job, "record": record, "log": queries.log_tail(job_id, WEB_LOG_TAIL) if record else []}
 
 
 @router.post("/jobs/{job_id}/cancel")
