@@ -248,6 +248,9 @@ def test_cancel_stops_running_and_waiting_jobs(workers: Workers, redis_client: r
     assert redis_client.llen(f"test:attempts:{run_id}.queued") == 0
     # and Celery says REVOKED for each job it was sent, as for a revoked task (a client's get() raises)
     assert [app.AsyncResult(f"{run_id}.{job}").state for job in ("long", "queued")] == ["REVOKED"] * 2
+    # and the run still shows them cancelled once clean has dropped their records
+    assert cli("clean", "--keep", "0").exit_code == 0 and get_registry().find(f"{run_id}.long") is None
+    assert {job.job_id: job.state for job in get_runs().status(run_id).jobs} == status
 
 
 def test_a_release_that_loses_the_race_with_a_cancel_records_and_sends_nothing(

@@ -27,10 +27,11 @@ class RunProgress(Plugin):
     def finishing(self, record: JobRecord, effects: Effects) -> None:
         """The run's step for this job's end, committed with it; a success also writes and sends the
         dependants it alone releases (built here from the specs its claim returned)."""
-        if step := run_step(record):
+        if found := run_step(record):
+            step, rest = found
             run_id = record.pipeline_id or ""
             runs = get_runs()
-            args = [run_id, repr(time.time()), record.pipeline_job or ""]
+            args = [run_id, repr(time.time()), *rest]
             if step == "run_succeeded" and record.next_specs:
                 args.append(runs.built(run_id, record.next_specs))
             effects.run_step(step, runs.script_keys(run_id), args)

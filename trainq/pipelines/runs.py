@@ -277,9 +277,10 @@ class Runs:
 
     def job_finished(self, record: JobRecord) -> None:
         """Release the dependants of a succeeded job, or block the descendants of a failed one."""
-        if step := run_step(record):
+        if found := run_step(record):
+            step, args = found
             script = "succeeded" if step == "run_succeeded" else "failed"
-            self.moved_on(record, self._call(script, record.pipeline_id or "", record.pipeline_job))
+            self.moved_on(record, self._call(script, record.pipeline_id or "", *args))
 
     def moved_on(self, record: JobRecord, reply: Any) -> None:
         """Send what a finished job's run step released (its ``reply``), or log what it blocked."""
@@ -580,15 +581,18 @@ class Runs:
         return dropped
 
 
-def run_step(record: JobRecord) -> str | None:
-    """The run script function a finished pipeline job's state calls for, or None (not a pipeline job,
-    or a state that moves nothing)."""
-    if not (record.pipeline_id and record.pipeline_job):
+def run_step(record: JobRecord) -> tuple[str, list[str]] | None:
+    """The run script function a finished pipeline job's state calls for, with its arguments after the
+    run id and the time (the job; for an end without success also the step it takes, so the run shows
+    a cancelled job cancelled once its record is gone), or None (not a pipeline job, or a state that
+    moves nothing)."""
+    job = record.pipeline_job
+    if not (record.pipeline_id and job):
         return None
     if record.state is JobState.SUCCEEDED:
-        return "run_succeeded"
+        return "run_succeeded", [job]
     if record.state in (JobState.FAILED, JobState.DEAD, JobState.CANCELLED):
-        return "run_failed"
+        return "run_failed", [job, Step.CANCELLED if record.state is JobState.CANCELLED else Step.FAILED]
     return None
 
 
