@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 from tests.clients.test_cli_console import trainq
 from tests.fixtures import Workers, run_cli, wait_for
 from tests.integration.test_registry import record
+from tests.jobs import attempts_key
 from trainq.cli import main
 from trainq.job.record import JobState
 from trainq.ops.control import cancel, submit
@@ -210,3 +211,20 @@ def test_clean_keeps_the_finished_jobs_of_a_run_still_running(
     wait_for(lambda: "succeeded" in trainq(tmp_path, "pipeline", "status", run).stdout.splitlines()[0], 20)
     cleaned = trainq(tmp_path, "clean", "--keep", "0")
     assert cleaned.stdout == "removed 2 records\n", cleaned
+
+
+def test_a_message_whose_job_record_was_cleaned_is_dropped_not_run(
+    tmp_path: Path, workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a job cancelled while its message waits in a queue no worker takes yet, and cleaned away
+    submitted = trainq(tmp_path, "submit", "probe")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    assert trainq(tmp_path, "cancel", job_id).returncode == 0
+    assert trainq(tmp_path, "clean", "--keep", "0").stdout == "removed 1 records\n"
+    # when a worker of its queue starts and takes the message
+    worker = workers.start("probe")
+    wait_for(lambda: job_id in worker.output() and "dropping" in worker.output(), 20, message="dropped")
+    # then the message is dropped: the job never ran nor came back as a Celery client's new job
+    assert redis_client.llen(attempts_key(job_id)) == 0
+    assert trainq(tmp_path, "show", job_id).returncode == 2

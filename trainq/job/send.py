@@ -3,8 +3,9 @@
 Every delivery is sent here: a new job, a pipeline's released group, and a re-delivery of a
 recorded job (a retry after backoff, a recovery, a manual retry). Each message header has one
 meaning: ``retries`` is the delivery's *fence* (the worker claims it only if the record still
-expects that fence), ``priority`` the broker's priority, ``argsrepr``/``kwargsrepr`` what monitors
-show, ``soft_time_limit``/``time_limit`` the job's timeouts.
+expects that fence), ``trainq_sent`` that the job has a record (``SENT_HEADER``), ``priority`` the
+broker's priority, ``argsrepr``/``kwargsrepr`` what monitors show, ``soft_time_limit``/``time_limit``
+the job's timeouts.
 
 When the registry is the broker's Redis, a delivery costs no round trip of its own: kombu builds
 the message as it always does (so plain Celery workers and Flower read it), the transport hands
@@ -59,6 +60,11 @@ Hold = Callable[[JobRecord], bool]
 
 #: The fence of a new job's first delivery; a pipeline's jobs start at 1 (see ``trainq.pipelines.runs``).
 NEW_FENCE = 0
+
+#: The header every delivery of a recorded job carries: a worker that finds no record for it drops it
+#: (the record was removed after the job ended: ``trainq clean``, retention), and never runs it again
+#: as a Celery client's new job.
+SENT_HEADER = "trainq_sent"
 
 
 def message_reprs(record: JobRecord) -> dict[str, str]:
@@ -135,6 +141,7 @@ class Delivery:
         self.producer = options.pop("producer", None)  # a caller's (Celery's group sends with its own)
         self.options = {
             **options,
+            "headers": {**(options.get("headers") or {}), SENT_HEADER: 1},
             "task_id": record.id,
             "queue": record.queue,
             "priority": broker_priority(record.priority),

@@ -308,11 +308,11 @@ class JobTask(Task):
         record = claims.claimed(self.request, registry, lease_until, settings.heartbeat_s) or registry.claim(
             job_id, fence, self.request.hostname, lease_until
         )
-        if record is None and fence == 0:
+        if record is None and fence == 0 and not getattr(self.request, send.SENT_HEADER, None):
             record = self._record_foreign(registry, args, payload, lease_until)
         if record is None:
             current = registry.find(job_id)
-            state = current.state.value if current else "no record"
+            state = current.state.value if current else "no record left: removed after it ended"
             log.info("dropping stale delivery %s[%s] (fence %s, job %s)", self.name, job_id, fence, state)
             self.revoke_if_cancelled(current)
             raise Ignore()
