@@ -243,14 +243,18 @@ def gone(process: psutil.Process) -> bool:
         return True
 
 
+@pytest.mark.parametrize("guard_killed", [False, True])
 def test_a_command_whose_pool_process_is_killed_is_gone_before_its_next_attempt(
-    workers: Workers, tmp_path: Path
+    workers: Workers, tmp_path: Path, guard_killed: bool
 ) -> None:
     # given a command worker running a command that notes its shell's pid, then sleeps
     worker = workers.start("command")
     pids = tmp_path / "pids"
     job_id = submit("command", {"command": f"echo $$ >> {pids}; sleep 300; true"})
     pool, first = command_processes(worker, pids, 1)
+    if guard_killed:  # (and its guard was SIGKILLed on its own before: its shell orphaned)
+        first[0].kill()
+        wait_for(lambda: gone(first[0]), timeout=5, message="the guard ends")
     # when the pool process running it is SIGKILLed (the OOM killer)
     pool.kill()
     # then the job runs again, and by the time attempt 2's shell runs, attempt 1's processes are gone

@@ -13,12 +13,13 @@ more. The guard uses only the standard library and starts without ``site`` (``-I
 cancel or soft timeout still goes through the pool process (``trainq.job.command.kill_group``): the
 guard lets the group's SIGTERM pass and exits as the shell did. The pool process signals the group by
 its id, so a guard killed on its own (its shell orphaned) does not keep a cancel from it. The worker's
-main process also kills the group (``stop``) before it re-queues or fails a job whose pool process
-died, so the next attempt never starts beside this one's command.
+main process also kills the group (``stop``, by its id too) before it re-queues or fails a job whose
+pool process died, so the next attempt never starts beside this one's command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -41,9 +42,13 @@ def pid_file(home: Path, job_id: str, fence: int) -> Path:
 
 
 def stop(path: Path) -> None:
-    """SIGKILL the command group whose guard wrote ``path``, if that guard still runs; remove ``path``.
+    """SIGKILL the command group whose guard wrote ``path`` (the group's id is the guard's pid); remove
+    ``path``. A guard that ends as it should removes ``path`` itself.
 
-    The pid is checked against the guard's command line first: a pid may be reused once its process ended.
+    The group is killed while its guard runs (its command line names ``path``) and once the guard is
+    gone, killed on its own: its shell may live on, orphaned, and no process can take a pid that still
+    names a live group. A live process of that pid that is not the guard took it once the group was
+    empty, and is left alone.
     """
     try:
         pid = int(path.read_text())
@@ -52,10 +57,15 @@ def stop(path: Path) -> None:
     import psutil  # here: the guard itself starts without it
 
     try:
-        if str(path) in psutil.Process(pid).cmdline():
+        guard = psutil.Process(pid)
+        ours = guard.status() == psutil.STATUS_ZOMBIE or str(path) in guard.cmdline()
+    except psutil.NoSuchProcess:
+        ours = True  # the guard is gone: a group of its id holds only what its shell left
+    except psutil.Error:
+        ours = False
+    if ours:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, psutil.Error):
-        pass  # the guard and its group have ended
     path.unlink(missing_ok=True)
 
 
