@@ -57,8 +57,17 @@ def test_each_poison_shape_is_set_aside_and_the_worker_keeps_consuming(
     first = get_quarantine().newest()[-1]
     shown = runner.invoke(main, ["quarantine", "show", first.id])
     assert "not JSON" in shown.output and "not json" in shown.output
-    refused = runner.invoke(main, ["quarantine", "requeue", first.id])
-    assert refused.exit_code == 2 and f"{first.id} is not a task message" in refused.output, refused.output
+    # and a re-queue refuses, keeping it, each message a worker would only set aside again
+    for name, words in (
+        ("not json", "is not a task message"),
+        ("pickle", "has content type 'application/x-python-serialize', which workers refuse"),
+        ("headers nested 900 deep", "is nested deeper than 64 levels"),
+        ("body not json", "is a JSON task message whose body is not JSON"),
+    ):
+        entry = kept[shapes[name][:QUARANTINE_MAX_BYTES]]
+        refused = runner.invoke(main, ["quarantine", "requeue", entry.id])
+        assert refused.exit_code == 2, refused.output
+        assert f"{entry.id} {words}: it cannot be re-queued" in refused.output, refused.output
     assert runner.invoke(main, ["quarantine", "drop", first.id]).output.startswith("dropped 1")
     assert runner.invoke(main, ["quarantine", "drop", "--all"]).exit_code == 0
     assert get_quarantine().count() == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kombu import Connection
+from kombu import Connection, Queue
 
 from bench.servers import RabbitVhost
 from tests.fixtures import Workers, python_elsewhere, run_cli, submit_elsewhere, wait_for
@@ -108,15 +108,38 @@ def test_a_body_nested_too_deep_is_set_aside_and_the_worker_keeps_consuming(
     assert worker.alive() and "Unrecoverable error" not in worker.output(), worker.output()[-2000:]
     reasons = [entry.reason for entry in get_quarantine().newest()]
     assert reasons == ["refused by Celery: nested deeper than 64 levels"] * 2
-    # and a re-queue sends a kept message again as it came (set aside again), but not one kept in part
+    # and a re-queue refuses what a worker would set aside again, and what was kept in part
     shallow, deep = get_quarantine().newest()
-    cut = run_cli("quarantine", "requeue", deep.id, env=amqp_env)
-    assert cut.returncode == 2 and f"{deep.id} was kept only in part" in cut.stderr, cut
-    assert run_cli("quarantine", "requeue", shallow.id, env=amqp_env).returncode == 0
-    again = wait_for(lambda: (e := get_quarantine().newest(1)[0]).id not in (shallow.id, deep.id) and e, 30)
-    sent, kept = json.loads(again.raw), json.loads(shallow.raw)
-    assert [sent[k] for k in ("headers", "body")] == [kept[k] for k in ("headers", "body")]
-    assert get_quarantine().count() == 2
+    for entry, words in ((deep, "was kept only in part"), (shallow, "is nested deeper than 64 levels")):
+        refused = run_cli("quarantine", "requeue", entry.id, env=amqp_env)
+        assert refused.returncode == 2 and f"{entry.id} {words}" in refused.stderr, refused
+
+
+def test_a_message_set_aside_is_requeued_as_it_came(workers: Workers, amqp_env: dict[str, str]) -> None:
+    # given a probe worker on RabbitMQ that sets aside a message of a task it does not know
+    workers.start("probe", env=amqp_env)
+    with Connection(AMQP) as connection:
+        channel = connection.default_channel
+        message = channel.prepare_message(
+            '[[], {"x": "é"}, {}]'.encode(),
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={**envelope()["headers"], "task": "trainq.no_such_type", "id": "unknown-1"},
+        )
+        channel.basic_publish(message, exchange="", routing_key="probe")
+        # and a queue RabbitMQ will not declare as trainq does (one of that name, other arguments)
+        Queue("training", channel=channel).declare()
+    kept = wait_for(lambda: next(iter(get_quarantine().newest(1)), None), 30, message="set aside")
+    # when it is re-queued to that queue, then it is refused in one line and kept
+    odd = run_cli("quarantine", "requeue", kept.id, "--queue", "training", env=amqp_env)
+    assert odd.returncode == 3 and odd.stderr.startswith("error: the broker at amqp://guest:***@"), odd
+    assert len(odd.stderr.splitlines()) == 1 and get_quarantine().newest() == [kept]
+    # and re-queued to its own queue, it comes as it came: the same headers and body, set aside again
+    assert run_cli("quarantine", "requeue", kept.id, env=amqp_env).returncode == 0
+    again = wait_for(lambda: (e := get_quarantine().newest(1)[0]).id != kept.id and e, 30)
+    sent, was = json.loads(again.raw), json.loads(kept.raw)
+    assert [sent[k] for k in ("headers", "body")] == [was[k] for k in ("headers", "body")]
+    assert get_quarantine().count() == 1
 
 
 @pytest.fixture

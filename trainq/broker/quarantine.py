@@ -14,13 +14,16 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import redis
 from kombu.entity import Queue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from trainq.broker.transport import task_problem
 from trainq.errors import InvalidInput
+from trainq.inputs.documents import nesting_problem
 from trainq.inputs.limits import QUARANTINE_MAX_BYTES, QUARANTINE_MAX_MESSAGES
 from trainq.store.keys import Keys
 from trainq.store.registry import get_registry
@@ -112,34 +115,39 @@ class Quarantine:
                 return item, entry
         raise InvalidInput(f"no quarantined message with id {entry_id!r}")
 
-    def requeue(self, entry_id: str, producer: Any, queue: Queue) -> QuarantinedMessage:
-        """Publish entry ``entry_id``'s message again, as it was received, to ``queue``, then forget it.
+    def requeue(
+        self, entry_id: str, producer: Any, queue: Queue, accept: Collection[str]
+    ) -> QuarantinedMessage:
+        """Publish entry ``entry_id``'s message again, as it was received, to ``queue``; it leaves the
+        quarantine first, so two re-queues of one entry send it once (put back if the publish fails).
 
-        Raises InvalidInput, with nothing sent, for an entry kept only in part or not a task message.
+        Raises InvalidInput, with nothing sent, for an entry kept only in part, not a task message, or
+        one a worker would set aside again (a content type not in ``accept``, too deep, no Celery body).
         """
         item, entry = self._find(entry_id)
-        if len(entry.raw) < entry.size:
+        problem = _requeue_problem(entry, accept)
+        if problem:
+            raise InvalidInput(f"quarantined message {entry_id} {problem}: it cannot be re-queued")
+        message = _Envelope.model_validate_json(entry.raw)
+        if not self.client.lrem(self.keys.quarantine(), 1, item):
             raise InvalidInput(
-                f"quarantined message {entry_id} was kept only in part: it cannot be re-queued"
+                f"no quarantined message with id {entry_id!r} (re-queued or dropped meanwhile)"
             )
-        try:
-            message = _Envelope.model_validate_json(entry.raw)
-        except ValidationError:
-            raise InvalidInput(
-                f"quarantined message {entry_id} is not a task message: it cannot be re-queued"
-            ) from None
         properties = message.properties
-        producer.publish(
-            message.body_bytes(),
-            exchange="",  # the default exchange, as trainq and Celery send: no binding table to read
-            routing_key=queue.name,
-            declare=[queue],
-            headers=message.headers,
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            **{k: properties[k] for k in ("priority", "correlation_id", "reply_to") if properties.get(k)},
-        )
-        self.client.lrem(self.keys.quarantine(), 1, item)
+        try:
+            producer.publish(
+                message.body_bytes(),
+                exchange="",  # the default exchange, as trainq and Celery send: no binding table to read
+                routing_key=queue.name,
+                declare=[queue],
+                headers=message.headers,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                **{k: properties[k] for k in ("priority", "correlation_id", "reply_to") if properties.get(k)},
+            )
+        except BaseException:
+            self.client.lpush(self.keys.quarantine(), item)  # not sent: kept as it was
+            raise
         return entry
 
     def drop(self, entry_id: str | None = None) -> int:
@@ -177,6 +185,27 @@ class _Envelope(BaseModel):
         return self.body.encode("latin-1" if self.properties.get("body_encoding") == "latin-1" else "utf-8")
 
 
+def _requeue_problem(entry: QuarantinedMessage, accept: Collection[str]) -> str | None:
+    """Why ``entry`` cannot be sent again (it would be set aside again, or is not whole), or None."""
+    if len(entry.raw) < entry.size:
+        return "was kept only in part"
+    if problem := nesting_problem(entry.raw):
+        return f"is {problem}"
+    try:
+        message = _Envelope.model_validate_json(entry.raw)
+    except ValidationError:
+        return "is not a task message"
+    if message.content_type not in accept:
+        return f"has content type {message.content_type!r}, which workers refuse"
+    try:
+        body = message.body_bytes()
+    except (ValueError, UnicodeEncodeError):
+        return "has a body that cannot be read"
+    if problem := task_problem({"content-type": message.content_type}, message.headers, body):
+        return f"is {problem}"
+    return None
+
+
 def envelope_bytes(message: object) -> bytes:
     """The bytes of a kombu message as the broker held it: the Redis envelope, else its parts."""
     raw = getattr(message, "_raw", None)
@@ -190,7 +219,8 @@ def envelope_bytes(message: object) -> bytes:
             "content-type": getattr(message, "content_type", None),
             "content-encoding": getattr(message, "content_encoding", None),
             "properties": {
-                "body_encoding": "latin-1",
+                # bytes kept one character a byte; text (a body the transport decoded) as it is
+                "body_encoding": "latin-1" if isinstance(body, bytes) else None,
                 **{k: properties.get(k) for k in ("priority", "correlation_id", "reply_to")},
             },
             "body": body.decode("latin-1") if isinstance(body, bytes) else str(body),

@@ -96,11 +96,11 @@ def envelope_problem(item: bytes) -> str | None:
     else:
         decoded = body.encode()
     if headers and "task" in headers:
-        return _task_problem(message, headers, decoded)
+        return task_problem(message, headers, decoded)
     return None
 
 
-def _task_problem(message: dict[str, Any], headers: dict[str, Any], body: bytes) -> str | None:
+def task_problem(message: dict[str, Any], headers: dict[str, Any], body: bytes) -> str | None:
     """Why a message with a ``task`` header is not a Celery task message, or None."""
     names = headers.get("task"), headers.get("id")
     if not all(isinstance(name, str) and is_text(name) for name in names):

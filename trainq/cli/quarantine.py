@@ -9,6 +9,7 @@ from trainq.broker.names import check_queue
 from trainq.broker.quarantine import get_quarantine
 from trainq.cli.group import main
 from trainq.cli.output import console, json_option, print_json, when
+from trainq.job import send
 
 
 @main.group(invoke_without_command=True)
@@ -57,12 +58,16 @@ def show(entry_id: str, as_json: bool) -> None:
 @click.option("--queue", help="Send it to this queue instead of the one it came from.")
 def requeue(entry_id: str, queue: str | None) -> None:
     """Send a set-aside message again, as it was received (once a worker knows its task), and forget it."""
+    from kombu.serialization import prepare_accept_content
+
     from trainq.celery import app
 
     kept = get_quarantine()
     name = check_queue(queue or kept.get(entry_id).queue)  # an unknown id is refused here, nothing sent
-    with app.producer_or_acquire() as producer:
-        kept.requeue(entry_id, producer, app.amqp.queues[name])
+    # the content types workers take, as they compare them (kombu has no types)
+    accept = prepare_accept_content(app.conf.accept_content)  # type: ignore[no-untyped-call]
+    with send.broker_errors(), app.producer_or_acquire() as producer:
+        kept.requeue(entry_id, producer, app.amqp.queues[name], accept)
     click.echo(f"re-queued {entry_id} to queue {name}")
 
 

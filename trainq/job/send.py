@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -334,33 +335,40 @@ def deliver(deliveries: Sequence[Delivery], write: Callable[[list[Command]], boo
     it. Nothing is sent when ``write`` returns False; its result is returned.
     """
     app = deliveries[0].task.app
+    with broker_errors(), app.producer_or_acquire(deliveries[0].producer) as producer:
+        if not _shares_server(producer):
+            if not write([]):
+                return False
+            if len(deliveries) > 1 and confirms.batches_confirms(producer):
+                try:
+                    with confirms.confirmed_batch(producer) as publisher:
+                        for delivery in deliveries:
+                            delivery.publish(publisher, retry=False)  # kombu would revive it elsewhere
+                    return True
+                except confirms.CONNECTION_LOST as exc:
+                    if isinstance(exc, TimeoutError):
+                        raise  # the broker is there but confirms nothing: sending more would not help
+                    # Some unconfirmed: all sent again one by one, each reconnecting as a single
+                    # publish does (a copy the broker already had is dropped by its fence).
+            for delivery in deliveries:
+                delivery.publish(producer)
+            return True
+        with transport.collecting() as commands:
+            for delivery in deliveries:
+                delivery.publish(producer, retry=False)
+    return write(commands)
+
+
+@contextmanager
+def broker_errors() -> Iterator[None]:
+    """Raise what the broker refuses as BrokerRefused and what fails to reach it as BrokerUnavailable
+    (one line, its URL's password masked)."""
     try:
-        with app.producer_or_acquire(deliveries[0].producer) as producer:
-            if not _shares_server(producer):
-                if not write([]):
-                    return False
-                if len(deliveries) > 1 and confirms.batches_confirms(producer):
-                    try:
-                        with confirms.confirmed_batch(producer) as publisher:
-                            for delivery in deliveries:
-                                delivery.publish(publisher, retry=False)  # kombu would revive it elsewhere
-                        return True
-                    except confirms.CONNECTION_LOST as exc:
-                        if isinstance(exc, TimeoutError):
-                            raise  # the broker is there but confirms nothing: sending more would not help
-                        # Some unconfirmed: all sent again one by one, each reconnecting as a single
-                        # publish does (a copy the broker already had is dropped by its fence).
-                for delivery in deliveries:
-                    delivery.publish(producer)
-                return True
-            with transport.collecting() as commands:
-                for delivery in deliveries:
-                    delivery.publish(producer, retry=False)
+        yield
     except REFUSALS as exc:
         raise BrokerRefused(get_settings().broker(), str(exc)) from exc
     except SEND_ERRORS as exc:
         raise BrokerUnavailable(get_settings().broker(), str(exc)) from exc
-    return write(commands)
 
 
 def _shares_server(producer: Any) -> bool:
