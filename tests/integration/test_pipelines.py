@@ -18,6 +18,7 @@ from trainq import JobState, Pipeline, app, get_registry, run_pipeline_file
 from trainq.cli import main
 from trainq.job import lifecycle
 from trainq.job.record import JobEvent, JobRecord
+from trainq.job.types import get_job_type
 from trainq.pipelines.runs import FIRST_FENCE, RunState, RunStatus, get_runs
 
 SECRET = "s3cr3t-value-4711"
@@ -420,3 +421,23 @@ def test_a_secret_in_environment_is_never_stored_or_shown(workers: Workers, tmp_
 def dump_database() -> bytes:
     """Every value in the test database, whatever its type."""
     return dump_redis(redis.Redis.from_url(get_registry().url))
+
+
+def test_a_job_a_resume_requeues_after_a_cancel_read_the_run_is_cancelled_not_sent(
+    redis_client: redis.Redis,
+) -> None:
+    # given a -> b with a dead (run by hand, no worker)
+    run_id = Pipeline("race").add("a", type="probe").add("b", type="probe", depends_on=["a"]).run()
+    registry, runs = get_registry(), get_runs()
+    a = record(run_id, "a")
+    lifecycle.finish(registry, registry.claim(a.id, a.fence, "w@test", time.time() + 60), JobState.DEAD)
+    # when a resume has reopened the run (its script) when a cancel comes, which finds a still dead
+    graph = json.loads(redis_client.hget(f"trainq:pipeline:{run_id}", "graph") or "{}")
+    runs._call("resume", run_id, "", *[x for job, deps in graph.items() for x in (job, len(deps), *deps)])
+    assert runs.cancel(run_id) == 0
+    # and the resume then re-queues a
+    lifecycle.retry(get_job_type("probe"), registry, record(run_id, "a"), reason="resumed")
+    # then a is cancelled with its run, and no new message of it waits for a worker (only its first)
+    assert record(run_id, "a").state is JobState.CANCELLED
+    assert runs.status(run_id).state is RunState.CANCELLED
+    assert [redis_client.llen(k) for k in redis_client.keys("probe*")] == [1]

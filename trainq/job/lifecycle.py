@@ -148,11 +148,12 @@ def finish(
 
 
 def gate(record: JobRecord) -> send.Hold | None:
-    """The first plugin's gate for ``record`` (``Plugin.gate``), or None: it is sent at once."""
-    for plugin in _plugins:
-        if (hold := plugin.gate(record)) is not None:
-            return hold
-    return None
+    """The plugins' gates for ``record`` (``Plugin.gate``) as one, in order: the first that holds it
+    keeps it; None when no plugin has one: it is sent at once."""
+    holds = [hold for plugin in _plugins if (hold := plugin.gate(record)) is not None]
+    if len(holds) < 2:
+        return holds[0] if holds else None
+    return lambda queued: any(hold(queued) for hold in holds)
 
 
 def sweep(registry: Registry) -> int:

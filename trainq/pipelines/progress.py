@@ -14,6 +14,7 @@ from typing import Any
 
 from trainq.job.lifecycle import Plugin
 from trainq.job.record import JobRecord
+from trainq.job.send import Hold
 from trainq.pipelines.runs import get_runs, run_step
 from trainq.settings import get_settings
 from trainq.store.registry import Effects, Registry
@@ -35,6 +36,11 @@ class RunProgress(Plugin):
             if step == "run_succeeded" and record.next_specs:
                 args.append(runs.built(run_id, record.next_specs))
             effects.run_step(step, runs.script_keys(run_id), args)
+
+    def gate(self, record: JobRecord) -> Hold | None:
+        """A pipeline job queued again (a resume, a retry) is sent only while its run still runs: a
+        cancel that read it stopped, before it was re-queued, has it cancelled here."""
+        return get_runs().held_by_cancel if record.pipeline_id else None
 
     def finished(self, record: JobRecord, replies: list[Any]) -> None:
         """Send the jobs the step released (or log what it blocked)."""

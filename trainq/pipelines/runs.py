@@ -314,6 +314,15 @@ class Runs:
             raise InvalidTransition(f"pipeline run {run_id} is {state}; only a running run can be cancelled")
         return self._stop(run_id, [j.decode() for j in active], by)
 
+    def held_by_cancel(self, record: JobRecord) -> bool:
+        """True, with ``record`` (a job of a run, just queued again) cancelled, if its run was cancelled
+        meanwhile; False while the run runs (it is sent)."""
+        run_id = record.pipeline_id or ""
+        if self.client.hget(self.keys.pipeline(run_id), "state") != RunState.CANCELLED.value.encode():
+            return False
+        self._stop(run_id, [record.pipeline_job or ""])
+        return True
+
     def _stop(self, run_id: str, jobs: list[str], by: str = "") -> int:
         stopped = 0
         reason = " ".join(filter(None, [f"pipeline run {run_id} cancelled", by]))
