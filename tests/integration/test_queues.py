@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tests.fixtures import Workers, run_cli, wait_for
@@ -55,8 +56,9 @@ def test_bad_inputs_exit_2_and_enqueue_nothing(redis_client: Any, tmp_path: Any)
         ("show", "nosuchjob"): "no job with id 'nosuchjob'",
         ("retry", "nosuchjob"): "no job with id 'nosuchjob'",
     }
-    for args, message in cases.items():
-        result = run_cli(*args)
+    with ThreadPoolExecutor(max_workers=4) as pool:  # real processes, a few at a time
+        results = list(pool.map(lambda args: run_cli(*args), cases))
+    for (args, message), result in zip(cases.items(), results, strict=True):
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
         assert result.stderr.count("\n") == 1, result.stderr  # one clear line, no traceback
