@@ -12,7 +12,7 @@ CELERY_BODY = [[], {}, {"callbacks": None, "errbacks": None, "chain": None, "cho
 
 
 def envelope(
-    task: str = "trainq.probe", body: bytes | None = None, content_type: str = "application/json"
+    task: str = "trainq.probe", body: bytes | None = None, content_type: str | None = "application/json"
 ) -> Any:
     """A Celery protocol 2 message as kombu's Redis transport stores it."""
     return {
@@ -60,6 +60,8 @@ def poison_shapes() -> dict[str, bytes]:
         "body not celery's": envelope(body=b"[1]"),
         "pickle": envelope(body=b"\x80\x04N.", content_type="application/x-python-serialize"),
         "yaml": envelope(body=b"[[], {}, {}]", content_type="application/x-yaml"),
+        # kombu hands a body without a content type over undecoded: Celery's main process unpacked it
+        "no content type": envelope(content_type=None),
         "unknown task": envelope(task="trainq.no_such_type"),
         # past the decoder's stack, and within it but past what reaches a pool process
         "body nested 100,000 deep": envelope(body=b"[[], " + nested(100_000) + b", {}]"),

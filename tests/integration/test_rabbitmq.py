@@ -102,14 +102,18 @@ def test_a_body_nested_too_deep_is_set_aside_and_the_worker_keeps_consuming(
                 body, content_type="application/json", content_encoding="utf-8", headers=headers
             )
             channel.basic_publish(message, exchange="", routing_key="probe")
+        # and a message without a content type (its body reaches Celery undecoded)
+        headers = {**envelope()["headers"], "id": "no-content-type"}
+        channel.basic_publish(channel.prepare_message(b"[[], {}, {}]", headers=headers), routing_key="probe")
     (job_id,) = submit_elsewhere(amqp_env, ["submit('probe', {})"])
-    # then the valid job runs on the same worker, and both messages are in the quarantine
+    # then the valid job runs on the same worker, and the three messages are in the quarantine
     wait_for(lambda: state_of(job_id) is JobState.SUCCEEDED, timeout=30, message="the valid job done")
     assert worker.alive() and "Unrecoverable error" not in worker.output(), worker.output()[-2000:]
-    reasons = [entry.reason for entry in get_quarantine().newest()]
-    assert reasons == ["refused by Celery: nested deeper than 64 levels"] * 2
+    no_type, *deep = [entry.reason for entry in get_quarantine().newest()]
+    assert no_type == "refused by Celery: a task message without a content type"
+    assert deep == ["refused by Celery: nested deeper than 64 levels"] * 2
     # and a re-queue refuses what a worker would set aside again, and what was kept in part
-    shallow, deep = get_quarantine().newest()
+    _, shallow, deep = get_quarantine().newest()
     for entry, words in ((deep, "was kept only in part"), (shallow, "is nested deeper than 64 levels")):
         refused = run_cli("quarantine", "requeue", entry.id, env=amqp_env)
         assert refused.returncode == 2 and f"{entry.id} {words}" in refused.stderr, refused

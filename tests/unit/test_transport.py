@@ -71,7 +71,7 @@ def test_an_entry_is_refused_with_a_reason_or_kombu_reads_it(raw: bytes) -> None
 
 def test_each_known_poison_shape_is_refused_and_a_valid_envelope_passes() -> None:
     # valid kombu envelopes that Celery itself refuses (task_rejected / task_unknown)
-    celery_refuses = {"pickle", "yaml", "unknown task", "no headers"}
+    celery_refuses = {"pickle", "yaml", "unknown task", "no headers", "no content type"}
     for name, raw in poison_shapes().items():
         assert (envelope_problem(raw) is None) == (name in celery_refuses), name
     assert envelope_problem(json.dumps(envelope()).encode()) is None

@@ -295,13 +295,16 @@ def _quarantine_rejected(sender: Any, message: Any, exc: BaseException | None, *
 
 
 def screened_strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[..., Any]:
-    """Celery's strategy for a job type, refusing first a message nested too deep to decode or to hand
-    to a pool process, on which Celery's main process would exit (RecursionError): refused, it is
-    kept in the quarantine (``_quarantine_rejected``). Messages of trainq's Redis transport were
-    screened on arrival (``trainq.broker.transport.envelope_problem``): not checked twice."""
+    """Celery's strategy for a job type, refusing first a message without a content type or nested too
+    deep to decode or to hand to a pool process, on which Celery's main process would exit
+    (ValueError, RecursionError): refused, it is kept in the quarantine (``_quarantine_rejected``).
+    The depth of messages of trainq's Redis transport was screened on arrival
+    (``trainq.broker.transport.envelope_problem``): not checked twice."""
     handle = default_strategy(task, app, consumer, **kwargs)
 
     def screened(message: Any, body: Any, *args: Any, **options: Any) -> Any:
+        if not message.content_type:  # its body comes undecoded, and Celery's main process unpacks it
+            raise InvalidTaskError("a task message without a content type")
         raw = message.body
         if not isinstance(message.channel, transport.Channel) and (
             problem := nesting_problem(raw.encode() if isinstance(raw, str) else bytes(raw))
