@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from trainq import Job, job_type
+from trainq import Job, PermanentError, job_type
 from trainq.settings import get_settings
 
 log = logging.getLogger("workers.data")
@@ -97,13 +97,24 @@ class PrepareResult(Handover):
 
 
 def ensure_prepared(config: DataConfig) -> dict[str, Any]:
-    """The work directory's manifest, preparing the dataset with default splits if it is missing."""
+    """The work directory's manifest, preparing the dataset with default splits if it is missing.
+
+    Raises PermanentError when the directory holds another dataset: a job would train or score on
+    that one while reporting ``config.dataset`` (a chain step's inherited ``work_dir`` with its own
+    ``dataset``, say).
+    """
     from workers import datasets
 
     manifest = datasets.read_manifest(config.work_path())
     if manifest is None:
         log.info("no prepared data in %s; preparing %s", config.work_path(), config.dataset)
         manifest = datasets.prepare(config.dataset, config.work_path(), 0.15, 0.15, 0)
+    elif manifest.get("dataset") != config.dataset:
+        held = manifest.get("dataset")
+        raise PermanentError(
+            f"work_dir {config.work_path()} holds dataset {held!r}, not {config.dataset!r}: "
+            f"give dataset {held!r}, or a work_dir of its own to {config.dataset!r}"
+        )
     return manifest
 
 

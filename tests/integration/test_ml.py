@@ -108,6 +108,10 @@ def test_a_celery_chain_hands_each_step_the_work_dir_and_model_of_the_step_befor
     info = json.loads(Path(exported["info_file"]).read_text())
     assert exported["sha256"] == hashlib.sha256(Path(trained["model_file"]).read_bytes()).hexdigest()
     assert info["dataset"] == "iris" and info["metrics"]["accuracy"] == trained["accuracy"]
+    # and a step naming another dataset in that directory fails, not trains on iris reported as wine
+    with pytest.raises(Exception, match="holds dataset 'iris', not 'wine'"):
+        mixed = [prepare.s(dataset="iris", work_dir=str(work)), train.s(dataset="wine", epochs=1)]
+        chain(*mixed).delay().get(timeout=60)
 
 
 def test_training_alone_prepares_its_data_and_maps_deep_names_to_the_mlp(
