@@ -264,28 +264,37 @@ def test_a_failed_chord_member_blocks_its_callback(workers: Workers, tmp_path: P
 def test_a_chain_goes_on_once_its_failed_step_is_retried(
     workers: Workers, tmp_path: Path, redis_client: Any
 ) -> None:
-    # given a probe worker, and a plain client's chain whose first step fails while a fault is present
+    # given a probe worker, and a plain client's chain whose first two steps fail while faults are present
     workers.start("probe")
-    fault = f"fault-{uuid.uuid4().hex}"
-    redis_client.set(fault, 1)
-    last = chain(plain_probe(fault_key=fault), plain_probe(seconds=0.1), plain_probe()).apply_async()
+    faults = [f"fault-{uuid.uuid4().hex}" for _ in range(2)]
+    redis_client.set(faults[0], 1)
+    redis_client.set(faults[1], 1)
+    steps = plain_probe(fault_key=faults[0]), plain_probe(seconds=0.1, fault_key=faults[1]), plain_probe()
+    last = chain(*steps).apply_async()
     first, middle = last.parent.parent.id, last.parent.id
-    # and it failed after its last retry, the steps after it recorded blocked
+    # and the first failed after its last retry, the steps after it recorded blocked
     assert in_state(first, JobState.DEAD, TIMEOUT_S).attempt == 4
     for step in (middle, last.id):
         assert in_state(step, JobState.BLOCKED, TIMEOUT_S).error == f"an earlier chain step failed: {first}"
-    # when the fault is gone and the failed step is retried from the shell
-    redis_client.delete(fault)
+    # when its fault is gone and it is retried from the shell
+    redis_client.delete(faults[0])
     retried = trainq(tmp_path, "retry", first)
     assert retried.returncode == 0, retried
-    # then the chain goes on: each step runs once, in order, with the result Celery passes it
+    # then the chain goes on to the middle step, which fails in turn: the last now names it
+    in_state(middle, JobState.DEAD, TIMEOUT_S)
+    blocker = f"an earlier chain step failed: {middle}"
+    wait_for(lambda: get_registry().get(last.id).error == blocker, TIMEOUT_S, message="the last names it")
+    # and once the middle step's fault is gone and it is retried, the chain runs to its end
+    redis_client.delete(faults[1])
+    assert trainq(tmp_path, "retry", middle).returncode == 0
+    # each step once per retry, in order, with the result Celery passes it
     records = [in_state(step, JobState.SUCCEEDED, TIMEOUT_S) for step in (first, middle, last.id)]
     assert [r.attempt for r in records] == [1, 1, 1]
     assert records[1].parent_result == records[0].result and records[2].parent_result == records[1].result
     assert records[0].finished_at <= records[1].started_at and records[1].finished_at <= records[2].started_at
-    events = get_registry().events(middle)
-    assert [e.state.value for e in events][-4:] == ["blocked", "queued", "running", "succeeded"]
-    assert events[-3].reason == f"its canvas went on: {first} succeeded"
+    events = get_registry().events(last.id)
+    assert [e.state.value for e in events][-5:] == ["blocked", "blocked", "queued", "running", "succeeded"]
+    assert events[-3].reason == f"its canvas went on: {middle} succeeded"
     # and the chain's result is the last step's value, for the client as for the registry
     assert client.AsyncResult(last.id).get(timeout=TIMEOUT_S) == records[2].result
 

@@ -50,7 +50,7 @@ from trainq.inputs.text import check_printable, is_printable
 from trainq.job import artifacts, canvas, claims, clients, environment, lifecycle, limit, payloads, send
 from trainq.job.context import Job, capture_output
 from trainq.job.leases import Heartbeat
-from trainq.job.record import WAITING_STATES, JobRecord, JobState
+from trainq.job.record import WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.job.retry import RetryPolicy, retries
 from trainq.job.revocations import CANCELLED_REASON
 from trainq.settings import get_settings
@@ -284,14 +284,29 @@ class JobTask(Task):
     def block_after(self, chain: Any, chord: Any, step_id: str, outcome: str) -> None:
         """Record ``blocked`` by ``step_id``, which ended ``outcome`` (failed, cancelled), the job type
         steps Celery will not send: the rest of its ``chain``, and the callback of its ``chord`` with
-        the steps after that."""
+        the steps after that. A step blocked already, by an earlier step since retried, now names this one."""
+        registry = get_registry()
         for steps, reason in (
             (canvas.chain_steps(self.app, chain), f"an earlier chain step {outcome}: {step_id}"),
             (canvas.chord_steps(self.app, chord), f"a member of its chord {outcome}: {step_id}"),
         ):
             for task, task_id, kwargs, options in steps:
-                if get_registry().find(task_id) is None:
+                current = registry.find(task_id)
+                if current is None:
                     task.record_unsent(task_id, kwargs, options, JobState.BLOCKED, reason)
+                elif current.state is JobState.BLOCKED and current.error != reason:
+                    blocked = JobState.BLOCKED
+                    event = JobEvent(state=blocked, at=time.time(), reason=reason)
+                    registry.transition(
+                        task_id, blocked, allowed={blocked}, fields={"error": reason}, event=event
+                    )
+
+    @staticmethod
+    def _reblock(registry: Registry, job_id: str, reason: str) -> None:
+        """Name ``reason`` as what blocks ``job_id`` now (no state change, nothing counted twice)."""
+        blocked = JobState.BLOCKED
+        event = JobEvent(state=blocked, at=time.time(), reason=reason)
+        registry.transition(job_id, blocked, allowed={blocked}, fields={"error": reason}, event=event)
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Celery's hook after a job ended failed: the canvas steps it will not send are recorded too."""
