@@ -295,11 +295,7 @@ class JobTask(Task):
                 if current is None:
                     task.record_unsent(task_id, kwargs, options, JobState.BLOCKED, reason)
                 elif current.state is JobState.BLOCKED and current.error != reason:
-                    blocked = JobState.BLOCKED
-                    event = JobEvent(state=blocked, at=time.time(), reason=reason)
-                    registry.transition(
-                        task_id, blocked, allowed={blocked}, fields={"error": reason}, event=event
-                    )
+                    self._reblock(registry, task_id, reason)
 
     @staticmethod
     def _reblock(registry: Registry, job_id: str, reason: str) -> None:
