@@ -1,9 +1,9 @@
-"""Shared fixtures: a real Redis database per run, flushed around each test, and real
+"""Shared fixtures: a real Redis database per test process, flushed around each test, and real
 ``celery worker`` processes started and stopped by pid.
 
 Set before trainq is imported: the broker and registry are ``redis://127.0.0.1:6379/<db>``
-(``TRAINQ_TEST_DB``, default 11), leases and sweeps are short so faults show quickly,
-and ``tests.jobs`` adds the job types the tests use.
+(``TRAINQ_TEST_DB``, default 11, plus the pytest-xdist process's number: 11 and 12), leases and
+sweeps are short so faults show quickly, and ``tests.jobs`` adds the job types the tests use.
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ from __future__ import annotations
 import os
 import tempfile
 
-_DB = os.environ.get("TRAINQ_TEST_DB", "11")
+import pytest
+
+#: The pytest-xdist process this is (``gw0``, ``gw1``; none without xdist): each has its own db.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_DB = str(int(os.environ.get("TRAINQ_TEST_DB", "11")) + _WORKER)
 _HOME = tempfile.mkdtemp(prefix="trainq-test-")
 TEST_ENV = {
     "TRAINQ_BROKER_URL": f"redis://127.0.0.1:6379/{_DB}",
@@ -28,3 +32,10 @@ TEST_ENV = {
 os.environ.update(TEST_ENV)
 
 pytest_plugins = ["tests.fixtures"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The RabbitMQ tests run in one test process: they declare and delete queues of fixed names."""
+    for item in items:
+        if item.get_closest_marker("rabbitmq"):
+            item.add_marker(pytest.mark.xdist_group("rabbitmq"))
