@@ -363,7 +363,8 @@ def test_a_plain_clients_canvas_is_held_to_its_rules(workers: Workers, tmp_path:
         assert record.state is JobState.FAILED, (case, record)
         assert "command jobs from Celery clients without trainq" in (record.error or ""), (case, record)
         assert record.tags == {"source": FOREIGN_SOURCE}
-        assert client.AsyncResult(step.id).state == "FAILURE", case
+        result = client.AsyncResult(step.id)
+        wait_for(lambda: result.state == "FAILURE", TIMEOUT_S, message=case)  # noqa: B023 (called at once)
         assert not (tmp_path / case).exists(), case
     # and the step with file options is refused as those options in the client's header are: no copy
     record = finished(thief.id)
