@@ -18,8 +18,10 @@ from tests.jobs import probe
 from trainq import JobRecord, JobState, get_registry
 from trainq.errors import CommandFailed
 from trainq.job.canvas import CANVAS_SOURCE
+from trainq.job.clients import FOREIGN_SOURCE
 from trainq.job.command import run_command
 from trainq.ops.control import submit
+from trainq.settings import get_settings
 from workers.data import prepare
 from workers.training import train
 
@@ -327,3 +329,44 @@ def test_a_failed_chord_member_is_not_retried(workers: Workers, tmp_path: Path, 
         assert get_registry().get(failed.id).state is JobState.DEAD
         assert isinstance(client.AsyncResult(result.id).result, ChordError)
     assert get_registry().get(chorded.id).state is JobState.BLOCKED
+
+
+def test_a_plain_clients_canvas_is_held_to_its_rules(workers: Workers, tmp_path: Path) -> None:
+    # given probe and command workers, without TRAINQ_CLIENT_COMMANDS, and a server file a job could copy
+    workers.start("probe", "command", concurrency=2)
+    secret = tmp_path / "server" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("not for clients")
+
+    def shell(case: str) -> Signature:
+        """A plain client's command step that would leave a file named after ``case``."""
+        return client.signature(
+            "trainq.command", kwargs={"command": f"touch {tmp_path / case}"}, queue="command", immutable=True
+        ).set(task_id=uuid.uuid4().hex)
+
+    # when a plain client (no trainq) sends ordinary jobs carrying command steps in their canvas: the next
+    # step of a chain, a link, a link_error of a job that fails, a chord's callback, the errback its worker's
+    # main process sends after a hard time limit; and a chain step with trainq's file options
+    steps = {case: shell(case) for case in ("chain", "link", "link_error", "chord", "timed_out")}
+    chain(plain_probe(), steps["chain"]).apply_async()
+    plain_probe().apply_async(link=steps["link"])
+    plain_probe(fail_times=1, permanent=True).apply_async(link_error=steps["link_error"])
+    chord([plain_probe(), plain_probe()], steps["chord"]).apply_async()
+    once = {"trainq": {"retry": {"max_retries": 0}}}
+    plain_probe(seconds=5).apply_async(time_limit=1, headers=once, link_error=steps["timed_out"])
+    thief = plain_probe().set(task_id=uuid.uuid4().hex, cwd=str(secret.parent), result_files=["secret.txt"])
+    chain(plain_probe(), thief).apply_async()
+    # then each command step is refused as the client's own send would be: recorded failed with the
+    # reason, FAILURE for Celery, and the command never ran
+    for case, step in steps.items():
+        record = finished(step.id)
+        assert record.state is JobState.FAILED, (case, record)
+        assert "command jobs from Celery clients without trainq" in (record.error or ""), (case, record)
+        assert record.tags == {"source": FOREIGN_SOURCE}
+        result = client.AsyncResult(step.id)
+        wait_for(lambda: result.state == "FAILURE", TIMEOUT_S, message=case)  # noqa: B023 (called at once)
+        assert not (tmp_path / case).exists(), case
+    # and the step with file options is refused as those options in the client's header are: no copy
+    record = finished(thief.id)
+    assert record.state is JobState.FAILED and "unknown field 'cwd'" in (record.error or ""), record
+    assert not record.artifacts and not (get_settings().artifacts_dir / "jobs" / thief.id).exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -697,6 +698,23 @@ def test_flower_task_api_refuses_command_jobs(workers: Workers, tmp_path: Path) 
     applied = flower.post("/api/task/async-apply/trainq.probe", json={"kwargs": {"seconds": 0}})
     assert applied.status_code == 200, applied.text
     assert get_registry().get(applied.json()["task-id"]).type == "probe"
+    # when a job applied there carries a shell command as its link, or trainq's file options
+    workers.start("probe", "command", concurrency=2)
+    marker, link_id = tmp_path / "pwned", uuid.uuid4().hex
+    command = {"command": f"touch {marker}"}
+    link = {"task": "trainq.command", "kwargs": command, "options": {"queue": "command", "task_id": link_id}}
+    carrier = flower.post(
+        "/api/task/async-apply/trainq.probe", json={"kwargs": {}, "link": {**link, "immutable": True}}
+    )
+    copying = flower.post(
+        "/api/task/async-apply/trainq.probe", json={"kwargs": {}, "cwd": "/etc", "result_files": ["passwd"]}
+    )
+    # then the job is a Celery client's: the command is refused as a client's is, the options too (400)
+    assert carrier.status_code == 200, carrier.text
+    step = wait_for(lambda: (r := get_registry().find(link_id)) is not None and r.state.finished and r, 30)
+    assert step.state is JobState.FAILED and "command jobs from Celery clients without trainq" in step.error
+    assert not marker.exists()
+    assert copying.status_code == 400 and "unknown field 'cwd'" in copying.text, copying.text
 
 
 def big_pipeline(jobs: int, width: int = 20) -> dict[str, Any]:

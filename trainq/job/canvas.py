@@ -8,11 +8,16 @@ request built here; the steps after a failed one, and a failed member's chord ca
 ``blocked``. A blocked step Celery sends after all (the failed step was retried and succeeded) is
 rebuilt from its parent's result and sent: the chain goes on. A chord member is never retried
 (``reported_chord``): Celery counts each member's end once, so its chord could never complete.
+
+A step is trusted as much as the delivery whose canvas sends it (``origin``): one that came in the
+message of a client without trainq is that client's job, held to its rules (``trainq.job.clients``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from celery import Celery, Signature, signature
@@ -30,6 +35,31 @@ CANVAS_OPTIONS = ("chain", "chord", "link", "link_error", "group_id", "group_ind
 
 #: Of those, the ones that make a job a canvas member (ids alone do not: a job sent from a handler has them).
 MEMBER_OPTIONS = ("chain", "chord", "link", "link_error", "group_id")
+
+
+#: The delivery whose canvas a worker's main process sends now (``sending_for``).
+_main_process_origin: ContextVar[Context | None] = ContextVar("trainq_canvas_origin", default=None)
+
+
+def origin(app: Celery) -> Context | None:
+    """The request of the delivery whose canvas (chain, links, errbacks, chord callback) this worker
+    process sends now, or None outside a worker's canvas: the caller's own send.
+
+    In a pool process that is Celery's current task; in a worker's main process, the delivery it
+    fails there (``sending_for``): a hard time limit, a lost pool process, a revoke.
+    """
+    task = app.current_worker_task
+    return task.request if task is not None else _main_process_origin.get()
+
+
+@contextmanager
+def sending_for(request: Context) -> Iterator[None]:
+    """Within: the steps a worker's main process sends are ``request``'s canvas (see ``origin``)."""
+    token = _main_process_origin.set(request)
+    try:
+        yield
+    finally:
+        _main_process_origin.reset(token)
 
 
 def kept_options(options: dict[str, Any]) -> dict[str, Any] | None:

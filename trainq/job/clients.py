@@ -3,18 +3,24 @@
 Such a job (another service's ``send_task("trainq.data", kwargs=...)``, a message written by
 another language) is recorded by the worker that receives it, tagged ``source=celery-client``.
 trainq's own options may come in the message's ``trainq`` header, checked like a payload.
+The same rules hold for what such a client sends through trainq: the canvas steps its message
+carries (sent later by a worker, ``JobTask.send_step``) and a job Flower's task API applies in a
+process where Flower may not send shell commands (``flower_refusal``).
 """
 
 from __future__ import annotations
 
 import math
+import sys
+import threading
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trainq.errors import InvalidInput
-from trainq.inputs.documents import text_problem
+from trainq.inputs.documents import brief, text_problem
 from trainq.job.payloads import describe
+from trainq.settings import get_settings
 
 #: The ``source`` tag of a job first recorded by a worker: sent by a Celery client without trainq.
 FOREIGN_SOURCE = "celery-client"
@@ -51,15 +57,37 @@ def time_limit_problem(timelimit: Any) -> str | None:
     return None
 
 
-def header_options(headers: dict[str, Any] | None) -> dict[str, Any]:
+def header_options(headers: Any) -> dict[str, Any]:
     """The options in a message's ``trainq`` header, tagged as a client's; raises InvalidInput."""
-    given = (headers or {}).get(OPTIONS_HEADER, {})
+    if headers is not None and not isinstance(headers, dict):
+        raise InvalidInput(f"invalid message headers {brief(headers)}: expected an object")
+    return checked_options((headers or {}).get(OPTIONS_HEADER, {}), f"{OPTIONS_HEADER!r} header")
+
+
+def checked_options(given: Any, where: str) -> dict[str, Any]:
+    """trainq's options a client without trainq gave ``where``, checked as ``ClientOptions`` and tagged
+    as a client's; raises InvalidInput naming ``where``."""
     if problem := text_problem(given):
-        raise InvalidInput(f"invalid {OPTIONS_HEADER!r} header: {problem}")
+        raise InvalidInput(f"invalid {where}: {problem}")
     try:
         options = ClientOptions.model_validate(given).model_dump(exclude_none=True)
     except ValidationError as exc:
         problems = "; ".join(describe(exc, ClientOptions))
-        raise InvalidInput(f"invalid {OPTIONS_HEADER!r} header: {problems}") from None
+        raise InvalidInput(f"invalid {where}: {problems}") from None
     options["tags"] = {**options["tags"], "source": FOREIGN_SOURCE}
     return options
+
+
+def flower_refusal() -> str | None:
+    """Why this process may not send a command job: it serves Flower, whose task API would run any
+    shell command, and ``TRAINQ_WEB_ALLOW_COMMANDS`` is off or Flower has no authentication."""
+    events = sys.modules.get("flower.events")
+    if events is None or not any(isinstance(t, events.Events) for t in threading.enumerate()):
+        return None  # celery's CLI imports Flower everywhere; only Flower itself runs its event thread
+    from flower.options import options
+
+    if not get_settings().web_allow_commands:
+        return "command jobs cannot be submitted through Flower (set TRAINQ_WEB_ALLOW_COMMANDS=true)"
+    if not (options.basic_auth or options.auth):
+        return "command jobs can be submitted through Flower only with Flower authentication on"
+    return None

@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from celery.result import AsyncResult
 from pydantic import BaseModel, Field
 
 from trainq.errors import CommandFailed, CommandRefused
-from trainq.job import guard
+from trainq.job import clients, guard
 from trainq.job.context import LOG_LINE_MAX_CHARS, Job
 from trainq.job.task import JobTask
 from trainq.job.types import job_type
@@ -67,29 +66,14 @@ def parse_progress(line: str) -> tuple[float, float | None, dict[str, Any]] | No
     return float(match.group(1)), total, metrics
 
 
-def flower_refusal() -> str | None:
-    """Why this process may not send a command job: it serves Flower, whose task API would run any
-    shell command, and ``TRAINQ_WEB_ALLOW_COMMANDS`` is off or Flower has no authentication."""
-    events = sys.modules.get("flower.events")
-    if events is None or not any(isinstance(t, events.Events) for t in threading.enumerate()):
-        return None  # celery's CLI imports Flower everywhere; only Flower itself runs its event thread
-    from flower.options import options
-
-    if not get_settings().web_allow_commands:
-        return "command jobs cannot be submitted through Flower (set TRAINQ_WEB_ALLOW_COMMANDS=true)"
-    if not (options.basic_auth or options.auth):
-        return "command jobs can be submitted through Flower only with Flower authentication on"
-    return None
-
-
 class CommandTask(JobTask):
-    """The command type's task: refused inside Flower unless enabled (see ``flower_refusal``)."""
+    """The command type's task: refused inside Flower unless enabled (see ``clients.flower_refusal``)."""
 
     def apply_async(
         self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any
     ) -> AsyncResult:
         """Send as ``JobTask`` does, after refusing a send from Flower's task API."""
-        refusal = flower_refusal()
+        refusal = clients.flower_refusal()
         if refusal:
             raise CommandRefused(refusal)
         return super().apply_async(args, kwargs, task_id=task_id, **options)

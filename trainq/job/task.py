@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from billiard.process import current_process
 from celery import Task, states
+from celery.app.task import Context
 from celery.backends.redis import RedisBackend
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded, TaskRevokedError
 from celery.result import AsyncResult
@@ -211,12 +212,17 @@ class JobTask(Task):
 
         Called by Celery's canvas in a worker (a chain step, link or chord callback), the one
         positional argument is the parent's result, and a job that cannot be built is recorded
-        ``failed`` instead of raising into the parent (see ``send_step``).
+        ``failed`` instead of raising into the parent (see ``send_step``). Called by Flower's task API
+        where Flower may not send shell commands, the job is held to a client's rules
+        (``client_options``): its canvas steps too, when a worker sends them.
         """
-        if self.app.current_worker_task is not None and not _in_handler.get():
-            return self.send_step(args, kwargs, task_id or uuid.uuid4().hex[:16], options)
+        origin = None if _in_handler.get() else canvas.origin(self.app)
+        if origin is not None:
+            return self.send_step(origin, args, kwargs, task_id or uuid.uuid4().hex[:16], options)
         if args:
             raise InvalidInput(f"job type {self.job_type!r} takes keyword arguments only")
+        if clients.flower_refusal() is not None:  # Flower's task API, without command rights: a client's job
+            options = self.client_options(options)
         return self.send_new(kwargs, task_id, options)
 
     def send_new(self, kwargs: Any, task_id: str | None, options: dict[str, Any]) -> AsyncResult:
@@ -227,25 +233,32 @@ class JobTask(Task):
         hold = gate.park_or_pass if gate.key_of(record) else None
         return send.send_new(self, record, payload, key, reason, options, hold)
 
-    def send_step(self, args: Any, kwargs: Any, task_id: str, options: dict[str, Any]) -> AsyncResult:
+    def send_step(
+        self, origin: Context, args: Any, kwargs: Any, task_id: str, options: dict[str, Any]
+    ) -> AsyncResult:
         """Send a job Celery's canvas asks for from a worker, filled from its parent's result.
 
         A dict result fills the input fields the caller left unset; the whole result is kept as
-        the record's ``parent_result``. A step recorded ``blocked`` by an earlier one that has since
-        been retried and succeeded is sent now (``lifecycle.unblock``): its chain goes on. A step
-        that cannot be built or sent is recorded ``failed`` and its Celery result is FAILURE (its
-        chain, chord and errbacks are told), so the parent, already recorded succeeded, stays
-        SUCCESS in Celery too.
+        the record's ``parent_result``. A step in the canvas of ``origin``, a delivery sent by a client
+        without trainq (or descending from one), is that client's job (``client_options``). A step
+        recorded ``blocked`` by an earlier one that has since been retried and succeeded is sent now
+        (``lifecycle.unblock``): its chain goes on. A step that cannot be built or sent is recorded
+        ``failed`` and its Celery result is FAILURE (its chain, chord and errbacks are told), so the
+        parent, already recorded succeeded, stays SUCCESS in Celery too.
         """
         registry = get_registry()
         blocked = registry.find(task_id)
         if blocked is not None and blocked.state is not JobState.BLOCKED:
             return self.AsyncResult(task_id)  # a parent re-delivered re-sends its frozen steps
         kwargs = dict(kwargs or {}) if isinstance(kwargs, dict) else kwargs
-        options["tags"] = {"source": canvas.CANVAS_SOURCE, **(options.get("tags") or {})}
+        foreign = sent_by_client(registry, origin)
         if "priority" in options:  # the parent's broker priority, inherited
             options["priority"] = send.trainq_priority(options["priority"])
         try:
+            if foreign:
+                options = self.client_options(options)
+            else:
+                options["tags"] = {"source": canvas.CANVAS_SOURCE, **(options.get("tags") or {})}
             filled = canvas.step_payload(self.input_model, self.job_type, args, kwargs)
             parent = args[0] if args else None
             if blocked is None:
@@ -256,6 +269,8 @@ class JobTask(Task):
         except (InvalidInput, ValidationError, BrokerUnavailable) as exc:
             reason = str(exc)
         log.warning("canvas step %s[%s] refused: %s", self.name, task_id, reason)
+        if foreign:
+            options["tags"] = {"source": clients.FOREIGN_SOURCE}
         if blocked is None:
             self.record_unsent(task_id, kwargs, options, JobState.FAILED, reason)
         else:
@@ -269,6 +284,22 @@ class JobTask(Task):
         self.backend.mark_as_failure(task_id, InvalidInput(reason), request=request)
         self.block_after(options.get("chain"), options.get("chord"), task_id, "failed")
         return self.AsyncResult(task_id)
+
+    def client_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Celery ``options`` of a job a client without trainq sent through trainq (a canvas step it
+        carried, Flower's task API), held to the rules of its direct send (``_record_foreign``):
+        trainq's options, by name or in the ``trainq`` header, checked as that header's and tagged
+        as a client's; time limits positive; this type's ``client_refusal``. Raises InvalidInput."""
+        header = clients.header_options(options.get("headers"))
+        named = {k: v for k, v in options.items() if k in JOB_OPTIONS}
+        given = clients.checked_options(named, "trainq options")
+        limits = [options.get("time_limit"), options.get("soft_time_limit")]
+        if problem := clients.time_limit_problem(limits):
+            raise InvalidInput(problem)
+        if refusal := self.client_refusal():
+            raise InvalidInput(refusal)
+        celery = {k: v for k, v in options.items() if k not in JOB_OPTIONS}
+        return {**celery, **header, **given, "tags": {**header["tags"], **given["tags"]}}
 
     def record_unsent(
         self, task_id: str, payload: Any, options: dict[str, Any], state: JobState, reason: str
@@ -480,6 +511,14 @@ class JobTask(Task):
         except send.SEND_ERRORS as error:
             log.warning("could not send task-revoked for job %s: %s", request.id, error)
         return True
+
+
+def sent_by_client(registry: Registry, origin: Context) -> bool:
+    """True if ``origin``, the delivery whose canvas sends a step, is a job of a client without trainq
+    (its own or inherited down its canvas: its record is tagged so) or has no record (trainq records
+    every job it sends before sending it), so its steps are held to that client's rules."""
+    record = registry.find(origin.id)
+    return record is None or record.tags.get("source") == clients.FOREIGN_SOURCE
 
 
 def _check_paths_and_names(job: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from trainq.broker.names import check_queue
 from trainq.broker.quarantine import envelope_bytes, get_quarantine
 from trainq.errors import InvalidInput, InvalidName
 from trainq.inputs.documents import nesting_problem
-from trainq.job import claims, clients, guard, lifecycle, send
+from trainq.job import canvas, claims, clients, guard, lifecycle, send
 from trainq.job.lifecycle import fail_attempt, recover, recoverable, requeue
 from trainq.job.record import WAITING_STATES, JobRecord, JobState
 from trainq.job.task import JobTask
@@ -324,6 +324,8 @@ class JobRequest(Request):
     mid-job (OOM killer, ``kill -9``) is re-queued by trainq with its canvas options, where Celery
     would store a failure, run its errbacks and fail its chain or chord while trainq re-ran the job.
     Before either, a command the lost (or hard-timed-out) attempt started is killed (``guard.stop``).
+    The errbacks and chord callbacks Celery sends from here, failing or revoking the delivery, are its
+    canvas steps (``trainq.job.canvas.sending_for``), trusted as much as it is.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -342,12 +344,18 @@ class JobRequest(Request):
                     self.acknowledge()
                 self.send_event("task-retried", exception=repr(exc), traceback=str(exc_info.traceback))
                 return
-        super().on_failure(exc_info, send_failed_event, return_ok)
+        with canvas.sending_for(self._context):
+            super().on_failure(exc_info, send_failed_event, return_ok)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         if not soft:  # the pool process is killed next; its command must be gone before a retry
             self._stop_command()
-        super().on_timeout(soft, timeout)
+        with canvas.sending_for(self._context):
+            super().on_timeout(soft, timeout)
+
+    def _announce_revoked(self, reason: str, terminated: bool, signum: Any, expired: bool) -> None:
+        with canvas.sending_for(self._context):
+            super()._announce_revoked(reason, terminated, signum, expired)
 
     def _stop_command(self) -> None:
         """Kill the process group of a command this delivery started, if it outlived its pool process."""
