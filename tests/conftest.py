@@ -34,6 +34,7 @@ os.environ.update(TEST_ENV)
 pytest_plugins = ["tests.fixtures"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The RabbitMQ tests run in one test process: they declare and delete queues of fixed names."""
     for item in items:

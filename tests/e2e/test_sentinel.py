@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.conftest import TEST_ENV
 from tests.fixtures import (
     ROOT,
     Beats,
@@ -135,7 +136,7 @@ def test_a_master_failover_loses_and_duplicates_no_accepted_job(
         "TRAINQ_SENTINEL_MASTER": MASTER,
         "TRAINQ_MIN_REPLICAS": "1",
         "TRAINQ_LEASE_S": "15",
-        "TEST_ATTEMPTS_URL": f"redis://127.0.0.1:6379/{os.environ.get('TRAINQ_TEST_DB', '11')}",
+        "TEST_ATTEMPTS_URL": TEST_ENV["TRAINQ_BROKER_URL"],
     }
     pools = [workers.start("probe", name=name, concurrency=2, env=env) for name in ("left", "right")]
     python_elsewhere(

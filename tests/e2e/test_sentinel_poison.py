@@ -3,13 +3,13 @@ the next job; Flower shows the broker as the sentinel address the user gave, pas
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.conftest import TEST_ENV
 from tests.fixtures import (
     Process,
     Workers,
@@ -42,7 +42,7 @@ def sentinel_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], redis.Redis]]
         env = {
             "TRAINQ_BROKER_URL": f"sentinel://:{PASSWORD}@127.0.0.1:{port}",
             "TRAINQ_SENTINEL_MASTER": MASTER,
-            "TEST_ATTEMPTS_URL": f"redis://127.0.0.1:6379/{os.environ.get('TRAINQ_TEST_DB', '11')}",
+            "TEST_ATTEMPTS_URL": TEST_ENV["TRAINQ_BROKER_URL"],
         }
         yield env, redis.Redis(port=master, password=PASSWORD)
     finally:
