@@ -441,3 +441,17 @@ def test_a_job_a_resume_requeues_after_a_cancel_read_the_run_is_cancelled_not_se
     assert record(run_id, "a").state is JobState.CANCELLED
     assert runs.status(run_id).state is RunState.CANCELLED
     assert [redis_client.llen(k) for k in redis_client.keys("probe*")] == [1]
+
+
+def test_a_release_sent_twice_never_writes_over_a_job_that_started(redis_client: redis.Redis) -> None:
+    # given a run whose job a has started (claimed by hand, no worker)
+    run_id = Pipeline("twice").add("a", type="probe").run()
+    registry, runs = get_registry(), get_runs()
+    a = record(run_id, "a")
+    assert registry.claim(a.id, a.fence, "w@test", time.time() + 60) is not None
+    # when a sweep that found it unrecorded a moment before sends it again (the check already passed)
+    spec = json.loads(redis_client.hget(runs.keys.pipeline_specs(run_id), "a") or "{}")
+    assert runs.send(run_id, [("a", spec)], new=True) == []
+    # then its record stands: still running, never queued again for a second run
+    assert record(run_id, "a").state is JobState.RUNNING
+    assert [redis_client.llen(k) for k in redis_client.keys("probe*")] == [1]

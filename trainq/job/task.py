@@ -307,8 +307,7 @@ class JobTask(Task):
         """Record a job that is never sent (refused, or after a failed chain step) as ended in ``state``."""
         registry = get_registry()
         record = self.unsent_record(task_id, payload, options)
-        absent = (registry.keys.job(task_id), "id", json.dumps(task_id))
-        if not registry.create_many([record], unless=absent):
+        if not registry.create_many([record]):
             return  # recorded meanwhile (two members of one chord failed at once): that record stands
         lifecycle.finish(registry, record, state, {"error": reason}, reason=reason, allowed=WAITING_STATES)
 

@@ -280,11 +280,13 @@ class Registry:
         """Store new records, and ``commands`` (their broker messages), in one script call.
 
         False, and nothing written, when the hash field ``unless`` names (key, field, value) holds
-        that value: a group of a pipeline run cancelled meanwhile is never recorded or sent.
+        that value: a group of a pipeline run cancelled meanwhile is never recorded or sent; or when
+        one of the records exists: written meanwhile by another process (a run's sweep and the
+        finish that released the group), it is never written over.
         """
         records = list(records)
         try:
-            if self._add_many(self.client, records, writes=commands, unless=unless) is None:
+            if self._add_many(self.client, records, writes=commands, unless=unless, fresh=True) is None:
                 return False
             self.await_replicas([r.id for r in records])
         except redis.RedisError as exc:
@@ -325,13 +327,17 @@ class Registry:
         reason: str = CLEAN_SUBMIT_REASON,
         writes: Iterable[Command] = (),
         unless: tuple[str, str, str] | None = None,
+        fresh: bool = False,
     ) -> Any:
         """Write new records, their first events (``reason``), index entries and counters, then
         ``writes``, in one script call on ``client`` (a pipeline, or not), unless the hash field
-        ``unless`` names holds its value; the script's reply (None when refused)."""
+        ``unless`` names holds its value or, if ``fresh``, one of the records exists; the script's
+        reply (None when refused)."""
         doc = self.creation(records, reason, writes)
         if unless is not None:
             doc["unless"] = list(unless)
+        if fresh:
+            doc["fresh"] = True
         return self._create(args=[json.dumps(doc)], client=client)
 
     def creation(
