@@ -432,7 +432,7 @@ def test_a_job_a_resume_requeues_after_a_cancel_read_the_run_is_cancelled_not_se
     a = record(run_id, "a")
     lifecycle.finish(registry, registry.claim(a.id, a.fence, "w@test", time.time() + 60), JobState.DEAD)
     # when a resume has reopened the run (its script) when a cancel comes, which finds a still dead
-    graph = json.loads(redis_client.hget(f"trainq:pipeline:{run_id}", "graph") or "{}")
+    graph = json.loads(redis_client.hget(runs.keys.pipeline(run_id), "graph") or "{}")
     runs._call("resume", run_id, "", *[x for job, deps in graph.items() for x in (job, len(deps), *deps)])
     assert runs.cancel(run_id) == 0
     # and the resume then re-queues a

@@ -125,10 +125,7 @@ class Quarantine:
         one a worker would set aside again (a content type not in ``accept``, too deep, no Celery body).
         """
         item, entry = self._find(entry_id)
-        problem = _requeue_problem(entry, accept)
-        if problem:
-            raise InvalidInput(f"quarantined message {entry_id} {problem}: it cannot be re-queued")
-        message = _Envelope.model_validate_json(entry.raw)
+        message, body = _resendable(entry, accept)
         if not self.client.lrem(self.keys.quarantine(), 1, item):
             raise InvalidInput(
                 f"no quarantined message with id {entry_id!r} (re-queued or dropped meanwhile)"
@@ -136,7 +133,7 @@ class Quarantine:
         properties = message.properties
         try:
             producer.publish(
-                message.body_bytes(),
+                body,
                 exchange="",  # the default exchange, as trainq and Celery send: no binding table to read
                 routing_key=queue.name,
                 declare=[queue],
@@ -185,25 +182,30 @@ class _Envelope(BaseModel):
         return self.body.encode("latin-1" if self.properties.get("body_encoding") == "latin-1" else "utf-8")
 
 
-def _requeue_problem(entry: QuarantinedMessage, accept: Collection[str]) -> str | None:
-    """Why ``entry`` cannot be sent again (it would be set aside again, or is not whole), or None."""
+def _resendable(entry: QuarantinedMessage, accept: Collection[str]) -> tuple[_Envelope, bytes]:
+    """``entry``'s message and its body as sent; raises InvalidInput when it cannot be sent again
+    (kept in part, not a task message) or a worker would only set it aside again."""
+
+    def refused(problem: str) -> InvalidInput:
+        return InvalidInput(f"quarantined message {entry.id} {problem}: it cannot be re-queued")
+
     if len(entry.raw) < entry.size:
-        return "was kept only in part"
+        raise refused("was kept only in part")
     if problem := nesting_problem(entry.raw):
-        return f"is {problem}"
+        raise refused(f"is {problem}")
     try:
         message = _Envelope.model_validate_json(entry.raw)
     except ValidationError:
-        return "is not a task message"
+        raise refused("is not a task message") from None
     if message.content_type not in accept:
-        return f"has content type {message.content_type!r}, which workers refuse"
+        raise refused(f"has content type {message.content_type!r}, which workers refuse")
     try:
         body = message.body_bytes()
     except (ValueError, UnicodeEncodeError):
-        return "has a body that cannot be read"
+        raise refused("has a body that cannot be read") from None
     if problem := task_problem({"content-type": message.content_type}, message.headers, body):
-        return f"is {problem}"
-    return None
+        raise refused(f"is {problem}")
+    return message, body
 
 
 def envelope_bytes(message: object) -> bytes:
