@@ -336,3 +336,86 @@ def test_a_cancelled_or_timed_out_command_ends_with_its_processes(
     assert record.state is state and (record.error or "").startswith(error), record
     wait_for(lambda: all(gone(p) for p in processes), timeout=10, message="the command's processes end")
     wait_for(lambda: not group_members(group), timeout=10, message="the command's process group ends")
+
+
+#: Commands that start a process leaving the command's group and session (``setsid``): it writes its
+#: pid to ``{pid}``, then sleeps. As the shell's child; in a double fork (its parent, whose pid goes to
+#: ``{parent}``, exits at once: it is re-parented); ignoring SIGTERM (only a SIGKILL ends it).
+ESCAPES = {
+    "setsid": "setsid sh -c 'echo $$ > {pid}; exec sleep 300' >/dev/null 2>&1 & wait",
+    "double fork": (
+        "sh -c 'echo $$ > {parent}; setsid sh -c \"echo \\$\\$ > {pid}; exec sleep 300\" >/dev/null 2>&1 &'"
+        "; sleep 300"
+    ),
+    "setsid ignoring SIGTERM": (
+        "setsid sh -c 'trap \"\" TERM; echo $$ > {pid}; exec sleep 300' >/dev/null 2>&1 & wait"
+    ),
+}
+
+
+def escaped(pid_file: Path) -> psutil.Process:
+    """The process whose pid ``pid_file`` holds, once written: one in a session of its own."""
+    pid = wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), message="the setsid process")
+    process = psutil.Process(int(pid))
+    assert os.getsid(process.pid) == process.pid
+    return process
+
+
+@pytest.mark.parametrize(
+    ("escape", "how"),
+    [
+        ("setsid", "cancel"),
+        ("setsid", "timeout"),
+        ("setsid", "worker killed"),
+        ("double fork", "cancel"),
+        ("double fork", "timeout"),
+        ("setsid ignoring SIGTERM", "cancel"),
+    ],
+)
+def test_a_stopped_command_ends_the_processes_that_left_its_group(
+    workers: Workers, tmp_path: Path, escape: str, how: str
+) -> None:
+    # given a command worker running a command that started a process in a session of its own
+    worker = workers.start("command")
+    pid, parent = tmp_path / "pid", tmp_path / "parent"
+    options: dict[str, Any] = {"retry": {"max_retries": 0}}
+    if how == "timeout":
+        options["timeout"] = "4s"
+    job_id = submit("command", {"command": ESCAPES[escape].format(pid=pid, parent=parent)}, **options)
+    process = escaped(pid)
+    try:
+        if escape == "double fork":  # (and the parent that started it exited: it was re-parented)
+            first = int(parent.read_text())
+            wait_for(lambda: process.ppid() != first, timeout=5, message="the setsid process's parent ends")
+        # when the job is cancelled, reaches its time limit, or its whole worker is SIGKILLed
+        if how == "cancel":
+            cancelled = run_cli("cancel", job_id)
+            assert cancelled.returncode == 0, cancelled.stderr
+        if how == "worker killed":
+            worker.kill()
+        else:
+            wait_for(lambda: finished(job_id), timeout=20, message="the command job ends")
+        # then the process that left the group is gone too
+        wait_for(lambda: gone(process), timeout=15, message="the setsid process ends")
+    finally:
+        if not gone(process):
+            process.kill()
+
+
+def test_a_process_a_command_leaves_behind_in_a_session_of_its_own_stays_its_own(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # given a command worker, and a command that starts a process in a session of its own and exits
+    workers.start("command")
+    pid = tmp_path / "pid"
+    job_id = submit(
+        "command", {"command": f"setsid sh -c 'echo $$ > {pid}; exec sleep 300' >/dev/null 2>&1 &"}
+    )
+    process = escaped(pid)
+    try:
+        # when the job ends, then it succeeded and that process runs on (the command left it so)
+        wait_for(lambda: finished(job_id), message="the command job ends")
+        assert get_registry().get(job_id).state is JobState.SUCCEEDED
+        assert not gone(process)
+    finally:
+        process.kill()

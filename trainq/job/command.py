@@ -3,7 +3,7 @@
 Each stdout/stderr line goes to the job log as it is printed. A line of the form
 ``trainq:progress STEP/TOTAL [key=value ...]`` also reports progress (and stays in the log). A
 non-zero exit fails the attempt (and may retry); a timeout or cancel kills the whole process group
-(by its id, so also when its guard was killed alone), and so does the group's guard
+(by its id, so also when its guard was killed alone) and what left it, and so does the group's guard
 (``trainq.job.guard``) when the pool process running the job dies.
 """
 
@@ -165,15 +165,18 @@ def _report(job: Job, line: str) -> None:
 
 
 def kill_group(process: subprocess.Popen[str]) -> None:
-    """SIGTERM the command's process group, then SIGKILL it if its guard lingers; reap the guard last.
+    """SIGTERM the command's process group, then SIGKILL what is left if its guard lingers; reap the
+    guard last.
 
-    The group is signalled by its id (the guard's pid), not through the guard, so a guard killed on
-    its own leaves no shell behind; until reaped, the guard's pid can name no other process's group.
+    The guard forwards the SIGTERM to the processes that left the group and runs until all the command
+    started has ended, so the SIGKILL (``guard.kill``: the guard's descendants, then the group) reaches
+    those too. The group is signalled by its id (the guard's pid), not through the guard, so a guard
+    killed on its own leaves no shell behind; until reaped, the guard's pid names no other process.
     """
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-        _exited(process, KILL_GRACE_S)
-        os.killpg(process.pid, signal.SIGKILL)
+    _exited(process, KILL_GRACE_S)
+    guard.kill(process.pid)
     process.wait()
 
 

@@ -1,25 +1,36 @@
-"""A command's guard: the process that ties a ``command`` job's process group to the attempt running it.
+"""A command's guard: the process that ties a ``command`` job's processes to the attempt running it.
 
 The pool process starts ``python guard.py FD PID_FILE COMMAND`` in a session of its own; the guard
-writes its pid (the group's id) to PID_FILE and runs ``sh -c COMMAND`` in its group. FD is the read
-end of a pipe whose only writer is the pool process, so the guard reads its end (EOF) however that
-process dies: the OOM killer, a hard time limit, its whole worker killed (Celery's pool processes die
-with it). The guard then SIGKILLs the group, itself included, so a lost attempt's command never runs
-beside the job's next attempt. (What a command leaves running after its shell exited is its own.)
+writes its pid (the group's id) to PID_FILE, becomes its descendants' subreaper and runs
+``sh -c COMMAND`` in its group. A process whose parent exits (a double fork) is re-parented to the
+guard, so while the guard runs every process the command started is its descendant, also one that
+left the group (``setsid``, ``setpgid``): the parent links in /proc reach them all (``descendants``).
+
+FD is the read end of a pipe whose only writer is the pool process, so the guard reads its end (EOF)
+however that process dies: the OOM killer, a hard time limit, its whole worker killed (Celery's pool
+processes die with it). The guard then SIGKILLs its descendants and its group, itself included, so a
+lost attempt's command never runs beside the job's next attempt.
+
+A cancel or soft timeout goes through the pool process (``trainq.job.command.kill_group``), which
+SIGTERMs the group: the guard forwards the SIGTERM to its descendants outside the group, and once the
+shell has ended it waits for all of them before it exits as the shell did. So until everything the
+command started has ended, the guard runs, and the pool process's SIGKILL after its grace (``kill``:
+the guard's descendants, then its group) reaches what ignored the SIGTERM. Without a SIGTERM the guard
+exits with its shell: what a command leaves running after its shell exited is its own.
 
 Why a process: ``PR_SET_PDEATHSIG`` reaches only the shell, not what it starts; a watching thread
 dies with the pool process; a cgroup needs privileges; neither ``subprocess`` nor psutil offers
-more. The guard uses only the standard library and starts without ``site`` (``-I -S``, ~25 ms). A
-cancel or soft timeout still goes through the pool process (``trainq.job.command.kill_group``): the
-guard lets the group's SIGTERM pass and exits as the shell did. The pool process signals the group by
-its id, so a guard killed on its own (its shell orphaned) does not keep a cancel from it. The worker's
-main process also kills the group (``stop``, by its id too) before it re-queues or fails a job whose
-pool process died, so the next attempt never starts beside this one's command.
+more. The guard uses only the standard library and starts without ``site`` (``-I -S``, ~25 ms). The
+pool process signals the group by its id, so a guard killed on its own (its shell orphaned) does not
+keep a cancel from it (what left the group then went to init, out of reach). The worker's main
+process also kills the guard's descendants and its group (``stop``) before it re-queues or fails a job
+whose pool process died, so the next attempt never starts beside this one's command.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import signal
@@ -27,6 +38,9 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+
+#: ``prctl``'s option (linux/prctl.h) that makes orphaned descendants the caller's children.
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def command(life: int, pid_file: Path, shell_command: str) -> list[str]:
@@ -41,14 +55,45 @@ def pid_file(home: Path, job_id: str, fence: int) -> Path:
     return home.absolute() / "run" / f"command-{digest}-{fence}.pid"
 
 
-def stop(path: Path) -> None:
-    """SIGKILL the command group whose guard wrote ``path`` (the group's id is the guard's pid); remove
-    ``path``. A guard that ends as it should removes ``path`` itself.
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """``(pid, group)`` of each running descendant of ``pid``, found by the parent links in /proc."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path("/proc", name, "stat").read_text()
+        except OSError:
+            continue  # it just ended
+        state, parent, group = stat.rpartition(")")[2].split()[:3]  # after the name, which may hold ")"
+        if state not in "ZX":
+            children.setdefault(int(parent), []).append((int(name), int(group)))
+    found: list[tuple[int, int]] = []
+    todo = [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += [child for child, _ in below]
+    return found
 
-    The group is killed while its guard runs (its command line names ``path``) and once the guard is
-    gone, killed on its own: its shell may live on, orphaned, and no process can take a pid that still
-    names a live group. A live process of that pid that is not the guard took it once the group was
-    empty, and is left alone.
+
+def kill(pid: int) -> None:
+    """SIGKILL the descendants of the guard ``pid``, then its group (a shell it orphaned too), looking
+    again until a look finds none not yet killed: a process forks until its SIGKILL is sent, not after."""
+    killed: set[int] = set()
+    while found := {child for child, _ in descendants(pid)} - killed:
+        _send(found, signal.SIGKILL)
+        killed |= found
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def stop(path: Path) -> None:
+    """SIGKILL the command whose guard wrote ``path`` (``kill``); remove ``path``. A guard that ends as
+    it should removes ``path`` itself.
+
+    The command is killed while its guard runs (its command line names ``path``) and once the guard is
+    gone, killed on its own: its shell may live on, orphaned, in the group (what left the group is out
+    of reach then), and no process can take a pid that still names a live group. A live process of that
+    pid that is not the guard took it once the group was empty, and is left alone.
     """
     try:
         pid = int(path.read_text())
@@ -64,29 +109,62 @@ def stop(path: Path) -> None:
     except psutil.Error:
         ours = False
     if ours:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+        kill(pid)
     path.unlink(missing_ok=True)
 
 
-def _watch(life: int, path: Path) -> None:
-    """Wait for the pool process's end of the pipe to close, then kill the group, this guard too."""
+def _send(pids: set[int], signum: int) -> None:
+    """Send ``signum`` to each of ``pids`` that still runs."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _watch(life: int, path: Path, ending: threading.Lock) -> None:
+    """Wait for the pool process's end of the pipe to close, then kill the command, this guard too;
+    holding ``ending``, so the guard does not exit with its killed shell before all is killed."""
     while os.read(life, 1):
         pass
+    ending.acquire()
     path.unlink(missing_ok=True)
-    os.killpg(os.getpid(), signal.SIGKILL)
+    kill(os.getpid())
+
+
+def _become_subreaper() -> None:
+    """Have orphaned descendants re-parented to this guard, not to init: they stay its descendants."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def main(args: list[str]) -> int:
     """Run the shell command in this guard's group until it ends or the pool process is gone."""
     life, path, shell_command = int(args[0]), Path(args[1]), args[2]
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)  # a cancel's SIGTERM is the shell's to obey
+    terminated = threading.Event()
+
+    def forward(signum: int, frame: object) -> None:
+        """A cancel's SIGTERM reached the group: the shell's to obey, and each descendant's outside it."""
+        terminated.set()
+        _send({pid for pid, group in descendants(os.getpid()) if group != os.getpid()}, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    _become_subreaper()
     path.write_text(str(os.getpid()))
-    threading.Thread(target=_watch, args=(life, path), daemon=True).start()
-    code = subprocess.Popen(["/bin/sh", "-c", shell_command]).wait()
+    ending = threading.Lock()
+    threading.Thread(target=_watch, args=(life, path, ending), daemon=True).start()
+    shell = subprocess.Popen(["/bin/sh", "-c", shell_command])
+    while (ended := os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)) and ended.si_pid != shell.pid:
+        os.waitpid(ended.si_pid, 0)  # a process adopted from a parent that exited
+    code = shell.wait()
+    if terminated.is_set():  # stay until all the command started ended, or the pool process kills it
+        with contextlib.suppress(ChildProcessError):
+            while True:
+                os.wait()
+    ending.acquire()  # never released: a watcher holding it kills all, this guard last
     path.unlink(missing_ok=True)
     if code < 0:  # end as the shell did, so the pool process sees its signal
-        signal.signal(-code, signal.SIG_DFL)
+        if code != -signal.SIGKILL:  # (whose action cannot be set)
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         return 128 - code
     return code
