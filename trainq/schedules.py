@@ -91,7 +91,10 @@ class ScheduleInfo(BaseModel):
 class CronSchedule(BaseSchedule):
     """A cron expression read by croniter in its own time zone (wall clock, across DST changes).
 
-    Celery's crontab uses the app's one time zone and redbeat stores none, hence this class.
+    Celery's crontab uses the app's one time zone and redbeat stores none, hence this class. As in
+    cron, a rule of fixed times (``0 2 * * *``) runs once when the clocks go back: the repeated hour's
+    second pass (``fold``) is skipped, while one whose minute or hour field starts with ``*`` runs by
+    the clock in both.
     """
 
     def __init__(
@@ -101,10 +104,14 @@ class CronSchedule(BaseSchedule):
         self.expr = expr
         self.timezone = timezone
         self.zone = ZoneInfo(timezone)
+        self.fixed_time = _fixed_time(expr)
 
     def next_run(self, after: datetime) -> datetime:
         """The first time strictly after ``after`` at which the expression fires."""
-        result: datetime = croniter(self.expr, after.astimezone(self.zone)).get_next(datetime)
+        times = croniter(self.expr, after.astimezone(self.zone))
+        result: datetime = times.get_next(datetime)
+        while self.fixed_time and result.astimezone(self.zone).fold:  # its first pass ran already
+            result = times.get_next(datetime)
         return result
 
     def remaining_estimate(self, last_run_at: datetime) -> timedelta:
@@ -127,6 +134,14 @@ class CronSchedule(BaseSchedule):
 
     def __repr__(self) -> str:
         return f"<cron {self.expr} {self.timezone}>"
+
+
+def _fixed_time(expr: str) -> bool:
+    """Whether neither the minute nor the hour field of ``expr`` starts with ``*`` (cron's own test)."""
+    fields = expr.split()
+    if len(fields) == 1:  # an alias: @hourly is "0 * * * *", the others fix their hour
+        return croniter(expr).expanded[1] != ["*"]
+    return not (fields[0].startswith("*") or fields[1].startswith("*"))
 
 
 class _Encoder(RedBeatJSONEncoder):
