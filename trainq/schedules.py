@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import re
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,13 +25,14 @@ import redis
 from celery import Celery
 from celery.schedules import BaseSchedule, schedstate
 from celery.schedules import schedule as interval
+from celery.utils.imports import cwd_in_path
 from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
 
-from trainq.celery import app
-from trainq.errors import InvalidInput, ScheduleError, TrainqError
+from trainq.celery import EXIT_BAD_SETTING, app
+from trainq.errors import InvalidInput, InvalidSetting, ScheduleError, TrainqError
 from trainq.inputs.durations import format_duration, parse_duration
 from trainq.job.types import TASK_PREFIX, get_job_type
 from trainq.pipelines.dag import PIPELINE_ID_FIELDS
@@ -140,7 +142,7 @@ def _fixed_time(expr: str) -> bool:
     """Whether neither the minute nor the hour field of ``expr`` starts with ``*`` (cron's own test)."""
     fields = expr.split()
     if len(fields) == 1:  # an alias: @hourly is "0 * * * *", the others fix their hour
-        return croniter(expr).expanded[1] != ["*"]
+        return bool(croniter(expr).expanded[1] != ["*"])
     return not (fields[0].startswith("*") or fields[1].startswith("*"))
 
 
@@ -194,8 +196,13 @@ class Scheduler(RedBeatScheduler):
     Entry = ScheduleEntry
 
     def setup_schedule(self) -> None:
-        """Install the static schedules (redbeat drops the ones removed from the module)."""
-        self.app.conf.beat_schedule = static_entries(get_settings().beat_schedule_module, self.app)
+        """Install the static schedules (redbeat drops the ones removed from the module). On a bad
+        one, or a module not found, Beat stops before it changes anything: one line, exit 2."""
+        try:
+            self.app.conf.beat_schedule = static_entries(get_settings().beat_schedule_module, self.app)
+        except TrainqError as exc:
+            print(f"error: {exc}", file=sys.__stderr__, flush=True)  # Celery sends sys.stderr to its log
+            raise SystemExit(EXIT_BAD_SETTING) from None
         super().setup_schedule()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
@@ -333,14 +340,24 @@ def schedule_pipeline(entry: ScheduleEntry) -> Pipeline:
 
 
 def static_entries(module_name: str, app: Celery = app) -> dict[str, ScheduleEntry]:
-    """The static schedules of ``module_name`` (its ``beat_schedule`` dict); none if it does not exist."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        log.info("no static schedules: module %s not found", module_name)
+    """The static schedules of ``module_name`` (its ``beat_schedule`` dict), looked for as Celery looks
+    for worker modules (the working directory first); none when the name is empty.
+
+    A module not found raises InvalidSetting: Beat would otherwise start and remove every static
+    schedule it installed before, with their run history.
+    """
+    if not module_name:
         return {}
+    with cwd_in_path():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not (exc.name == module_name or module_name.startswith(f"{exc.name}.")):
+                raise  # a module it imports is missing: its code's error
+            raise InvalidSetting(
+                f"invalid setting TRAINQ_BEAT_SCHEDULE_MODULE: no module named {module_name!r} in the "
+                'working directory or on the Python path (set it to "" for no static schedules)'
+            ) from None
     specs: dict[str, ScheduleSpec | dict[str, Any]] = getattr(module, "beat_schedule", {})
     return {name: build_entry(name, spec, app) for name, spec in specs.items()}
 

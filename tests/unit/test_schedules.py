@@ -67,7 +67,14 @@ def test_daily_0200_follows_daylight_saving_in_its_zone() -> None:
 
 @pytest.mark.parametrize(
     ("expr", "runs_in_the_repeated_hour"),
-    [("0 2 * * *", 1), ("30 2 * * *", 1), ("@daily", 0), ("0 */2 * * *", 2), ("*/30 * * * *", 4), ("@hourly", 2)],
+    [
+        ("0 2 * * *", 1),
+        ("30 2 * * *", 1),
+        ("@daily", 0),
+        ("0 */2 * * *", 2),
+        ("*/30 * * * *", 4),
+        ("@hourly", 2),
+    ],
 )
 def test_clocks_going_back_run_a_fixed_time_once_and_a_clock_rule_by_the_clock(
     expr: str, runs_in_the_repeated_hour: int
@@ -83,7 +90,9 @@ def test_clocks_going_back_run_a_fixed_time_once_and_a_clock_rule_by_the_clock(
 
 
 def test_a_daily_rule_runs_once_a_day_across_the_clocks_going_back() -> None:
-    days = [r.astimezone(BERLIN).date() for r in next_runs("0 2 * * *", datetime(2026, 10, 20, tzinfo=BERLIN), 10)]
+    days = [
+        r.astimezone(BERLIN).date() for r in next_runs("0 2 * * *", datetime(2026, 10, 20, tzinfo=BERLIN), 10)
+    ]
     assert len(days) == len(set(days)) == 10
 
 
