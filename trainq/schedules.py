@@ -48,6 +48,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 LAST_RUN_FIELD = "trainq_last_run"
 #: Redis hash field holding the last failed run, until a run is submitted again.
 LAST_ERROR_FIELD = "trainq_last_error"
+#: The shortest interval a schedule may have, in seconds.
+SHORTEST_EVERY_S = 1.0
 #: Most characters of a failed run's error kept and logged.
 ERROR_MAX_CHARS = 500
 
@@ -281,8 +283,8 @@ def _timing(spec: ScheduleSpec) -> BaseSchedule:
         if spec.timezone:
             raise InvalidInput("a timezone applies to cron schedules only")
         seconds = parse_duration(spec.every)
-        if seconds <= 0:
-            raise InvalidInput(f"every must be longer than 0s, got {spec.every!r}")
+        if not seconds >= SHORTEST_EVERY_S:  # Beat would submit as fast as it can: one typo floods the queue
+            raise InvalidInput(f"every must be at least {SHORTEST_EVERY_S:g}s, got {spec.every!r}")
         return interval(timedelta(seconds=seconds))
     expr = " ".join(spec.cron.split())  # type: ignore[union-attr]
     if not croniter.is_valid(expr) or not (expr.startswith("@") or len(expr.split()) == 5):
