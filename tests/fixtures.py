@@ -190,8 +190,8 @@ class Beats(Processes):
         name = f"beat{len(self.started)}"
         schedule_file = str(self.tmp / name)  # unused by redbeat, but Beat wants one
         args = [sys.executable, "-m", "celery", "-A", "trainq", "beat", "-l", "info", "-s", schedule_file]
-        # re-read schedules every second; keep the shipped beat_schedule.py out (missing module: no statics)
-        defaults = {"TRAINQ_BEAT_INTERVAL_S": "1", "TRAINQ_BEAT_SCHEDULE_MODULE": "tests.no_such_module"}
+        # re-read schedules every second; keep the shipped beat_schedule.py out (no static schedules)
+        defaults = {"TRAINQ_BEAT_INTERVAL_S": "1", "TRAINQ_BEAT_SCHEDULE_MODULE": ""}
         process = Process(args, self.tmp / f"{name}.log", {**defaults, **(env or {})})
         self.started.append(process)
         marker = "beat: Acquired lock" if lock else "beat: Starting..."

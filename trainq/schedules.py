@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import re
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,13 +25,14 @@ import redis
 from celery import Celery
 from celery.schedules import BaseSchedule, schedstate
 from celery.schedules import schedule as interval
+from celery.utils.imports import cwd_in_path
 from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
 
-from trainq.celery import app
-from trainq.errors import InvalidInput, ScheduleError, TrainqError
+from trainq.celery import EXIT_BAD_SETTING, app
+from trainq.errors import InvalidInput, InvalidSetting, ScheduleError, TrainqError
 from trainq.inputs.durations import format_duration, parse_duration
 from trainq.job.types import TASK_PREFIX, get_job_type
 from trainq.pipelines.dag import PIPELINE_ID_FIELDS
@@ -46,6 +48,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 LAST_RUN_FIELD = "trainq_last_run"
 #: Redis hash field holding the last failed run, until a run is submitted again.
 LAST_ERROR_FIELD = "trainq_last_error"
+#: The shortest interval a schedule may have, in seconds.
+SHORTEST_EVERY_S = 1.0
 #: Most characters of a failed run's error kept and logged.
 ERROR_MAX_CHARS = 500
 
@@ -91,7 +95,10 @@ class ScheduleInfo(BaseModel):
 class CronSchedule(BaseSchedule):
     """A cron expression read by croniter in its own time zone (wall clock, across DST changes).
 
-    Celery's crontab uses the app's one time zone and redbeat stores none, hence this class.
+    Celery's crontab uses the app's one time zone and redbeat stores none, hence this class. As in
+    cron, a rule of fixed times (``0 2 * * *``) runs once when the clocks go back: the repeated hour's
+    second pass (``fold``) is skipped, while one whose minute or hour field starts with ``*`` runs by
+    the clock in both.
     """
 
     def __init__(
@@ -101,10 +108,14 @@ class CronSchedule(BaseSchedule):
         self.expr = expr
         self.timezone = timezone
         self.zone = ZoneInfo(timezone)
+        self.fixed_time = _fixed_time(expr)
 
     def next_run(self, after: datetime) -> datetime:
         """The first time strictly after ``after`` at which the expression fires."""
-        result: datetime = croniter(self.expr, after.astimezone(self.zone)).get_next(datetime)
+        times = croniter(self.expr, after.astimezone(self.zone))
+        result: datetime = times.get_next(datetime)
+        while self.fixed_time and result.astimezone(self.zone).fold:  # its first pass ran already
+            result = times.get_next(datetime)
         return result
 
     def remaining_estimate(self, last_run_at: datetime) -> timedelta:
@@ -127,6 +138,14 @@ class CronSchedule(BaseSchedule):
 
     def __repr__(self) -> str:
         return f"<cron {self.expr} {self.timezone}>"
+
+
+def _fixed_time(expr: str) -> bool:
+    """Whether neither the minute nor the hour field of ``expr`` starts with ``*`` (cron's own test)."""
+    fields = expr.split()
+    if len(fields) == 1:  # an alias: @hourly is "0 * * * *", the others fix their hour
+        return bool(croniter(expr).expanded[1] != ["*"])
+    return not (fields[0].startswith("*") or fields[1].startswith("*"))
 
 
 class _Encoder(RedBeatJSONEncoder):
@@ -179,8 +198,13 @@ class Scheduler(RedBeatScheduler):
     Entry = ScheduleEntry
 
     def setup_schedule(self) -> None:
-        """Install the static schedules (redbeat drops the ones removed from the module)."""
-        self.app.conf.beat_schedule = static_entries(get_settings().beat_schedule_module, self.app)
+        """Install the static schedules (redbeat drops the ones removed from the module). On a bad
+        one, or a module not found, Beat stops before it changes anything: one line, exit 2."""
+        try:
+            self.app.conf.beat_schedule = static_entries(get_settings().beat_schedule_module, self.app)
+        except TrainqError as exc:
+            print(f"error: {exc}", file=sys.__stderr__, flush=True)  # Celery sends sys.stderr to its log
+            raise SystemExit(EXIT_BAD_SETTING) from None
         super().setup_schedule()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
@@ -259,8 +283,8 @@ def _timing(spec: ScheduleSpec) -> BaseSchedule:
         if spec.timezone:
             raise InvalidInput("a timezone applies to cron schedules only")
         seconds = parse_duration(spec.every)
-        if seconds <= 0:
-            raise InvalidInput(f"every must be longer than 0s, got {spec.every!r}")
+        if not seconds >= SHORTEST_EVERY_S:  # Beat would submit as fast as it can: one typo floods the queue
+            raise InvalidInput(f"every must be at least {SHORTEST_EVERY_S:g}s, got {spec.every!r}")
         return interval(timedelta(seconds=seconds))
     expr = " ".join(spec.cron.split())  # type: ignore[union-attr]
     if not croniter.is_valid(expr) or not (expr.startswith("@") or len(expr.split()) == 5):
@@ -318,14 +342,24 @@ def schedule_pipeline(entry: ScheduleEntry) -> Pipeline:
 
 
 def static_entries(module_name: str, app: Celery = app) -> dict[str, ScheduleEntry]:
-    """The static schedules of ``module_name`` (its ``beat_schedule`` dict); none if it does not exist."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        log.info("no static schedules: module %s not found", module_name)
+    """The static schedules of ``module_name`` (its ``beat_schedule`` dict), looked for as Celery looks
+    for worker modules (the working directory first); none when the name is empty.
+
+    A module not found raises InvalidSetting: Beat would otherwise start and remove every static
+    schedule it installed before, with their run history.
+    """
+    if not module_name:
         return {}
+    with cwd_in_path():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not (exc.name == module_name or module_name.startswith(f"{exc.name}.")):
+                raise  # a module it imports is missing: its code's error
+            raise InvalidSetting(
+                f"invalid setting TRAINQ_BEAT_SCHEDULE_MODULE: no module named {module_name!r} in the "
+                'working directory or on the Python path (set it to "" for no static schedules)'
+            ) from None
     specs: dict[str, ScheduleSpec | dict[str, Any]] = getattr(module, "beat_schedule", {})
     return {name: build_entry(name, spec, app) for name, spec in specs.items()}
 

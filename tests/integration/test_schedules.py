@@ -118,22 +118,70 @@ def test_static_schedule_in_module_fires(beats: Beats) -> None:
     assert listed()["static-probe"]["static"] is True
 
 
+def _beat(tmp_path: Path, module: str, cwd: Path = ROOT) -> Process:
+    """A Beat of static schedules module ``module``, started in ``cwd`` (no PYTHONPATH of its own)."""
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "trainq",
+        "beat",
+        "-l",
+        "info",
+        "-s",
+        str(tmp_path / "beat"),
+    ]
+    env = {"TRAINQ_BEAT_INTERVAL_S": "1", "TRAINQ_BEAT_SCHEDULE_MODULE": module}
+    return Process(args, tmp_path / f"beat-{module}.log", env, cwd=cwd)
+
+
 def test_beat_refuses_to_start_on_a_bad_static_schedule(tmp_path: Path, redis_client: Any) -> None:
-    # given a static schedule module with a bad cron expression
+    # given a static schedule module with a bad cron expression, in Beat's working directory
     (tmp_path / "bad_statics.py").write_text(
         'beat_schedule = {"broken": {"cron": "0 25 * * *", "type": "probe"}}'
     )
-    env = {"TRAINQ_BEAT_SCHEDULE_MODULE": "bad_statics", "PYTHONPATH": str(tmp_path)}
-    args = [sys.executable, "-m", "celery", "-A", "trainq", "beat", "-s", str(tmp_path / "beat")]
-    beat = Process(args, tmp_path / "beat.log", env)
+    beat = _beat(tmp_path, "bad_statics", cwd=tmp_path)
     try:
-        # then Beat exits naming the schedule and the problem, and stores nothing
+        # then Beat exits 2 with one line naming the schedule and the problem, and stores nothing
         wait_for(lambda: not beat.alive(), 30, message="beat exited")
-        assert beat.popen.returncode != 0
-        assert "schedule 'broken': bad cron expression '0 25 * * *'" in beat.output()
+        assert beat.popen.returncode == 2, beat.output()
+        (problem,) = [line for line in beat.output().splitlines() if "schedule 'broken'" in line]
+        assert problem.startswith("error: schedule 'broken': bad cron expression '0 25 * * *'")
+        assert "Traceback" not in beat.output() and "WARNING" not in beat.output()
         assert entries() == []
     finally:
         beat.stop()
+
+
+def test_static_schedules_are_found_in_beats_working_directory_and_kept_when_it_is_not_there(
+    tmp_path: Path, redis_client: Any
+) -> None:
+    # given a static schedules module in a project directory, and Beat started there as users do
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "my_schedules.py").write_text('beat_schedule = {"mine": {"every": "1h", "type": "probe"}}')
+    beat = _beat(tmp_path, "my_schedules", cwd=project)
+    try:
+        # then its schedule is installed, as static
+        wait_for(lambda: "mine" in listed(), 30, message="static schedule installed")
+        assert listed()["mine"]["static"] is True
+    finally:
+        beat.stop()
+    # when Beat starts where the module is not found
+    elsewhere = _beat(tmp_path, "my_schedules", cwd=tmp_path)
+    try:
+        # then it exits 2 naming the setting, and the schedule it installed before is kept
+        wait_for(lambda: not elsewhere.alive(), 30, message="beat exited")
+        assert elsewhere.popen.returncode == 2, elsewhere.output()
+        assert (
+            "error: invalid setting TRAINQ_BEAT_SCHEDULE_MODULE: no module named 'my_schedules'"
+            in elsewhere.output()
+        )
+        assert "Traceback" not in elsewhere.output()
+        assert listed()["mine"]["static"] is True
+    finally:
+        elsewhere.stop()
 
 
 @pytest.mark.parametrize(("catch_up", "expected"), [("true", 1), ("false", 0)])

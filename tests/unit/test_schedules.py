@@ -65,6 +65,37 @@ def test_daily_0200_follows_daylight_saving_in_its_zone() -> None:
     assert summer.astimezone(ZoneInfo("UTC")).hour == 0
 
 
+@pytest.mark.parametrize(
+    ("expr", "runs_in_the_repeated_hour"),
+    [
+        ("0 2 * * *", 1),
+        ("30 2 * * *", 1),
+        ("@daily", 0),
+        ("0 */2 * * *", 2),
+        ("*/30 * * * *", 4),
+        ("@hourly", 2),
+    ],
+)
+def test_clocks_going_back_run_a_fixed_time_once_and_a_clock_rule_by_the_clock(
+    expr: str, runs_in_the_repeated_hour: int
+) -> None:
+    # given the night Berlin's clocks go back (2026-10-25: 03:00 CEST is 02:00 CET again), 00:00-02:00 UTC
+    start = datetime(2026, 10, 24, 22, 0, tzinfo=ZoneInfo("UTC"))
+    runs = [r.astimezone(ZoneInfo("UTC")) for r in next_runs(expr, start, 12)]
+    night = [r for r in runs if r < datetime(2026, 10, 25, 2, 0, tzinfo=ZoneInfo("UTC"))]
+    # then 02:00-02:59 local, which happens twice, holds a fixed time once, as cron does
+    repeated = [r for r in night if r.astimezone(BERLIN).hour == 2]
+    assert len(repeated) == runs_in_the_repeated_hour
+    assert len(runs) == len(set(runs)) and runs == sorted(runs)
+
+
+def test_a_daily_rule_runs_once_a_day_across_the_clocks_going_back() -> None:
+    days = [
+        r.astimezone(BERLIN).date() for r in next_runs("0 2 * * *", datetime(2026, 10, 20, tzinfo=BERLIN), 10)
+    ]
+    assert len(days) == len(set(days)) == 10
+
+
 def test_same_expression_differs_by_zone() -> None:
     start = datetime(2026, 1, 14, 0, 0, tzinfo=ZoneInfo("UTC"))
     utc = next_runs("0 2 * * *", start, 1, "UTC")[0]
@@ -91,7 +122,9 @@ def test_cron_schedule_is_due_once_overdue() -> None:
         ({"cron": "0 2 * *", "type": "probe"}, "bad cron expression"),
         ({"cron": "0 0 2 * * *", "type": "probe"}, "use 5 fields"),
         ({"every": "10 parsecs", "type": "probe"}, "bad duration '10 parsecs'"),
-        ({"every": "0s", "type": "probe"}, "every must be longer than 0s"),
+        ({"every": "0s", "type": "probe"}, "every must be at least 1s, got '0s'"),
+        ({"every": "0.001s", "type": "probe"}, "every must be at least 1s, got '0.001s'"),
+        ({"every": 0.5, "type": "probe"}, "every must be at least 1s, got 0.5"),
         ({"every": "1m", "cron": "* * * * *", "type": "probe"}, "exactly one of cron or every"),
         ({"type": "probe"}, "exactly one of cron or every"),
         ({"every": "1m", "timezone": "Europe/Berlin", "type": "probe"}, "timezone applies to cron"),
