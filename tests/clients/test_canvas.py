@@ -263,6 +263,32 @@ def test_a_failed_chord_member_blocks_its_callback(workers: Workers, tmp_path: P
         assert blocked.state is JobState.BLOCKED and member in (blocked.error or ""), blocked
 
 
+@pytest.mark.parametrize(("length", "failing"), [(2, 0), (2, 1), (3, 1)], ids=["first", "last", "middle"])
+def test_a_failed_step_of_a_chain_in_a_chord_blocks_the_callback(
+    workers: Workers, tmp_path: Path, length: int, failing: int
+) -> None:
+    # given a probe worker
+    workers.start("probe", concurrency=2)
+    # when a chain in a chord's header fails for good at one of its steps
+    fail = {"fail_times": 1, "permanent": True}
+    steps = [probe.si(**(fail if i == failing else {})).set(task_id=uuid.uuid4().hex) for i in range(length)]
+    result = chord([chain(*steps), probe.si(seconds=0.1)], probe.si()).delay()
+    failed = steps[failing].id
+    # then Celery's chord result is its own ChordError, and the step failed in both
+    wait_for(result.ready, TIMEOUT_S, message="the chord errored")
+    assert isinstance(result.result, ChordError), result.result
+    assert finished(failed).state is JobState.FAILED and AsyncResult(failed).state == "FAILURE"
+    # and the chain's later steps are recorded blocked by it
+    for later in steps[failing + 1 :]:
+        assert finished(later.id).error == f"an earlier chain step failed: {failed}"
+    # and so is the chord's callback
+    callback = finished(result.id)
+    assert callback.state is JobState.BLOCKED and callback.error == f"a member of its chord failed: {failed}"
+    # and the id the caller holds is shown so
+    shown = trainq(tmp_path, "show", result.id)
+    assert shown.returncode == 0 and "blocked" in shown.stdout and failed in shown.stdout, shown
+
+
 def test_a_chain_goes_on_once_its_failed_step_is_retried(
     workers: Workers, tmp_path: Path, redis_client: Any
 ) -> None:

@@ -4,10 +4,11 @@ Celery sends a step from the worker that ran its parent, the parent's result as 
 positional argument (none for ``.si``). A dict result fills the step's input fields the caller
 left unset; the whole result is the record's ``parent_result``. ``JobTask.send_step`` records and
 sends the step, or records it ``failed`` and tells Celery (chain, chord, errbacks) through a
-request built here; the steps after a failed one, and a failed member's chord callback, are recorded
-``blocked``. A blocked step Celery sends after all (the failed step was retried and succeeded) is
-rebuilt from its parent's result and sent: the chain goes on. A chord member is never retried
-(``reported_chord``): Celery counts each member's end once, so its chord could never complete.
+request built here; the steps after a failed one, and the callback of the chord it reports to (as a
+member, or through its chain), are recorded ``blocked``. A blocked step Celery sends after all (the
+failed step was retried and succeeded) is rebuilt from its parent's result and sent: the chain goes on.
+A chord member is never retried (``reported_chord``): Celery counts each member's end once, so its
+chord could never complete.
 
 A step is trusted as much as the delivery whose canvas sends it (``origin``): one that came in the
 message of a client without trainq is that client's job, held to its rules (``trainq.job.clients``).
@@ -116,11 +117,10 @@ def chord_steps(app: Celery, chord: Any) -> Iterator[tuple[Any, str, dict[str, A
         yield from chain_steps(app, [*steps, *(callback.options.get("chain") or ())])
 
 
-def reported_chord(app: Celery, options: dict[str, Any]) -> Signature | None:
-    """The callback of the chord a job with the kept canvas ``options`` reports its end to (as a
-    member, or through a later step of its chain), or None. Celery counted that end already (a
-    failure, a cancel) and counts a member once, so a retry's end would never reach the chord."""
-    for step in [options, *(signature(s, app=app).options for s in options.get("chain") or ())]:
-        if step.get("chord"):
-            return signature(step["chord"], app=app)
+def reported_chord(app: Celery, chain: Any, chord: Any) -> Signature | None:
+    """The callback of the chord a job with Celery's ``chain`` and ``chord`` options reports its end to
+    (as a member, or through a later step of its chain: a chain in a chord's header), or None."""
+    for step_chord in [chord, *(signature(s, app=app).options.get("chord") for s in chain or ())]:
+        if step_chord:
+            return signature(step_chord, app=app)
     return None

@@ -327,7 +327,9 @@ def retry(
     until its turn. Raises InvalidTransition for a job in any other state or a chord member
     (``canvas.reported_chord``), BrokerUnavailable with the job left as it was.
     """
-    if (callback := canvas.reported_chord(task.app, registry.kept_message(record)[1])) is not None:
+    options = registry.kept_message(record)[1]
+    if (callback := canvas.reported_chord(task.app, options.get("chain"), options.get("chord"))) is not None:
+        # Celery counted its end already (a failure, a cancel) and counts a member once
         raise InvalidTransition(
             f"job {record.id} is a member of a chord that already counted it {record.state.value} "
             f"(callback {callback.id}); Celery counts each member of a chord once, so a retry could "
