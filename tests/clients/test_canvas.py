@@ -357,6 +357,36 @@ def test_a_failed_chord_member_is_not_retried(workers: Workers, tmp_path: Path, 
     assert get_registry().get(chorded.id).state is JobState.BLOCKED
 
 
+def test_a_blocked_canvas_step_is_not_retried(workers: Workers, tmp_path: Path) -> None:
+    # given a probe worker, and a plain client's chain and chord whose first job failed for good, the
+    # chain's later steps and the chord's callback recorded blocked by it
+    workers.start("probe", concurrency=2)
+    fail = {"fail_times": 1, "permanent": True}
+    chained = chain(plain_probe(**fail), plain_probe(), plain_probe()).apply_async()
+    chorded = chord([plain_probe(**fail), plain_probe(seconds=0.1)], plain_probe()).apply_async()
+    wait_for(chorded.ready, TIMEOUT_S, message="the chord errored")
+    first, member = chained.parent.parent.id, chorded.parent.results[0].id
+    refusals = {
+        step: f"job {step} is a blocked chain step: retry the step that blocks it, {first} "
+        "(its success continues the chain)"
+        for step in (chained.parent.id, chained.id)
+    }
+    refusals[chorded.id] = (
+        f"job {chorded.id} is blocked by {member}, a member of a chord that Celery counted already (it "
+        "counts each member once): send the chord again; a retry would run it without the chord's results"
+    )
+    blocked = {step: in_state(step, JobState.BLOCKED, TIMEOUT_S) for step in refusals}
+    # when each blocked job is retried from the shell
+    for step, refusal in refusals.items():
+        retried = trainq(tmp_path, "retry", step)
+        # then the retry is refused in one line, naming the job to retry or what to do instead
+        assert retried.returncode == 2 and retried.stdout == "", retried
+        assert retried.stderr == f"error: {refusal}\n"
+        # and nothing moved: the job stays blocked with the same history, Celery's result failed
+        assert get_registry().get(step) == blocked[step]
+        assert client.AsyncResult(step).state == "FAILURE"
+
+
 def test_a_plain_clients_canvas_is_held_to_its_rules(workers: Workers, tmp_path: Path) -> None:
     # given probe and command workers, without TRAINQ_CLIENT_COMMANDS, and a server file a job could copy
     workers.start("probe", "command", concurrency=2)
