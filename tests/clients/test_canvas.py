@@ -263,6 +263,32 @@ def test_a_failed_chord_member_blocks_its_callback(workers: Workers, tmp_path: P
         assert blocked.state is JobState.BLOCKED and member in (blocked.error or ""), blocked
 
 
+@pytest.mark.parametrize(("length", "failing"), [(2, 0), (2, 1), (3, 1)], ids=["first", "last", "middle"])
+def test_a_failed_step_of_a_chain_in_a_chord_blocks_the_callback(
+    workers: Workers, tmp_path: Path, length: int, failing: int
+) -> None:
+    # given a probe worker
+    workers.start("probe", concurrency=2)
+    # when a chain in a chord's header fails for good at one of its steps
+    fail = {"fail_times": 1, "permanent": True}
+    steps = [probe.si(**(fail if i == failing else {})).set(task_id=uuid.uuid4().hex) for i in range(length)]
+    result = chord([chain(*steps), probe.si(seconds=0.1)], probe.si()).delay()
+    failed = steps[failing].id
+    # then Celery's chord result is its own ChordError, and the step failed in both
+    wait_for(result.ready, TIMEOUT_S, message="the chord errored")
+    assert isinstance(result.result, ChordError), result.result
+    assert finished(failed).state is JobState.FAILED and AsyncResult(failed).state == "FAILURE"
+    # and the chain's later steps are recorded blocked by it
+    for later in steps[failing + 1 :]:
+        assert finished(later.id).error == f"an earlier chain step failed: {failed}"
+    # and so is the chord's callback
+    callback = finished(result.id)
+    assert callback.state is JobState.BLOCKED and callback.error == f"a member of its chord failed: {failed}"
+    # and the id the caller holds is shown so
+    shown = trainq(tmp_path, "show", result.id)
+    assert shown.returncode == 0 and "blocked" in shown.stdout and failed in shown.stdout, shown
+
+
 def test_a_chain_goes_on_once_its_failed_step_is_retried(
     workers: Workers, tmp_path: Path, redis_client: Any
 ) -> None:
@@ -329,6 +355,36 @@ def test_a_failed_chord_member_is_not_retried(workers: Workers, tmp_path: Path, 
         assert get_registry().get(failed.id).state is JobState.DEAD
         assert isinstance(client.AsyncResult(result.id).result, ChordError)
     assert get_registry().get(chorded.id).state is JobState.BLOCKED
+
+
+def test_a_blocked_canvas_step_is_not_retried(workers: Workers, tmp_path: Path) -> None:
+    # given a probe worker, and a plain client's chain and chord whose first job failed for good, the
+    # chain's later steps and the chord's callback recorded blocked by it
+    workers.start("probe", concurrency=2)
+    fail = {"fail_times": 1, "permanent": True}
+    chained = chain(plain_probe(**fail), plain_probe(), plain_probe()).apply_async()
+    chorded = chord([plain_probe(**fail), plain_probe(seconds=0.1)], plain_probe()).apply_async()
+    wait_for(chorded.ready, TIMEOUT_S, message="the chord errored")
+    first, member = chained.parent.parent.id, chorded.parent.results[0].id
+    refusals = {
+        step: f"job {step} is a blocked chain step: retry the step that blocks it, {first} "
+        "(its success continues the chain)"
+        for step in (chained.parent.id, chained.id)
+    }
+    refusals[chorded.id] = (
+        f"job {chorded.id} is blocked by {member}, a member of a chord that Celery counted already (it "
+        "counts each member once): send the chord again; a retry would run it without the chord's results"
+    )
+    blocked = {step: in_state(step, JobState.BLOCKED, TIMEOUT_S) for step in refusals}
+    # when each blocked job is retried from the shell
+    for step, refusal in refusals.items():
+        retried = trainq(tmp_path, "retry", step)
+        # then the retry is refused in one line, naming the job to retry or what to do instead
+        assert retried.returncode == 2 and retried.stdout == "", retried
+        assert retried.stderr == f"error: {refusal}\n"
+        # and nothing moved: the job stays blocked with the same history, Celery's result failed
+        assert get_registry().get(step) == blocked[step]
+        assert client.AsyncResult(step).state == "FAILURE"
 
 
 def test_a_plain_clients_canvas_is_held_to_its_rules(workers: Workers, tmp_path: Path) -> None:

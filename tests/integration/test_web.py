@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from celery import chain
 
-from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, wait_for
+from tests.fixtures import Process, Workers, free_port, in_state, run_cli, start_redis, wait_for
+from tests.jobs import probe
 from trainq import JobState, app, get_registry
 from trainq.broker.quarantine import get_quarantine
 from trainq.job.record import JobRecord
@@ -428,6 +430,25 @@ def test_logs_follow_as_server_sent_events(api: httpx.Client, workers: Workers) 
     for params in ({"follow": "true"}, {}):
         missing = api.get("/api/v1/jobs/nosuch/logs", params=params)
         assert missing.status_code == 404 and "no job with id 'nosuch'" in missing.json()["detail"]
+
+
+def test_a_blocked_chain_step_retried_over_http_is_409_naming_the_step_that_blocks_it(
+    api: httpx.Client, workers: Workers
+) -> None:
+    # given a chain whose first step failed for good, its second recorded blocked by it
+    workers.start("probe")
+    chained = chain(probe.si(fail_times=1, permanent=True), probe.si()).delay()
+    first = chained.parent.id
+    blocked = in_state(chained.id, JobState.BLOCKED, 60)
+    # when the blocked step is retried over HTTP
+    answer = api.post(f"/api/v1/jobs/{chained.id}/retry")
+    # then it is a 409 naming the step to retry, and nothing moved
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["detail"] == (
+        f"job {chained.id} is a blocked chain step: retry the step that blocks it, {first} "
+        "(its success continues the chain)"
+    )
+    assert get_registry().get(chained.id) == blocked
 
 
 def test_auth_csrf_and_the_command_job_refusal(web: Web, redis_client: redis.Redis, tmp_path: Path) -> None:

@@ -4,10 +4,11 @@ Celery sends a step from the worker that ran its parent, the parent's result as 
 positional argument (none for ``.si``). A dict result fills the step's input fields the caller
 left unset; the whole result is the record's ``parent_result``. ``JobTask.send_step`` records and
 sends the step, or records it ``failed`` and tells Celery (chain, chord, errbacks) through a
-request built here; the steps after a failed one, and a failed member's chord callback, are recorded
-``blocked``. A blocked step Celery sends after all (the failed step was retried and succeeded) is
-rebuilt from its parent's result and sent: the chain goes on. A chord member is never retried
-(``reported_chord``): Celery counts each member's end once, so its chord could never complete.
+request built here; the steps after a failed one, and the callback of the chord it reports to (as a
+member, or through its chain), are recorded ``blocked``. A blocked step Celery sends after all (the
+failed step was retried and succeeded) is rebuilt from its parent's result and sent: the chain goes on.
+A caller's retry is refused where it would leave the canvas (``retry_refusal``): a chord member's
+(Celery counts each member's end once, so its chord could never complete) and a blocked step's.
 
 A step is trusted as much as the delivery whose canvas sends it (``origin``): one that came in the
 message of a client without trainq is that client's job, held to its rules (``trainq.job.clients``).
@@ -26,6 +27,7 @@ from pydantic import BaseModel
 
 from trainq.errors import InvalidInput
 from trainq.job.payloads import fill_from_parent
+from trainq.job.record import JobRecord, JobState
 
 #: The ``source`` tag of a job sent by Celery's canvas from a worker (a chain step, link or chord callback).
 CANVAS_SOURCE = "canvas"
@@ -35,6 +37,9 @@ CANVAS_OPTIONS = ("chain", "chord", "link", "link_error", "group_id", "group_ind
 
 #: Of those, the ones that make a job a canvas member (ids alone do not: a job sent from a handler has them).
 MEMBER_OPTIONS = ("chain", "chord", "link", "link_error", "group_id")
+
+#: What blocks a step Celery will not send, as its ``blocked_reason`` names it.
+CHAIN_STEP, CHORD_MEMBER = "an earlier chain step", "a member of its chord"
 
 
 #: The delivery whose canvas a worker's main process sends now (``sending_for``).
@@ -116,11 +121,54 @@ def chord_steps(app: Celery, chord: Any) -> Iterator[tuple[Any, str, dict[str, A
         yield from chain_steps(app, [*steps, *(callback.options.get("chain") or ())])
 
 
-def reported_chord(app: Celery, options: dict[str, Any]) -> Signature | None:
-    """The callback of the chord a job with the kept canvas ``options`` reports its end to (as a
-    member, or through a later step of its chain), or None. Celery counted that end already (a
-    failure, a cancel) and counts a member once, so a retry's end would never reach the chord."""
-    for step in [options, *(signature(s, app=app).options for s in options.get("chain") or ())]:
-        if step.get("chord"):
-            return signature(step["chord"], app=app)
+def reported_chord(app: Celery, chain: Any, chord: Any) -> Signature | None:
+    """The callback of the chord a job with Celery's ``chain`` and ``chord`` options reports its end to
+    (as a member, or through a later step of its chain: a chain in a chord's header), or None."""
+    for step_chord in [chord, *(signature(s, app=app).options.get("chord") for s in chain or ())]:
+        if step_chord:
+            return signature(step_chord, app=app)
     return None
+
+
+def blocked_reason(kind: str, outcome: str, job_id: str) -> str:
+    """Why a step Celery will not send is recorded ``blocked``: ``job_id``, of ``kind``, ended ``outcome``."""
+    return f"{kind} {outcome}: {job_id}"
+
+
+def blocker(record: JobRecord) -> tuple[str, str] | None:
+    """``(kind, job id)`` of what blocks ``record``, read from its ``blocked_reason``; None unless it is
+    a canvas step recorded ``blocked``."""
+    error = record.error or ""
+    for kind in (CHAIN_STEP, CHORD_MEMBER):
+        if record.state is JobState.BLOCKED and error.startswith(f"{kind} "):
+            return kind, error.rpartition(": ")[2]
+    return None
+
+
+def retry_refusal(app: Celery, record: JobRecord, options: dict[str, Any]) -> str | None:
+    """Why a caller's retry of ``record`` (its kept canvas ``options``) is refused, or None.
+
+    Celery counts each chord member's end once: a member retried (or a step whose chain ends in one)
+    would never reach its chord, and a blocked callback retried would run without its members' results.
+    A blocked chain step retried would run without its parent's result and stop its chain; the retry
+    of the step that blocks it goes on with the chain.
+    """
+    if (callback := reported_chord(app, options.get("chain"), options.get("chord"))) is not None:
+        return (
+            f"job {record.id} is a member of a chord that already counted it {record.state.value} "
+            f"(callback {callback.id}); Celery counts each member of a chord once, so a retry could "
+            "never run the callback: send the chord again"
+        )
+    if (blocked := blocker(record)) is None:
+        return None
+    kind, job_id = blocked
+    if kind == CHAIN_STEP:
+        return (
+            f"job {record.id} is a blocked chain step: retry the step that blocks it, {job_id} "
+            "(its success continues the chain)"
+        )
+    return (
+        f"job {record.id} is blocked by {job_id}, a member of a chord that Celery counted already "
+        "(it counts each member once): send the chord again; a retry would run it without the "
+        "chord's results"
+    )

@@ -312,27 +312,27 @@ def cancel(registry: Registry, record: JobRecord, reason: str = "cancelled") -> 
     return previous
 
 
-def retry(
-    task: JobTask,
-    registry: Registry,
-    record: JobRecord,
-    reason: str = "re-queued",
-    fields: dict[str, Any] | None = None,
+def retry(task: JobTask, registry: Registry, record: JobRecord, reason: str = "re-queued") -> None:
+    """Re-queue a dead, failed, cancelled or blocked job with its payload, as a caller asks: a new
+    attempt series (``_restart``). Raises InvalidTransition for a job that would leave its canvas
+    (``canvas.retry_refusal``: a chord member, a blocked canvas step), nothing changed or sent.
+    """
+    if (refusal := canvas.retry_refusal(task.app, record, registry.kept_message(record)[1])) is not None:
+        raise InvalidTransition(refusal)
+    _restart(task, registry, record, reason)
+
+
+def _restart(
+    task: JobTask, registry: Registry, record: JobRecord, reason: str, fields: dict[str, Any] | None = None
 ) -> None:
     """Re-queue a dead, failed, cancelled or blocked job with its payload: a new attempt series.
 
     A canvas member goes on with its canvas (its kept options). ``fields`` are ``record``'s own
     that the series replaces (``unblock``). Its finish gave back any place it held (a key's slot), so
     a job a plugin gates meets that gate again, as a new job does: it is sent now, or kept (parked)
-    until its turn. Raises InvalidTransition for a job in any other state or a chord member
-    (``canvas.reported_chord``), BrokerUnavailable with the job left as it was.
+    until its turn. Raises InvalidTransition for a job in any other state, BrokerUnavailable with the
+    job left as it was.
     """
-    if (callback := canvas.reported_chord(task.app, registry.kept_message(record)[1])) is not None:
-        raise InvalidTransition(
-            f"job {record.id} is a member of a chord that already counted it {record.state.value} "
-            f"(callback {callback.id}); Celery counts each member of a chord once, so a retry could "
-            "never run the callback: send the chord again"
-        )
     reset = {**RETRY_RESET, **(fields or {})}
     record = record.model_copy(update=fields or {})
     hold = gate(record)
@@ -357,19 +357,20 @@ def unblock(
 ) -> None:
     """Send ``blocked``, a canvas step recorded blocked by an earlier step that was since retried and
     succeeded, as Celery's canvas sends it now: ``step`` is its record rebuilt from its parent's
-    result, ``message`` its payload to send and ``options`` Celery's. Raises as ``retry``.
+    result, ``message`` its payload to send and ``options`` Celery's. Raises as ``_restart`` (its chain
+    reports to no chord: the retry of the step that blocked it would have been refused).
     """
     kept = message if message != step.payload else None
     registry.keep(blocked.id, kept, canvas.kept_options(options))
     fields = {k: getattr(step, k) for k in _STEP_FIELDS}
     reason = f"its canvas went on: {options.get('parent_id') or 'its parent'} succeeded"
-    retry(task, registry, blocked, reason, fields)
+    _restart(task, registry, blocked, reason, fields)
 
 
 def _requeue_gated(
     task: JobTask, registry: Registry, record: JobRecord, hold: send.Hold, reason: str, reset: dict[str, Any]
 ) -> bool:
-    """``retry`` through ``hold``: the record moves to ``queued`` first (no message), then meets the
+    """``_restart`` through ``hold``: the record moves to ``queued`` first (no message), then meets the
     gate, and is sent only if the gate lets it go now. False if another process moved it first.
 
     A failed send puts the job back in the state it was in (its place given back by that finish).

@@ -312,14 +312,17 @@ class JobTask(Task):
         lifecycle.finish(registry, record, state, {"error": reason}, reason=reason, allowed=WAITING_STATES)
 
     def block_after(self, chain: Any, chord: Any, step_id: str, outcome: str) -> None:
-        """Record ``blocked`` by ``step_id``, which ended ``outcome`` (failed, cancelled), the job type
-        steps Celery will not send: the rest of its ``chain``, and the callback of its ``chord`` with
-        the steps after that. A step blocked already, by an earlier step since retried, now names this one."""
+        """Record ``blocked`` by ``step_id``, which ended ``outcome`` (failed, was cancelled), the job
+        type steps Celery will not send: the rest of its ``chain``, and the callback of the chord it
+        reports to (its ``chord``, or a later chain step's) with the steps after that. A step blocked
+        already, by an earlier step since retried, now names this one."""
         registry = get_registry()
-        for steps, reason in (
-            (canvas.chain_steps(self.app, chain), f"an earlier chain step {outcome}: {step_id}"),
-            (canvas.chord_steps(self.app, chord), f"a member of its chord {outcome}: {step_id}"),
+        callback = canvas.reported_chord(self.app, chain, chord)
+        for steps, kind in (
+            (canvas.chain_steps(self.app, chain), canvas.CHAIN_STEP),
+            (canvas.chord_steps(self.app, callback), canvas.CHORD_MEMBER),
         ):
+            reason = canvas.blocked_reason(kind, outcome, step_id)
             for task, task_id, kwargs, options in steps:
                 current = registry.find(task_id)
                 if current is None:
