@@ -242,3 +242,22 @@ def test_a_pipeline_job_that_has_not_started_is_shown_and_followed(
     # and an id no run holds is still unknown
     unknown = trainq(tmp_path, "show", f"{started.stdout.strip()}.c")
     assert unknown.returncode == 2 and unknown.stderr == f"error: no job with id '{job_id[:-1]}c'\n"
+
+
+def test_text_users_give_prints_as_typed_in_every_view(tmp_path: Path, workers: Workers) -> None:
+    # given a running job and a waiting one, whose name and concurrency key read as rich markup
+    workers.start("probe")
+    config = '{"seconds": 30}'
+    key = ["--limit-key", "[/y] a*b?[c]", "--max-running", "1"]
+    running = trainq(tmp_path, "submit", "probe", "--config", config, "--name", "[/z] run", *key)
+    waiting = trainq(tmp_path, "submit", "probe", "--config", config, "--name", "[/x] next", *key)
+    assert running.returncode == 0 and waiting.returncode == 0, (running.stderr, waiting.stderr)
+    job_id = running.stdout.strip()
+    wait_for(lambda: get_registry().get(job_id).state is JobState.RUNNING, 30)
+    # then the views operators share print them as typed, where they crashed on the markup
+    for view in (["limits", "list"], ["status", "--once"], ["workers"]):
+        shown = trainq(tmp_path, *view, env={"COLUMNS": "250"})
+        assert shown.returncode == 0, (view, shown.stderr)
+        assert "[/y] a*b?[c]" in shown.stdout or view == ["workers"], (view, shown.stdout)
+    assert "[/z] run" in shown.stdout, shown.stdout
+    trainq(tmp_path, "cancel", job_id)

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from trainq.cli.group import main
-from trainq.cli.output import console, json_option, print_json
+from trainq.cli.output import console, json_option, plain, print_json
 from trainq.job.limit import MAX_RUNNING_MAX, MAX_WEIGHT
 from trainq.sharing.fair import AUTO, parse_window
 from trainq.sharing.policy import delete_fair, delete_limit, fair_uses, key_uses, set_fair, set_limit
@@ -36,13 +36,13 @@ def limits_table(uses: list[KeyUse]) -> Table:
     for use in uses:
         policy = use.policy
         table.add_row(
-            use.key,
+            plain(use.key),
             str(use.running),
             str(policy.get("max_running", "")),
             str(use.waiting),
-            policy.get("rate", ""),
+            plain(policy.get("rate", "")),
             str(policy.get("weight", 1)),
-            policy.get("supersede", ""),
+            plain(policy.get("supersede", "")),
         )
     return table
 

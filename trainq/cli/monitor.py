@@ -144,7 +144,7 @@ main.add_command(status, "top")
 def _queue_rows(queues: dict[str, Any]) -> Iterable[tuple[str, ...]]:
     for queue, q in queues.items():
         health = "[bold red]NO WORKER[/]" if q["no_worker"] else "[yellow]paused[/]" if q["paused"] else "ok"
-        yield queue, ", ".join(q["workers"]) or "-", str(q["waiting"]), str(q["running"]), health
+        yield queue, plain(", ".join(q["workers"]) or "-"), str(q["waiting"]), str(q["running"]), health
 
 
 @main.command()
@@ -177,7 +177,7 @@ def workers(timeout: float, as_json: bool) -> None:
             f"{j['id']} {j['name']}" + (f" {j['progress']:.0f}%" if j["progress"] is not None else "")
             for j in w["active"]
         )
-        table.add_row(name, ", ".join(w["queues"]), jobs or "idle")
+        table.add_row(plain(name), plain(", ".join(w["queues"])), plain(jobs, lines=True) or "idle")
     console.print(queues, table)
     if not report["workers"]:
         console.print("[bold red]no live worker answered[/] (start one: trainq worker QUEUE)")

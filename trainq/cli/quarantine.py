@@ -8,7 +8,7 @@ from rich.table import Table
 from trainq.broker.names import check_queue
 from trainq.broker.quarantine import get_quarantine
 from trainq.cli.group import main
-from trainq.cli.output import console, json_option, print_json, when
+from trainq.cli.output import console, json_option, plain, print_json, when
 from trainq.job import send
 
 
@@ -33,7 +33,7 @@ def list_quarantined(limit: int = 50, as_json: bool = False) -> None:
     for column in ("id", "queue", "at", "bytes", "reason"):
         table.add_column(column)
     for e in entries:
-        table.add_row(e.id, e.queue, when(e.at), str(e.size), e.reason)
+        table.add_row(e.id, plain(e.queue), when(e.at), str(e.size), plain(e.reason))
     console.print(table)
 
 

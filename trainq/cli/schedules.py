@@ -9,7 +9,7 @@ from rich.text import Text
 from trainq import schedules
 from trainq.cli.group import main
 from trainq.cli.jobs import parse_config
-from trainq.cli.output import console, json_option, print_json, when
+from trainq.cli.output import console, json_option, plain, print_json, when
 
 
 @main.group()
@@ -73,7 +73,7 @@ def list_schedules(as_json: bool) -> None:
             last.append(f"failed {when(d.last_error_at)}: {d.last_error}", style="red")
         enabled = ("yes" if d.enabled else "[yellow]no[/]") + (" (static)" if d.static else "")
         pri = "" if d.priority is None else str(d.priority)
-        table.add_row(d.name, d.when, target, pri, enabled, last, when(d.next_run_at))
+        table.add_row(d.name, d.when, plain(target), pri, enabled, last, when(d.next_run_at))
     console.print(table)
 
 

@@ -19,7 +19,7 @@ from rich.table import Table
 
 import trainq
 from trainq.cli.group import EXIT_FAILED, main
-from trainq.cli.output import console, progress_bar, state_text
+from trainq.cli.output import console, plain, progress_bar, state_text
 from trainq.inputs.durations import format_duration
 from trainq.job.record import JobRecord
 from trainq.ops.stack import Stack, live_queues, stack_queues
@@ -234,7 +234,7 @@ def _row(job_id: str, state: str, record: JobRecord | None) -> list[str]:
         return [job_id, "", state, "", "", ""]
     took = format_duration(record.duration_s) if record.duration_s is not None else ""
     bar = progress_bar(record, 15)
-    return [job_id, record.type, state_text(record.state), str(record.attempt), bar, took]
+    return [job_id, record.type, state_text(record.state), str(record.attempt), plain(bar), took]
 
 
 def summarize(run_id: str) -> None:
@@ -251,12 +251,12 @@ def summarize(run_id: str) -> None:
         result = record.result if isinstance(record.result, dict) else {}
         for name, value in result.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                metrics.add_row(record.pipeline_job or record.id, name, f"{value:.4g}")
+                metrics.add_row(record.pipeline_job or record.id, plain(name), f"{value:.4g}")
             elif isinstance(value, str) and Path(value).is_file():
                 files.append(value)
     console.print(metrics)
     console.print("[bold]artifacts[/]")
     for path in files:
-        console.print(f"  {path}", soft_wrap=True)
+        console.print(f"  {plain(path)}", soft_wrap=True)
     took = (status.finished_at or time.time()) - status.created_at
     console.print(f"pipeline {status.state.value} in {format_duration(took)}", soft_wrap=True)
