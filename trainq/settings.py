@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     max_recoveries: int = 3
     visibility_timeout_s: Seconds = 300.0
     restore_interval_s: Seconds = 5.0
+    #: How long a queued job may have no message in a Redis broker before a reaper sends it again.
+    lost_message_s: Seconds = 600.0
     connect_timeout_s: Seconds = 2.0
     #: How long RabbitMQ may leave a send unanswered once connected (a frozen broker, a partition).
     broker_timeout_s: Seconds = 30.0

@@ -419,3 +419,51 @@ def test_a_process_a_command_leaves_behind_in_a_session_of_its_own_stays_its_own
         assert not gone(process)
     finally:
         process.kill()
+
+
+#: The lists of the probe queue, one per priority (kombu's, ``sep`` ":"): what a worker's ``BRPOP`` reads.
+PROBE_LISTS = ["probe", *(f"probe:{p}" for p in range(1, 10))]
+
+
+def test_a_queued_job_whose_message_the_broker_lost_is_sent_again_and_runs_once(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a queued job whose message a worker's main process took from Redis and died holding
+    # (killed between BRPOP and writing its unacked entry: the message is nowhere any more)
+    job_id = submit("probe", {"seconds": 0.1})
+    assert redis_client.brpop(PROBE_LISTS, timeout=5) is not None
+    # when a worker runs whose reaper looks for queued jobs without a message after 1 s
+    workers.start("probe", env={"TRAINQ_LOST_MESSAGE_S": "1"})
+    # then the job is sent again, runs once and succeeds, saying why it was re-sent
+    wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30, message="the job ran")
+    assert [n.split(b":")[0] for n in redis_client.lrange(attempts_key(job_id), 0, -1)] == [b"start", b"end"]
+    events = get_registry().events(job_id)
+    assert [e.state for e in events] == [
+        JobState.QUEUED,
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+    ]
+    assert events[1].reason == "re-sent: no message of it in the broker for 1.0s"
+
+
+def test_a_job_parked_for_its_key_or_waiting_in_a_queue_is_not_sent_again(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a worker whose reaper looks for lost messages after 1 s, a keyed job holding its key's
+    # one slot and one parked behind it, and a job waiting in a queue no worker reads
+    workers.start("probe", env={"TRAINQ_LOST_MESSAGE_S": "1"})
+    limit = {"key": "one-at-a-time", "max_running": 1}
+    holder = submit("probe", {"seconds": 6}, limit=limit)
+    parked = submit("probe", {"seconds": 0.1}, limit=limit)
+    waiting = submit("data", {"dataset": "iris"})
+    # when the holder has run past several of the reaper's looks
+    wait_for(lambda: get_registry().get(holder).state is JobState.SUCCEEDED, 30, message="the holder ran")
+    # then the parked job ran only after it, and neither it nor the waiting job was sent again
+    wait_for(lambda: get_registry().get(parked).state is JobState.SUCCEEDED, 30, message="the parked job ran")
+    holder_end = float(redis_client.lrange(attempts_key(holder), -1, -1)[0].split(b":")[2])
+    parked_start = float(redis_client.lrange(attempts_key(parked), 0, 0)[0].split(b":")[2])
+    assert parked_start >= holder_end
+    for job_id in (parked, waiting):
+        assert not any("re-sent" in (e.reason or "") for e in get_registry().events(job_id)), job_id
+    assert get_registry().get(waiting).state is JobState.QUEUED

@@ -340,6 +340,20 @@ class SentinelTransport(_FlushingAcks, _PutBackUnclaimed, kombu_redis.SentinelTr
     Channel = SentinelChannel
 
 
+def held_job_ids(channel: Any) -> set[str] | None:
+    """Ids of the jobs whose deliveries workers hold now (kombu's unacked entries of ``channel``'s
+    Redis), or None on another broker."""
+    if not isinstance(channel, kombu_redis.Channel):
+        return None
+    held: set[str] = set()
+    for entry in channel.client.hvals(channel.unacked_key):
+        with suppress(ValueError, TypeError, KeyError, IndexError, AttributeError):
+            job_id = json.loads(entry)[0]["headers"]["id"]
+            if isinstance(job_id, str):
+                held.add(job_id)
+    return held
+
+
 def use_for_redis_urls() -> None:
     """Make ``redis+socket://`` URLs (the embedded broker) use this transport in this process.
 

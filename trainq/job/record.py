@@ -40,6 +40,9 @@ class JobState(str, Enum):
 FINISHED_STATES = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED, JobState.BLOCKED}
 )
+#: The fence of a record no message carries: written to be ended at once (``JobTask.record_unsent``).
+UNSENT = -1
+
 #: States from which ``trainq retry`` may re-queue a job.
 RETRYABLE_STATES = frozenset({JobState.FAILED, JobState.DEAD, JobState.CANCELLED, JobState.BLOCKED})
 #: States in which a job waits for a delivery to claim it.
@@ -92,7 +95,7 @@ class JobRecord(BaseModel):
     eta: float | None = None
     next_attempt_at: float | None = None
     attempt: int = 0
-    fence: int = 0
+    fence: int = 0  # the delivery that may run it (a message's ``retries``); UNSENT: none ever will
     failures: int = 0
     recoveries: int = 0
     worker: str | None = None

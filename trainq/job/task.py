@@ -51,7 +51,7 @@ from trainq.inputs.text import check_printable, is_printable
 from trainq.job import artifacts, canvas, claims, clients, environment, lifecycle, limit, payloads, send
 from trainq.job.context import Job, capture_output
 from trainq.job.leases import Heartbeat
-from trainq.job.record import WAITING_STATES, JobEvent, JobRecord, JobState
+from trainq.job.record import UNSENT, WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.job.retry import RetryPolicy, retries
 from trainq.job.revocations import CANCELLED_REASON
 from trainq.settings import get_settings
@@ -203,6 +203,7 @@ class JobTask(Task):
             created_at=now,
             updated_at=now,
             attempt=1,
+            fence=UNSENT,
         )
 
     def apply_async(

@@ -9,6 +9,7 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
+from trainq.broker import transport
 from trainq.broker.names import CELERY_QUEUE, check_queue
 from trainq.broker.quarantine import get_quarantine
 from trainq.celery import app
@@ -116,6 +117,19 @@ def queue_depths(queues: Iterable[str]) -> dict[str, int]:
     except (OSError, OperationalError) as exc:
         raise BrokerUnavailable(app.conf.broker_url, str(exc)) from exc
     return depths
+
+
+def without_message(records: list[JobRecord]) -> list[JobRecord]:
+    """Of these queued jobs, the ones a Redis broker holds no message for: their queue's lists are
+    empty and no worker holds a delivery of theirs. None on another broker, which loses none so."""
+    if not records:
+        return []
+    depths = queue_depths({r.queue for r in records})  # before the held ones: popped meanwhile, held then
+    with app.connection_for_read() as connection:
+        held = transport.held_job_ids(connection.default_channel)
+    if held is None:
+        return []
+    return [r for r in records if not depths[r.queue] and r.id not in held]
 
 
 #: States counted as work a queue's workers still have to pick up.

@@ -27,15 +27,18 @@ from trainq.broker.names import check_queue
 from trainq.broker.quarantine import envelope_bytes, get_quarantine
 from trainq.errors import InvalidInput, InvalidName
 from trainq.inputs.documents import nesting_problem
+from trainq.inputs.durations import format_duration
 from trainq.job import canvas, claims, clients, guard, lifecycle, send
 from trainq.job.lifecycle import fail_attempt, recover, recoverable, requeue
-from trainq.job.record import WAITING_STATES, JobRecord, JobState
+from trainq.job.record import UNSENT, WAITING_STATES, JobRecord, JobState
 from trainq.job.task import JobTask
 from trainq.job.types import task_name
 from trainq.ops import control
 from trainq.settings import get_settings
+from trainq.sharing.gate import key_of
 from trainq.sharing.ticker import Ticker
 from trainq.store.registry import Registry, get_registry
+from trainq.store.sharing import get_sharing
 
 log = logging.getLogger("trainq.ops.worker")
 
@@ -85,10 +88,11 @@ class Reaper(threading.Thread):
         self.registry = registry
         self.interval_s = interval_s
         self.stopped = threading.Event()
+        self._lost_check_at = 0.0
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
-            for sweep in (self.sweep, self.expire, self.sweep_plugins):
+            for sweep in (self.sweep, self.resend_lost, self.expire, self.sweep_plugins):
                 try:
                     sweep()
                 except Exception:  # the next round retries; the thread must live on
@@ -133,6 +137,28 @@ class Reaper(threading.Thread):
         log.warning("Redis master changed: re-sent %d queued jobs", sent)
         return sent
 
+    def resend_lost(self) -> int:
+        """Send again each queued job whose message a Redis broker lost: untouched for
+        ``TRAINQ_LOST_MESSAGE_S``, its queue empty and no worker holding a delivery of it. A worker's
+        main process killed as Redis handed it the message (kombu's window), a broker restarted without
+        its data, a record written to its own Redis whose send never happened: the new delivery's fence
+        makes any copy that turns up after all stale. A job parked for its key's slot has no message by
+        design, nor has one recorded only to be ended (``UNSENT``)."""
+        lost_after, now = get_settings().lost_message_s, time.time()
+        if now < self._lost_check_at:
+            return 0
+        self._lost_check_at = now + lost_after / 10
+        waiting = unparked(r for r in self.registry.queued_since(now - lost_after) if r.fence != UNSENT)
+        sent = 0
+        for record in control.without_message(waiting):
+            task = self.app.tasks.get(task_name(record.type))
+            if isinstance(task, JobTask):
+                reason = f"re-sent: no message of it in the broker for {format_duration(lost_after)}"
+                sent += requeue(task, self.registry, record, allowed={JobState.QUEUED}, reason=reason)
+        if sent:
+            log.warning("re-sent %d queued jobs whose message the broker no longer held", sent)
+        return sent
+
     def sweep_plugins(self) -> int:
         """Each lifecycle plugin's sweep (e.g. pipeline repairs and expiry)."""
         return lifecycle.sweep(self.registry)
@@ -144,6 +170,14 @@ class Reaper(threading.Thread):
         if dropped:
             log.info("retention: dropped %d finished job records", dropped)
         return dropped
+
+
+def unparked(records: Iterable[JobRecord]) -> list[JobRecord]:
+    """``records`` but those kept waiting for their concurrency key's slot (no message until then)."""
+    records = list(records)
+    keys = sorted({key for r in records if (key := key_of(r)) is not None})
+    holders = get_sharing().holders_of(keys) if keys else {}
+    return [r for r in records if (key := key_of(r)) is None or r.id not in holders[key][1]]
 
 
 def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> bool:

@@ -763,6 +763,14 @@ class Registry:
         for start in range(0, len(ids), LIST_PAGE):
             yield ids[start : start + LIST_PAGE]
 
+    def queued_since(self, before: float, limit: int = LIST_PAGE) -> list[JobRecord]:
+        """Up to ``limit`` queued jobs, oldest first, that nothing has changed since ``before``."""
+        index = self.keys.index_state(JobState.QUEUED.value)
+        records = self.get_many(
+            i.decode() for i in self.client.zrangebyscore(index, "-inf", before, 0, limit)
+        )
+        return [r for r in records if r.state is JobState.QUEUED and r.updated_at < before]
+
     def counts(self) -> dict[JobState, int]:
         """How many jobs are in each state: the counters summed (O(queue and type pairs)).
 
