@@ -175,6 +175,18 @@ def test_order_of_a_deep_chain_does_not_recurse() -> None:
     assert len(chain.picture(str)) == 5000
 
 
+def test_picture_of_the_documented_status_example_is_as_documented() -> None:
+    # given docs/pipelines.md's status example; when drawn, then its lines are the documented ones
+    graph = Dag({"root": [], "bad": ["root"], "child": ["bad"], "side": ["root"], "join": ["child", "side"]})
+    assert graph.picture(str) == [
+        "root",
+        "├─▶ bad",
+        "│   └─▶ child",
+        "└─▶ side",
+        "    └─▶ join  (also after child)",
+    ]
+
+
 def test_picture_of_a_long_chain_is_linear_in_its_jobs() -> None:
     # given a chain as long as a pipeline may be
     n = MAX_PIPELINE_JOBS
