@@ -18,6 +18,7 @@ TrainqError
 │   ├── PipelineError        a pipeline file or DAG is invalid
 │   ├── DocumentError        a JSON/YAML document is unreadable, malformed or past a limit
 │   ├── ScheduleError        a schedule definition is invalid, or no schedule has that name
+│   ├── UnknownQueryParameter  an HTTP request names a query parameter its route does not declare
 │   └── CommandRefused       a shell command job sent over HTTP where that is not enabled
 ├── ResultFilesMissing       a required ``result_files`` entry matched nothing
 ├── CommandFailed            a ``command`` job's process exited non-zero (retried by policy)
@@ -190,6 +191,14 @@ class PipelineError(InvalidInput):
             return
         self.problems = problems
         super().__init__("invalid pipeline:\n  " + "\n  ".join(problems))
+
+
+class UnknownQueryParameter(InvalidInput):
+    """Raised when a request's query names parameters its route does not declare; ``problems`` names each."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else problems
+        super().__init__("; ".join(self.problems))
 
 
 class DocumentError(InvalidInput):

@@ -153,6 +153,31 @@ def test_failure_blocks_only_descendants_and_resume_reruns_only_those(
     assert cli("pipeline", "resume", run_id).exit_code == 2  # nothing left to resume
 
 
+def test_resume_after_the_file_was_edited_reruns_the_run_s_own_spec_and_says_so(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # given a run from a file whose job failed, resumed once with the file unchanged
+    workers.start("command", concurrency=1)
+    path = write(tmp_path, [{"job_id": "bad", "command": "exit 3", "retry_count": 0}], "fail.json")
+    started = run_cli("pipeline", "run", str(path), "--wait")
+    assert started.returncode == 1, started.stdout + started.stderr
+    run_id = started.stdout.splitlines()[0]
+    unchanged = run_cli("pipeline", "resume", run_id)
+    assert unchanged.returncode == 0 and unchanged.stderr == "", unchanged.stdout + unchanged.stderr
+    assert finished(run_id).state is RunState.FAILED
+    # when the user fixes the file and resumes the run
+    write(tmp_path, [{"job_id": "bad", "command": "true", "retry_count": 0}], "fail.json")
+    resumed = run_cli("pipeline", "resume", run_id)
+    # then it resumes the run as it started, and says on stderr that the file is newer and how to run it
+    assert resumed.returncode == 0 and "re-running bad" in resumed.stdout, resumed.stdout + resumed.stderr
+    assert resumed.stderr == (
+        f"note: {path} changed since this run started; resume re-runs the run's own spec "
+        f"(run the file again for the new one: trainq pipeline run {path})\n"
+    )
+    assert finished(run_id).state is RunState.FAILED
+    assert record(run_id, "bad").exit_code == 3
+
+
 def test_retry_of_a_dead_pipeline_job_releases_its_blocked_dependants(
     workers: Workers, redis_client: redis.Redis
 ) -> None:

@@ -137,6 +137,30 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
     assert job_count() == 0
 
 
+def test_an_unknown_query_parameter_is_422_naming_it_and_the_one_meant(api: httpx.Client) -> None:
+    # given an empty registry; when requests carry misspelled or unknown query parameters
+    pipeline = {"queue_id": "typo", "jobs": [{"job_id": "a", "type": "probe"}]}
+    validate = api.post("/api/v1/pipelines", params={"validate": "true"}, json=pipeline)
+    options = {"prio": 9, "tags": "a=b", "attempts": 3, "backoff": "exponential"}
+    submit = api.post("/api/v1/jobs/training", params=options, json={}, headers=JSON)
+    listing = api.get("/api/v1/jobs", params={"limit": 5, "stat": "running"})
+    # then each is 422 naming every unknown parameter and the close one meant, and nothing runs
+    assert validate.status_code == 422, validate.text
+    assert validate.json()["detail"] == "unknown query parameter 'validate'; did you mean 'validate_only'?"
+    assert submit.status_code == 422, submit.text
+    assert submit.json()["errors"] == [
+        "unknown query parameter 'prio'; did you mean 'priority'?",
+        "unknown query parameter 'tags'; did you mean 'tag'?",
+        "unknown query parameter 'attempts'",
+        "unknown query parameter 'backoff'",
+    ]
+    assert listing.status_code == 422 and "did you mean 'state'?" in listing.text, listing.text
+    assert job_count() == 0 and get_runs().recent(5) == []
+    # and the declared parameters still work
+    checked = api.post("/api/v1/pipelines", params={"validate_only": "true"}, json=pipeline)
+    assert checked.status_code == 201 and checked.json()["jobs"] == ["a"], checked.text
+
+
 def test_a_key_held_by_another_job_type_is_422_naming_it(api: httpx.Client) -> None:
     # given a probe job submitted over HTTP with an idempotency key
     first = api.post("/api/v1/jobs/probe", json={}, headers={**JSON, "idempotency-key": "nightly"})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from trainq.errors import InvalidInput, PipelineError
-from trainq.pipelines.dag import Dag, load, parse, plan
+from trainq.inputs.limits import MAX_PIPELINE_JOBS
+from trainq.pipelines.dag import PICTURE_MAX_DEPTH, Dag, load, parse, plan
 
 
 def pipeline(*jobs: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +173,35 @@ def test_order_of_a_deep_chain_does_not_recurse() -> None:
     assert chain.order()[-1] == "j4999"
     assert chain.cycles() == []
     assert len(chain.picture(str)) == 5000
+
+
+def test_picture_of_the_documented_status_example_is_as_documented() -> None:
+    # given docs/pipelines.md's status example; when drawn, then its lines are the documented ones
+    graph = Dag({"root": [], "bad": ["root"], "child": ["bad"], "side": ["root"], "join": ["child", "side"]})
+    assert graph.picture(str) == [
+        "root",
+        "├─▶ bad",
+        "│   └─▶ child",
+        "└─▶ side",
+        "    └─▶ join  (also after child)",
+    ]
+
+
+def test_picture_of_a_long_chain_is_linear_in_its_jobs() -> None:
+    # given a chain as long as a pipeline may be
+    n = MAX_PIPELINE_JOBS
+    chain = Dag({f"j{i}": [f"j{i - 1}"] if i else [] for i in range(n)})
+    # when it is drawn
+    started = time.perf_counter()
+    lines = chain.picture(lambda job: f"{job} [command]")
+    took = time.perf_counter() - started
+    # then the drawing stays under 100 bytes a job, in bounded time, and deep jobs say their depth
+    assert len(lines) == n
+    assert len("\n".join(lines).encode()) < 100 * n
+    assert took < 2.0
+    assert lines[-1].endswith(f"j{n - 1} [command]  (depth {n - 1})")
+    deepest_indented = " " * 4 * (PICTURE_MAX_DEPTH - 1) + f"└─▶ j{PICTURE_MAX_DEPTH} [command]"
+    assert lines[PICTURE_MAX_DEPTH] == deepest_indented
 
 
 def test_picture_places_each_job_once_and_names_other_dependencies() -> None:

@@ -6,6 +6,7 @@ latest run (the batch-queue files trainq replaces name runs by their ``queue_id`
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from trainq.cli.output import STATE_STYLE, console, json_option, plain, print_js
 from trainq.inputs.durations import format_duration
 from trainq.job.record import JobState
 from trainq.pipelines.dag import Dag
-from trainq.pipelines.pipeline import load_pipeline, run_pipeline_file
+from trainq.pipelines.pipeline import file_changed, load_pipeline, run_pipeline_file
 from trainq.pipelines.runs import RunState, RunStatus, get_runs
 from trainq.settings import get_settings
 
@@ -189,7 +190,14 @@ def list_runs(limit: int, as_json: bool) -> None:
 def resume(run: str) -> None:
     """Re-run the failed, dead, cancelled and blocked jobs of RUN (a run id, or a pipeline id's latest)."""
     run_id = get_runs().find(run)
+    edited = file_changed(run_id)
     started = get_runs().resume(run_id)
+    if edited:
+        click.echo(
+            f"note: {edited} changed since this run started; resume re-runs the run's own spec "
+            f"(run the file again for the new one: trainq pipeline run {shlex.quote(edited)})",
+            err=True,
+        )
     click.echo(f"{run_id} resumed: re-running {', '.join(started)}; their dependants follow")
 
 

@@ -271,6 +271,10 @@ def _suggestion(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+#: Deepest level the picture indents; deeper jobs stay at its column and show their depth.
+PICTURE_MAX_DEPTH = 12
+
+
 class Dag:
     """Jobs and their dependencies, in file order; edges to unknown jobs are ignored."""
 
@@ -336,7 +340,9 @@ class Dag:
         """The DAG as text lines: each job under the dependency that releases it last.
 
         A job with several dependencies appears once, under the latest of them in order,
-        with the others named as ``(also after a, b)``.
+        with the others named as ``(also after a, b)``. Indentation stops at
+        ``PICTURE_MAX_DEPTH``: deeper jobs share its column and end in ``(depth n)``, so a long
+        chain draws in lines of bounded width.
         """
         order = self.order()
         position = {job: n for n, job in enumerate(order)}
@@ -346,14 +352,16 @@ class Dag:
             if job in home:
                 children[home[job]].append(job)
         lines: list[str] = []
-        stack = [(root, "", True, True) for root in reversed(self.roots())]
+        stack = [(root, "", True, 0) for root in reversed(self.roots())]
         while stack:
-            job, prefix, last, top = stack.pop()
-            connector = "" if top else ("└─▶ " if last else "├─▶ ")
+            job, prefix, last, depth = stack.pop()
+            connector = "" if not depth else ("└─▶ " if last else "├─▶ ")
             others = [d for d in self.deps[job] if d != home.get(job)]
             also = f"  (also after {', '.join(others)})" if others else ""
-            lines.append(f"{prefix}{connector}{label(job)}{also}")
-            inner = prefix if top else prefix + ("    " if last else "│   ")
+            deep = f"  (depth {depth})" if depth > PICTURE_MAX_DEPTH else ""
+            lines.append(f"{prefix}{connector}{label(job)}{also}{deep}")
+            indent = 0 < depth < PICTURE_MAX_DEPTH
+            inner = prefix + ("    " if last else "│   ") if indent else prefix
             kids = children[job]
-            stack += [(kid, inner, n == len(kids) - 1, False) for n, kid in reversed(list(enumerate(kids)))]
+            stack += [(kid, inner, kid == kids[-1], depth + 1) for kid in reversed(kids)]
         return lines

@@ -26,11 +26,13 @@ The builder lives here; the run store in ``trainq.pipelines.runs``, its lifecycl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from trainq.errors import InvalidInput
 from trainq.pipelines import dag
-from trainq.pipelines.runs import get_runs
+from trainq.pipelines.runs import get_runs, specs_of
 
 
 class Pipeline:
@@ -94,6 +96,21 @@ def load_pipeline(path: str | Path) -> Pipeline:
     """A pipeline from a JSON or YAML file; its commands run in the file's directory."""
     path = Path(path).resolve()
     return Pipeline.from_dict(dag.load(path), base_dir=path.parent, source=str(path))
+
+
+def file_changed(run_id: str) -> str | None:
+    """The file ``run_id`` started from, when it now plans other jobs than the run stored (or is no
+    valid pipeline); None for a run from elsewhere, a file gone, or one unchanged. Only for a note:
+    a resume always re-runs the stored specs."""
+    source = get_runs().source(run_id)
+    if not Path(source).is_absolute() or not Path(source).is_file():
+        return None
+    try:
+        planned = load_pipeline(source).validate()
+    except InvalidInput:
+        return source
+    now = {job: json.loads(json.dumps(spec)) for job, spec in specs_of(planned).items()}  # as stored
+    return None if now == get_runs().specs(run_id) else source
 
 
 def run_pipeline_file(path: str | Path) -> str:

@@ -133,6 +133,20 @@ class RunStatus(BaseModel):
         return dag.Dag({job.job_id: job.depends_on for job in self.jobs})
 
 
+def specs_of(planned: list[dag.PlannedJob]) -> dict[str, dict[str, Any]]:
+    """Each job's spec as a run stores it: its type, payload, submit options and dependants."""
+    dependants = dag.Dag({job.job_id: job.depends_on for job in planned}).dependants()
+    return {
+        job.job_id: {
+            "type": job.type,
+            "payload": job.payload,
+            "options": job.options,
+            "dependants": dependants[job.job_id],
+        }
+        for job in planned
+    }
+
+
 class Runs:
     """Pipeline runs in Redis, beside the registry's job records and under its key prefix."""
 
@@ -172,19 +186,8 @@ class Runs:
     def start(self, pipeline_id: str, planned: list[dag.PlannedJob], source: str) -> str:
         """Store a new run of ``planned`` jobs and send its roots; return the run id."""
         graph = dag.Dag({job.job_id: job.depends_on for job in planned})
-        dependants = graph.dependants()
         now = time.time()
-        specs = {
-            job.job_id: json.dumps(
-                {
-                    "type": job.type,
-                    "payload": job.payload,
-                    "options": job.options,
-                    "dependants": dependants[job.job_id],
-                }
-            )
-            for job in planned
-        }
+        specs = {job: json.dumps(spec) for job, spec in specs_of(planned).items()}
         steps = {job: (Step.WAITING if deps else Step.RELEASED).value for job, deps in graph.deps.items()}
         waiting = {job: len(deps) for job, deps in graph.deps.items() if deps}
         run = {
@@ -456,6 +459,15 @@ class Runs:
     def running(self) -> set[str]:
         """The ids of the runs still running."""
         return {r.decode() for r in self.client.smembers(self.keys.pipelines_running())}
+
+    def source(self, run_id: str) -> str:
+        """What the run started from: a file's absolute path, ``web by alice``, ``schedule nightly``..."""
+        return self._run(run_id).get("source", "")
+
+    def specs(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Each job's spec as the run stored it when it started (``specs_of``)."""
+        stored = self.client.hgetall(self.keys.pipeline_specs(run_id))
+        return {job.decode(): json.loads(spec) for job, spec in stored.items()}
 
     def find(self, ref: str) -> str:
         """The run id ``ref`` names: a run id, else a pipeline id meaning its latest run."""

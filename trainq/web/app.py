@@ -29,6 +29,7 @@ from trainq.errors import (
     PipelineError,
     RunNotFound,
     TrainqError,
+    UnknownQueryParameter,
 )
 from trainq.settings import Settings, get_settings
 from trainq.store.registry import unreachable
@@ -91,7 +92,7 @@ def problems(error: TrainqError) -> list[str]:
     """Each problem of ``error`` on its own line (a payload's fields, a pipeline's jobs)."""
     if isinstance(error, PayloadError):
         return list(error.errors)
-    if isinstance(error, PipelineError):
+    if isinstance(error, (PipelineError, UnknownQueryParameter)):
         return list(error.problems)
     return [str(error)]
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from trainq.web.api import jobs, pipelines, queues, schedules
+from trainq.web.api.query import known_query
 from trainq.web.auth import guard
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(guard)])
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(guard), Depends(known_query)])
 for module in (jobs, pipelines, schedules, queues):
     router.include_router(module.router)
