@@ -156,6 +156,19 @@ class Settings(BaseSettings):
         """Celery's result backend: the setting, else the registry's Redis."""
         return self.result_backend or self.registry()
 
+    def secrets(self) -> list[str]:
+        """The passwords and tokens these settings hold (URLs', Sentinel's, trainq web's and Flower's),
+        longest first: a job's log, result and error never show them, though its command inherits them."""
+        found = {self.sentinel_password, self.web_token.get_secret_value() if self.web_token else None}
+        for url in (self.broker(), self.registry(), self.backend()):
+            for part in url.split(";"):
+                password = urlsplit(part.strip()).password
+                found |= {password, unquote(password)} if password else set()
+        logins = self.web_basic_auth.get_secret_value() if self.web_basic_auth else ""
+        for pair in f"{self.flower_basic_auth or ''},{logins}".split(","):
+            found.add(pair.partition(":")[2])
+        return sorted(filter(None, found), key=len, reverse=True)
+
     def retention(self, state: str) -> float:
         """Seconds a record finished in ``state`` is kept (0 = forever); blocked follows failed."""
         if state == "blocked":
@@ -268,6 +281,23 @@ def url_problem(url: str, field: str) -> str | None:
         db = split.path.strip("/")
         if split.scheme in ("redis", "rediss", "sentinel") and db and not db.isdigit():
             return f"the Redis database must be a number (redis://host:6379/0), not {db[:20]!r}"
+        if split.scheme in ("redis", "rediss", "unix") and (problem := _redis_options_problem(part)):
+            return problem
+    return None
+
+
+def _redis_options_problem(url: str) -> str | None:
+    """What redis-py refuses in ``url``'s options (``?name=value``), or None: a connection is made of
+    them (not opened), where a name it does not know fails every command later."""
+    import redis
+
+    try:
+        redis.ConnectionPool.from_url(url).make_connection()
+    except ValueError as exc:  # a value its parser refuses
+        return str(exc).rstrip(".")
+    except TypeError as exc:
+        name = re.search(r"argument '(\w+)'", str(exc))
+        return f"unknown option {name[1] if name else str(exc)!r} in the URL"
     return None
 
 

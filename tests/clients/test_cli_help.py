@@ -99,6 +99,8 @@ def test_worker_without_a_queue_is_a_usage_error() -> None:
         ("TRAINQ_BROKER_URL", "redis://:s3cret@127.0.0.1:99999/0"),
         ("TRAINQ_REGISTRY_URL", "redis://:s3cret@127.0.0.1:6379/notanint"),
         ("TRAINQ_RESULT_BACKEND", "http://:s3cret@127.0.0.1/0"),
+        ("TRAINQ_BROKER_URL", "redis://:s3cret@127.0.0.1:6379/0?x=1"),
+        ("TRAINQ_REGISTRY_URL", "redis://:s3cret@127.0.0.1:6379/0?socket_timeout=soon"),
     ],
 )
 def test_a_setting_that_does_not_parse_is_one_line_naming_it(

@@ -13,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis
 
+from tests.conftest import TEST_ENV
 from tests.fixtures import (
     Process,
     Workers,
@@ -185,7 +187,8 @@ def test_a_planted_password_and_token_appear_on_no_surface(workers: Workers, tmp
     # when a pipeline's commands echo the token, report it as a metric and fail with it in their output,
     pipeline = tmp_path / "leak.json"
     echo = (
-        'echo "token=$API_TOKEN"; echo "trainq:progress 1/2 tok=$API_TOKEN $API_TOKEN=1"; echo "$API_TOKEN"'
+        'echo "token=$API_TOKEN"; echo "trainq:progress 1/2 tok=$API_TOKEN $API_TOKEN=1"; echo "$API_TOKEN"; '
+        'echo "$TRAINQ_BROKER_URL"; env'  # what the worker's own environment holds: its broker's password
     )
     jobs = [
         {"job_id": "echo", "command": echo, "environment": {"API_TOKEN": "${MY_TOKEN}"}},
@@ -281,3 +284,23 @@ def test_a_planted_password_and_token_appear_on_no_surface(workers: Workers, tmp
     planted = (password, token, flower_auth[1])
     leaks = {name: [s for s in planted if s in text] for name, text in surfaces.items()}
     assert {name: found for name, found in leaks.items() if found} == {}
+
+
+@pytest.mark.rabbitmq
+def test_a_login_rabbitmq_refuses_is_one_line_naming_the_broker(redis_client: redis.Redis) -> None:
+    # given a RabbitMQ broker URL with a wrong password (the registry: the tests' Redis)
+    password = f"WrongPW{secrets.token_hex(4)}"
+    env = {
+        "TRAINQ_BROKER_URL": f"amqp://guest:{password}@127.0.0.1:5672//",
+        "TRAINQ_REGISTRY_URL": TEST_ENV["TRAINQ_BROKER_URL"],
+    }
+    # when the commands that read or change the broker's queues run
+    commands = [("stats",), ("status", "--once"), ("workers", "--timeout", "0.5"), ("pause", "data")]
+    results = run_clis([*commands, ("purge", "data", "--yes")], env)
+    # then each exits 3 with one line naming the broker, its password masked, as a submit does
+    named = "error: cannot reach the broker at amqp://guest:***@127.0.0.1:5672//: "
+    for result in results:
+        assert result.returncode == 3, (result.args, result.stderr)
+        assert result.stderr.startswith(named), result.stderr
+        assert "ACCESS_REFUSED" in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+        assert password not in result.stdout + result.stderr

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 import redis
+from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
 from trainq.errors import BrokerUnavailable, InvalidInput, InvalidSetting, TrainqError
@@ -22,10 +23,14 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 3
 
+#: What fails to reach the broker or the registry: RabbitMQ's client (py-amqp) raises some of its own
+#: errors (a refused login) through kombu as they are, not as kombu's OperationalError.
+UNREACHED = (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError, OperationalError, AMQPError)
+
 
 def exit_code(error: BaseException) -> int:
     """The exit code for ``error``: the one place errors map to codes."""
-    if isinstance(error, (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError, OperationalError)):
+    if isinstance(error, UNREACHED):
         return EXIT_UNREACHABLE
     if isinstance(error, (InvalidInput, InvalidSetting)):
         return EXIT_BAD_INPUT
@@ -46,7 +51,7 @@ class TrainqGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (TrainqError, redis.RedisError, OperationalError) as error:
+        except (TrainqError, redis.RedisError, OperationalError, AMQPError) as error:
             message = str(error if isinstance(error, TrainqError) else unreachable(error))
             click.echo(f"error: {redacted(message)}", err=True)
             sys.exit(exit_code(error))

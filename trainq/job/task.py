@@ -361,7 +361,7 @@ class JobTask(Task):
             log.info("dropping stale delivery %s[%s] (fence %s, job %s)", self.name, job_id, fence, state)
             self.revoke_if_cancelled(current)
             raise Ignore()
-        job = Job(record, registry, self, settings.home)
+        job = Job(record, registry, self, settings.home, settings.secrets())
         stoppable = _stop_on_sigterm(True)
         heartbeat = Heartbeat(registry, record, settings.lease_s, settings.heartbeat_s, stoppable=stoppable)
         heartbeat.start()
@@ -370,7 +370,8 @@ class JobTask(Task):
                 # Inside the try: an unset variable fails the job (permanently) before the handler starts.
                 variables: dict[str, str] = {}
                 if wanted := record.options.get("environment"):
-                    variables, job.secrets = environment.expand(wanted, worker=self.request.hostname)
+                    variables, secrets = environment.expand(wanted, worker=self.request.hostname)
+                    job.secrets = sorted({*secrets, *job.secrets}, key=len, reverse=True)
                 with capture_output(job), environment.applied(variables):
                     result = self.run_handler(job, payload)
                     if self.output_model is not None:
