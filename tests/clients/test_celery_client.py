@@ -167,6 +167,20 @@ def test_a_celery_client_without_trainq_on_redis(workers: Workers, tmp_path: Pat
     assert valid["traceback"] is None and not valid["children"] and valid["done"].startswith("20")
 
 
+def test_a_celery_client_with_celerys_own_priority_options_on_redis(workers: Workers, tmp_path: Path) -> None:
+    # given a data worker on its own queue, and a Celery app without trainq that keeps Celery's
+    # default Redis transport options: a priority of 1-9 puts its message in another list
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    workers.start(queue, concurrency=2)
+    job = {"task": "trainq.data", "kwargs": {"dataset": "iris"}}
+    # when it sends jobs of priorities 0, 2, 5 and 9 and waits for their results
+    seen = send(tmp_path, REDIS, queue, [{**job, "priority": p} for p in (0, 2, 5, 9)])
+    # then each one ran and is recorded, none left waiting in a list no worker reads
+    assert [s["state"] for s in seen] == ["SUCCESS"] * 4, seen
+    assert all(get_registry().get(s["id"]).state is JobState.SUCCEEDED for s in seen)
+    assert not get_registry().client.keys(f"{queue}\x06\x16*")
+
+
 @pytest.mark.rabbitmq
 def test_a_celery_client_without_trainq_on_rabbitmq(
     workers: Workers,

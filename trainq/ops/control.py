@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from kombu.exceptions import OperationalError
+from kombu.transport import redis as kombu_redis
 
-from trainq.broker import transport
+from trainq.broker import priorities, transport
 from trainq.broker.names import CELERY_QUEUE, check_queue
 from trainq.broker.quarantine import get_quarantine
 from trainq.celery import app
@@ -112,6 +113,9 @@ def queue_depths(queues: Iterable[str]) -> dict[str, int]:
                     depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
                 except Exception:
                     depths[queue] = 0
+                try:
+                    if isinstance(channel, kombu_redis.Channel):  # and what waits for a worker to take it in
+                        depths[queue] += priorities.waiting(channel.client, queue)
                 finally:
                     channel.close()
     except (OSError, OperationalError) as exc:

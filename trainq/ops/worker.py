@@ -21,8 +21,9 @@ from celery.worker import control as remote_control
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 from celery.worker.strategy import default as default_strategy
+from kombu.transport import redis as kombu_redis
 
-from trainq.broker import transport
+from trainq.broker import priorities, transport
 from trainq.broker.names import check_queue
 from trainq.broker.quarantine import envelope_bytes, get_quarantine
 from trainq.errors import InvalidInput, InvalidName
@@ -80,19 +81,20 @@ def worker_command(
 
 
 class Reaper(threading.Thread):
-    """Re-queues jobs whose lease expired (worker gone) or whose retry is overdue."""
+    """Re-queues jobs whose lease expired (worker gone) or whose retry is overdue, among other sweeps."""
 
-    def __init__(self, app: Any, registry: Registry, interval_s: float) -> None:
+    def __init__(self, app: Any, registry: Registry, interval_s: float, queues: Sequence[str] = ()) -> None:
         super().__init__(name="trainq-reaper", daemon=True)
         self.app = app
         self.registry = registry
         self.interval_s = interval_s
+        self.queues = queues
         self.stopped = threading.Event()
         self._lost_check_at = 0.0
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
-            for sweep in (self.sweep, self.resend_lost, self.expire, self.sweep_plugins):
+            for sweep in (self.sweep, self.adopt_foreign, self.resend_lost, self.expire, self.sweep_plugins):
                 try:
                     sweep()
                 except Exception:  # the next round retries; the thread must live on
@@ -159,6 +161,18 @@ class Reaper(threading.Thread):
             log.warning("re-sent %d queued jobs whose message the broker no longer held", sent)
         return sent
 
+    def adopt_foreign(self) -> int:
+        """Move into this worker's queues the messages a plain Celery client put in the lists of
+        Celery's default Redis priority options, which no worker reads (``trainq.broker.priorities``)."""
+        with self.app.pool.acquire(block=True) as connection:
+            channel = connection.default_channel
+            if not isinstance(channel, kombu_redis.Channel) or channel.global_keyprefix:
+                return 0
+            moved = priorities.adopt(channel.client, self.queues, channel.sep)
+        if moved:
+            log.info("took %d messages sent with Celery's default priority options into their queues", moved)
+        return moved
+
     def sweep_plugins(self) -> int:
         """Each lifecycle plugin's sweep (e.g. pipeline repairs and expiry)."""
         return lifecycle.sweep(self.registry)
@@ -224,9 +238,9 @@ def _runs_at_once(task: Any) -> bool:
 @signals.worker_ready.connect
 def _start_threads(sender: Any, **_: Any) -> None:
     global _reaper, _ticker
-    _reaper = Reaper(sender.app, get_registry(), get_settings().reaper_interval_s)
-    _reaper.start()
     queues = sorted(sender.app.amqp.queues.consume_from or {})
+    _reaper = Reaper(sender.app, get_registry(), get_settings().reaper_interval_s, queues)
+    _reaper.start()
     _ticker = Ticker(sender.hostname, queues, sender.controller.concurrency)
     _ticker.start()
 
