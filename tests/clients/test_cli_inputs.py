@@ -1,0 +1,68 @@
+"""What a user writes that trainq must refuse before anything runs, through the console script from a
+directory of their own: a repeated key in a pipeline file or ``--config``. Each is one line naming
+the problem, exit 2, and nothing is enqueued."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.clients.test_cli_console import trainq
+from trainq import get_registry
+
+#: A pipeline file whose job b repeats ``depends_on`` on line 3 (b would run beside a).
+REPEATED_JSON = """{"queue_id": "dupkey", "jobs": [
+  {"job_id": "a", "command": "echo A"},
+  {"job_id": "b", "command": "echo B", "depends_on": ["a"], "depends_on": []}]}
+"""
+REPEATED_YAML = """pipeline_id: dupkey
+jobs:
+  - job_id: a
+    command: echo A
+    retry_count: 5
+    retry_count: 0
+"""
+REPEATED_TOP = """{"pipeline_id": "one",
+"jobs": [{"job_id": "a", "command": "echo A"}],
+"pipeline_id": "two"}"""
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("fail.json", REPEATED_JSON, "duplicate key 'depends_on' (line 3)"),
+        ("fail.yaml", REPEATED_YAML, "duplicate key 'retry_count' (line 6)"),
+        ("top.json", REPEATED_TOP, "duplicate key 'pipeline_id' (line 3)"),
+    ],
+    ids=["json", "yaml", "top-level"],
+)
+def test_a_repeated_key_in_a_pipeline_file_is_refused_naming_it_and_its_line(
+    tmp_path: Path, redis_client: redis.Redis, name: str, text: str, expected: str
+) -> None:
+    # given a pipeline file with a key given twice in one mapping
+    (tmp_path / name).write_text(text)
+    # when it is validated, or run
+    for verb in ("validate", "run"):
+        refused = trainq(tmp_path, "pipeline", verb, name)
+        # then it is refused in one line naming the key and its line, exit 2
+        assert refused.returncode == 2 and refused.stdout == "", refused
+        assert refused.stderr == f"error: {tmp_path / name}: {expected}\n"
+    # and nothing ran
+    assert get_registry().list() == []
+
+
+def test_a_repeated_key_in_config_is_refused(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given a payload that gives its command twice, inline and in a file
+    text = '{"command": "echo one",\n "command": "echo two"}'
+    (tmp_path / "c.json").write_text(text)
+    # when it is submitted
+    inline = trainq(tmp_path, "submit", "command", "--config", text)
+    from_file = trainq(tmp_path, "submit", "command", "--config", "@c.json")
+    # then each is refused naming the key, exit 2, and nothing is enqueued
+    assert inline.returncode == 2 and inline.stderr == "error: --config: duplicate key 'command' (line 2)\n"
+    assert (
+        from_file.returncode == 2 and from_file.stderr == "error: c.json: duplicate key 'command' (line 2)\n"
+    )
+    assert get_registry().list() == [] and redis_client.keys("command*") == []
