@@ -1,6 +1,6 @@
 """What a user writes that trainq must refuse before anything runs, through the console script from a
-directory of their own: a repeated key in a pipeline file or ``--config``. Each is one line naming
-the problem, exit 2, and nothing is enqueued."""
+directory of their own: a repeated key in a pipeline file or ``--config``, a NUL character in a
+command. Each is one line naming the problem, exit 2, and nothing is enqueued."""
 
 from __future__ import annotations
 
@@ -65,4 +65,32 @@ def test_a_repeated_key_in_config_is_refused(tmp_path: Path, redis_client: redis
     assert (
         from_file.returncode == 2 and from_file.stderr == "error: c.json: duplicate key 'command' (line 2)\n"
     )
+    assert get_registry().list() == [] and redis_client.keys("command*") == []
+
+
+def test_a_nul_character_in_a_command_is_refused_before_it_is_queued(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a command and a working directory holding a NUL character (a JSON escape)
+    (tmp_path / "p.json").write_text(
+        '{"pipeline_id": "nul", "jobs": [{"job_id": "a", "command": "echo a\\u0000b"},'
+        ' {"job_id": "b", "command": "echo b", "result_files": ["out\\u0000.txt"]}]}'
+    )
+    # when they are validated, run or submitted
+    validated = trainq(tmp_path, "pipeline", "validate", "p.json")
+    run = trainq(tmp_path, "pipeline", "run", "p.json")
+    submitted = trainq(tmp_path, "submit", "command", "--config", '{"command": "echo a\\u0000b"}')
+    cwd = trainq(tmp_path, "submit", "command", "--config", '{"command": "ls", "cwd": "/tmp\\u0000x"}')
+    # then each is refused, naming the job and the field, exit 2
+    problems = (
+        "error: invalid pipeline:\n"
+        "  job 'a': command: the value contains a NUL character\n"
+        "  job 'b': result_files: the value contains a NUL character\n"
+    )
+    assert (validated.returncode, validated.stderr) == (2, problems)
+    assert (run.returncode, run.stderr) == (2, problems)
+    payload = "error: invalid payload for job type 'command': {}: the value contains a NUL character\n"
+    assert (submitted.returncode, submitted.stderr) == (2, payload.format("command"))
+    assert (cwd.returncode, cwd.stderr) == (2, payload.format("cwd"))
+    # and nothing is enqueued
     assert get_registry().list() == [] and redis_client.keys("command*") == []

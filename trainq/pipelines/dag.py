@@ -37,6 +37,7 @@ from trainq.inputs.limits import (
     MAX_SUGGESTIONS,
 )
 from trainq.inputs.problems import validator_words
+from trainq.inputs.text import OsText
 from trainq.job.artifacts import pattern_problem
 from trainq.job.environment import NAME as ENV_NAME
 from trainq.job.environment import NAME_RULE as ENV_RULE
@@ -73,7 +74,7 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: str
-    command: str | None = None
+    command: OsText | None = None
     type: str | None = None
     config: dict[str, Any] | None = None
     depends_on: list[str] = Field(default_factory=list)
