@@ -1,6 +1,6 @@
 """What a user writes that trainq must refuse before anything runs, through the console script from a
 directory of their own: a repeated key in a pipeline file or ``--config``, a NUL character in a
-command. Each is one line naming the problem, exit 2, and nothing is enqueued."""
+command, an id too long. Each is one line naming the problem, exit 2, and nothing is enqueued."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import redis
 
 from tests.clients.test_cli_console import trainq
 from trainq import get_registry
+from trainq.inputs.documents import brief
 
 #: A pipeline file whose job b repeats ``depends_on`` on line 3 (b would run beside a).
 REPEATED_JSON = """{"queue_id": "dupkey", "jobs": [
@@ -94,3 +95,20 @@ def test_a_nul_character_in_a_command_is_refused_before_it_is_queued(
     assert (cwd.returncode, cwd.stderr) == (2, payload.format("cwd"))
     # and nothing is enqueued
     assert get_registry().list() == [] and redis_client.keys("command*") == []
+
+
+def test_an_id_too_long_is_refused_saying_so(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given a pipeline whose id and one job id are letters only, 101 of them
+    long_id = "a" * 101
+    (tmp_path / "p.json").write_text(
+        f'{{"queue_id": "{long_id}", "jobs": [{{"job_id": "{long_id}", "command": "x"}}]}}'
+    )
+    # when it is validated
+    validated = trainq(tmp_path, "pipeline", "validate", "p.json")
+    # then each refusal says the length is the problem, exit 2
+    assert validated.returncode == 2
+    assert validated.stderr.splitlines()[1:] == [
+        f"  queue_id {brief(long_id)} is 101 characters; at most 100",
+        f"  job {brief(long_id)}: job_id is 101 characters; at most 100",
+    ]
+    assert get_registry().list() == []
