@@ -131,7 +131,7 @@ def check_sent_jobs(seen: list[dict[str, Any]], queue: str, worker_log: str, pri
         (shell, "command jobs from Celery clients without trainq"),
         (file_copy, "invalid 'trainq' header: unknown field 'cwd'"),
         (path, "invalid job id '../../escaped'"),
-        *((work_dir, "work_dir: Value error, must be inside TRAINQ_HOME/work") for work_dir in dirs),
+        *((work_dir, "work_dir: must be inside TRAINQ_HOME/work") for work_dir in dirs),
     ):
         record = registry.get(refused["id"])
         assert record.state is JobState.FAILED and words in (record.error or ""), record

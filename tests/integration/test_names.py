@@ -20,7 +20,8 @@ from trainq import get_registry, job_type
 from trainq.broker.names import NAME_PATTERN, check_queue
 from trainq.celery import app
 from trainq.cli import main
-from trainq.errors import InvalidName, InvalidSetting
+from trainq.errors import InvalidInput, InvalidName, InvalidSetting
+from trainq.inputs.documents import brief
 from trainq.inputs.limits import NAME_MAX_CHARS
 from trainq.job.types import get_job_type
 from trainq.settings import PoolSettings, Settings, get_settings
@@ -171,3 +172,12 @@ def test_every_name_is_accepted_only_when_safe(name: str) -> None:
     assert NAME_PATTERN.fullmatch(name) and len(name) <= NAME_MAX_CHARS
     assert name.lower() not in ("unacked", "unacked_index", "unacked_mutex", "celery")
     assert not name.startswith(("_kombu", "trainq:", "celeryev")) and ":" not in name
+
+
+def test_a_job_id_too_long_is_refused_saying_so(redis_client: redis.Redis) -> None:
+    # given a Python caller that chooses a job id of 256 letters; when it submits a job with it
+    with pytest.raises(InvalidInput) as refused:
+        get_job_type("probe").apply_async(kwargs={}, task_id="j" * 256)
+    # then the refusal names the length, not the characters, and nothing is stored
+    assert str(refused.value) == f"invalid job id {brief('j' * 256)}: it is 256 characters; at most 255"
+    assert get_registry().list() == []

@@ -428,6 +428,33 @@ def test_a_pipeline_environment_value_that_is_not_a_string_is_422_naming_it(api:
     assert api.get("/api/v1/pipelines").json() == [] and job_count() == 0
 
 
+def test_a_body_with_a_repeated_key_is_422_naming_it(api: httpx.Client) -> None:
+    # given bodies that give one key twice: a payload, a pipeline (JSON, YAML, uploaded) and a schedule
+    payload = b'{"seconds": 0,\n "seconds": 30}'
+    pipeline = b'{"pipeline_id": "dup", "jobs": [{"job_id": "a", "type": "probe",\n "type": "data"}]}'
+    yaml_pipeline = b"pipeline_id: dup\njobs:\n  - job_id: a\n    type: probe\n    job_id: b\n"
+    schedule = b'{"name": "dup", "every": "1h", "type": "probe",\n "every": "1m"}'
+    yaml_type = {"content-type": "application/yaml"}
+    # when each is posted
+    answers = {
+        "payload": api.post("/api/v1/jobs/probe", content=payload, headers=JSON),
+        "pipeline": api.post("/api/v1/pipelines", content=pipeline, headers=JSON),
+        "yaml pipeline": api.post("/api/v1/pipelines", content=yaml_pipeline, headers=yaml_type),
+        "upload": api.post("/api/v1/pipelines", files={"file": ("p.yaml", yaml_pipeline)}),
+        "schedule": api.post("/api/v1/schedules", content=schedule, headers=JSON),
+    }
+    # then each is 422 naming the key and its line, and nothing is stored
+    assert {what: (a.status_code, a.json()["detail"]) for what, a in answers.items()} == {
+        "payload": (422, "the body: duplicate key 'seconds' (line 2)"),
+        "pipeline": (422, "the pipeline definition: duplicate key 'type' (line 2)"),
+        "yaml pipeline": (422, "the pipeline definition: duplicate key 'job_id' (line 5)"),
+        "upload": (422, "the pipeline definition: duplicate key 'job_id' (line 5)"),
+        "schedule": (422, "the body: duplicate key 'every' (line 2)"),
+    }
+    assert job_count() == 0 and api.get("/api/v1/pipelines").json() == []
+    assert api.get("/api/v1/schedules").json() == []
+
+
 def test_logs_follow_as_server_sent_events(api: httpx.Client, workers: Workers) -> None:
     # given a running job that reports progress and prints a line at the end
     workers.start("probe")

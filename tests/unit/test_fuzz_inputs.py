@@ -1,5 +1,5 @@
 """Property-based fuzzing of every input surface a user types or writes (issue 17, "Tests"):
-pipeline files (random structures as JSON and YAML, random bytes), ``--config``, the
+pipeline files (random structures as JSON and YAML, random bytes, repeated keys), ``--config``, the
 options of ``submit``, ``list``, ``dead`` and ``pipeline validate``, and the ``TRAINQ_*``
 settings. Every input ends in exit 0 or 2, with no traceback, within a time bound and a
 memory bound."""
@@ -30,7 +30,10 @@ from tests.messages import envelope
 from trainq.broker.quarantine import get_quarantine
 from trainq.cli import main
 from trainq.errors import DurationError, InvalidSetting
+from trainq.inputs import documents
+from trainq.inputs.documents import brief
 from trainq.inputs.durations import parse_duration
+from trainq.inputs.limits import MAX_DOCUMENT_BYTES
 from trainq.settings import celery_config, get_settings, url_problem
 
 #: Per-input bounds: wall time (generous: CI shares 2 cores) and Python heap.
@@ -157,6 +160,57 @@ def test_yaml_features_that_break_loaders(files: Path, text: str) -> None:
     path = files / "p.yaml"
     path.write_text(text)
     invoke("pipeline", "validate", str(path))
+
+
+#: Text both JSON and YAML take as written (printable ASCII), and values that read back equal.
+plain_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8)
+plain = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | plain_text
+)
+
+
+@FUZZ
+@given(
+    data=st.recursive(
+        plain,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(plain_text, inner, max_size=3),
+        max_leaves=12,
+    ),
+    as_yaml=st.booleans(),
+)
+def test_a_document_without_repeated_keys_reads_as_written(data: Any, as_yaml: bool) -> None:
+    # given any value, equal keys at different places included; then it reads back as written
+    text = yaml.safe_dump(data) if as_yaml else json.dumps(data)
+    assert documents.parse(text, "d", "yaml" if as_yaml else "json", MAX_DOCUMENT_BYTES) == data
+
+
+@FUZZ
+@given(
+    pairs=st.dictionaries(plain_text, plain, min_size=1, max_size=5),
+    again=st.data(),
+    nested=st.booleans(),
+    suffix=st.sampled_from([".json", ".yaml"]),
+)
+def test_a_mapping_that_repeats_a_key_is_refused_naming_it(
+    files: Path, pairs: dict[str, Any], again: st.DataObject, nested: bool, suffix: str
+) -> None:
+    # given a mapping (JSON text, which YAML reads too), one pair a line, that gives a key a second time
+    key = again.draw(st.sampled_from(sorted(pairs)))
+    items = [json.dumps(k) + ": " + json.dumps(v) for k, v in pairs.items()]
+    first, at = list(pairs).index(key), again.draw(st.integers(0, len(items)))
+    items.insert(at, json.dumps(key) + ": " + json.dumps(again.draw(plain)))
+    mapping = "{" + ",\n".join(items) + "}"
+    path = files / f"p{suffix}"
+    path.write_text(f'{{"pipeline_id": "p", "jobs": [{mapping}]}}' if nested else mapping)
+    # when it is validated; then it is refused naming the key and the line of its second time
+    result = invoke("pipeline", "validate", str(path))
+    line = max(at, first + (at <= first)) + 1
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: {path}: duplicate key {brief(key)} (line {line})\n"
 
 
 @FUZZ

@@ -26,7 +26,7 @@ RULE = (
     "and not a name kombu, Celery, redbeat or trainq keeps in the broker"
 )
 
-JOB_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:@+=-]{{0,{JOB_ID_MAX_CHARS - 1}}}")
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+=-]*")
 JOB_ID_RULE = (
     f"use at most {JOB_ID_MAX_CHARS} letters, digits, '_', '-', '.', ':', '@', '+' or '=', "
     "starting with a letter or digit (a job id names the job's directories)"
@@ -62,6 +62,10 @@ def check_job_type(name: object, key_prefix: str | None = None) -> str:
 
 def check_job_id(job_id: object) -> str:
     """``job_id`` if it may be a job's id, else raise InvalidInput: never a path or a hidden name."""
+    if isinstance(job_id, str) and len(job_id) > JOB_ID_MAX_CHARS:
+        raise InvalidInput(
+            f"invalid job id {brief(job_id)}: it is {len(job_id)} characters; at most {JOB_ID_MAX_CHARS}"
+        )
     if isinstance(job_id, str) and JOB_ID_PATTERN.fullmatch(job_id):
         return job_id
     raise InvalidInput(f"invalid job id {brief(job_id)}: {JOB_ID_RULE}")

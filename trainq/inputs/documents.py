@@ -3,9 +3,11 @@
 Every such document goes through here, so none can crash validation or make it slow: its size is
 checked before it is parsed, its bytes must be UTF-8, its nesting depth and number literals are
 bounded (checked in linear time before anything recursive runs), its strings must be text (JSON may
-escape a lone surrogate, which nothing downstream can store: ``text_problem``), and YAML is read by
-libyaml's C parser with aliases refused (ten lines of aliases expand to a billion values). The bounds
-are named in ``trainq.inputs.limits``; each refusal is one ``DocumentError`` naming the document.
+escape a lone surrogate, which nothing downstream can store: ``text_problem``), no mapping may give a
+key twice (both parsers would keep the last silently: a second ``depends_on: []`` would undo the
+first), and YAML is read by libyaml's C parser with aliases refused (ten lines of aliases expand to a
+billion values). The bounds are named in ``trainq.inputs.limits``; each refusal is one
+``DocumentError`` naming the document.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ _LONG_NUMBER = re.compile(rf"[-+0-9.eE]{{{MAX_NUMBER_CHARS + 1}}}")
 _NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
 _OPENING = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
 _CLOSING = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+#: A JSON string, or one of the characters that shape a document (``_repeated_key`` walks these).
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[][{},:]')
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 _brief = reprlib.Repr()
 _brief.maxstring = _brief.maxother = 60
@@ -68,13 +73,53 @@ def parse(raw: str | bytes, source: str, fmt: Format, max_bytes: int) -> Any:
     return _json(text, source) if fmt == "json" else _yaml(text, source)
 
 
+class _RepeatedKey(Exception):
+    """Raised by ``_unique`` when a JSON object gives a key twice (found again with its line after)."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; raises _RepeatedKey if a key comes twice."""
+    mapping = dict(pairs)
+    if len(mapping) < len(pairs):
+        raise _RepeatedKey
+    return mapping
+
+
+def _repeated_key(text: str) -> tuple[str, int]:
+    """The first key of valid JSON ``text`` given twice in one object, and its line (one linear pass)."""
+    objects: list[set[str] | None] = []  # the keys of each open object; None for an open list
+    expect_key = False
+    for token in _JSON_TOKEN.finditer(text):
+        mark = token.group()
+        if mark in ("{", "["):
+            objects.append(set() if mark == "{" else None)
+            expect_key = mark == "{"
+        elif mark in ("}", "]", ":"):
+            if mark != ":":
+                objects.pop()
+            expect_key = False
+        elif mark == ",":
+            expect_key = objects[-1] is not None
+        elif expect_key:
+            keys, key = objects[-1], json.loads(mark)
+            assert keys is not None
+            if key in keys:
+                return key, text.count("\n", 0, token.start()) + 1
+            keys.add(key)
+            expect_key = False
+    raise AssertionError("_unique found a repeated key that is not in the text")
+
+
 def _json(text: str, source: str) -> Any:
     hooks: dict[str, Callable[[str], Any]] = {"parse_constant": _constant(source)}
     if _LONG_NUMBER.search(text):
         number = _number_check(source)
         hooks.update(parse_int=number(int), parse_float=number(float))
     try:
-        value = json.loads(text, **hooks)  # type: ignore[arg-type]
+        value = json.loads(text, object_pairs_hook=_unique, **hooks)  # type: ignore[arg-type]
+    except _RepeatedKey:
+        key, line = _repeated_key(text)
+        raise DocumentError(f"{source}: duplicate key {brief(key)} (line {line})") from None
     except json.JSONDecodeError as exc:
         raise DocumentError(
             f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -177,10 +222,34 @@ def _constant(source: str) -> Callable[[str], Any]:
     return refuse
 
 
+class _Loader(yaml.CSafeLoader):
+    """libyaml's safe loader, refusing a mapping that gives a key twice (``source`` names the document)."""
+
+    def __init__(self, text: str, source: str) -> None:
+        super().__init__(text)
+        self.source = source
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Check the mapping's own keys, then merge ``<<`` keys in as PyYAML does (they may be overridden)."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a list or mapping as a key is refused by the constructor: not hashable
+            key = "<<" if key_node.tag == _MERGE_TAG else self.construct_object(key_node)
+            if key in seen:
+                raise DocumentError(f"{self.source}: duplicate key {brief(key_node.value)}{_at(key_node)}")
+            seen.add(key)
+        super().flatten_mapping(node)
+
+
 def _yaml(text: str, source: str) -> Any:
     try:
         _check_yaml_events(text, source)
-        return yaml.load(text, Loader=yaml.CSafeLoader)
+        loader = _Loader(text, source)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -222,6 +291,6 @@ def _is_number(resolver: yaml.resolver.Resolver, event: yaml.ScalarEvent) -> boo
     return tag in _NUMBER_TAGS
 
 
-def _at(event: yaml.Event) -> str:
+def _at(event: yaml.Event | yaml.Node) -> str:
     mark = event.start_mark
     return f" (line {mark.line + 1})" if mark else ""

@@ -18,6 +18,8 @@ FIELD_NAME_MAX_CHARS = 64
 MAX_RETRIES = 1000
 #: Longest job id: it names a directory (a job's checkpoints, its artifacts).
 JOB_ID_MAX_CHARS = 255
+#: Longest pipeline id and pipeline job id: a pipeline job's id joins both, and a run's suffix.
+PIPELINE_ID_MAX_CHARS = 100
 #: Longest job name: free text, printed in listings (printable characters only).
 JOB_NAME_MAX_CHARS = 200
 #: Largest request body trainq web reads (a pipeline definition, a payload), in bytes.

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from trainq.errors import ResultFilesMissing
+from trainq.inputs.text import nul_problem
 from trainq.job.lifecycle import Plugin
 from trainq.job.record import JobRecord
 from trainq.settings import get_settings
@@ -34,8 +35,8 @@ def pattern_problem(pattern: str) -> str | None:
     """Why ``pattern`` cannot be a ``result_files`` entry, or None (a relative glob, no ``..``)."""
     if not pattern.strip():
         return "is empty"
-    if "\0" in pattern:
-        return "contains a NUL character"
+    if problem := nul_problem(pattern):
+        return problem
     path = PurePosixPath(pattern)
     if path.is_absolute():
         relative = pattern.lstrip("/") or "*"

@@ -24,6 +24,7 @@ from celery.result import AsyncResult
 from pydantic import BaseModel, Field
 
 from trainq.errors import CommandFailed, CommandRefused
+from trainq.inputs.text import OsText
 from trainq.job import clients, guard
 from trainq.job.context import LOG_LINE_MAX_CHARS, Job
 from trainq.job.task import JobTask
@@ -40,8 +41,8 @@ EXIT_POLL_S = 0.05
 class CommandConfig(BaseModel):
     """A shell command, and the directory it runs in (default: the worker's)."""
 
-    command: str = Field(min_length=1)
-    cwd: str | None = None
+    command: OsText = Field(min_length=1)
+    cwd: OsText | None = None
 
 
 class CommandResult(BaseModel):

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from trainq.errors import UnsetVariable
+from trainq.inputs.text import nul_problem
 
 _REFERENCE = re.compile(r"\$\$|\$\{(?P<braced>\w+)(?::-(?P<default>[^}]*))?\}|\$(?P<bare>\w+)")
 MASK = "***"
@@ -37,7 +38,7 @@ def value_problem(value: Any) -> str | None:
     unquoted ``1.10`` as 1.1, ``007`` as 7, ``0022`` as 18 and ``false`` as a boolean, and re-printing
     those would hand the job another value than the file shows."""
     if isinstance(value, str):
-        return "the value contains a NUL character" if "\0" in value else None
+        return nul_problem(value)
     if value is None:
         read = "null"
     elif isinstance(value, bool):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from trainq.errors import PayloadError
 from trainq.inputs.documents import text_problem
 from trainq.inputs.limits import CLOSE_MATCH_MAX_NAMES, FIELD_NAME_MAX_CHARS, PAYLOAD_ERRORS_MAX
+from trainq.inputs.problems import validator_words
 
 Extra = Literal["forbid", "ignore", "allow"]
 MASK = "**********"
@@ -47,7 +48,7 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> list[str]:
         if error["type"] == "extra_forbidden" and loc:
             lines.append(unknown_field(loc, model))
         else:
-            lines.append(f"{'.'.join(loc) or '(payload)'}: {error['msg']}")
+            lines.append(f"{'.'.join(loc) or '(payload)'}: {validator_words(error['msg'])}")
     if len(errors) > PAYLOAD_ERRORS_MAX:
         lines.append(f"... and {len(errors) - PAYLOAD_ERRORS_MAX} more errors")
     return lines

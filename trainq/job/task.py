@@ -47,7 +47,7 @@ from trainq.errors import (
 )
 from trainq.inputs.documents import brief, text_problem
 from trainq.inputs.limits import JOB_NAME_MAX_CHARS, MAX_ENV_NAME_CHARS
-from trainq.inputs.text import check_printable, is_printable
+from trainq.inputs.text import check_printable, is_printable, nul_problem
 from trainq.job import artifacts, canvas, claims, clients, environment, lifecycle, limit, payloads, send
 from trainq.job.context import Job, capture_output
 from trainq.job.leases import Heartbeat
@@ -526,7 +526,7 @@ def sent_by_client(registry: Registry, origin: Context) -> bool:
 
 
 def _check_paths_and_names(job: dict[str, Any]) -> None:
-    """Raise InvalidInput for an environment name or ``result_files`` entry a pipeline file may not give.
+    """Raise InvalidInput for an environment name, ``result_files`` entry or ``cwd`` a pipeline may not give.
 
     Python callers and Celery clients (the ``trainq`` header) reach here without a pipeline file's checks.
     """
@@ -543,6 +543,8 @@ def _check_paths_and_names(job: dict[str, Any]) -> None:
     for entry in job.get("result_files") or []:
         if problem := artifacts.pattern_problem(artifacts.entry_pattern(entry)[0]):
             raise InvalidInput(f"result_files: {problem}")
+    if isinstance(cwd := job.get("cwd"), str) and (problem := nul_problem(cwd)):
+        raise InvalidInput(f"cwd: {problem}")
 
 
 def _success_meta(backend: RedisBackend, request: Any, result: Any) -> dict[str, Any]:

@@ -35,8 +35,10 @@ from trainq.inputs.limits import (
     MAX_RETRIES,
     MAX_SUGGESTION_CANDIDATES,
     MAX_SUGGESTIONS,
+    PIPELINE_ID_MAX_CHARS,
 )
 from trainq.inputs.problems import validator_words
+from trainq.inputs.text import OsText
 from trainq.job.artifacts import pattern_problem
 from trainq.job.environment import NAME as ENV_NAME
 from trainq.job.environment import NAME_RULE as ENV_RULE
@@ -45,7 +47,7 @@ from trainq.job.limit import rendered
 from trainq.job.types import job_types
 
 #: Pipeline and job ids appear in Redis keys, job ids and artifact paths (always ``fullmatch``).
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ID_RULE = "use letters, digits, '_', '-' or '.', starting with a letter or digit"
 #: Top-level names of the pipeline id; ``queue_id`` is the batch-queue files' name for it.
 PIPELINE_ID_FIELDS = ("pipeline_id", "queue_id")
@@ -73,7 +75,7 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: str
-    command: str | None = None
+    command: OsText | None = None
     type: str | None = None
     config: dict[str, Any] | None = None
     depends_on: list[str] = Field(default_factory=list)
@@ -194,8 +196,11 @@ def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
     if len(given) > 1:
         problems.append("give pipeline_id or queue_id, not both")
     pipeline_id = data.get(given[0]) if given else None
-    if not isinstance(pipeline_id, str) or not ID_PATTERN.fullmatch(pipeline_id):
+    if not isinstance(pipeline_id, str):
         problems.append(f"pipeline_id {brief(pipeline_id)} is missing or invalid: {ID_RULE}")
+        pipeline_id = ""
+    elif problem := id_problem(pipeline_id):
+        problems.append(f"{given[0]} {brief(pipeline_id)} {problem}")
         pipeline_id = ""
     raw_jobs = data.get("jobs")
     if not isinstance(raw_jobs, list) or not raw_jobs:
@@ -224,6 +229,13 @@ def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
     return pipeline_id, jobs, problems
 
 
+def id_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a pipeline or job id (its length, else its characters), or None."""
+    if len(value) > PIPELINE_ID_MAX_CHARS:
+        return f"is {len(value)} characters; at most {PIPELINE_ID_MAX_CHARS}"
+    return None if ID_PATTERN.fullmatch(value) else f"is invalid: {ID_RULE}"
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     return f"{'.'.join(str(p) for p in loc)}: " if loc else ""
 
@@ -231,8 +243,8 @@ def _where(loc: tuple[int | str, ...]) -> str:
 def _job_problems(job: JobSpec) -> list[str]:
     """Problems of one job on its own: its id, command/type, config and timeout."""
     problems = []
-    if not ID_PATTERN.fullmatch(job.job_id):
-        problems.append(f"job_id is invalid: {ID_RULE}")
+    if problem := id_problem(job.job_id):
+        problems.append(f"job_id {problem}")
     if job.command is not None and job.type is not None:
         problems.append("has both command and type; give one")
     elif job.command is None and job.type is None:

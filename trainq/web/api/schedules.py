@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import ConfigDict, field_validator
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ConfigDict, ValidationError, field_validator
 
 from trainq.schedules import ScheduleSpec
 from trainq.web import actions, queries
+from trainq.web.api.body import json_body
 from trainq.web.app import settings_of
 from trainq.web.auth import caller_of
 
@@ -40,9 +43,26 @@ def list_schedules() -> list[dict[str, Any]]:
     return queries.schedule_list()
 
 
-@router.post("", status_code=201)
-def create(request: Request, body: NewSchedule) -> dict[str, Any]:
+#: The create body in the OpenAPI schema: it is read raw, as every body is (a repeated key is refused).
+SCHEDULE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": NewSchedule.model_json_schema()}},
+    }
+}
+
+
+@router.post("", status_code=201, openapi_extra=SCHEDULE_BODY)
+async def create(request: Request) -> dict[str, Any]:
     """Validate and store a schedule; 422 names the problem, nothing is stored."""
+    try:
+        body = NewSchedule.model_validate(await json_body(request))
+    except ValidationError as exc:  # worded as FastAPI words a body it validated itself
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    return await run_in_threadpool(_create, request, body)
+
+
+def _create(request: Request, body: NewSchedule) -> dict[str, Any]:
     spec = body.model_dump(exclude={"name"}, exclude_unset=True)
     actions.create_schedule(caller_of(request), settings_of(request), body.name, spec)
     return _one(body.name)
