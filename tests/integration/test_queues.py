@@ -46,6 +46,7 @@ def test_bad_inputs_exit_2_and_enqueue_nothing(redis_client: Any, tmp_path: Any)
         ("submit", "nosuchtype"): "unknown job type 'nosuchtype'",
         ("submit", "training", "--config", "{not json"): "not valid JSON",
         ("submit", "training", "--config", "[1, 2]"): "must be a JSON object",
+        ("submit", "training", "--config", ""): "--config is empty",
         ("submit", "training", "--config", f"@{tmp_path}/missing.json"): "cannot read config file",
         ("submit", "probe", "--timeout", "soon"): "bad duration 'soon'",
         ("submit", "probe", "--tag", "novalue"): "bad --tag",

@@ -38,9 +38,12 @@ UNSTARTED_POLL_S = 0.5
 
 
 def parse_config(text: str | None) -> dict[str, Any]:
-    """A payload from ``--config``: inline JSON or ``@file.json``, within the document limits."""
-    if not text:
+    """A payload from ``--config``: inline JSON or ``@file.json``, within the document limits. Only a
+    ``--config`` left out means the defaults: an empty one is a shell variable that was not set."""
+    if text is None:
         return {}
+    if not text:
+        raise InvalidInput("--config is empty: give a JSON object ('{}': the defaults) or leave it out")
     if text.startswith("@"):
         source = text[1:]
         value = documents.read_file(Path(source), "config file", MAX_CONFIG_BYTES, "json")
