@@ -3,14 +3,16 @@
 The registry keeps the unexpanded form; values that came from ``${VAR}`` are secrets and
 are masked wherever the job's log, progress or result would show them. A reference to a
 variable the worker does not set fails the job (``UnsetVariable``) unless it gives a default
-(``${VAR:-default}``); ``$$`` is a literal ``$``. Values of the ordinary variables in
-``NOT_SECRET`` are not masked.
+(``${VAR:-default}``); ``$$`` is a literal ``$``. Not masked: the values of the ordinary
+variables in ``NOT_SECRET``, and values too short or too common to be secrets (a GPU index
+``1`` masked would blank every standalone 1 in the log).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
 import math
 import os
 import re
@@ -21,6 +23,8 @@ from typing import Any
 
 from trainq.errors import UnsetVariable
 
+log = logging.getLogger("trainq.job.environment")
+
 _REFERENCE = re.compile(r"\$\$|\$\{(?P<braced>\w+)(?::-(?P<default>[^}]*))?\}|\$(?P<bare>\w+)")
 MASK = "***"
 #: Environment variable names as POSIX defines them (``A=B`` would break the job at run time).
@@ -30,6 +34,15 @@ NAME_RULE = "use letters, digits and '_', not starting with a digit"
 NOT_SECRET = frozenset(
     {"HOME", "PATH", "USER", "LOGNAME", "PWD", "SHELL", "LANG", "LC_ALL", "TMPDIR", "HOSTNAME", "TERM", "TZ"}
 )
+#: A referenced value shorter than this is not masked: it hides nothing anyone could not guess,
+#: and masking ``1`` blanks every epoch, loss and step that reads 1 (CI tools draw the line at 4
+#: characters, GitLab at 8).
+MIN_SECRET_CHARS = 4
+#: A referenced value that reads as a number needs one character more: ``1024`` or ``0.01`` is a
+#: batch size or a rate far more often than a secret, while ``12345`` is masked.
+MIN_NUMBER_SECRET_CHARS = 5
+#: Referenced values too common to be secrets, in any case.
+COMMON_VALUES = frozenset({"true", "false"})
 
 
 def value_problem(value: Any) -> str | None:
@@ -56,11 +69,13 @@ def expand(
 ) -> tuple[dict[str, str], list[str]]:
     """Expand ``${VAR}``, ``${VAR:-default}`` and ``$VAR`` in each value from ``source`` (os.environ).
 
-    Returns the expanded variables and the secret values (those that came from references,
-    longest first). Raises UnsetVariable, naming ``worker``, for a reference with no value or default.
+    Returns the expanded variables and the secret values (those that came from references, but for
+    ordinary variables and values too short or too common: logged by name), longest first. Raises
+    UnsetVariable, naming ``worker``, for a reference with no value or default.
     """
     source = os.environ if source is None else source
     secrets: set[str] = set()
+    unmasked: dict[str, None] = {}  # "NAME: ${VAR}", once each, in order
     expanded = {}
     for name, value in environment.items():
 
@@ -74,11 +89,23 @@ def expand(
             if found is None:
                 raise UnsetVariable(variable, name, worker)
             if found and variable not in NOT_SECRET:
-                secrets.add(found)
+                if _maskable(found):
+                    secrets.add(found)
+                else:
+                    unmasked[f"{name}: ${{{variable}}}"] = None
             return found
 
         expanded[name] = _REFERENCE.sub(lookup, str(value))
+    if unmasked:
+        log.info("environment %s not masked: too short or too common to be a secret", ", ".join(unmasked))
     return expanded, sorted(secrets, key=len, reverse=True)
+
+
+def _maskable(value: str) -> bool:
+    """Whether a referenced ``value`` is long and rare enough to be a secret (see MIN_SECRET_CHARS)."""
+    shown = value.strip()
+    least = MIN_NUMBER_SECRET_CHARS if _number(shown) is not None else MIN_SECRET_CHARS
+    return len(shown) >= least and shown.lower() not in COMMON_VALUES
 
 
 @lru_cache(maxsize=64)
@@ -113,15 +140,16 @@ def masked(value: Any, secrets: list[str]) -> Any:
 @lru_cache(maxsize=64)
 def _numbers(secrets: tuple[str, ...]) -> frozenset[float]:
     """The secrets that read as finite numbers."""
-    numbers = set()
-    for secret in secrets:
-        try:
-            number = float(secret)
-        except ValueError:
-            continue
-        if math.isfinite(number):
-            numbers.add(number)
-    return frozenset(numbers)
+    return frozenset(number for secret in secrets if (number := _number(secret)) is not None)
+
+
+def _number(text: str) -> float | None:
+    """``text`` read as a finite number (as a metric parsed from ``acc=12345`` would be), else None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @contextmanager
