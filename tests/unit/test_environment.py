@@ -90,6 +90,25 @@ def test_a_value_left_unmasked_is_logged_by_name_never_by_value(caplog: pytest.L
     assert "7" not in message and "s3cr3t-tok" not in message
 
 
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"CUDA_VISIBLE_DEVICES": "${GPU_UUID}"},
+        {"DEVICES": "${CUDA_VISIBLE_DEVICES}"},
+        {"LIBS": "${LD_LIBRARY_PATH}:/opt/lib"},
+    ],
+)
+def test_device_and_runtime_variables_are_ordinary_on_either_side(environment: dict[str, str]) -> None:
+    # given a job variable or a worker variable named as an ordinary device or runtime setting
+    worker = {
+        "GPU_UUID": "GPU-5b0c3c6e-2d1f",
+        "CUDA_VISIBLE_DEVICES": "0,1,2,3",
+        "LD_LIBRARY_PATH": "/usr/local/cuda/lib64",
+    }
+    # when it is expanded, then its value is no secret, however long
+    assert expand(environment, worker)[1] == []
+
+
 def test_masking_replaces_whole_tokens_only() -> None:
     secrets = ["abc"]
     assert mask("abc abcd xabc abc-1 (abc)", secrets) == f"{MASK} abcd xabc {MASK}-1 ({MASK})"

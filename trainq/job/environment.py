@@ -4,8 +4,8 @@ The registry keeps the unexpanded form; values that came from ``${VAR}`` are sec
 are masked wherever the job's log, progress or result would show them. A reference to a
 variable the worker does not set fails the job (``UnsetVariable``) unless it gives a default
 (``${VAR:-default}``); ``$$`` is a literal ``$``. Not masked: the values of the ordinary
-variables in ``NOT_SECRET``, and values too short or too common to be secrets (a GPU index
-``1`` masked would blank every standalone 1 in the log).
+variables in ``NOT_SECRET`` (named by the job or by the worker), and values too short or too
+common to be secrets (a GPU index ``1`` masked would blank every standalone 1 in the log).
 """
 
 from __future__ import annotations
@@ -30,9 +30,49 @@ MASK = "***"
 #: Environment variable names as POSIX defines them (``A=B`` would break the job at run time).
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NAME_RULE = "use letters, digits and '_', not starting with a digit"
-#: Variables every machine sets to ordinary values (``/root``, ``/usr/bin``...): expanded, never masked.
+#: Variables of ordinary values (``/root``, ``/usr/bin``, GPU indexes, thread counts): expanded,
+#: never masked, whether the job's variable bears the name (``CUDA_VISIBLE_DEVICES: "${GPU_ID}"``)
+#: or the worker's it references does (``"${HOME}/data"``).
 NOT_SECRET = frozenset(
-    {"HOME", "PATH", "USER", "LOGNAME", "PWD", "SHELL", "LANG", "LC_ALL", "TMPDIR", "HOSTNAME", "TERM", "TZ"}
+    {
+        # the machine's own
+        "HOME",
+        "PATH",
+        "USER",
+        "LOGNAME",
+        "PWD",
+        "SHELL",
+        "LANG",
+        "LC_ALL",
+        "TMPDIR",
+        "HOSTNAME",
+        "TERM",
+        "TZ",
+        # devices and threads
+        "CUDA_VISIBLE_DEVICES",
+        "NVIDIA_VISIBLE_DEVICES",
+        "HIP_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+        "CUDA_DEVICE_ORDER",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        # runtimes and libraries
+        "PYTHONUNBUFFERED",
+        "PYTHONPATH",
+        "PYTHONHASHSEED",
+        "VIRTUAL_ENV",
+        "CONDA_PREFIX",
+        "LD_LIBRARY_PATH",
+        "CUDA_HOME",
+        # distributed training (torchrun's)
+        "WORLD_SIZE",
+        "RANK",
+        "LOCAL_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+    }
 )
 #: A referenced value shorter than this is not masked: it hides nothing anyone could not guess,
 #: and masking ``1`` blanks every epoch, loss and step that reads 1 (CI tools draw the line at 4
@@ -88,7 +128,7 @@ def expand(
                 return default
             if found is None:
                 raise UnsetVariable(variable, name, worker)
-            if found and variable not in NOT_SECRET:
+            if found and variable not in NOT_SECRET and name not in NOT_SECRET:
                 if _maskable(found):
                     secrets.add(found)
                 else:
