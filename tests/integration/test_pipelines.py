@@ -4,6 +4,7 @@ failure and resume, cancel, lost releases, validation, and secrets kept out of s
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -441,6 +442,45 @@ def test_a_secret_in_environment_is_never_stored_or_shown(workers: Workers, tmp_
     assert all(SECRET not in out for out in outputs)
     assert "${MY_SECRET}" in get_registry().get(job_id).options["environment"]["API_TOKEN"]
     assert SECRET.encode() not in dump_database()
+
+
+def test_a_one_character_worker_value_shows_as_written_while_a_token_is_masked(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # given workers whose GPU index and shard are one character, and which hold a token
+    worker = workers.start("command", env={"GPU_ID": "1", "SHARD_ID": "1", "MY_SECRET": SECRET})
+    # and a pipeline file taking all three from the worker, as the tester wrote it
+    path = tmp_path / "gpu.yaml"
+    path.write_text(
+        textwrap.dedent("""\
+            pipeline_id: gpu
+            jobs:
+              - job_id: train
+                command: >-
+                  for e in 0 1 2; do echo "epoch $e/3 loss 1 gpu=$CUDA_VISIBLE_DEVICES shard=$SHARD
+                  token=$API_TOKEN"; done; echo "trainq:progress 1/1 acc=1"
+                environment:
+                  CUDA_VISIBLE_DEVICES: "${GPU_ID}"
+                  SHARD: "${SHARD_ID}"
+                  API_TOKEN: "${MY_SECRET}"
+            """)
+    )
+    # when it runs through the CLI
+    run = run_cli("pipeline", "run", str(path), "--wait")
+    assert run.returncode == 0, run.stdout + run.stderr
+    job_id = f"{run.stdout.splitlines()[0]}.train"
+    # then its log shows the digits as written and only the token masked
+    logs = run_cli("logs", job_id)
+    assert logs.stdout.splitlines() == [
+        *(f"epoch {e}/3 loss 1 gpu=1 shard=1 token=***" for e in range(3)),
+        "trainq:progress 1/1 acc=1",
+    ], logs.stdout
+    # and so do its progress metrics
+    progress = json.loads(run_cli("show", job_id, "--json").stdout)["progress"]
+    assert (progress["step"], progress["total"], progress["metrics"]) == (1, 1, {"acc": 1}), progress
+    # and the worker says which variable it left unmasked, by name only (CUDA_VISIBLE_DEVICES is ordinary)
+    told = "environment SHARD: ${SHARD_ID} not masked: too short or too common to be a secret"
+    assert told in worker.output() and "CUDA_VISIBLE_DEVICES: ${GPU_ID}" not in worker.output()
 
 
 def dump_database() -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import string
@@ -47,6 +48,65 @@ def test_ordinary_variables_are_expanded_but_never_masked() -> None:
     assert variables == {"WHERE": "/root/data", "KEY": "s3cr3t-tok"}
     # then a log line naming /root keeps it, while the token is masked
     assert mask("cd /root/data; key=s3cr3t-tok", secrets) == f"cd /root/data; key={MASK}"
+
+
+def test_short_and_common_values_are_not_masked_while_tokens_and_long_numbers_are() -> None:
+    # given a worker whose GPU index, shard, flag and batch size are short or common, beside a token,
+    # a four-character key and a PIN
+    worker = {
+        "GPU_ID": "1",
+        "SHARD_ID": "12",
+        "AMP": "True",
+        "BATCH": "1024",
+        "TOKEN": "s3cr3t-tok",
+        "KEY": "aB9x",
+        "PIN": "12345",
+    }
+    wanted = {name: f"${{{name}}}" for name in worker}
+    # when a job references them all
+    variables, secrets = expand(wanted, worker)
+    # then only the token, the key and the PIN are secrets
+    assert variables == worker
+    assert secrets == ["s3cr3t-tok", "12345", "aB9x"]
+    # and the others show as written in lines, metrics and results
+    line = "epoch 1/3 loss 1 gpu=1 shard=12 amp=True bs=1024 tok=s3cr3t-tok key=aB9x pin=12345"
+    assert (
+        mask(line, secrets)
+        == f"epoch 1/3 loss 1 gpu=1 shard=12 amp=True bs=1024 tok={MASK} key={MASK} pin={MASK}"
+    )
+    metrics = {"epoch": 1, "acc": 1.0, "bs": 1024, "gpu": "1", "tok": "s3cr3t-tok", "pin": 12345.0}
+    shown = {"epoch": 1, "acc": 1.0, "bs": 1024, "gpu": "1", "tok": MASK, "pin": MASK}
+    assert masked(metrics, secrets) == shown
+    assert masked({"gpu=1 tok=s3cr3t-tok": [1, "12345"]}, secrets) == {f"gpu=1 tok={MASK}": [1, MASK]}
+
+
+def test_a_value_left_unmasked_is_logged_by_name_never_by_value(caplog: pytest.LogCaptureFixture) -> None:
+    # given a one-character worker value referenced by a job
+    caplog.set_level(logging.INFO, logger="trainq.job.environment")
+    # when it is expanded, then one line names the variable and the reference, not the value
+    expand({"SHARD": "${SHARD_ID}", "KEY": "${TOKEN}"}, {"SHARD_ID": "7", "TOKEN": "s3cr3t-tok"})
+    (message,) = caplog.messages
+    assert "SHARD" in message and "${SHARD_ID}" in message and "not masked" in message
+    assert "7" not in message and "s3cr3t-tok" not in message
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"CUDA_VISIBLE_DEVICES": "${GPU_UUID}"},
+        {"DEVICES": "${CUDA_VISIBLE_DEVICES}"},
+        {"LIBS": "${LD_LIBRARY_PATH}:/opt/lib"},
+    ],
+)
+def test_device_and_runtime_variables_are_ordinary_on_either_side(environment: dict[str, str]) -> None:
+    # given a job variable or a worker variable named as an ordinary device or runtime setting
+    worker = {
+        "GPU_UUID": "GPU-5b0c3c6e-2d1f",
+        "CUDA_VISIBLE_DEVICES": "0,1,2,3",
+        "LD_LIBRARY_PATH": "/usr/local/cuda/lib64",
+    }
+    # when it is expanded, then its value is no secret, however long
+    assert expand(environment, worker)[1] == []
 
 
 def test_masking_replaces_whole_tokens_only() -> None:
