@@ -4,6 +4,7 @@ from trainq.celery import app
 from trainq.errors import (
     BrokerUnavailable,
     InvalidInput,
+    OutcomeUnknown,
     PayloadError,
     PermanentError,
     PipelineError,
@@ -52,4 +53,5 @@ __all__ = [
     "PermanentError",
     "PipelineError",
     "BrokerUnavailable",
+    "OutcomeUnknown",
 ]

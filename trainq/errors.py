@@ -4,6 +4,7 @@ TrainqError
 ├── ConfigError              bad setting or unusable environment
 │   └── InvalidSetting       a TRAINQ_* variable that does not parse (exit code 2)
 ├── BrokerUnavailable        broker or registry cannot be reached
+│   ├── OutcomeUnknown       the registry did not answer a new job's write in time: it may be stored
 │   └── BrokerRefused        the broker refused a job: a queue it will not declare, a message it nacks
 ├── JobFailed                a job's error as Celery stores it, secrets masked
 ├── InvalidInput             bad input from a caller (exit code 2)
@@ -71,6 +72,25 @@ class BrokerUnavailable(TrainqError):
         return (
             f"cannot reach the {role} at {self.url}: {reason}. Start it, or point "
             f"TRAINQ_{role.upper()}_URL at a running server."
+        )
+
+
+class OutcomeUnknown(BrokerUnavailable):
+    """Raised when the registry did not answer a new job's write in time, after it was sent: the server
+    may store and send the job all the same once it answers again. ``job_id`` names the job to check
+    before sending it again."""
+
+    job_id: str | None = None
+
+    def __init__(self, url: str, reason: str | None = None, role: str = "registry", job_id: str = "") -> None:
+        self.job_id = job_id or None
+        super().__init__(url, reason, role)
+
+    def _describe(self, reason: str, role: str) -> str:
+        return (
+            f"the {role} at {self.url} did not answer in time ({reason}): job {self.job_id} may be stored "
+            f"and sent all the same; check `trainq show {self.job_id}` before sending it again (a job "
+            "submitted with an idempotency key, --key, is never stored twice)"
         )
 
 

@@ -3,6 +3,7 @@ and the CLI gives up on a hung Redis quickly."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -11,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import Process, Workers, free_port, run_cli, start_redis, submit_elsewhere, wait_for
+from tests.fixtures import (
+    Process,
+    Workers,
+    free_port,
+    python_elsewhere,
+    run_cli,
+    start_redis,
+    submit_elsewhere,
+    wait_for,
+)
 from trainq.job.context import OUTBOX_BATCH_LINES, OUTBOX_MAX_LINES, Job
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import get_job_type
@@ -168,3 +178,59 @@ def test_outbox_holds_a_bounded_log_while_redis_is_down_and_counts_what_it_dropp
         job.close(5)
     finally:
         server.stop()
+
+
+def test_a_short_freeze_as_a_command_ends_neither_fails_nor_reruns_it(
+    private_redis: PrivateRedis, workers: Workers, tmp_path: Path
+) -> None:
+    # given a command pool whose Redis calls give up after 0.5 s, and a job that runs until a flag
+    # file appears, noting each start and end in a file of its own
+    env = {**private_redis.env, "TRAINQ_CONNECT_TIMEOUT_S": "0.5", "TRAINQ_LEASE_S": "20"}
+    workers.start("command", concurrency=1, env=env)
+    flag, notes = tmp_path / "flag", tmp_path / "notes"
+    command = (
+        f"echo start >> {notes}; while [ ! -e {flag} ]; do echo waiting; sleep 0.1; done; echo end >> {notes}"
+    )
+    [job_id] = submit_elsewhere(private_redis.env, [f"submit('command', {{'command': {command!r}}})"])
+    wait_for(lambda: private_redis.state(job_id) is JobState.RUNNING, 30, message="the job runs")
+    # when Redis freezes, the command ends meanwhile, and Redis answers again within the lease
+    os.kill(private_redis.server.pid, signal.SIGSTOP)
+    flag.touch()
+    wait_for(lambda: "end" in notes.read_text(), 10, message="the command ended")
+    time.sleep(2)  # the fault itself: frozen past the worker's 0.5 s timeouts, well within its lease
+    os.kill(private_redis.server.pid, signal.SIGCONT)
+    # then the job succeeded on its first attempt, exit code 0, and its command ran once
+    wait_for(lambda: private_redis.state(job_id) is JobState.SUCCEEDED, 30, message="the job succeeded")
+    record = private_redis.registry.get(job_id)
+    assert (record.attempt, record.failures, record.exit_code) == (1, 0, 0), record
+    assert notes.read_text().split() == ["start", "end"]
+
+
+OUTCOME_UNKNOWN = """
+import json, os, signal, sys
+from trainq import OutcomeUnknown
+from trainq.ops.control import submit
+submit("probe", {})  # a connection that works, as a long-lived sender holds
+os.kill(int(sys.argv[1]), signal.SIGSTOP)
+try:
+    submit("probe", {})
+except OutcomeUnknown as exc:
+    print(json.dumps({"job_id": exc.job_id, "message": str(exc)}))
+finally:
+    os.kill(int(sys.argv[1]), signal.SIGCONT)
+"""
+
+
+def test_a_submit_a_frozen_redis_answers_too_late_names_the_job_that_may_be_stored(
+    private_redis: PrivateRedis,
+) -> None:
+    # given a sender holding a working connection, whose Redis freezes before its next submit
+    env = {**private_redis.env, "TRAINQ_CONNECT_TIMEOUT_S": "0.5"}
+    out = python_elsewhere(OUTCOME_UNKNOWN, env, str(private_redis.server.pid))
+    # then the submit raises OutcomeUnknown naming the job, and what to do before sending it again
+    refused = json.loads(out.strip().splitlines()[-1])
+    job_id = refused["job_id"]
+    assert f"job {job_id} may be stored and sent all the same" in refused["message"]
+    assert f"check `trainq show {job_id}` before sending it again" in refused["message"]
+    # and, as it said, Redis stored the job once it answered again
+    wait_for(lambda: private_redis.state(job_id) is JobState.QUEUED, 10, message="the job is stored")

@@ -201,6 +201,7 @@ class Job:
         self.registry = registry
         self.task = task
         self.secrets = secrets or []
+        self.outcome_fields: dict[str, Any] = {}  # written with the attempt's outcome (``record_fields``)
         self._home = home
         self._outbox: Outbox | None = None  # made with the first line or report: most jobs send none
         self._outbox_made = threading.Lock()
@@ -274,8 +275,9 @@ class Job:
             return self._outbox
 
     def record_fields(self, **fields: Any) -> None:
-        """Set extra record fields (e.g. ``exit_code``) while this attempt still holds the job."""
-        self.registry.update_running(self.id, self.record.fence, fields=fields)
+        """Set extra record fields (e.g. ``exit_code``), written with this attempt's outcome: in one
+        write with it, which a registry hiccup cannot turn into a failure of the work."""
+        self.outcome_fields.update(fields)
 
 
 def _cut(line: str) -> str:

@@ -12,9 +12,12 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 
+from trainq.errors import BrokerRefused, BrokerUnavailable
 from trainq.job.record import JobRecord
 from trainq.store.registry import Registry
 
@@ -22,6 +25,29 @@ log = logging.getLogger("trainq.job.leases")
 
 #: How long the heartbeat thread sleeps before its first job (which wakes it).
 IDLE_WAIT_S = 3600.0
+
+#: The pauses between tries of an attempt's outcome while nothing answers (``within_lease``).
+FIRST_PAUSE_S, LONGEST_PAUSE_S = 0.1, 1.0
+
+T = TypeVar("T")
+
+
+def within_lease(write: Callable[[], T], lease_s: float) -> T:
+    """``write`` (an attempt's outcome), tried again while the registry or the broker does not answer,
+    for up to ``lease_s``: an outage shorter than the lease neither fails nor runs again work that was
+    done. The write is fenced, so a try that landed unseen makes the next one refused, never doubled.
+    Past the lease, raises as the last try did: the job's lease ran out, and a reaper recovers it.
+    """
+    deadline, pause = time.monotonic() + lease_s, FIRST_PAUSE_S
+    while True:
+        try:
+            return write()
+        except (redis.ConnectionError, redis.TimeoutError, BrokerUnavailable) as exc:
+            if isinstance(exc, BrokerRefused) or time.monotonic() + pause > deadline:
+                raise
+            log.warning("recording an attempt's outcome failed (%s); trying again", exc)
+            time.sleep(pause)
+            pause = min(2 * pause, LONGEST_PAUSE_S)
 
 
 class Heartbeat:

@@ -175,9 +175,10 @@ def fail_attempt(
     tb: str | None,
     permanent: bool,
     request: Context | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> float | None:
-    """Record a failed attempt and send the next one after its backoff; return that countdown, or
-    None if the job ended (or moved meanwhile).
+    """Record a failed attempt (with the attempt's own ``fields``) and send the next one after its
+    backoff; return that countdown, or None if the job ended (or moved meanwhile).
 
     ``request`` is the failed delivery when the handler's process fails it (the retry keeps its
     canvas options); None in the worker's main process (after a hard timeout).
@@ -185,7 +186,7 @@ def fail_attempt(
     policy = task.retry_policy(record)
     failures = record.failures + 1
     now = time.time()
-    common = {"failures": failures, "error": reason, "traceback": tb}
+    common = {**(fields or {}), "failures": failures, "error": reason, "traceback": tb}
     if not permanent and failures <= policy.max_retries:
         countdown = backoff_s(policy, failures)
         fence = record.fence + 1

@@ -24,8 +24,9 @@ from contextvars import ContextVar
 from datetime import datetime
 from functools import cache
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
+import redis
 from billiard.process import current_process
 from celery import Task, states
 from celery.app.task import Context
@@ -50,7 +51,7 @@ from trainq.inputs.limits import JOB_NAME_MAX_CHARS, MAX_ENV_NAME_CHARS
 from trainq.inputs.text import check_printable, is_printable, nul_problem
 from trainq.job import artifacts, canvas, claims, clients, environment, lifecycle, limit, payloads, send
 from trainq.job.context import Job, capture_output
-from trainq.job.leases import Heartbeat
+from trainq.job.leases import Heartbeat, within_lease
 from trainq.job.record import UNSENT, WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.job.retry import RetryPolicy, retries
 from trainq.job.revocations import CANCELLED_REASON
@@ -379,19 +380,29 @@ class JobTask(Task):
                     if isinstance(result, BaseModel):
                         result = result.model_dump(mode="json")
                     result = environment.masked(result, job.secrets)
-                    fields = {"result": result, **lifecycle.succeeding(record)}
+                    fields = {"result": result, **lifecycle.succeeding(record), **job.outcome_fields}
             finally:
                 # Before the outcome is recorded: a renewal refused because this process itself
                 # ended the job must not look like a cancel and stop the finish midway.
                 heartbeat.stop()
             effects = self._result_effects(result)
-            if lifecycle.finish(registry, record, JobState.SUCCEEDED, fields, effects=effects) is None:
+            try:
+                finished = within_lease(
+                    lambda: lifecycle.finish(registry, record, JobState.SUCCEEDED, fields, effects=effects),
+                    settings.lease_s,
+                )
+            except (redis.RedisError, BrokerUnavailable):  # not the work's failure: its lease runs out
+                log.warning("job %s: its success could not be recorded within its lease", record.id)
+                raise _Unrecorded() from None
+            if finished is None and not _moved_here(registry.find(record.id), record, JobState.SUCCEEDED):
                 log.info("job %s finished but was cancelled or recovered meanwhile", record.id)
                 self.revoke_if_cancelled(registry.find(record.id))
-                raise Ignore()
+                raise _Unrecorded()
             if len(effects):
                 self.request.ignore_result = True  # stored with the finish: Celery skips its own store
             return result
+        except _Unrecorded:
+            raise
         except JobStopped:
             self._stopped(registry, record)
             raise Ignore() from None
@@ -400,8 +411,16 @@ class JobTask(Task):
                 self.retry_policy(record), exc
             )
             reason, tb = (environment.mask(t, job.secrets) for t in (_reason(exc), traceback.format_exc()))
-            countdown = lifecycle.fail_attempt(self, registry, record, reason, tb, permanent, self.request)
-            if countdown is None and self.revoke_if_cancelled(registry.find(record.id)):
+            countdown = within_lease(
+                lambda: lifecycle.fail_attempt(
+                    self, registry, record, reason, tb, permanent, self.request, job.outcome_fields
+                ),
+                settings.lease_s,
+            )
+            current = registry.find(record.id) if countdown is None else None
+            if _moved_here(current, record, JobState.RETRYING):
+                countdown = max((current.next_attempt_at or 0) - time.time(), 0)
+            elif countdown is None and self.revoke_if_cancelled(current):
                 raise Ignore() from None  # cancelled mid-attempt: REVOKED, as Celery ends a revoked task
             shown = exc if reason == _reason(exc) else JobFailed(reason)  # Celery stores what is raised
             if countdown is not None:
@@ -515,6 +534,18 @@ class JobTask(Task):
         except send.SEND_ERRORS as error:
             log.warning("could not send task-revoked for job %s: %s", request.id, error)
         return True
+
+
+class _Unrecorded(Ignore):
+    """Raised once the work succeeded when its success is not recorded here: the job was cancelled or
+    recovered meanwhile, or the registry did not answer within the lease. Not a failure of the work."""
+
+
+def _moved_here(current: JobRecord | None, record: JobRecord, state: JobState) -> TypeGuard[JobRecord]:
+    """True if ``current`` is ``record`` moved to ``state`` by this attempt's own outcome: a try that
+    landed while its answer was lost (``within_lease``), whose next try was refused for it."""
+    fence = record.fence + 1 if state is JobState.RETRYING else record.fence
+    return current is not None and current.state is state and current.fence == fence
 
 
 def sent_by_client(registry: Registry, origin: Context) -> bool:

@@ -28,7 +28,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
-from trainq.errors import BrokerUnavailable, JobNotFound, KeyInUse
+from trainq.errors import BrokerUnavailable, JobNotFound, KeyInUse, OutcomeUnknown
 from trainq.job.record import (
     CLEAN_SUBMIT_REASON,
     FINISHED_STATES,
@@ -221,6 +221,8 @@ class Registry:
                 existing = self.client.transaction(claim_and_add, key, value_from_callable=True)
             if not existing:
                 self.await_replicas([record.id])
+        except redis.TimeoutError as exc:  # sent, perhaps: a frozen server runs it when it thaws
+            raise OutcomeUnknown(self.url, str(exc), "registry", record.id) from exc
         except redis.RedisError as exc:
             raise BrokerUnavailable(self.url, str(exc), "registry") from exc
         return (existing, False) if existing else (record.id, True)
