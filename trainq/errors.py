@@ -31,6 +31,8 @@ JobStopped (a BaseException, so a handler's ``except Exception`` cannot swallow 
 
 from __future__ import annotations
 
+#: What Redis says when it refuses a write for want of memory (``maxmemory`` with ``noeviction``).
+_OUT_OF_MEMORY = "> 'maxmemory'"
 _NO_JOB = "no job with id "
 _NO_RUN = "no pipeline run or pipeline id "
 
@@ -69,6 +71,11 @@ class BrokerUnavailable(TrainqError):
         super().__init__(self._describe(redacted(reason).rstrip("."), role))
 
     def _describe(self, reason: str, role: str) -> str:
+        if _OUT_OF_MEMORY in reason:
+            return (
+                f"the {role} at {self.url} is out of memory ({reason}): nothing was written; free memory "
+                "or raise its maxmemory"
+            )
         return (
             f"cannot reach the {role} at {self.url}: {reason}. Start it, or point "
             f"TRAINQ_{role.upper()}_URL at a running server."

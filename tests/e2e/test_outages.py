@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.fixtures import (
     Process,
@@ -234,3 +235,46 @@ def test_a_submit_a_frozen_redis_answers_too_late_names_the_job_that_may_be_stor
     assert f"check `trainq show {job_id}` before sending it again" in refused["message"]
     # and, as it said, Redis stored the job once it answered again
     wait_for(lambda: private_redis.state(job_id) is JobState.QUEUED, 10, message="the job is stored")
+
+
+def test_redis_restarted_without_its_data_is_said_so_by_the_workers(tmp_path: Path, workers: Workers) -> None:
+    # given a Redis that keeps nothing across a restart, and a worker running a long job on it
+    port = free_port()
+    directory = tmp_path / "redis"
+    server = start_redis(directory, port, "--appendonly", "no")
+    env = {"TRAINQ_BROKER_URL": f"redis://127.0.0.1:{port}/0", "TRAINQ_KEY_PREFIX": "outage:"}
+    worker = workers.start("command", concurrency=1, env=env)
+    registry = Registry.from_settings(Settings(broker_url=env["TRAINQ_BROKER_URL"], key_prefix="outage:"))
+    [job_id] = submit_elsewhere(env, ["submit('command', {'command': 'sleep 60'})"])
+    wait_for(lambda: registry.get(job_id).state is JobState.RUNNING, 30, message="the job runs")
+    try:
+        # when Redis restarts empty
+        server.kill()
+        server = start_redis(directory, port, "--appendonly", "no")
+        # then the worker says the registry's Redis lost its data, and why it stops the job
+        wait_for(lambda: "restarted without its data" in worker.output(), 30, message="the loss is logged")
+        wait_for(lambda: f"job {job_id} has no record any more" in worker.output(), 30, message="the job")
+        assert "cancelled or recovered elsewhere" not in worker.output()
+    finally:
+        server.stop()
+
+
+def test_a_submit_to_a_full_redis_says_it_is_full(tmp_path: Path) -> None:
+    # given a Redis that refuses writes past a tiny maxmemory
+    port = free_port()
+    server = start_redis(tmp_path / "redis", port, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
+    try:
+        env = {"TRAINQ_BROKER_URL": f"redis://127.0.0.1:{port}/0"}
+        filler = redis.Redis(port=port)
+        for n in range(100):
+            try:
+                filler.set(f"filler:{n}", "x" * 100_000)
+            except redis.ResponseError:
+                break
+        # when a job is submitted, then it is one line saying the Redis is out of memory, exit 3
+        result = run_cli("submit", "data", "--config", '{"dataset": "iris"}', env=env)
+        assert result.returncode == 3, result.stderr
+        assert "is out of memory" in result.stderr and "maxmemory" in result.stderr, result.stderr
+        assert "Start it" not in result.stderr and len(result.stderr.splitlines()) == 1
+    finally:
+        server.stop()

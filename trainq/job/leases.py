@@ -102,7 +102,13 @@ class Heartbeat:
             )
             self._failing_since = None
         if not held and not self._done:
-            log.info("job %s was cancelled or recovered elsewhere; stopping it", self.record.id)
+            if self.registry.find(self.record.id) is None:
+                log.warning(
+                    "job %s has no record any more (removed, or Redis lost its data); stopping it",
+                    self.record.id,
+                )
+            else:
+                log.info("job %s was cancelled or recovered elsewhere; stopping it", self.record.id)
             self.lost = True
             if self.stoppable:  # only where SIGTERM is turned into JobStopped (a prefork child)
                 os.kill(os.getpid(), signal.SIGTERM)

@@ -26,7 +26,7 @@ from kombu.transport import redis as kombu_redis
 from trainq.broker import priorities, transport
 from trainq.broker.names import check_queue
 from trainq.broker.quarantine import envelope_bytes, get_quarantine
-from trainq.errors import InvalidInput, InvalidName
+from trainq.errors import BrokerUnavailable, InvalidInput, InvalidName
 from trainq.inputs.documents import nesting_problem
 from trainq.inputs.durations import format_duration
 from trainq.job import canvas, claims, clients, guard, lifecycle, send
@@ -97,7 +97,9 @@ class Reaper(threading.Thread):
             for sweep in (self.sweep, self.adopt_foreign, self.resend_lost, self.expire, self.sweep_plugins):
                 try:
                     sweep()
-                except Exception:  # the next round retries; the thread must live on
+                except (redis.RedisError, BrokerUnavailable) as exc:  # an outage: the next round retries
+                    log.warning("sweep %s failed: %s", sweep.__name__, exc)
+                except Exception:  # the thread must live on
                     log.exception("sweep %s failed", sweep.__name__)
 
     def sweep(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -46,6 +47,8 @@ from trainq.settings import Settings, get_settings, redis_py_url
 from trainq.store import lua, sentinel
 from trainq.store.forking import hold_across_fork
 from trainq.store.keys import Keys
+
+log = logging.getLogger("trainq.store.registry")
 
 #: The record's hash field holding its idempotency key (not part of JobRecord), so the key goes with it.
 IDEMPOTENCY_FIELD = "idempotency_key"
@@ -114,6 +117,8 @@ class JobFilter(TypedDict, total=False):
 
 class Registry:
     """Job records in Redis under one key prefix."""
+
+    _master_run: str | None = None  # the server run id this process saw last (``master_changed``)
 
     def __init__(self, client: redis.Redis, keys: Keys, log_max_lines: int = 20_000) -> None:
         self.client = client
@@ -317,9 +322,20 @@ class Registry:
             )
 
     def master_changed(self) -> bool:
-        """True the first time any process sees a new Redis master run id (a failover or a restart)."""
+        """True the first time any process sees a new Redis master run id (a failover or a restart).
+
+        A new run id with no stored one, where this process saw another before, is a server that
+        restarted without its data: logged as an error, since every job recorded before is gone.
+        """
         run_id = str(self.client.info("server")["run_id"])
         previous = self.client.set(self.keys.master_run(), run_id, get=True)
+        if previous is None and self._master_run not in (None, run_id):
+            log.error(
+                "the registry's Redis at %s restarted without its data: every job recorded before is gone "
+                "(keep its data across restarts: appendonly yes, docs/reliability.md)",
+                self.url,
+            )
+        self._master_run = run_id
         return previous is not None and previous.decode() != run_id
 
     def _add_many(
