@@ -532,13 +532,19 @@ class Runs:
         return runs
 
     def results(self, run_id: str, output: Path) -> list[Path]:
-        """Copy the run's collected result files to ``output/<job>/``; return the files copied."""
-        self._run(run_id)
+        """Copy the result files of the run's succeeded jobs to ``output/<job>/`` (symlinks as links);
+        return the files copied."""
         source = get_settings().artifacts_dir / run_id
-        if not source.is_dir():
-            return []
-        shutil.copytree(source, output, dirs_exist_ok=True)
-        return sorted(output / p.relative_to(source) for p in source.rglob("*") if p.is_file())
+        copied: list[Path] = []
+        for job in self.status(run_id).jobs:
+            folder = source / job.job_id
+            if job.state != JobState.SUCCEEDED.value or not folder.is_dir():
+                continue
+            shutil.copytree(folder, output / job.job_id, symlinks=True, dirs_exist_ok=True)
+            copied += [
+                output / p.relative_to(source) for p in folder.rglob("*") if p.is_symlink() or p.is_file()
+            ]
+        return sorted(copied)
 
     def uncollected(self, run_id: str) -> list[str]:
         """What the run's jobs declared in ``result_files`` but did not collect, one line per job."""
