@@ -83,6 +83,8 @@ def test_links_leading_out_of_the_working_directory_are_never_followed(
     assert stored_files(run_id) == [Path("train"), Path("train/out"), Path("train/out/model.pth")]
     assert any(line.startswith("out/etcdir:") for line in train.uncollected_result_files)
     assert any(line.startswith("out/data:") for line in train.uncollected_result_files)
+    shown = run_cli("show", train.id).stdout
+    assert "not collected" in shown and "out/etcdir: a symlink to /etc" in shown, shown
     assert "not collected: out/data, out/etcdir" in run_cli("pipeline", "status", run_id).stdout
     fetched = run_cli("pipeline", "results", run_id, "--output", str(tmp_path / "res"))
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
