@@ -24,7 +24,8 @@ TrainqError
 ├── ResultFilesMissing       a required ``result_files`` entry matched nothing
 ├── CommandFailed            a ``command`` job's process exited non-zero (retried by policy)
 └── PermanentError           raised by a handler: fail now, never retry
-    └── UnsetVariable        a job's environment names a variable its worker does not set
+    ├── UnsetVariable        a job's environment names a variable its worker does not set
+    └── ResultFilesUncollected  a required ``result_files`` match could not be copied
 
 JobStopped (a BaseException, so a handler's ``except Exception`` cannot swallow a cancel or shutdown)
 """
@@ -255,6 +256,12 @@ class ResultFilesMissing(TrainqError):
 
 class PermanentError(TrainqError):
     """Raised by a handler for a failure that retrying cannot fix; the job fails at once."""
+
+
+class ResultFilesUncollected(PermanentError):
+    """Raised after a job's work when a ``required`` result file matched but could not be copied (a
+    dangling symlink, one leading out of the working directory, a read error); running the work
+    again cannot fix that, so the job fails at once."""
 
 
 class UnsetVariable(PermanentError):

@@ -233,6 +233,8 @@ def show(job_id: str, as_json: bool) -> None:
         ("exit code", record.exit_code),
         ("result", json.dumps(record.result) if record.result is not None else ""),
         ("artifacts", ", ".join(record.artifacts)),
+        ("no match", ", ".join(record.unmatched_result_files)),
+        ("not collected", "; ".join(record.uncollected_result_files)),
         ("error", record.error or ""),
     ):
         if value not in (None, ""):

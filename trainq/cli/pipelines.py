@@ -141,8 +141,10 @@ def render(status: RunStatus) -> Group:
             note = f"blocked by {job.blocked_by}"
         elif job.waiting_for:
             note = f"waiting for {', '.join(job.waiting_for)}"
-        elif job.unmatched_result_files and not job.error:
-            note = f"no match: {', '.join(job.unmatched_result_files)}"
+        elif (job.unmatched_result_files or job.uncollected_result_files) and not job.error:
+            uncollected = [line.split(": ", 1)[0] for line in job.uncollected_result_files]
+            gaps = {"no match": job.unmatched_result_files, "not collected": uncollected}
+            note = "; ".join(f"{label}: {', '.join(paths)}" for label, paths in gaps.items() if paths)
         else:
             note = job.error or ""
         table.add_row(

@@ -107,6 +107,8 @@ class JobRecord(BaseModel):
     artifacts: list[str] = Field(default_factory=list)
     #: ``result_files`` entries that matched nothing when the job succeeded.
     unmatched_result_files: list[str] = Field(default_factory=list)
+    #: What ``result_files`` matched but the job's success did not copy, each ``"path: why"``.
+    uncollected_result_files: list[str] = Field(default_factory=list)
     pipeline_id: str | None = None
     pipeline_job: str | None = None
     #: The result of the job whose success sent this one through Celery's canvas (chain, link, chord).

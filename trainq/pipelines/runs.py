@@ -92,6 +92,7 @@ class JobStatus(BaseModel):
     artifacts: list[str] = []
     progress: Progress | None = None
     unmatched_result_files: list[str] = []
+    uncollected_result_files: list[str] = []
 
 
 class Unstarted(BaseModel):
@@ -510,6 +511,7 @@ class Runs:
                     record.progress,
                 )
                 status.unmatched_result_files = record.unmatched_result_files
+                status.uncollected_result_files = record.uncollected_result_files
             elif step == Step.RELEASED:
                 status.state = JobState.QUEUED.value
             jobs.append(status)
@@ -532,16 +534,23 @@ class Runs:
         return runs
 
     def results(self, run_id: str, output: Path) -> list[Path]:
-        """Copy the run's collected result files to ``output/<job>/``; return the files copied."""
-        self._run(run_id)
+        """Copy the result files of the run's succeeded jobs to ``output/<job>/`` (symlinks as links);
+        return the files copied."""
         source = get_settings().artifacts_dir / run_id
-        if not source.is_dir():
-            return []
-        shutil.copytree(source, output, dirs_exist_ok=True)
-        return sorted(output / p.relative_to(source) for p in source.rglob("*") if p.is_file())
+        copied: list[Path] = []
+        for job in self.status(run_id).jobs:
+            folder = source / job.job_id
+            if job.state != JobState.SUCCEEDED.value or not folder.is_dir():
+                continue
+            shutil.copytree(folder, output / job.job_id, symlinks=True, dirs_exist_ok=True)
+            copied += [
+                output / p.relative_to(source) for p in folder.rglob("*") if p.is_symlink() or p.is_file()
+            ]
+        return sorted(copied)
 
     def uncollected(self, run_id: str) -> list[str]:
-        """What the run's jobs declared in ``result_files`` but did not collect, one line per job."""
+        """What the run's jobs declared in ``result_files`` but did not collect: per job, its entries
+        if it did not succeed, else those that matched nothing, then each match not copied."""
         declared = {
             job.decode(): [
                 artifacts.entry_pattern(e)[0] for e in json.loads(spec)["options"].get("result_files", [])
@@ -554,8 +563,10 @@ class Runs:
                 continue
             if job.state != JobState.SUCCEEDED.value:
                 lines.append(f"{job.job_id}: {', '.join(declared[job.job_id])} (the job is {job.state})")
-            elif job.unmatched_result_files:
+                continue
+            if job.unmatched_result_files:
                 lines.append(f"{job.job_id}: {', '.join(job.unmatched_result_files)} matched nothing")
+            lines += [f"{job.job_id}: {line}" for line in job.uncollected_result_files]
         return lines
 
     def delete(self, run_id: str) -> None:
