@@ -153,3 +153,22 @@ def test_logs_follow_streams_until_the_job_ends(workers: Workers) -> None:
     assert "probe done after 1.0s" in result.stdout
     assert "[succeeded]" in result.stderr
     assert "100.0%" in result.stderr
+
+
+def test_a_delayed_job_whose_worker_died_holding_it_runs_a_lease_after_it_is_due(
+    workers: Workers, redis_client: Any
+) -> None:
+    # given a delayed job a worker took and holds until it is due (its unacked entry is written)
+    worker = workers.start("probe", name="holder")
+    job_id = run_cli("submit", "probe", "--delay", "2s").stdout.strip()
+    wait_for(lambda: any(job_id.encode() in v for v in redis_client.hvals("unacked")), 10, message="held")
+    shown = run_cli("show", job_id)
+    assert "due" in shown.stdout, shown.stdout
+    # when that worker is killed with it, and another worker runs
+    worker.kill()
+    workers.start("probe", name="other")
+    # then the job runs a lease (3 s here) after it was due, not after kombu's visibility timeout (5 min)
+    wait_for(lambda: state_of(job_id) is JobState.SUCCEEDED, timeout=30, message="the delayed job ran")
+    events = get_registry().events(job_id)
+    assert any(e.reason == "delayed job overdue; re-sent" for e in events), events
+    assert [e.state for e in events].count(JobState.RUNNING) == 1

@@ -228,6 +228,7 @@ def show(job_id: str, as_json: bool) -> None:
         ("worker", record.worker),
         ("tags", record.tags or ""),
         ("payload", json.dumps(record.payload)),
+        ("due", when(record.eta) if record.state is JobState.DELAYED else ""),
         ("next attempt", when(record.next_attempt_at)),
         ("progress", progress_bar(record)),
         ("exit code", record.exit_code),

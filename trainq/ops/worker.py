@@ -109,7 +109,7 @@ class Reaper(threading.Thread):
         for job_id in self.registry.expired_leases(now):
             record = self.registry.find(job_id)
             task = self.app.tasks.get(task_name(record.type)) if record else None
-            if record is None or record.state not in (JobState.RUNNING, JobState.RETRYING):
+            if record is None or record.state not in (JobState.RUNNING, JobState.RETRYING, JobState.DELAYED):
                 self.registry.drop_lease(job_id)
             elif isinstance(task, JobTask):
                 if record.state is JobState.RUNNING:
@@ -197,8 +197,10 @@ def unparked(records: Iterable[JobRecord]) -> list[JobRecord]:
 
 
 def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> bool:
-    """Send a fresh delivery for a retry whose message never arrived (e.g. its holder died)."""
-    return requeue(task, registry, record, allowed={JobState.RETRYING}, reason="retry overdue; re-sent")
+    """Send a fresh delivery for a retry or a delayed job a lease past its time, whose message never
+    arrived (its holder died: kombu would give it back only after its visibility timeout)."""
+    what = "retry" if record.state is JobState.RETRYING else "delayed job"
+    return requeue(task, registry, record, allowed={record.state}, reason=f"{what} overdue; re-sent")
 
 
 _reaper: Reaper | None = None

@@ -364,7 +364,7 @@ class Registry:
         """The create script's document (``lua/create_common.lua``) for new ``records``, their first
         events, index entries, counters and ``writes``. Each index and counter is written once for
         all the records. A job queued by a plain submit stores no event: its record implies it
-        (``implied_events``)."""
+        (``implied_events``). A delayed job's lease runs out a lease after it is due."""
         indexes: dict[str, list[str]] = {}
         counts: Counter[str] = Counter()
         rows = []
@@ -382,6 +382,9 @@ class Registry:
                 self.keys.index_state(state),
             ]:
                 indexes.setdefault(index, []).extend((repr(record.created_at), record.id))
+            if record.state is JobState.DELAYED and record.eta is not None:  # held by a worker until due:
+                overdue = record.eta + get_settings().lease_s  # a reaper re-sends it if that worker dies
+                indexes.setdefault(self.keys.leases(), []).extend((repr(overdue), record.id))
             counts[stats_field(record.queue, record.type, state)] += 1
         return {
             "records": rows,
