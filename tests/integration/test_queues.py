@@ -172,3 +172,21 @@ def test_a_delayed_job_whose_worker_died_holding_it_runs_a_lease_after_it_is_due
     events = get_registry().events(job_id)
     assert any(e.reason == "delayed job overdue; re-sent" for e in events), events
     assert [e.state for e in events].count(JobState.RUNNING) == 1
+
+
+def test_a_cancelled_delayed_job_is_not_held_by_a_worker_until_due(
+    workers: Workers, redis_client: Any
+) -> None:
+    # given a job delayed by an hour and cancelled before any worker took it
+    job_id = run_cli("submit", "probe", "--delay", "1h").stdout.strip()
+    assert run_cli("cancel", job_id).returncode == 0
+    # when a worker takes its message
+    worker = workers.start("probe")
+    # then it drops it at once, saying why, instead of holding it for an hour
+    dropped = f"dropping delayed delivery {job_id}: the job is cancelled"
+    wait_for(lambda: dropped in worker.output(), 20, message="the delivery dropped")
+
+    def held() -> bool:
+        return any(job_id.encode() in v for v in redis_client.hvals("unacked"))
+
+    wait_for(lambda: not held(), 10, message="its unacked entry gone")

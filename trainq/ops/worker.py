@@ -351,7 +351,9 @@ def screened_strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Call
     deep to decode or to hand to a pool process, on which Celery's main process would exit
     (ValueError, RecursionError): refused, it is kept in the quarantine (``_quarantine_rejected``).
     The depth of messages of trainq's Redis transport was screened on arrival
-    (``trainq.broker.transport.envelope_problem``): not checked twice."""
+    (``trainq.broker.transport.envelope_problem``): not checked twice. A delayed delivery trainq sent
+    whose job has ended (cancelled) or moved on is dropped at once, not held by the worker until due.
+    """
     handle = default_strategy(task, app, consumer, **kwargs)
 
     def screened(message: Any, body: Any, *args: Any, **options: Any) -> Any:
@@ -362,9 +364,30 @@ def screened_strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Call
             problem := nesting_problem(raw.encode() if isinstance(raw, str) else bytes(raw))
         ):
             raise InvalidTaskError(problem)
+        if message.headers.get("eta") and (why := stale_delivery(message.headers)):
+            log.info("dropping delayed delivery %s: %s", message.headers.get("id"), why)
+            message.ack()
+            return None
         return handle(message, body, *args, **options)
 
     return screened
+
+
+def stale_delivery(headers: dict[str, Any]) -> str | None:
+    """Why the delivery trainq sent with these headers will never run (its job ended, or was sent
+    again on another fence), or None: a plain client's has no record until it is due."""
+    if not headers.get(send.SENT_HEADER) or not isinstance(job_id := headers.get("id"), str):
+        return None
+    record = get_registry().find(job_id)
+    if record is None:
+        return "no record left"
+    if record.state.finished:
+        return f"the job is {record.state.value}"
+    return (
+        f"the job was sent again (fence {record.fence})"
+        if record.fence != (headers.get("retries") or 0)
+        else None
+    )
 
 
 class JobRequest(Request):
