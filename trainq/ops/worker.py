@@ -352,7 +352,8 @@ def screened_strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Call
     (ValueError, RecursionError): refused, it is kept in the quarantine (``_quarantine_rejected``).
     The depth of messages of trainq's Redis transport was screened on arrival
     (``trainq.broker.transport.envelope_problem``): not checked twice. A delayed delivery trainq sent
-    whose job has ended (cancelled) or moved on is dropped at once, not held by the worker until due.
+    whose job has ended (cancelled) or moved on is dropped at once, not held by the worker until due
+    (one with a canvas is left for its pool process, which tells its chain or chord when it is due).
     """
     handle = default_strategy(task, app, consumer, **kwargs)
 
@@ -364,13 +365,21 @@ def screened_strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Call
             problem := nesting_problem(raw.encode() if isinstance(raw, str) else bytes(raw))
         ):
             raise InvalidTaskError(problem)
-        if message.headers.get("eta") and (why := stale_delivery(message.headers)):
+        if message.headers.get("eta") and not _canvas_of(body) and (why := stale_delivery(message.headers)):
             log.info("dropping delayed delivery %s: %s", message.headers.get("id"), why)
             message.ack()
             return None
         return handle(message, body, *args, **options)
 
     return screened
+
+
+def _canvas_of(body: Any) -> bool:
+    """True if a task message's ``body`` (``[args, kwargs, embed]``) carries canvas steps."""
+    embed = (
+        body[2] if isinstance(body, (list, tuple)) and len(body) == 3 and isinstance(body[2], dict) else {}
+    )
+    return any(embed.get(key) for key in ("callbacks", "errbacks", "chain", "chord"))
 
 
 def stale_delivery(headers: dict[str, Any]) -> str | None:
