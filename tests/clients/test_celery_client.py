@@ -367,3 +367,23 @@ def test_a_message_set_aside_for_an_unknown_task_is_requeued_and_runs(
     record = wait_for(lambda: (r := get_registry().find(sent[0]["id"])) and r.state.finished and r, 30)
     assert record.state is JobState.SUCCEEDED and record.tags == {"source": FOREIGN_SOURCE}
     assert get_quarantine().count() == 0
+
+
+def test_a_job_whose_payload_its_type_refuses_is_not_retried(workers: Workers, tmp_path: Path) -> None:
+    # given a Celery client's job that failed for a field its type does not know
+    queue = f"data-{uuid.uuid4().hex[:6]}"
+    workers.start(queue)
+    (seen,) = send(
+        tmp_path, REDIS, queue, [{"task": "trainq.data", "kwargs": {"dataset": "iris", "batchSize": 4}}]
+    )
+    failed = get_registry().get(seen["id"])
+    assert failed.state is JobState.FAILED, failed
+    # when it is retried from the shell
+    retried = trainq(tmp_path, "retry", seen["id"])
+    # then the retry is refused in one line saying why, and nothing moved
+    assert retried.returncode == 2 and retried.stdout == "", retried
+    assert retried.stderr.startswith(f"error: job {seen['id']} cannot run as it was sent: ")
+    assert "unknown field 'batchSize'" in retried.stderr and retried.stderr.endswith(
+        "submit a corrected job\n"
+    )
+    assert get_registry().get(seen["id"]) == failed

@@ -188,7 +188,8 @@ def test_a_planted_password_and_token_appear_on_no_surface(workers: Workers, tmp
     pipeline = tmp_path / "leak.json"
     echo = (
         'echo "token=$API_TOKEN"; echo "trainq:progress 1/2 tok=$API_TOKEN $API_TOKEN=1"; echo "$API_TOKEN"; '
-        'echo "$TRAINQ_BROKER_URL"; env'  # what the worker's own environment holds: its broker's password
+        'echo "$TRAINQ_BROKER_URL"; env; '  # what the worker's own environment holds: its broker's password
+        'echo "under=${API_TOKEN}_suffix"; echo "trainq:progress 2/2 run_$API_TOKEN=2"'  # next to a "_"
     )
     jobs = [
         {"job_id": "echo", "command": echo, "environment": {"API_TOKEN": "${MY_TOKEN}"}},

@@ -151,8 +151,9 @@ def _maskable(value: str) -> bool:
 
 @lru_cache(maxsize=64)
 def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str]:
-    """Whole-token occurrences of any of ``secrets``: not inside a longer word."""
-    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, secrets)) + r")(?!\w)")
+    """Whole-token occurrences of any of ``secrets``: not next to a letter or digit (``_`` and ``-``
+    part tokens, so ``${TOKEN}_model.pt`` and a metric ``run_$TOKEN`` are masked too)."""
+    return re.compile(r"(?<![^\W_])(?:" + "|".join(map(re.escape, secrets)) + r")(?![^\W_])")
 
 
 def mask(text: str, secrets: list[str]) -> str:

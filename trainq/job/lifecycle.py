@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from trainq.errors import BrokerUnavailable, InvalidTransition
+from trainq.errors import BrokerUnavailable, InvalidTransition, PayloadError
 from trainq.job import canvas, send
 from trainq.job.record import RETRYABLE_STATES, WAITING_STATES, JobEvent, JobRecord, JobState
 from trainq.job.retry import backoff_s
@@ -315,11 +315,18 @@ def cancel(registry: Registry, record: JobRecord, reason: str = "cancelled") -> 
 
 def retry(task: JobTask, registry: Registry, record: JobRecord, reason: str = "re-queued") -> None:
     """Re-queue a dead, failed, cancelled or blocked job with its payload, as a caller asks: a new
-    attempt series (``_restart``). Raises InvalidTransition for a job that would leave its canvas
-    (``canvas.retry_refusal``: a chord member, a blocked canvas step), nothing changed or sent.
+    attempt series (``_restart``). Raises InvalidTransition, nothing changed or sent, for a job that
+    would leave its canvas (``canvas.retry_refusal``: a chord member, a blocked canvas step) or whose
+    payload its type's model refuses (it would fail again at once).
     """
-    if (refusal := canvas.retry_refusal(task.app, record, registry.kept_message(record)[1])) is not None:
+    payload, options = registry.kept_message(record)
+    if (refusal := canvas.retry_refusal(task.app, record, options)) is not None:
         raise InvalidTransition(refusal)
+    try:
+        task.validate(payload)
+    except PayloadError as exc:
+        refusal = f"job {record.id} cannot run as it was sent: {exc}; submit a corrected job"
+        raise InvalidTransition(refusal) from None
     _restart(task, registry, record, reason)
 
 
