@@ -105,3 +105,23 @@ def test_a_progress_line_reports_progress_and_stays_in_the_log(workers: Workers,
     progress = registry.get(job_id).progress
     assert progress is not None and (progress.step, progress.total) == (3, 4)
     assert printed(job_id) == ["before", "trainq:progress 3/4 loss=0.5", "after"]
+
+
+def test_a_bar_redrawn_in_place_keeps_its_last_drawing_not_every_one(
+    workers: Workers, registry: Registry
+) -> None:
+    # given a command drawing a progress bar 500 times over itself (carriage returns, as tqdm
+    # does), a Windows line end, and a line after it
+    workers.start("command")
+    bar = r'i=0; while [ $i -lt 500 ]; do i=$((i+1)); printf "\r%d/500" $i; done; printf "\n"'
+    job_id = submit("command", {"command": f"echo start; {bar}; printf 'crlf\\r\\n'; echo end"})
+    wait_for(lambda: registry.get(job_id).state is JobState.SUCCEEDED, timeout=30, message="the job ends")
+    # then the log holds its first drawing (one every 10 s) and its last, not 500 lines
+    assert printed(job_id) == ["start", "1/500", "500/500", "crlf", "end"]
+
+
+def test_a_handlers_redrawn_line_is_kept_as_last_drawn() -> None:
+    from trainq.job.context import _last_drawn
+
+    assert _last_drawn("\r1/3\r2/3\r3/3") == "3/3"
+    assert _last_drawn("a\r\nb\rc\n") == "a\nc\n"

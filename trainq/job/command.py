@@ -10,6 +10,7 @@ non-zero exit fails the attempt (and may retry); a timeout or cancel kills the w
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -33,9 +34,12 @@ from trainq.settings import get_settings
 
 log = logging.getLogger("trainq.command")
 PROGRESS_LINE = re.compile(r"^trainq:progress\s+(\d+(?:\.\d+)?)(?:/(\d+(?:\.\d+)?))?\s*(.*)$")
+
 KILL_GRACE_S = 5.0
 #: How often ``kill_group`` looks whether the guard has exited within its grace.
 EXIT_POLL_S = 0.05
+#: How often a line redrawn in place (ended by a carriage return) is kept in the log.
+REDRAWN_EVERY_S = 10.0
 
 
 class CommandConfig(BaseModel):
@@ -113,7 +117,7 @@ def run_command(job: Job, config: CommandConfig) -> CommandResult:
     return CommandResult(exit_code=code)
 
 
-def _start(job: Job, config: CommandConfig, life: int) -> subprocess.Popen[str]:
+def _start(job: Job, config: CommandConfig, life: int) -> subprocess.Popen[bytes]:
     """Start the command's guard, in a session of its own, watching pipe end ``life`` (closed here)."""
     pid_file = guard.pid_file(get_settings().home, job.id, job.record.fence)
     try:
@@ -124,9 +128,6 @@ def _start(job: Job, config: CommandConfig, life: int) -> subprocess.Popen[str]:
             env=dict(os.environ),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",  # bytes that are not text must not stop the reading (_stream)
-            bufsize=1,
             start_new_session=True,
             pass_fds=(life,),
         )
@@ -134,11 +135,13 @@ def _start(job: Job, config: CommandConfig, life: int) -> subprocess.Popen[str]:
         os.close(life)
 
 
-def _stream(job: Job, process: subprocess.Popen[str]) -> None:
+def _stream(job: Job, process: subprocess.Popen[bytes]) -> None:
     """Read the command's output to its end, whatever happens to a line: a pipe left full would
     block the command for good."""
     assert process.stdout is not None
-    for line in _lines(process.stdout):
+    # bytes that are not text must not stop the reading; a carriage return ends a line too (newline="")
+    output = io.TextIOWrapper(process.stdout, encoding="utf-8", errors="replace", newline="")
+    for line in _lines(output):
         try:
             _report(job, line)
         except Exception:
@@ -147,13 +150,23 @@ def _stream(job: Job, process: subprocess.Popen[str]) -> None:
 
 def _lines(stream: IO[str]) -> Iterator[str]:
     """The stream's lines; one longer than the log keeps comes as its first ``LOG_LINE_MAX_CHARS + 1``
-    characters (cut by ``Job.log``) and its rest is skipped, so a line without end never fills memory."""
+    characters (cut by ``Job.log``) and its rest is skipped, so a line without end never fills memory.
+
+    A line a lone carriage return ends is drawn over by the next (a progress bar redrawn in place):
+    one in ``REDRAWN_EVERY_S`` is kept, so a long bar shows in the log without flooding it.
+    """
+    redrawn_at = -REDRAWN_EVERY_S
     while line := stream.readline(LOG_LINE_MAX_CHARS + 1):
+        if line.endswith("\r"):
+            if line.strip() and time.monotonic() - redrawn_at >= REDRAWN_EVERY_S:
+                redrawn_at = time.monotonic()
+                yield line.removesuffix("\r")
+            continue
         if len(line) <= LOG_LINE_MAX_CHARS or line.endswith("\n"):
-            yield line.removesuffix("\n")
+            yield line.removesuffix("\n").removesuffix("\r")
             continue
         yield line
-        while (rest := stream.readline(LOG_LINE_MAX_CHARS)) and not rest.endswith("\n"):
+        while (rest := stream.readline(LOG_LINE_MAX_CHARS)) and not rest.endswith(("\n", "\r")):
             pass
 
 
@@ -165,7 +178,7 @@ def _report(job: Job, line: str) -> None:
     job.log(line)
 
 
-def kill_group(process: subprocess.Popen[str]) -> None:
+def kill_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the command's process group, then SIGKILL what is left if its guard lingers; reap the
     guard last.
 
@@ -181,7 +194,7 @@ def kill_group(process: subprocess.Popen[str]) -> None:
     process.wait()
 
 
-def _exited(process: subprocess.Popen[str], timeout_s: float | None = None) -> None:
+def _exited(process: subprocess.Popen[bytes], timeout_s: float | None = None) -> None:
     """Wait until the guard has exited (or ``timeout_s`` passed), leaving it unreaped: its pid keeps
     naming the command's group."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s

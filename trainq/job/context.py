@@ -290,7 +290,8 @@ def _cut(line: str) -> str:
 class _LineWriter(io.TextIOBase):
     """A text stream that sends each complete line to the job log and passes it through.
 
-    Whole lines pass through, secrets masked, so the worker's own log never shows them either.
+    Whole lines pass through, secrets masked, so the worker's own log never shows them either. A
+    line redrawn in place (a progress bar's carriage returns) is kept as it was last drawn.
     """
 
     def __init__(self, job: Job, passthrough: TextIO) -> None:
@@ -299,7 +300,7 @@ class _LineWriter(io.TextIOBase):
         self._buffer = ""
 
     def write(self, text: str) -> int:
-        self._buffer += text
+        self._buffer = _last_drawn(self._buffer + text)
         if "\n" in self._buffer:
             *lines, self._buffer = self._buffer.split("\n")
             self._passthrough.write("".join(f"{mask(line, self._job.secrets)}\n" for line in lines))
@@ -312,6 +313,14 @@ class _LineWriter(io.TextIOBase):
             self._job.log_lines([self._buffer])
             self._buffer = ""
         self._passthrough.flush()
+
+
+def _last_drawn(text: str) -> str:
+    """``text`` with each line as last drawn: what precedes a carriage return on its line is drawn
+    over (a ``\r\n`` ends a line as ``\n`` does)."""
+    if "\r" not in text:
+        return text
+    return "\n".join(line.rstrip("\r").rpartition("\r")[2] for line in text.split("\n"))
 
 
 class _LogHandler(logging.Handler):
