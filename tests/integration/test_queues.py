@@ -190,3 +190,22 @@ def test_a_cancelled_delayed_job_is_not_held_by_a_worker_until_due(
         return any(job_id.encode() in v for v in redis_client.hvals("unacked"))
 
     wait_for(lambda: not held(), 10, message="its unacked entry gone")
+
+
+def test_resume_finds_the_workers_after_redis_lost_their_records(workers: Workers, redis_client: Any) -> None:
+    # given a running pool whose record of its queues Redis lost (restarted without its data)
+    workers.start("probe", name="forgotten")
+    workers_key = get_registry().keys.workers()
+    redis_client.delete(workers_key)
+    # when its worker has recorded them again (each round of its reaper), and the queue is paused
+    wait_for(lambda: redis_client.hlen(workers_key) == 1, 10, message="the worker recorded again")
+    assert run_cli("pause", "probe").returncode == 0
+    job_id = submit("probe", {})
+    # then resuming names the worker, which runs the job
+    resumed = run_cli("resume", "probe")
+    assert resumed.returncode == 0 and resumed.stdout.startswith("queue probe resumed on forgotten@"), resumed
+    wait_for(lambda: state_of(job_id) is JobState.SUCCEEDED, message="job after resume")
+    # and a queue no worker was started for says its jobs wait for one
+    lonely = run_cli("resume", "lonely")
+    assert lonely.returncode == 0 and lonely.stdout == "queue lonely resumed\n"
+    assert lonely.stderr == "no worker is recorded for lonely: its jobs wait for one (trainq worker lonely)\n"

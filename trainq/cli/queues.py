@@ -72,8 +72,12 @@ def pause(queue: str) -> None:
 @click.argument("queue")
 def resume(queue: str) -> None:
     """Let QUEUE's workers consume it again."""
-    control.resume(queue)
-    click.echo(f"queue {queue} resumed")
+    owners = control.resume(queue)
+    click.echo(f"queue {queue} resumed" + (f" on {', '.join(owners)}" if owners else ""))
+    if not owners:
+        click.echo(
+            f"no worker is recorded for {queue}: its jobs wait for one (trainq worker {queue})", err=True
+        )
 
 
 @main.command()

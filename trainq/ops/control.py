@@ -70,14 +70,15 @@ def pause(queue: str, registry: Registry | None = None) -> None:
     app.control.cancel_consumer(queue)
 
 
-def resume(queue: str, registry: Registry | None = None) -> None:
-    """Let the workers started for ``queue`` consume it again."""
+def resume(queue: str, registry: Registry | None = None) -> list[str]:
+    """Let the workers started for ``queue`` consume it again; their names (none: it waits for one)."""
     check_queue(queue)
     registry = registry or get_registry()
     registry.set_paused(queue, False)
-    owners = [name for name, queues in registry.worker_queues().items() if queue in queues]
+    owners = sorted(name for name, queues in registry.worker_queues().items() if queue in queues)
     if owners:
         app.control.add_consumer(queue, destination=owners)
+    return owners
 
 
 def purge(queue: str, registry: Registry | None = None) -> int:

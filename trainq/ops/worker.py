@@ -83,18 +83,26 @@ def worker_command(
 class Reaper(threading.Thread):
     """Re-queues jobs whose lease expired (worker gone) or whose retry is overdue, among other sweeps."""
 
-    def __init__(self, app: Any, registry: Registry, interval_s: float, queues: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        app: Any,
+        registry: Registry,
+        interval_s: float,
+        queues: Sequence[str] = (),
+        hostname: str | None = None,
+    ) -> None:
         super().__init__(name="trainq-reaper", daemon=True)
         self.app = app
         self.registry = registry
         self.interval_s = interval_s
-        self.queues = queues
+        self.queues = queues  # the queues its worker was started for, paused ones included
+        self.hostname = hostname
         self.stopped = threading.Event()
         self._lost_check_at = 0.0
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
-            for sweep in (self.sweep, self.adopt_foreign, self.resend_lost, self.expire, self.sweep_plugins):
+            for sweep in self.sweeps:
                 try:
                     sweep()
                 except (redis.RedisError, BrokerUnavailable) as exc:  # an outage: the next round retries
@@ -163,6 +171,25 @@ class Reaper(threading.Thread):
             log.warning("re-sent %d queued jobs whose message the broker no longer held", sent)
         return sent
 
+    @property
+    def sweeps(self) -> tuple[Callable[[], int], ...]:
+        """What each round does, in order."""
+        return (
+            self.register,
+            self.sweep,
+            self.adopt_foreign,
+            self.resend_lost,
+            self.expire,
+            self.sweep_plugins,
+        )
+
+    def register(self) -> int:
+        """Record again the queues this worker was started for if the record is gone (Redis lost its
+        data): ``trainq resume`` gives a queue back to the workers recorded for it."""
+        if self.hostname is None:
+            return 0
+        return int(self.registry.register_worker(self.hostname, self.queues, keep=True))
+
     def adopt_foreign(self) -> int:
         """Move into this worker's queues the messages a plain Celery client put in the lists of
         Celery's default Redis priority options, which no worker reads (``trainq.broker.priorities``)."""
@@ -205,6 +232,8 @@ def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> b
 
 _reaper: Reaper | None = None
 _ticker: Ticker | None = None
+#: The queues this worker was started for, paused ones included (``_skip_paused_queues``).
+_started_for: list[str] = []
 
 
 @signals.celeryd_after_setup.connect
@@ -218,6 +247,7 @@ def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
             log.error("refusing to start: %s", exc)
             raise SystemExit(2) from None  # bad input, as the CLI exits for it
     registry = get_registry()
+    _started_for[:] = sorted(queues)
     registry.register_worker(sender, queues)
     paused = registry.paused_queues() & queues
     if paused:
@@ -243,7 +273,9 @@ def _runs_at_once(task: Any) -> bool:
 def _start_threads(sender: Any, **_: Any) -> None:
     global _reaper, _ticker
     queues = sorted(sender.app.amqp.queues.consume_from or {})
-    _reaper = Reaper(sender.app, get_registry(), get_settings().reaper_interval_s, queues)
+    _reaper = Reaper(
+        sender.app, get_registry(), get_settings().reaper_interval_s, _started_for, sender.hostname
+    )
     _reaper.start()
     _ticker = Ticker(sender.hostname, queues, sender.controller.concurrency)
     _ticker.start()

@@ -906,9 +906,11 @@ class Registry:
 
     # -- queues ------------------------------------------------------------------------
 
-    def register_worker(self, hostname: str, queues: Iterable[str]) -> None:
-        """Remember which queues a worker was started for (``resume`` gives them back)."""
-        self.client.hset(self.keys.workers(), hostname, json.dumps(sorted(queues)))
+    def register_worker(self, hostname: str, queues: Iterable[str], keep: bool = False) -> bool:
+        """Remember which queues a worker was started for (``resume`` gives them back); with ``keep``,
+        only if nothing is remembered for it. True if written."""
+        write = self.client.hsetnx if keep else self.client.hset
+        return bool(write(self.keys.workers(), hostname, json.dumps(sorted(queues))))
 
     def worker_queues(self) -> dict[str, list[str]]:
         """Worker hostname -> the queues it was started for."""
