@@ -17,12 +17,14 @@ from trainq.errors import (
     InvalidName,
     JobNotFound,
     KeyInUse,
+    OutcomeUnknown,
     PayloadError,
     PipelineError,
     RunNotFound,
     ScheduleError,
     TrainqError,
     UnknownJobType,
+    UnknownQueryParameter,
     UnsetVariable,
 )
 
@@ -30,6 +32,7 @@ from trainq.errors import (
 BUILT = [
     BrokerUnavailable("redis://:secret@127.0.0.1:6379/8", "Connection refused", "registry"),
     BrokerRefused("redis://127.0.0.1:6379/8", "queue 'gpu' exists with other arguments"),
+    OutcomeUnknown("redis://:secret@127.0.0.1:6379/8", "Timeout reading from socket", "registry", "c0ffee"),
     PayloadError("training", ["epochs: Input should be a valid integer", "unknown field 'lr'"]),
     UnknownJobType("trainnig", ["training", "data"]),
     InvalidName("queue", "a b", "must not hold spaces"),
@@ -38,6 +41,7 @@ BUILT = [
     RunNotFound("nightly-7"),
     PipelineError(["job 'a': unknown job type", "job 'b': depends on missing job 'c'"]),
     ScheduleError("nightly", "no such schedule"),
+    UnknownQueryParameter(["unknown query parameter 'validate'; did you mean 'validate_only'?", "'prio'"]),
     UnsetVariable("TOKEN", "API_TOKEN", "gpu1@host"),
     CommandFailed(4),
 ]
