@@ -71,7 +71,7 @@ class ScheduleSpec(BaseModel):
 
 
 class ScheduleInfo(BaseModel):
-    """What ``trainq schedule list`` shows of one schedule."""
+    """What ``trainq schedule list`` and trainq web show of one schedule (``SecretStr`` fields masked)."""
 
     name: str
     when: str
@@ -468,7 +468,8 @@ def info(entry: ScheduleEntry) -> ScheduleInfo:
         inline = entry.kwargs.get("definition")
         fields["pipeline"] = entry.kwargs["path"] if inline is None else f"inline {_pipeline_id(inline)}"
     else:
-        fields.update(type=entry.task.removeprefix(TASK_PREFIX), config=entry.kwargs)
+        job_type = entry.task.removeprefix(TASK_PREFIX)
+        fields.update(type=job_type, config=_shown_config(job_type, entry.kwargs))
     return ScheduleInfo(
         name=entry.name,
         priority=entry.options.get("priority"),
@@ -481,6 +482,14 @@ def info(entry: ScheduleEntry) -> ScheduleInfo:
         next_run_at=next_run_at(entry),
         **fields,
     )
+
+
+def _shown_config(job_type: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` through its job type's model, as a job's record shows it (``SecretStr`` masked)."""
+    try:
+        return get_job_type(job_type).payloads(config)[1]
+    except TrainqError:
+        return {}  # no longer valid for its type: show nothing rather than raw values
 
 
 def _pipeline_id(definition: Any) -> str:
