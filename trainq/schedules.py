@@ -407,7 +407,7 @@ def create(name: str, spec: ScheduleSpec | dict[str, Any], app: Celery = app) ->
     client = get_redis(app)
     if client.hexists(entry.key, "definition"):
         raise ScheduleError(name, "already exists; delete it first or choose another name")
-    client.delete(entry.key)  # run history a Beat wrote while the previous holder of the name was deleted
+    _forget(name, app)  # what the previous holder of the name left: see delete
     return entry.save()
 
 
@@ -433,7 +433,20 @@ def set_enabled(name: str, enabled: bool, app: Celery = app) -> ScheduleEntry:
 
 def delete(name: str, app: Celery = app) -> None:
     """Remove a schedule (a static one returns when Beat restarts with it in the module)."""
-    get(name, app).delete()
+    get(name, app)
+    _forget(name, app)
+
+
+def _forget(name: str, app: Celery) -> None:
+    """Remove ``name``'s entry, run history (a Beat holding a loaded copy may write it after a delete)
+    and mark as static: a runtime schedule later made under the name is not one, so a Beat start
+    without the name in its module does not delete it."""
+    key = ScheduleEntry.generate_key(app, name)
+    with get_redis(app).pipeline() as pipe:
+        pipe.zrem(app.redbeat_conf.schedule_key, key)
+        pipe.delete(key)
+        pipe.srem(app.redbeat_conf.statics_key, name)
+        pipe.execute()
 
 
 def run_now(name: str, app: Celery = app) -> str:
