@@ -421,14 +421,17 @@ def get(name: str, app: Celery = app) -> ScheduleEntry:
     return entry
 
 
-def set_enabled(name: str, enabled: bool, app: Celery = app) -> ScheduleEntry:
-    """Enable or disable a schedule; an enabled one next runs at its next time from now."""
+def set_enabled(name: str, enabled: bool, app: Celery = app) -> bool:
+    """Enable or disable a schedule (a disabled one, once enabled, next runs at its next time from now);
+    False when it already was: its clock is left alone, so an idempotent "ensure enabled" never delays it."""
     entry = get(name, app)
+    if entry.enabled == enabled:
+        return False
     entry.enabled = enabled
     entry.save()
     if enabled:
         entry.reschedule()  # runs skipped while disabled are not caught up
-    return entry
+    return True
 
 
 def delete(name: str, app: Celery = app) -> None:
