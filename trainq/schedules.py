@@ -4,7 +4,7 @@ Schedules are celery-redbeat entries in Redis, so they survive restarts and ``ce
 beat`` picks up every change on its next tick; redbeat's lock keeps a second Beat waiting
 instead of submitting duplicates. Static schedules come from the module named by
 ``TRAINQ_BEAT_SCHEDULE_MODULE`` (``beat_schedule.py``), loaded by name when Beat starts.
-Each run is an ordinary job tagged ``schedule=<name>`` (or a pipeline run).
+Each run is an ordinary job tagged ``schedule=<name>``, or a pipeline run whose jobs all are.
 """
 
 from __future__ import annotations
@@ -374,7 +374,7 @@ def submit_run(entry: ScheduleEntry, **send_options: Any) -> str:
         if entry.task == PIPELINE_TASK:
             pipeline = schedule_pipeline(entry)
             pipeline.base_dir.mkdir(parents=True, exist_ok=True)  # an inline one's work directory
-            run_id = pipeline.run()
+            run_id = pipeline.run(tags={"schedule": entry.name})
         else:
             job_type = entry.task.removeprefix(TASK_PREFIX)
             task = get_job_type(job_type)
