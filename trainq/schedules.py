@@ -17,9 +17,10 @@ import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 import redis
 from celery import Celery
@@ -52,6 +53,8 @@ LAST_ERROR_FIELD = "trainq_last_error"
 SHORTEST_EVERY_S = 1.0
 #: Most characters of a failed run's error kept and logged.
 ERROR_MAX_CHARS = 500
+#: tz database files that are no IANA zone: the host's zone, POSIX rules' template, a placeholder.
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 
 class ScheduleSpec(BaseModel):
@@ -292,17 +295,22 @@ def _timing(spec: ScheduleSpec) -> BaseSchedule:
             f"bad cron expression {spec.cron!r}: use 5 fields 'minute hour day-of-month month day-of-week' "
             "(e.g. '0 2 * * *') or @hourly/@daily/@weekly"
         )
-    try:
-        schedule = CronSchedule(expr, spec.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(
-            f"unknown timezone {spec.timezone!r}: use an IANA name such as Europe/Berlin"
-        ) from None
+    zone = spec.timezone or "UTC"
+    if zone not in zone_names():
+        raise InvalidInput(f"unknown timezone {zone!r}: use an IANA name such as Europe/Berlin")
+    schedule = CronSchedule(expr, zone)
     try:
         schedule.next_run(datetime.now(UTC))
     except CroniterBadDateError:  # e.g. February 30th: Beat would fail on it at every tick
         raise InvalidInput(f"cron expression {spec.cron!r} never matches a date") from None
     return schedule
+
+
+@lru_cache(maxsize=1)
+def zone_names() -> frozenset[str]:
+    """The IANA time zones a schedule may name: this host's tz database less its files that are no
+    zone, whose meaning changes with the host reading them (``localtime``: the host's own zone)."""
+    return frozenset(available_timezones()) - NOT_ZONES
 
 
 def _target(name: str, spec: ScheduleSpec) -> tuple[str, dict[str, Any], dict[str, Any]]:
