@@ -444,14 +444,14 @@ def set_enabled(name: str, enabled: bool, app: Celery = app) -> bool:
 
 def delete(name: str, app: Celery = app) -> None:
     """Remove a schedule (a static one returns when Beat restarts with it in the module)."""
-    get(name, app)
+    get(name, app)  # raises ScheduleError if there is none
     _forget(name, app)
 
 
 def _forget(name: str, app: Celery) -> None:
-    """Remove ``name``'s entry, run history (a Beat holding a loaded copy may write it after a delete)
-    and mark as static: a runtime schedule later made under the name is not one, so a Beat start
-    without the name in its module does not delete it."""
+    """Remove ``name``'s entry, its run history (a Beat holding a loaded copy may write it after a
+    delete) and its mark as static: a schedule created under the name later is a runtime one, which
+    a Beat start without the name in its module keeps."""
     key = ScheduleEntry.generate_key(app, name)
     with get_redis(app).pipeline() as pipe:
         pipe.zrem(app.redbeat_conf.schedule_key, key)
