@@ -4,7 +4,7 @@ Schedules are celery-redbeat entries in Redis, so they survive restarts and ``ce
 beat`` picks up every change on its next tick; redbeat's lock keeps a second Beat waiting
 instead of submitting duplicates. Static schedules come from the module named by
 ``TRAINQ_BEAT_SCHEDULE_MODULE`` (``beat_schedule.py``), loaded by name when Beat starts.
-Each run is an ordinary job tagged ``schedule=<name>`` (or a pipeline run).
+Each run is an ordinary job tagged ``schedule=<name>``, or a pipeline run whose jobs all are.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 import redis
 from celery import Celery
@@ -52,6 +53,8 @@ LAST_ERROR_FIELD = "trainq_last_error"
 SHORTEST_EVERY_S = 1.0
 #: Most characters of a failed run's error kept and logged.
 ERROR_MAX_CHARS = 500
+#: tz database files that are no IANA zone: the host's zone, POSIX rules' template, a placeholder.
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 
 class ScheduleSpec(BaseModel):
@@ -71,7 +74,7 @@ class ScheduleSpec(BaseModel):
 
 
 class ScheduleInfo(BaseModel):
-    """What ``trainq schedule list`` shows of one schedule."""
+    """What ``trainq schedule list`` and trainq web show of one schedule (``SecretStr`` fields masked)."""
 
     name: str
     when: str
@@ -292,17 +295,22 @@ def _timing(spec: ScheduleSpec) -> BaseSchedule:
             f"bad cron expression {spec.cron!r}: use 5 fields 'minute hour day-of-month month day-of-week' "
             "(e.g. '0 2 * * *') or @hourly/@daily/@weekly"
         )
-    try:
-        schedule = CronSchedule(expr, spec.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(
-            f"unknown timezone {spec.timezone!r}: use an IANA name such as Europe/Berlin"
-        ) from None
+    zone = spec.timezone or "UTC"
+    if zone not in zone_names():
+        raise InvalidInput(f"unknown timezone {zone!r}: use an IANA name such as Europe/Berlin")
+    schedule = CronSchedule(expr, zone)
     try:
         schedule.next_run(datetime.now(UTC))
     except CroniterBadDateError:  # e.g. February 30th: Beat would fail on it at every tick
         raise InvalidInput(f"cron expression {spec.cron!r} never matches a date") from None
     return schedule
+
+
+@lru_cache(maxsize=1)
+def zone_names() -> frozenset[str]:
+    """The IANA time zones a schedule may name: this host's tz database less its files that are no
+    zone, whose meaning changes with the host reading them (``localtime``: the host's own zone)."""
+    return frozenset(available_timezones()) - NOT_ZONES
 
 
 def _target(name: str, spec: ScheduleSpec) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -374,7 +382,7 @@ def submit_run(entry: ScheduleEntry, **send_options: Any) -> str:
         if entry.task == PIPELINE_TASK:
             pipeline = schedule_pipeline(entry)
             pipeline.base_dir.mkdir(parents=True, exist_ok=True)  # an inline one's work directory
-            run_id = pipeline.run()
+            run_id = pipeline.run(tags={"schedule": entry.name})
         else:
             job_type = entry.task.removeprefix(TASK_PREFIX)
             task = get_job_type(job_type)
@@ -407,7 +415,7 @@ def create(name: str, spec: ScheduleSpec | dict[str, Any], app: Celery = app) ->
     client = get_redis(app)
     if client.hexists(entry.key, "definition"):
         raise ScheduleError(name, "already exists; delete it first or choose another name")
-    client.delete(entry.key)  # run history a Beat wrote while the previous holder of the name was deleted
+    _forget(name, app)  # what the previous holder of the name left: see delete
     return entry.save()
 
 
@@ -421,19 +429,35 @@ def get(name: str, app: Celery = app) -> ScheduleEntry:
     return entry
 
 
-def set_enabled(name: str, enabled: bool, app: Celery = app) -> ScheduleEntry:
-    """Enable or disable a schedule; an enabled one next runs at its next time from now."""
+def set_enabled(name: str, enabled: bool, app: Celery = app) -> bool:
+    """Enable or disable a schedule (a disabled one, once enabled, next runs at its next time from now);
+    False when it already was: its clock is left alone, so an idempotent "ensure enabled" never delays it."""
     entry = get(name, app)
+    if entry.enabled == enabled:
+        return False
     entry.enabled = enabled
     entry.save()
     if enabled:
         entry.reschedule()  # runs skipped while disabled are not caught up
-    return entry
+    return True
 
 
 def delete(name: str, app: Celery = app) -> None:
     """Remove a schedule (a static one returns when Beat restarts with it in the module)."""
-    get(name, app).delete()
+    get(name, app)  # raises ScheduleError if there is none
+    _forget(name, app)
+
+
+def _forget(name: str, app: Celery) -> None:
+    """Remove ``name``'s entry, its run history (a Beat holding a loaded copy may write it after a
+    delete) and its mark as static: a schedule created under the name later is a runtime one, which
+    a Beat start without the name in its module keeps."""
+    key = ScheduleEntry.generate_key(app, name)
+    with get_redis(app).pipeline() as pipe:
+        pipe.zrem(app.redbeat_conf.schedule_key, key)
+        pipe.delete(key)
+        pipe.srem(app.redbeat_conf.statics_key, name)
+        pipe.execute()
 
 
 def run_now(name: str, app: Celery = app) -> str:
@@ -468,7 +492,8 @@ def info(entry: ScheduleEntry) -> ScheduleInfo:
         inline = entry.kwargs.get("definition")
         fields["pipeline"] = entry.kwargs["path"] if inline is None else f"inline {_pipeline_id(inline)}"
     else:
-        fields.update(type=entry.task.removeprefix(TASK_PREFIX), config=entry.kwargs)
+        job_type = entry.task.removeprefix(TASK_PREFIX)
+        fields.update(type=job_type, config=_shown_config(job_type, entry.kwargs))
     return ScheduleInfo(
         name=entry.name,
         priority=entry.options.get("priority"),
@@ -481,6 +506,14 @@ def info(entry: ScheduleEntry) -> ScheduleInfo:
         next_run_at=next_run_at(entry),
         **fields,
     )
+
+
+def _shown_config(job_type: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` through its job type's model, as a job's record shows it (``SecretStr`` masked)."""
+    try:
+        return get_job_type(job_type).payloads(config)[1]
+    except TrainqError:
+        return {}  # no longer valid for its type: show nothing rather than raw values
 
 
 def _pipeline_id(definition: Any) -> str:

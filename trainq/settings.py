@@ -211,6 +211,18 @@ class Settings(BaseSettings):
                 raise ValueError(str(exc)) from None
         return pools
 
+    @field_validator("beat_schedule_module")
+    @classmethod
+    def _module_name(cls, name: str) -> str:
+        """A dotted module name (or none): Beat imports it by name, and a path or a relative name
+        (``../etc``, ``.x``) would crash it with a traceback instead."""
+        if name and not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(
+                f"{name[:100]!r} is not a module name: use a dotted name such as beat_schedule or "
+                'myproject.schedules ("" for no static schedules)'
+            )
+        return name
+
     @field_validator("beat_lock_s")
     @classmethod
     def _beat_lock_outlasts_a_tick(cls, lock_s: float, info: ValidationInfo) -> float:

@@ -10,16 +10,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
 from tests.clients.test_cli_console import trainq
 from tests.fixtures import ROOT, Beats, Process, Workers, run_cli, wait_for
+from tests.integration import test_web
 from trainq import JobRecord, JobState, get_registry
 from trainq.cli import main
 from trainq.errors import ScheduleError
 from trainq.pipelines.runs import get_runs
 from trainq.schedules import create, delete, entries, get, info, run_now, submit_run
+
+web, api = test_web.web, test_web.api  # trainq web and a client logged in to it, for the HTTP tests
 
 
 def runs(name: str) -> list[JobRecord]:
@@ -133,7 +137,7 @@ def _beat(tmp_path: Path, module: str, cwd: Path = ROOT) -> Process:
         str(tmp_path / "beat"),
     ]
     env = {"TRAINQ_BEAT_INTERVAL_S": "1", "TRAINQ_BEAT_SCHEDULE_MODULE": module}
-    return Process(args, tmp_path / f"beat-{module}.log", env, cwd=cwd)
+    return Process(args, tmp_path / f"beat-{module.replace('/', '_')}.log", env, cwd=cwd)
 
 
 def test_beat_refuses_to_start_on_a_bad_static_schedule(tmp_path: Path, redis_client: Any) -> None:
@@ -220,6 +224,11 @@ def test_pipeline_schedule_starts_runs_that_finish(workers: Workers, beats: Beat
     shown = listed()["etl-nightly"]
     assert shown["pipeline"] == str(pipeline) and shown["type"] is None
     assert shown["last_run_id"] in {r.id for r in get_runs().recent()}
+    # and the jobs of each run are found by the schedule's tag, as a job schedule's are
+    done = next(r for r in get_runs().recent() if r.state == "succeeded")
+    tagged = json.loads(trainq(tmp_path, "list", "--tag", "schedule=etl-nightly", "--json").stdout)
+    assert {f"{done.id}.extract", f"{done.id}.load"} <= {j["id"] for j in tagged}
+    assert all(j["tags"] == {"pipeline": "etl", "schedule": "etl-nightly"} for j in tagged)
 
 
 def test_a_pipeline_file_made_invalid_or_removed_is_recorded_and_logged_in_one_line(
@@ -333,3 +342,141 @@ def test_a_deleted_name_can_be_reused_with_fresh_history(registry: Any) -> None:
     # then it is a new schedule with no run history
     shown = info(get("reuse"))
     assert shown.every_s == 300 and shown.last_run_id is None
+
+
+def test_list_masks_a_schedules_secret_config_fields_as_the_web_does(
+    tmp_path: Path, redis_client: Any
+) -> None:
+    # given a schedule of a job type whose token is a SecretStr
+    token = "T0PSECRET-sched"
+    made = trainq(
+        tmp_path,
+        "schedule",
+        "create",
+        "up1",
+        "--every",
+        "1h",
+        "--type",
+        "secret",
+        "--config",
+        json.dumps({"token": token}),
+    )
+    assert made.returncode == 0, made.stderr
+    # when it is listed, as a table and as JSON
+    table = trainq(tmp_path, "schedule", "list")
+    as_json = trainq(tmp_path, "schedule", "list", "--json")
+    # then the token is masked in both, as in trainq web's listing
+    assert table.returncode == as_json.returncode == 0, (table.stderr, as_json.stderr)
+    assert token not in table.stdout + as_json.stdout
+    assert json.loads(as_json.stdout)[0]["config"] == {"user": "ci", "token": "**********"}
+    assert "token=**********" in table.stdout
+
+
+def test_a_runtime_schedule_under_a_deleted_static_name_is_not_static(
+    tmp_path: Path, redis_client: Any, beats: Beats
+) -> None:
+    # given a static schedule st1, installed by a Beat from a module in its working directory
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "statics_st1.py").write_text('beat_schedule = {"st1": {"every": "1h", "type": "probe"}}')
+    beat = _beat(tmp_path, "statics_st1", cwd=project)
+    try:
+        wait_for(lambda: listed().get("st1", {}).get("static"), 30, message="static st1 installed")
+    finally:
+        beat.stop()
+    # when it is deleted and a schedule of the same name is created at runtime
+    for args in (["delete", "st1"], ["create", "st1", "--every", "2h", "--type", "probe", "--disabled"]):
+        done = trainq(tmp_path, "schedule", *args)
+        assert done.returncode == 0, done.stderr
+    # then it is listed as not static
+    assert listed()["st1"]["static"] is False
+    assert "(static)" not in trainq(tmp_path, "schedule", "list").stdout
+    # and a Beat started without the module keeps it (its first tick comes after its static clean-up)
+    create("witness", {"every": "1s", "type": "probe"})
+    beats.start()
+    wait_for(lambda: runs("witness"), 20, message="the new Beat ticked")
+    assert listed()["st1"]["every_s"] == 7200
+
+
+def test_enabling_an_enabled_schedule_or_disabling_a_disabled_one_changes_nothing(
+    tmp_path: Path, redis_client: Any
+) -> None:
+    # given an hourly schedule that last ran 30 minutes ago: its next run is in about 30 minutes
+    create("idem", {"every": "1h", "type": "probe"})
+    get("idem").reschedule(last_run_at=get("idem").last_run_at - timedelta(minutes=30))
+    before = listed()["idem"]
+    assert 1700 < before["next_run_at"] - time.time() <= 1800
+    # when it is enabled again (an idempotent "ensure enabled")
+    again = trainq(tmp_path, "schedule", "enable", "idem")
+    # then it says so and its clock is unchanged
+    assert again.returncode == 0 and again.stdout == "schedule idem already enabled\n", again
+    assert listed()["idem"] == before
+    # and likewise for disabling a disabled schedule: its next run once enabled is its own
+    assert trainq(tmp_path, "schedule", "disable", "idem").stdout == "schedule idem disabled\n"
+    twice = trainq(tmp_path, "schedule", "disable", "idem")
+    assert twice.returncode == 0 and twice.stdout == "schedule idem already disabled\n", twice
+
+
+def test_enabling_an_enabled_schedule_over_http_changes_nothing(api: httpx.Client) -> None:
+    # given an hourly schedule that last ran 30 minutes ago
+    create("idem", {"every": "1h", "type": "probe"})
+    get("idem").reschedule(last_run_at=get("idem").last_run_at - timedelta(minutes=30))
+    before = api.get("/api/v1/schedules").json()[0]
+    # when it is enabled over HTTP, then it is as it was: its next run still in about 30 minutes
+    assert api.post("/api/v1/schedules/idem/enable").json() == before
+    assert 1700 < before["next_run_at"] - time.time() <= 1800
+
+
+@pytest.mark.parametrize("module", ["../etc", ".x", "a..b", "my-schedules"])
+def test_a_schedule_module_that_is_no_module_name_is_an_invalid_setting_for_beat_and_the_cli(
+    tmp_path: Path, redis_client: Any, module: str
+) -> None:
+    expected = "error: invalid setting TRAINQ_BEAT_SCHEDULE_MODULE: "
+    # when Beat starts with it, then it exits 2 with one line naming the setting, no traceback
+    beat = _beat(tmp_path, module, cwd=tmp_path)
+    try:
+        wait_for(lambda: not beat.alive(), 30, message="beat exited")
+        assert beat.popen.returncode == 2, beat.output()
+        assert beat.output().startswith(expected) and len(beat.output().splitlines()) == 1, beat.output()
+    finally:
+        beat.stop()
+    # and the CLI refuses it the same way
+    listing = trainq(tmp_path, "schedule", "list", env={"TRAINQ_BEAT_SCHEDULE_MODULE": module})
+    assert listing.returncode == 2 and listing.stderr.startswith(expected), listing
+
+
+def test_a_timezone_that_is_no_iana_zone_is_refused_by_the_cli_the_api_and_beat(
+    tmp_path: Path, api: httpx.Client
+) -> None:
+    problem = "unknown timezone 'localtime': use an IANA name such as Europe/Berlin"
+    # when the CLI creates a cron schedule in 'localtime' (the reading host's own zone)
+    made = trainq(
+        tmp_path,
+        "schedule",
+        "create",
+        "tzx",
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "localtime",
+        "--type",
+        "probe",
+    )
+    # then it is refused, exit 2, naming the problem
+    assert made.returncode == 2 and made.stderr == f"error: schedule 'tzx': {problem}\n", made
+    # and so is it over HTTP
+    body = {"name": "tzx", "cron": "0 2 * * *", "timezone": "Factory", "type": "probe"}
+    refused = api.post("/api/v1/schedules", json=body)
+    assert refused.status_code == 422 and "unknown timezone 'Factory'" in refused.text, refused.text
+    # and in a static schedules module Beat stops with one line, exit 2
+    (tmp_path / "tz_statics.py").write_text(
+        'beat_schedule = {"tzx": {"cron": "0 2 * * *", "timezone": "posixrules", "type": "probe"}}'
+    )
+    beat = _beat(tmp_path, "tz_statics", cwd=tmp_path)
+    try:
+        wait_for(lambda: not beat.alive(), 30, message="beat exited")
+        assert beat.popen.returncode == 2, beat.output()
+        assert "error: schedule 'tzx': unknown timezone 'posixrules'" in beat.output()
+    finally:
+        beat.stop()
+    assert entries() == []

@@ -132,6 +132,10 @@ def test_cron_schedule_is_due_once_overdue() -> None:
             {"cron": "0 2 * * *", "timezone": "Mars/Olympus", "type": "probe"},
             "unknown timezone 'Mars/Olympus'",
         ),
+        *(
+            ({"cron": "0 2 * * *", "timezone": zone, "type": "probe"}, f"unknown timezone {zone!r}")
+            for zone in ("localtime", "posixrules", "Factory", "utc", "UTC+2", "/etc/localtime")
+        ),
         ({"every": "1m"}, "exactly one of type"),
         ({"every": "1m", "type": "no-such-type"}, "unknown job type 'no-such-type'"),
         (
@@ -175,3 +179,20 @@ def test_beats_lock_lasts_30_s_by_default_and_must_outlast_a_tick() -> None:
     with pytest.raises(ValueError, match=r"longer than TRAINQ_BEAT_INTERVAL_S \(5 s\)"):
         Settings(beat_lock_s=5)
     assert Settings(beat_interval_s=1, beat_lock_s=2).beat_lock_s == 2
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Etc/UTC", "GMT", "Europe/Berlin", "America/New_York", "US/Eastern"])
+def test_iana_zone_names_are_accepted(zone: str) -> None:
+    entry = build_entry("nightly", {"cron": "0 2 * * *", "timezone": zone, "type": "probe"})
+    assert entry.schedule.timezone == zone
+
+
+@pytest.mark.parametrize("module", ["../etc", ".x", "x.", "a..b", "my-schedules", "a/b", " x"])
+def test_a_schedule_module_that_is_no_dotted_module_name_is_an_invalid_setting(module: str) -> None:
+    with pytest.raises(ValueError, match="beat_schedule_module"):
+        Settings(beat_schedule_module=module)
+
+
+@pytest.mark.parametrize("module", ["", "beat_schedule", "myproject.schedules", "tests.beat_static"])
+def test_a_dotted_module_name_or_none_is_a_schedule_module(module: str) -> None:
+    assert Settings(beat_schedule_module=module).beat_schedule_module == module

@@ -85,17 +85,21 @@ def _short_config(config: dict[str, object], width: int = 40) -> str:
 @schedule.command()
 @click.argument("name")
 def enable(name: str) -> None:
-    """Enable schedule NAME; it next runs at its next time from now."""
-    schedules.set_enabled(name, True)
-    click.echo(f"schedule {name} enabled")
+    """Enable schedule NAME; it next runs at its next time from now (unchanged if already enabled)."""
+    _set_enabled(name, True)
 
 
 @schedule.command()
 @click.argument("name")
 def disable(name: str) -> None:
     """Disable schedule NAME: Beat submits nothing for it until it is enabled."""
-    schedules.set_enabled(name, False)
-    click.echo(f"schedule {name} disabled")
+    _set_enabled(name, False)
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    """Enable or disable NAME, saying whether it already was."""
+    already = "" if schedules.set_enabled(name, enabled) else "already "
+    click.echo(f"schedule {name} {already}{'enabled' if enabled else 'disabled'}")
 
 
 @schedule.command()

@@ -135,17 +135,18 @@ def load(path: str | Path) -> Any:
     return documents.read_file(Path(path), "pipeline file", MAX_DOCUMENT_BYTES)
 
 
-def plan(data: Any, base_dir: Path) -> tuple[str, list[PlannedJob]]:
+def plan(data: Any, base_dir: Path, tags: Mapping[str, str] | None = None) -> tuple[str, list[PlannedJob]]:
     """The pipeline id and every job ready to submit; raises PipelineError listing all problems.
 
-    A ``command`` job becomes a ``command`` job running in ``base_dir``.
+    A ``command`` job becomes a ``command`` job running in ``base_dir``; every job is tagged
+    ``pipeline=<id>`` and with ``tags`` (a schedule's run: ``schedule=<name>``).
     """
     pipeline_id, jobs, problems = parse(data)
     types = job_types()
     planned = []
     for job in jobs:
         try:
-            planned.append(_plan_job(pipeline_id, job, types, str(base_dir)))
+            planned.append(_plan_job(pipeline_id, job, types, str(base_dir), tags or {}))
         except InvalidInput as exc:
             problems.append(f"job {job.job_id!r}: {exc}")
     if problems:
@@ -161,14 +162,16 @@ def _reported(problems: list[str]) -> list[str]:
     return [*problems[:MAX_REPORTED_PROBLEMS], f"... and {more} more problems"]
 
 
-def _plan_job(pipeline_id: str, job: JobSpec, types: dict[str, Any], base: str) -> PlannedJob:
+def _plan_job(
+    pipeline_id: str, job: JobSpec, types: dict[str, Any], base: str, tags: Mapping[str, str]
+) -> PlannedJob:
     if job.command is not None:
         name, config = "command", {"command": job.command, "cwd": base}
     else:
         name, config = str(job.type), job.config or {}
     if name not in types:
         raise InvalidInput(f"unknown job type {name!r}; known types: {', '.join(sorted(types))}")
-    options: dict[str, Any] = {"job_name": job.job_id, "tags": {"pipeline": pipeline_id}, "cwd": base}
+    options: dict[str, Any] = {"job_name": job.job_id, "tags": {**tags, "pipeline": pipeline_id}, "cwd": base}
     if job.retry_count is not None:
         options["retry"] = {"max_retries": job.retry_count}
     if job.environment:

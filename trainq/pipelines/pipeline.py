@@ -86,9 +86,10 @@ class Pipeline:
         """Every job checked, with no network work; raises PipelineError listing all problems."""
         return dag.plan(self.data, self.base_dir)[1]
 
-    def run(self) -> str:
-        """Validate, record and start the pipeline; return the run id. Nothing is sent if invalid."""
-        pipeline_id, planned = dag.plan(self.data, self.base_dir)
+    def run(self, tags: dict[str, str] | None = None) -> str:
+        """Validate, record and start the pipeline, its jobs also tagged ``tags``; return the run id.
+        Nothing is sent if invalid."""
+        pipeline_id, planned = dag.plan(self.data, self.base_dir, tags)
         return get_runs().start(pipeline_id, planned, self.source)
 
 

@@ -155,9 +155,9 @@ def create_schedule(caller: Caller, settings: Settings, name: str, spec: dict[st
 
 
 def set_schedule_enabled(caller: Caller, name: str, enabled: bool) -> None:
-    """Enable or disable a schedule (logged with the caller)."""
-    schedules.set_enabled(name, enabled)
-    log.info("schedule %s %s %s", name, "enabled" if enabled else "disabled", caller.via)
+    """Enable or disable a schedule (a change is logged with the caller; none if it already was)."""
+    if schedules.set_enabled(name, enabled):
+        log.info("schedule %s %s %s", name, "enabled" if enabled else "disabled", caller.via)
 
 
 def delete_schedule(caller: Caller, name: str) -> None:

@@ -1,6 +1,6 @@
 """What trainq web reads, shared by the API and the pages: the registry's and run store's own
 queries, shaped as JSON, with every secret left out (payloads are stored masked; a schedule's
-config is masked here through its job type's model).
+config is masked by ``trainq.schedules.info``, for the CLI too).
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from typing import Any, Unpack
 from urllib.parse import quote
 
 from trainq import schedules
-from trainq.errors import JobNotFound, TrainqError
+from trainq.errors import JobNotFound
 from trainq.job.record import JobRecord, eta_s
-from trainq.job.types import get_job_type
 from trainq.pipelines.runs import RunStatus, get_runs
 from trainq.settings import Settings
 from trainq.store.registry import JobFilter, get_registry
@@ -114,14 +113,4 @@ def _inside(path: Path, root: Path) -> str:
 
 def schedule_list() -> list[dict[str, Any]]:
     """Every schedule with its rule, target, last and next run; secret config fields masked."""
-    return [_masked(schedules.info(entry).model_dump(mode="json")) for entry in schedules.entries()]
-
-
-def _masked(info: dict[str, Any]) -> dict[str, Any]:
-    """``info`` with its config passed through its job type's model (``SecretStr`` shown masked)."""
-    if info.get("type"):
-        try:
-            info["config"] = get_job_type(info["type"]).payloads(info["config"])[1]
-        except TrainqError:
-            info["config"] = {}  # no longer valid for its type: show nothing rather than raw values
-    return info
+    return [schedules.info(entry).model_dump(mode="json") for entry in schedules.entries()]

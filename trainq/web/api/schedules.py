@@ -74,7 +74,7 @@ def _one(name: str) -> dict[str, Any]:
 
 @router.post("/{name}/enable")
 def enable(request: Request, name: str) -> dict[str, Any]:
-    """Enable a schedule; it next runs at its next time from now."""
+    """Enable a schedule; it next runs at its next time from now (unchanged if already enabled)."""
     actions.set_schedule_enabled(caller_of(request), name, True)
     return _one(name)
 
