@@ -115,6 +115,22 @@ def test_submit_shows_progress_result_and_the_caller_in_the_events(
     assert [j["id"] for j in found["jobs"]] == [job_id] and found["next_offset"] is None
 
 
+def test_a_submit_its_key_refuses_is_409_naming_the_key_and_the_job_holding_it(api: httpx.Client) -> None:
+    # given a fair job type's key (its name) whose newer jobs are refused while one waits, and one waiting
+    assert run_cli("limits", "set", "fair_probe", "--supersede", "refuse").returncode == 0
+    first = api.post("/api/v1/jobs/fair_probe", json={}, headers=JSON)
+    assert first.status_code == 201, first.text
+    # when another is submitted over HTTP
+    refused = api.post("/api/v1/jobs/fair_probe", json={}, headers=JSON)
+    # then it is a 409 naming the key and the job holding it, as `trainq submit` says it (exit 1)
+    assert refused.status_code == 409, refused.text
+    holder = first.json()["id"]
+    assert refused.json()["detail"].endswith(
+        f" was not started: refused: job {holder} of fair_probe is still waiting or running"
+    )
+    assert {r.state for r in get_registry().list(limit=10)} == {JobState.QUEUED, JobState.CANCELLED}
+
+
 def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.Client) -> None:
     # given an empty registry; when bad submissions arrive, then each is refused with its reasons
     bad = {

@@ -21,6 +21,7 @@ from trainq.errors import (
     PipelineError,
     RunNotFound,
     ScheduleError,
+    SubmitRefused,
     TrainqError,
     UnknownJobType,
     UnsetVariable,
@@ -40,6 +41,7 @@ BUILT = [
     ScheduleError("nightly", "no such schedule"),
     UnsetVariable("TOKEN", "API_TOKEN", "gpu1@host"),
     CommandFailed(4),
+    SubmitRefused("c0ffee", "refused: job f00d of nightly is still waiting or running"),
 ]
 
 
