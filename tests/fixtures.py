@@ -345,19 +345,20 @@ def submit_elsewhere(env: dict[str, str], calls: list[str]) -> list[str]:
 
 
 def dump_redis(client: redis.Redis) -> bytes:
-    """Every key and value, of every type, in ``client``'s database."""
+    """Every key and value, of every type, in ``client``'s database; keys, a hash's fields and a set's
+    members sorted (Redis returns them in an order a mere read may change, as it rehashes)."""
     parts: list[bytes] = []
-    for key in client.scan_iter():
+    for key in sorted(client.scan_iter()):
         parts.append(key)
         kind = client.type(key)
         if kind == b"string":
             parts.append(client.get(key) or b"")
         elif kind == b"hash":
-            parts += [k + b"=" + v for k, v in client.hgetall(key).items()]
+            parts += sorted(k + b"=" + v for k, v in client.hgetall(key).items())
         elif kind == b"list":
             parts += client.lrange(key, 0, -1)
         elif kind == b"set":
-            parts += list(client.smembers(key))
+            parts += sorted(client.smembers(key))
         elif kind == b"zset":
             parts += client.zrange(key, 0, -1)
         elif kind == b"stream":

@@ -7,6 +7,7 @@ TrainqError
 │   ├── OutcomeUnknown       the registry did not answer a new job's write in time: it may be stored
 │   └── BrokerRefused        the broker refused a job: a queue it will not declare, a message it nacks
 ├── JobFailed                a job's error as Celery stores it, secrets masked
+├── SubmitRefused            a key's ``supersede: refuse`` refused a new job: recorded cancelled, never run
 ├── InvalidInput             bad input from a caller (exit code 2)
 │   ├── PayloadError         a payload failed its job type's model
 │   ├── UnknownJobType       no job type of that name
@@ -113,6 +114,20 @@ class BrokerRefused(BrokerUnavailable):
 
 class JobFailed(TrainqError):
     """Raised to Celery instead of a handler's exception whose message held a secret (masked here)."""
+
+
+class SubmitRefused(TrainqError):
+    """Raised when a new job's concurrency key refused it (``supersede: refuse`` while an older job of
+    the key waits or runs): ``job_id`` is recorded cancelled and never runs. Not bad input: exit code 1."""
+
+    job_id: str | None = None
+
+    def __init__(self, job_id: str, reason: str | None = None) -> None:
+        if reason is None:  # rebuilt by Celery: ``job_id`` is the message
+            super().__init__(job_id)
+            return
+        self.job_id = job_id
+        super().__init__(f"job {job_id} was not started: {reason}")
 
 
 class InvalidInput(TrainqError):

@@ -34,6 +34,28 @@ def trainq(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproce
     )
 
 
+def test_a_submit_its_key_refuses_exits_1_in_one_line_naming_the_key_and_the_job_holding_it(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a key whose newer jobs are refused while an older one waits, and a job of it waiting
+    assert trainq(tmp_path, "limits", "set", "nightly", "--supersede", "refuse").returncode == 0
+    first = trainq(tmp_path, "submit", "probe", "--limit-key", "nightly")
+    assert first.returncode == 0, first.stderr
+    holder = first.stdout.strip()
+    # when another job of the key is submitted
+    refused = trainq(tmp_path, "submit", "probe", "--config", '{"seconds": 1}', "--limit-key", "nightly")
+    # then it exits 1 (valid input, but the job is not run) with one line naming the key and its holder
+    assert refused.returncode == 1 and refused.stdout == "", refused
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith("error: job ") and line.endswith(
+        f" was not started: refused: job {holder} of nightly is still waiting or running"
+    ), line
+    # and that job is recorded cancelled, the first still waiting
+    states = {r.id: r.state for r in get_registry().list(limit=10)}
+    assert states.pop(holder) is JobState.QUEUED
+    assert list(states.values()) == [JobState.CANCELLED]
+
+
 def test_a_key_held_by_another_job_type_is_refused(tmp_path: Path, redis_client: redis.Redis) -> None:
     # given a probe job submitted with key nightly
     first = trainq(tmp_path, "submit", "probe", "--key", "nightly")

@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from tests.fixtures import Workers, run_cli, wait_for
 from tests.jobs import attempts_key
 from trainq import JobState, get_registry
+from trainq.errors import SubmitRefused
 from trainq.ops.control import cancel, retry, submit
 from trainq.ops.metrics import TrainqCollector
 from trainq.pipelines.pipeline import run_pipeline_file
@@ -125,13 +127,14 @@ def test_a_newer_job_supersedes_or_is_refused(workers: Workers) -> None:
     # and with "refuse" the newer job is the one that ends cancelled, the older one running on
     first = submit("probe", {"seconds": 30}, limit={"key": "nightly", "supersede": "refuse"})
     wait_for(lambda: state_of(first) is JobState.RUNNING, message="first nightly running")
-    second = submit("probe", {}, limit={"key": "nightly", "supersede": "refuse"})
-    refused = get_registry().get(second)
+    with pytest.raises(SubmitRefused, match=f"was not started: refused: job {first} of nightly") as refusal:
+        submit("probe", {}, limit={"key": "nightly", "supersede": "refuse"})
+    refused = get_registry().get(refusal.value.job_id or "")
     assert refused.state is JobState.CANCELLED
     assert refused.error == f"refused: job {first} of nightly is still waiting or running"
-    # and the CLI says so
+    # and the CLI says so, exiting 1: the job was not run
     again = run_cli("submit", "probe", "--limit-key", "nightly")
-    assert again.returncode == 0
+    assert again.returncode == 1 and again.stdout == "", again
     assert f"was not started: refused: job {first} of nightly" in again.stderr
     assert state_of(first) is JobState.RUNNING
     cancel(first)

@@ -16,8 +16,19 @@ import httpx
 import pytest
 import redis
 from celery import chain
+from markupsafe import escape
 
-from tests.fixtures import Process, Workers, free_port, in_state, run_cli, start_redis, wait_for
+from tests.fixtures import (
+    Beats,
+    Process,
+    Workers,
+    dump_redis,
+    free_port,
+    in_state,
+    run_cli,
+    start_redis,
+    wait_for,
+)
 from tests.jobs import probe
 from trainq import JobState, app, get_registry
 from trainq.broker.quarantine import get_quarantine
@@ -102,6 +113,22 @@ def test_submit_shows_progress_result_and_the_caller_in_the_events(
     # and the list filters find it like trainq list does
     found = api.get("/api/v1/jobs", params={"tag": "team=vision", "state": "succeeded"}).json()
     assert [j["id"] for j in found["jobs"]] == [job_id] and found["next_offset"] is None
+
+
+def test_a_submit_its_key_refuses_is_409_naming_the_key_and_the_job_holding_it(api: httpx.Client) -> None:
+    # given a fair job type's key (its name) whose newer jobs are refused while one waits, and one waiting
+    assert run_cli("limits", "set", "fair_probe", "--supersede", "refuse").returncode == 0
+    first = api.post("/api/v1/jobs/fair_probe", json={}, headers=JSON)
+    assert first.status_code == 201, first.text
+    # when another is submitted over HTTP
+    refused = api.post("/api/v1/jobs/fair_probe", json={}, headers=JSON)
+    # then it is a 409 naming the key and the job holding it, as `trainq submit` says it (exit 1)
+    assert refused.status_code == 409, refused.text
+    holder = first.json()["id"]
+    assert refused.json()["detail"].endswith(
+        f" was not started: refused: job {holder} of fair_probe is still waiting or running"
+    )
+    assert {r.state for r in get_registry().list(limit=10)} == {JobState.QUEUED, JobState.CANCELLED}
 
 
 def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.Client) -> None:
@@ -637,8 +664,125 @@ def test_running_an_operators_command_schedule_now_is_a_command_over_http(api: h
     # then it is refused as submitting the command would be, and nothing runs
     assert refused.status_code == 403 and "TRAINQ_WEB_ALLOW_COMMANDS" in refused.json()["detail"]
     assert job_count() == 0
-    # while enabling, disabling and listing it stay allowed
+    # while disabling and listing it stay allowed
     assert api.post("/api/v1/schedules/sh-nightly/disable").status_code == 200
+
+
+#: What the command rule answers a caller without command rights when commands over HTTP are off.
+COMMANDS_OFF = "shell command jobs over HTTP are off (TRAINQ_WEB_ALLOW_COMMANDS)"
+#: A browser's form post from this site's page, with the page's CSRF token.
+PAGE_FORM: dict[str, Any] = {
+    "data": {"csrf_token": "t0k", "next": "/"},
+    "headers": {"sec-fetch-site": "same-origin", "cookie": "trainq_csrf=t0k"},
+}
+
+
+def _refused(client: httpx.Client, page: str, detail: str, api: str = "") -> None:
+    """Post to the API (``api``, by default ``/api/v1`` + ``page``) and the page's form action ``page``:
+    each is a 403 saying ``detail``."""
+    answer = client.post(api or f"/api/v1{page}")
+    assert answer.status_code == 403 and answer.json()["detail"] == detail, (page, answer.text)
+    form = client.post(page, **PAGE_FORM)
+    assert form.status_code == 403 and escape(detail) in form.text, (page, form.text)
+
+
+def test_enabling_an_operators_command_schedule_is_a_command_over_http_and_beat_runs_nothing(
+    api: httpx.Client, beats: Beats, tmp_path: Path
+) -> None:
+    # given schedules an operator parked with the CLI: a shell command, and a pipeline holding one
+    pipeline = tmp_path / "sh.yaml"
+    pipeline.write_text("pipeline_id: sh\njobs:\n  - {job_id: x, command: id}\n")
+    parked = {
+        "sh-cmd": ["--type", "command", "--config", '{"command": "id"}'],
+        "sh-pipe": ["--pipeline", str(pipeline)],
+    }
+    for name, target in parked.items():
+        created = run_cli("schedule", "create", name, "--every", "1s", *target, "--disabled")
+        assert created.returncode == 0, created.stderr
+    # and a Beat, ticking for an enabled probe schedule every second
+    assert run_cli("schedule", "create", "witness", "--every", "1s", "--type", "probe").returncode == 0
+    beat = beats.start()
+    for name in parked:
+        # when alice (commands over HTTP off) enables one, from the API or the page
+        # then it is refused as running it now is, and it stays disabled
+        _refused(api, f"/schedules/{name}/enable", f"schedule {name!r}: {COMMANDS_OFF}")
+    listed = {s["name"]: s["enabled"] for s in api.get("/api/v1/schedules").json()}
+    assert listed == {"sh-cmd": False, "sh-pipe": False, "witness": True}
+    # and Beat, three ticks of the witness later, has sent nothing of them
+    ticks = beat.output().count("Sending due task witness")
+    wait_for(lambda: beat.output().count("Sending due task witness") >= ticks + 3, 20, 0.1, "three ticks")
+    assert "Sending due task sh-" not in beat.output()
+    assert not [r for r in get_registry().list(limit=100) if r.type == "command" or r.pipeline_id]
+
+
+def test_retrying_or_resuming_what_would_rerun_a_shell_command_is_a_command_over_http(
+    api: httpx.Client, workers: Workers, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # given, from an operator's CLI, a dead command job and a failed run: a probe that failed for good
+    # (a command job after it blocked) and a command job that failed
+    workers.start("command", "probe")
+    submitted = run_cli("submit", "command", "--config", '{"command": "exit 3"}', "--retries", "0")
+    dead = submitted.stdout.strip()
+    pipeline = tmp_path / "ops.yaml"
+    pipeline.write_text(
+        "pipeline_id: ops\njobs:\n"
+        "  - {job_id: fetch, type: probe, config: {fail_times: 1, permanent: true}}\n"
+        "  - {job_id: report, command: id, depends_on: [fetch]}\n"
+        "  - {job_id: sh, command: exit 3, retry_count: 0}\n"
+    )
+    run_id = run_cli("pipeline", "run", str(pipeline), "--wait").stdout.split()[0]
+    in_state(dead, JobState.DEAD, 60)
+    assert api.get(f"/api/v1/pipelines/{run_id}").json()["state"] == "failed"
+    workers.stop_all()
+    before = dump_redis(redis_client)
+    # when alice (commands over HTTP off) retries the dead command job, or the probe whose success
+    # would release the command job after it, or resumes the run, from the API or the pages
+    # then each is refused as submitting the command would be
+    _refused(api, f"/jobs/{dead}/retry", f"job {dead!r}: {COMMANDS_OFF}")
+    _refused(api, f"/jobs/{run_id}.fetch/retry", f"job '{run_id}.fetch': {COMMANDS_OFF}")
+    resume = f"/api/v1/pipelines/{run_id}/resume"
+    _refused(api, f"/runs/{run_id}/resume", f"pipeline run {run_id!r}: {COMMANDS_OFF}", resume)
+    # and nothing changed
+    assert dump_redis(redis_client) == before
+
+
+def test_the_anonymous_loopback_caller_never_reruns_or_enables_a_shell_command(
+    redis_client: redis.Redis, workers: Workers, tmp_path: Path
+) -> None:
+    # given a disabled command schedule and a dead command job, from an operator's CLI
+    created = run_cli(
+        "schedule",
+        "create",
+        "sh",
+        "--every",
+        "1s",
+        "--type",
+        "command",
+        "--config",
+        '{"command": "id"}',
+        "--disabled",
+    )
+    assert created.returncode == 0, created.stderr
+    workers.start("command")
+    dead = run_cli("submit", "command", "--config", '{"command": "exit 3"}', "--retries", "0").stdout.strip()
+    in_state(dead, JobState.DEAD, 60)
+    workers.stop_all()
+    before = dump_redis(redis_client)
+    # and trainq web without authentication (loopback only), with commands over HTTP allowed
+    local = Web(
+        tmp_path, {"TRAINQ_WEB_BASIC_AUTH": "", "TRAINQ_WEB_TOKEN": "", "TRAINQ_WEB_ALLOW_COMMANDS": "true"}
+    )
+    try:
+        with local.client(auth=None) as anonymous:
+            # when the anonymous caller enables the schedule or retries the job, from the API or the page
+            # then each is refused: commands over HTTP need an authenticated caller
+            needs = "shell command jobs over HTTP need an authenticated caller"
+            _refused(anonymous, "/schedules/sh/enable", f"schedule 'sh': {needs}")
+            _refused(anonymous, f"/jobs/{dead}/retry", f"job {dead!r}: {needs}")
+    finally:
+        local.process.stop()
+    # and nothing changed
+    assert dump_redis(redis_client) == before
 
 
 def test_with_redis_down_every_page_and_endpoint_says_so_with_503(tmp_path: Path) -> None:
@@ -713,6 +857,11 @@ def test_allowed_commands_run_for_an_authenticated_caller_and_secrets_stay_out(
             assert "token=***" in bodies[1]
             assert "${WEB_TEST_SECRET}" in bodies[0]
             assert all(secret not in body for body in bodies)
+            # and alice, who may submit commands, may enable an operator's parked command schedule too
+            parked = ["--type", "command", "--config", '{"command": "id"}', "--disabled"]
+            assert run_cli("schedule", "create", "sh", "--every", "1h", *parked).returncode == 0
+            enabled = api.post("/api/v1/schedules/sh/enable")
+            assert enabled.status_code == 200 and enabled.json()["enabled"], enabled.text
     finally:
         web.process.stop()
 

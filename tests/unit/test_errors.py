@@ -22,6 +22,7 @@ from trainq.errors import (
     PipelineError,
     RunNotFound,
     ScheduleError,
+    SubmitRefused,
     TrainqError,
     UnknownJobType,
     UnknownQueryParameter,
@@ -44,6 +45,7 @@ BUILT = [
     UnknownQueryParameter(["unknown query parameter 'validate'; did you mean 'validate_only'?", "'prio'"]),
     UnsetVariable("TOKEN", "API_TOKEN", "gpu1@host"),
     CommandFailed(4),
+    SubmitRefused("c0ffee", "refused: job f00d of nightly is still waiting or running"),
 ]
 
 

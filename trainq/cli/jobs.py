@@ -139,13 +139,7 @@ def submit(
         options["countdown"] = parse_duration(delay)
     if at_text:
         options["eta"] = parse_time(at_text, "--at")  # a time without a zone is local
-    job_id = control.submit(job_type, parse_config(config_text), **options)
-    click.echo(job_id)
-    registry = get_registry()
-    if limit_key is not None and (record := registry.get(job_id)).state is JobState.CANCELLED:
-        # its key's supersede refused it (the error says so), or a newer job of the key superseded it
-        why = record.error or registry.events(job_id, record)[-1].reason
-        click.echo(f"{job_id} was not started: {why or 'cancelled'}", err=True)
+    click.echo(control.submit(job_type, parse_config(config_text), **options))
 
 
 @main.command("list")

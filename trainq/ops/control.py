@@ -14,18 +14,27 @@ from trainq.broker import priorities, transport
 from trainq.broker.names import CELERY_QUEUE, check_queue
 from trainq.broker.quarantine import get_quarantine
 from trainq.celery import app
-from trainq.errors import BrokerUnavailable, InvalidTransition, JobNotFound
+from trainq.errors import BrokerUnavailable, InvalidTransition, JobNotFound, SubmitRefused
 from trainq.job import lifecycle
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import get_job_type
 from trainq.pipelines.runs import Runs, get_runs, holding
 from trainq.settings import get_settings
+from trainq.sharing import gate
 from trainq.store.registry import Registry, get_registry
 
 
 def submit(job_type: str, config: dict[str, Any] | None = None, **options: Any) -> str:
-    """Validate and enqueue a job of ``job_type``; return its id (see ``JobTask.apply_async``)."""
-    return str(get_job_type(job_type).apply_async(kwargs=config or {}, **options).id)
+    """Validate and enqueue a job of ``job_type``; return its id (see ``JobTask.apply_async``).
+
+    Raises SubmitRefused when its key's ``supersede: refuse`` refused it (recorded cancelled, never run):
+    the caller must not take that for a job that will run.
+    """
+    job_id = str(get_job_type(job_type).apply_async(kwargs=config or {}, **options).id)
+    record = get_registry().find(job_id)
+    if record is not None and (reason := gate.refusal(record)):
+        raise SubmitRefused(job_id, reason)
+    return job_id
 
 
 def cancel(job_id: str, registry: Registry | None = None, reason: str = "cancelled") -> JobState:

@@ -72,6 +72,8 @@ class RunState(StrEnum):
     CANCELLED = "cancelled"
 
 
+#: Steps of jobs that ended without success, or were blocked by one: what a resume reopens.
+STOPPED_STEPS = frozenset({Step.FAILED, Step.BLOCKED, Step.CANCELLED})
 #: Run states a run ends in, in the order of the scripts' finished-runs keys.
 FINAL_RUN_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
 
@@ -367,6 +369,19 @@ class Runs:
         except RunNotFound:
             return False
         return reopened > 0
+
+    def stopped(self, run_id: str, job: str = "") -> list[str]:
+        """What may run again: the failed, blocked and cancelled jobs a resume reopens (``job`` ''), or
+        ``job`` and its stopped descendants, which a retry of it may reopen (``lua/run_resume.lua``)."""
+        graph = dag.Dag(json.loads(self._run(run_id)["graph"]))
+        steps = _text(self.client.hgetall(self.keys.pipeline_jobs(run_id)))
+        halted = [j for j in graph.deps if steps.get(j) in STOPPED_STEPS]
+        if not job:
+            return halted
+        dependants, found = graph.dependants(), [job]
+        for at in found:  # grows as it goes: a walk down through stopped jobs only
+            found += [d for d in dependants.get(at, []) if d in halted and d not in found]
+        return found
 
     def _reopen(self, run_id: str, job: str, reason: str) -> tuple[int, list[str]]:
         """Reopen ``job`` and the descendants it holds back (every stopped job if ``job`` is ''), then

@@ -14,6 +14,8 @@ from trainq.store.registry import Registry, get_registry
 from trainq.store.sharing import Arrival, get_sharing
 
 log = logging.getLogger("trainq.sharing.gate")
+#: How the error of a job its key's ``supersede: refuse`` refused begins.
+REFUSED = "refused: "
 
 
 def key_of(record: JobRecord) -> str | None:
@@ -34,7 +36,7 @@ def park_or_pass(record: JobRecord) -> bool:
     fair = record.queue if limit.get("fair") else None
     arrival = get_sharing().park_or_pass(key, record.id, brought or None, fair)
     if arrival.supersede == "refuse" and (older := _older(registry, record, key)):
-        reason = f"refused: job {older[0].id} of {key} is still waiting or running"
+        reason = f"{REFUSED}job {older[0].id} of {key} is still waiting or running"
         lifecycle.finish(
             registry, record, JobState.CANCELLED, {"error": reason}, reason=reason, allowed=WAITING_STATES
         )
@@ -49,6 +51,12 @@ def park_or_pass(record: JobRecord) -> bool:
         event = JobEvent(state=JobState.QUEUED, at=record.updated_at, reason=wait_reason(key, arrival))
         registry.transition(record.id, JobState.QUEUED, allowed={JobState.QUEUED}, event=event)
     return not arrival.passed
+
+
+def refusal(record: JobRecord) -> str | None:
+    """Why ``record``'s key refused it (naming the job that holds the key), or None if it did not."""
+    refused = record.state is JobState.CANCELLED and (record.error or "").startswith(REFUSED)
+    return record.error if refused else None
 
 
 def _older(registry: Registry, record: JobRecord, key: str) -> list[JobRecord]:

@@ -2,14 +2,15 @@
 CLI (so the same validation), plus who may do it and the audit of who did.
 
 Job changes are audited in the job's events (``cancelled via web by alice``); a pipeline run
-records ``web by alice`` as its source; schedule and queue changes are logged. Shell ``command``
-jobs (alone, in a pipeline or in a schedule) need ``TRAINQ_WEB_ALLOW_COMMANDS`` and a caller
-who authenticated.
+records ``web by alice`` as its source; schedule and queue changes are logged. Whatever would start
+a shell ``command`` job (a submit, a pipeline, a schedule created, run or enabled, a retry, a
+resume) needs ``TRAINQ_WEB_ALLOW_COMMANDS`` and a caller who authenticated (``check_commands``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC
 from pathlib import PurePath
 from typing import Any
@@ -18,7 +19,7 @@ from trainq import schedules
 from trainq.errors import CommandRefused, InvalidInput, ScheduleError
 from trainq.inputs.durations import parse_duration, parse_time
 from trainq.job.record import JobRecord, JobState
-from trainq.job.types import task_name
+from trainq.job.types import TASK_PREFIX
 from trainq.ops import control
 from trainq.pipelines import dag
 from trainq.pipelines.runs import get_runs
@@ -33,8 +34,14 @@ INLINE_PIPELINES_ONLY = (
 )
 
 
-def check_commands(caller: Caller, settings: Settings, what: str) -> None:
-    """Raise CommandRefused unless shell commands are enabled over HTTP and ``caller`` authenticated."""
+def check_commands(caller: Caller, settings: Settings, what: str, job_types: Iterable[str]) -> None:
+    """Raise CommandRefused if ``job_types`` (those of the jobs an operation would start) hold a shell
+    command and the caller may not start one: commands over HTTP are off, or the caller is anonymous.
+
+    The one rule for every way a request can start jobs, nothing changed when it refuses.
+    """
+    if COMMAND_TYPE not in job_types:
+        return
     if not settings.web_allow_commands:
         raise CommandRefused(f"{what}: shell command jobs over HTTP are off (TRAINQ_WEB_ALLOW_COMMANDS)")
     if not caller.authenticated:
@@ -78,8 +85,7 @@ def submit_options(
 
 def submit(caller: Caller, settings: Settings, job_type: str, payload: Any, options: dict[str, Any]) -> str:
     """Validate and enqueue one job as ``trainq submit`` does; return its id."""
-    if job_type == COMMAND_TYPE:
-        check_commands(caller, settings, "job type command")
+    check_commands(caller, settings, f"job type {job_type}", [job_type])
     if not isinstance(payload, dict):
         raise InvalidInput(f"the payload must be a JSON object, got {type(payload).__name__}")
     return control.submit(job_type, payload, audit=f"submitted {caller.via}", **options)
@@ -102,9 +108,11 @@ def start_pipeline(caller: Caller, settings: Settings, data: Any) -> str:
 
 def _check_pipeline(caller: Caller, settings: Settings, planned: list[dag.PlannedJob], what: str) -> None:
     """Refuse a posted pipeline's shell commands (unless allowed) and result files outside its work dir."""
-    if any(job.type == COMMAND_TYPE for job in planned):
-        check_commands(caller, settings, what)
-    elif escaping := [
+    types = [job.type for job in planned]
+    check_commands(caller, settings, what, types)
+    if COMMAND_TYPE in types:  # a caller who may run any shell command may write files anywhere too
+        return
+    if escaping := [
         f"job {job.job_id!r}: result file {pattern!r} is outside the work directory"
         for job in planned
         for pattern in job.options.get("result_files", [])
@@ -118,8 +126,13 @@ def cancel_job(caller: Caller, job_id: str) -> JobState:
     return control.cancel(job_id, reason=f"cancelled {caller.via}")
 
 
-def retry_job(caller: Caller, job_id: str) -> JobRecord:
-    """Re-queue a finished job; its events say who did."""
+def retry_job(caller: Caller, settings: Settings, job_id: str) -> JobRecord:
+    """Re-queue a finished job; its events say who did. A pipeline job's retry may also release the
+    stopped jobs it holds back: the command rule covers them too."""
+    runs = get_runs()
+    record, owner = runs.registry.find(job_id), runs.owner(job_id)
+    types = ([record.type] if record else []) + (_rerun_types(*owner) if owner else [])
+    check_commands(caller, settings, f"job {job_id!r}", types)
     return control.retry(job_id, reason=f"re-queued {caller.via}")
 
 
@@ -129,10 +142,19 @@ def cancel_run(caller: Caller, run_id: str) -> int:
     return runs.cancel(runs.find(run_id), by=caller.via)
 
 
-def resume_run(caller: Caller, run_id: str) -> list[str]:
+def resume_run(caller: Caller, settings: Settings, run_id: str) -> list[str]:
     """Resume a pipeline run (or a pipeline id's latest); each re-queued job's events say who did."""
     runs = get_runs()
-    return runs.resume(runs.find(run_id), by=caller.via)
+    run_id = runs.find(run_id)
+    check_commands(caller, settings, f"pipeline run {run_id!r}", _rerun_types(run_id))
+    return runs.resume(run_id, by=caller.via)
+
+
+def _rerun_types(run_id: str, job: str = "") -> list[str]:
+    """The types of the jobs of a run that a resume (or a retry of ``job``) may run again."""
+    runs = get_runs()
+    specs = runs.specs(run_id)
+    return [specs[name]["type"] for name in runs.stopped(run_id, job)]
 
 
 def create_schedule(caller: Caller, settings: Settings, name: str, spec: dict[str, Any]) -> str:
@@ -148,14 +170,17 @@ def create_schedule(caller: Caller, settings: Settings, name: str, spec: dict[st
         planned = schedules.schedule_pipeline(entry).validate()
         _check_pipeline(caller, settings, planned, f"schedule {name!r}")
     else:
-        _check_schedule_commands(caller, settings, entry)
+        check_commands(caller, settings, f"schedule {name!r}", _schedule_types(entry))
     schedules.create(name, spec)
     log.info("schedule %s created %s", name, caller.via)
     return name
 
 
-def set_schedule_enabled(caller: Caller, name: str, enabled: bool) -> None:
-    """Enable or disable a schedule (a change is logged with the caller; none if it already was)."""
+def set_schedule_enabled(caller: Caller, settings: Settings, name: str, enabled: bool) -> None:
+    """Enable or disable a schedule (a change is logged with the caller; none if it already was).
+    Enabling one of shell commands lets Beat submit them: the command rule applies, as to running it now."""
+    if enabled:
+        check_commands(caller, settings, f"schedule {name!r}", _schedule_types(schedules.get(name)))
     if schedules.set_enabled(name, enabled):
         log.info("schedule %s %s %s", name, "enabled" if enabled else "disabled", caller.via)
 
@@ -172,18 +197,15 @@ def run_schedule(caller: Caller, settings: Settings, name: str) -> str:
     Running a schedule of shell commands now is submitting them over HTTP: the same rule applies.
     """
     entry = schedules.get(name)
-    _check_schedule_commands(caller, settings, entry)
+    check_commands(caller, settings, f"schedule {name!r}", _schedule_types(entry))
     return schedules.submit_run(entry, audit=f"submitted by schedule {name} {caller.via}")
 
 
-def _check_schedule_commands(caller: Caller, settings: Settings, entry: schedules.ScheduleEntry) -> None:
-    """Raise CommandRefused if ``entry`` runs shell commands (a command job, or a pipeline with one)
-    and the caller may not run them over HTTP."""
-    if entry.task == task_name(COMMAND_TYPE) or (
-        entry.task == schedules.PIPELINE_TASK
-        and any(j.type == COMMAND_TYPE for j in schedules.schedule_pipeline(entry).validate())
-    ):
-        check_commands(caller, settings, f"schedule {entry.name!r}")
+def _schedule_types(entry: schedules.ScheduleEntry) -> list[str]:
+    """The types of the jobs a run of ``entry`` submits: its pipeline's, or its one job's."""
+    if entry.task == schedules.PIPELINE_TASK:
+        return [job.type for job in schedules.schedule_pipeline(entry).validate()]
+    return [entry.task.removeprefix(TASK_PREFIX)]
 
 
 def set_queue_paused(caller: Caller, queue: str, paused: bool) -> None:

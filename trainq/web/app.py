@@ -1,8 +1,8 @@
 """The trainq web application: the JSON API under ``/api/v1``, the pages, and how errors answer.
 
 Errors keep the CLI's meaning: bad input is 422 with every problem listed, an unknown id 404,
-a state that does not allow the operation 409, a refused command job 403, an unreachable
-broker or registry 503. Validation errors never echo the input back (it may hold secrets).
+a state that does not allow the operation (or a job its key refused) 409, a refused command job
+403, an unreachable broker or registry 503. Validation errors never echo the input back (it may hold secrets).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from trainq.errors import (
     PayloadError,
     PipelineError,
     RunNotFound,
+    SubmitRefused,
     TrainqError,
     UnknownQueryParameter,
 )
@@ -42,6 +43,7 @@ ERROR_STATUS: list[tuple[type[TrainqError], int]] = [
     (JobNotFound, 404),
     (RunNotFound, 404),
     (InvalidTransition, 409),
+    (SubmitRefused, 409),
     (CommandRefused, 403),
     (InvalidInput, 422),
     (BrokerUnavailable, 503),

@@ -104,10 +104,14 @@ def run_page(request: Request, run_id: str) -> Response:
 @router.post("/runs/{run_id}/{action}")
 def run_action(request: Request, run_id: str, action: str) -> Response:
     """Cancel or resume a run."""
-    operations = {"cancel": actions.cancel_run, "resume": actions.resume_run}
+    caller = caller_of(request)
+    operations: dict[str, Callable[[], object]] = {
+        "cancel": lambda: actions.cancel_run(caller, run_id),
+        "resume": lambda: actions.resume_run(caller, settings_of(request), run_id),
+    }
     if action not in operations:
         return error_page(request, 404, f"no run action {action!r}", [])
-    operations[action](caller_of(request), run_id)
+    operations[action]()
     return back(f"/runs/{run_id}")
 
 
@@ -169,7 +173,7 @@ def cancel_job(request: Request, job_id: str, next: Next = "/") -> Response:
 @router.post("/jobs/{job_id}/retry")
 def retry_job(request: Request, job_id: str, next: Next = "/") -> Response:
     """Re-queue a job, then go back."""
-    actions.retry_job(caller_of(request), job_id)
+    actions.retry_job(caller_of(request), settings_of(request), job_id)
     return back(next)
 
 
@@ -189,11 +193,11 @@ def schedule_page(request: Request) -> Response:
 @router.post("/schedules/{name}/{action}")
 def schedule_action(request: Request, name: str, action: str) -> Response:
     """Enable, disable, run or delete a schedule, then go back."""
-    caller = caller_of(request)
+    caller, settings = caller_of(request), settings_of(request)
     operations: dict[str, Callable[[], object]] = {
-        "enable": lambda: actions.set_schedule_enabled(caller, name, True),
-        "disable": lambda: actions.set_schedule_enabled(caller, name, False),
-        "run": lambda: actions.run_schedule(caller, settings_of(request), name),
+        "enable": lambda: actions.set_schedule_enabled(caller, settings, name, True),
+        "disable": lambda: actions.set_schedule_enabled(caller, settings, name, False),
+        "run": lambda: actions.run_schedule(caller, settings, name),
         "delete": lambda: actions.delete_schedule(caller, name),
     }
     if action not in operations:

@@ -207,5 +207,6 @@ def cancel(request: Request, job_id: str) -> dict[str, str]:
 
 @router.post("/jobs/{job_id}/retry")
 def retry(request: Request, job_id: str) -> dict[str, Any]:
-    """Re-queue a dead, failed, cancelled or blocked job with its payload (409 otherwise)."""
-    return queries.job_view(actions.retry_job(caller_of(request), job_id))
+    """Re-queue a dead, failed, cancelled or blocked job with its payload (409 otherwise); 403 if it
+    would run a shell command the caller may not start."""
+    return queries.job_view(actions.retry_job(caller_of(request), settings_of(request), job_id))

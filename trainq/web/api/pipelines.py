@@ -84,9 +84,13 @@ def status(request: Request, run_id: str) -> dict[str, Any]:
 
 @router.post("/{run_id}/resume")
 def resume(request: Request, run_id: str) -> dict[str, Any]:
-    """Re-run the failed, dead, cancelled and blocked jobs (409 if there are none)."""
+    """Re-run the failed, dead, cancelled and blocked jobs (409 if there are none; 403 if one is a
+    shell command the caller may not start)."""
     run_id = get_runs().find(run_id)
-    return {"run_id": run_id, "restarted": actions.resume_run(caller_of(request), run_id)}
+    return {
+        "run_id": run_id,
+        "restarted": actions.resume_run(caller_of(request), settings_of(request), run_id),
+    }
 
 
 @router.post("/{run_id}/cancel")

@@ -74,15 +74,16 @@ def _one(name: str) -> dict[str, Any]:
 
 @router.post("/{name}/enable")
 def enable(request: Request, name: str) -> dict[str, Any]:
-    """Enable a schedule; it next runs at its next time from now (unchanged if already enabled)."""
-    actions.set_schedule_enabled(caller_of(request), name, True)
+    """Enable a schedule; it next runs at its next time from now (unchanged if already enabled; 403
+    for shell commands the caller may not start)."""
+    actions.set_schedule_enabled(caller_of(request), settings_of(request), name, True)
     return _one(name)
 
 
 @router.post("/{name}/disable")
 def disable(request: Request, name: str) -> dict[str, Any]:
     """Disable a schedule: Beat submits nothing for it until it is enabled."""
-    actions.set_schedule_enabled(caller_of(request), name, False)
+    actions.set_schedule_enabled(caller_of(request), settings_of(request), name, False)
     return _one(name)
 
 
