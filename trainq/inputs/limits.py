@@ -34,6 +34,9 @@ LIST_OFFSET_MAX = 1_000_000_000
 WEB_LOG_TAIL = 200
 #: Largest pipeline file trainq reads (JSON or YAML).
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+#: Longest wait for a pipeline file from a pipe or FIFO (``<(cmd)``, ``-``) to end: a FIFO nobody
+#: writes to is refused then, as a file too large is, instead of waiting forever.
+MAX_READ_S = 1.0
 #: Largest ``--config`` payload, inline or ``@file`` (it travels in the broker message).
 MAX_CONFIG_BYTES = 1024 * 1024
 #: Deepest nesting of lists and mappings in any document or payload.

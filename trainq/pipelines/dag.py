@@ -15,6 +15,7 @@ import difflib
 import heapq
 import itertools
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ID_RULE = "use letters, digits, '_', '-' or '.', starting with a letter or digit"
 #: Top-level names of the pipeline id; ``queue_id`` is the batch-queue files' name for it.
 PIPELINE_ID_FIELDS = ("pipeline_id", "queue_id")
+#: The file name meaning standard input (``trainq pipeline run -``), and how messages name it.
+STDIN, STDIN_NAME = "-", "stdin"
 
 
 class ResultFile(BaseModel):
@@ -131,7 +134,11 @@ class PlannedJob:
 
 
 def load(path: str | Path) -> Any:
-    """The mapping in a JSON (``.json``) or YAML file; raises DocumentError if it cannot be read."""
+    """The mapping in a JSON (``.json``) or YAML file, or on standard input for ``-`` (read as YAML,
+    which reads JSON too); raises DocumentError if it cannot be read."""
+    if str(path) == STDIN:
+        raw = documents.read_stream(sys.stdin.fileno(), STDIN_NAME, MAX_DOCUMENT_BYTES)
+        return documents.parse(raw, STDIN_NAME, "yaml", MAX_DOCUMENT_BYTES)
     return documents.read_file(Path(path), "pipeline file", MAX_DOCUMENT_BYTES)
 
 
