@@ -179,3 +179,68 @@ def test_a_fifo_nobody_writes_to_is_refused_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "queue.yaml"
     assert result.stderr == f"error: cannot read pipeline file {path}: it did not end within 1 s\n"
 
+
+def test_ids_yaml_reads_as_numbers_or_booleans_are_refused_saying_so(tmp_path: Path) -> None:
+    # given a pipeline whose ids YAML reads as a float, a boolean and an integer
+    (tmp_path / "norway.yaml").write_text(
+        "pipeline_id: 2026.01\njobs:\n  - {job_id: no, command: echo no}\n"
+        "  - {job_id: 007, command: echo 7, depends_on: [no]}\n"
+    )
+    # when it is validated
+    result = trainq(tmp_path, "pipeline", "validate", "norway.yaml")
+    # then each id says what YAML read it as and to quote it, exit 2
+    hint = "not a string; quote the value"
+    assert result.returncode == 2 and result.stderr.splitlines()[1:] == [
+        f"  pipeline_id: read as the number 2026.01, {hint}",
+        f"  job #1: job_id: read as the boolean false, {hint}",
+        f"  job #2: job_id: read as the number 7, {hint}",
+        f"  job #2: depends_on.0: read as the boolean false, {hint}",
+    ], result.stderr
+
+
+def test_every_environment_problem_is_listed_at_once(tmp_path: Path) -> None:
+    # given an environment with an invalid name beside two values YAML reads as other than strings
+    (tmp_path / "e2.yaml").write_text(
+        "pipeline_id: e1\njobs:\n  - {job_id: i, command: echo i, environment: {A=B: x, V: 1.10, W: yes}}\n"
+    )
+    # when it is validated
+    result = trainq(tmp_path, "pipeline", "validate", "e2.yaml")
+    # then all three are listed in one round
+    assert result.returncode == 2 and result.stderr.splitlines()[1:] == [
+        "  job 'i': environment: environment name 'A=B' is invalid: "
+        "use letters, digits and '_', not starting with a digit",
+        "  job 'i': environment.V: read as the number 1.1, not a string; quote the value",
+        "  job 'i': environment.W: read as the boolean true, not a string; quote the value",
+    ], result.stderr
+
+
+def test_a_value_of_the_wrong_type_is_one_line_in_the_users_words(tmp_path: Path) -> None:
+    # given fields YAML reads as a list, a date, booleans and a number where other types are meant
+    (tmp_path / "tag5.yaml").write_text(
+        "pipeline_id: t\njobs:\n"
+        "  - {job_id: a, command: echo, timeout: [1h], retry_count: yes, result_files: [1]}\n"
+        "  - {job_id: b, command: echo, timeout: 2026-01-27, priority: true}\n"
+        "  - {job_id: c, command: echo, limit: {key: k, max_running: true}}\n"
+    )
+    # when it is validated
+    result = trainq(tmp_path, "pipeline", "validate", "tag5.yaml")
+    # then each field is one line naming what was expected and what YAML read, no type names of trainq's
+    duration = "expected a duration such as '1h' or a number of seconds"
+    assert result.returncode == 2 and result.stderr.splitlines()[1:] == [
+        f"  job 'a': timeout: {duration}, got a list",
+        "  job 'a': result_files.0: expected a glob or a mapping with path and required, got the number 1",
+        "  job 'a': retry_count: expected an integer, got the boolean true",
+        f"  job 'b': timeout: {duration}, got the date 2026-01-27",
+        "  job 'b': priority: expected an integer, got the boolean true",
+        "  job 'c': limit: max_running: expected an integer, got the boolean true",
+    ], result.stderr
+
+
+def test_a_boolean_for_a_number_in_config_is_refused(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given a payload whose epochs is a boolean (pydantic would read true as 1 epoch)
+    refused = trainq(tmp_path, "submit", "training", "--config", '{"epochs": true, "model": "sgd"}')
+    # then it is refused naming the field, exit 2, and nothing is enqueued
+    assert refused.returncode == 2 and refused.stderr == (
+        "error: invalid payload for job type 'training': epochs: expected an integer, got the boolean true\n"
+    ), refused
+    assert get_registry().list() == []
