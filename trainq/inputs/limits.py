@@ -22,7 +22,8 @@ JOB_ID_MAX_CHARS = 255
 PIPELINE_ID_MAX_CHARS = 100
 #: Longest job name: free text, printed in listings (printable characters only).
 JOB_NAME_MAX_CHARS = 200
-#: Largest request body trainq web reads (a pipeline definition, a payload), in bytes.
+#: Largest request body trainq web reads (a payload, a schedule), in bytes; a pipeline definition may
+#: be as large as a pipeline file (``MAX_DOCUMENT_BYTES``). Past it the answer is 413.
 WEB_BODY_MAX_BYTES = 1_048_576
 #: Most jobs or runs one page of a web listing returns.
 WEB_PAGE_MAX = 500
