@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -325,7 +326,7 @@ def _target(name: str, spec: ScheduleSpec) -> tuple[str, dict[str, Any], dict[st
         if isinstance(spec.pipeline, dict):
             inline_pipeline(spec.pipeline, name).validate()
             return PIPELINE_TASK, {"definition": spec.pipeline}, {}
-        path = Path(spec.pipeline).expanduser().resolve()
+        path = Path(os.path.abspath(Path(spec.pipeline).expanduser()))  # a symlink's directory, as for a run
         load_pipeline(path).validate()
         return PIPELINE_TASK, {"path": str(path)}, {}
     options: dict[str, Any] = {"tags": {"schedule": name}, "job_name": name}

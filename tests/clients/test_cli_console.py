@@ -22,12 +22,15 @@ TRAINQ = Path(sys.executable).parent / "trainq"
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
-def trainq(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the console script with ``args`` from ``cwd``; its result, never raising."""
+def trainq(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script with ``args`` from ``cwd``, given ``stdin``; its result, never raising."""
     return subprocess.run(
         [str(TRAINQ), *args],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(CHECKOUT), **(env or {})},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,12 +4,15 @@ command, an id too long. Each is one line naming the problem, exit 2, and nothin
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.clients.test_cli_console import trainq
+from tests.clients.test_cli_console import CHECKOUT, TRAINQ, trainq
+from tests.fixtures import Workers
 from trainq import get_registry
 from trainq.inputs.documents import brief
 
@@ -111,4 +114,133 @@ def test_an_id_too_long_is_refused_saying_so(tmp_path: Path, redis_client: redis
         f"  queue_id {brief(long_id)} is 101 characters; at most 100",
         f"  job {brief(long_id)}: job_id is 101 characters; at most 100",
     ]
+    assert get_registry().list() == []
+
+
+#: A pipeline whose one command prints its working directory.
+PWD_PIPELINE = "pipeline_id: {id}\njobs:\n  - job_id: a\n    command: pwd\n"
+
+
+def _logged_pwd(cwd: Path, run: subprocess.CompletedProcess[str]) -> str:
+    """The directory the command job ``a`` of a run started with ``--wait`` printed."""
+    assert run.returncode == 0, run
+    logs = trainq(cwd, "logs", f"{run.stdout.splitlines()[0]}.a")
+    return logs.stdout.strip()
+
+
+def test_a_pipeline_file_reached_through_a_symlink_or_a_pipe_runs_where_the_user_said(
+    tmp_path: Path, workers: Workers
+) -> None:
+    # given a pipeline file in repo/, symlinked into proj/, and a user in another directory
+    workers.start("command")
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "repo" / "p.yaml").write_text(PWD_PIPELINE.format(id="sl"))
+    (tmp_path / "proj" / "p.yaml").symlink_to("../repo/p.yaml")
+    # when the symlink is run, then its command runs in the symlink's directory, not the target's
+    linked = trainq(tmp_path, "pipeline", "run", "proj/p.yaml", "--wait")
+    assert _logged_pwd(tmp_path, linked) == str(tmp_path / "proj")
+    # and a pipeline read from stdin runs in the current directory
+    piped = trainq(tmp_path / "proj", "pipeline", "run", "-", "--wait", stdin=PWD_PIPELINE.format(id="in"))
+    assert _logged_pwd(tmp_path, piped) == str(tmp_path / "proj")
+
+
+def test_a_pipeline_file_from_a_pipe_is_read_as_a_file_is(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given a valid pipeline and a broken one
+    (tmp_path / "p.json").write_text('{"pipeline_id": "piped", "jobs": [{"job_id": "a", "command": "true"}]}')
+    broken = '{"pipeline_id": "piped", "jobs": [{"job_id": "a", "command": "true"}'
+    # when each is validated from a process substitution, /dev/stdin and -
+    substituted = subprocess.run(
+        ["bash", "-c", f"'{TRAINQ}' pipeline validate <(cat p.json)"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    text = (tmp_path / "p.json").read_text()
+    from_stdin = [trainq(tmp_path, "pipeline", "validate", name, stdin=text) for name in ("/dev/stdin", "-")]
+    refused = trainq(tmp_path, "pipeline", "validate", "-", stdin=broken)
+    # then the valid one is read from each, exit 0
+    for result in (substituted, *from_stdin):
+        assert result.returncode == 0 and result.stdout == "ok: 1 jobs\na [command]\n", result
+    # and the broken one is refused naming stdin, as a file's would name the file
+    assert refused.returncode == 2 and refused.stderr.startswith("error: stdin is not valid YAML"), refused
+    assert get_registry().list() == []
+
+
+def test_a_fifo_nobody_writes_to_is_refused_naming_it(tmp_path: Path) -> None:
+    # given a named pipe with no writer
+    os.mkfifo(tmp_path / "queue.yaml")
+    # when it is validated
+    result = trainq(tmp_path, "pipeline", "validate", "queue.yaml")
+    # then it is refused in one line naming the path given, exit 2, instead of waiting forever
+    assert result.returncode == 2 and result.stdout == "", result
+    path = tmp_path / "queue.yaml"
+    assert result.stderr == f"error: cannot read pipeline file {path}: it did not end within 1 s\n"
+
+
+def test_ids_yaml_reads_as_numbers_or_booleans_are_refused_saying_so(tmp_path: Path) -> None:
+    # given a pipeline whose ids YAML reads as a float, a boolean and an integer
+    (tmp_path / "norway.yaml").write_text(
+        "pipeline_id: 2026.01\njobs:\n  - {job_id: no, command: echo no}\n"
+        "  - {job_id: 007, command: echo 7, depends_on: [no]}\n"
+    )
+    # when it is validated
+    result = trainq(tmp_path, "pipeline", "validate", "norway.yaml")
+    # then each id says what YAML read it as and to quote it, exit 2
+    hint = "not a string; quote the value"
+    assert result.returncode == 2 and result.stderr.splitlines()[1:] == [
+        f"  pipeline_id: read as the number 2026.01, {hint}",
+        f"  job #1: job_id: read as the boolean false, {hint}",
+        f"  job #2: job_id: read as the number 7, {hint}",
+        f"  job #2: depends_on.0: read as the boolean false, {hint}",
+    ], result.stderr
+
+
+def test_every_environment_problem_is_listed_at_once(tmp_path: Path) -> None:
+    # given an environment with an invalid name beside two values YAML reads as other than strings
+    (tmp_path / "e2.yaml").write_text(
+        "pipeline_id: e1\njobs:\n  - {job_id: i, command: echo i, environment: {A=B: x, V: 1.10, W: yes}}\n"
+    )
+    # when it is validated
+    result = trainq(tmp_path, "pipeline", "validate", "e2.yaml")
+    # then all three are listed in one round
+    assert result.returncode == 2 and result.stderr.splitlines()[1:] == [
+        "  job 'i': environment: environment name 'A=B' is invalid: "
+        "use letters, digits and '_', not starting with a digit",
+        "  job 'i': environment.V: read as the number 1.1, not a string; quote the value",
+        "  job 'i': environment.W: read as the boolean true, not a string; quote the value",
+    ], result.stderr
+
+
+def test_a_value_of_the_wrong_type_is_one_line_in_the_users_words(tmp_path: Path) -> None:
+    # given fields YAML reads as a list, a date, booleans and a number where other types are meant
+    (tmp_path / "tag5.yaml").write_text(
+        "pipeline_id: t\njobs:\n"
+        "  - {job_id: a, command: echo, timeout: [1h], retry_count: yes, result_files: [1]}\n"
+        "  - {job_id: b, command: echo, timeout: 2026-01-27, priority: true}\n"
+        "  - {job_id: c, command: echo, limit: {key: k, max_running: true}}\n"
+    )
+    # when it is validated
+    result = trainq(tmp_path, "pipeline", "validate", "tag5.yaml")
+    # then each field is one line naming what was expected and what YAML read, no type names of trainq's
+    duration = "expected a duration such as '1h' or a number of seconds"
+    assert result.returncode == 2 and result.stderr.splitlines()[1:] == [
+        f"  job 'a': timeout: {duration}, got a list",
+        "  job 'a': result_files.0: expected a glob or a mapping with path and required, got the number 1",
+        "  job 'a': retry_count: expected an integer, got the boolean true",
+        f"  job 'b': timeout: {duration}, got the date 2026-01-27",
+        "  job 'b': priority: expected an integer, got the boolean true",
+        "  job 'c': limit: max_running: expected an integer, got the boolean true",
+    ], result.stderr
+
+
+def test_a_boolean_for_a_number_in_config_is_refused(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given a payload whose epochs is a boolean (pydantic would read true as 1 epoch)
+    refused = trainq(tmp_path, "submit", "training", "--config", '{"epochs": true, "model": "sgd"}')
+    # then it is refused naming the field, exit 2, and nothing is enqueued
+    assert refused.returncode == 2 and refused.stderr == (
+        "error: invalid payload for job type 'training': epochs: expected an integer, got the boolean true\n"
+    ), refused
     assert get_registry().list() == []

@@ -434,6 +434,27 @@ def test_an_invalid_pipeline_is_422_listing_every_problem(api: httpx.Client) -> 
     assert api.get("/api/v1/pipelines").json() == [] and job_count() == 0
 
 
+def test_a_pipeline_definition_has_the_files_size_limit_and_past_it_is_413(api: httpx.Client) -> None:
+    # given a definition padded to 2 MiB, within the 4 MiB a pipeline file may have, and one past 4 MiB
+    definition = json.dumps({"pipeline_id": "wide", "jobs": [{"job_id": "a", "type": "probe"}]})
+    within, past = (definition + " " * size for size in (2 * 1024 * 1024, 4 * 1024 * 1024))
+    url = "/api/v1/pipelines?validate_only=true"
+
+    def posted(body: str) -> list[httpx.Response]:
+        """``body`` posted as JSON, and uploaded as a file."""
+        return [api.post(url, content=body, headers=JSON), api.post(url, files={"file": ("wide.json", body)})]
+
+    # when each is posted both ways
+    # then the one within is taken as the CLI takes it
+    for answer in posted(within):
+        assert (answer.status_code, answer.json()) == (201, {"pipeline_id": "wide", "jobs": ["a"]})
+    # and the one past it is 413, naming the limit
+    for answer in posted(past):
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["detail"] == "the pipeline definition is larger than 4,194,304 bytes"
+    assert api.get("/api/v1/pipelines").json() == [] and job_count() == 0
+
+
 def test_a_pipeline_environment_value_that_is_not_a_string_is_422_naming_it(api: httpx.Client) -> None:
     # given a definition whose environment gives JSON numbers and a boolean; when it is posted
     job = {

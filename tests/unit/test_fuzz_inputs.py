@@ -34,6 +34,7 @@ from trainq.inputs import documents
 from trainq.inputs.documents import brief
 from trainq.inputs.durations import parse_duration
 from trainq.inputs.limits import MAX_DOCUMENT_BYTES
+from trainq.pipelines.dag import parse
 from trainq.settings import celery_config, get_settings, url_problem
 
 #: Per-input bounds: wall time (generous: CI shares 2 cores) and Python heap.
@@ -110,6 +111,28 @@ def test_random_pipeline_structures(files: Path, data: Any, as_yaml: bool) -> No
     path = files / ("p.yaml" if as_yaml else "p.json")
     path.write_text(yaml.safe_dump(data) if as_yaml else json.dumps(data))
     invoke("pipeline", "validate", str(path))
+
+
+#: The fields of a pipeline job, and those that hold an integer.
+JOB_FIELDS = ["job_id", "command", "type", "depends_on", "retry_count", "timeout", "result_files", "priority"]
+INTEGER_FIELDS = {"retry_count", "priority"}
+
+
+@FUZZ
+@given(field=st.sampled_from(JOB_FIELDS), value=scalars | st.dates() | st.lists(scalars, max_size=2))
+def test_a_job_field_of_any_value_is_at_most_one_line_and_a_boolean_is_never_a_number(
+    field: str, value: Any
+) -> None:
+    # given a job whose one field holds any value YAML or JSON could give
+    job = {"job_id": "a", "command": "true", field: value}
+    # when the pipeline is checked
+    problems = parse({"pipeline_id": "p", "jobs": [job]})[2]
+    # then a value that is not a list is at most one problem, in the user's words
+    assert len(problems) <= 1 or isinstance(value, list), problems
+    assert not any(word in p for p in problems for word in (".str", ".float", ".int", "ResultFile")), problems
+    # and a boolean is never taken as a number
+    if field in INTEGER_FIELDS and isinstance(value, bool):
+        assert problems == [f"job 'a': {field}: expected an integer, got the boolean {json.dumps(value)}"]
 
 
 @FUZZ

@@ -53,7 +53,7 @@ def pipeline() -> None:
 @pipeline.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 def validate(file: str) -> None:
-    """Check FILE without running anything; list every problem (exit 2) or draw the DAG."""
+    """Check FILE (``-``: standard input) without running anything; list every problem or draw the DAG."""
     planned = load_pipeline(file).validate()
     graph = Dag({job.job_id: job.depends_on for job in planned})
     kinds = {job.job_id: job.type for job in planned}
@@ -68,7 +68,7 @@ def validate(file: str) -> None:
 @json_option
 @click.pass_context
 def run(ctx: click.Context, file: str, wait: bool, as_json: bool) -> None:
-    """Validate FILE and start a run of it; print the run id."""
+    """Validate FILE (``-``: standard input) and start a run of it; print the run id."""
     run_id = run_pipeline_file(file)
     if as_json and not wait:
         print_json({"run_id": run_id})

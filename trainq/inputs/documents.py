@@ -13,8 +13,11 @@ billion values). The bounds are named in ``trainq.inputs.limits``; each refusal 
 from __future__ import annotations
 
 import json
+import os
 import re
 import reprlib
+import select
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from trainq.errors import DocumentError
-from trainq.inputs.limits import MAX_DEPTH, MAX_MESSAGE_DEPTH, MAX_NUMBER_CHARS, MAX_YAML_NODES
+from trainq.inputs.limits import MAX_DEPTH, MAX_MESSAGE_DEPTH, MAX_NUMBER_CHARS, MAX_READ_S, MAX_YAML_NODES
 
 Format = Literal["json", "yaml"]
 
@@ -34,6 +37,7 @@ _CLOSING = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 #: A JSON string, or one of the characters that shape a document (``_repeated_key`` walks these).
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[][{},:]')
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_CHUNK_BYTES = 1 << 16
 
 _brief = reprlib.Repr()
 _brief.maxstring = _brief.maxother = 60
@@ -47,14 +51,42 @@ def brief(value: Any) -> str:
 def read_file(path: Path, what: str, max_bytes: int, fmt: Format | None = None) -> Any:
     """The value in a JSON (``.json``) or YAML file, or in ``fmt``; raises DocumentError.
 
-    ``what`` names the document in messages ("pipeline file"); at most ``max_bytes`` are read.
+    ``what`` names the document in messages ("pipeline file"); at most ``max_bytes`` are read. A pipe
+    or FIFO (``<(cmd)``, ``/dev/stdin``) is read as a file is, within ``MAX_READ_S``.
     """
-    try:
-        with path.open("rb") as stream:
-            raw = stream.read(max_bytes + 1)
+    named = f"{what} {path}"
+    try:  # without O_NONBLOCK, opening a FIFO nobody writes to would wait for a writer forever
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise DocumentError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise DocumentError(f"cannot read {named}: {exc.strerror}") from None
+    try:
+        raw = read_stream(fd, named, max_bytes)
+    finally:
+        os.close(fd)
     return parse(raw, str(path), fmt or ("json" if path.suffix == ".json" else "yaml"), max_bytes)
+
+
+def read_stream(fd: int, named: str, max_bytes: int) -> bytes:
+    """Up to ``max_bytes + 1`` bytes of ``fd`` (a file, a pipe, standard input); raises DocumentError.
+
+    Bytes are read only once ``poll`` says they wait, so a pipe whose writer is slow or absent is
+    refused after ``MAX_READ_S`` instead of holding the caller; a regular file is always ready.
+    """
+    deadline, chunks, size = time.monotonic() + MAX_READ_S, [], 0
+    ready = select.poll()
+    ready.register(fd, select.POLLIN)
+    try:
+        while size <= max_bytes:
+            if not ready.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                raise DocumentError(f"cannot read {named}: it did not end within {MAX_READ_S:g} s")
+            chunk = os.read(fd, min(_CHUNK_BYTES, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise DocumentError(f"cannot read {named}: {exc.strerror}") from None
+    return b"".join(chunks)
 
 
 def parse(raw: str | bytes, source: str, fmt: Format, max_bytes: int) -> Any:

@@ -22,7 +22,8 @@ JOB_ID_MAX_CHARS = 255
 PIPELINE_ID_MAX_CHARS = 100
 #: Longest job name: free text, printed in listings (printable characters only).
 JOB_NAME_MAX_CHARS = 200
-#: Largest request body trainq web reads (a pipeline definition, a payload), in bytes.
+#: Largest request body trainq web reads (a payload, a schedule), in bytes; a pipeline definition may
+#: be as large as a pipeline file (``MAX_DOCUMENT_BYTES``). Past it the answer is 413.
 WEB_BODY_MAX_BYTES = 1_048_576
 #: Most jobs or runs one page of a web listing returns.
 WEB_PAGE_MAX = 500
@@ -34,6 +35,9 @@ LIST_OFFSET_MAX = 1_000_000_000
 WEB_LOG_TAIL = 200
 #: Largest pipeline file trainq reads (JSON or YAML).
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+#: Longest wait for a pipeline file from a pipe or FIFO (``<(cmd)``, ``-``) to end: a FIFO nobody
+#: writes to is refused then, as a file too large is, instead of waiting forever.
+MAX_READ_S = 1.0
 #: Largest ``--config`` payload, inline or ``@file`` (it travels in the broker message).
 MAX_CONFIG_BYTES = 1024 * 1024
 #: Deepest nesting of lists and mappings in any document or payload.

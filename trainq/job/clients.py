@@ -15,10 +15,11 @@ import sys
 import threading
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from trainq.errors import InvalidInput
 from trainq.inputs.documents import brief, text_problem
+from trainq.inputs.problems import validated
 from trainq.job.payloads import describe
 from trainq.settings import get_settings
 
@@ -69,11 +70,10 @@ def checked_options(given: Any, where: str) -> dict[str, Any]:
     as a client's; raises InvalidInput naming ``where``."""
     if problem := text_problem(given):
         raise InvalidInput(f"invalid {where}: {problem}")
-    try:
-        options = ClientOptions.model_validate(given).model_dump(exclude_none=True)
-    except ValidationError as exc:
-        problems = "; ".join(describe(exc, ClientOptions))
-        raise InvalidInput(f"invalid {where}: {problems}") from None
+    checked, errors = validated(ClientOptions, given)
+    if checked is None:
+        raise InvalidInput(f"invalid {where}: {'; '.join(describe(errors, ClientOptions))}")
+    options = checked.model_dump(exclude_none=True)
     options["tags"] = {**options["tags"], "source": FOREIGN_SOURCE}
     return options
 

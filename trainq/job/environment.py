@@ -10,8 +10,6 @@ common to be secrets (a GPU index ``1`` masked would blank every standalone 1 in
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 import math
 import os
@@ -22,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from trainq.errors import UnsetVariable
+from trainq.inputs.problems import not_a_string
 from trainq.inputs.text import nul_problem
 
 log = logging.getLogger("trainq.job.environment")
@@ -90,19 +89,7 @@ def value_problem(value: Any) -> str | None:
     """Why ``value`` cannot be a variable's value, else None. Only a string can: YAML and JSON read an
     unquoted ``1.10`` as 1.1, ``007`` as 7, ``0022`` as 18 and ``false`` as a boolean, and re-printing
     those would hand the job another value than the file shows."""
-    if isinstance(value, str):
-        return nul_problem(value)
-    if value is None:
-        read = "null"
-    elif isinstance(value, bool):
-        read = f"the boolean {json.dumps(value)}"
-    elif isinstance(value, (int, float)):
-        read = f"the number {value}"
-    elif isinstance(value, datetime.date):
-        read = f"the date {value.isoformat()}"
-    else:
-        read = "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else "a value"
-    return f"read as {read}, not a string; quote the value"
+    return nul_problem(value) if isinstance(value, str) else not_a_string(value)
 
 
 def expand(

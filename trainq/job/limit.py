@@ -11,10 +11,11 @@ import re
 import string
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainq.errors import InvalidInput
 from trainq.inputs.documents import brief
+from trainq.inputs.problems import validated, validator_words
 from trainq.inputs.text import check_printable
 
 #: Longest key template and longest rendered key, in characters (a key is part of Redis key names).
@@ -89,14 +90,13 @@ def parse_policy(value: Any) -> Policy:
 
 
 def _checked(model: type[PolicyT], value: Any) -> PolicyT:
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
+    checked, errors = validated(model, value)
+    if checked is None:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {validator_words(e['msg'])}" for e in errors
         )
-        raise InvalidInput(f"limit: {problems}") from None
+        raise InvalidInput(f"limit: {problems}")
+    return checked
 
 
 def render_key(template: str, payload: dict[str, Any], tags: dict[str, str]) -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
+from pydantic_core import ErrorDetails
 
 from trainq.errors import PayloadError
 from trainq.inputs.documents import text_problem
 from trainq.inputs.limits import CLOSE_MATCH_MAX_NAMES, FIELD_NAME_MAX_CHARS, PAYLOAD_ERRORS_MAX
-from trainq.inputs.problems import validator_words
+from trainq.inputs.problems import validated, validator_words
 
 Extra = Literal["forbid", "ignore", "allow"]
 MASK = "**********"
@@ -33,15 +34,14 @@ def parse(model: type[BaseModel], payload: Any, job_type: str, extra: Extra) -> 
     if not isinstance(payload, dict):
         problem = f"(payload): expected an object of keyword arguments, got {payload!r:.80}"
         raise PayloadError(job_type, [problem])
-    try:
-        return model.model_validate(payload, extra=extra)
-    except ValidationError as exc:
-        raise PayloadError(job_type, describe(exc, model)) from None
+    parsed, errors = validated(model, payload, extra=extra)
+    if parsed is None:
+        raise PayloadError(job_type, describe(errors, model))
+    return parsed
 
 
-def describe(exc: ValidationError, model: type[BaseModel]) -> list[str]:
+def describe(errors: list[ErrorDetails], model: type[BaseModel]) -> list[str]:
     """One line per pydantic error (at most ``PAYLOAD_ERRORS_MAX``), unknown fields with a suggestion."""
-    errors = exc.errors()
     lines = []
     for error in errors[:PAYLOAD_ERRORS_MAX]:
         loc = [str(p) for p in error["loc"]]

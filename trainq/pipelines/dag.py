@@ -15,12 +15,13 @@ import difflib
 import heapq
 import itertools
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from trainq.broker.names import QueueName
 from trainq.errors import DurationError, InvalidInput, PipelineError
@@ -37,12 +38,11 @@ from trainq.inputs.limits import (
     MAX_SUGGESTIONS,
     PIPELINE_ID_MAX_CHARS,
 )
-from trainq.inputs.problems import validator_words
+from trainq.inputs.problems import not_a_string, read_as, validated, validator_words
 from trainq.inputs.text import OsText
 from trainq.job.artifacts import pattern_problem
 from trainq.job.environment import NAME as ENV_NAME
 from trainq.job.environment import NAME_RULE as ENV_RULE
-from trainq.job.environment import value_problem
 from trainq.job.limit import rendered
 from trainq.job.types import job_types
 
@@ -51,6 +51,42 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ID_RULE = "use letters, digits, '_', '-' or '.', starting with a letter or digit"
 #: Top-level names of the pipeline id; ``queue_id`` is the batch-queue files' name for it.
 PIPELINE_ID_FIELDS = ("pipeline_id", "queue_id")
+#: The file name meaning standard input (``trainq pipeline run -``), and how messages name it.
+STDIN, STDIN_NAME = "-", "stdin"
+
+
+def _string(value: Any) -> Any:
+    """``value`` if it is a string, else what YAML read it as (``no`` as false, ``007`` as 7)."""
+    if problem := not_a_string(value):
+        raise ValueError(problem)
+    return value
+
+
+def _environment_name(name: str) -> str:
+    """``name`` if it is a POSIX variable name (``A=B`` would break the job at run time)."""
+    if len(name) > MAX_ENV_NAME_CHARS or not ENV_NAME.fullmatch(name):
+        raise ValueError(f"environment name {brief(name)} is invalid: {ENV_RULE}")
+    return name
+
+
+def _duration(value: Any) -> Any:
+    """``value`` if it is a duration (``1h 30m``, or seconds); a wrong type is one problem, not one per
+    type pydantic tried."""
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected a duration such as '1h' or a number of seconds, got {read_as(value)}")
+    try:
+        parse_duration(value, positive=True)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+#: A string of the file: one YAML would read as another type is refused saying what it was read as.
+Text = Annotated[str, BeforeValidator(_string)]
+#: A string of the file that reaches the OS (a command, a variable's value).
+TextForOs = Annotated[OsText, BeforeValidator(_string)]
 
 
 class ResultFile(BaseModel):
@@ -58,62 +94,46 @@ class ResultFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str
+    path: Text
     required: bool = False
 
 
-def _variable(value: Any) -> Any:
-    """``value`` if a variable can hold it (a string), before pydantic would take a number as one."""
-    if problem := value_problem(value):
-        raise ValueError(problem)
-    return value
+def _result_file(entry: Any) -> Any:
+    """A ``result_files`` entry in its long form (a glob alone is one not required)."""
+    if isinstance(entry, str):
+        return {"path": entry}
+    if isinstance(entry, (dict, ResultFile)):
+        return entry
+    raise ValueError(f"expected a glob or a mapping with path and required, got {read_as(entry)}")
 
 
 class JobSpec(BaseModel):
-    """One job of a pipeline file: a shell ``command`` or a job ``type`` with its ``config``."""
+    """One job of a pipeline file: a shell ``command`` or a job ``type`` with its ``config``.
+
+    Each field is checked here, not after, so a file's problems are all listed at once.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    job_id: str
-    command: OsText | None = None
-    type: str | None = None
+    job_id: Text
+    command: TextForOs | None = None
+    type: Text | None = None
     config: dict[str, Any] | None = None
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: list[Text] = Field(default_factory=list)
     retry_count: int | None = Field(default=None, ge=0, le=MAX_RETRIES)
-    timeout: str | float | None = None
-    environment: dict[str, Annotated[str, BeforeValidator(_variable)]] = Field(default_factory=dict)
-    result_files: list[str | ResultFile] = Field(default_factory=list)
+    timeout: Annotated[str | float | None, BeforeValidator(_duration)] = None
+    environment: dict[Annotated[str, AfterValidator(_environment_name)], TextForOs] = Field(
+        default_factory=dict
+    )
+    result_files: list[Annotated[ResultFile, BeforeValidator(_result_file)]] = Field(default_factory=list)
     queue: QueueName | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
     limit: dict[str, Any] | None = None
 
-    # Checked here, not after, so a file's problems are all listed at once, with the field errors.
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, timeout: str | float | None) -> str | float | None:
-        if timeout is not None:
-            try:
-                parse_duration(timeout, positive=True)
-            except DurationError as exc:
-                raise ValueError(str(exc)) from None
-        return timeout
-
-    @field_validator("environment")
-    @classmethod
-    def _environment(cls, environment: dict[str, str]) -> dict[str, str]:
-        problems = [
-            f"environment name {brief(name)} is invalid: {ENV_RULE}"
-            for name in environment
-            if len(name) > MAX_ENV_NAME_CHARS or not ENV_NAME.fullmatch(name)
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return environment
-
     @field_validator("result_files")
     @classmethod
-    def _result_files(cls, entries: list[str | ResultFile]) -> list[str | ResultFile]:
-        problems = [pattern_problem(e if isinstance(e, str) else e.path) for e in entries]
+    def _result_files(cls, entries: list[ResultFile]) -> list[ResultFile]:
+        problems = [pattern_problem(entry.path) for entry in entries]
         if any(problems):
             raise ValueError("; ".join(p for p in problems if p))
         return entries
@@ -131,7 +151,11 @@ class PlannedJob:
 
 
 def load(path: str | Path) -> Any:
-    """The mapping in a JSON (``.json``) or YAML file; raises DocumentError if it cannot be read."""
+    """The mapping in a JSON (``.json``) or YAML file, or on standard input for ``-`` (read as YAML,
+    which reads JSON too); raises DocumentError if it cannot be read."""
+    if str(path) == STDIN:
+        raw = documents.read_stream(sys.stdin.fileno(), STDIN_NAME, MAX_DOCUMENT_BYTES)
+        return documents.parse(raw, STDIN_NAME, "yaml", MAX_DOCUMENT_BYTES)
     return documents.read_file(Path(path), "pipeline file", MAX_DOCUMENT_BYTES)
 
 
@@ -177,9 +201,7 @@ def _plan_job(
     if job.environment:
         options["environment"] = job.environment
     if job.result_files:
-        options["result_files"] = [
-            f if isinstance(f, str) else f.model_dump() if f.required else f.path for f in job.result_files
-        ]
+        options["result_files"] = [f.model_dump() if f.required else f.path for f in job.result_files]
     for option in ("timeout", "queue", "priority"):
         if getattr(job, option) is not None:
             options[option] = getattr(job, option)
@@ -198,10 +220,12 @@ def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
     given = [name for name in PIPELINE_ID_FIELDS if name in data]
     if len(given) > 1:
         problems.append("give pipeline_id or queue_id, not both")
-    pipeline_id = data.get(given[0]) if given else None
-    if not isinstance(pipeline_id, str):
-        problems.append(f"pipeline_id {brief(pipeline_id)} is missing or invalid: {ID_RULE}")
-        pipeline_id = ""
+    given_id = data.get(given[0]) if given else None
+    pipeline_id = given_id if isinstance(given_id, str) else ""
+    if not given:
+        problems.append(f"pipeline_id is missing: {ID_RULE}")
+    elif problem := not_a_string(given_id):
+        problems.append(f"{given[0]}: {problem}")
     elif problem := id_problem(pipeline_id):
         problems.append(f"{given[0]} {brief(pipeline_id)} {problem}")
         pipeline_id = ""
@@ -218,10 +242,9 @@ def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
             if isinstance(raw, dict) and isinstance(raw.get("job_id"), str)
             else f"job #{n}"
         )
-        try:
-            job = JobSpec.model_validate(raw)
-        except ValidationError as exc:
-            problems += [f"{name}: {_where(e['loc'])}{validator_words(e['msg'])}" for e in exc.errors()]
+        job, errors = validated(JobSpec, raw)
+        if job is None:
+            problems += [f"{name}: {_where(e['loc'])}{validator_words(e['msg'])}" for e in errors]
             continue
         own = _job_problems(job)
         problems += [f"{name}: {p}" for p in own]
@@ -240,6 +263,9 @@ def id_problem(value: str) -> str | None:
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
+    """``environment.V: `` for an error's place; a mapping's key is said at its mapping."""
+    if loc[-1:] == ("[key]",):
+        loc = loc[:-2]
     return f"{'.'.join(str(p) for p in loc)}: " if loc else ""
 
 

@@ -27,6 +27,7 @@ The builder lives here; the run store in ``trainq.pipelines.runs``, its lifecycl
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ class Pipeline:
 
     def __init__(self, pipeline_id: str, base_dir: str | Path | None = None, source: str = "python") -> None:
         self.data: Any = {"pipeline_id": pipeline_id, "jobs": []}
-        self.base_dir = Path(base_dir or Path.cwd()).resolve()
+        self.base_dir = Path(os.path.abspath(base_dir or Path.cwd()))
         self.source = source
 
     @classmethod
@@ -94,9 +95,17 @@ class Pipeline:
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
-    """A pipeline from a JSON or YAML file; its commands run in the file's directory."""
-    path = Path(path).resolve()
-    return Pipeline.from_dict(dag.load(path), base_dir=path.parent, source=str(path))
+    """A pipeline from a JSON or YAML file, or ``-`` for standard input.
+
+    Its commands run in the directory of ``path`` as given, not resolved: a symlinked file runs where
+    its link is, as the user named it. A pipe's (``<(cmd)``, ``/dev/stdin``, ``-``) run in the
+    current directory.
+    """
+    if str(path) == dag.STDIN:
+        return Pipeline.from_dict(dag.load(dag.STDIN), source=dag.STDIN_NAME)
+    given = Path(os.path.abspath(path))
+    base_dir = given.parent if given.is_file() else None
+    return Pipeline.from_dict(dag.load(given), base_dir=base_dir, source=str(given))
 
 
 def file_changed(run_id: str) -> str | None:

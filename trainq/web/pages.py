@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 
 from trainq.errors import TrainqError
 from trainq.inputs.durations import format_duration
-from trainq.inputs.limits import WEB_BODY_MAX_BYTES, WEB_LOG_TAIL
+from trainq.inputs.limits import MAX_DOCUMENT_BYTES, WEB_LOG_TAIL
 from trainq.job.record import JobState
 from trainq.store.registry import get_registry
 from trainq.web import actions, layout, queries
@@ -77,11 +77,11 @@ def runs(request: Request) -> Response:
 @router.post("/runs")
 async def start_run(request: Request) -> Response:
     """Start a pipeline from the pasted definition or the uploaded file; the problems if invalid."""
-    form = await request.form()
+    form = await request.form(max_part_size=MAX_DOCUMENT_BYTES + 1)  # a pasted file may be as large
     upload, text = form.get("file"), str(form.get("definition") or "")
     body = text.encode()
     if isinstance(upload, UploadFile) and upload.filename:
-        body = await upload.read(WEB_BODY_MAX_BYTES + 1)
+        body = await upload.read(MAX_DOCUMENT_BYTES + 1)
     try:
         data = parse_definition(body, "application/yaml")  # YAML reads JSON too
         caller, settings = caller_of(request), settings_of(request)

@@ -1,4 +1,4 @@
-"""Request bodies: their media type, and reading them with a size cap."""
+"""Request bodies: their media type, and reading them with a size cap (413 past it)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from trainq.errors import InvalidInput
 from trainq.inputs import documents
-from trainq.inputs.limits import WEB_BODY_MAX_BYTES
+from trainq.inputs.limits import MAX_DOCUMENT_BYTES, WEB_BODY_MAX_BYTES
 
 JSON_TYPE = "application/json"
+#: How messages name a posted pipeline; it may be as large as a pipeline file.
+DEFINITION = "the pipeline definition"
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
 
@@ -19,13 +20,18 @@ def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_body(request: Request) -> bytes:
-    """The request body, refused past ``WEB_BODY_MAX_BYTES``."""
+def refuse_past(size: int, max_bytes: int, what: str) -> None:
+    """Answer 413 (Payload Too Large) if ``size`` bytes of ``what`` pass ``max_bytes``."""
+    if size > max_bytes:
+        raise HTTPException(413, f"{what} is larger than {max_bytes:,} bytes")
+
+
+async def read_body(request: Request, what: str = "the body", max_bytes: int = WEB_BODY_MAX_BYTES) -> bytes:
+    """The request body; 413 past ``max_bytes``, before the rest is read."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > WEB_BODY_MAX_BYTES:
-            raise InvalidInput(f"request body over {WEB_BODY_MAX_BYTES} bytes")
+        refuse_past(size, max_bytes, what)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -51,4 +57,4 @@ def parse_json(body: bytes, what: str) -> Any:
 def parse_definition(body: bytes, media_type: str) -> Any:
     """A pipeline definition from a request body: YAML for a YAML media type, else JSON."""
     fmt: documents.Format = "yaml" if media_type in YAML_TYPES else "json"
-    return documents.parse(body, "the pipeline definition", fmt, WEB_BODY_MAX_BYTES)
+    return documents.parse(body, DEFINITION, fmt, MAX_DOCUMENT_BYTES)

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from trainq.errors import InvalidInput
-from trainq.inputs.limits import WEB_BODY_MAX_BYTES, WEB_PAGE_MAX
+from trainq.inputs.limits import MAX_DOCUMENT_BYTES, WEB_PAGE_MAX
 from trainq.pipelines import dag
 from trainq.pipelines.runs import get_runs
 from trainq.web import actions, queries
-from trainq.web.api.body import content_type, parse_definition, read_body
+from trainq.web.api.body import DEFINITION, content_type, parse_definition, read_body, refuse_past
 from trainq.web.app import settings_of
 from trainq.web.auth import caller_of
 
@@ -25,13 +25,12 @@ async def definition(request: Request) -> Any:
     """The posted definition: a JSON or YAML body, or the ``file`` field of a multipart upload."""
     kind = content_type(request)
     if kind != "multipart/form-data":
-        return parse_definition(await read_body(request), kind)
+        return parse_definition(await read_body(request, DEFINITION, MAX_DOCUMENT_BYTES), kind)
     upload = (await request.form()).get(UPLOAD_FIELD)
     if upload is None or isinstance(upload, str):
         raise InvalidInput(f"upload the pipeline file in the form field {UPLOAD_FIELD!r}")
-    body = await upload.read(WEB_BODY_MAX_BYTES + 1)
-    if len(body) > WEB_BODY_MAX_BYTES:
-        raise InvalidInput(f"pipeline file over {WEB_BODY_MAX_BYTES} bytes")
+    body = await upload.read(MAX_DOCUMENT_BYTES + 1)
+    refuse_past(len(body), MAX_DOCUMENT_BYTES, DEFINITION)
     name = (upload.filename or "").lower()
     return parse_definition(body, "application/json" if name.endswith(".json") else "application/yaml")
 
@@ -56,7 +55,8 @@ DEFINITION_BODY = {
 
 @router.post("", status_code=201, openapi_extra=DEFINITION_BODY)
 async def run(request: Request, validate_only: bool = False) -> dict[str, Any]:
-    """Validate a definition and start a run of it; 422 lists every problem, nothing is started.
+    """Validate a definition and start a run of it; 422 lists every problem, nothing is started; 413
+    past the size a pipeline file may have.
 
     The body is the definition as ``application/json`` or ``application/yaml``, or a multipart
     upload in the field ``file``. With ``validate_only`` nothing runs.
