@@ -3,6 +3,7 @@ line and an exit code (no traceback), and nothing of a refused command is enqueu
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -261,3 +262,33 @@ def test_text_users_give_prints_as_typed_in_every_view(tmp_path: Path, workers: 
         assert "[/y] a*b?[c]" in shown.stdout or view == ["workers"], (view, shown.stdout)
     assert "[/z] run" in shown.stdout, shown.stdout
     trainq(tmp_path, "cancel", job_id)
+
+
+#: Output a job may print to take over the operator's terminal: colour, a window title (OSC 0), a
+#: clipboard write (OSC 52), a terminal query (DCS), a hidden link (OSC 8), an 8-bit OSC (U+009D), a bell.
+HOSTILE_OUTPUT = (
+    r"printf 'a\033[31mRED\033[0m \033]0;pwned\007 \033]52;c;ZWNobw==\007 \033P+q544e\033\\ "
+    r"\033]8;;http://evil/\033\\link\033]8;;\033\\ \302\235x\tend\007\n'"
+)
+
+
+def test_job_output_reaches_the_terminal_as_text_escape_sequences_escaped(
+    tmp_path: Path, workers: Workers
+) -> None:
+    # given a command job whose output holds escape sequences of every kind
+    workers.start("command")
+    submitted = trainq(tmp_path, "submit", "command", "--config", json.dumps({"command": HOSTILE_OUTPUT}))
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30)
+    # when its log is printed, and followed
+    printed = trainq(tmp_path, "logs", job_id)
+    followed = trainq(tmp_path, "logs", "-f", job_id)
+    # then each prints the line with every control character but the tab escaped, exit 0
+    line = (
+        r"a\x1b[31mRED\x1b[0m \x1b]0;pwned\x07 \x1b]52;c;ZWNobw==\x07 \x1bP+q544e\x1b\ "
+        r"\x1b]8;;http://evil/\x1b\link\x1b]8;;\x1b\ \x9dx" + "\tend" + r"\x07" + "\n"
+    )
+    assert printed.returncode == 0 and printed.stderr == "" and printed.stdout == line, printed
+    assert followed.returncode == 0 and followed.stdout == line, followed
+    assert followed.stderr == "[succeeded]\n"

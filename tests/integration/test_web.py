@@ -18,6 +18,7 @@ import redis
 from celery import chain
 
 from tests.fixtures import Process, Workers, free_port, in_state, run_cli, start_redis, wait_for
+from tests.integration.test_registry import record
 from tests.jobs import probe
 from trainq import JobState, app, get_registry
 from trainq.broker.quarantine import get_quarantine
@@ -481,6 +482,22 @@ def test_logs_follow_as_server_sent_events(api: httpx.Client, workers: Workers) 
     for params in ({"follow": "true"}, {}):
         missing = api.get("/api/v1/jobs/nosuch/logs", params=params)
         assert missing.status_code == 404 and "no job with id 'nosuch'" in missing.json()["detail"]
+
+
+def test_log_lines_reach_a_terminal_running_curl_as_text(api: httpx.Client) -> None:
+    # given a finished job whose log holds an OSC 52 clipboard write, a bell and an 8-bit OSC (U+009D)
+    line = "x \x1b]52;c;ZWNobw==\x07 \x9d0;title\x9c \u202eevil"
+    get_registry().create(record("hostile", state=JobState.SUCCEEDED))
+    get_registry().append_log("hostile", [line])
+    # when its log is read as JSON and followed as Server-Sent Events, as curl would print them
+    read = api.get("/api/v1/jobs/hostile/logs")
+    with api.stream("GET", "/api/v1/jobs/hostile/logs", params={"follow": "true"}) as stream:
+        followed = b"".join(stream.iter_bytes())
+    # then both bodies are printable ASCII (no control character but newlines), the line intact in JSON
+    for body in (read.content, followed):
+        assert all(32 <= byte < 127 or byte == 10 for byte in body), body
+    assert read.json()["lines"][0]["line"] == line
+    assert b"ZWNobw==\\u0007 \\u009d0;title\\u009c \\u202eevil" in followed
 
 
 def test_a_blocked_chain_step_retried_over_http_is_409_naming_the_step_that_blocks_it(

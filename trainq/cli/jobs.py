@@ -18,6 +18,7 @@ from trainq.cli.output import (
     json_option,
     plain,
     print_json,
+    printable,
     progress_bar,
     state_text,
     when,
@@ -282,7 +283,7 @@ def logs(job_id: str, follow: bool) -> None:
     while True:
         entries = registry.read_log(job_id, cursor, block_ms=500 if follow else None)
         for _, line in entries:
-            click.echo(line)
+            click.echo(printable(line, lines=True))
         if entries:
             cursor = entries[-1][0]
         if not follow:
@@ -292,7 +293,7 @@ def logs(job_id: str, follow: bool) -> None:
         record = registry.get(job_id)
         bar = progress_bar(record)
         if bar and bar != shown_progress:
-            click.echo(f"[progress] {bar}", err=True)
+            click.echo(f"[progress] {printable(bar)}", err=True)
             shown_progress = bar
         if record.state.finished and not entries:
             click.echo(f"[{record.state.value}]", err=True)
@@ -306,7 +307,7 @@ def _started(job_id: str, follow: bool) -> bool:
     while get_registry().find(job_id) is None:
         job = get_runs().unstarted(job_id)
         if job.why != said:
-            click.echo(f"[{job.why}]", err=True)
+            click.echo(f"[{printable(job.why)}]", err=True)
             said = job.why
         if not follow or not job.may_start:
             return False
