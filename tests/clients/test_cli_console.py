@@ -292,3 +292,26 @@ def test_job_output_reaches_the_terminal_as_text_escape_sequences_escaped(
     assert printed.returncode == 0 and printed.stderr == "" and printed.stdout == line, printed
     assert followed.returncode == 0 and followed.stdout == line, followed
     assert followed.stderr == "[succeeded]\n"
+
+
+def test_cancelling_a_pipeline_job_that_has_not_started_names_the_run_to_cancel(tmp_path: Path) -> None:
+    # given a run whose job b waits for job a (queued: no worker takes it)
+    (tmp_path / "p.json").write_text(
+        '{"pipeline_id": "cw", "jobs": [{"job_id": "a", "type": "probe"}, '
+        '{"job_id": "b", "type": "probe", "depends_on": ["a"]}]}'
+    )
+    started = trainq(tmp_path, "pipeline", "run", "p.json")
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.strip()
+    # when b is cancelled alone
+    cancelled = trainq(tmp_path, "cancel", f"{run_id}.b")
+    # then it is refused in one line saying b has not started and how to stop it, exit 2
+    assert cancelled.returncode == 2 and cancelled.stdout == "", cancelled
+    assert cancelled.stderr == (
+        f"error: job {run_id}.b has not started: it is waiting for a; to stop it, cancel its run: "
+        f"`trainq pipeline cancel {run_id}`\n"
+    )
+    # and b still waits, while an id no run holds is still unknown
+    assert "waiting" in trainq(tmp_path, "show", f"{run_id}.b").stdout
+    unknown = trainq(tmp_path, "cancel", f"{run_id}.c")
+    assert unknown.returncode == 2 and unknown.stderr == f"error: no job with id '{run_id}.c'\n"

@@ -288,6 +288,14 @@ def test_a_pipeline_job_that_has_not_started_is_shown_as_trainq_show_shows_it(ap
     assert api.get(f"/api/v1/jobs/{job_id}/logs").json() == {"lines": [], "next": "0-0"}
     assert api.get(f"/api/v1/jobs/{run_id}.nosuch").status_code == 404
     assert api.get(f"/api/v1/jobs/{run_id}.nosuch/logs", params={"follow": "true"}).status_code == 404
+    # and cancelling it alone is a 409 that says it has not started and names the run's cancel
+    refused = api.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"] == (
+        f"job {job_id} has not started: it is waiting for a; to stop it, cancel its run: "
+        f"`trainq pipeline cancel {run_id}`"
+    )
+    assert api.post(f"/api/v1/jobs/{run_id}.nosuch/cancel").status_code == 404
     # and its page, and the panel the run page opens for it, say the same, linking the run
     for page in (f"/jobs/{job_id}", f"/fragments/jobs/{job_id}"):
         shown_page = api.get(page)
