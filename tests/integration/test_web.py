@@ -112,6 +112,9 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
         "unknown type": api.post("/api/v1/jobs/no-such-type", json={}, headers=JSON),
         "bad priority": api.post("/api/v1/jobs/probe", params={"priority": 12}, json={}, headers=JSON),
         "bad tag": api.post("/api/v1/jobs/probe", params={"tag": "novalue"}, json={}, headers=JSON),
+        "tag twice": api.post(
+            "/api/v1/jobs/probe", params={"tag": ["env=dev", "env=prod"]}, json={}, headers=JSON
+        ),
         "bad delay": api.post("/api/v1/jobs/probe", params={"delay": "soonish"}, json={}, headers=JSON),
         "not json": api.post("/api/v1/jobs/probe", content=b"{oops", headers=JSON),
         "not an object": api.post("/api/v1/jobs/probe", json=[1, 2], headers=JSON),
@@ -131,6 +134,7 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
         "job name 'web\\x1b]0;PWNED\\x07' must be 1 to 200 printable characters"
     )
     assert "dataset is not valid text (lone surrogate)" in bad["not text"].json()["detail"]
+    assert bad["tag twice"].json()["detail"] == "tag env given twice: a tag holds one value"
     # and a form-encoded body is not taken as JSON
     assert (
         api.post("/api/v1/jobs/probe", content=b"{}", headers={"content-type": "text/csv"}).status_code == 415

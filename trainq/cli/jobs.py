@@ -27,6 +27,7 @@ from trainq.errors import DocumentError, InvalidInput
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration, parse_time
 from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES, MAX_RETRIES
+from trainq.inputs.tags import parse_tags
 from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
 from trainq.ops import control
@@ -71,17 +72,6 @@ def _names_a_file(text: str) -> bool:
         return False
 
 
-def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
-    """``k=v`` pairs from repeated ``--tag`` options."""
-    parsed = {}
-    for tag in tags:
-        key, sep, value = tag.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"bad --tag {tag!r}: use key=value")
-        parsed[key] = value
-    return parsed
-
-
 @main.command()
 @click.argument("job_type")
 @click.option("--config", "config_text", help="Payload as JSON, or @file.json.")
@@ -118,7 +108,7 @@ def submit(
     rate: str | None,
 ) -> None:
     """Validate and enqueue a JOB_TYPE job; print its id."""
-    options: dict[str, Any] = {"tags": parse_tags(tags)}
+    options: dict[str, Any] = {"tags": parse_tags(tags, "--tag")}
     if limit_key is not None:
         options["limit"] = {"key": limit_key, "max_running": max_running, "rate": rate}
     elif max_running is not None or rate is not None:
@@ -168,7 +158,7 @@ def list_jobs(
 ) -> None:
     """List jobs, newest first."""
     if tag is not None:
-        parse_tags((tag,))
+        parse_tags((tag,), "--tag")
     records = get_registry().list(
         state=JobState(state) if state else None,
         job_type=job_type,
