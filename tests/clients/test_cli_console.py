@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -315,3 +317,30 @@ def test_cancelling_a_pipeline_job_that_has_not_started_names_the_run_to_cancel(
     assert "waiting" in trainq(tmp_path, "show", f"{run_id}.b").stdout
     unknown = trainq(tmp_path, "cancel", f"{run_id}.c")
     assert unknown.returncode == 2 and unknown.stderr == f"error: no job with id '{run_id}.c'\n"
+
+
+def test_a_start_time_past_is_refused_and_a_delayed_job_says_when_it_is_due(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a start time with a mistyped year, one half a minute ago (clocks apart), and a delay
+    past = trainq(tmp_path, "submit", "probe", "--at", "2020-01-01T00:00:00")
+    just_gone = (datetime.now() - timedelta(seconds=30)).isoformat(timespec="seconds")
+    recent = trainq(tmp_path, "submit", "probe", "--at", just_gone)
+    delayed = trainq(tmp_path, "submit", "probe", "--delay", "1h")
+    # then the mistyped year is refused in one line saying how long ago it is, exit 2
+    assert past.returncode == 2 and past.stdout == "", past
+    assert re.fullmatch(
+        r"error: --at 2020-01-01T00:00:00 is \d+y \d+d ago: the job would run now; "
+        r"give a time to come, or leave --at out\n",
+        past.stderr,
+    ), past.stderr
+    # and half a minute ago is taken, the job queued now, with nothing said
+    assert recent.returncode == 0 and recent.stderr == "", recent
+    assert get_registry().get(recent.stdout.strip()).state is JobState.QUEUED
+    # and the delayed job's id is the one line on stdout, when it is due on stderr, and show says it too
+    assert delayed.returncode == 0 and re.fullmatch(r"[0-9a-f]+\n", delayed.stdout), delayed
+    due = re.fullmatch(r"due (\d\d-\d\d \d\d:\d\d:\d\d) \(in (59m \d+s|1h 0m)\)\n", delayed.stderr)
+    assert due, delayed.stderr
+    shown = trainq(tmp_path, "show", delayed.stdout.strip())
+    assert re.search(rf"due +{due[1]} \(in (59m \d+s|1h 0m)\)", shown.stdout), shown.stdout
+    assert len(get_registry().list()) == 2

@@ -116,6 +116,9 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
             "/api/v1/jobs/probe", params={"tag": ["env=dev", "env=prod"]}, json={}, headers=JSON
         ),
         "bad delay": api.post("/api/v1/jobs/probe", params={"delay": "soonish"}, json={}, headers=JSON),
+        "past at": api.post(
+            "/api/v1/jobs/probe", params={"at": "2020-01-01T00:00:00"}, json={}, headers=JSON
+        ),
         "not json": api.post("/api/v1/jobs/probe", content=b"{oops", headers=JSON),
         "not an object": api.post("/api/v1/jobs/probe", json=[1, 2], headers=JSON),
         "too deep": api.post("/api/v1/jobs/probe", content=b"[" * 100_000, headers=JSON),
@@ -135,6 +138,12 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
     )
     assert "dataset is not valid text (lone surrogate)" in bad["not text"].json()["detail"]
     assert bad["tag twice"].json()["detail"] == "tag env given twice: a tag holds one value"
+    assert "at 2020-01-01T00:00:00 is " in bad["past at"].json()["detail"]
+    assert (
+        bad["past at"]
+        .json()["detail"]
+        .endswith(" ago: the job would run now; give a time to come, or leave at out")
+    )
     # and a form-encoded body is not taken as JSON
     assert (
         api.post("/api/v1/jobs/probe", content=b"{}", headers={"content-type": "text/csv"}).status_code == 415

@@ -14,6 +14,7 @@ from trainq.broker.quarantine import get_quarantine
 from trainq.cli.group import main
 from trainq.cli.output import (
     console,
+    due,
     jobs_table,
     json_option,
     plain,
@@ -133,7 +134,10 @@ def submit(
     job_id = control.submit(job_type, parse_config(config_text), **options)
     click.echo(job_id)
     registry = get_registry()
-    if limit_key is not None and (record := registry.get(job_id)).state is JobState.CANCELLED:
+    record = registry.get(job_id)
+    if due_at := due(record):
+        click.echo(f"due {due_at}", err=True)  # stderr: a script reads the id alone from stdout
+    if limit_key is not None and record.state is JobState.CANCELLED:
         # its key's supersede refused it (the error says so), or a newer job of the key superseded it
         why = record.error or registry.events(job_id, record)[-1].reason
         click.echo(f"{job_id} was not started: {why or 'cancelled'}", err=True)
@@ -219,7 +223,7 @@ def show(job_id: str, as_json: bool) -> None:
         ("worker", record.worker),
         ("tags", record.tags or ""),
         ("payload", json.dumps(record.payload)),
-        ("due", when(record.eta) if record.state is JobState.DELAYED else ""),
+        ("due", due(record)),
         ("next attempt", when(record.next_attempt_at)),
         ("progress", progress_bar(record)),
         ("exit code", record.exit_code),

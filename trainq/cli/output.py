@@ -69,6 +69,14 @@ def when(ts: float | None) -> str:
     return time.strftime("%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
 
 
+def due(record: JobRecord) -> str:
+    """When a delayed job is due, ``12-02 05:31:52 (in 1h 23m)``, so a unit mistake shows; blank for
+    a job that is not delayed."""
+    if record.state is not JobState.DELAYED or record.eta is None:
+        return ""
+    return f"{when(record.eta)} (in {format_duration(max(0.0, record.eta - time.time()))})"
+
+
 def state_text(state: JobState) -> str:
     """``state`` coloured for the terminal."""
     return f"[{STATE_STYLE[state]}]{state.value}[/]"
