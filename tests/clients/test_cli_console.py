@@ -344,3 +344,24 @@ def test_a_start_time_past_is_refused_and_a_delayed_job_says_when_it_is_due(
     shown = trainq(tmp_path, "show", delayed.stdout.strip())
     assert re.search(rf"due +{due[1]} \(in (59m \d+s|1h 0m)\)", shown.stdout), shown.stdout
     assert len(get_registry().list()) == 2
+
+
+def test_listing_by_a_type_or_queue_nothing_knows_says_so(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given one probe job and no worker
+    assert trainq(tmp_path, "submit", "probe").returncode == 0
+    # when jobs are listed by a type name from another system, by a queue nothing has, and by known ones
+    no_type = trainq(tmp_path, "list", "--type", "model_training")
+    no_queue = trainq(tmp_path, "list", "--queue", "nosuch")
+    known = [trainq(tmp_path, "list", option, "training") for option in ("--type", "--queue")]
+    # then the type is refused as submit refuses it, exit 2
+    assert no_type.returncode == 2 and no_type.stdout == "", no_type
+    assert no_type.stderr.startswith("error: unknown job type 'model_training'; known types: command, ")
+    # and the queue gets a note naming the known ones, exit 0 (queues are made by use)
+    assert no_queue.returncode == 0 and "id" in no_queue.stdout, no_queue
+    assert no_queue.stderr.startswith("note: no job, worker or job type has queue 'nosuch' (known: "), (
+        no_queue
+    )
+    assert "probe" in no_queue.stderr and "training" in no_queue.stderr
+    # and a known type or queue with no jobs lists nothing without a word
+    for listed in known:
+        assert listed.returncode == 0 and listed.stderr == "", listed

@@ -24,13 +24,14 @@ from trainq.cli.output import (
     state_text,
     when,
 )
-from trainq.errors import DocumentError, InvalidInput
+from trainq.errors import DocumentError, InvalidInput, UnknownJobType
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration, parse_time
 from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES, MAX_RETRIES
 from trainq.inputs.tags import parse_tags
 from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
+from trainq.job.types import job_types
 from trainq.ops import control
 from trainq.pipelines.runs import get_runs
 from trainq.sharing.gate import wait_reasons
@@ -171,6 +172,8 @@ def list_jobs(
         limit=limit,
         offset=offset,
     )
+    if not records:
+        _unknown_filters(job_type, queue)
     reasons = wait_reasons(records)
     if as_json:
         print_json([{**r.model_dump(mode="json"), "waiting_for": reasons.get(r.id)} for r in records])
@@ -178,6 +181,26 @@ def list_jobs(
     console.print(jobs_table(records))
     for job_id, reason in reasons.items():
         console.print(f"{job_id} {reason}", markup=False)
+
+
+def _unknown_filters(job_type: str | None, queue: str | None) -> None:
+    """Say why a list came back empty when its filter names what nothing knows, so a type or queue
+    name from another system does not read as "no jobs": a job type no worker module registers and
+    no job ever had is refused as ``submit`` refuses it; a queue no job, worker or job type has gets
+    a note (queues are made by use, so it may be one about to be used)."""
+    registry = get_registry()
+    types = job_types()
+    if job_type and job_type not in types and job_type not in registry.type_counts():
+        raise UnknownJobType(job_type, list(types))
+    if not queue:
+        return
+    known = {*registry.queue_counts(), *registry.paused_queues(), *(t.queue or n for n, t in types.items())}
+    known.update(q for queues in registry.worker_queues().values() for q in queues)
+    if queue not in known:
+        click.echo(
+            f"note: no job, worker or job type has queue {queue!r} (known: {', '.join(sorted(known))})",
+            err=True,
+        )
 
 
 @main.command()
