@@ -365,3 +365,40 @@ def test_listing_by_a_type_or_queue_nothing_knows_says_so(tmp_path: Path, redis_
     # and a known type or queue with no jobs lists nothing without a word
     for listed in known:
         assert listed.returncode == 0 and listed.stderr == "", listed
+
+
+def test_a_queued_job_says_its_queue_has_no_worker_or_is_paused(tmp_path: Path, workers: Workers) -> None:
+    # given a run whose one job goes to a queue no worker was started for, followed with --wait
+    (tmp_path / "q.json").write_text(
+        '{"pipeline_id": "gpuq", "jobs": [{"job_id": "t", "type": "probe", "queue": "gpu-training"}]}'
+    )
+    follow = subprocess.Popen(
+        [str(TRAINQ), "pipeline", "run", "q.json", "--wait"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follow.stdout is not None
+        run_id = follow.stdout.readline().strip()
+        held = "queue gpu-training has no worker (start one: trainq worker gpu-training)"
+        # then --wait, pipeline status and show each say what holds it
+        assert follow.stdout.readline().split(None, 2)[2] == f"t                    queued: {held}\n"
+        status = trainq(tmp_path, "pipeline", "status", run_id, env={"COLUMNS": "250"})
+        assert status.returncode == 0 and held in status.stdout, status
+        shown = trainq(tmp_path, "show", f"{run_id}.t")
+        assert shown.returncode == 0 and f"why queued    {held}" in shown.stdout, shown
+        # and once a worker serves the queue, the job runs and the run ends, exit 0
+        workers.start("gpu-training")
+        out, err = follow.communicate(timeout=60)
+        assert follow.returncode == 0, (out, err)
+        assert "t                    succeeded" in out and out.endswith(f"run {run_id} succeeded\n"), out
+    finally:
+        follow.kill()  # if a check failed before it ended
+    # and a job of a paused queue says the queue is paused (so a worker started for it would skip it)
+    assert trainq(tmp_path, "pause", "gpu-training").returncode == 0
+    submitted = trainq(tmp_path, "submit", "probe", "--queue", "gpu-training")
+    shown = trainq(tmp_path, "show", submitted.stdout.strip())
+    assert "why queued    queue gpu-training is paused (trainq resume gpu-training)" in shown.stdout, shown
