@@ -3,10 +3,13 @@ line and an exit code (no traceback), and nothing of a refused command is enqueu
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -286,3 +289,141 @@ def test_text_users_give_prints_as_typed_in_every_view(tmp_path: Path, workers: 
         assert "[/y] a*b?[c]" in shown.stdout or view == ["workers"], (view, shown.stdout)
     assert "[/z] run" in shown.stdout, shown.stdout
     trainq(tmp_path, "cancel", job_id)
+
+
+#: Output a job may print to take over the operator's terminal: colour, a window title (OSC 0), a
+#: clipboard write (OSC 52), a terminal query (DCS), a hidden link (OSC 8), an 8-bit OSC (U+009D), a bell.
+HOSTILE_OUTPUT = (
+    r"printf 'a\033[31mRED\033[0m \033]0;pwned\007 \033]52;c;ZWNobw==\007 \033P+q544e\033\\ "
+    r"\033]8;;http://evil/\033\\link\033]8;;\033\\ \302\235x\tend\007\n'"
+)
+
+
+def test_job_output_reaches_the_terminal_as_text_escape_sequences_escaped(
+    tmp_path: Path, workers: Workers
+) -> None:
+    # given a command job whose output holds escape sequences of every kind
+    workers.start("command")
+    submitted = trainq(tmp_path, "submit", "command", "--config", json.dumps({"command": HOSTILE_OUTPUT}))
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30)
+    # when its log is printed, and followed
+    printed = trainq(tmp_path, "logs", job_id)
+    followed = trainq(tmp_path, "logs", "-f", job_id)
+    # then each prints the line with every control character but the tab escaped, exit 0
+    line = (
+        r"a\x1b[31mRED\x1b[0m \x1b]0;pwned\x07 \x1b]52;c;ZWNobw==\x07 \x1bP+q544e\x1b\ "
+        r"\x1b]8;;http://evil/\x1b\link\x1b]8;;\x1b\ \x9dx" + "\tend" + r"\x07" + "\n"
+    )
+    assert printed.returncode == 0 and printed.stderr == "" and printed.stdout == line, printed
+    assert followed.returncode == 0 and followed.stdout == line, followed
+    assert followed.stderr == "[succeeded]\n"
+
+
+def test_cancelling_a_pipeline_job_that_has_not_started_names_the_run_to_cancel(tmp_path: Path) -> None:
+    # given a run whose job b waits for job a (queued: no worker takes it)
+    (tmp_path / "p.json").write_text(
+        '{"pipeline_id": "cw", "jobs": [{"job_id": "a", "type": "probe"}, '
+        '{"job_id": "b", "type": "probe", "depends_on": ["a"]}]}'
+    )
+    started = trainq(tmp_path, "pipeline", "run", "p.json")
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.strip()
+    # when b is cancelled alone
+    cancelled = trainq(tmp_path, "cancel", f"{run_id}.b")
+    # then it is refused in one line saying b has not started and how to stop it, exit 2
+    assert cancelled.returncode == 2 and cancelled.stdout == "", cancelled
+    assert cancelled.stderr == (
+        f"error: job {run_id}.b has not started: it is waiting for a; to stop it, cancel its run: "
+        f"`trainq pipeline cancel {run_id}`\n"
+    )
+    # and b still waits, while an id no run holds is still unknown
+    assert "waiting" in trainq(tmp_path, "show", f"{run_id}.b").stdout
+    unknown = trainq(tmp_path, "cancel", f"{run_id}.c")
+    assert unknown.returncode == 2 and unknown.stderr == f"error: no job with id '{run_id}.c'\n"
+
+
+def test_a_start_time_past_is_refused_and_a_delayed_job_says_when_it_is_due(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # given a start time with a mistyped year, one half a minute ago (clocks apart), and a delay
+    past = trainq(tmp_path, "submit", "probe", "--at", "2020-01-01T00:00:00")
+    just_gone = (datetime.now() - timedelta(seconds=30)).isoformat(timespec="seconds")
+    recent = trainq(tmp_path, "submit", "probe", "--at", just_gone)
+    delayed = trainq(tmp_path, "submit", "probe", "--delay", "1h")
+    # then the mistyped year is refused in one line saying how long ago it is, exit 2
+    assert past.returncode == 2 and past.stdout == "", past
+    assert re.fullmatch(
+        r"error: --at 2020-01-01T00:00:00 is \d+y \d+d ago: the job would run now; "
+        r"give a time to come, or leave --at out\n",
+        past.stderr,
+    ), past.stderr
+    # and half a minute ago is taken, the job queued now, with nothing said
+    assert recent.returncode == 0 and recent.stderr == "", recent
+    assert get_registry().get(recent.stdout.strip()).state is JobState.QUEUED
+    # and the delayed job's id is the one line on stdout, when it is due on stderr, and show says it too
+    assert delayed.returncode == 0 and re.fullmatch(r"[0-9a-f]+\n", delayed.stdout), delayed
+    due = re.fullmatch(r"due (\d\d-\d\d \d\d:\d\d:\d\d) \(in (59m \d+s|1h 0m)\)\n", delayed.stderr)
+    assert due, delayed.stderr
+    shown = trainq(tmp_path, "show", delayed.stdout.strip())
+    assert re.search(rf"due +{due[1]} \(in (59m \d+s|1h 0m)\)", shown.stdout), shown.stdout
+    assert len(get_registry().list()) == 2
+
+
+def test_listing_by_a_type_or_queue_nothing_knows_says_so(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given one probe job and no worker
+    assert trainq(tmp_path, "submit", "probe").returncode == 0
+    # when jobs are listed by a type name from another system, by a queue nothing has, and by known ones
+    no_type = trainq(tmp_path, "list", "--type", "model_training")
+    no_queue = trainq(tmp_path, "list", "--queue", "nosuch")
+    known = [trainq(tmp_path, "list", option, "training") for option in ("--type", "--queue")]
+    # then the type is refused as submit refuses it, exit 2
+    assert no_type.returncode == 2 and no_type.stdout == "", no_type
+    assert no_type.stderr.startswith("error: unknown job type 'model_training'; known types: command, ")
+    # and the queue gets a note naming the known ones, exit 0 (queues are made by use)
+    assert no_queue.returncode == 0 and "id" in no_queue.stdout, no_queue
+    assert no_queue.stderr.startswith("note: no job, worker or job type has queue 'nosuch' (known: "), (
+        no_queue
+    )
+    assert "probe" in no_queue.stderr and "training" in no_queue.stderr
+    # and a known type or queue with no jobs lists nothing without a word
+    for listed in known:
+        assert listed.returncode == 0 and listed.stderr == "", listed
+
+
+def test_a_queued_job_says_its_queue_has_no_worker_or_is_paused(tmp_path: Path, workers: Workers) -> None:
+    # given a run whose one job goes to a queue no worker was started for, followed with --wait
+    (tmp_path / "q.json").write_text(
+        '{"pipeline_id": "gpuq", "jobs": [{"job_id": "t", "type": "probe", "queue": "gpu-training"}]}'
+    )
+    follow = subprocess.Popen(
+        [str(TRAINQ), "pipeline", "run", "q.json", "--wait"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follow.stdout is not None
+        run_id = follow.stdout.readline().strip()
+        held = "queue gpu-training has no worker (start one: trainq worker gpu-training)"
+        # then --wait, pipeline status and show each say what holds it
+        assert follow.stdout.readline().split(None, 2)[2] == f"t                    queued: {held}\n"
+        status = trainq(tmp_path, "pipeline", "status", run_id, env={"COLUMNS": "250"})
+        assert status.returncode == 0 and held in status.stdout, status
+        shown = trainq(tmp_path, "show", f"{run_id}.t")
+        assert shown.returncode == 0 and f"why queued    {held}" in shown.stdout, shown
+        # and once a worker serves the queue, the job runs and the run ends, exit 0
+        workers.start("gpu-training")
+        out, err = follow.communicate(timeout=60)
+        assert follow.returncode == 0, (out, err)
+        assert "t                    succeeded" in out and out.endswith(f"run {run_id} succeeded\n"), out
+    finally:
+        follow.kill()  # if a check failed before it ended
+    # and a job of a paused queue says the queue is paused (so a worker started for it would skip it)
+    assert trainq(tmp_path, "pause", "gpu-training").returncode == 0
+    submitted = trainq(tmp_path, "submit", "probe", "--queue", "gpu-training")
+    shown = trainq(tmp_path, "show", submitted.stdout.strip())
+    assert "why queued    queue gpu-training is paused (trainq resume gpu-training)" in shown.stdout, shown

@@ -50,6 +50,7 @@ def test_bad_inputs_exit_2_and_enqueue_nothing(redis_client: Any, tmp_path: Any)
         ("submit", "training", "--config", f"@{tmp_path}/missing.json"): "cannot read config file",
         ("submit", "probe", "--timeout", "soon"): "bad duration 'soon'",
         ("submit", "probe", "--tag", "novalue"): "bad --tag",
+        ("submit", "probe", "--tag", "env=dev", "--tag", "env=prod"): "--tag env given twice",
         # bytes that are not UTF-8 (as the shell passes them), and JSON's "\ud800" escape
         ("submit", "probe", "--tag", "team=\udcff"): "tags.team is not valid text",
         ("submit", "probe", "--name", "x\udced\udca0\udc80"): "job_name is not valid text",

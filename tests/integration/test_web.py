@@ -29,6 +29,7 @@ from tests.fixtures import (
     start_redis,
     wait_for,
 )
+from tests.integration.test_registry import record
 from tests.jobs import probe
 from trainq import JobState, app, get_registry
 from trainq.broker.quarantine import get_quarantine
@@ -138,7 +139,13 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
         "unknown type": api.post("/api/v1/jobs/no-such-type", json={}, headers=JSON),
         "bad priority": api.post("/api/v1/jobs/probe", params={"priority": 12}, json={}, headers=JSON),
         "bad tag": api.post("/api/v1/jobs/probe", params={"tag": "novalue"}, json={}, headers=JSON),
+        "tag twice": api.post(
+            "/api/v1/jobs/probe", params={"tag": ["env=dev", "env=prod"]}, json={}, headers=JSON
+        ),
         "bad delay": api.post("/api/v1/jobs/probe", params={"delay": "soonish"}, json={}, headers=JSON),
+        "past at": api.post(
+            "/api/v1/jobs/probe", params={"at": "2020-01-01T00:00:00"}, json={}, headers=JSON
+        ),
         "not json": api.post("/api/v1/jobs/probe", content=b"{oops", headers=JSON),
         "not an object": api.post("/api/v1/jobs/probe", json=[1, 2], headers=JSON),
         "too deep": api.post("/api/v1/jobs/probe", content=b"[" * 100_000, headers=JSON),
@@ -157,6 +164,13 @@ def test_bad_input_is_422_with_the_problems_and_nothing_is_enqueued(api: httpx.C
         "job name 'web\\x1b]0;PWNED\\x07' must be 1 to 200 printable characters"
     )
     assert "dataset is not valid text (lone surrogate)" in bad["not text"].json()["detail"]
+    assert bad["tag twice"].json()["detail"] == "tag env given twice: a tag holds one value"
+    assert "at 2020-01-01T00:00:00 is " in bad["past at"].json()["detail"]
+    assert (
+        bad["past at"]
+        .json()["detail"]
+        .endswith(" ago: the job would run now; give a time to come, or leave at out")
+    )
     # and a form-encoded body is not taken as JSON
     assert (
         api.post("/api/v1/jobs/probe", content=b"{}", headers={"content-type": "text/csv"}).status_code == 415
@@ -314,6 +328,14 @@ def test_a_pipeline_job_that_has_not_started_is_shown_as_trainq_show_shows_it(ap
     assert api.get(f"/api/v1/jobs/{job_id}/logs").json() == {"lines": [], "next": "0-0"}
     assert api.get(f"/api/v1/jobs/{run_id}.nosuch").status_code == 404
     assert api.get(f"/api/v1/jobs/{run_id}.nosuch/logs", params={"follow": "true"}).status_code == 404
+    # and cancelling it alone is a 409 that says it has not started and names the run's cancel
+    refused = api.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"] == (
+        f"job {job_id} has not started: it is waiting for a; to stop it, cancel its run: "
+        f"`trainq pipeline cancel {run_id}`"
+    )
+    assert api.post(f"/api/v1/jobs/{run_id}.nosuch/cancel").status_code == 404
     # and its page, and the panel the run page opens for it, say the same, linking the run
     for page in (f"/jobs/{job_id}", f"/fragments/jobs/{job_id}"):
         shown_page = api.get(page)
@@ -529,6 +551,22 @@ def test_logs_follow_as_server_sent_events(api: httpx.Client, workers: Workers) 
     for params in ({"follow": "true"}, {}):
         missing = api.get("/api/v1/jobs/nosuch/logs", params=params)
         assert missing.status_code == 404 and "no job with id 'nosuch'" in missing.json()["detail"]
+
+
+def test_log_lines_reach_a_terminal_running_curl_as_text(api: httpx.Client) -> None:
+    # given a finished job whose log holds an OSC 52 clipboard write, a bell and an 8-bit OSC (U+009D)
+    line = "x \x1b]52;c;ZWNobw==\x07 \x9d0;title\x9c \u202eevil"
+    get_registry().create(record("hostile", state=JobState.SUCCEEDED))
+    get_registry().append_log("hostile", [line])
+    # when its log is read as JSON and followed as Server-Sent Events, as curl would print them
+    read = api.get("/api/v1/jobs/hostile/logs")
+    with api.stream("GET", "/api/v1/jobs/hostile/logs", params={"follow": "true"}) as stream:
+        followed = b"".join(stream.iter_bytes())
+    # then both bodies are printable ASCII (no control character but newlines), the line intact in JSON
+    for body in (read.content, followed):
+        assert all(32 <= byte < 127 or byte == 10 for byte in body), body
+    assert read.json()["lines"][0]["line"] == line
+    assert b"ZWNobw==\\u0007 \\u009d0;title\\u009c \\u202eevil" in followed
 
 
 def test_a_blocked_chain_step_retried_over_http_is_409_naming_the_step_that_blocks_it(

@@ -92,3 +92,5 @@ def test_retry_on_limits_which_exceptions_retry() -> None:
 def test_long_durations_read_in_days() -> None:
     # given a week and a half; when formatted; then days and hours are shown
     assert format_duration(7 * 86400 + 3 * 3600 + 59) == "7d 3h"
+    # and past a year, years and days
+    assert format_duration(6 * 365 * 86400 + 40 * 86400 + 3600) == "6y 40d"

@@ -14,6 +14,7 @@ import redis
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
+from trainq.cli.output import printable
 from trainq.errors import BrokerUnavailable, InvalidInput, InvalidSetting, TrainqError
 from trainq.settings import redacted
 from trainq.store.registry import unreachable
@@ -53,7 +54,7 @@ class TrainqGroup(click.Group):
             return super().invoke(ctx)
         except (TrainqError, redis.RedisError, OperationalError, AMQPError) as error:
             message = str(error if isinstance(error, TrainqError) else unreachable(error))
-            click.echo(f"error: {redacted(message)}", err=True)
+            click.echo(f"error: {printable(redacted(message), lines=True)}", err=True)
             sys.exit(exit_code(error))
 
 

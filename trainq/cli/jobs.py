@@ -14,20 +14,24 @@ from trainq.broker.quarantine import get_quarantine
 from trainq.cli.group import main
 from trainq.cli.output import (
     console,
+    due,
     jobs_table,
     json_option,
     plain,
     print_json,
+    printable,
     progress_bar,
     state_text,
     when,
 )
-from trainq.errors import DocumentError, InvalidInput
+from trainq.errors import DocumentError, InvalidInput, UnknownJobType
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration, parse_time
 from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES, MAX_RETRIES
+from trainq.inputs.tags import parse_tags
 from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
+from trainq.job.types import job_types
 from trainq.ops import control
 from trainq.pipelines.runs import get_runs
 from trainq.sharing.gate import wait_reasons
@@ -70,17 +74,6 @@ def _names_a_file(text: str) -> bool:
         return False
 
 
-def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
-    """``k=v`` pairs from repeated ``--tag`` options."""
-    parsed = {}
-    for tag in tags:
-        key, sep, value = tag.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"bad --tag {tag!r}: use key=value")
-        parsed[key] = value
-    return parsed
-
-
 @main.command()
 @click.argument("job_type")
 @click.option("--config", "config_text", help="Payload as JSON, or @file.json.")
@@ -117,7 +110,7 @@ def submit(
     rate: str | None,
 ) -> None:
     """Validate and enqueue a JOB_TYPE job; print its id."""
-    options: dict[str, Any] = {"tags": parse_tags(tags)}
+    options: dict[str, Any] = {"tags": parse_tags(tags, "--tag")}
     if limit_key is not None:
         options["limit"] = {"key": limit_key, "max_running": max_running, "rate": rate}
     elif max_running is not None or rate is not None:
@@ -139,7 +132,10 @@ def submit(
         options["countdown"] = parse_duration(delay)
     if at_text:
         options["eta"] = parse_time(at_text, "--at")  # a time without a zone is local
-    click.echo(control.submit(job_type, parse_config(config_text), **options))
+    job_id = control.submit(job_type, parse_config(config_text), **options)
+    click.echo(job_id)
+    if due_at := due(get_registry().get(job_id)):
+        click.echo(f"due {due_at}", err=True)  # stderr: a script reads the id alone from stdout
 
 
 @main.command("list")
@@ -161,7 +157,7 @@ def list_jobs(
 ) -> None:
     """List jobs, newest first."""
     if tag is not None:
-        parse_tags((tag,))
+        parse_tags((tag,), "--tag")
     records = get_registry().list(
         state=JobState(state) if state else None,
         job_type=job_type,
@@ -170,6 +166,8 @@ def list_jobs(
         limit=limit,
         offset=offset,
     )
+    if not records:
+        _unknown_filters(job_type, queue)
     reasons = wait_reasons(records)
     if as_json:
         print_json([{**r.model_dump(mode="json"), "waiting_for": reasons.get(r.id)} for r in records])
@@ -177,6 +175,26 @@ def list_jobs(
     console.print(jobs_table(records))
     for job_id, reason in reasons.items():
         console.print(f"{job_id} {reason}", markup=False)
+
+
+def _unknown_filters(job_type: str | None, queue: str | None) -> None:
+    """Say why a list came back empty when its filter names what nothing knows, so a type or queue
+    name from another system does not read as "no jobs": a job type no worker module registers and
+    no job ever had is refused as ``submit`` refuses it; a queue no job, worker or job type has gets
+    a note (queues are made by use, so it may be one about to be used)."""
+    registry = get_registry()
+    types = job_types()
+    if job_type and job_type not in types and job_type not in registry.type_counts():
+        raise UnknownJobType(job_type, list(types))
+    if not queue:
+        return
+    known = {*registry.queue_counts(), *registry.paused_queues(), *(t.queue or n for n, t in types.items())}
+    known.update(q for queues in registry.worker_queues().values() for q in queues)
+    if queue not in known:
+        click.echo(
+            f"note: no job, worker or job type has queue {queue!r} (known: {', '.join(sorted(known))})",
+            err=True,
+        )
 
 
 @main.command()
@@ -209,6 +227,8 @@ def show(job_id: str, as_json: bool) -> None:
         return
     events = registry.events(job_id, record)
     waiting_for = wait_reasons([record]).get(record.id)
+    if record.state is JobState.QUEUED and not waiting_for:
+        waiting_for = registry.queue_holds([record.queue]).get(record.queue)
     if as_json:
         events_json = [e.model_dump(mode="json") for e in events]
         print_json({**record.model_dump(mode="json"), "waiting_for": waiting_for, "events": events_json})
@@ -222,7 +242,7 @@ def show(job_id: str, as_json: bool) -> None:
         ("worker", record.worker),
         ("tags", record.tags or ""),
         ("payload", json.dumps(record.payload)),
-        ("due", when(record.eta) if record.state is JobState.DELAYED else ""),
+        ("due", due(record)),
         ("next attempt", when(record.next_attempt_at)),
         ("progress", progress_bar(record)),
         ("exit code", record.exit_code),
@@ -276,7 +296,7 @@ def logs(job_id: str, follow: bool) -> None:
     while True:
         entries = registry.read_log(job_id, cursor, block_ms=500 if follow else None)
         for _, line in entries:
-            click.echo(line)
+            click.echo(printable(line, lines=True))
         if entries:
             cursor = entries[-1][0]
         if not follow:
@@ -286,7 +306,7 @@ def logs(job_id: str, follow: bool) -> None:
         record = registry.get(job_id)
         bar = progress_bar(record)
         if bar and bar != shown_progress:
-            click.echo(f"[progress] {bar}", err=True)
+            click.echo(f"[progress] {printable(bar)}", err=True)
             shown_progress = bar
         if record.state.finished and not entries:
             click.echo(f"[{record.state.value}]", err=True)
@@ -300,7 +320,7 @@ def _started(job_id: str, follow: bool) -> bool:
     while get_registry().find(job_id) is None:
         job = get_runs().unstarted(job_id)
         if job.why != said:
-            click.echo(f"[{job.why}]", err=True)
+            click.echo(f"[{printable(job.why)}]", err=True)
             said = job.why
         if not follow or not job.may_start:
             return False

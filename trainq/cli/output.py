@@ -45,21 +45,36 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def plain(value: object, lines: bool = False) -> str:
-    """``value`` as text that prints as stored: control characters escaped (``\\x1b``), so text a user
-    gave (a name, an error, a file name), even one stored by a release that did not refuse them, cannot
-    drive the terminal, and rich's markup escaped, so ``[red]`` prints as typed. ``lines`` keeps newlines.
+def printable(value: object, lines: bool = False) -> str:
+    """``value`` as text that cannot drive a terminal: every character ``str.isprintable`` refuses (C0
+    and C1 controls, so each ESC of a CSI, OSC or DCS sequence, BEL, DEL, bidi overrides) is escaped
+    (``\\x1b``) and so printed as stored. Job output, errors and names a release that did not refuse them
+    stored are untrusted: OSC 52 would write the clipboard, OSC 8 plant a link. ``lines`` keeps newlines
+    and tabs, the layout of a log or a traceback.
     """
     text = str(value)
-    if not text.isprintable():
-        shown = (c if c.isprintable() or (lines and c == "\n") else repr(c)[1:-1] for c in text)
-        text = "".join(shown)
-    return escape(text)
+    if text.isprintable():
+        return text
+    kept = "\n\t" if lines else ""
+    return "".join(c if c.isprintable() or c in kept else repr(c)[1:-1] for c in text)
+
+
+def plain(value: object, lines: bool = False) -> str:
+    """``printable(value, lines)`` with rich's markup escaped too, so ``[red]`` prints as typed."""
+    return escape(printable(value, lines))
 
 
 def when(ts: float | None) -> str:
     """A local time of day for a timestamp (blank for None)."""
     return time.strftime("%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def due(record: JobRecord) -> str:
+    """When a delayed job is due, ``12-02 05:31:52 (in 1h 23m)``, so a unit mistake shows; blank for
+    a job that is not delayed."""
+    if record.state is not JobState.DELAYED or record.eta is None:
+        return ""
+    return f"{when(record.eta)} (in {format_duration(max(0.0, record.eta - time.time()))})"
 
 
 def state_text(state: JobState) -> str:

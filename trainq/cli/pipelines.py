@@ -83,14 +83,16 @@ def run(ctx: click.Context, file: str, wait: bool, as_json: bool) -> None:
 
 
 def follow(run_id: str, echo: bool = True) -> RunStatus:
-    """Poll the run until it ends, printing each job's state changes; return the final status."""
-    runs, seen = get_runs(), dict[str, str]()
+    """Poll the run until it ends, printing each job's state changes (and what holds a queued one:
+    its queue paused or without a worker); return the final status."""
+    runs, seen = get_runs(), dict[str, tuple[str, str | None]]()
     while True:
         status = runs.status(run_id)
         for job in status.jobs:
-            if echo and seen.get(job.job_id) != job.state:
-                click.echo(f"{when(time.time())}  {job.job_id:<20} {job.state}")
-            seen[job.job_id] = job.state
+            if echo and seen.get(job.job_id) != (job.state, job.why_queued):
+                why = f": {job.why_queued}" if job.why_queued else ""
+                click.echo(f"{when(time.time())}  {job.job_id:<20} {job.state}{why}")
+            seen[job.job_id] = (job.state, job.why_queued)
         if status.finished:
             if echo:
                 click.echo(f"run {run_id} {status.state.value}")
@@ -141,6 +143,8 @@ def render(status: RunStatus) -> Group:
             note = f"blocked by {job.blocked_by}"
         elif job.waiting_for:
             note = f"waiting for {', '.join(job.waiting_for)}"
+        elif job.why_queued:
+            note = job.why_queued
         elif (job.unmatched_result_files or job.uncollected_result_files) and not job.error:
             uncollected = [line.split(": ", 1)[0] for line in job.uncollected_result_files]
             gaps = {"no match": job.unmatched_result_files, "not collected": uncollected}

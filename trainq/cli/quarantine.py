@@ -8,7 +8,7 @@ from rich.table import Table
 from trainq.broker.names import check_queue
 from trainq.broker.quarantine import get_quarantine
 from trainq.cli.group import main
-from trainq.cli.output import console, json_option, plain, print_json, when
+from trainq.cli.output import console, json_option, plain, print_json, printable, when
 from trainq.job import send
 
 
@@ -46,7 +46,8 @@ def show(entry_id: str, as_json: bool) -> None:
     if as_json:
         print_json(entry.model_dump(mode="json"))
         return
-    click.echo(f"id:     {entry.id}\nqueue:  {entry.queue}\nat:     {when(entry.at)}\nreason: {entry.reason}")
+    queue, reason = printable(entry.queue), printable(entry.reason)
+    click.echo(f"id:     {entry.id}\nqueue:  {queue}\nat:     {when(entry.at)}\nreason: {reason}")
     click.echo(
         f"bytes:  {entry.size}" + (f" (first {len(entry.raw)} kept)" if len(entry.raw) < entry.size else "")
     )

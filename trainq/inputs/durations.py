@@ -8,7 +8,7 @@ import time
 from datetime import datetime, tzinfo
 
 from trainq.errors import DurationError, InvalidInput
-from trainq.inputs.limits import MAX_DURATION_CHARS, MAX_DURATION_S
+from trainq.inputs.limits import AT_PAST_MAX_S, MAX_DURATION_CHARS, MAX_DURATION_S
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
@@ -53,13 +53,16 @@ def _seconds(value: str, shown: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A short human form of ``seconds``: ``7d 2h``, ``1h 2m``, ``3m 4s``, ``5.2s``."""
+    """A short human form of ``seconds``: ``6y 40d``, ``7d 2h``, ``1h 2m``, ``3m 4s``, ``5.2s``."""
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
-    if hours >= 24:
-        return f"{hours // 24}d {hours % 24}h"
+    days, hours = divmod(hours, 24)
+    if days >= 365:
+        return f"{days // 365}y {days % 365}d"
+    if days:
+        return f"{days}d {hours}h"
     if hours:
         return f"{hours}h {minutes}m"
     return f"{minutes}m {secs}s"
@@ -67,7 +70,8 @@ def format_duration(seconds: float) -> str:
 
 def parse_time(text: str, what: str, naive: tzinfo | None = None) -> datetime:
     """The time in ISO ``text`` (a time without a zone in ``naive``, else local), made aware; at most
-    ``MAX_DURATION_S`` ahead, as a delay is. Raises InvalidInput naming ``what`` (``--at``)."""
+    ``MAX_DURATION_S`` ahead, as a delay is, and at most ``AT_PAST_MAX_S`` past: an earlier start time
+    would run the job now. Raises InvalidInput naming ``what`` (``--at``)."""
     try:
         at = datetime.fromisoformat(text)
         at = at if at.tzinfo else at.replace(tzinfo=naive) if naive else at.astimezone()
@@ -76,4 +80,9 @@ def parse_time(text: str, what: str, naive: tzinfo | None = None) -> datetime:
         raise InvalidInput(f"bad {what} {text[:40]!r}: use an ISO time such as 2026-12-01T02:00") from None
     if ahead > MAX_DURATION_S:
         raise InvalidInput(f"bad {what} {text[:40]!r}: at most {MAX_DURATION_S:,} seconds ahead")
+    if ahead < -AT_PAST_MAX_S:
+        raise InvalidInput(
+            f"{what} {text[:40]} is {format_duration(-ahead)} ago: the job would run now; "
+            f"give a time to come, or leave {what} out"
+        )
     return at

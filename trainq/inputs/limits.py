@@ -59,6 +59,9 @@ MAX_SUGGESTION_CANDIDATES = 500
 #: Longest duration string (``1h 30m``) and longest duration, in seconds (about ten years).
 MAX_DURATION_CHARS = 64
 MAX_DURATION_S = 10 * 365 * 86400
+#: How far in the past a start time (``--at``) may be, for clocks apart and typing: past it, a job
+#: would run now, which a mistyped year (2025 for 2026) never means.
+AT_PAST_MAX_S = 60
 #: Longest environment variable name in a pipeline file.
 MAX_ENV_NAME_CHARS = 128
 

@@ -40,10 +40,23 @@ def submit(job_type: str, config: dict[str, Any] | None = None, **options: Any) 
 def cancel(job_id: str, registry: Registry | None = None, reason: str = "cancelled") -> JobState:
     """Cancel a waiting or running job; a running one is stopped by its heartbeat.
 
-    Returns the state the job was in. Raises InvalidTransition for a finished job.
+    Returns the state the job was in. Raises InvalidTransition for a finished job, and for a pipeline
+    job that has not started (it has no record to cancel: its run can be cancelled).
     """
     registry = registry or get_registry()
-    return lifecycle.cancel(registry, registry.get(job_id), reason)
+    record = registry.find(job_id)
+    if record is None:
+        raise InvalidTransition(_not_started(job_id, Runs(registry)))
+    return lifecycle.cancel(registry, record, reason)
+
+
+def _not_started(job_id: str, runs: Runs) -> str:
+    """Why pipeline job ``job_id``, which has no record, cannot be cancelled alone, and what can stop it;
+    raises JobNotFound for an id no run holds."""
+    job = runs.unstarted(job_id)
+    if not job.may_start:
+        return job.why  # blocked or cancelled already: nothing is left to stop
+    return f"{job.why}; to stop it, cancel its run: `trainq pipeline cancel {job.pipeline_id}`"
 
 
 def retry(job_id: str, registry: Registry | None = None, reason: str = "re-queued") -> JobRecord:

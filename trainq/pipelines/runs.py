@@ -91,6 +91,7 @@ class JobStatus(BaseModel):
     error: str | None = None
     blocked_by: str | None = None
     waiting_for: list[str] = []
+    why_queued: str | None = None
     artifacts: list[str] = []
     progress: Progress | None = None
     unmatched_result_files: list[str] = []
@@ -530,6 +531,11 @@ class Runs:
             elif step == Step.RELEASED:
                 status.state = JobState.QUEUED.value
             jobs.append(status)
+        queued = {job: r.queue for job, r in records.items() if r.state is JobState.QUEUED}
+        holds = self.registry.queue_holds(queued.values()) if queued else {}
+        for status in jobs:
+            if status.state == JobState.QUEUED and status.job_id in queued:
+                status.why_queued = holds.get(queued[status.job_id])
         return _run_status(run_id, run, jobs)
 
     def recent(self, limit: int = 50) -> list[RunStatus]:

@@ -18,6 +18,7 @@ from typing import Any
 from trainq import schedules
 from trainq.errors import CommandRefused, InvalidInput, ScheduleError
 from trainq.inputs.durations import parse_duration, parse_time
+from trainq.inputs.tags import parse_tags
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import TASK_PREFIX
 from trainq.ops import control
@@ -61,12 +62,7 @@ def submit_options(
     key: str | None = None,
 ) -> dict[str, Any]:
     """``apply_async`` options from the submit parameters ``trainq submit`` also takes."""
-    options: dict[str, Any] = {"tags": {}}
-    for tag in tags or []:
-        k, sep, v = tag.partition("=")
-        if not sep or not k:
-            raise InvalidInput(f"bad tag {tag!r}: use key=value")
-        options["tags"][k] = v
+    options: dict[str, Any] = {"tags": parse_tags(tags or [], "tag")}
     if timeout:
         parse_duration(timeout)
     for option, value in (("job_name", name), ("priority", priority), ("queue", queue), ("timeout", timeout)):

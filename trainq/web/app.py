@@ -7,9 +7,11 @@ a state that does not allow the operation (or a job its key refused) 409, a refu
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
@@ -50,6 +52,15 @@ ERROR_STATUS: list[tuple[type[TrainqError], int]] = [
 ]
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every character past ASCII escaped (``\\u009d``), as JSON already escapes C0 controls:
+    a C1 control (an 8-bit OSC or CSI) in a job's log or error then reaches a ``curl`` on a terminal as
+    text, not as a sequence the terminal runs."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app for ``settings`` (default: the process's), ready for uvicorn."""
     from trainq.web import api, pages
@@ -62,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
+        default_response_class=AsciiJSONResponse,
     )
     app.state.settings = settings
     app.add_middleware(AuthMiddleware, auth=Auth(settings))
@@ -127,7 +139,7 @@ def _answer(
 ) -> Response:
     """JSON for the API, an error page for a browser."""
     if request.url.path.startswith("/api/"):
-        return JSONResponse({"detail": detail, "errors": errors}, status, headers=headers)
+        return AsciiJSONResponse({"detail": detail, "errors": errors}, status, headers=headers)
     from trainq.web.pages import error_page
 
     return error_page(request, status, detail, errors)

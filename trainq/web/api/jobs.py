@@ -200,7 +200,8 @@ def _event(kind: str, data: Any, event_id: str | None = None) -> str:
 
 @router.post("/jobs/{job_id}/cancel")
 def cancel(request: Request, job_id: str) -> dict[str, str]:
-    """Cancel a waiting or running job (409 for a finished one); the event names the caller."""
+    """Cancel a waiting or running job (409 for a finished one, or a pipeline job that has not started:
+    its run can be cancelled); the event names the caller."""
     previous = actions.cancel_job(caller_of(request), job_id)
     return {"id": job_id, "previous": previous.value}
 
