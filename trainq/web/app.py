@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
@@ -25,6 +26,7 @@ from trainq.errors import (
     InvalidInput,
     InvalidTransition,
     JobNotFound,
+    OutcomeUnknown,
     PayloadError,
     PipelineError,
     RunNotFound,
@@ -104,7 +106,8 @@ async def _trainq_error(request: Request, exc: Exception) -> Response:
     status = status_of(exc)
     if status == 500:
         log.error("request %s %s failed: %s", request.method, request.url.path, exc)
-    return _answer(request, status, str(exc), problems(exc))
+    known = {"job_id": exc.job_id} if isinstance(exc, OutcomeUnknown) else {}  # to look up, not resend
+    return _answer(request, status, str(exc), problems(exc), extra=known)
 
 
 async def _unreachable(request: Request, exc: Exception) -> Response:
@@ -123,11 +126,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _answer(
-    request: Request, status: int, detail: str, errors: list[str], headers: Mapping[str, str] | None = None
+    request: Request,
+    status: int,
+    detail: str,
+    errors: list[str],
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Response:
-    """JSON for the API, an error page for a browser."""
+    """JSON for the API (with ``extra`` fields), an error page for a browser."""
     if request.url.path.startswith("/api/"):
-        return JSONResponse({"detail": detail, "errors": errors}, status, headers=headers)
+        return JSONResponse({"detail": detail, "errors": errors, **(extra or {})}, status, headers=headers)
     from trainq.web.pages import error_page
 
     return error_page(request, status, detail, errors)
