@@ -278,3 +278,27 @@ def test_a_submit_to_a_full_redis_says_it_is_full(tmp_path: Path) -> None:
         assert "Start it" not in result.stderr and len(result.stderr.splitlines()) == 1
     finally:
         server.stop()
+
+
+def test_a_web_submit_a_frozen_redis_answers_too_late_gives_the_job_id_to_look_up(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    # given trainq web on a Redis that freezes after one submit went through
+    from tests.integration.test_web import Web
+
+    web = Web(tmp_path, {**private_redis.env, "TRAINQ_CONNECT_TIMEOUT_S": "0.5"})
+    try:
+        with web.client(auth=None) as client:
+            assert client.post("/api/v1/jobs/probe", json={}).status_code == 201
+            os.kill(private_redis.server.pid, signal.SIGSTOP)
+            try:
+                answer = client.post("/api/v1/jobs/probe", json={})
+            finally:
+                os.kill(private_redis.server.pid, signal.SIGCONT)
+        # then the 503 names the job a program can look up before sending it again, which was stored
+        assert answer.status_code == 503, answer.text
+        job_id = answer.json()["job_id"]
+        assert f"job {job_id} may be stored and sent all the same" in answer.json()["detail"]
+        wait_for(lambda: private_redis.state(job_id) is JobState.QUEUED, 10, message="the job is stored")
+    finally:
+        web.process.stop()

@@ -27,6 +27,7 @@ from trainq.errors import (
     InvalidInput,
     InvalidTransition,
     JobNotFound,
+    OutcomeUnknown,
     PayloadError,
     PipelineError,
     RunNotFound,
@@ -116,7 +117,8 @@ async def _trainq_error(request: Request, exc: Exception) -> Response:
     status = status_of(exc)
     if status == 500:
         log.error("request %s %s failed: %s", request.method, request.url.path, exc)
-    return _answer(request, status, str(exc), problems(exc))
+    known = {"job_id": exc.job_id} if isinstance(exc, OutcomeUnknown) else {}  # to look up, not resend
+    return _answer(request, status, str(exc), problems(exc), extra=known)
 
 
 async def _unreachable(request: Request, exc: Exception) -> Response:
@@ -135,11 +137,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _answer(
-    request: Request, status: int, detail: str, errors: list[str], headers: Mapping[str, str] | None = None
+    request: Request,
+    status: int,
+    detail: str,
+    errors: list[str],
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Response:
-    """JSON for the API, an error page for a browser."""
+    """JSON for the API (with ``extra`` fields), an error page for a browser."""
     if request.url.path.startswith("/api/"):
-        return AsciiJSONResponse({"detail": detail, "errors": errors}, status, headers=headers)
+        body = {"detail": detail, "errors": errors, **(extra or {})}
+        return AsciiJSONResponse(body, status, headers=headers)
     from trainq.web.pages import error_page
 
     return error_page(request, status, detail, errors)
