@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -156,9 +156,11 @@ class Settings(BaseSettings):
         """Celery's result backend: the setting, else the registry's Redis."""
         return self.result_backend or self.registry()
 
+    @cached_property
     def secrets(self) -> list[str]:
         """The passwords and tokens these settings hold (URLs', Sentinel's, trainq web's and Flower's),
-        longest first: a job's log, result and error never show them, though its command inherits them."""
+        longest first: a job's log, result and error never show them, though its command inherits them.
+        Read once: every job of the process masks them."""
         found = {self.sentinel_password, self.web_token.get_secret_value() if self.web_token else None}
         for url in (self.broker(), self.registry(), self.backend()):
             for part in url.split(";"):

@@ -362,7 +362,7 @@ class JobTask(Task):
             log.info("dropping stale delivery %s[%s] (fence %s, job %s)", self.name, job_id, fence, state)
             self.revoke_if_cancelled(current)
             raise Ignore()
-        job = Job(record, registry, self, settings.home, settings.secrets())
+        job = Job(record, registry, self, settings.home, list(settings.secrets))
         stoppable = _stop_on_sigterm(True)
         heartbeat = Heartbeat(registry, record, settings.lease_s, settings.heartbeat_s, stoppable=stoppable)
         heartbeat.start()
