@@ -40,6 +40,15 @@ def trainq(
     )
 
 
+def trainq_following(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """The console script with ``args`` from ``cwd`` that runs on (``logs -f``, ``--wait``): its output
+    is read as it comes."""
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
+    return subprocess.Popen(
+        [str(TRAINQ), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def test_a_submit_its_key_refuses_exits_1_in_one_line_naming_the_key_and_the_job_holding_it(
     tmp_path: Path, redis_client: redis.Redis
 ) -> None:
@@ -246,14 +255,7 @@ def test_a_pipeline_job_that_has_not_started_is_shown_and_followed(
     job_id = f"{started.stdout.strip()}.b"
     # when b is shown, and its log followed, before it starts
     shown = trainq(tmp_path, "show", job_id)
-    follow = subprocess.Popen(
-        [str(TRAINQ), "logs", "-f", job_id],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follow = trainq_following(tmp_path, "logs", "-f", job_id)
     try:
         # then show names it waiting for a, exit 0
         waiting = f"job {job_id} has not started: it is waiting for a"
@@ -397,14 +399,7 @@ def test_a_queued_job_says_its_queue_has_no_worker_or_is_paused(tmp_path: Path, 
     (tmp_path / "q.json").write_text(
         '{"pipeline_id": "gpuq", "jobs": [{"job_id": "t", "type": "probe", "queue": "gpu-training"}]}'
     )
-    follow = subprocess.Popen(
-        [str(TRAINQ), "pipeline", "run", "q.json", "--wait"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follow = trainq_following(tmp_path, "pipeline", "run", "q.json", "--wait")
     try:
         assert follow.stdout is not None
         run_id = follow.stdout.readline().strip()
