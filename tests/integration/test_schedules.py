@@ -123,7 +123,8 @@ def test_static_schedule_in_module_fires(beats: Beats) -> None:
 
 
 def _beat(tmp_path: Path, module: str, cwd: Path = ROOT) -> Process:
-    """A Beat of static schedules module ``module``, started in ``cwd`` (no PYTHONPATH of its own)."""
+    """A Beat of static schedules module ``module``, started in ``cwd``; the checkout is on its path (the
+    tests' job types come from it), ``cwd`` only as Beat's working directory."""
     args = [
         sys.executable,
         "-m",
@@ -136,7 +137,7 @@ def _beat(tmp_path: Path, module: str, cwd: Path = ROOT) -> Process:
         "-s",
         str(tmp_path / "beat"),
     ]
-    env = {"TRAINQ_BEAT_INTERVAL_S": "1", "TRAINQ_BEAT_SCHEDULE_MODULE": module}
+    env = {"TRAINQ_BEAT_INTERVAL_S": "1", "TRAINQ_BEAT_SCHEDULE_MODULE": module, "PYTHONPATH": str(ROOT)}
     return Process(args, tmp_path / f"beat-{module.replace('/', '_')}.log", env, cwd=cwd)
 
 
