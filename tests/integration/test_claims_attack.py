@@ -344,8 +344,9 @@ def test_a_duplicate_message_celery_refuses_does_not_claim_the_job(
 def test_script_flushes_during_a_pipeline_lose_no_release(
     workers: Workers, redis_client: redis.Redis
 ) -> None:
-    # given a fan-out/fan-in pipeline with a chain after it, on two worker processes
-    workers.start("probe", concurrency=2)
+    # given a fan-out/fan-in pipeline with a chain after it, on two worker processes whose leases
+    # outlast a loaded machine's stalls (a lease run out re-runs a job by design: not this test's point)
+    workers.start("probe", concurrency=2, env={"TRAINQ_LEASE_S": "30", "TRAINQ_HEARTBEAT_S": "1"})
     pipeline = Pipeline("flush").add("A", type="probe", config={"seconds": 0.2})
     for b in "bcd":
         pipeline.add(b, type="probe", config={"seconds": 0.2}, depends_on=["A"])
