@@ -110,18 +110,31 @@ def test_a_progress_line_reports_progress_and_stays_in_the_log(workers: Workers,
 def test_a_bar_redrawn_in_place_keeps_its_last_drawing_not_every_one(
     workers: Workers, registry: Registry
 ) -> None:
-    # given a command drawing a progress bar 500 times over itself (carriage returns, as tqdm
-    # does), a Windows line end, and a line after it
+    # given a command drawing a progress bar 500 times over itself, a carriage return before each
+    # drawing (as tqdm does), then 200 times with one after each (as wget and curl do) and a last
+    # word over it, a Windows line end, and a line after it
     workers.start("command")
     bar = r'i=0; while [ $i -lt 500 ]; do i=$((i+1)); printf "\r%d/500" $i; done; printf "\n"'
-    job_id = submit("command", {"command": f"echo start; {bar}; printf 'crlf\\r\\n'; echo end"})
+    wget = r'i=0; while [ $i -lt 200 ]; do i=$((i+1)); printf "%d/200\r" $i; done; echo done'
+    command = f"echo start; {bar}; {wget}; printf 'crlf\\r\\n'; echo end"
+    job_id = submit("command", {"command": command})
     wait_for(lambda: registry.get(job_id).state is JobState.SUCCEEDED, timeout=30, message="the job ends")
-    # then the log holds its first drawing (one every 10 s) and its last, not 500 lines
-    assert printed(job_id) == ["start", "1/500", "500/500", "crlf", "end"]
+    # then the log holds a drawing every 10 s (here the first) and each bar's last state, not 700 lines
+    assert printed(job_id) == [
+        "start",
+        "1/500",
+        "499/500",
+        "500/500",
+        "200/200",
+        "done",
+        "crlf",
+        "end",
+    ]
 
 
-def test_a_handlers_redrawn_line_is_kept_as_last_drawn() -> None:
-    from trainq.job.context import _last_drawn
+def test_a_handlers_redrawn_line_keeps_its_last_state() -> None:
+    from trainq.job.context import _drawn
 
-    assert _last_drawn("\r1/3\r2/3\r3/3") == "3/3"
-    assert _last_drawn("a\r\nb\rc\n") == "a\nc\n"
+    assert _drawn("\r1/3\r2/3\r3/3") == ["2/3", "3/3"]
+    assert _drawn("1/200\r200/200\rdone") == ["200/200", "done"]
+    assert _drawn("crlf\r") == ["crlf"] and _drawn("plain") == ["plain"]

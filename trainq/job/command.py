@@ -153,21 +153,30 @@ def _lines(stream: IO[str]) -> Iterator[str]:
     characters (cut by ``Job.log``) and its rest is skipped, so a line without end never fills memory.
 
     A line a lone carriage return ends is drawn over by the next (a progress bar redrawn in place):
-    one in ``REDRAWN_EVERY_S`` is kept, so a long bar shows in the log without flooding it.
+    one in ``REDRAWN_EVERY_S`` is kept, so a long bar shows in the log without flooding it, and the
+    last drawing before the next line (or the end), so the log ends with the bar's last state.
     """
-    redrawn_at = -REDRAWN_EVERY_S
+    redrawn_at, drawn = -REDRAWN_EVERY_S, None  # ``drawn``: the latest drawing not kept yet
     while line := stream.readline(LOG_LINE_MAX_CHARS + 1):
         if line.endswith("\r"):
-            if line.strip() and time.monotonic() - redrawn_at >= REDRAWN_EVERY_S:
+            if line.strip():
+                drawn = line.removesuffix("\r")
+            if drawn is not None and time.monotonic() - redrawn_at >= REDRAWN_EVERY_S:
                 redrawn_at = time.monotonic()
-                yield line.removesuffix("\r")
+                yield drawn
+                drawn = None
             continue
+        if drawn is not None:
+            yield drawn
+            drawn = None
         if len(line) <= LOG_LINE_MAX_CHARS or line.endswith("\n"):
             yield line.removesuffix("\n").removesuffix("\r")
             continue
         yield line
         while (rest := stream.readline(LOG_LINE_MAX_CHARS)) and not rest.endswith(("\n", "\r")):
             pass
+    if drawn is not None:
+        yield drawn
 
 
 def _report(job: Job, line: str) -> None:

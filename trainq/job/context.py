@@ -291,7 +291,7 @@ class _LineWriter(io.TextIOBase):
     """A text stream that sends each complete line to the job log and passes it through.
 
     Whole lines pass through, secrets masked, so the worker's own log never shows them either. A
-    line redrawn in place (a progress bar's carriage returns) is kept as it was last drawn.
+    line redrawn in place (a progress bar's carriage returns) keeps its last two drawings (``_drawn``).
     """
 
     def __init__(self, job: Job, passthrough: TextIO) -> None:
@@ -300,27 +300,32 @@ class _LineWriter(io.TextIOBase):
         self._buffer = ""
 
     def write(self, text: str) -> int:
-        self._buffer = _last_drawn(self._buffer + text)
+        self._buffer += text
         if "\n" in self._buffer:
-            *lines, self._buffer = self._buffer.split("\n")
+            *whole, self._buffer = self._buffer.split("\n")
+            lines = [drawing for line in whole for drawing in _drawn(line)]
             self._passthrough.write("".join(f"{mask(line, self._job.secrets)}\n" for line in lines))
             self._job.log_lines(lines)
+        if "\r" in self._buffer:  # what was drawn over is not kept: the buffer stays small
+            self._buffer = "\r".join(_drawn(self._buffer)) + ("\r" if self._buffer.endswith("\r") else "")
         return len(text)
 
     def flush(self) -> None:
         if self._buffer:
-            self._passthrough.write(mask(self._buffer, self._job.secrets))
-            self._job.log_lines([self._buffer])
+            lines = _drawn(self._buffer)
+            self._passthrough.write("\n".join(mask(line, self._job.secrets) for line in lines))
+            self._job.log_lines(lines)
             self._buffer = ""
         self._passthrough.flush()
 
 
-def _last_drawn(text: str) -> str:
-    """``text`` with each line as last drawn: what precedes a carriage return on its line is drawn
-    over (a ``\r\n`` ends a line as ``\n`` does)."""
-    if "\r" not in text:
-        return text
-    return "\n".join(line.rstrip("\r").rpartition("\r")[2] for line in text.split("\n"))
+def _drawn(line: str) -> list[str]:
+    """What the log keeps of a line carriage returns part into drawings (a progress bar redrawn in
+    place): its last drawing and the one before it (the bar's last state, where a last word such as
+    ``done`` was drawn over it); the line itself if it has no carriage return."""
+    if "\r" not in line:
+        return [line]
+    return [drawing for drawing in line.split("\r") if drawing][-2:] or [""]
 
 
 class _LogHandler(logging.Handler):
