@@ -23,6 +23,7 @@ from tests.fixtures import (
     submit_elsewhere,
     wait_for,
 )
+from tests.jobs import attempts_key
 from trainq.job.context import OUTBOX_BATCH_LINES, OUTBOX_MAX_LINES, Job
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import get_job_type
@@ -302,3 +303,44 @@ def test_a_web_submit_a_frozen_redis_answers_too_late_gives_the_job_id_to_look_u
         wait_for(lambda: private_redis.state(job_id) is JobState.QUEUED, 10, message="the job is stored")
     finally:
         web.process.stop()
+
+
+KEYED_TOO_LATE = """
+import json, os, signal, sys
+from trainq import OutcomeUnknown
+from trainq.ops.control import submit
+limit = {"key": "one-box", "max_running": 1}
+submit("probe", {"seconds": 0.1}, limit={"key": "warm-up", "max_running": 1})  # a working connection
+os.kill(int(sys.argv[1]), signal.SIGSTOP)
+try:
+    submit("probe", {"seconds": 0.1}, limit=limit)
+except OutcomeUnknown as exc:
+    print(exc.job_id)
+finally:
+    os.kill(int(sys.argv[1]), signal.SIGCONT)
+"""
+
+
+def test_a_keyed_job_whose_submit_was_answered_too_late_still_waits_for_its_keys_slot(
+    private_redis: PrivateRedis, workers: Workers
+) -> None:
+    # given a worker that sends again queued jobs with no message after 1 s, and a job holding
+    # key one-box's only slot
+    env = {**private_redis.env, "TRAINQ_LOST_MESSAGE_S": "1", "TRAINQ_CONNECT_TIMEOUT_S": "0.5"}
+    for name in ("one", "two"):
+        workers.start("probe", name=name, concurrency=1, env=env)
+    [holder] = submit_elsewhere(
+        private_redis.env, ["submit('probe', {'seconds': 6}, limit={'key': 'one-box', 'max_running': 1})"]
+    )
+    wait_for(lambda: private_redis.state(holder) is JobState.RUNNING, 30, message="the holder runs")
+    # when a job of the same key is submitted as Redis freezes: recorded, its answer too late
+    late = python_elsewhere(KEYED_TOO_LATE, env, str(private_redis.server.pid)).split()[-1]
+    # then it runs once the holder is done, never beside it
+    for job_id in (holder, late):
+        wait_for(lambda j=job_id: private_redis.state(j) is JobState.SUCCEEDED, 60, message=f"{job_id} ran")
+
+    def noted(job_id: str, kind: bytes) -> float:
+        notes = private_redis.registry.client.lrange(attempts_key(job_id), 0, -1)
+        return float(next(n for n in notes if n.startswith(kind)).split(b":")[2])
+
+    assert noted(late, b"start:") >= noted(holder, b"end:")

@@ -36,7 +36,7 @@ from trainq.job.task import JobTask
 from trainq.job.types import task_name
 from trainq.ops import control
 from trainq.settings import get_settings
-from trainq.sharing.gate import key_of
+from trainq.sharing.gate import key_of, park_or_pass
 from trainq.sharing.ticker import Ticker
 from trainq.store.registry import Registry, get_registry
 from trainq.store.sharing import get_sharing
@@ -154,15 +154,15 @@ class Reaper(threading.Thread):
         ``TRAINQ_LOST_MESSAGE_S``, its queue empty and no worker holding a delivery of it. A worker's
         main process killed as Redis handed it the message (kombu's window), a broker restarted without
         its data, a record written to its own Redis whose send never happened: the new delivery's fence
-        makes any copy that turns up after all stale. A job parked for its key's slot has no message by
-        design, nor has one recorded only to be ended (``UNSENT``)."""
+        makes any copy that turns up after all stale. A keyed job meets its key first (``ungated``), and a
+        job recorded only to be ended (``UNSENT``) is never sent."""
         lost_after, now = get_settings().lost_message_s, time.time()
         if now < self._lost_check_at:
             return 0
         self._lost_check_at = now + lost_after / 10
-        waiting = unparked(r for r in self.registry.queued_since(now - lost_after) if r.fence != UNSENT)
+        waiting = [r for r in self.registry.queued_since(now - lost_after) if r.fence != UNSENT]
         sent = 0
-        for record in control.without_message(waiting):
+        for record in ungated(control.without_message(waiting)):
             task = self.app.tasks.get(task_name(record.type))
             if isinstance(task, JobTask):
                 reason = f"re-sent: no message of it in the broker for {format_duration(lost_after)}"
@@ -215,12 +215,19 @@ class Reaper(threading.Thread):
         return dropped
 
 
-def unparked(records: Iterable[JobRecord]) -> list[JobRecord]:
-    """``records`` but those kept waiting for their concurrency key's slot (no message until then)."""
-    records = list(records)
+def ungated(records: list[JobRecord]) -> list[JobRecord]:
+    """Of these queued jobs without a message, those their key lets go now: each keyless one, each
+    holding a slot of its key; a parked one waits (it has no message by design), and one that never
+    met its key (its submit was answered too late) meets it now: parked, or let go with a slot."""
     keys = sorted({key for r in records if (key := key_of(r)) is not None})
     holders = get_sharing().holders_of(keys) if keys else {}
-    return [r for r in records if (key := key_of(r)) is None or r.id not in holders[key][1]]
+    return [
+        r
+        for r in records
+        if (key := key_of(r)) is None
+        or r.id in holders[key][0]
+        or (r.id not in holders[key][1] and not park_or_pass(r))
+    ]
 
 
 def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> bool:
