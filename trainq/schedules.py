@@ -369,7 +369,13 @@ def static_entries(module_name: str, app: Celery = app) -> dict[str, ScheduleEnt
                 f"invalid setting TRAINQ_BEAT_SCHEDULE_MODULE: no module named {module_name!r} in the "
                 'working directory or on the Python path (set it to "" for no static schedules)'
             ) from None
-    specs: dict[str, ScheduleSpec | dict[str, Any]] = getattr(module, "beat_schedule", {})
+    specs = getattr(module, "beat_schedule", None)
+    if not isinstance(specs, dict):  # a misspelt name would remove every static schedule installed before
+        found = "has no beat_schedule" if specs is None else f"has a beat_schedule of {type(specs).__name__}"
+        raise InvalidSetting(
+            f"invalid setting TRAINQ_BEAT_SCHEDULE_MODULE: module {module_name!r} {found}, not a dict of "
+            "schedules"
+        )
     return {name: build_entry(name, spec, app) for name, spec in specs.items()}
 
 

@@ -55,6 +55,7 @@ def _seconds(value: Any) -> Any:
 
 #: Seconds a wait or an interval lasts: finite and above 0 (sockets and sleeps refuse the others).
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 #: Seconds a finished record is kept; ``0`` keeps it forever.
 Retention = Annotated[float, BeforeValidator(_seconds)]
@@ -77,12 +78,12 @@ class Settings(BaseSettings):
     worker_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_WORKER_MODULES))
     pools: dict[str, PoolSettings] = Field(default_factory=lambda: dict(DEFAULT_POOLS))
     retry: RetryPolicy = RetryPolicy()
-    default_priority: int = 5
-    kill_grace_s: float = 30.0
+    default_priority: Annotated[int, Field(ge=0, le=9)] = 5
+    kill_grace_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 30.0
     heartbeat_s: Seconds = 2.0
     lease_s: Seconds = 30.0
     reaper_interval_s: Seconds = 5.0
-    max_recoveries: int = 3
+    max_recoveries: Annotated[int, Field(ge=0)] = 3
     visibility_timeout_s: Seconds = 300.0
     restore_interval_s: Seconds = 5.0
     #: How long a queued job may have no message in a Redis broker before a reaper sends it again.
@@ -90,16 +91,16 @@ class Settings(BaseSettings):
     connect_timeout_s: Seconds = 2.0
     #: How long RabbitMQ may leave a send unanswered once connected (a frozen broker, a partition).
     broker_timeout_s: Seconds = 30.0
-    log_max_lines: int = 20_000
+    log_max_lines: Annotated[int, Field(ge=1)] = 20_000
     gpus: str | None = None
     flower_address: str = "127.0.0.1"
-    flower_port: int = 5555
+    flower_port: Port = 5555
     flower_basic_auth: str | None = None
     #: Where pages link a job's Flower task (default: the page's host on ``flower_port``); without
     #: any ``user:password@``, which every viewer would get: the browser asks for Flower's login.
     flower_url: str | None = None
     web_address: str = "127.0.0.1"
-    web_port: int = 5580
+    web_port: Port = 5580
     #: ``user:password`` pairs, comma-separated; with ``web_token``, required on every request.
     web_basic_auth: SecretStr | None = None
     web_token: SecretStr | None = None

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -422,3 +424,27 @@ def test_a_queued_job_says_its_queue_has_no_worker_or_is_paused(tmp_path: Path, 
     submitted = trainq(tmp_path, "submit", "probe", "--queue", "gpu-training")
     shown = trainq(tmp_path, "show", submitted.stdout.strip())
     assert "why queued    queue gpu-training is paused (trainq resume gpu-training)" in shown.stdout, shown
+
+
+def test_ctrl_c_in_a_follower_stops_it_and_says_the_work_goes_on(tmp_path: Path, workers: Workers) -> None:
+    # given a running job reporting progress, followed with logs -f
+    workers.start("probe")
+    job_id = trainq(tmp_path, "submit", "probe", "--config", '{"seconds": 30, "steps": 30}').stdout.strip()
+    follow = trainq_following(tmp_path, "logs", "-f", job_id)
+    said: list[str] = []
+    assert follow.stderr is not None
+    reader = threading.Thread(target=lambda: said.extend(follow.stderr or ()), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any(line.startswith("[progress]") for line in said), 30, message="it follows")
+        # when the user presses Ctrl-C
+        follow.send_signal(signal.SIGINT)
+        follow.wait(timeout=20)
+        reader.join(timeout=5)
+        # then it exits 130 (not 1, "the work failed") saying so, and the job runs on
+        assert follow.returncode == 130, said
+        assert said[-1] == "interrupted: what was submitted goes on (trainq cancel stops it)\n"
+        assert get_registry().get(job_id).state is JobState.RUNNING
+    finally:
+        follow.kill()
+        trainq(tmp_path, "cancel", job_id)

@@ -96,6 +96,9 @@ def test_worker_without_a_queue_is_a_usage_error() -> None:
         ("TRAINQ_POOLS", "{training: 1}"),
         ("TRAINQ_RETRY__MAX_RETRIES", "many"),
         ("TRAINQ_LEASE_S", "0.9"),  # less than two heartbeats (the tests' 0.5 s)
+        ("TRAINQ_DEFAULT_PRIORITY", "42"),
+        ("TRAINQ_KILL_GRACE_S", "-5"),
+        ("TRAINQ_WEB_PORT", "0"),
         ("TRAINQ_BROKER_URL", "redis://:s3cret@127.0.0.1:99999/0"),
         ("TRAINQ_REGISTRY_URL", "redis://:s3cret@127.0.0.1:6379/notanint"),
         ("TRAINQ_RESULT_BACKEND", "http://:s3cret@127.0.0.1/0"),

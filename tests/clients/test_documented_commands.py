@@ -54,7 +54,7 @@ LONG_RUNNING = {
 FIXED = {
     "FILE": "examples/diamond.yaml",
     "pipeline.yaml": "quick.yaml",
-    "NAME": "nightly-training",
+    "NAME": "nightly-sgd",
     "DIR": "results",
     "%i": "data",
     "<queue>": "data",

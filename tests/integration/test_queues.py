@@ -47,6 +47,7 @@ def test_bad_inputs_exit_2_and_enqueue_nothing(redis_client: Any, tmp_path: Any)
         ("submit", "training", "--config", "{not json"): "not valid JSON",
         ("submit", "training", "--config", "[1, 2]"): "must be a JSON object",
         ("submit", "training", "--config", ""): "--config is empty",
+        ("submit", "training", "--delay", "1m", "--at", "2030-01-01T00:00"): "give --delay or --at, not both",
         ("submit", "training", "--config", f"@{tmp_path}/missing.json"): "cannot read config file",
         ("submit", "probe", "--timeout", "soon"): "bad duration 'soon'",
         ("submit", "probe", "--tag", "novalue"): "bad --tag",

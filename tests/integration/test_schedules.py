@@ -481,3 +481,34 @@ def test_a_timezone_that_is_no_iana_zone_is_refused_by_the_cli_the_api_and_beat(
     finally:
         beat.stop()
     assert entries() == []
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ('beat_schedules = {"x": {"every": "1h", "type": "probe"}}', "has no beat_schedule"),
+        ('beat_schedule = ["x"]', "has a beat_schedule of list"),
+    ],
+    ids=["misspelt", "not-a-dict"],
+)
+def test_a_schedule_module_without_a_dict_of_schedules_stops_beat_and_keeps_the_statics(
+    tmp_path: Path, redis_client: Any, source: str, found: str
+) -> None:
+    # given a static schedule a Beat installed, and a module whose schedules are misspelt or no dict
+    (tmp_path / "good_statics.py").write_text('beat_schedule = {"kept": {"every": "1h", "type": "probe"}}')
+    first = _beat(tmp_path, "good_statics", cwd=tmp_path)
+    try:
+        wait_for(lambda: "kept" in listed(), 30, message="static schedule installed")
+    finally:
+        first.stop()
+    (tmp_path / "odd_statics.py").write_text(source)
+    beat = _beat(tmp_path, "odd_statics", cwd=tmp_path)
+    try:
+        # then Beat exits 2 with one line saying so, and the installed schedule is kept
+        wait_for(lambda: not beat.alive(), 30, message="beat exited")
+        assert beat.popen.returncode == 2, beat.output()
+        line = f"error: invalid setting TRAINQ_BEAT_SCHEDULE_MODULE: module 'odd_statics' {found}"
+        assert line in beat.output() and "Traceback" not in beat.output()
+        assert listed()["kept"]["static"] is True
+    finally:
+        beat.stop()

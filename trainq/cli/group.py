@@ -1,6 +1,7 @@
 """The ``trainq`` click group, its exit codes and the error handling every subcommand shares.
 
-Exit codes: 0 ok, 1 the work failed, 2 bad input, 3 broker or registry unreachable.
+Exit codes: 0 ok, 1 the work failed, 2 bad input, 3 broker or registry unreachable, 130 interrupted
+(Ctrl-C in a command that waits or follows: what it watched goes on).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 #: What fails to reach the broker or the registry: RabbitMQ's client (py-amqp) raises some of its own
 #: errors (a refused login) through kombu as they are, not as kombu's OperationalError.
@@ -52,6 +54,9 @@ class TrainqGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # not the work failing (exit 1): a watcher stopped, the work goes on
+            click.echo("interrupted: what was submitted goes on (trainq cancel stops it)", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except (TrainqError, redis.RedisError, OperationalError, AMQPError) as error:
             message = str(error if isinstance(error, TrainqError) else unreachable(error))
             click.echo(f"error: {printable(redacted(message), lines=True)}", err=True)

@@ -26,7 +26,7 @@ from trainq.cli.output import (
 )
 from trainq.errors import DocumentError, InvalidInput, UnknownJobType
 from trainq.inputs import documents
-from trainq.inputs.durations import parse_duration, parse_time
+from trainq.inputs.durations import parse_duration, start_options
 from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES, MAX_RETRIES
 from trainq.inputs.tags import parse_tags
 from trainq.job.limit import MAX_RUNNING_MAX
@@ -128,10 +128,7 @@ def submit(
             options[option] = value
     if retries is not None:
         options["retry"] = {"max_retries": retries}
-    if delay:
-        options["countdown"] = parse_duration(delay)
-    if at_text:
-        options["eta"] = parse_time(at_text, "--at")  # a time without a zone is local
+    options.update(start_options(delay, at_text, ("--delay", "--at")))  # a time without a zone is local
     job_id = control.submit(job_type, parse_config(config_text), **options)
     click.echo(job_id)
     if due_at := due(get_registry().get(job_id)):
@@ -186,9 +183,18 @@ def _unknown_filters(job_type: str | None, queue: str | None) -> None:
     types = job_types()
     if job_type and job_type not in types and job_type not in registry.type_counts():
         raise UnknownJobType(job_type, list(types))
-    if not queue:
-        return
-    known = {*registry.queue_counts(), *registry.paused_queues(), *(t.queue or n for n, t in types.items())}
+    if queue:
+        note_unknown_queue(queue)
+
+
+def note_unknown_queue(queue: str) -> None:
+    """A note on stderr when no job, worker or job type has ``queue`` (a typo, most likely)."""
+    registry = get_registry()
+    known = {
+        *registry.queue_counts(),
+        *registry.paused_queues(),
+        *(t.queue or n for n, t in job_types().items()),
+    }
     known.update(q for queues in registry.worker_queues().values() for q in queues)
     if queue not in known:
         click.echo(

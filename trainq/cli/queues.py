@@ -11,6 +11,7 @@ from rich.table import Table
 
 from trainq.broker.names import CELERY_QUEUE
 from trainq.cli.group import main
+from trainq.cli.jobs import note_unknown_queue
 from trainq.cli.output import console, json_option, print_json
 from trainq.inputs.durations import format_duration
 from trainq.job.record import JobState
@@ -64,6 +65,7 @@ def stats(as_json: bool) -> None:
 @click.argument("queue")
 def pause(queue: str) -> None:
     """Stop consuming QUEUE on every worker (and on workers started later)."""
+    note_unknown_queue(queue)
     control.pause(queue)
     click.echo(f"queue {queue} paused")
 

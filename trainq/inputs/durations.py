@@ -6,6 +6,7 @@ import math
 import re
 import time
 from datetime import datetime, tzinfo
+from typing import Any
 
 from trainq.errors import DurationError, InvalidInput
 from trainq.inputs.limits import AT_PAST_MAX_S, MAX_DURATION_CHARS, MAX_DURATION_S
@@ -66,6 +67,18 @@ def format_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h {minutes}m"
     return f"{minutes}m {secs}s"
+
+
+def start_options(
+    delay: str | None, at: str | None, names: tuple[str, str], naive: tzinfo | None = None
+) -> dict[str, Any]:
+    """A submit's ``countdown`` or ``eta`` from a delay or a start time (``names``: the two options as
+    the caller knows them); raises InvalidInput for both: a job starts once."""
+    if delay and at:
+        raise InvalidInput(f"give {names[0]} or {names[1]}, not both: a job starts once")
+    if delay:
+        return {"countdown": parse_duration(delay)}
+    return {"eta": parse_time(at, names[1], naive)} if at else {}
 
 
 def parse_time(text: str, what: str, naive: tzinfo | None = None) -> datetime:

@@ -17,7 +17,7 @@ from typing import Any
 
 from trainq import schedules
 from trainq.errors import CommandRefused, InvalidInput, ScheduleError
-from trainq.inputs.durations import parse_duration, parse_time
+from trainq.inputs.durations import parse_duration, start_options
 from trainq.inputs.tags import parse_tags
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import TASK_PREFIX
@@ -72,11 +72,7 @@ def submit_options(
         options["key"] = key
     if retries is not None:
         options["retry"] = {"max_retries": retries}
-    if delay:
-        options["countdown"] = parse_duration(delay)
-    if at:
-        options["eta"] = parse_time(at, "at", naive=UTC)
-    return options
+    return {**options, **start_options(delay, at, ("delay", "at"), naive=UTC)}
 
 
 def submit(caller: Caller, settings: Settings, job_type: str, payload: Any, options: dict[str, Any]) -> str:
