@@ -467,3 +467,18 @@ def test_a_job_parked_for_its_key_or_waiting_in_a_queue_is_not_sent_again(
     for job_id in (parked, waiting):
         assert not any("re-sent" in (e.reason or "") for e in get_registry().events(job_id)), job_id
     assert get_registry().get(waiting).state is JobState.QUEUED
+
+
+def test_a_lost_message_is_sent_again_behind_a_backlog_of_older_queued_jobs(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given 250 jobs waiting in a queue no worker reads (older than anything else queued), then a
+    # probe job whose message a worker's main process took and died holding
+    for _ in range(250):
+        submit("data", {"dataset": "iris"})
+    job_id = submit("probe", {"seconds": 0.1})
+    assert redis_client.brpop(PROBE_LISTS, timeout=5) is not None
+    # when a worker runs whose reaper looks for queued jobs without a message after 1 s
+    workers.start("probe", env={"TRAINQ_LOST_MESSAGE_S": "1"})
+    # then the probe job is sent again and runs, the backlog notwithstanding
+    wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30, message="the job ran")

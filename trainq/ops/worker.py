@@ -80,6 +80,10 @@ def worker_command(
     ]
 
 
+#: The most queued jobs of one queue a reaper's round looks at for a lost message (newest first).
+LOST_SCAN_MAX = 2000
+
+
 class Reaper(threading.Thread):
     """Re-queues jobs whose lease expired (worker gone) or whose retry is overdue, among other sweeps."""
 
@@ -160,7 +164,12 @@ class Reaper(threading.Thread):
         if now < self._lost_check_at:
             return 0
         self._lost_check_at = now + lost_after / 10
-        waiting = [r for r in self.registry.queued_since(now - lost_after) if r.fence != UNSENT]
+        queues = [
+            q for q, counts in self.registry.queue_counts().items() if counts.get(JobState.QUEUED.value)
+        ]
+        empty = [q for q, depth in control.queue_depths(queues).items() if not depth]  # a message waits else
+        stale = (r for q in empty for r in self.registry.queued_since(q, now - lost_after, LOST_SCAN_MAX))
+        waiting = [r for r in stale if r.fence != UNSENT]
         sent = 0
         for record in ungated(control.without_message(waiting)):
             task = self.app.tasks.get(task_name(record.type))

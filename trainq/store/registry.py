@@ -784,13 +784,16 @@ class Registry:
         for start in range(0, len(ids), LIST_PAGE):
             yield ids[start : start + LIST_PAGE]
 
-    def queued_since(self, before: float, limit: int = LIST_PAGE) -> list[JobRecord]:
-        """Up to ``limit`` queued jobs, oldest first, that nothing has changed since ``before``."""
-        index = self.keys.index_state(JobState.QUEUED.value)
-        records = self.get_many(
-            i.decode() for i in self.client.zrangebyscore(index, "-inf", before, 0, limit)
-        )
-        return [r for r in records if r.state is JobState.QUEUED and r.updated_at < before]
+    def queued_since(self, queue: str, before: float, most: int) -> list[JobRecord]:
+        """``queue``'s queued jobs that nothing has changed since ``before``, among its ``most`` newest
+        queued ones (read a page at a time)."""
+        found: list[JobRecord] = []
+        for offset in range(0, most, LIST_PAGE):
+            page = self.list(state=JobState.QUEUED, queue=queue, limit=LIST_PAGE, offset=offset)
+            found += (r for r in page if r.updated_at < before)
+            if len(page) < LIST_PAGE:
+                break
+        return found
 
     def counts(self) -> dict[JobState, int]:
         """How many jobs are in each state: the counters summed (O(queue and type pairs)).
