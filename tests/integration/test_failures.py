@@ -5,6 +5,7 @@ processes, stale deliveries. Attempts are checked against the handler's own reco
 from __future__ import annotations
 
 import os
+import signal
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import redis
 
 from tests.fixtures import Process, Workers, run_cli, wait_for
 from tests.jobs import attempts_key
-from trainq import JobState, get_registry
+from trainq import JobState, app, get_registry
 from trainq.ops.control import submit
 
 
@@ -482,3 +483,29 @@ def test_a_lost_message_is_sent_again_behind_a_backlog_of_older_queued_jobs(
     workers.start("probe", env={"TRAINQ_LOST_MESSAGE_S": "1"})
     # then the probe job is sent again and runs, the backlog notwithstanding
     wait_for(lambda: get_registry().get(job_id).state is JobState.SUCCEEDED, 30, message="the job ran")
+
+
+def test_a_pool_process_killed_after_a_revoke_terminated_its_earlier_job_loses_no_job(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    # given a one-process pool whose job was revoked with terminate (Flower's "Terminate"): trainq's
+    # pool process stops the job and lives on
+    workers.start("probe", concurrency=1)
+    first = submit("probe", {"seconds": 30})
+    wait_for(lambda: get_registry().get(first).state is JobState.RUNNING, 30, message="the first job runs")
+    app.control.revoke(first, terminate=True)
+    wait_for(lambda: get_registry().get(first).state is JobState.CANCELLED, 30, message="first revoked")
+    # when the same pool process runs another job and is killed (the OOM killer)
+    second = submit("probe", {"seconds": 3})
+    wait_for(lambda: redis_client.llen(attempts_key(second)), 30, message="the second job starts")
+    pids = {
+        n.decode().rsplit(":", 1)[1]
+        for key in (first, second)
+        for n in redis_client.lrange(attempts_key(key), 0, 0)
+    }
+    assert len(pids) == 1, pids  # the process the terminate signalled
+    os.kill(int(pids.pop()), signal.SIGKILL)
+    # then the job is re-queued as a lost pool process's, not taken for a revoked one, and succeeds
+    wait_for(lambda: finished(second), 60, message="the second job ends")
+    record = get_registry().get(second)
+    assert record.state is JobState.SUCCEEDED and record.recoveries == 1, record

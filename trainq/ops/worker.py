@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import Terminated
 from celery import signals
 from celery.exceptions import InvalidTaskError, TimeLimitExceeded, WorkerLostError
 from celery.worker import control as remote_control
@@ -468,7 +469,9 @@ class JobRequest(Request):
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
         exc = exc_info.exception
         exc = exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
-        if isinstance(exc, WorkerLostError):
+        # billiard reports Terminated for any later loss of a pool process a revoke's terminate once
+        # signalled: trainq's survive that SIGTERM (JobStopped). This job's record says if it was revoked.
+        if isinstance(exc, (WorkerLostError, Terminated)):
             self._stop_command()
             if self._requeued(exc):
                 task_ready(self)
@@ -493,7 +496,7 @@ class JobRequest(Request):
         """Kill the process group of a command this delivery started, if it outlived its pool process."""
         guard.stop(guard.pid_file(get_settings().home, self.id, self._context.retries or 0))
 
-    def _requeued(self, exc: WorkerLostError) -> bool:
+    def _requeued(self, exc: WorkerLostError | Terminated) -> bool:
         """Re-queue this running delivery's job with its payload and canvas options; True too when the
         job already moved past this delivery (a reaper re-queued it first, on a loaded machine): Celery
         must record nothing for it. False (Celery's failure path records it: past the recovery cap, it
