@@ -81,10 +81,11 @@ def test_a_new_job_is_recorded_and_queued_in_one_transaction(
     redis_client: redis.Redis, workers: Workers
 ) -> None:
     # given a process that has sent before (connections open)
-    submit("probe", {})
-    # when a job is submitted while every command is watched
+    probe.delay()
+    # when a job is sent from Python while every command is watched (``trainq submit`` and the web
+    # also read the record back, to report a key's refusal)
     with monitored(redis_client) as commands:
-        job_id = submit("probe", {"seconds": 0.01})
+        job_id = probe.delay(seconds=0.01).id
     # then its record, index entries and its message (on the priority list kombu reads) are one call
     calls = [c[0] for c in commands if c[0] not in NOT_SENDS | {"lua"}]
     assert calls == ["EVALSHA"]
