@@ -211,3 +211,13 @@ def test_resume_finds_the_workers_after_redis_lost_their_records(workers: Worker
     lonely = run_cli("resume", "lonely")
     assert lonely.returncode == 0 and lonely.stdout == "queue lonely resumed\n"
     assert lonely.stderr == "no worker is recorded for lonely: its jobs wait for one (trainq worker lonely)\n"
+
+
+def test_a_worker_on_a_pool_without_processes_says_what_it_cannot_do(workers: Workers) -> None:
+    # given a worker on the solo pool and one on the default prefork pool
+    solo = workers.start("probe", pool="solo")
+    prefork = workers.start("data")
+    # then the solo one warns that timeouts and cancels of running jobs need the prefork pool
+    warning = "pool solo: a job's timeout is not enforced and a cancel cannot stop a running job"
+    assert warning in solo.output()
+    assert "is not enforced" not in prefork.output()

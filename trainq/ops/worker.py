@@ -273,6 +273,19 @@ def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
 
 
 @signals.celeryd_after_setup.connect
+def _warn_of_an_inline_pool(sender: str, instance: Any, **_: Any) -> None:
+    """Say what a pool that runs jobs without a process of their own cannot do (solo, threads, gevent,
+    eventlet): time limits and stopping a running job need the prefork pool's processes."""
+    pool = getattr(instance.pool_cls, "__module__", str(instance.pool_cls)).rpartition(".")[2]
+    if pool != "prefork":
+        log.warning(
+            "pool %s: a job's timeout is not enforced and a cancel cannot stop a running job "
+            "(its command runs on); use the default prefork pool where those matter",
+            pool,
+        )
+
+
+@signals.celeryd_after_setup.connect
 def _claim_in_main_process(sender: str, instance: Any, **_: Any) -> None:
     """Claim deliveries with their unacked entry (``trainq.job.claims``) where a delivery runs at once
     and the broker is the registry's Redis."""
