@@ -138,3 +138,15 @@ def test_a_handlers_redrawn_line_keeps_its_last_state() -> None:
     assert _drawn("\r1/3\r2/3\r3/3") == ["2/3", "3/3"]
     assert _drawn("1/200\r200/200\rdone") == ["200/200", "done"]
     assert _drawn("crlf\r") == ["crlf"] and _drawn("plain") == ["plain"]
+
+
+def test_a_secret_across_the_lines_cut_is_masked_whole(workers: Workers, registry: Registry) -> None:
+    # given a command printing a worker's token where the log cuts a long line
+    workers.start("command", env={"MY_TOKEN": "tok-5f1c9e2b7a"})
+    cap = LOG_LINE_MAX_CHARS
+    command = f"head -c {cap - 6} /dev/zero | tr '\\0' x; echo \" $TOKEN tail\""
+    job_id = submit("command", {"command": command}, environment={"TOKEN": "${MY_TOKEN}"})
+    wait_for(lambda: registry.get(job_id).state is JobState.SUCCEEDED, timeout=30, message="the job ends")
+    # then the stored line holds no part of the token: it was masked before the cut
+    (line,) = printed(job_id)
+    assert line.startswith("x" * (cap - 6) + " ***") and "tok-" not in line, line[-60:]

@@ -38,6 +38,8 @@ PROGRESS_LINE = re.compile(r"^trainq:progress\s+(\d+(?:\.\d+)?)(?:/(\d+(?:\.\d+)
 KILL_GRACE_S = 5.0
 #: How often ``kill_group`` looks whether the guard has exited within its grace.
 EXIT_POLL_S = 0.05
+#: How much of a line is read before the rest is skipped: the log's cut and room for a secret across it.
+READ_MAX_CHARS = LOG_LINE_MAX_CHARS + 1024
 #: How often a line redrawn in place (ended by a carriage return) is kept in the log.
 REDRAWN_EVERY_S = 10.0
 
@@ -149,15 +151,16 @@ def _stream(job: Job, process: subprocess.Popen[bytes]) -> None:
 
 
 def _lines(stream: IO[str]) -> Iterator[str]:
-    """The stream's lines; one longer than the log keeps comes as its first ``LOG_LINE_MAX_CHARS + 1``
-    characters (cut by ``Job.log``) and its rest is skipped, so a line without end never fills memory.
+    """The stream's lines; one longer than the log keeps comes as its first ``READ_MAX_CHARS`` characters
+    (cut by ``Job.log`` once its secrets are masked: one across the cut is masked whole) and its rest is
+    skipped, so a line without end never fills memory.
 
     A line a lone carriage return ends is drawn over by the next (a progress bar redrawn in place):
     one in ``REDRAWN_EVERY_S`` is kept, so a long bar shows in the log without flooding it, and the
     last drawing before the next line (or the end), so the log ends with the bar's last state.
     """
     redrawn_at, drawn = -REDRAWN_EVERY_S, None  # ``drawn``: the latest drawing not kept yet
-    while line := stream.readline(LOG_LINE_MAX_CHARS + 1):
+    while line := stream.readline(READ_MAX_CHARS):
         if line.endswith("\r"):
             if line.strip():
                 drawn = line.removesuffix("\r")
@@ -169,7 +172,7 @@ def _lines(stream: IO[str]) -> Iterator[str]:
         if drawn is not None:
             yield drawn
             drawn = None
-        if len(line) <= LOG_LINE_MAX_CHARS or line.endswith("\n"):
+        if len(line) < READ_MAX_CHARS or line.endswith("\n"):
             yield line.removesuffix("\n").removesuffix("\r")
             continue
         yield line
