@@ -261,17 +261,19 @@ def test_redis_restarted_without_its_data_is_said_so_by_the_workers(tmp_path: Pa
 
 
 def test_a_submit_to_a_full_redis_says_it_is_full(tmp_path: Path) -> None:
-    # given a Redis that refuses writes past a tiny maxmemory
+    # given a Redis holding 2 MB whose maxmemory is then set to 1 MB, so that it refuses every write
+    # (filling up to a limit is not enough: a refused command's own buffer is freed after it, which
+    # can leave the server just under its limit again)
     port = free_port()
-    server = start_redis(tmp_path / "redis", port, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
+    server = start_redis(tmp_path / "redis", port, "--maxmemory-policy", "noeviction")
     try:
         env = {"TRAINQ_BROKER_URL": f"redis://127.0.0.1:{port}/0"}
         filler = redis.Redis(port=port)
-        for n in range(100):
-            try:
-                filler.set(f"filler:{n}", "x" * 100_000)
-            except redis.ResponseError:
-                break
+        for n in range(20):
+            filler.set(f"filler:{n}", "x" * 100_000)
+        filler.config_set("maxmemory", "1mb")
+        with pytest.raises(redis.ResponseError, match="maxmemory"):
+            filler.set("probe", "x")
         # when a job is submitted, then it is one line saying the Redis is out of memory, exit 3
         result = run_cli("submit", "data", "--config", '{"dataset": "iris"}', env=env)
         assert result.returncode == 3, result.stderr
