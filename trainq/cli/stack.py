@@ -21,7 +21,7 @@ import trainq
 from trainq.cli.group import EXIT_FAILED, main
 from trainq.cli.output import console, plain, progress_bar, state_text
 from trainq.inputs.durations import format_duration
-from trainq.job.record import JobRecord
+from trainq.job.record import JobRecord, JobState
 from trainq.ops.stack import Stack, live_queues, stack_queues
 from trainq.settings import get_settings, redacted
 
@@ -238,7 +238,8 @@ def _row(job_id: str, state: str, record: JobRecord | None) -> list[str]:
 
 
 def summarize(run_id: str) -> None:
-    """Print every job's numeric results (the metrics table) and the files the jobs wrote."""
+    """Print every job's numeric results (the metrics table), the files the jobs wrote and the error of
+    each job that failed."""
     from trainq.pipelines.runs import get_runs
 
     status = get_runs().status(run_id)
@@ -258,5 +259,10 @@ def summarize(run_id: str) -> None:
     console.print("[bold]artifacts[/]")
     for path in files:
         console.print(f"  {plain(path)}", soft_wrap=True)
+    failed = [r for r in records if r.state in (JobState.FAILED, JobState.DEAD) and r.error]
+    if failed:
+        console.print("[bold]errors[/]")
+    for record in failed:  # one line each, as `trainq show` prints it (stored with its secrets masked)
+        console.print(f"  {plain(record.pipeline_job or record.id)}  {plain(record.error)}", soft_wrap=True)
     took = (status.finished_at or time.time()) - status.created_at
     console.print(f"pipeline {status.state.value} in {format_duration(took)}", soft_wrap=True)
