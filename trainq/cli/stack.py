@@ -1,4 +1,5 @@
-"""Stack commands: ``trainq up`` runs the whole local stack, ``trainq demo`` runs the ML pipeline on it."""
+"""Stack commands: ``trainq up`` runs the whole local stack, ``trainq demo`` runs the ML pipeline on it,
+``trainq down`` stops the embedded Redis earlier commands left running."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from rich.table import Table
 import trainq
 from trainq.cli.group import EXIT_FAILED, main
 from trainq.cli.output import console, plain, progress_bar, state_text
+from trainq.errors import ConfigError, InvalidInput
 from trainq.inputs.durations import format_duration
 from trainq.job.record import JobRecord, JobState
+from trainq.ops import embedded
 from trainq.ops.stack import Stack, live_queues, stack_queues
 from trainq.settings import get_settings, redacted
 
@@ -182,6 +185,27 @@ def demo(
             stack.stop()
     if not ok:
         sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Stop it even while workers or other processes use it.")
+def down(force: bool) -> None:
+    """Stop the embedded Redis (the default broker) left running by earlier commands; its data stays."""
+    settings = get_settings()
+    if settings.broker_url is not None:
+        raise InvalidInput("trainq down stops the embedded Redis, and TRAINQ_BROKER_URL names another broker")
+    place = settings.home / "redis"
+    if not embedded.is_running(settings.home):
+        click.echo(f"the embedded Redis in {place} is not running")
+        return
+    others = embedded.other_clients(settings.home)
+    if others and not force:
+        raise ConfigError(
+            f"the embedded Redis in {place} still serves {others} other connection(s) (workers, Beat, "
+            "Flower, a trainq up): stop them first, or use --force"
+        )
+    embedded.stop(settings.home)
+    click.echo(f"stopped the embedded Redis in {place} (its queue and records stay on disk)")
 
 
 def demo_file() -> Path:
