@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -371,3 +372,33 @@ def test_a_worker_started_with_its_broker_down_says_so_once_and_starts_when_it_a
     out = worker.output()
     assert worker.alive() and out.count(line) == 1, out
     assert "Traceback" not in out and password not in out, out
+
+
+def test_a_worker_with_startup_retries_off_exits_3_with_one_line_when_its_broker_is_down(
+    tmp_path: Path,
+) -> None:
+    # given an app module that turns Celery's connection retries on startup off, and a broker URL
+    # with a password where nothing listens
+    (tmp_path / "noretry.py").write_text(
+        "from trainq.celery import app\n\napp.conf.broker_connection_retry_on_startup = False\n"
+    )
+    port, password = free_port(), "S3cretPW4noretry"
+    env = {
+        **os.environ,
+        "TRAINQ_BROKER_URL": f"redis://:{password}@127.0.0.1:{port}/0",
+        "PYTHONPATH": f"{tmp_path}:{ROOT}",
+    }
+    # when `celery -A noretry worker` starts from that directory
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "noretry", "worker", "-Q", "data"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # then it exits 3 with one line naming the broker (password masked), and no traceback
+    out = result.stdout + result.stderr
+    assert result.returncode == 3, out
+    assert out.count(f"cannot reach the broker at redis://:***@127.0.0.1:{port}/0") == 1, out
+    assert "Traceback" not in out and password not in out and "Retrying" not in out, out
