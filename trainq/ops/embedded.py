@@ -77,8 +77,8 @@ def other_clients(home: Path) -> int:
     Beat, Flower, a ``trainq up``): 0 when it is not running."""
     if not is_running(home):
         return 0
-    client = redis.Redis(unix_socket_path=str(socket_path(home)), socket_timeout=1)
-    return len(client.client_list()) - 1
+    with redis.Redis(unix_socket_path=str(socket_path(home)), socket_timeout=1) as client:
+        return len(client.client_list()) - 1
 
 
 def _start(data: Path, sock: Path) -> None:
