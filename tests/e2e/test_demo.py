@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.test_up import free_port, home, trainq  # noqa: F401  (home is a fixture)
+from tests.fixtures import Workers, run_cli, start_redis
 from trainq.ops import embedded
 
 pytestmark = pytest.mark.slow
@@ -43,3 +44,30 @@ def test_demo_runs_the_ml_pipeline_and_leaves_its_artifacts(home: Path) -> None:
     assert (model_dir / "export" / info["file"]).exists() and info["evaluation"]["accuracy"] > 0.8
     # and the stack it started is stopped, the embedded Redis included
     assert not embedded.is_running(home)
+
+
+def test_demo_summary_shows_a_failed_jobs_error_with_its_secret_masked(
+    tmp_path: Path, workers: Workers
+) -> None:
+    # given a private Redis, a worker for the probe queue whose MY_TOKEN is a secret, and a pipeline
+    # whose job fails with that secret in its error
+    port, secret = free_port(), "s3cr3t-demo-token"
+    workers.started.append(start_redis(tmp_path / "redis", port))
+    env = {"TRAINQ_BROKER_URL": f"redis://127.0.0.1:{port}/0"}
+    workers.start("probe", env={**env, "MY_TOKEN": secret})
+    failing = {
+        "job_id": "leaky",
+        "type": "environ",
+        "config": {"name": "API_TOKEN", "fail": True},
+        "environment": {"API_TOKEN": "${MY_TOKEN}"},
+        "retry_count": 0,
+    }
+    pipeline = tmp_path / "failing.json"
+    pipeline.write_text(json.dumps({"pipeline_id": "failing", "jobs": [failing]}))
+    # when the demo runs that pipeline on the running worker
+    result = run_cli("demo", str(pipeline), "--no-flower", "--no-web", env=env, timeout=120)
+    # then it exits 1 and its summary shows the job's error on one line, the secret masked
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "using the running workers for probe" in result.stdout
+    assert "\n  leaky  RuntimeError: rejected ***\n" in result.stdout, result.stdout
+    assert secret not in result.stdout + result.stderr

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 import redis
 
 from tests.fixtures import (
+    ROOT,
     Process,
     Workers,
     free_port,
@@ -346,3 +349,56 @@ def test_a_keyed_job_whose_submit_was_answered_too_late_still_waits_for_its_keys
         return float(next(n for n in notes if n.startswith(kind)).split(b":")[2])
 
     assert noted(late, b"start:") >= noted(holder, b"end:")
+
+
+def test_a_worker_started_with_its_broker_down_says_so_once_and_starts_when_it_answers(
+    tmp_path: Path, workers: Workers
+) -> None:
+    # given a broker URL with a password where nothing listens yet
+    port, password = free_port(), "S3cretPW4worker"
+    env = {"TRAINQ_BROKER_URL": f"redis://:{password}@127.0.0.1:{port}/0", "PYTHONPATH": str(ROOT)}
+    # when `trainq worker data` starts, from another directory
+    args = [sys.executable, "-m", "trainq", "worker", "data", "--without-gossip", "--without-mingle"]
+    worker = Process(args, tmp_path / "worker.log", env, cwd=tmp_path)
+    workers.started.append(worker)
+    # then it says once which broker it cannot reach (password masked) and that it retries
+    line = f"cannot reach the broker at redis://:***@127.0.0.1:{port}/0"
+    wait_for(lambda: line in worker.output() or not worker.alive(), 60, message="unreachable broker")
+    assert "Retrying every 2s until it answers." in worker.output(), worker.output()
+    # when the broker comes up
+    workers.started.append(start_redis(tmp_path / "redis", port, "--requirepass", password))
+    # then the worker starts on it, having printed that line once, no traceback and no password
+    wait_for(lambda: " ready." in worker.output() or not worker.alive(), 60, message="worker ready")
+    out = worker.output()
+    assert worker.alive() and out.count(line) == 1, out
+    assert "Traceback" not in out and password not in out, out
+
+
+def test_a_worker_with_startup_retries_off_exits_3_with_one_line_when_its_broker_is_down(
+    tmp_path: Path,
+) -> None:
+    # given an app module that turns Celery's connection retries on startup off, and a broker URL
+    # with a password where nothing listens
+    (tmp_path / "noretry.py").write_text(
+        "from trainq.celery import app\n\napp.conf.broker_connection_retry_on_startup = False\n"
+    )
+    port, password = free_port(), "S3cretPW4noretry"
+    env = {
+        **os.environ,
+        "TRAINQ_BROKER_URL": f"redis://:{password}@127.0.0.1:{port}/0",
+        "PYTHONPATH": f"{tmp_path}:{ROOT}",
+    }
+    # when `celery -A noretry worker` starts from that directory
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "noretry", "worker", "-Q", "data"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # then it exits 3 with one line naming the broker (password masked), and no traceback
+    out = result.stdout + result.stderr
+    assert result.returncode == 3, out
+    assert out.count(f"cannot reach the broker at redis://:***@127.0.0.1:{port}/0") == 1, out
+    assert "Traceback" not in out and password not in out and "Retrying" not in out, out

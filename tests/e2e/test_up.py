@@ -38,9 +38,10 @@ def home() -> Iterator[Path]:
 
 
 def stack_env(home: Path) -> dict[str, str]:
-    """The environment of a user with no broker configured and ``home`` as TRAINQ_HOME."""
+    """The environment of a user with no broker configured and ``home`` as TRAINQ_HOME (trainq imported
+    from this checkout, whatever the directory)."""
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
-    return {**env, "TRAINQ_HOME": str(home)}
+    return {**env, "TRAINQ_HOME": str(home), "PYTHONPATH": str(ROOT)}
 
 
 def free_port() -> int:
@@ -49,11 +50,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def trainq(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m trainq ARGS`` against the stack of ``home``."""
+def trainq(home: Path, *args: str, timeout: float = 60, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m trainq ARGS`` in ``cwd`` against the stack of ``home``."""
     return subprocess.run(
         [sys.executable, "-m", "trainq", *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=stack_env(home),
         capture_output=True,
         text=True,
@@ -144,3 +145,24 @@ def test_up_runs_the_stack_and_sigterm_leaves_no_process_behind(home: Path) -> N
         assert alive([*descendants, redis_pid]) == []
     finally:
         stop_leftovers(up, descendants, home)
+
+
+@pytest.mark.parametrize("server", ["flower", "web"])
+def test_up_on_a_taken_port_says_which_and_starts_nothing(home: Path, server: str) -> None:
+    # given something else listening on the port `trainq up` would give Flower (or trainq web)
+    ports = {"flower": free_port(), "web": free_port()}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports[server]))
+        taken.listen()
+        # when `trainq up` starts from another directory on the embedded default
+        result = trainq(
+            home, "up", "--flower-port", str(ports["flower"]), "--web-port", str(ports["web"]), cwd=home
+        )
+    # then it fails at once with one line naming the port and how to choose another
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stdout, result.stdout + result.stderr
+    assert f"127.0.0.1:{ports[server]}" in lines[0] and "already in use" in lines[0], lines
+    assert f"--{server}-port or TRAINQ_{server.upper()}_PORT, or --no-{server}" in lines[0], lines
+    # and nothing of the stack was started or is left running, not even the embedded Redis
+    assert not (home / "logs").exists() and not embedded.is_running(home)

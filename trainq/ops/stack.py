@@ -25,6 +25,7 @@ from typing import IO
 from trainq.job.types import job_types
 from trainq.ops import embedded
 from trainq.ops.flower import flower_launch
+from trainq.ops.sockets import listening
 from trainq.ops.worker import worker_command
 from trainq.settings import Settings
 from trainq.store.registry import get_registry
@@ -96,7 +97,9 @@ class Stack:
         get_registry().ping()
 
     def start(self) -> None:
-        """Start a worker pool per queue (default: every job type's queue), Beat, Flower and trainq web."""
+        """Start a worker pool per queue (default: every job type's queue), Beat, Flower and trainq web;
+        raises ConfigError, starting nothing, when Flower's or web's port is taken."""
+        self.check_ports()
         self.queues = self.queues or stack_queues()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for queue in self.queues:
@@ -112,6 +115,19 @@ class Stack:
 
             self._spawn("web", web_command(self.settings, port=self.web_port))
             self.web_url = web_url(self.settings.web_address, self.web_port)
+
+    def check_ports(self) -> None:
+        """Raise ConfigError naming the port and the option that moves it when Flower or trainq web
+        could not bind theirs (another ``trainq up`` holds them, say): otherwise the server would die
+        with the reason only in its log."""
+        servers = (
+            ("Flower", self.settings.flower_address, self.flower_port, "flower"),
+            ("trainq web", self.settings.web_address, self.web_port, "web"),
+        )
+        for what, address, port, name in servers:
+            if port is not None:
+                hint = f"choose another with --{name}-port or TRAINQ_{name.upper()}_PORT, or --no-{name}"
+                listening(what, address, port, hint).close()
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         path = self.log_dir / f"{name}.log"

@@ -6,6 +6,7 @@ recorded as a cancel, and messages Celery refuses set aside (``trainq.broker.qua
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import threading
@@ -36,7 +37,7 @@ from trainq.job.record import UNSENT, WAITING_STATES, JobRecord, JobState
 from trainq.job.task import JobTask
 from trainq.job.types import task_name
 from trainq.ops import control
-from trainq.settings import get_settings
+from trainq.settings import get_settings, redacted
 from trainq.sharing.gate import key_of, park_or_pass
 from trainq.sharing.ticker import Ticker
 from trainq.store.registry import Registry, get_registry
@@ -247,6 +248,36 @@ def redeliver_overdue(task: JobTask, registry: Registry, record: JobRecord) -> b
     return requeue(task, registry, record, allowed={record.state}, reason=f"{what} overdue; re-sent")
 
 
+#: Seconds between a starting worker's tries to reach its registry.
+REACH_RETRY_S = 2.0
+
+
+def wait_for_registry(conf: Any, registry: Registry) -> None:
+    """Return once the registry answers, so a worker started before its Redis waits for it with one
+    line naming it (password masked), not a traceback per startup step; with Celery's retries on
+    startup off, or ``broker_connection_max_retries`` spent, exit 3 as the CLI does when unreachable."""
+    settings = get_settings()
+    url = settings.registry()
+    role = "broker" if url == settings.broker() else "registry"
+    retry = conf.broker_connection_retry_on_startup
+    retry = conf.broker_connection_retry if retry is None else retry
+    for tries in itertools.count(1):
+        try:
+            registry.ping(role, url)
+        except BrokerUnavailable as exc:
+            spent = conf.broker_connection_max_retries and tries > conf.broker_connection_max_retries
+            if not retry or spent:
+                log.error("%s", exc)
+                raise SystemExit(3) from None
+            if tries == 1:
+                log.error("%s Retrying every %gs until it answers.", exc, REACH_RETRY_S)
+            time.sleep(REACH_RETRY_S)
+        else:
+            if tries > 1:
+                log.info("reached the %s at %s", role, redacted(url))
+            return
+
+
 _reaper: Reaper | None = None
 _ticker: Ticker | None = None
 #: The queues this worker was started for, paused ones included (``_skip_paused_queues``).
@@ -264,6 +295,7 @@ def _skip_paused_queues(sender: str, instance: Any, **_: Any) -> None:
             log.error("refusing to start: %s", exc)
             raise SystemExit(2) from None  # bad input, as the CLI exits for it
     registry = get_registry()
+    wait_for_registry(instance.app.conf, registry)  # the first receiver here to use it
     _started_for[:] = sorted(queues)
     registry.register_worker(sender, queues)
     paused = registry.paused_queues() & queues

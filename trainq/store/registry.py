@@ -171,12 +171,13 @@ class Registry:
             return f"unix://{kwargs['path']}"
         return f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
 
-    def ping(self) -> None:
-        """Raise BrokerUnavailable unless Redis answers."""
+    def ping(self, role: str = "registry", url: str | None = None) -> None:
+        """Raise BrokerUnavailable unless Redis answers, naming it as ``role`` at ``url`` (default: the
+        registry at ``self.url``; a worker names the broker's URL as configured, when it is both)."""
         try:
             self.client.ping()
         except redis.RedisError as exc:
-            raise BrokerUnavailable(self.url, sentinel.reason(exc), "registry") from exc
+            raise BrokerUnavailable(url or self.url, sentinel.reason(exc), role) from exc
 
     # -- records -----------------------------------------------------------------------
 
