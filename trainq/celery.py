@@ -4,8 +4,9 @@ Its configuration, the worker modules it imports included, is computed on first 
 ``_LazyConfig``), so importing trainq reads no setting and starts nothing: a bad setting is one
 clear error where it is first used (under ``celery -A trainq``, one line and exit 2, see
 ``_check_settings``); the first use without ``TRAINQ_BROKER_URL`` starts the embedded Redis.
-trainq's own job types are registered when the app is finalized (its first ``app.tasks``), in
-every process, so a client that imported only ``trainq`` sends ``trainq.command`` as itself.
+Every job type the app lists (trainq's own and those of ``TRAINQ_WORKER_MODULES``) is registered when
+the app is finalized (its first ``app.tasks``), in every process: a client that imported only ``trainq``
+sends ``trainq.command`` or ``trainq.training`` as itself (validated first, to its queue).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import click
 from celery import Celery
+from celery.utils.imports import cwd_in_path
 
 from trainq.broker.names import check_queue
 from trainq.errors import InvalidSetting
@@ -32,7 +34,7 @@ LIBRARY_MODULES = [
     "trainq.ops.flower",  # adapts Flower when Flower imports the app's modules
 ]
 
-#: Of those, the ones that define job types: imported when the app is finalized, in any process.
+#: Of those, the ones that define job types: imported, with the worker modules, when the app is finalized.
 LIBRARY_JOB_TYPES = ["trainq.job.command"]
 
 #: The exit code of a bad setting, as ``trainq`` gives it (``trainq.cli.group.EXIT_BAD_INPUT``, above here).
@@ -65,10 +67,13 @@ def route_job(
     Every send through the app passes here, also those that skip ``JobTask.apply_async``
     (``celery call``, Flower's send-task, ``app.send_task``), so a reserved queue or routing
     key name is refused here (raises InvalidName) before kombu writes it into its own keys.
+    ``app.send_task`` gives no task when the app is not finalized yet: it is looked up by name
+    (finalizing the app), or the job would go to the default queue, which no pool reads.
     """
     for given in (options.get("queue"), options.get("routing_key")):
         if given is not None:
             check_queue(getattr(given, "name", given))
+    task = task if task is not None else app.tasks.get(name)
     job_type = getattr(task, "job_type", "")
     return {"queue": task.queue or job_type} if job_type else None
 
@@ -83,17 +88,24 @@ def _check_settings(ctx: click.Context, param: click.Parameter, value: object) -
         ctx.exit(EXIT_BAD_SETTING)
 
 
-def _register_library_job_types(sender: Celery, **_: Any) -> None:
-    """Define trainq's own job types as the app is finalized: not at import, where defining a task
-    would read the settings (and start the embedded Redis), but before any task is looked up."""
+def _register_job_types(sender: Celery, **_: Any) -> None:
+    """Define every job type the app lists as the app is finalized: not at import, where defining a task
+    would read the settings (and start the embedded Redis), but before any task is looked up, so that a
+    process that never imports the worker modules itself (``trainq``, ``celery call``, a Python client)
+    routes and validates their jobs. Raises InvalidSetting naming a worker module not found."""
     for module in LIBRARY_JOB_TYPES:
         importlib.import_module(module)
+    settings = get_settings()
+    check_worker_modules(settings)
+    with cwd_in_path():  # where Celery's loader looks for them too
+        for module in settings.worker_modules:
+            importlib.import_module(module)
 
 
 app = Celery("trainq")
 app.config_from_object(_LazyConfig())
 app.conf.task_routes = (route_job,)
-app.on_after_finalize.connect(_register_library_job_types, weak=False)
+app.on_after_finalize.connect(_register_job_types, weak=False)
 # Celery's command line adds the app's preload options to each of its commands (Flower's too): this
 # hidden one is eager, so it runs before the others (bar ``--help``), and ``import trainq`` reads nothing.
 app.user_options["preload"].add(

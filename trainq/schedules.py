@@ -4,7 +4,9 @@ Schedules are celery-redbeat entries in Redis, so they survive restarts and ``ce
 beat`` picks up every change on its next tick; redbeat's lock keeps a second Beat waiting
 instead of submitting duplicates. Static schedules come from the module named by
 ``TRAINQ_BEAT_SCHEDULE_MODULE`` (``beat_schedule.py``), loaded by name when Beat starts.
-Each run is an ordinary job tagged ``schedule=<name>``, or a pipeline run whose jobs all are.
+Each run is an ordinary job tagged ``schedule=<name>``, or a pipeline run whose jobs all are. Runs
+may overlap, as in cron; a schedule with ``overlap="skip"`` skips a due time while its previous run
+is still going (cron's ``flock -n`` habit), and counts the skips.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,9 @@ from trainq.inputs.durations import format_duration, parse_duration
 from trainq.job.types import TASK_PREFIX, get_job_type
 from trainq.pipelines.dag import PIPELINE_ID_FIELDS
 from trainq.pipelines.pipeline import Pipeline, load_pipeline
+from trainq.pipelines.runs import get_runs
 from trainq.settings import get_settings
+from trainq.store.registry import get_registry
 
 log = logging.getLogger("trainq.schedules")
 
@@ -50,12 +55,28 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 LAST_RUN_FIELD = "trainq_last_run"
 #: Redis hash field holding the last failed run, until a run is submitted again.
 LAST_ERROR_FIELD = "trainq_last_error"
+#: Redis hash field holding the last skipped run: when, and the run still going then.
+LAST_SKIP_FIELD = "trainq_last_skip"
+#: Redis hash field counting the skipped runs.
+SKIPS_FIELD = "trainq_skips"
+#: Prefix of the Redis hash fields naming a ``skip`` schedule's runs not yet seen finished (one field
+#: each, so Beat and ``schedule run`` add and remove them without reading each other's writes).
+RUN_FIELD_PREFIX = "trainq_run:"
+#: The entry option holding the overlap policy; absent (entries stored before it existed too) means allow.
+OVERLAP_OPTION = "overlap"
 #: The shortest interval a schedule may have, in seconds.
 SHORTEST_EVERY_S = 1.0
 #: Most characters of a failed run's error kept and logged.
 ERROR_MAX_CHARS = 500
 #: tz database files that are no IANA zone: the host's zone, POSIX rules' template, a placeholder.
 NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+class Overlap(StrEnum):
+    """Whether a due run starts while the schedule's previous run is still going."""
+
+    ALLOW = "allow"  # as cron and Celery Beat: every due time submits a run
+    SKIP = "skip"  # skip the due time while a run is queued, running or retrying (``flock -n``)
 
 
 class ScheduleSpec(BaseModel):
@@ -72,6 +93,7 @@ class ScheduleSpec(BaseModel):
     pipeline: str | dict[str, Any] | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
     enabled: bool = True
+    overlap: Overlap = Overlap.ALLOW
 
 
 class ScheduleInfo(BaseModel):
@@ -93,6 +115,11 @@ class ScheduleInfo(BaseModel):
     #: When a run last failed to be submitted, and why (cleared by the next run submitted).
     last_error_at: float | None = None
     last_error: str | None = None
+    overlap: Overlap = Overlap.ALLOW
+    #: Due times skipped because a run was still going, the last one's time and that run's id.
+    skipped: int = 0
+    last_skipped_at: float | None = None
+    last_skipped_for: str | None = None
     next_run_at: float | None = None
 
 
@@ -246,8 +273,12 @@ class Scheduler(RedBeatScheduler):
     ) -> str | None:
         """Submit one run of ``entry`` (advancing its schedule first, as Celery Beat does); a run
         trainq refuses (its pipeline file is gone or now invalid) is logged in one line and recorded
-        on the schedule, and Beat goes on."""
+        on the schedule, and Beat goes on. With overlap ``skip``, a run still going skips this one."""
         entry = self.reserve(entry) if advance else entry
+        going = run_going(entry)
+        if going is not None:
+            skip_run(entry, going)
+            return None
         try:
             return submit_run(entry, producer=producer)
         except TrainqError as exc:
@@ -275,6 +306,8 @@ def build_entry(name: str, spec: ScheduleSpec | dict[str, Any], app: Celery = ap
         raise ScheduleError(name, problems) from None
     except InvalidInput as exc:
         raise ScheduleError(name, str(exc)) from None
+    if spec.overlap is Overlap.SKIP:  # stored only when set: an entry of the release before reads the same
+        options[OVERLAP_OPTION] = spec.overlap.value
     return ScheduleEntry(
         name=name, task=task, schedule=when, kwargs=kwargs, options=options, enabled=spec.enabled, app=app
     )
@@ -393,18 +426,58 @@ def submit_run(entry: ScheduleEntry, **send_options: Any) -> str:
         else:
             job_type = entry.task.removeprefix(TASK_PREFIX)
             task = get_job_type(job_type)
-            run_id = str(task.apply_async(kwargs=entry.kwargs or {}, **entry.options, **send_options).id)
+            options = {k: v for k, v in entry.options.items() if k != OVERLAP_OPTION}
+            run_id = str(task.apply_async(kwargs=entry.kwargs or {}, **options, **send_options).id)
     except TrainqError as exc:
         failed = json.dumps({"at": time.time(), "error": error_text(exc)})
         with contextlib.suppress(redis.RedisError):  # Redis is what failed: the caller reports it
             client.hset(entry.key, LAST_ERROR_FIELD, failed)
         raise
+    now = time.time()
     with client.pipeline() as pipe:
-        pipe.hset(entry.key, LAST_RUN_FIELD, json.dumps({"at": time.time(), "id": run_id}))
+        pipe.hset(entry.key, LAST_RUN_FIELD, json.dumps({"at": now, "id": run_id}))
         pipe.hdel(entry.key, LAST_ERROR_FIELD)
+        if overlap(entry) is Overlap.SKIP:
+            pipe.hset(entry.key, RUN_FIELD_PREFIX + run_id, now)
         pipe.execute()
     log.info("schedule %s submitted %s", entry.name, run_id)
     return run_id
+
+
+def overlap(entry: ScheduleEntry) -> Overlap:
+    """``entry``'s overlap policy (``allow`` for an entry stored without one)."""
+    return Overlap(entry.options.get(OVERLAP_OPTION, Overlap.ALLOW))
+
+
+def run_going(entry: ScheduleEntry) -> str | None:
+    """With overlap ``skip``, the oldest run of ``entry`` still going (a job queued, running or
+    retrying, a pipeline run not finished), else None; the runs seen finished are forgotten."""
+    if overlap(entry) is not Overlap.SKIP:
+        return None
+    client = get_redis(entry.app)  # redbeat's: replies decoded
+    submitted = {
+        field.removeprefix(RUN_FIELD_PREFIX): float(at)
+        for field, at in client.hgetall(entry.key).items()
+        if field.startswith(RUN_FIELD_PREFIX)
+    }
+    if entry.task == PIPELINE_TASK:
+        ended = {run_id for run_id in submitted if get_runs().ended(run_id)}
+    else:
+        going = {r.id for r in get_registry().get_many(submitted) if not r.state.finished}
+        ended = set(submitted) - going  # a record expired or deleted is no run going either
+    if ended:
+        client.hdel(entry.key, *(RUN_FIELD_PREFIX + run_id for run_id in ended))
+    still = sorted((at, run_id) for run_id, at in submitted.items() if run_id not in ended)
+    return still[0][1] if still else None
+
+
+def skip_run(entry: ScheduleEntry, going: str) -> None:
+    """Log and count a due time of ``entry`` skipped because its run ``going`` is still going."""
+    log.warning("schedule %s: run skipped: its run %s is still going (overlap is skip)", entry.name, going)
+    with get_redis(entry.app).pipeline() as pipe:
+        pipe.hset(entry.key, LAST_SKIP_FIELD, json.dumps({"at": time.time(), "for": going}))
+        pipe.hincrby(entry.key, SKIPS_FIELD, 1)
+        pipe.execute()
 
 
 def error_text(exc: Exception) -> str:
@@ -487,8 +560,11 @@ def entries(app: Celery = app) -> list[ScheduleEntry]:
 def info(entry: ScheduleEntry) -> ScheduleInfo:
     """Describe ``entry``: its rule, what it submits, its last and next run."""
     client = get_redis(entry.app)
-    raw_last, raw_error = client.hmget(entry.key, [LAST_RUN_FIELD, LAST_ERROR_FIELD])
+    raw_last, raw_error, raw_skip, skips = client.hmget(
+        entry.key, [LAST_RUN_FIELD, LAST_ERROR_FIELD, LAST_SKIP_FIELD, SKIPS_FIELD]
+    )
     last, failed = json.loads(raw_last or "{}"), json.loads(raw_error or "{}")
+    skip = json.loads(raw_skip or "{}")
     when = entry.schedule
     fields: dict[str, Any] = {}
     if isinstance(when, CronSchedule):
@@ -510,6 +586,10 @@ def info(entry: ScheduleEntry) -> ScheduleInfo:
         last_run_id=last.get("id"),
         last_error_at=failed.get("at"),
         last_error=failed.get("error"),
+        overlap=overlap(entry),
+        skipped=int(skips or 0),
+        last_skipped_at=skip.get("at"),
+        last_skipped_for=skip.get("for"),
         next_run_at=next_run_at(entry),
         **fields,
     )

@@ -120,6 +120,9 @@ def test_static_schedule_in_module_fires(beats: Beats) -> None:
     wait_for(lambda: runs("static-probe"), 20, message="static schedule's job submitted")
     assert runs("static-probe")[0].priority == 8
     assert listed()["static-probe"]["static"] is True
+    # and its skip schedule, whose first job no worker takes, submits no second one while it waits
+    wait_for(lambda: listed()["static-solo"]["skipped"] >= 2, 20, message="static skip schedule skipped")
+    assert len(runs("static-solo")) == 1 and listed()["static-solo"]["overlap"] == "skip"
 
 
 def _beat(tmp_path: Path, module: str, cwd: Path = ROOT) -> Process:
@@ -512,3 +515,87 @@ def test_a_schedule_module_without_a_dict_of_schedules_stops_beat_and_keeps_the_
         assert listed()["kept"]["static"] is True
     finally:
         beat.stop()
+
+
+def test_overlap_skip_skips_due_runs_while_the_previous_job_runs_and_allow_does_not(
+    workers: Workers, beats: Beats, tmp_path: Path, redis_client: Any
+) -> None:
+    # given a probe pool and two every-1s schedules made from the shell whose jobs run until a key is
+    # set: one with --overlap skip, one left at the default (allow)
+    workers.start("probe", concurrency=2)
+    config = json.dumps({"release_key": "overlap-release"})
+    for name, extra in (("solo", ["--overlap", "skip"]), ("many", [])):
+        made = trainq(
+            tmp_path,
+            "schedule",
+            "create",
+            name,
+            "--every",
+            "1s",
+            "--type",
+            "probe",
+            "--config",
+            config,
+            *extra,
+        )
+        assert made.returncode == 0, made
+    # when Beat runs them while the first job of each is still going
+    beat = beats.start()
+    wait_for(lambda: listed()["solo"]["skipped"] >= 3, 30, message="three due runs of solo skipped")
+    wait_for(lambda: len(runs("many")) >= 3, 30, message="three runs of many submitted")
+    # then the skip schedule submitted one job only, and says which run it skipped for, and how often
+    (first,) = runs("solo")
+    assert first.state in (JobState.QUEUED, JobState.RUNNING) and first.tags == {"schedule": "solo"}
+    shown = listed()["solo"]
+    assert shown["overlap"] == "skip" and shown["last_skipped_for"] == first.id, shown
+    assert time.time() - shown["last_skipped_at"] < 5
+    assert f"schedule solo: run skipped: its run {first.id} is still going (overlap is skip)" in beat.output()
+    table = trainq(tmp_path, "schedule", "list").stdout
+    assert "overlap: skip" in table and "skipped" in table and first.id in table
+    # and the default schedule's runs overlap, as the docs say, and it skips nothing
+    assert listed()["many"]["overlap"] == "allow" and listed()["many"]["skipped"] == 0
+    # when the job is let finish
+    redis_client.set("overlap-release", 1)
+    wait_for(lambda: runs("solo")[0].state is JobState.SUCCEEDED, 30, message="first solo job done")
+    # then the next due time submits the next run again
+    wait_for(lambda: len(runs("solo")) >= 2, 20, message="solo submitted again")
+
+
+def test_overlap_skip_waits_for_a_pipeline_run_and_a_run_started_by_hand(
+    workers: Workers, beats: Beats, tmp_path: Path, redis_client: Any
+) -> None:
+    # given a two-job pipeline whose first job runs until a key is set, and an every-1s skip schedule of it
+    pipeline = tmp_path / "hold.json"
+    jobs = [
+        {"job_id": "wait", "type": "probe", "config": {"release_key": "pipeline-release"}},
+        {"job_id": "after", "type": "probe", "depends_on": ["wait"]},
+    ]
+    pipeline.write_text(json.dumps({"pipeline_id": "hold", "jobs": jobs}))
+    workers.start("probe")
+    args = ("schedule", "create", "held", "--every", "1s", "--pipeline", str(pipeline), "--overlap", "skip")
+    assert trainq(tmp_path, *args).returncode == 0
+    # and a run started by hand before Beat runs
+    by_hand = trainq(tmp_path, "schedule", "run", "held").stdout.strip()
+    # when Beat runs the schedule while that run is going
+    beats.start()
+    wait_for(lambda: listed()["held"]["skipped"] >= 2, 30, message="two due runs of held skipped")
+    # then no other run was started, and the skips name the run going
+    assert {r.id for r in get_runs().recent()} == {by_hand}
+    assert listed()["held"]["last_skipped_for"] == by_hand
+    # when the run finishes
+    redis_client.set("pipeline-release", 1)
+    wait_for(lambda: get_runs().ended(by_hand), 30, message="run by hand finished")
+    # then Beat starts the next run at its next due time
+    wait_for(lambda: len(get_runs().recent()) >= 2, 20, message="held started again")
+
+
+def test_overlap_is_checked_at_create_and_a_stored_schedule_without_it_allows(registry: Any) -> None:
+    # when a schedule is created with an overlap that is neither allow nor skip
+    result = cli("schedule", "create", "bad", "--every", "1m", "--type", "probe", "--overlap", "never")
+    # then it exits 2 naming the option, and nothing is stored
+    assert result.exit_code == 2 and "Invalid value for '--overlap'" in result.output, result.output
+    assert entries() == []
+    # and a schedule stored without it (as the release before stored every one) allows overlaps
+    create("old", {"every": "1m", "type": "probe"})
+    assert "overlap" not in get("old").options
+    assert listed()["old"]["overlap"] == "allow" and listed()["old"]["skipped"] == 0

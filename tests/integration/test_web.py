@@ -933,6 +933,13 @@ def test_schedules_and_queues_over_http(api: httpx.Client, web: Web, workers: Wo
     assert created.status_code == 201, created.text
     assert created.json()["next_run_at"] > time.time() + 3000
     assert api.post("/api/v1/schedules", json={**spec, "every": "sometimes"}).status_code == 422
+    assert created.json()["overlap"] == "allow" and created.json()["skipped"] == 0
+    # and one may skip overlapping runs, never anything else
+    solo = api.post("/api/v1/schedules", json={**spec, "name": "solo", "overlap": "skip"})
+    assert solo.status_code == 201 and solo.json()["overlap"] == "skip", solo.text
+    refused = api.post("/api/v1/schedules", json={**spec, "name": "often", "overlap": "sometimes"})
+    assert refused.status_code == 422 and "overlap" in refused.text
+    assert api.delete("/api/v1/schedules/solo").status_code == 200
     # when it is disabled, then it has no next run; enabled again, it has
     assert api.post("/api/v1/schedules/hourly-probe/disable").json()["next_run_at"] is None
     assert api.post("/api/v1/schedules/hourly-probe/enable").json()["enabled"] is True

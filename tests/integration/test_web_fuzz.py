@@ -153,6 +153,7 @@ def test_listing_queries_never_give_a_server_error(
             "timezone": st.sampled_from(["Europe/Berlin", "Mars/Base", ""]) | json_values,
             "config": json_values,
             "priority": st.integers(-1, 11) | json_values,
+            "overlap": st.sampled_from(["allow", "skip", "SKIP", ""]) | json_values,
         },
     )
     | json_values

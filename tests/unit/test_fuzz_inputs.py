@@ -1,6 +1,6 @@
 """Property-based fuzzing of every input surface a user types or writes (issue 17, "Tests"):
 pipeline files (random structures as JSON and YAML, random bytes, repeated keys), ``--config``, the
-options of ``submit``, ``list``, ``dead`` and ``pipeline validate``, and the ``TRAINQ_*``
+options of ``submit``, ``list``, ``dead``, ``schedule create`` and ``pipeline validate``, and the ``TRAINQ_*``
 settings. Every input ends in exit 0 or 2, with no traceback, within a time bound and a
 memory bound."""
 
@@ -35,6 +35,7 @@ from trainq.inputs.documents import brief
 from trainq.inputs.durations import parse_duration
 from trainq.inputs.limits import MAX_DOCUMENT_BYTES
 from trainq.pipelines.dag import parse
+from trainq.schedules import Overlap, entries, overlap
 from trainq.settings import celery_config, get_settings, url_problem
 
 #: Per-input bounds: wall time (generous: CI shares 2 cores) and Python heap.
@@ -307,6 +308,38 @@ def test_listing_options(
             if value is not None:
                 args += [option, value]
     invoke(*args)
+
+
+@FUZZ
+@given(
+    overlap_given=st.none()
+    | st.sampled_from(["allow", "skip", "SKIP", "", "skip "])
+    | st.text(max_size=8)
+    | unpaired,
+    every=st.sampled_from(["1h", "0s", "soon"]) | st.text(max_size=6),
+    pipeline=st.booleans(),
+)
+def test_schedule_create_options(
+    redis_client: redis.Redis, files: Path, overlap_given: str | None, every: str, pipeline: bool
+) -> None:
+    # given a schedule's options as typed, of a job type or of a pipeline file
+    target = ["--type", "probe"]
+    if pipeline:
+        (files / "p.json").write_text(
+            json.dumps({"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "probe"}]})
+        )
+        target = ["--pipeline", str(files / "p.json")]
+    args = ["schedule", "create", "fuzz", "--every", every, *target]
+    if overlap_given is not None:
+        args += ["--overlap", overlap_given]
+    # when it is created, then it exits 0 or 2: stored with the overlap given (default allow), or not at all
+    result = invoke(*args)
+    stored = {entry.name: entry for entry in entries()}
+    if result.exit_code == 0:
+        assert overlap(stored["fuzz"]) is Overlap(overlap_given or "allow")
+        invoke("schedule", "delete", "fuzz")
+    else:
+        assert "fuzz" not in stored and result.output.count("\n") <= 4, result.output
 
 
 @settings(max_examples=300, deadline=None)

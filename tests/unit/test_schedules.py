@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from trainq.errors import ScheduleError
-from trainq.schedules import CronSchedule, build_entry
+from trainq.schedules import CronSchedule, Overlap, build_entry, overlap
 from trainq.settings import Settings, celery_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -144,6 +144,7 @@ def test_cron_schedule_is_due_once_overdue() -> None:
         ),
         ({"every": "1m", "type": "probe", "priority": 12}, "priority"),
         ({"every": "1m", "type": "probe", "colour": "red"}, "colour: Extra inputs are not permitted"),
+        ({"every": "1m", "type": "probe", "overlap": "never"}, "overlap: Input should be 'allow' or 'skip'"),
     ],
 )
 def test_bad_definitions_are_refused_with_the_problem_named(spec: dict[str, object], problem: str) -> None:
@@ -196,3 +197,15 @@ def test_a_schedule_module_that_is_no_dotted_module_name_is_an_invalid_setting(m
 @pytest.mark.parametrize("module", ["", "beat_schedule", "myproject.schedules", "tests.beat_static"])
 def test_a_dotted_module_name_or_none_is_a_schedule_module(module: str) -> None:
     assert Settings(beat_schedule_module=module).beat_schedule_module == module
+
+
+def test_overlap_skip_is_stored_with_the_entry_and_never_sent_with_its_job() -> None:
+    # given a job schedule and a pipeline schedule that skip overlapping runs, and one left as before
+    job = build_entry("solo", {"every": "1h", "type": "probe", "overlap": "skip"})
+    inline = {"pipeline_id": "p", "jobs": [{"job_id": "a", "type": "probe"}]}
+    pipeline = build_entry("p", {"every": "1h", "pipeline": inline, "overlap": "skip"})
+    default = build_entry("many", {"every": "1h", "type": "probe"})
+    # then the skip entries say so, and the default entry's options are what the release before stored
+    assert overlap(job) is Overlap.SKIP and overlap(pipeline) is Overlap.SKIP
+    assert overlap(default) is Overlap.ALLOW
+    assert default.options == {"tags": {"schedule": "many"}, "job_name": "many"}

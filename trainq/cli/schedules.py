@@ -27,6 +27,13 @@ def schedule() -> None:
 @click.option("--priority", type=click.IntRange(0, 9), help="0-9, 9 most urgent.")
 @click.option("--timezone", help="IANA zone the cron expression is read in (default UTC).")
 @click.option("--disabled", is_flag=True, help="Store it disabled; `schedule enable` starts it.")
+@click.option(
+    "--overlap",
+    type=click.Choice([o.value for o in schedules.Overlap]),
+    default=schedules.Overlap.ALLOW.value,
+    show_default=True,
+    help="skip: skip a due run while the previous run is queued, running or retrying.",
+)
 def create(
     name: str,
     cron: str | None,
@@ -37,6 +44,7 @@ def create(
     priority: int | None,
     timezone: str | None,
     disabled: bool,
+    overlap: str,
 ) -> None:
     """Create schedule NAME: (--cron | --every) and (--type [--config] | --pipeline)."""
     spec = schedules.ScheduleSpec(
@@ -48,6 +56,7 @@ def create(
         priority=priority,
         timezone=timezone,
         enabled=not disabled,
+        overlap=schedules.Overlap(overlap),
     )
     entry = schedules.create(name, spec)
     described = schedules.info(entry)
@@ -57,7 +66,7 @@ def create(
 @schedule.command("list")
 @json_option
 def list_schedules(as_json: bool) -> None:
-    """List schedules with their rule, target, last run (and last failed one) and next run."""
+    """List schedules with their rule, target, last run (and last failed or skipped one) and next run."""
     described = [schedules.info(entry) for entry in schedules.entries()]
     if as_json:
         print_json([d.model_dump(mode="json") for d in described])
@@ -71,9 +80,14 @@ def list_schedules(as_json: bool) -> None:
         if d.last_error_at:  # plain Text: an error's "[...]" is not rich markup
             last.append("\n" if last else "")
             last.append(f"failed {when(d.last_error_at)}: {d.last_error}", style="red")
+        if d.skipped:
+            last.append("\n" if last else "")
+            skipped_at, going = when(d.last_skipped_at), d.last_skipped_for
+            last.append(f"skipped {d.skipped} (last {skipped_at}: {going} still going)")
+        rule = d.when if d.overlap is schedules.Overlap.ALLOW else f"{d.when}\noverlap: {d.overlap.value}"
         enabled = ("yes" if d.enabled else "[yellow]no[/]") + (" (static)" if d.static else "")
         pri = "" if d.priority is None else str(d.priority)
-        table.add_row(d.name, d.when, plain(target), pri, enabled, last, when(d.next_run_at))
+        table.add_row(d.name, rule, plain(target), pri, enabled, last, when(d.next_run_at))
     console.print(table)
 
 

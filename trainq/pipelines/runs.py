@@ -477,6 +477,11 @@ class Runs:
         """The ids of the runs still running."""
         return {r.decode() for r in self.client.smembers(self.keys.pipelines_running())}
 
+    def ended(self, run_id: str) -> bool:
+        """True once run ``run_id`` has finished (nothing more of it starts by itself) or is gone."""
+        state = self.client.hget(self.keys.pipeline(run_id), "state")
+        return state is None or state.decode() != RunState.RUNNING
+
     def source(self, run_id: str) -> str:
         """What the run started from: a file's absolute path, ``web by alice``, ``schedule nightly``..."""
         return self._run(run_id).get("source", "")
