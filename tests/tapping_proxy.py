@@ -1,9 +1,9 @@
 """A TCP proxy in front of Redis that calls the test back when a client sends a chosen request.
 
-It forwards bytes both ways. The first request batch of a connection (the bytes a client sends
-before Redis answers, as a pipeline sends them) that holds every one of ``markers`` is forwarded,
-then ``on_match`` is called once: a test stops the Redis there (SIGSTOP), so the request lands
-when the Redis resumes but its answer comes after the client gave up. The fault is triggered by
+It forwards bytes both ways. When the first request batch of a connection (the bytes a client sends
+before Redis answers, as a pipeline sends them) holds every one of ``markers``, ``on_match`` is
+called once before the batch is forwarded: a test stops the Redis there (SIGSTOP), so the request
+lands when the Redis resumes but its answer comes after the client gave up. The fault is triggered by
 the protocol itself, not by timing, so a test hits the same point every run.
 """
 
@@ -49,16 +49,15 @@ class TappingProxy:
             threading.Thread(target=self._answers, args=(server, client, batch), daemon=True).start()
 
     def _requests(self, client: socket.socket, server: socket.socket, batch: _Batch) -> None:
-        """Forward the client's bytes; after the first batch holding every marker, call ``on_match``."""
+        """Forward the client's bytes; before the first batch holding every marker, call ``on_match``."""
         while data := _receive(client):
             held = batch.add(data)
-            _send(server, data)
             if all(m in held for m in self.markers) and not self.matched.is_set():
                 with self._lock:
-                    if self.matched.is_set():
-                        continue
-                    self.on_match()
-                    self.matched.set()
+                    if not self.matched.is_set():
+                        self.on_match()
+                        self.matched.set()
+            _send(server, data)
         _close_towards(server)
 
     def _answers(self, server: socket.socket, client: socket.socket, batch: _Batch) -> None:
