@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from tests.fixtures import (
     wait_for,
 )
 from tests.jobs import attempts_key
+from tests.tapping_proxy import TappingProxy
 from trainq.job.context import OUTBOX_BATCH_LINES, OUTBOX_MAX_LINES, Job
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import get_job_type
@@ -209,6 +211,41 @@ def test_a_short_freeze_as_a_command_ends_neither_fails_nor_reruns_it(
     record = private_redis.registry.get(job_id)
     assert (record.attempt, record.failures, record.exit_code) == (1, 0, 0), record
     assert notes.read_text().split() == ["start", "end"]
+
+
+def test_a_claim_whose_answer_a_frozen_redis_lost_runs_its_job_when_redis_is_back(
+    private_redis: PrivateRedis, workers: Workers, tmp_path: Path
+) -> None:
+    # given an idle command worker with a 30 s lease whose Redis calls give up after 0.5 s, reaching
+    # Redis through a proxy that freezes Redis for 3 s as soon as the worker's main process sends a
+    # claim (with its unacked entry), so the claim lands when Redis resumes but its answer is lost
+    def freeze() -> None:
+        os.kill(private_redis.server.pid, signal.SIGSTOP)
+        threading.Timer(3, os.kill, (private_redis.server.pid, signal.SIGCONT)).start()
+
+    proxy = TappingProxy(("127.0.0.1", private_redis.port), [b"unacked_index", b"EVALSHA"], freeze)
+    url = f"redis://127.0.0.1:{proxy.port}/0"
+    env = {
+        **private_redis.env,
+        "TRAINQ_BROKER_URL": url,
+        "TRAINQ_LEASE_S": "30",
+        "TRAINQ_CONNECT_TIMEOUT_S": "0.5",
+    }
+    try:
+        workers.start("command", concurrency=1, env=env)
+        notes = tmp_path / "notes"
+        # when a job is submitted (by a sender that outwaits the freeze) and the worker takes it
+        patient = {**private_redis.env, "TRAINQ_CONNECT_TIMEOUT_S": "10"}
+        [job_id] = submit_elsewhere(patient, [f"submit('command', {{'command': 'echo start >> {notes}'}})"])
+        assert proxy.matched.is_set()
+        # then the job runs within seconds of Redis resuming, not after its 30 s lease: once, on its
+        # first attempt
+        wait_for(lambda: private_redis.state(job_id) is JobState.SUCCEEDED, 15, message="the job succeeded")
+    finally:
+        proxy.stop()
+    record = private_redis.registry.get(job_id)
+    assert (record.attempt, record.recoveries, record.exit_code) == (1, 0, 0), record
+    assert notes.read_text().split() == ["start"]
 
 
 OUTCOME_UNKNOWN = """

@@ -366,3 +366,26 @@ def test_script_flushes_during_a_pipeline_lose_no_release(
     assert status.state is RunState.SUCCEEDED, {j.job_id: j.state for j in status.jobs}
     names = ["A", "b", "c", "d", "E", *(f"k{n}" for n in range(6))]
     assert {j: starts(redis_client, f"{run_id}.{j}") for j in names} == dict.fromkeys(names, 1)
+
+
+def test_a_claim_sent_again_after_its_answer_was_lost_is_its_own_and_no_other_claim_is(
+    registry: Any, redis_client: redis.Redis
+) -> None:
+    # given a queued job whose claim by worker w1 landed but whose answer was lost
+    job_id = submit("probe", {"seconds": 0})
+    lease_until = time.time() + 30
+    pipe = redis_client.pipeline()
+    registry.claim_on(pipe, job_id, 0, "w1", lease_until)
+    sent = list(pipe.command_stack)
+    [first] = pipe.execute()
+    # when the same claim is sent again, and then a claim of another delivery of the same message by
+    # the same worker (a duplicate)
+    for args, options in sent:
+        pipe.pipeline_execute_command(*args, **options)
+    [again] = pipe.execute()
+    duplicate = registry.claim(job_id, 0, "w1", lease_until)
+    # then the claim sent again is given the record its first try claimed, written once, and the
+    # duplicate is refused
+    assert registry.claimed(again) == registry.claimed(first) == registry.get(job_id)
+    assert registry.get(job_id).attempt == 1
+    assert duplicate is None

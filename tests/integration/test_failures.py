@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -277,6 +278,43 @@ def test_a_command_ends_with_its_killed_worker(workers: Workers, tmp_path: Path)
     worker.kill()
     # then the command's processes end within seconds, not after the job's next attempt
     wait_for(lambda: all(gone(p) for p in processes), timeout=5, message="the command's processes end")
+
+
+def test_a_command_whose_worker_is_frozen_past_its_lease_is_frozen_with_it_and_ends_when_it_resumes(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # given a command worker running a command that notes its shell's pid, then ticks every 0.1 s
+    # (each tick a line holding that pid), and a second, idle command worker
+    frozen = workers.start("command")
+    pids, ticks = tmp_path / "pids", tmp_path / "ticks"
+    job_id = submit(
+        "command", {"command": f"echo $$ >> {pids}; while :; do echo $$ >> {ticks}; sleep 0.1; done"}
+    )
+    _, first = command_processes(frozen, pids, 1)
+    workers.start("command")
+    # when the first worker, its main process and its pool processes, is frozen (SIGSTOP) past the
+    # job's lease, so the second recovers the job and runs its next attempt
+    stopped = [frozen.pid, *(p.pid for p in psutil.Process(frozen.pid).children())]
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: len(pids.read_text().split()) == 2, 30, message="attempt 2 of the command starts")
+
+        def ticked(shell: str) -> int:
+            return ticks.read_text().split().count(shell)
+
+        shell = str(first[1].pid)
+        before = ticked(shell)
+        time.sleep(1)  # the fault itself: attempt 2 runs this long beside the frozen attempt 1
+        # then attempt 1's command does not run beside attempt 2: it is frozen with its worker
+        assert ticked(shell) == before
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    # and once its worker resumes, attempt 1's processes end (its lease is gone) and attempt 2 runs on
+    wait_for(lambda: all(gone(p) for p in first), timeout=15, message="attempt 1's processes end")
+    record = get_registry().get(job_id)
+    assert record.state is JobState.RUNNING and record.attempt == 2
 
 
 #: How each way of stopping a running command ends its job: the state, and what its error starts with.

@@ -14,6 +14,7 @@ client: a bad one goes to the quarantine (``trainq.broker.quarantine``) and the 
 
 A worker may send its claim on a delivery (``trainq.job.claims``) in that delivery's own
 bookkeeping transaction, through ``claim_deliveries``: the job starts without a round trip of its own.
+Such a transaction whose answer is lost is sent again, the same commands, while Redis does not answer.
 
 Inside ``collecting``, a publish builds its message as kombu always does but hands back its Redis
 commands (the ``LPUSH`` onto the queue's list for that priority) instead of sending them, through
@@ -170,15 +171,30 @@ class Collected:
 #: returns what takes the claim's reply, or None for no claim (see ``claim_deliveries``).
 DeliveryClaim = Callable[[Any, Any], Callable[[Any], None] | None]
 
+#: Sends a claimed delivery's bookkeeping transaction, given what sends it once: tries it again, for
+#: as long as it sees fit, while Redis does not answer (see ``claim_deliveries``).
+ClaimSending = Callable[[Callable[[], list[Any]]], list[Any]]
+
+
+def _once(send: Callable[[], list[Any]]) -> list[Any]:
+    """Send once: no claim, or no process that tries again."""
+    return send()
+
+
 _claim: DeliveryClaim | None = None
+_sending: ClaimSending = _once
 #: False while kombu puts back a message no consumer takes (see ``_PutBackUnclaimed``).
 _claiming: ContextVar[bool] = ContextVar("trainq_claiming", default=True)
 
 
-def claim_deliveries(claim: DeliveryClaim | None) -> None:
-    """Send ``claim``'s command with each delivery's unacked bookkeeping in this process (None: stop)."""
-    global _claim
-    _claim = claim
+def claim_deliveries(claim: DeliveryClaim | None, sending: ClaimSending = _once) -> None:
+    """Send ``claim``'s command with each delivery's unacked bookkeeping in this process (None: stop).
+
+    A claimed delivery's transaction goes through ``sending``, which may send it again when its answer
+    is lost: the same commands, so a claim that landed unseen is answered by its own claim sent again.
+    """
+    global _claim, _sending
+    _claim, _sending = claim, sending
 
 
 _collected: ContextVar[Collected | None] = ContextVar("trainq_collected", default=None)
@@ -193,6 +209,19 @@ def collecting() -> Iterator[list[tuple[Any, ...]]]:
         yield collected.commands
     finally:
         _collected.reset(token)
+
+
+def _sender(pipe: Any) -> Callable[[], list[Any]]:
+    """What sends ``pipe``'s commands, the same each time (a failed execute empties the pipeline)."""
+    commands = list(pipe.command_stack)
+
+    def send() -> list[Any]:
+        if not pipe.command_stack:
+            for args, options in commands:
+                pipe.pipeline_execute_command(*args, **options)
+        return list(pipe.execute(raise_on_error=False))
+
+    return send
 
 
 class QoS(kombu_redis.QoS):
@@ -226,8 +255,10 @@ class QoS(kombu_redis.QoS):
                 self.unacked_key, delivery_tag, entry
             )
             claimed = _claim(message, pipe) if _claim is not None and _claiming.get() else None
-            replies = pipe.execute(raise_on_error=claimed is None)
-            if claimed is not None:
+            if claimed is None:
+                replies = pipe.execute()
+            else:
+                replies = _sending(_sender(pipe))
                 for reply in replies[:-1]:
                     if isinstance(reply, Exception):
                         raise reply  # the bookkeeping failed: as kombu's, before it tracks the message

@@ -10,6 +10,12 @@ Only a delivery that runs at once is claimed there: a JSON message Celery will d
 of this app without a rate limit, with no ``eta`` (Celery holds those in a timer) or expiry, on a
 worker that reserves one message per process. Every other delivery, and one whose claim was refused,
 is claimed by the pool process as before.
+
+A Redis that stalls as a claim is sent may run it and lose its answer: the transaction is sent again,
+the same commands, until Redis answers or the lease ends (``within_lease``), and the claim sent again is
+answered with the record its first try claimed (the claim's token is on it), so the job starts when
+Redis answers again, not after its lease. Any other claim of the running job (a duplicate delivery,
+here or elsewhere) is still refused.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 import redis
 
 from trainq.broker import transport
+from trainq.job.leases import within_lease
 from trainq.job.record import JobRecord
 from trainq.settings import get_settings
 from trainq.store.registry import Registry, get_registry
@@ -76,7 +83,7 @@ def claim_in_main_process(hostname: str, job_types: Callable[[Any], bool]) -> No
 
         return claimed
 
-    transport.claim_deliveries(claim)
+    transport.claim_deliveries(claim, lambda send: within_lease(send, lease_s))
 
 
 def claimed(request: Any, registry: Registry, lease_until: float, fresh_s: float) -> JobRecord | None:

@@ -18,6 +18,12 @@ command started has ended, the guard runs, and the pool process's SIGKILL after 
 the guard's descendants, then its group) reaches what ignored the SIGTERM. Without a SIGTERM the guard
 exits with its shell: what a command leaves running after its shell exited is its own.
 
+A worker frozen whole (SIGSTOP: a paused VM, a debugger, an operator) stops renewing the job's lease,
+and the job runs again elsewhere; its command, in a session of its own, is not frozen with it. So the
+guard follows the pool process that started it: while that process is stopped, the guard stops the
+command's processes, and continues them when it continues (``_follow_stops``). Resumed, the pool
+process finds its lease gone at its next renewal and kills the command.
+
 Why a process: ``PR_SET_PDEATHSIG`` reaches only the shell, not what it starts; a watching thread
 dies with the pool process; a cgroup needs privileges; neither ``subprocess`` nor psutil offers
 more. The guard uses only the standard library and starts without ``site`` (``-I -S``, ~25 ms). The
@@ -37,10 +43,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 #: ``prctl``'s option (linux/prctl.h) that makes orphaned descendants the caller's children.
 PR_SET_CHILD_SUBREAPER = 36
+#: How often the guard looks whether the pool process that started it is stopped (``_follow_stops``).
+STOP_POLL_S = 0.2
+#: The state /proc gives a process stopped by a signal (``t``, a tracer's stop, is left alone).
+STOPPED = "T"
 
 
 def command(life: int, pid_file: Path, shell_command: str) -> list[str]:
@@ -55,6 +66,19 @@ def pid_file(home: Path, job_id: str, fence: int) -> Path:
     return home.absolute() / "run" / f"command-{digest}-{fence}.pid"
 
 
+def state(pid: int) -> str | None:
+    """The state /proc gives process ``pid`` (``R``, ``S``, ``T``...), None once it is gone."""
+    try:
+        return _stat(Path("/proc", str(pid), "stat").read_text())[0]
+    except OSError:
+        return None
+
+
+def _stat(text: str) -> list[str]:
+    """The fields of a /proc ``stat`` after the name (which may hold ")"): state, parent, group..."""
+    return text.rpartition(")")[2].split()
+
+
 def descendants(pid: int) -> list[tuple[int, int]]:
     """``(pid, group)`` of each running descendant of ``pid``, found by the parent links in /proc."""
     children: dict[int, list[tuple[int, int]]] = {}
@@ -63,8 +87,8 @@ def descendants(pid: int) -> list[tuple[int, int]]:
             stat = Path("/proc", name, "stat").read_text()
         except OSError:
             continue  # it just ended
-        state, parent, group = stat.rpartition(")")[2].split()[:3]  # after the name, which may hold ")"
-        if state not in "ZX":
+        now, parent, group = _stat(stat)[:3]
+        if now not in "ZX":
             children.setdefault(int(parent), []).append((int(name), int(group)))
     found: list[tuple[int, int]] = []
     todo = [pid]
@@ -130,6 +154,25 @@ def _watch(life: int, path: Path, ending: threading.Lock) -> None:
     kill(os.getpid())
 
 
+def _follow_stops(parent: int) -> None:
+    """While ``parent`` (the pool process) is stopped, keep the command's processes stopped; continue
+    those this guard stopped once it continues. Processes the command stopped itself are left as they
+    are. Ends with ``parent``."""
+    held: set[int] = set()
+    while (now := state(parent)) is not None:
+        if now == STOPPED:
+            # looked at again until a look finds none to stop: a process forks until it is stopped
+            while found := {
+                pid for pid, _ in descendants(os.getpid()) if pid not in held and state(pid) != STOPPED
+            }:
+                _send(found, signal.SIGSTOP)
+                held |= found
+        elif held:
+            _send(held, signal.SIGCONT)
+            held = set()
+        time.sleep(STOP_POLL_S)
+
+
 def _become_subreaper() -> None:
     """Have orphaned descendants re-parented to this guard, not to init: they stay its descendants."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -152,6 +195,7 @@ def main(args: list[str]) -> int:
     path.write_text(str(os.getpid()))
     ending = threading.Lock()
     threading.Thread(target=_watch, args=(life, path, ending), daemon=True).start()
+    threading.Thread(target=_follow_stops, args=(os.getppid(),), daemon=True).start()
     shell = subprocess.Popen(["/bin/sh", "-c", shell_command])
     while (ended := os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)) and ended.si_pid != shell.pid:
         os.waitpid(ended.si_pid, 0)  # a process adopted from a parent that exited

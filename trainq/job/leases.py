@@ -33,10 +33,12 @@ T = TypeVar("T")
 
 
 def within_lease(write: Callable[[], T], lease_s: float) -> T:
-    """``write`` (an attempt's outcome), tried again while the registry or the broker does not answer,
-    for up to ``lease_s``: an outage shorter than the lease neither fails nor runs again work that was
-    done. The write is fenced, so a try that landed unseen makes the next one refused, never doubled.
-    Past the lease, raises as the last try did: the job's lease ran out, and a reaper recovers it.
+    """``write`` (an attempt's outcome, or a delivery's claim), tried again while the registry or the
+    broker does not answer, for up to ``lease_s``: an outage shorter than the lease neither fails nor
+    runs again work that was done, nor leaves a claimed job unrun until its lease ends. The write is
+    fenced, so a try that landed unseen makes the next one refused (an outcome) or answered as the first
+    (the same claim), never doubled. Past the lease, raises as the last try did: the job's lease ran
+    out, and a reaper recovers it.
     """
     deadline, pause = time.monotonic() + lease_s, FIRST_PAUSE_S
     while True:
@@ -45,7 +47,7 @@ def within_lease(write: Callable[[], T], lease_s: float) -> T:
         except (redis.ConnectionError, redis.TimeoutError, BrokerUnavailable) as exc:
             if isinstance(exc, BrokerRefused) or time.monotonic() + pause > deadline:
                 raise
-            log.warning("recording an attempt's outcome failed (%s); trying again", exc)
+            log.warning("a fenced write to the registry failed (%s); trying again", exc)
             time.sleep(pause)
             pause = min(2 * pause, LONGEST_PAUSE_S)
 

@@ -17,6 +17,7 @@ import heapq
 import json
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from functools import lru_cache
@@ -57,6 +58,9 @@ _DROP_FIELDS = ("state", "type", "queue", "tags", IDEMPOTENCY_FIELD)
 
 #: A claim event's attempt, filled in from the record by the script.
 ATTEMPT_FROM_RECORD = -1
+#: The record's hash field holding the token of the claim that started its running attempt (not part
+#: of JobRecord): the same claim sent again after its answer was lost is given the record again.
+CLAIM_FIELD = "claim"
 #: The finished states as the transition script reads them (a job leaving one leaves its retention set).
 _FINISHED_ARG = ",".join(sorted(s.value for s in FINISHED_STATES))
 
@@ -627,9 +631,15 @@ class Registry:
         self, job_id: str, fence: int, worker: str, lease_until: float
     ) -> tuple[list[str], list[str]]:
         """The transition script's call that starts delivery ``fence`` now on ``worker``, in the attempt on
-        record, and returns the record."""
+        record, and returns the record; this call alone, sent again, is given the record again."""
         now = time.time()
-        fields = {"started_at": now, "worker": worker, "progress": None, "next_attempt_at": None}
+        fields = {
+            "started_at": now,
+            "worker": worker,
+            "progress": None,
+            "next_attempt_at": None,
+            CLAIM_FIELD: uuid.uuid4().hex,
+        }
         event = JobEvent(state=JobState.RUNNING, at=now, attempt=ATTEMPT_FROM_RECORD, worker=worker)
         return self._transition_call(
             job_id, JobState.RUNNING, WAITING_STATES, fence, fields, event, lease_until, True

@@ -6,8 +6,10 @@
 --       '0' drop, else expiry).
 --       ARGV[9]: the counters hash (field: the JSON array [queue, type, state], built from the
 --       record's JSON-encoded queue and type),
---       ARGV[10]: '1' to fill the event's attempt from the record and return the record (one JSON
---       object of its fields: each stored value is JSON already).
+--       ARGV[10]: '1' for a claim: fill the event's attempt from the record and return the record (one
+--       JSON object of its fields: each stored value is JSON already). A claim sent again after its
+--       answer was lost (the job running on its fence with its own ``claim`` token) gets the record
+--       again, nothing written; any other claim of a running job is refused.
 --       ARGV[11]: finished-jobs prefix; ARGV[12]: '1' when the new state is finished ('' otherwise):
 --       a standalone job then enters its state's retention set instead of its state index.
 --       ARGV[13]: the finished states (comma list: only a job leaving one is in a retention set).
@@ -45,6 +47,26 @@ local failures, recoveries, started, finished, worker = record.failures, record.
   record.started_at, record.finished_at, record.worker
 if not cur then return false end
 cur = cjson.decode(cur)
+-- The record as returned to a claim (after its writes), with the pipeline dependants it releases.
+local function claimed()
+  local parts = {}
+  for k, v in pairs(record) do parts[#parts + 1] = cjson.encode(k) .. ':' .. v end
+  if (ARGV[15] or '') ~= '' and run and run ~= 'null' and record.pipeline_job then
+    local prefix = ARGV[15] .. cjson.decode(run)
+    local spec = redis.call('HGET', prefix .. ':specs', cjson.decode(record.pipeline_job))
+    local following = {}
+    for _, d in ipairs(spec and cjson.decode(spec).dependants or {}) do
+      if redis.call('HGET', prefix .. ':waiting', d) == '1' then
+        following[#following + 1] = cjson.encode(d) .. ':' .. redis.call('HGET', prefix .. ':specs', d)
+      end
+    end
+    if #following > 0 then parts[#parts + 1] = '"next_specs":{' .. table.concat(following, ',') .. '}' end
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+if ARGV[10] == '1' and cur == 'running' and fence == ARGV[2] and fields.claim and record.claim == fields.claim then
+  return claimed()
+end
 local allowed = false
 for s in string.gmatch(ARGV[3], '[^,]+') do
   if s == cur then allowed = true end
@@ -135,20 +157,7 @@ end
 if ARGV[10] == '1' then
   for _, k in ipairs(gone) do record[k] = nil end
   for i = 1, #values, 2 do record[values[i]] = values[i + 1] end
-  local parts = {}
-  for k, v in pairs(record) do parts[#parts + 1] = cjson.encode(k) .. ':' .. v end
-  if (ARGV[15] or '') ~= '' and run and run ~= 'null' and record.pipeline_job then
-    local prefix = ARGV[15] .. cjson.decode(run)
-    local spec = redis.call('HGET', prefix .. ':specs', cjson.decode(record.pipeline_job))
-    local following = {}
-    for _, d in ipairs(spec and cjson.decode(spec).dependants or {}) do
-      if redis.call('HGET', prefix .. ':waiting', d) == '1' then
-        following[#following + 1] = cjson.encode(d) .. ':' .. redis.call('HGET', prefix .. ':specs', d)
-      end
-    end
-    if #following > 0 then parts[#parts + 1] = '"next_specs":{' .. table.concat(following, ',') .. '}' end
-  end
-  return '{' .. table.concat(parts, ',') .. '}'
+  return claimed()
 end
 if ARGV[14] == '' then return cur end
 local steps, replies = {run_succeeded = run_succeeded, run_failed = run_failed}, {}
