@@ -248,6 +248,43 @@ def test_a_claim_whose_answer_a_frozen_redis_lost_runs_its_job_when_redis_is_bac
     assert notes.read_text().split() == ["start"]
 
 
+def test_a_pool_process_claim_whose_answer_a_frozen_redis_lost_runs_its_job_when_redis_is_back(
+    private_redis: PrivateRedis, workers: Workers, tmp_path: Path
+) -> None:
+    # given an idle command worker as above, but a delayed job: its worker's main process holds it
+    # until it is due and its pool process claims it, through a proxy that freezes Redis for 3 s as
+    # that claim is sent (the claim names the fields a start writes), so its answer is lost
+    def freeze() -> None:
+        os.kill(private_redis.server.pid, signal.SIGSTOP)
+        threading.Timer(3, os.kill, (private_redis.server.pid, signal.SIGCONT)).start()
+
+    proxy = TappingProxy(("127.0.0.1", private_redis.port), [b"EVALSHA", b"started_at", b"claim"], freeze)
+    url = f"redis://127.0.0.1:{proxy.port}/0"
+    env = {
+        **private_redis.env,
+        "TRAINQ_BROKER_URL": url,
+        "TRAINQ_LEASE_S": "30",
+        "TRAINQ_CONNECT_TIMEOUT_S": "0.5",
+    }
+    try:
+        workers.start("command", concurrency=1, env=env)
+        notes = tmp_path / "notes"
+        # when a job due in a second is submitted and the worker's pool process claims it
+        command = f"echo start >> {notes}"
+        [job_id] = submit_elsewhere(
+            private_redis.env, [f"submit('command', {{'command': {command!r}}}, countdown=1)"]
+        )
+        wait_for(proxy.matched.is_set, 15, message="the pool process's claim was sent")
+        # then the job runs within seconds of Redis resuming, not after its 30 s lease: once, on its
+        # first attempt
+        wait_for(lambda: private_redis.state(job_id) is JobState.SUCCEEDED, 15, message="the job succeeded")
+    finally:
+        proxy.stop()
+    record = private_redis.registry.get(job_id)
+    assert (record.attempt, record.recoveries, record.exit_code) == (1, 0, 0), record
+    assert notes.read_text().split() == ["start"]
+
+
 OUTCOME_UNKNOWN = """
 import json, os, signal, sys
 from trainq import OutcomeUnknown

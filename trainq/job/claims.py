@@ -99,7 +99,24 @@ def claimed(request: Any, registry: Registry, lease_until: float, fresh_s: float
     signature, raw = value
     if not hmac.compare_digest(signature, _sign(raw.encode())):
         return None
-    record = JobRecord.model_validate_json(raw)
+    return _fresh(JobRecord.model_validate_json(raw), registry, lease_until, fresh_s)
+
+
+def claim_here(
+    registry: Registry, job_id: str, fence: int, worker: str, lease_s: float, fresh_s: float
+) -> JobRecord | None:
+    """Claim a delivery in the pool process (one the main process did not claim); the running record,
+    or None when the delivery is stale. The claim is sent again while Redis does not answer, for up to
+    the lease (``within_lease``), so a claim that landed unseen starts its job when Redis answers, not
+    after its lease; one that took longer than ``fresh_s`` has its lease renewed before the job starts.
+    """
+    record = within_lease(registry.claiming(job_id, fence, worker, time.time() + lease_s), lease_s)
+    return _fresh(record, registry, time.time() + lease_s, fresh_s) if record else None
+
+
+def _fresh(record: JobRecord, registry: Registry, lease_until: float, fresh_s: float) -> JobRecord | None:
+    """``record``, claimed more than ``fresh_s`` ago, holds only if its lease can be renewed on its fence
+    (it may have run out, and the job been recovered, meanwhile)."""
     if time.time() - (record.started_at or 0) > fresh_s:
         return record if registry.update_running(record.id, record.fence, lease_until=lease_until) else None
     return record

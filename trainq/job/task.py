@@ -351,8 +351,9 @@ class JobTask(Task):
         settings = get_settings()
         job_id, fence = self.request.id, self.request.retries or 0
         lease_until = time.time() + settings.lease_s
-        record = claims.claimed(self.request, registry, lease_until, settings.heartbeat_s) or registry.claim(
-            job_id, fence, self.request.hostname, lease_until
+        worker, fresh_s = self.request.hostname, settings.heartbeat_s
+        record = claims.claimed(self.request, registry, lease_until, fresh_s) or claims.claim_here(
+            registry, job_id, fence, worker, settings.lease_s, fresh_s
         )
         if record is None and fence == 0 and not getattr(self.request, send.SENT_HEADER, None):
             record = self._record_foreign(registry, args, payload, lease_until)

@@ -575,7 +575,15 @@ class Registry:
 
         One round trip: the script records the start with the job's attempt and returns the record.
         """
-        return self.claimed(self._claim(self.client, job_id, fence, worker, lease_until))
+        return self.claiming(job_id, fence, worker, lease_until)()
+
+    def claiming(
+        self, job_id: str, fence: int, worker: str, lease_until: float
+    ) -> Callable[[], JobRecord | None]:
+        """``claim`` as a call that may be sent again while Redis does not answer: each try sends the same
+        claim (its token too), so a try that landed unseen is answered with its record, not refused."""
+        call = self._claim_call(job_id, fence, worker, lease_until)
+        return lambda: self.claimed(self._run(call))
 
     def claim_on(self, pipe: Any, job_id: str, fence: int, worker: str, lease_until: float) -> None:
         """Queue ``claim``'s script call on ``pipe``, a pipeline of this registry's server and db that
