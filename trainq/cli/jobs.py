@@ -36,6 +36,7 @@ from trainq.ops import control
 from trainq.pipelines.runs import get_runs
 from trainq.sharing.gate import wait_reasons
 from trainq.store.registry import get_registry
+from trainq.store.sharing import get_sharing
 
 #: How often ``logs -f`` looks whether a pipeline job that has not started yet has started.
 UNSTARTED_POLL_S = 0.5
@@ -234,7 +235,9 @@ def show(job_id: str, as_json: bool) -> None:
     events = registry.events(job_id, record)
     waiting_for = wait_reasons([record]).get(record.id)
     if record.state is JobState.QUEUED and not waiting_for:
-        waiting_for = registry.queue_holds([record.queue]).get(record.queue)
+        waiting_for = registry.queue_holds([record.queue], get_sharing().live_queues([record.queue])).get(
+            record.queue
+        )
     if as_json:
         events_json = [e.model_dump(mode="json") for e in events]
         print_json({**record.model_dump(mode="json"), "waiting_for": waiting_for, "events": events_json})

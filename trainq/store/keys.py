@@ -226,7 +226,8 @@ class Keys:
         return f"{self.fair_prefix()}{queue}:inflight"
 
     def fair_capacity(self, queue: str) -> str:
-        """Hash: worker hostname -> "<processes> <expiry epoch>" of each worker consuming ``queue``."""
+        """Hash: worker hostname -> "<processes> <expiry epoch>" of each worker consuming ``queue``: a fair
+        queue's default window, and any queue's live workers."""
         return f"{self.fair_prefix()}{queue}:capacity"
 
     def quarantine(self) -> str:

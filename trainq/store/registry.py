@@ -924,14 +924,13 @@ class Registry:
         """Names of queues paused with ``trainq pause``."""
         return {q.decode() for q in self.client.smembers(self.keys.paused())}
 
-    def queue_holds(self, queues: Iterable[str]) -> dict[str, str]:
+    def queue_holds(self, queues: Iterable[str], live: Collection[str]) -> dict[str, str]:
         """Why jobs of each of ``queues`` stay queued, if something holds them all: ``queue gpu is paused``
-        (a worker started for it skips it too), or ``queue gpu has no worker`` when none was started for
-        it. Two reads, no broadcast to the workers, so ``show`` stays fast; a worker that died still
-        counts (its record stays), as ``trainq workers`` would tell."""
+        (a worker started for it skips it too), or ``queue gpu has no live worker`` when it is not one of
+        ``live`` (the queues live workers consume, ``SharingStore.live_queues``: read from Redis, no
+        broadcast to the workers, so ``show`` stays fast)."""
         names, paused = set(queues), self.paused_queues()
-        served = {queue for started in self.worker_queues().values() for queue in started}
-        holds = {q: f"queue {q} has no worker (start one: trainq worker {q})" for q in names - served}
+        holds = {q: f"queue {q} has no live worker (start one: trainq worker {q})" for q in names - set(live)}
         holds.update({q: f"queue {q} is paused (trainq resume {q})" for q in names & paused})
         return holds
 
