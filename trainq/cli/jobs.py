@@ -166,6 +166,7 @@ def list_jobs(
     )
     if not records:
         _unknown_filters(job_type, queue)
+    warn_of_data_loss()
     reasons = wait_reasons(records)
     if as_json:
         print_json([{**r.model_dump(mode="json"), "waiting_for": reasons.get(r.id)} for r in records])
@@ -186,6 +187,14 @@ def _unknown_filters(job_type: str | None, queue: str | None) -> None:
         raise UnknownJobType(job_type, list(types))
     if queue:
         note_unknown_queue(queue)
+
+
+def warn_of_data_loss() -> None:
+    """A warning on stderr while the registry's Redis is known to have restarted without its data, so
+    that a short or empty listing does not read as all there is (``Registry.data_loss``)."""
+    note = get_registry().data_loss()
+    if note:
+        click.echo(f"warning: {note}", err=True)
 
 
 def note_unknown_queue(queue: str) -> None:
@@ -210,6 +219,7 @@ def note_unknown_queue(queue: str) -> None:
 def dead(limit: int, as_json: bool) -> None:
     """List dead jobs (failed after their last retry), newest first."""
     records = get_registry().list(state=JobState.DEAD, limit=limit)
+    warn_of_data_loss()
     if as_json:
         print_json([r.model_dump(mode="json") for r in records])
         return

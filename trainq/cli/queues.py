@@ -11,7 +11,7 @@ from rich.table import Table
 
 from trainq.broker.names import CELERY_QUEUE
 from trainq.cli.group import main
-from trainq.cli.jobs import note_unknown_queue
+from trainq.cli.jobs import note_unknown_queue, warn_of_data_loss
 from trainq.cli.output import console, json_option, print_json
 from trainq.inputs.durations import format_duration
 from trainq.job.record import JobState
@@ -30,6 +30,7 @@ def stats(as_json: bool) -> None:
     registry = get_registry()
     registry.ping()
     report = control.stats_report(registry)
+    warn_of_data_loss()
     if as_json:
         print_json(report)
         return

@@ -210,8 +210,9 @@ def _active_job(task: dict[str, Any], record: JobRecord | None) -> dict[str, Any
 def stats_report(registry: Registry) -> dict[str, Any]:
     """``trainq stats``: jobs per state; per queue its state counts, pending messages and pause;
     the messages set aside, those waiting in Celery's default queue (``unrouted``: sent by a client
-    without ``queue=``, which no trainq worker consumes), Redis's memory in use and the retention in
-    force (seconds, 0 = forever)."""
+    without ``queue=``, which no trainq worker consumes), Redis's memory in use, the retention in
+    force (seconds, 0 = forever), and whether the registry's Redis lost its data (``data_loss``: the
+    note, else None)."""
     states = registry.counts()
     per_queue = registry.queue_counts()
     depths = queue_depths([*per_queue, CELERY_QUEUE])
@@ -222,6 +223,7 @@ def stats_report(registry: Registry) -> dict[str, Any]:
         "quarantined": get_quarantine().count(),
         "unrouted": depths[CELERY_QUEUE],
         "memory_used": registry.memory_used(),
+        "data_loss": registry.data_loss(),
         "retention_s": {s.value: settings.retention(s.value) for s in JobState if s.finished},
         "queues": {
             q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused} for q in per_queue

@@ -61,6 +61,8 @@ ATTEMPT_FROM_RECORD = -1
 _FINISHED_ARG = ",".join(sorted(s.value for s in FINISHED_STATES))
 
 LIST_PAGE = 200
+#: How long listings say the registry's Redis restarted without its data: long enough to span a weekend.
+DATA_LOSS_NOTE_S = 3 * 24 * 3600
 #: Values one ZADD of the create script takes at most (Lua's unpack has a limit): 500 members.
 _MEMBERS_PER_CALL = 1000
 
@@ -325,7 +327,9 @@ class Registry:
         """True the first time any process sees a new Redis master run id (a failover or a restart).
 
         A new run id with no stored one, where this process saw another before, is a server that
-        restarted without its data: logged as an error, since every job recorded before is gone.
+        restarted without its data: logged as an error, since every job recorded before is gone, and
+        noted for ``DATA_LOSS_NOTE_S`` so that listings say so (``data_loss``). A server no process saw
+        before (a new install) is no loss.
         """
         run_id = str(self.client.info("server")["run_id"])
         previous = self.client.set(self.keys.master_run(), run_id, get=True)
@@ -335,8 +339,21 @@ class Registry:
                 "(keep its data across restarts: appendonly yes, docs/reliability.md)",
                 self.url,
             )
+            self.client.set(self.keys.data_loss(), repr(time.time()), ex=DATA_LOSS_NOTE_S, nx=True)
         self._master_run = run_id
         return previous is not None and previous.decode() != run_id
+
+    def data_loss(self) -> str | None:
+        """One line for listings, while a worker's note that this Redis restarted without its data
+        lasts: when it was seen, and that the jobs recorded before are gone; else None."""
+        seen = self.client.get(self.keys.data_loss())
+        if seen is None:
+            return None
+        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(seen)))
+        return (
+            f"the registry's Redis restarted without its data (seen {at}): every job recorded before "
+            "then is gone (keep its data across restarts: appendonly yes, docs/reliability.md)"
+        )
 
     def _add_many(
         self,
