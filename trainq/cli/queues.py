@@ -26,7 +26,7 @@ WORKER_ARGS = "QUEUE... [CELERY_OPTION...]"
 @main.command()
 @json_option
 def stats(as_json: bool) -> None:
-    """Jobs per state and per queue, and messages waiting in each queue."""
+    """Jobs per state and per queue, messages waiting in each queue, and whether a live worker reads it."""
     registry = get_registry()
     registry.ping()
     report = control.stats_report(registry)
@@ -40,26 +40,39 @@ def stats(as_json: bool) -> None:
     table.add_row(*(str(report["states"][s.value]) for s in JobState))
     console.print(table)
     queues = Table(title="queues")
-    for column in ("queue", "pending messages", "paused", *(s.value for s in JobState)):
+    for column in ("queue", "pending messages", "paused", "worker", *(s.value for s in JobState)):
         queues.add_column(column)
     for queue, shown in report["queues"].items():
         queues.add_row(
             queue,
             str(shown["pending"]),
             "yes" if shown["paused"] else "",
+            "live" if shown["live_worker"] else "[bold red]none[/]",
             *(str(shown["states"].get(s.value, 0)) for s in JobState),
         )
     console.print(queues)
     if report["quarantined"]:
         console.print(f"{report['quarantined']} message(s) set aside: see `trainq quarantine`")
-    if report["unrouted"]:
-        console.print(
-            f"{report['unrouted']} message(s) wait in Celery's default queue {CELERY_QUEUE!r}, which no"
-            " trainq worker consumes: a client sent them without queue= (see docs/clients.md)"
-        )
+    for queue, shown in report["queues"].items():
+        if shown["pending"] and not shown["live_worker"] and not shown["paused"]:
+            console.print(unread(queue, shown["pending"]), markup=False, soft_wrap=True)
     retention = report["retention_s"].items()
     kept = ", ".join(f"{s} {format_duration(t) if t else 'forever'}" for s, t in retention)
     console.print(f"redis memory used: {report['memory_used']}; finished records kept: {kept}")
+
+
+def unread(queue: str, pending: int) -> str:
+    """What to do about ``pending`` messages of ``queue``, which no live worker reads."""
+    if queue == CELERY_QUEUE:
+        return (
+            f"{pending} message(s) wait in Celery's default queue {CELERY_QUEUE!r}, which no trainq worker"
+            " reads: a client sent them without queue= (see docs/clients.md); to drop them:"
+            f" celery -A trainq purge -Q {CELERY_QUEUE}"
+        )
+    return (
+        f"{pending} message(s) wait in queue {queue!r}, which no live worker reads: start one"
+        f" (trainq worker {queue}), or drop them (trainq purge {queue})"
+    )
 
 
 @main.command()
