@@ -335,7 +335,7 @@ def test_the_documented_examples_run(workers: Workers, tmp_path: Path) -> None:
 def test_jobs_sent_without_a_queue_or_to_a_misspelled_one_are_named_by_stats_and_drained(
     tmp_path: Path, workers: Workers, redis_client: Any
 ) -> None:
-    # given a probe worker with a job, and a Celery app without trainq that forgets queue= (once with
+    # given a probe worker that ran a job, and a Celery app without trainq that forgets queue= (once with
     # Celery's own priority options) and misspells a queue: no trainq worker reads either queue
     workers.start("probe")
     assert trainq(tmp_path, "submit", "probe").returncode == 0
@@ -343,17 +343,21 @@ def test_jobs_sent_without_a_queue_or_to_a_misspelled_one_are_named_by_stats_and
     send(tmp_path, REDIS, "", [job, {**job, "priority": 5}])
     send(tmp_path, REDIS, "dtaa", [job])
     try:
-        # when the user asks trainq for its stats, from another directory
+        # when the user asks trainq for its stats, from another directory, with the broker's queues
         report = wait_for(
-            lambda: (r := stats(tmp_path))["queues"].get("probe", {}).get("live_worker") and r,
+            lambda: (r := stats(tmp_path, "--scan"))["queues"].get("probe", {}).get("live_worker") and r,
             30,
             message="the probe worker counted live",
         )
-        shown = trainq(tmp_path, "stats", env={"COLUMNS": "250"})
+        shown = trainq(tmp_path, "stats", "--scan", env={"COLUMNS": "250"})
         # then both queues are listed with their messages, read by no worker, beside the one a worker reads
         waiting = {q: (v["pending"], v["live_worker"]) for q, v in report["queues"].items()}
         assert waiting == {"celery": (2, False), "dtaa": (1, False), "probe": (0, True)}, report
         assert report["unrouted"] == 2
+        assert set(stats(tmp_path)["queues"]) == {
+            "celery",
+            "probe",
+        }  # without --scan: the queues trainq knows
         assert shown.returncode == 0, shown.stderr
         rows = [[cell.strip() for cell in line.strip("│").split("│")] for line in shown.stdout.splitlines()]
         marks = {row[0]: row[1:4] for row in rows if len(row) > 4}
@@ -378,16 +382,16 @@ def test_jobs_sent_without_a_queue_or_to_a_misspelled_one_are_named_by_stats_and
         assert purged.returncode == 0, purged.stderr
         assert trainq(tmp_path, "purge", "dtaa", "--yes").returncode == 0
         # then every message of both is gone, those in Celery's priority lists too, and stats is quiet
-        after = stats(tmp_path)
+        after = stats(tmp_path, "--scan")
         assert set(after["queues"]) == {"probe"} and after["unrouted"] == 0, after
-        assert "wait in" not in trainq(tmp_path, "stats").stdout
+        assert "wait in" not in trainq(tmp_path, "stats", "--scan").stdout
     finally:
         redis_client.delete("celery", "dtaa", *redis_client.keys("celery\x06*"))
 
 
-def stats(cwd: Path) -> dict[str, Any]:
-    """``trainq stats --json`` as a user runs it from ``cwd``."""
-    shown = trainq(cwd, "stats", "--json")
+def stats(cwd: Path, *options: str) -> dict[str, Any]:
+    """``trainq stats --json`` with ``options`` as a user runs it from ``cwd``."""
+    shown = trainq(cwd, "stats", "--json", *options)
     assert shown.returncode == 0, shown.stderr
     report: dict[str, Any] = json.loads(shown.stdout)
     return report

@@ -24,12 +24,18 @@ WORKER_ARGS = "QUEUE... [CELERY_OPTION...]"
 
 
 @main.command()
+@click.option(
+    "--scan",
+    is_flag=True,
+    help="Also list queues only the broker knows (a name a client misspelled); reads every key of a "
+    "Redis broker, about a second per 300,000 keys.",
+)
 @json_option
-def stats(as_json: bool) -> None:
+def stats(scan: bool, as_json: bool) -> None:
     """Jobs per state and per queue, messages waiting in each queue, and whether a live worker reads it."""
     registry = get_registry()
     registry.ping()
-    report = control.stats_report(registry)
+    report = control.stats_report(registry, scan=scan)
     warn_of_data_loss()
     if as_json:
         print_json(report)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import redis
 from kombu.exceptions import OperationalError
 from kombu.transport import redis as kombu_redis
 
@@ -150,14 +151,18 @@ def queue_depths(queues: Iterable[str]) -> dict[str, int]:
 def broker_queues() -> set[str]:
     """The queues a Redis broker holds a binding of (kombu's ``_kombu.binding.<queue>`` sets, which a
     client's first send to a queue writes), a misspelled one included, less kombu's and Celery's own
-    (events, remote control); none on another broker, or behind a broker key prefix."""
-    with app.connection_for_read() as connection:
-        channel = connection.default_channel
-        if not isinstance(channel, kombu_redis.Channel) or channel.global_keyprefix:
-            return set()
-        prefix = channel.keyprefix_queue % ""
-        keys = channel.client.scan_iter(match=f"{prefix}*", count=BINDING_SCAN_COUNT)
-        names = {key.decode()[len(prefix) :] for key in keys}
+    (events, remote control); none on another broker, or behind a broker key prefix. A SCAN of every
+    key: about a second per 300,000 keys, so only ``trainq stats --scan`` asks for it."""
+    try:
+        with app.connection_for_read() as connection:
+            channel = connection.default_channel
+            if not isinstance(channel, kombu_redis.Channel) or channel.global_keyprefix:
+                return set()
+            prefix = channel.keyprefix_queue % ""
+            keys = channel.client.scan_iter(match=f"{prefix}*", count=BINDING_SCAN_COUNT)
+            names = {key.decode()[len(prefix) :] for key in keys}
+    except (OSError, OperationalError, redis.RedisError) as exc:
+        raise BrokerUnavailable(app.conf.broker_url, str(exc)) from exc
     return {name for name in names if name == CELERY_QUEUE or is_queue_name(name)}
 
 
@@ -225,20 +230,22 @@ def _active_job(task: dict[str, Any], record: JobRecord | None) -> dict[str, Any
     }
 
 
-def stats_report(registry: Registry) -> dict[str, Any]:
-    """``trainq stats``: jobs per state; per queue that has jobs or messages (Celery's default queue
-    and a misspelled one a client sent to included) its state counts, pending messages, pause and
-    whether a live worker reads it (``live_worker``, as ``SharingStore.live_queues`` says); the
+def stats_report(registry: Registry, scan: bool = False) -> dict[str, Any]:
+    """``trainq stats``: jobs per state; per queue that has jobs or messages (of those trainq knows,
+    Celery's default queue included; with ``scan``, every queue the broker knows, so a misspelled one a
+    client sent to too: ``broker_queues``) its state counts, pending messages, pause and whether a
+    live worker reads it (``live_worker``, as ``SharingStore.live_queues`` says); the
     messages set aside, those waiting in Celery's default queue (``unrouted``: sent by a client
     without ``queue=``, which no trainq worker consumes), Redis's memory in use, the retention in
     force (seconds, 0 = forever), and whether the registry's Redis lost its data (``data_loss``: the
     note, else None)."""
     states = registry.counts()
     per_queue = registry.queue_counts()
-    names = {*per_queue, *broker_queues(), CELERY_QUEUE}
+    paused = registry.paused_queues()
+    started = {queue for queues in registry.worker_queues().values() for queue in queues}
+    names = {*per_queue, *paused, *started, CELERY_QUEUE, *(broker_queues() if scan else ())}
     depths = queue_depths(names)
     live = SharingStore(registry.client, registry.keys).live_queues(names)
-    paused = registry.paused_queues()
     settings = get_settings()
     return {
         "states": {s.value: n for s, n in states.items()},
