@@ -245,9 +245,8 @@ def show(job_id: str, as_json: bool) -> None:
     events = registry.events(job_id, record)
     waiting_for = wait_reasons([record]).get(record.id)
     if record.state is JobState.QUEUED and not waiting_for:
-        waiting_for = registry.queue_holds([record.queue], get_sharing().live_queues([record.queue])).get(
-            record.queue
-        )
+        live = get_sharing().live_queues([record.queue])
+        waiting_for = registry.queue_holds([record.queue], live).get(record.queue)
     if as_json:
         events_json = [e.model_dump(mode="json") for e in events]
         print_json({**record.model_dump(mode="json"), "waiting_for": waiting_for, "events": events_json})
