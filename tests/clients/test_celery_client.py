@@ -332,19 +332,69 @@ def test_the_documented_examples_run(workers: Workers, tmp_path: Path) -> None:
     assert f"job {job_id}: SUCCESS" in result.stdout
 
 
-def test_jobs_sent_without_a_queue_are_named_by_stats(tmp_path: Path, redis_client: Any) -> None:
-    # given a Celery app without trainq that forgets queue=: its jobs land in Celery's default queue
-    send(tmp_path, REDIS, "", [{"task": "trainq.data", "kwargs": {"dataset": "iris"}, "wait": False}] * 2)
+def test_jobs_sent_without_a_queue_or_to_a_misspelled_one_are_named_by_stats_and_drained(
+    tmp_path: Path, workers: Workers, redis_client: Any
+) -> None:
+    # given a probe worker that ran a job, and a Celery app without trainq that forgets queue= (once with
+    # Celery's own priority options) and misspells a queue: no trainq worker reads either queue
+    workers.start("probe")
+    assert trainq(tmp_path, "submit", "probe").returncode == 0
+    job = {"task": "trainq.data", "kwargs": {"dataset": "iris"}, "wait": False}
+    send(tmp_path, REDIS, "", [job, {**job, "priority": 5}])
+    send(tmp_path, REDIS, "dtaa", [job])
     try:
-        # when the user asks trainq for its stats, from another directory
-        shown, as_json = trainq(tmp_path, "stats"), trainq(tmp_path, "stats", "--json")
-        # then the jobs no trainq worker will take are counted and the fix is named, not silently missing
+        # when the user asks trainq for its stats, from another directory, with the broker's queues
+        report = wait_for(
+            lambda: (r := stats(tmp_path, "--scan"))["queues"].get("probe", {}).get("live_worker") and r,
+            30,
+            message="the probe worker counted live",
+        )
+        shown = trainq(tmp_path, "stats", "--scan", env={"COLUMNS": "250"})
+        # then both queues are listed with their messages, read by no worker, beside the one a worker reads
+        waiting = {q: (v["pending"], v["live_worker"]) for q, v in report["queues"].items()}
+        assert waiting == {"celery": (2, False), "dtaa": (1, False), "probe": (0, True)}, report
+        assert report["unrouted"] == 2
+        assert set(stats(tmp_path)["queues"]) == {
+            "celery",
+            "probe",
+        }  # without --scan: the queues trainq knows
         assert shown.returncode == 0, shown.stderr
-        assert "2 message(s) wait in Celery's default queue 'celery'" in " ".join(shown.stdout.split())
-        assert "without queue=" in shown.stdout
-        assert json.loads(as_json.stdout)["unrouted"] == 2
+        rows = [[cell.strip() for cell in line.strip("│").split("│")] for line in shown.stdout.splitlines()]
+        marks = {row[0]: row[1:4] for row in rows if len(row) > 4}
+        assert marks["celery"] == ["2", "", "none"] and marks["dtaa"] == ["1", "", "none"], shown.stdout
+        assert marks["probe"] == ["0", "", "live"], shown.stdout
+        # and each says what to do: send with queue=, drop with Celery's purge; start a worker or purge
+        text = " ".join(shown.stdout.split())
+        assert (
+            "2 message(s) wait in Celery's default queue 'celery', which no trainq worker reads: a client"
+            " sent them without queue= (see docs/clients.md); to drop them: celery -A trainq purge -Q celery"
+        ) in text
+        assert (
+            "1 message(s) wait in queue 'dtaa', which no live worker reads: start one (trainq worker dtaa),"
+            " or drop them (trainq purge dtaa)"
+        ) in text
+        # when the user drops them as it says
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        celery_purge = [sys.executable, "-m", "celery", "-A", "trainq", "purge", "-Q", "celery", "-f"]
+        purged = subprocess.run(
+            celery_purge, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert purged.returncode == 0, purged.stderr
+        assert trainq(tmp_path, "purge", "dtaa", "--yes").returncode == 0
+        # then every message of both is gone, those in Celery's priority lists too, and stats is quiet
+        after = stats(tmp_path, "--scan")
+        assert set(after["queues"]) == {"probe"} and after["unrouted"] == 0, after
+        assert "wait in" not in trainq(tmp_path, "stats", "--scan").stdout
     finally:
-        redis_client.delete("celery")
+        redis_client.delete("celery", "dtaa", *redis_client.keys("celery\x06*"))
+
+
+def stats(cwd: Path, *options: str) -> dict[str, Any]:
+    """``trainq stats --json`` with ``options`` as a user runs it from ``cwd``."""
+    shown = trainq(cwd, "stats", "--json", *options)
+    assert shown.returncode == 0, shown.stderr
+    report: dict[str, Any] = json.loads(shown.stdout)
+    return report
 
 
 def test_a_message_set_aside_for_an_unknown_task_is_requeued_and_runs(

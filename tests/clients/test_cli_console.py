@@ -405,7 +405,7 @@ def test_a_queued_job_says_its_queue_has_no_worker_or_is_paused(tmp_path: Path, 
     try:
         assert follow.stdout is not None
         run_id = follow.stdout.readline().strip()
-        held = "queue gpu-training has no worker (start one: trainq worker gpu-training)"
+        held = "queue gpu-training has no live worker (start one: trainq worker gpu-training)"
         # then --wait, pipeline status and show each say what holds it
         assert follow.stdout.readline().split(None, 2)[2] == f"t                    queued: {held}\n"
         status = trainq(tmp_path, "pipeline", "status", run_id, env={"COLUMNS": "250"})
@@ -424,6 +424,24 @@ def test_a_queued_job_says_its_queue_has_no_worker_or_is_paused(tmp_path: Path, 
     submitted = trainq(tmp_path, "submit", "probe", "--queue", "gpu-training")
     shown = trainq(tmp_path, "show", submitted.stdout.strip())
     assert "why queued    queue gpu-training is paused (trainq resume gpu-training)" in shown.stdout, shown
+
+
+def test_a_queued_job_of_a_killed_workers_queue_says_no_live_worker_reads_it(
+    tmp_path: Path, workers: Workers
+) -> None:
+    # given the only worker of a queue, killed (SIGKILL: its record of the queue stays behind)
+    workers.start("gpu-inference").kill()
+    # when a job is sent to that queue
+    submitted = trainq(tmp_path, "submit", "probe", "--queue", "gpu-inference")
+    assert submitted.returncode == 0, submitted.stderr
+    # then, once the dead worker's count has run out, show says no live worker reads the queue
+    held = "why queued    queue gpu-inference has no live worker (start one: trainq worker gpu-inference)"
+    shown = wait_for(
+        lambda: held in (out := trainq(tmp_path, "show", submitted.stdout.strip())).stdout and out,
+        30,
+        message="the note on the dead worker's queue",
+    )
+    assert shown.returncode == 0, shown
 
 
 def test_ctrl_c_in_a_follower_stops_it_and_says_the_work_goes_on(tmp_path: Path, workers: Workers) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from markupsafe import escape
 
 from tests.fixtures import (
     ROOT,
@@ -27,13 +28,14 @@ from tests.fixtures import (
     submit_elsewhere,
     wait_for,
 )
+from tests.integration.test_web import AUTH_ENV, Web
 from tests.jobs import attempts_key
 from tests.tapping_proxy import TappingProxy
 from trainq.job.context import OUTBOX_BATCH_LINES, OUTBOX_MAX_LINES, Job
 from trainq.job.record import JobRecord, JobState
 from trainq.job.types import get_job_type
 from trainq.settings import Settings
-from trainq.store.registry import Registry
+from trainq.store.registry import DATA_LOSS_NOTE_S, Registry
 
 pytestmark = pytest.mark.slow
 
@@ -333,6 +335,54 @@ def test_redis_restarted_without_its_data_is_said_so_by_the_workers(tmp_path: Pa
         wait_for(lambda: "restarted without its data" in worker.output(), 30, message="the loss is logged")
         wait_for(lambda: f"job {job_id} has no record any more" in worker.output(), 30, message="the job")
         assert "cancelled or recovered elsewhere" not in worker.output()
+    finally:
+        server.stop()
+
+
+def test_listings_say_the_registrys_redis_restarted_without_its_data(
+    tmp_path: Path, workers: Workers
+) -> None:
+    # given a Redis trainq never used, that keeps nothing across a restart, a worker on it and a job
+    port = free_port()
+    directory = tmp_path / "redis"
+    server = start_redis(directory, port, "--appendonly", "no")
+    env = {"TRAINQ_BROKER_URL": f"redis://127.0.0.1:{port}/0", "TRAINQ_KEY_PREFIX": "lost:"}
+    workers.start("command", concurrency=1, env=env)
+    submit_elsewhere(env, ["submit('command', {'command': 'true'})"])
+    try:
+        # then a new install is no loss: list and stats say nothing on stderr
+        for command in (("list",), ("stats",)):
+            fresh = run_cli(*command, env=env)
+            assert fresh.returncode == 0 and fresh.stderr == "", fresh
+        # when Redis restarts empty
+        server.kill()
+        server = start_redis(directory, port, "--appendonly", "no")
+        # then list, once the worker saw it, says so in one line: when, and that the jobs before are gone
+        listed = wait_for(
+            lambda: "restarted without" in (out := run_cli("list", env=env)).stderr and out,
+            30,
+            message="the warning",
+        )
+        assert listed.returncode == 0, listed
+        [line] = listed.stderr.splitlines()
+        assert line.startswith("warning: the registry's Redis restarted without its data (seen 20"), line
+        assert " UTC): every job recorded before then is gone (keep its data across restarts" in line
+        # and stats says the same, as its JSON does
+        stats = run_cli("stats", env=env)
+        assert stats.returncode == 0 and stats.stderr == listed.stderr, stats
+        as_json = run_cli("stats", "--json", env=env)
+        assert json.loads(as_json.stdout)["data_loss"] == line.removeprefix("warning: ")
+        # and the web API's job list carries it, and every page shows it in a banner
+        web = Web(tmp_path, {**AUTH_ENV, **env})
+        try:
+            with web.client() as client:
+                assert client.get("/api/v1/jobs").json()["data_loss"] == line.removeprefix("warning: ")
+                page = client.get("/jobs")
+                assert page.status_code == 200 and str(escape(line.removeprefix("warning: "))) in page.text
+        finally:
+            web.process.stop()
+        # and the warning lasts a few days, not forever
+        assert 0 < redis.Redis(port=port).ttl("lost:master:data_loss") <= DATA_LOSS_NOTE_S
     finally:
         server.stop()
 

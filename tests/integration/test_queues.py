@@ -128,7 +128,9 @@ def test_list_filters_pages_newest_first_and_stats(workers: Workers) -> None:
     assert json.loads(run_cli("list", "--type", "training", "--json").stdout)[0]["id"] == queued
     stats = json.loads(run_cli("stats", "--json").stdout)
     assert stats["states"]["succeeded"] == 4 and stats["states"]["queued"] == 1
-    assert stats["queues"]["training"] == {"states": {"queued": 1}, "pending": 1, "paused": False}
+    training = {"states": {"queued": 1}, "pending": 1, "paused": False, "live_worker": False}
+    assert stats["queues"]["training"] == training  # no worker reads it
+    assert stats["queues"]["probe"]["live_worker"] is True
 
 
 def test_clean_keeps_the_newest_finished_records(workers: Workers) -> None:

@@ -60,6 +60,11 @@ def check_job_type(name: object, key_prefix: str | None = None) -> str:
     return check_name(name, "job type", _prefix(key_prefix))
 
 
+def is_queue_name(name: str, key_prefix: str | None = None) -> bool:
+    """True if ``name`` may be a queue name (see ``check_name``)."""
+    return _problem(name, _prefix(key_prefix)) is None
+
+
 def check_job_id(job_id: object) -> str:
     """``job_id`` if it may be a job's id, else raise InvalidInput: never a path or a hidden name."""
     if isinstance(job_id, str) and len(job_id) > JOB_ID_MAX_CHARS:

@@ -36,6 +36,7 @@ import redis
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 
+from trainq.broker import priorities
 from trainq.inputs.documents import is_text, nesting_problem
 
 #: Celery's ``broker_transport`` for ``redis://`` brokers.
@@ -300,6 +301,16 @@ class Channel(kombu_redis.Channel):
         if collected is not None and kwargs.get("_publish_batch") is None:
             kwargs["_publish_batch"] = collected
         super()._put(queue, message, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _purge(self, queue: str) -> int:
+        """kombu's, and the lists a plain Celery client with Celery's default priority options wrote
+        ``queue``'s messages to (``trainq.broker.priorities``), so that a purge (``trainq purge``,
+        ``celery -A trainq purge``) leaves none of its messages behind."""
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            for name in priorities.lists(queue):
+                pipe = pipe.llen(name).delete(name)
+            foreign = sum(pipe.execute()[::2])
+        return super()._purge(queue) + foreign  # type: ignore[no-untyped-call,no-any-return]
 
     def _get_client(self) -> Any:
         return screened(super()._get_client(), self)  # type: ignore[no-untyped-call]

@@ -36,6 +36,7 @@ from trainq.ops import control
 from trainq.pipelines.runs import get_runs
 from trainq.sharing.gate import wait_reasons
 from trainq.store.registry import get_registry
+from trainq.store.sharing import get_sharing
 
 #: How often ``logs -f`` looks whether a pipeline job that has not started yet has started.
 UNSTARTED_POLL_S = 0.5
@@ -165,6 +166,7 @@ def list_jobs(
     )
     if not records:
         _unknown_filters(job_type, queue)
+    warn_of_data_loss()
     reasons = wait_reasons(records)
     if as_json:
         print_json([{**r.model_dump(mode="json"), "waiting_for": reasons.get(r.id)} for r in records])
@@ -185,6 +187,14 @@ def _unknown_filters(job_type: str | None, queue: str | None) -> None:
         raise UnknownJobType(job_type, list(types))
     if queue:
         note_unknown_queue(queue)
+
+
+def warn_of_data_loss() -> None:
+    """A warning on stderr while the registry's Redis is known to have restarted without its data, so
+    that a short or empty listing does not read as all there is (``Registry.data_loss``)."""
+    note = get_registry().data_loss()
+    if note:
+        click.echo(f"warning: {note}", err=True)
 
 
 def note_unknown_queue(queue: str) -> None:
@@ -209,6 +219,7 @@ def note_unknown_queue(queue: str) -> None:
 def dead(limit: int, as_json: bool) -> None:
     """List dead jobs (failed after their last retry), newest first."""
     records = get_registry().list(state=JobState.DEAD, limit=limit)
+    warn_of_data_loss()
     if as_json:
         print_json([r.model_dump(mode="json") for r in records])
         return
@@ -234,7 +245,8 @@ def show(job_id: str, as_json: bool) -> None:
     events = registry.events(job_id, record)
     waiting_for = wait_reasons([record]).get(record.id)
     if record.state is JobState.QUEUED and not waiting_for:
-        waiting_for = registry.queue_holds([record.queue]).get(record.queue)
+        live = get_sharing().live_queues([record.queue])
+        waiting_for = registry.queue_holds([record.queue], live).get(record.queue)
     if as_json:
         events_json = [e.model_dump(mode="json") for e in events]
         print_json({**record.model_dump(mode="json"), "waiting_for": waiting_for, "events": events_json})

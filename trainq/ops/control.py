@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import redis
 from kombu.exceptions import OperationalError
 from kombu.transport import redis as kombu_redis
 
 from trainq.broker import priorities, transport
-from trainq.broker.names import CELERY_QUEUE, check_queue
+from trainq.broker.names import CELERY_QUEUE, check_queue, is_queue_name
 from trainq.broker.quarantine import get_quarantine
 from trainq.celery import app
 from trainq.errors import BrokerUnavailable, InvalidTransition, JobNotFound, SubmitRefused
@@ -22,6 +23,7 @@ from trainq.pipelines.runs import Runs, get_runs, holding
 from trainq.settings import get_settings
 from trainq.sharing import gate
 from trainq.store.registry import Registry, get_registry
+from trainq.store.sharing import SharingStore
 
 
 def submit(job_type: str, config: dict[str, Any] | None = None, **options: Any) -> str:
@@ -146,6 +148,24 @@ def queue_depths(queues: Iterable[str]) -> dict[str, int]:
     return depths
 
 
+def broker_queues() -> set[str]:
+    """The queues a Redis broker holds a binding of (kombu's ``_kombu.binding.<queue>`` sets, which a
+    client's first send to a queue writes), a misspelled one included, less kombu's and Celery's own
+    (events, remote control); none on another broker, or behind a broker key prefix. A SCAN of every
+    key: about a second per 300,000 keys, so only ``trainq stats --scan`` asks for it."""
+    try:
+        with app.connection_for_read() as connection:
+            channel = connection.default_channel
+            if not isinstance(channel, kombu_redis.Channel) or channel.global_keyprefix:
+                return set()
+            prefix = channel.keyprefix_queue % ""
+            keys = channel.client.scan_iter(match=f"{prefix}*", count=BINDING_SCAN_COUNT)
+            names = {key.decode()[len(prefix) :] for key in keys}
+    except (OSError, OperationalError, redis.RedisError) as exc:
+        raise BrokerUnavailable(app.conf.broker_url, str(exc)) from exc
+    return {name for name in names if name == CELERY_QUEUE or is_queue_name(name)}
+
+
 def without_message(records: list[JobRecord]) -> list[JobRecord]:
     """Of these queued jobs, the ones a Redis broker holds no message for: their queue's lists are
     empty and no worker holds a delivery of theirs. None on another broker, which loses none so."""
@@ -158,6 +178,9 @@ def without_message(records: list[JobRecord]) -> list[JobRecord]:
         return []
     return [r for r in records if not depths[r.queue] and r.id not in held]
 
+
+#: Keys one SCAN step of ``broker_queues`` looks at: few round trips on a Redis holding the registry too.
+BINDING_SCAN_COUNT = 10_000
 
 #: States counted as work a queue's workers still have to pick up.
 WAITING = (JobState.QUEUED.value, JobState.RETRYING.value)
@@ -207,23 +230,38 @@ def _active_job(task: dict[str, Any], record: JobRecord | None) -> dict[str, Any
     }
 
 
-def stats_report(registry: Registry) -> dict[str, Any]:
-    """``trainq stats``: jobs per state; per queue its state counts, pending messages and pause;
-    the messages set aside, those waiting in Celery's default queue (``unrouted``: sent by a client
-    without ``queue=``, which no trainq worker consumes), Redis's memory in use and the retention in
-    force (seconds, 0 = forever)."""
+def stats_report(registry: Registry, scan: bool = False) -> dict[str, Any]:
+    """``trainq stats``: jobs per state; per queue that has jobs or messages (of those trainq knows,
+    Celery's default queue included; with ``scan``, every queue the broker knows, so a misspelled one a
+    client sent to too: ``broker_queues``) its state counts, pending messages, pause and whether a
+    live worker reads it (``live_worker``, as ``SharingStore.live_queues`` says); the
+    messages set aside, those waiting in Celery's default queue (``unrouted``: sent by a client
+    without ``queue=``, which no trainq worker consumes), Redis's memory in use, the retention in
+    force (seconds, 0 = forever), and whether the registry's Redis lost its data (``data_loss``: the
+    note, else None)."""
     states = registry.counts()
     per_queue = registry.queue_counts()
-    depths = queue_depths([*per_queue, CELERY_QUEUE])
     paused = registry.paused_queues()
+    started = {queue for queues in registry.worker_queues().values() for queue in queues}
+    names = {*per_queue, *paused, *started, CELERY_QUEUE, *(broker_queues() if scan else ())}
+    depths = queue_depths(names)
+    live = SharingStore(registry.client, registry.keys).live_queues(names)
     settings = get_settings()
     return {
         "states": {s.value: n for s, n in states.items()},
         "quarantined": get_quarantine().count(),
         "unrouted": depths[CELERY_QUEUE],
         "memory_used": registry.memory_used(),
+        "data_loss": registry.data_loss(),
         "retention_s": {s.value: settings.retention(s.value) for s in JobState if s.finished},
         "queues": {
-            q: {"states": per_queue[q], "pending": depths[q], "paused": q in paused} for q in per_queue
+            q: {
+                "states": per_queue.get(q, {}),
+                "pending": depths[q],
+                "paused": q in paused,
+                "live_worker": q in live,
+            }
+            for q in sorted(names)
+            if q in per_queue or depths[q]
         },
     }

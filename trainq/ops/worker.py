@@ -334,12 +334,13 @@ def _runs_at_once(task: Any) -> bool:
 @signals.worker_ready.connect
 def _start_threads(sender: Any, **_: Any) -> None:
     global _reaper, _ticker
-    queues = sorted(sender.app.amqp.queues.consume_from or {})
     _reaper = Reaper(
         sender.app, get_registry(), get_settings().reaper_interval_s, _started_for, sender.hostname
     )
     _reaper.start()
-    _ticker = Ticker(sender.hostname, queues, sender.controller.concurrency)
+    queues = sender.app.amqp.queues  # a pause or a resume changes what it consumes from
+    processes = sender.controller.concurrency
+    _ticker = Ticker(sender.hostname, lambda: sorted(queues.consume_from or {}), processes)
     _ticker.start()
 
 

@@ -42,6 +42,7 @@ from trainq.settings import get_settings
 from trainq.sharing import gate
 from trainq.store import lua
 from trainq.store.registry import Registry, get_registry
+from trainq.store.sharing import SharingStore
 
 log = logging.getLogger("trainq.pipelines.runs")
 FIRST_FENCE = 1
@@ -537,7 +538,10 @@ class Runs:
                 status.state = JobState.QUEUED.value
             jobs.append(status)
         queued = {job: r.queue for job, r in records.items() if r.state is JobState.QUEUED}
-        holds = self.registry.queue_holds(queued.values()) if queued else {}
+        holds: dict[str, str] = {}
+        if queued:
+            live = SharingStore(self.client, self.keys).live_queues(queued.values())
+            holds = self.registry.queue_holds(queued.values(), live)
         for status in jobs:
             if status.state == JobState.QUEUED and status.job_id in queued:
                 status.why_queued = holds.get(queued[status.job_id])

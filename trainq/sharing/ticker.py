@@ -1,12 +1,14 @@
 """A worker's admission ticker: starts parked jobs a rate limit lets start, on time (every
 ``TICK_S`` at most, sooner when a token is due), since no job's end wakes a key waiting for its rate;
-and counts the worker's processes in its queues' capacity (a fair queue's default window)."""
+and counts the worker's processes in the capacity of the queues it consumes (a fair queue's default
+window, and what says a queue has a live worker)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -23,12 +25,13 @@ MIN_TICK_S = 0.005
 
 class Ticker(threading.Thread):
     """Runs ``admit`` every ``TICK_S``, or when the next rate token is due if that is sooner; counts
-    ``worker``'s ``processes`` in the capacity of its ``queues`` every ``CAPACITY_EVERY_S``."""
+    ``worker``'s ``processes`` in the capacity of the queues it consumes now (``consuming``: a paused
+    queue drops out, a resumed one comes back) every ``CAPACITY_EVERY_S``."""
 
-    def __init__(self, worker: str, queues: list[str], processes: int) -> None:
+    def __init__(self, worker: str, consuming: Callable[[], list[str]], processes: int) -> None:
         super().__init__(name="trainq-sharing", daemon=True)
         self.stopped = threading.Event()
-        self.worker, self.queues, self.processes = worker, queues, processes
+        self.worker, self.consuming, self.processes = worker, consuming, processes
         self.counted = float("-inf")
 
     def run(self) -> None:
@@ -36,7 +39,7 @@ class Ticker(threading.Thread):
         while not self.stopped.wait(wait):
             try:
                 if time.monotonic() - self.counted >= CAPACITY_EVERY_S:
-                    count_capacity(self.worker, self.queues, self.processes)
+                    count_capacity(self.worker, self.consuming(), self.processes)
                     self.counted = time.monotonic()
                 due = admit()
             except Exception:  # Redis away: try again next tick (logged once); the thread must live on
@@ -53,6 +56,6 @@ class Ticker(threading.Thread):
         """Stop ticking, and count the worker's processes out of its queues' capacity at once."""
         self.stopped.set()
         try:
-            count_capacity(self.worker, self.queues, 0)
+            count_capacity(self.worker, self.consuming(), 0)
         except redis.RedisError:  # Redis away: the count expires on its own
             log.warning("could not count %s out of its queues' capacity", self.worker)

@@ -165,6 +165,10 @@ class Keys:
         """String: the run id of the Redis master last seen by a reaper (a change means failover)."""
         return f"{self.prefix}master:run_id"
 
+    def data_loss(self) -> str:
+        """String: when (epoch seconds) a reaper saw this Redis restarted without its data; expires."""
+        return f"{self.prefix}master:data_loss"
+
     def replication_mark(self) -> str:
         """String: written just before WAIT so the wait covers every earlier write of any connection."""
         return f"{self.prefix}master:mark"
@@ -226,7 +230,8 @@ class Keys:
         return f"{self.fair_prefix()}{queue}:inflight"
 
     def fair_capacity(self, queue: str) -> str:
-        """Hash: worker hostname -> "<processes> <expiry epoch>" of each worker consuming ``queue``."""
+        """Hash: worker hostname -> "<processes> <expiry epoch>" of each worker consuming ``queue``: a fair
+        queue's default window, and any queue's live workers."""
         return f"{self.fair_prefix()}{queue}:capacity"
 
     def quarantine(self) -> str:

@@ -65,6 +65,8 @@ CLAIM_FIELD = "claim"
 _FINISHED_ARG = ",".join(sorted(s.value for s in FINISHED_STATES))
 
 LIST_PAGE = 200
+#: How long listings say the registry's Redis restarted without its data: long enough to span a weekend.
+DATA_LOSS_NOTE_S = 3 * 24 * 3600
 #: Values one ZADD of the create script takes at most (Lua's unpack has a limit): 500 members.
 _MEMBERS_PER_CALL = 1000
 
@@ -330,7 +332,9 @@ class Registry:
         """True the first time any process sees a new Redis master run id (a failover or a restart).
 
         A new run id with no stored one, where this process saw another before, is a server that
-        restarted without its data: logged as an error, since every job recorded before is gone.
+        restarted without its data: logged as an error, since every job recorded before is gone, and
+        noted for ``DATA_LOSS_NOTE_S`` so that listings say so (``data_loss``). A server no process saw
+        before (a new install) is no loss.
         """
         run_id = str(self.client.info("server")["run_id"])
         previous = self.client.set(self.keys.master_run(), run_id, get=True)
@@ -340,8 +344,21 @@ class Registry:
                 "(keep its data across restarts: appendonly yes, docs/reliability.md)",
                 self.url,
             )
+            self.client.set(self.keys.data_loss(), repr(time.time()), ex=DATA_LOSS_NOTE_S, nx=True)
         self._master_run = run_id
         return previous is not None and previous.decode() != run_id
+
+    def data_loss(self) -> str | None:
+        """One line for listings, while a worker's note that this Redis restarted without its data
+        lasts: when it was seen, and that the jobs recorded before are gone; else None."""
+        seen = self.client.get(self.keys.data_loss())
+        if seen is None:
+            return None
+        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(seen)))
+        return (
+            f"the registry's Redis restarted without its data (seen {at}): every job recorded before "
+            "then is gone (keep its data across restarts: appendonly yes, docs/reliability.md)"
+        )
 
     def _add_many(
         self,
@@ -943,14 +960,13 @@ class Registry:
         """Names of queues paused with ``trainq pause``."""
         return {q.decode() for q in self.client.smembers(self.keys.paused())}
 
-    def queue_holds(self, queues: Iterable[str]) -> dict[str, str]:
+    def queue_holds(self, queues: Iterable[str], live: Collection[str]) -> dict[str, str]:
         """Why jobs of each of ``queues`` stay queued, if something holds them all: ``queue gpu is paused``
-        (a worker started for it skips it too), or ``queue gpu has no worker`` when none was started for
-        it. Two reads, no broadcast to the workers, so ``show`` stays fast; a worker that died still
-        counts (its record stays), as ``trainq workers`` would tell."""
+        (a worker started for it skips it too), or ``queue gpu has no live worker`` when it is not one of
+        ``live`` (the queues live workers consume, ``SharingStore.live_queues``: read from Redis, no
+        broadcast to the workers, so ``show`` stays fast)."""
         names, paused = set(queues), self.paused_queues()
-        served = {queue for started in self.worker_queues().values() for queue in started}
-        holds = {q: f"queue {q} has no worker (start one: trainq worker {q})" for q in names - served}
+        holds = {q: f"queue {q} has no live worker (start one: trainq worker {q})" for q in names - set(live)}
         holds.update({q: f"queue {q} is paused (trainq resume {q})" for q in names & paused})
         return holds
 

@@ -8,6 +8,7 @@ Parked jobs wait here, not in the broker: they hold no worker process and cost n
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -205,8 +206,7 @@ class SharingStore:
 
     def add_capacity(self, worker: str, queues: list[str], processes: int, ttl_s: float) -> None:
         """Count ``worker``'s ``processes`` in the capacity of each of ``queues`` for ``ttl_s`` seconds."""
-        seconds, micros = self.client.time()
-        expiry = seconds + micros / 1e6 + ttl_s
+        expiry = _seconds(self.client.time()) + ttl_s
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
             pipe.hset(self.keys.fair_capacity(queue), worker, f"{processes} {expiry:.3f}")
@@ -224,14 +224,36 @@ class SharingStore:
             pipe.hvals(self.keys.fair_capacity(queue))
             pipe.scard(self.keys.fair_inflight(queue))
         replies = pipe.execute()
-        seconds, micros = replies[0]
-        now = seconds + micros / 1e6
-        uses = []
-        for queue, entries, inflight in zip(queues, replies[1::2], replies[2::2], strict=True):
-            live = [entry.decode().split() for entry in entries]
-            capacity = sum(int(processes) for processes, expiry in live if float(expiry) > now)
-            uses.append(FairUse(queue, policies[queue].get("window"), capacity, inflight))
-        return uses
+        now = _seconds(replies[0])
+        return [
+            FairUse(queue, policies[queue].get("window"), _live_capacity(entries, now), inflight)
+            for queue, entries, inflight in zip(queues, replies[1::2], replies[2::2], strict=True)
+        ]
+
+    def live_queues(self, queues: Iterable[str]) -> set[str]:
+        """Of ``queues``, those a live worker consumes: its ticker counted processes in their capacity
+        within their time to live, which a worker that died (SIGKILL, host lost) stops renewing."""
+        names = sorted(set(queues))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.time()
+        for queue in names:
+            pipe.hvals(self.keys.fair_capacity(queue))
+        clock, *capacities = pipe.execute()
+        now = _seconds(clock)
+        counted = zip(names, capacities, strict=True)
+        return {queue for queue, entries in counted if _live_capacity(entries, now)}
+
+
+def _live_capacity(entries: Iterable[bytes], now: float) -> int:
+    """The processes a capacity hash's values (``"<processes> <expiry>"``) count, not expired at ``now``."""
+    counts = [entry.decode().split() for entry in entries]
+    return sum(int(processes) for processes, expiry in counts if float(expiry) > now)
+
+
+def _seconds(clock: tuple[int, int]) -> float:
+    """Redis's TIME reply as epoch seconds."""
+    seconds, micros = clock
+    return seconds + micros / 1e6
 
 
 @lru_cache(maxsize=1)

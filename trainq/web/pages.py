@@ -38,10 +38,18 @@ Next = Annotated[str, Form()]
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
-    """Render page ``name``; set the CSRF cookie the page's forms carry if the browser has none."""
+    """Render page ``name``, under a banner while the registry's Redis is known to have lost its data
+    (not on an error page: it may be the registry that failed); set the CSRF cookie the page's forms
+    carry if the browser has none."""
     settings = settings_of(request)
     token = csrf_token(request)
-    context = {"csrf": token, "caller": caller_of(request), "states": [s.value for s in JobState], **context}
+    context = {
+        "csrf": token,
+        "caller": caller_of(request),
+        "states": [s.value for s in JobState],
+        "data_loss": get_registry().data_loss() if status < 400 else None,
+        **context,
+    }
     context["flower"] = lambda job_id: queries.flower_link(
         settings, request.url.hostname or "127.0.0.1", job_id
     )

@@ -55,7 +55,8 @@ def list_jobs(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    """Jobs newest first, filtered like ``trainq list``; ``next_offset`` is null on the last page."""
+    """Jobs newest first, filtered like ``trainq list``; ``next_offset`` is null on the last page;
+    ``data_loss`` says when the registry's Redis restarted without its data (null if it did not lately)."""
     records, more = queries.list_jobs(
         state=state, job_type=type, queue=queue, tag=tag, limit=limit, offset=offset
     )
@@ -64,6 +65,7 @@ def list_jobs(
         "offset": offset,
         "limit": limit,
         "next_offset": offset + limit if more else None,
+        "data_loss": get_registry().data_loss(),
     }
 
 
