@@ -378,27 +378,34 @@ TYPED_SETTINGS = [
 env_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
 
 
+#: Options of a Redis URL: redis-py's (each refuses some values), and one it does not know.
+URL_OPTIONS = ["ssl_cert_reqs", "ssl_min_version", "socket_timeout", "health_check_interval", "db", "nosuch"]
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     url=st.text(max_size=40)
     | st.builds(
-        "{}://{}@{}:{}/{}".format,
+        "{}:{}{}@{}:{}/{}{}".format,
         st.sampled_from(["redis", "rediss", "sentinel", "amqp", "http", "redis+socket", ""]),
-        st.sampled_from([":s3cret", "u:p", ""]),
-        st.sampled_from(["127.0.0.1", "[::1", "[::1]", "host"]),
-        st.integers(-5, 10**6).map(str) | st.text(max_size=5),
+        st.sampled_from(["//", "/", "///", ""]),  # a mistyped URL's password may land in its path
+        st.sampled_from([":s3cret", "u:s3cret", "s3cret", ""]),
+        st.sampled_from(["127.0.0.1", "[::1", "[::1]", "host", "s3cret"]),
+        st.integers(-5, 10**6).map(str) | st.text(max_size=5) | st.just("s3cret"),
         st.integers(0, 20).map(str) | st.text(max_size=5),
+        st.just("") | st.builds("?{}={}".format, st.sampled_from(URL_OPTIONS), st.text(max_size=8)),
     ),
     field=st.sampled_from(["broker_url", "result_backend", "registry_url"]),
 )
 def test_a_url_setting_is_usable_or_refused_without_its_password(url: str, field: str) -> None:
-    # given any text as a broker, backend or registry URL; then it is refused in words, or usable
+    # given any text as a broker, backend or registry URL, its options' values included
+    # when it is checked, then it is refused in words that never show the password, or usable
     problem = url_problem(url, field)
     if problem is None:  # a usable URL's parts parse, their ports included
         for part in url.split(";"):
             urlsplit(part.strip()).port  # noqa: B018
     else:
-        assert "s3cret" not in problem
+        assert "s3cret" not in problem, problem
 
 
 @FUZZ
