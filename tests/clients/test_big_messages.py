@@ -19,7 +19,12 @@ from tests.clients.test_cli_console import trainq
 from tests.fixtures import Workers
 from tests.integration.test_web import Web, web  # noqa: F401  (a fixture)
 from trainq import JobState, get_registry
-from trainq.inputs.limits import JOB_ID_MAX_CHARS, MAX_CONFIG_BYTES, REFUSED_PAYLOAD_KEPT_BYTES
+from trainq.inputs.limits import (
+    JOB_ID_MAX_CHARS,
+    MAX_CONFIG_BYTES,
+    REFUSED_PAYLOAD_KEPT_BYTES,
+    WEB_LIST_PAYLOAD_MAX_BYTES,
+)
 
 #: Expands each ``{"big": N}`` in the jobs into N characters, then runs the sender.
 BIG_SENDER = """
@@ -78,7 +83,7 @@ def test_messages_past_the_limits_are_refused_stored_bounded_and_read_fast(
     # and the over-long id names no record (it would name its keys); the payload is kept as a preview
     assert registry.find(job_id["id"]) is None
     kept = registry.get(payload["id"]).payload["(payload)"]
-    assert len(kept) < REFUSED_PAYLOAD_KEPT_BYTES + 100 and kept.endswith("bytes as JSON in all)"), kept[-80:]
+    assert len(kept) < REFUSED_PAYLOAD_KEPT_BYTES + 100 and kept.endswith("never stored whole)"), kept[-80:]
     # and no key of trainq's, nor its name, holds the big values (Celery's result of the long id is the
     # sender's own key, as it chose it)
     for key in redis_client.scan_iter(count=1000):
@@ -97,7 +102,10 @@ def test_messages_past_the_limits_are_refused_stored_bounded_and_read_fast(
 
 
 def test_a_long_payload_within_the_limit_is_shown_cut_and_whole_with_json(
-    workers: Workers, tmp_path: Path, redis_client: redis.Redis
+    workers: Workers,
+    tmp_path: Path,
+    redis_client: redis.Redis,
+    web: Web,  # noqa: F811
 ) -> None:
     # given a refused job whose payload is long yet within the size limit, so it is kept whole
     queue = f"data-{uuid.uuid4().hex[:6]}"
@@ -114,6 +122,13 @@ def test_a_long_payload_within_the_limit_is_shown_cut_and_whole_with_json(
     # and ``--json`` prints it whole
     whole = trainq(tmp_path, "show", refused["id"], "--json")
     assert json.loads(whole.stdout)["payload"]["notes"] == "x" * 500_000
+    # and the API's job list shows a preview saying where it is whole, the job's own answer all of it
+    with web.client() as client:
+        (listed,) = client.get("/api/v1/jobs").json()["jobs"]
+        preview = listed["payload"]["(payload)"]
+        assert len(preview) < WEB_LIST_PAYLOAD_MAX_BYTES + 200, len(preview)
+        assert preview.endswith(f"GET /api/v1/jobs/{refused['id']} has it whole)"), preview[-100:]
+        assert client.get(f"/api/v1/jobs/{refused['id']}").json()["payload"]["notes"] == "x" * 500_000
 
 
 def test_tags_past_the_limits_are_refused_by_every_route(tmp_path: Path, redis_client: redis.Redis) -> None:

@@ -27,6 +27,9 @@ JOB_NAME_MAX_CHARS = 200
 WEB_BODY_MAX_BYTES = 1_048_576
 #: Most jobs or runs one page of a web listing returns.
 WEB_PAGE_MAX = 500
+#: Most bytes of a payload's JSON each job of a web listing shows; past it, that many as a preview
+#: (the job's own answer has it whole), so a page of ``WEB_PAGE_MAX`` jobs stays a few MB.
+WEB_LIST_PAYLOAD_MAX_BYTES = 16 * 1024
 #: Most jobs one ``trainq list`` or ``trainq dead`` shows.
 LIST_MAX = 100_000
 #: Farthest a listing may start (``--offset``, ``offset=``): past any registry, within Redis's integers.

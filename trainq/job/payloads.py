@@ -126,13 +126,19 @@ def masked(model: type[BaseModel], payload: Any) -> dict[str, Any]:
         secret = {name for name, field in model.model_fields.items() if _holds_secret(field.annotation)}
         shown: dict[str, Any] = {k: MASK if k in secret else v for k, v in payload.items()}
         if not text_problem(shown):
-            encoded = _json_of(shown)
-            if len(encoded) <= MAX_CONFIG_BYTES:
-                return shown
-            preview = encoded[:REFUSED_PAYLOAD_KEPT_BYTES].decode("utf-8", "ignore")
-            return {"(payload)": f"{preview}... (cut: {len(encoded):,} bytes as JSON in all)"}
+            return cut(shown, MAX_CONFIG_BYTES, REFUSED_PAYLOAD_KEPT_BYTES, "never stored whole")
         payload = shown
     return {"(payload)": repr(payload)[:FIELD_NAME_MAX_CHARS]}
+
+
+def cut(payload: dict[str, Any], max_bytes: int, kept_bytes: int, whole: str) -> dict[str, Any]:
+    """``payload`` if its JSON is at most ``max_bytes``, else its first ``kept_bytes`` as the text of a
+    ``(payload)`` field, with a note of its size and of where it is ``whole``."""
+    encoded = _json_of(payload)
+    if len(encoded) <= max_bytes:
+        return payload
+    preview = encoded[:kept_bytes].decode("utf-8", "ignore")
+    return {"(payload)": f"{preview}... (cut: {len(encoded):,} bytes as JSON in all; {whole})"}
 
 
 def _json_of(payload: dict[str, Any]) -> bytes:
