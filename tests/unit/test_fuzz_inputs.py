@@ -24,16 +24,18 @@ import yaml
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict
 
 from tests.fixtures import ROOT
 from tests.messages import envelope
 from trainq.broker.quarantine import get_quarantine
 from trainq.cli import main
-from trainq.errors import DurationError, InvalidSetting
+from trainq.errors import DurationError, InvalidSetting, PayloadError
 from trainq.inputs import documents
 from trainq.inputs.documents import brief
 from trainq.inputs.durations import parse_duration
-from trainq.inputs.limits import MAX_DOCUMENT_BYTES
+from trainq.inputs.limits import MAX_CONFIG_BYTES, MAX_DOCUMENT_BYTES, REFUSED_PAYLOAD_KEPT_BYTES
+from trainq.job import payloads
 from trainq.pipelines.dag import parse
 from trainq.settings import celery_config, get_settings, url_problem
 
@@ -307,6 +309,35 @@ def test_listing_options(
             if value is not None:
                 args += [option, value]
     invoke(*args)
+
+
+class _Open(BaseModel):
+    """A job type's model that keeps any field: only the payload's size can refuse it."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+@FUZZ
+@given(size=st.integers(0, 3 * MAX_CONFIG_BYTES), fields=st.integers(1, 5), text=st.sampled_from("xé\u2603"))
+def test_a_payload_of_any_size_is_taken_within_the_limit_and_stored_bounded(
+    size: int, fields: int, text: str
+) -> None:
+    # given a payload of any size as JSON, in one or more fields, ASCII or not
+    payload = {f"f{n}": text * (size // fields // len(text.encode())) for n in range(fields)}
+    encoded = len(json.dumps(payload, ensure_ascii=False).encode())
+    started = time.monotonic()
+    # when a job type checks it, then it is taken within the limit and refused past it, naming the limit
+    try:
+        payloads.parse(_Open, payload, "open", "allow")
+        assert encoded <= MAX_CONFIG_BYTES
+    except PayloadError as error:
+        assert encoded > MAX_CONFIG_BYTES and f"larger than the limit of {MAX_CONFIG_BYTES:,} bytes" in str(
+            error
+        )
+    # and what a record of it keeps, refused, is at most the limit, in a bounded time
+    kept = len(json.dumps(payloads.masked(_Open, payload), ensure_ascii=False).encode())
+    assert kept <= MAX_CONFIG_BYTES and (kept == encoded or kept < REFUSED_PAYLOAD_KEPT_BYTES + 100)
+    assert time.monotonic() - started < TIME_S
 
 
 @settings(max_examples=300, deadline=None)
