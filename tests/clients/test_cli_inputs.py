@@ -300,3 +300,32 @@ def test_a_redis_url_option_value_redis_refuses_is_one_line_naming_the_option(
     name = options.partition("=")[0]
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert name in result.stderr and "Traceback" not in result.stderr and PLANTED not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("", "the pipeline is empty: give pipeline_id and jobs"),
+        ("# only a comment\n", "the pipeline is empty: give pipeline_id and jobs"),
+        ("- a\n- b\n", "got a list"),
+        ("just words\n", "got the text 'just words'"),
+        ("5\n", "got the number 5"),
+    ],
+    ids=["empty", "comment", "list", "text", "number"],
+)
+def test_a_pipeline_file_that_holds_no_mapping_is_refused_in_the_users_words(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    # given a pipeline file that is empty or holds something other than a mapping
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(content)
+    # when it is validated, then the problem is said in the file's words, never a Python type name
+    result = trainq(tmp_path, "pipeline", "validate", str(path))
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    assert "NoneType" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dev_null_as_a_pipeline_file_is_empty(tmp_path: Path) -> None:
+    # when /dev/null is validated as a pipeline, then it is empty, exit 2
+    result = trainq(tmp_path, "pipeline", "validate", "/dev/null")
+    assert result.returncode == 2 and "the pipeline is empty" in result.stderr, result.stderr

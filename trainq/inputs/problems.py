@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails as Error
 
+from trainq.inputs.documents import brief
+
 #: What pydantic puts before the words of a validator's own ``ValueError``.
 VALUE_ERROR_PREFIX = "Value error, "
 #: pydantic's errors for text a number field cannot read (a boolean's, below), and what it expects.
@@ -38,6 +40,8 @@ def read_as(value: Any) -> str:
         return f"the number {value}"
     if isinstance(value, datetime.date):
         return f"the date {value.isoformat()}"
+    if isinstance(value, str):
+        return f"the text {brief(value)}"
     return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else "a value"
 
 
