@@ -12,7 +12,7 @@ import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -36,6 +36,10 @@ DEFAULT_WORKER_MODULES = ["workers.data", "workers.training", "workers.detection
 #: The password part of a URL's ``user:password@``, wherever a URL appears in a text.
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*):[^\s/]*@")
 PASSWORD_MASK = "***"
+#: A quoted piece of a URL in a parser's message (``Port could not be cast to integer value as 'x'``),
+#: and what it is shown as.
+_QUOTED = re.compile(r"'[^']*'")
+_QUOTED_MASK = "'...'"
 
 
 class PoolSettings(BaseModel):
@@ -283,11 +287,14 @@ def url_problem(url: str, field: str) -> str | None:
 
     schemes = {"broker_url": TRANSPORT_ALIASES, "result_backend": BACKEND_ALIASES}.get(field)
     for part in (p.strip() for p in url.split(";")):
+        # No piece of the URL is echoed: mistyped, its password may be in any piece (path, port, host).
         try:
             split = urlsplit(part)
             split.port  # noqa: B018  (reading it checks it)
         except ValueError as exc:
-            return f"not a usable URL: {exc}"
+            return f"not a usable URL: {_QUOTED.sub(_QUOTED_MASK, str(exc))}"
+        if split.scheme and not part.lower().startswith(f"{split.scheme}://"):
+            return f"not a usable URL: write {split.scheme}:// before its host"
         if schemes is None and not is_redis(part):
             return "the registry is a Redis: use redis://, rediss://, unix:// or sentinel://"
         if schemes is not None and split.scheme.partition("+")[0] not in schemes:
@@ -295,7 +302,7 @@ def url_problem(url: str, field: str) -> str | None:
             return f"unknown scheme {split.scheme!r}: use {usual}"
         db = split.path.strip("/")
         if split.scheme in ("redis", "rediss", "sentinel") and db and not db.isdigit():
-            return f"the Redis database must be a number (redis://host:6379/0), not {db[:20]!r}"
+            return "the Redis database (the path after the host) must be a number: redis://host:6379/0"
         if split.scheme in ("redis", "rediss", "unix") and (problem := _redis_options_problem(part)):
             return problem
     return None
@@ -310,6 +317,9 @@ def _redis_options_problem(url: str) -> str | None:
         redis.ConnectionPool.from_url(url).make_connection()
     except ValueError as exc:  # a value its parser refuses
         return str(exc).rstrip(".")
+    except redis.RedisError as exc:  # a value the connection refuses (``ssl_cert_reqs=bogus``)
+        named = [name for name, value in parse_qsl(urlsplit(url).query) if value and value in str(exc)]
+        return f"invalid option {named[0] if named else '?'} in the URL: {str(exc).rstrip('.')}"
     except TypeError as exc:
         name = re.search(r"argument '(\w+)'", str(exc))
         return f"unknown option {name[1] if name else str(exc)!r} in the URL"

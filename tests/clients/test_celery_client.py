@@ -59,11 +59,13 @@ print(json.dumps(seen))
 """
 
 
-def send(tmp_path: Path, broker: str, queue: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run the sender with ``jobs`` from ``tmp_path``, trainq nowhere on its path; what it saw.
-    An empty ``queue`` sends without ``queue=``, as a client that forgot it does."""
+def send(
+    tmp_path: Path, broker: str, queue: str, jobs: list[dict[str, Any]], code: str = SENDER
+) -> list[dict[str, Any]]:
+    """Run the sender (``code``) with ``jobs`` from ``tmp_path``, trainq nowhere on its path; what it
+    saw. An empty ``queue`` sends without ``queue=``, as a client that forgot it does."""
     script = tmp_path / "sender.py"
-    script.write_text(SENDER)
+    script.write_text(code)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINQ_")}
     env["PYTHONPATH"] = str(tmp_path)
     result = subprocess.run(

@@ -244,3 +244,103 @@ def test_a_boolean_for_a_number_in_config_is_refused(tmp_path: Path, redis_clien
         "error: invalid payload for job type 'training': epochs: expected an integer, got the boolean true\n"
     ), refused
     assert get_registry().list() == []
+
+
+def test_a_number_as_text_in_config_is_refused(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # given a payload whose epochs and learning rate are numbers written as text (pydantic would read them)
+    config = '{"epochs": "5", "learning_rate": "0.1", "model": "sgd"}'
+    refused = trainq(tmp_path, "submit", "training", "--config", config)
+    # then it is refused naming each field and what it got, exit 2, and nothing is enqueued
+    assert refused.returncode == 2 and refused.stderr == (
+        "error: invalid payload for job type 'training': epochs: expected an integer, got the text '5'; "
+        "learning_rate: expected a number, got the text '0.1'\n"
+    ), refused
+    assert get_registry().list() == []
+    # and text no number reads keeps pydantic's words
+    words = trainq(tmp_path, "submit", "training", "--config", '{"epochs": "five"}')
+    assert words.returncode == 2 and "epochs: Input should be a valid integer" in words.stderr, words.stderr
+
+
+#: A password planted in each malformed URL below: no output may show it.
+PLANTED = "Sup3rS3cretRedisPW"
+MALFORMED_URLS = [
+    f"redis:/:{PLANTED}@127.0.0.1:6451/0",  # one slash: the password reads as the database
+    f"redis:///:{PLANTED}@127.0.0.1:6451/0",
+    f"redis://:{PLANTED}/0@127.0.0.1:6451",  # the password reads as the port
+    f"redis://:{PLANTED}\uff03@127.0.0.1/0",  # a host character NFKC refuses
+    f"amqp:/guest:{PLANTED}@127.0.0.1:5672//",  # one slash: accepted, then echoed when unreachable
+    f"sentinel://:{PLANTED}@127.0.0.1:26379/x;sentinel://:{PLANTED}@127.0.0.1:26380",
+]
+
+
+@pytest.mark.parametrize("setting", ["TRAINQ_BROKER_URL", "TRAINQ_RESULT_BACKEND", "TRAINQ_REGISTRY_URL"])
+def test_a_malformed_url_is_refused_in_one_line_that_never_shows_its_password(
+    tmp_path: Path, setting: str
+) -> None:
+    for url in MALFORMED_URLS:
+        if url.startswith("amqp") and setting != "TRAINQ_BROKER_URL":
+            continue  # only the broker may be RabbitMQ; elsewhere it is refused for its scheme already
+        # given a URL setting with a password, mistyped
+        env = {setting: url}
+        # when the CLI and a worker read it
+        listed = trainq(tmp_path, "list", env=env)
+        worker = subprocess.run(
+            [str(TRAINQ.parent / "celery"), "-A", "trainq", "worker", "-Q", "data"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(CHECKOUT), **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        # then each ends with exit 2 and one line naming the setting, and never shows the password
+        for result in (listed, worker):
+            output = result.stdout + result.stderr
+            assert PLANTED not in output, (url, output)
+            assert result.returncode == 2 and output.count("\n") == 1, (url, output)
+            assert output.startswith(f"error: invalid setting {setting}: "), (url, output)
+
+
+@pytest.mark.parametrize(
+    "options",
+    ["ssl_cert_reqs=bogus", "ssl_min_version=bogus", "socket_timeout=abc", "health_check_interval=x"],
+)
+def test_a_redis_url_option_value_redis_refuses_is_one_line_naming_the_option(
+    tmp_path: Path, options: str
+) -> None:
+    # given a Redis URL whose option has a value redis-py refuses when it connects
+    env = {"TRAINQ_BROKER_URL": f"rediss://:{PLANTED}@127.0.0.1:6451/0?{options}"}
+    # when the CLI reads it
+    result = trainq(tmp_path, "list", env=env)
+    # then it is one line naming the option, exit 2, no traceback and no password
+    name = options.partition("=")[0]
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert name in result.stderr and "Traceback" not in result.stderr and PLANTED not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("", "the pipeline is empty: give pipeline_id and jobs"),
+        ("# only a comment\n", "the pipeline is empty: give pipeline_id and jobs"),
+        ("- a\n- b\n", "got a list"),
+        ("just words\n", "got the text 'just words'"),
+        ("5\n", "got the number 5"),
+    ],
+    ids=["empty", "comment", "list", "text", "number"],
+)
+def test_a_pipeline_file_that_holds_no_mapping_is_refused_in_the_users_words(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    # given a pipeline file that is empty or holds something other than a mapping
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(content)
+    # when it is validated, then the problem is said in the file's words, never a Python type name
+    result = trainq(tmp_path, "pipeline", "validate", str(path))
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    assert "NoneType" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dev_null_as_a_pipeline_file_is_empty(tmp_path: Path) -> None:
+    # when /dev/null is validated as a pipeline, then it is empty, exit 2
+    result = trainq(tmp_path, "pipeline", "validate", "/dev/null")
+    assert result.returncode == 2 and "the pipeline is empty" in result.stderr, result.stderr

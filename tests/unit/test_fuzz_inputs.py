@@ -24,16 +24,18 @@ import yaml
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict
 
 from tests.fixtures import ROOT
 from tests.messages import envelope
 from trainq.broker.quarantine import get_quarantine
 from trainq.cli import main
-from trainq.errors import DurationError, InvalidSetting
+from trainq.errors import DurationError, InvalidSetting, PayloadError
 from trainq.inputs import documents
 from trainq.inputs.documents import brief
 from trainq.inputs.durations import parse_duration
-from trainq.inputs.limits import MAX_DOCUMENT_BYTES
+from trainq.inputs.limits import MAX_CONFIG_BYTES, MAX_DOCUMENT_BYTES, REFUSED_PAYLOAD_KEPT_BYTES
+from trainq.job import payloads
 from trainq.pipelines.dag import parse
 from trainq.schedules import Overlap, entries, overlap
 from trainq.settings import celery_config, get_settings, url_problem
@@ -342,6 +344,44 @@ def test_schedule_create_options(
         assert "fuzz" not in stored and result.output.count("\n") <= 4, result.output
 
 
+class _Open(BaseModel):
+    """A job type's model that keeps any field: only the payload's size can refuse it."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _compact(value: Any) -> bytes:
+    """``value`` as the shortest JSON, as trainq measures a payload."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@FUZZ
+@given(
+    size=st.integers(0, 3 * MAX_CONFIG_BYTES) | st.integers(MAX_CONFIG_BYTES - 100, MAX_CONFIG_BYTES + 100),
+    fields=st.integers(1, 5),
+    text=st.sampled_from("xé\u2603"),
+)
+def test_a_payload_of_any_size_is_taken_within_the_limit_and_stored_bounded(
+    size: int, fields: int, text: str
+) -> None:
+    # given a payload of any size as JSON, in one or more fields, ASCII or not
+    payload = {f"f{n}": text * (size // fields // len(text.encode())) for n in range(fields)}
+    encoded = len(_compact(payload))
+    started = time.monotonic()
+    # when a job type checks it, then it is taken within the limit and refused past it, naming the limit
+    try:
+        payloads.parse(_Open, payload, "open", "allow")
+        assert encoded <= MAX_CONFIG_BYTES
+    except PayloadError as error:
+        assert encoded > MAX_CONFIG_BYTES and f"larger than the limit of {MAX_CONFIG_BYTES:,} bytes" in str(
+            error
+        )
+    # and what a record of it keeps, refused, is at most the limit, in a bounded time
+    kept = len(_compact(payloads.masked(_Open, payload)))
+    assert kept <= MAX_CONFIG_BYTES and (kept == encoded or kept < REFUSED_PAYLOAD_KEPT_BYTES + 100)
+    assert time.monotonic() - started < TIME_S
+
+
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(max_size=80) | st.floats() | st.integers())
 def test_durations_are_finite_or_refused(text: str | float | int) -> None:
@@ -411,27 +451,34 @@ TYPED_SETTINGS = [
 env_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
 
 
+#: Options of a Redis URL: redis-py's (each refuses some values), and one it does not know.
+URL_OPTIONS = ["ssl_cert_reqs", "ssl_min_version", "socket_timeout", "health_check_interval", "db", "nosuch"]
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     url=st.text(max_size=40)
     | st.builds(
-        "{}://{}@{}:{}/{}".format,
+        "{}:{}{}@{}:{}/{}{}".format,
         st.sampled_from(["redis", "rediss", "sentinel", "amqp", "http", "redis+socket", ""]),
-        st.sampled_from([":s3cret", "u:p", ""]),
-        st.sampled_from(["127.0.0.1", "[::1", "[::1]", "host"]),
-        st.integers(-5, 10**6).map(str) | st.text(max_size=5),
+        st.sampled_from(["//", "/", "///", ""]),  # a mistyped URL's password may land in its path
+        st.sampled_from([":s3cret", "u:s3cret", "s3cret", ""]),
+        st.sampled_from(["127.0.0.1", "[::1", "[::1]", "host", "s3cret"]),
+        st.integers(-5, 10**6).map(str) | st.text(max_size=5) | st.just("s3cret"),
         st.integers(0, 20).map(str) | st.text(max_size=5),
+        st.just("") | st.builds("?{}={}".format, st.sampled_from(URL_OPTIONS), st.text(max_size=8)),
     ),
     field=st.sampled_from(["broker_url", "result_backend", "registry_url"]),
 )
 def test_a_url_setting_is_usable_or_refused_without_its_password(url: str, field: str) -> None:
-    # given any text as a broker, backend or registry URL; then it is refused in words, or usable
+    # given any text as a broker, backend or registry URL, its options' values included
+    # when it is checked, then it is refused in words that never show the password, or usable
     problem = url_problem(url, field)
     if problem is None:  # a usable URL's parts parse, their ports included
         for part in url.split(";"):
             urlsplit(part.strip()).port  # noqa: B018
     else:
-        assert "s3cret" not in problem
+        assert "s3cret" not in problem, problem
 
 
 @FUZZ

@@ -14,6 +14,7 @@ from trainq.broker.quarantine import get_quarantine
 from trainq.cli.group import main
 from trainq.cli.output import (
     console,
+    cut,
     due,
     jobs_table,
     json_option,
@@ -27,7 +28,13 @@ from trainq.cli.output import (
 from trainq.errors import DocumentError, InvalidInput, UnknownJobType
 from trainq.inputs import documents
 from trainq.inputs.durations import parse_duration, start_options
-from trainq.inputs.limits import LIST_MAX, LIST_OFFSET_MAX, MAX_CONFIG_BYTES, MAX_RETRIES
+from trainq.inputs.limits import (
+    LIST_MAX,
+    LIST_OFFSET_MAX,
+    MAX_CONFIG_BYTES,
+    MAX_RETRIES,
+    SHOW_VALUE_MAX_CHARS,
+)
 from trainq.inputs.tags import parse_tags
 from trainq.job.limit import MAX_RUNNING_MAX
 from trainq.job.record import JobState
@@ -271,7 +278,8 @@ def show(job_id: str, as_json: bool) -> None:
         ("error", record.error or ""),
     ):
         if value not in (None, ""):
-            console.print(f"  {label:<13} {plain(value)}")
+            shown = cut(str(value), SHOW_VALUE_MAX_CHARS, f"trainq show {job_id} --json")
+            console.print(f"  {label:<13} {plain(shown)}")
     table = Table(title="transitions")
     for column in ("at", "state", "attempt", "worker", "reason"):
         table.add_column(column)
@@ -281,7 +289,8 @@ def show(job_id: str, as_json: bool) -> None:
         )
     console.print(table)
     if record.traceback:
-        console.print(plain(record.traceback, lines=True))
+        traceback = cut(record.traceback, SHOW_VALUE_MAX_CHARS, f"trainq show {job_id} --json")
+        console.print(plain(traceback, lines=True))
 
 
 def _show_unstarted(job_id: str, as_json: bool) -> None:

@@ -59,6 +59,13 @@ def printable(value: object, lines: bool = False) -> str:
     return "".join(c if c.isprintable() or c in kept else repr(c)[1:-1] for c in text)
 
 
+def cut(text: str, max_chars: int, whole: str) -> str:
+    """``text``, or its first ``max_chars`` characters and a note of how many more ``whole`` shows."""
+    if len(text) <= max_chars:
+        return text
+    return f"{text[:max_chars]}... ({len(text) - max_chars:,} more characters: {whole})"
+
+
 def plain(value: object, lines: bool = False) -> str:
     """``printable(value, lines)`` with rich's markup escaped too, so ``[red]`` prints as typed."""
     return escape(printable(value, lines))

@@ -27,10 +27,16 @@ JOB_NAME_MAX_CHARS = 200
 WEB_BODY_MAX_BYTES = 1_048_576
 #: Most jobs or runs one page of a web listing returns.
 WEB_PAGE_MAX = 500
+#: Most bytes of a payload's JSON each job of a web listing shows; past it, that many as a preview
+#: (the job's own answer has it whole), so a page of ``WEB_PAGE_MAX`` jobs stays a few MB.
+WEB_LIST_PAYLOAD_MAX_BYTES = 16 * 1024
 #: Most jobs one ``trainq list`` or ``trainq dead`` shows.
 LIST_MAX = 100_000
 #: Farthest a listing may start (``--offset``, ``offset=``): past any registry, within Redis's integers.
 LIST_OFFSET_MAX = 1_000_000_000
+#: Most characters of one value (a payload, a result, an error) ``trainq show`` prints; ``--json``
+#: prints it whole. A terminal's line wrapping costs far more than linear time on a long value.
+SHOW_VALUE_MAX_CHARS = 4000
 #: Log lines a job page shows (its tail).
 WEB_LOG_TAIL = 200
 #: Largest pipeline file trainq reads (JSON or YAML).
@@ -38,8 +44,15 @@ MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 #: Longest wait for a pipeline file from a pipe or FIFO (``<(cmd)``, ``-``) to end: a FIFO nobody
 #: writes to is refused then, as a file too large is, instead of waiting forever.
 MAX_READ_S = 1.0
-#: Largest ``--config`` payload, inline or ``@file`` (it travels in the broker message).
+#: Largest payload, as JSON, by every route: ``--config`` (inline or ``@file``), Python, the API, a
+#: Celery client's message (it travels in the broker message and is stored in the job's record).
 MAX_CONFIG_BYTES = 1024 * 1024
+#: Most bytes of a refused payload's JSON its record keeps (a preview, cut with a note): a message
+#: past every limit must not be stored whole, nor make each later read of its record slow.
+REFUSED_PAYLOAD_KEPT_BYTES = 4096
+#: Most tags on one job, and the longest tag value: each tag names a registry index.
+MAX_TAGS = 64
+TAG_VALUE_MAX_CHARS = 256
 #: Deepest nesting of lists and mappings in any document or payload.
 MAX_DEPTH = 32
 #: Deepest nesting in a broker message's envelope or body: a payload's, plus Celery's own (canvas, headers).

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trainq.errors import InvalidInput
 from trainq.inputs.documents import brief, text_problem
 from trainq.inputs.problems import validated
+from trainq.inputs.tags import tags_problem
 from trainq.job.payloads import describe
 from trainq.settings import get_settings
 
@@ -74,6 +75,8 @@ def checked_options(given: Any, where: str) -> dict[str, Any]:
     if checked is None:
         raise InvalidInput(f"invalid {where}: {'; '.join(describe(errors, ClientOptions))}")
     options = checked.model_dump(exclude_none=True)
+    if problem := tags_problem(options["tags"]):
+        raise InvalidInput(f"invalid {where}: {problem}")
     options["tags"] = {**options["tags"], "source": FOREIGN_SOURCE}
     return options
 

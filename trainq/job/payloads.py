@@ -3,7 +3,8 @@
 Unknown fields are errors unless the job type opts out: ``job_type(..., extra="allow")`` wins,
 then the model's own ``model_config["extra"]``, else ``forbid``. A misspelt field gets the
 closest known name ("unknown field 'learningRate' — did you mean 'learning_rate'?"), so a typo
-in a hyperparameter never runs the wrong experiment.
+in a hyperparameter never runs the wrong experiment. A payload is at most ``MAX_CONFIG_BYTES`` as
+JSON by every route, and a refused one past that is stored as a preview (``masked``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,17 @@ import difflib
 from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, to_json
 
 from trainq.errors import PayloadError
 from trainq.inputs.documents import text_problem
-from trainq.inputs.limits import CLOSE_MATCH_MAX_NAMES, FIELD_NAME_MAX_CHARS, PAYLOAD_ERRORS_MAX
+from trainq.inputs.limits import (
+    CLOSE_MATCH_MAX_NAMES,
+    FIELD_NAME_MAX_CHARS,
+    MAX_CONFIG_BYTES,
+    PAYLOAD_ERRORS_MAX,
+    REFUSED_PAYLOAD_KEPT_BYTES,
+)
 from trainq.inputs.problems import validated, validator_words
 
 Extra = Literal["forbid", "ignore", "allow"]
@@ -34,7 +41,12 @@ def parse(model: type[BaseModel], payload: Any, job_type: str, extra: Extra) -> 
     if not isinstance(payload, dict):
         problem = f"(payload): expected an object of keyword arguments, got {payload!r:.80}"
         raise PayloadError(job_type, [problem])
-    parsed, errors = validated(model, payload, extra=extra)
+    if (size := len(_json_of(payload))) > MAX_CONFIG_BYTES:
+        problem = (
+            f"(payload): it is {size:,} bytes as JSON, larger than the limit of {MAX_CONFIG_BYTES:,} bytes"
+        )
+        raise PayloadError(job_type, [problem])
+    parsed, errors = validated(model, payload, text_as_numbers=True, extra=extra)
     if parsed is None:
         raise PayloadError(job_type, describe(errors, model))
     return parsed
@@ -107,15 +119,34 @@ def fill_from_parent(model: type[BaseModel], kwargs: dict[str, Any], parent: Any
 
 
 def masked(model: type[BaseModel], payload: Any) -> dict[str, Any]:
-    """A payload that failed validation, as the registry may store it: secret fields masked, and
-    one that is not text (``text_problem``) kept as its repr, which is."""
+    """A payload that failed validation, as the registry may store it: secret fields masked, one that
+    is not text (``text_problem``) kept as its repr, which is, and one past ``MAX_CONFIG_BYTES`` kept
+    as the first ``REFUSED_PAYLOAD_KEPT_BYTES`` of its JSON with a note (never stored whole)."""
     if isinstance(payload, dict):
         secret = {name for name, field in model.model_fields.items() if _holds_secret(field.annotation)}
         shown: dict[str, Any] = {k: MASK if k in secret else v for k, v in payload.items()}
         if not text_problem(shown):
-            return shown
+            return cut(shown, MAX_CONFIG_BYTES, REFUSED_PAYLOAD_KEPT_BYTES, "never stored whole")
         payload = shown
     return {"(payload)": repr(payload)[:FIELD_NAME_MAX_CHARS]}
+
+
+def cut(payload: dict[str, Any], max_bytes: int, kept_bytes: int, whole: str) -> dict[str, Any]:
+    """``payload`` if its JSON is at most ``max_bytes``, else its first ``kept_bytes`` as the text of a
+    ``(payload)`` field, with a note of its size and of where it is ``whole``."""
+    encoded = _json_of(payload)
+    if len(encoded) <= max_bytes:
+        return payload
+    preview = encoded[:kept_bytes].decode("utf-8", "ignore")
+    return {"(payload)": f"{preview}... (cut: {len(encoded):,} bytes as JSON in all; {whole})"}
+
+
+def _json_of(payload: dict[str, Any]) -> bytes:
+    """``payload`` as JSON, to measure it; a Python caller's other objects count as their repr."""
+    try:
+        return to_json(payload, fallback=repr)
+    except ValueError:  # a circular or too deep value: pydantic refuses it, naming the place
+        return b""
 
 
 def _holds_secret(annotation: Any) -> bool:

@@ -47,7 +47,8 @@ from trainq.errors import (
     PermanentError,
 )
 from trainq.inputs.documents import brief, text_problem
-from trainq.inputs.limits import JOB_NAME_MAX_CHARS, MAX_ENV_NAME_CHARS
+from trainq.inputs.limits import JOB_ID_MAX_CHARS, JOB_NAME_MAX_CHARS, MAX_ENV_NAME_CHARS
+from trainq.inputs.tags import tags_problem
 from trainq.inputs.text import check_printable, is_printable, nul_problem
 from trainq.job import artifacts, canvas, claims, clients, environment, lifecycle, limit, payloads, send
 from trainq.job.context import Job, capture_output
@@ -144,7 +145,7 @@ class JobTask(Task):
         ``options`` is Celery's. Pipelines use it to record many jobs in one round trip.
         """
         job = {k: options.pop(k) for k in JOB_OPTIONS if k in options}
-        if problem := text_problem(job):
+        if problem := text_problem(job) or tags_problem(job.get("tags")):
             raise InvalidInput(problem)
         name = job.pop("job_name", None)
         payload, stored = self.payloads(dict(kwargs or {}))
@@ -190,16 +191,17 @@ class JobTask(Task):
     def unsent_record(self, task_id: str, payload: Any, options: dict[str, Any]) -> JobRecord:
         """The record of a job that is never sent (refused, or after a failed chain step), to end at once.
 
-        A name ``new_record`` would refuse is not kept: the record shows the job type instead."""
-        now, name = time.time(), options.get("job_name")
+        A name, queue or tags ``new_record`` would refuse are not kept (each may be as long as the
+        message): the record shows the job type's instead, and no tags."""
+        now, name, tags = time.time(), options.get("job_name"), options.get("tags") or {}
         return JobRecord(
             id=task_id,
             type=self.job_type,
-            queue=options.get("queue") or self.queue or self.job_type,
+            queue=_queue_or(options.get("queue"), self.queue or self.job_type),
             name=name if is_printable(name, JOB_NAME_MAX_CHARS) else self.job_type,
             state=JobState.QUEUED,
             priority=get_settings().default_priority,
-            tags=options.get("tags") or {},
+            tags={} if tags_problem(tags) else tags,
             payload=payloads.masked(self.input_model, payload),
             created_at=now,
             updated_at=now,
@@ -482,6 +484,10 @@ class JobTask(Task):
             "priority": send.trainq_priority(info.get("priority")),
             "eta": self.request.eta,
         }
+        if len(self.request.id) > JOB_ID_MAX_CHARS:  # it names the record's keys: none is written
+            raise InvalidInput(
+                f"invalid job id: it is {len(self.request.id):,} characters; at most {JOB_ID_MAX_CHARS}"
+            )
         reason = message = None
         try:
             options.update(clients.header_options(self.request.headers))
@@ -555,6 +561,14 @@ def sent_by_client(registry: Registry, origin: Context) -> bool:
     every job it sends before sending it), so its steps are held to that client's rules."""
     record = registry.find(origin.id)
     return record is None or record.tags.get("source") == clients.FOREIGN_SOURCE
+
+
+def _queue_or(queue: Any, default: str) -> str:
+    """``queue`` if it is a valid queue name, else ``default``."""
+    try:
+        return check_queue(queue)
+    except InvalidInput:
+        return default
 
 
 def _check_paths_and_names(job: dict[str, Any]) -> None:

@@ -214,8 +214,10 @@ def _plan_job(
 
 def parse(data: Any) -> tuple[str, list[JobSpec], list[str]]:
     """The pipeline id, the jobs that parsed, and every problem found (file order)."""
+    if data is None:  # an empty file, or one of only comments
+        return "", [], ["the pipeline is empty: give pipeline_id and jobs"]
     if not isinstance(data, dict):
-        return "", [], [f"a pipeline must be a mapping with pipeline_id and jobs, got {type(data).__name__}"]
+        return "", [], [f"a pipeline must be a mapping with pipeline_id and jobs, got {read_as(data)}"]
     problems = [f"unknown top-level field {brief(k)}" for k in data if k not in (*PIPELINE_ID_FIELDS, "jobs")]
     given = [name for name in PIPELINE_ID_FIELDS if name in data]
     if len(given) > 1:

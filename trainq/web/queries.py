@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 from trainq import schedules
 from trainq.errors import JobNotFound
+from trainq.inputs.limits import WEB_LIST_PAYLOAD_MAX_BYTES
+from trainq.job.payloads import cut
 from trainq.job.record import JobRecord, eta_s
 from trainq.pipelines.runs import RunStatus, get_runs
 from trainq.settings import Settings
@@ -26,6 +28,13 @@ def flower_link(settings: Settings, host: str, job_id: str) -> str:
 def job_view(record: JobRecord) -> dict[str, Any]:
     """A job as the API shows it: the record, plus its ETA."""
     return {**record.model_dump(mode="json"), "eta_s": eta_s(record)}
+
+
+def listed_job(record: JobRecord) -> dict[str, Any]:
+    """A job as a listing shows it: ``job_view`` with a long payload cut to a preview."""
+    whole = f"GET /api/v1/jobs/{record.id} has it whole"
+    payload = cut(record.payload, WEB_LIST_PAYLOAD_MAX_BYTES, WEB_LIST_PAYLOAD_MAX_BYTES, whole)
+    return {**job_view(record), "payload": payload}
 
 
 def job_detail(job_id: str, settings: Settings, host: str) -> dict[str, Any]:

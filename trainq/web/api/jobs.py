@@ -61,7 +61,7 @@ def list_jobs(
         state=state, job_type=type, queue=queue, tag=tag, limit=limit, offset=offset
     )
     return {
-        "jobs": [queries.job_view(r) for r in records],
+        "jobs": [queries.listed_job(r) for r in records],
         "offset": offset,
         "limit": limit,
         "next_offset": offset + limit if more else None,
