@@ -215,17 +215,28 @@ def test_a_short_freeze_as_a_command_ends_neither_fails_nor_reruns_it(
     assert notes.read_text().split() == ["start", "end"]
 
 
+@pytest.mark.parametrize(
+    ("markers", "options"),
+    [
+        # an idle worker's main process claims a job due now, with its unacked entry
+        ([b"unacked_index", b"EVALSHA"], ""),
+        # it holds a delayed job until it is due, and its pool process claims it (naming the fields a
+        # start writes)
+        ([b"EVALSHA", b"started_at", b"claim"], ", countdown=1"),
+    ],
+    ids=["main-process", "pool-process"],
+)
 def test_a_claim_whose_answer_a_frozen_redis_lost_runs_its_job_when_redis_is_back(
-    private_redis: PrivateRedis, workers: Workers, tmp_path: Path
+    private_redis: PrivateRedis, workers: Workers, tmp_path: Path, markers: list[bytes], options: str
 ) -> None:
     # given an idle command worker with a 30 s lease whose Redis calls give up after 0.5 s, reaching
-    # Redis through a proxy that freezes Redis for 3 s as soon as the worker's main process sends a
-    # claim (with its unacked entry), so the claim lands when Redis resumes but its answer is lost
+    # Redis through a proxy that freezes Redis for 3 s as soon as the worker sends a claim, so the
+    # claim lands when Redis resumes but its answer is lost
     def freeze() -> None:
         os.kill(private_redis.server.pid, signal.SIGSTOP)
         threading.Timer(3, os.kill, (private_redis.server.pid, signal.SIGCONT)).start()
 
-    proxy = TappingProxy(("127.0.0.1", private_redis.port), [b"unacked_index", b"EVALSHA"], freeze)
+    proxy = TappingProxy(("127.0.0.1", private_redis.port), markers, freeze)
     url = f"redis://127.0.0.1:{proxy.port}/0"
     env = {
         **private_redis.env,
@@ -236,47 +247,11 @@ def test_a_claim_whose_answer_a_frozen_redis_lost_runs_its_job_when_redis_is_bac
     try:
         workers.start("command", concurrency=1, env=env)
         notes = tmp_path / "notes"
-        # when a job is submitted (by a sender that outwaits the freeze) and the worker takes it
+        # when a job is submitted (by a sender that outwaits the freeze) and the worker claims it
         patient = {**private_redis.env, "TRAINQ_CONNECT_TIMEOUT_S": "10"}
-        [job_id] = submit_elsewhere(patient, [f"submit('command', {{'command': 'echo start >> {notes}'}})"])
-        assert proxy.matched.is_set()
-        # then the job runs within seconds of Redis resuming, not after its 30 s lease: once, on its
-        # first attempt
-        wait_for(lambda: private_redis.state(job_id) is JobState.SUCCEEDED, 15, message="the job succeeded")
-    finally:
-        proxy.stop()
-    record = private_redis.registry.get(job_id)
-    assert (record.attempt, record.recoveries, record.exit_code) == (1, 0, 0), record
-    assert notes.read_text().split() == ["start"]
-
-
-def test_a_pool_process_claim_whose_answer_a_frozen_redis_lost_runs_its_job_when_redis_is_back(
-    private_redis: PrivateRedis, workers: Workers, tmp_path: Path
-) -> None:
-    # given an idle command worker as above, but a delayed job: its worker's main process holds it
-    # until it is due and its pool process claims it, through a proxy that freezes Redis for 3 s as
-    # that claim is sent (the claim names the fields a start writes), so its answer is lost
-    def freeze() -> None:
-        os.kill(private_redis.server.pid, signal.SIGSTOP)
-        threading.Timer(3, os.kill, (private_redis.server.pid, signal.SIGCONT)).start()
-
-    proxy = TappingProxy(("127.0.0.1", private_redis.port), [b"EVALSHA", b"started_at", b"claim"], freeze)
-    url = f"redis://127.0.0.1:{proxy.port}/0"
-    env = {
-        **private_redis.env,
-        "TRAINQ_BROKER_URL": url,
-        "TRAINQ_LEASE_S": "30",
-        "TRAINQ_CONNECT_TIMEOUT_S": "0.5",
-    }
-    try:
-        workers.start("command", concurrency=1, env=env)
-        notes = tmp_path / "notes"
-        # when a job due in a second is submitted and the worker's pool process claims it
         command = f"echo start >> {notes}"
-        [job_id] = submit_elsewhere(
-            private_redis.env, [f"submit('command', {{'command': {command!r}}}, countdown=1)"]
-        )
-        wait_for(proxy.matched.is_set, 15, message="the pool process's claim was sent")
+        [job_id] = submit_elsewhere(patient, [f"submit('command', {{'command': {command!r}}}{options})"])
+        wait_for(proxy.matched.is_set, 15, message="the claim was sent")
         # then the job runs within seconds of Redis resuming, not after its 30 s lease: once, on its
         # first attempt
         wait_for(lambda: private_redis.state(job_id) is JobState.SUCCEEDED, 15, message="the job succeeded")
