@@ -262,6 +262,61 @@ def test_a_claim_whose_answer_a_frozen_redis_lost_runs_its_job_when_redis_is_bac
     assert notes.read_text().split() == ["start"]
 
 
+#: A Celery client that never imports trainq: sends a probe job to the broker at argv[1], prints its id.
+PLAIN_SENDER = """
+import sys
+from celery import Celery
+app = Celery(broker=sys.argv[1])
+print(app.send_task("trainq.probe", kwargs={}, queue="probe").id)
+"""
+
+
+def test_a_plain_clients_job_whose_recording_a_frozen_redis_answered_too_late_runs_once(
+    private_redis: PrivateRedis, workers: Workers
+) -> None:
+    # given an idle probe worker whose Redis calls give up after 0.5 s, reaching Redis through a proxy
+    # that freezes Redis for 3 s as soon as the worker sends the record of a job a plain Celery client
+    # sent (its record and claim in one transaction), so the record lands but its answer is lost
+    def freeze() -> None:
+        os.kill(private_redis.server.pid, signal.SIGSTOP)
+        threading.Timer(3, os.kill, (private_redis.server.pid, signal.SIGCONT)).start()
+
+    proxy = TappingProxy(("127.0.0.1", private_redis.port), [b"MULTI", b"EVALSHA", b"created_at"], freeze)
+    url = f"redis://127.0.0.1:{proxy.port}/0"
+    env = {
+        **private_redis.env,
+        "TRAINQ_BROKER_URL": url,
+        "TRAINQ_LEASE_S": "30",
+        "TRAINQ_CONNECT_TIMEOUT_S": "0.5",
+    }
+    try:
+        workers.start("probe", concurrency=1, env=env)
+        # when a Celery app without trainq sends a job and the worker records it
+        code = PLAIN_SENDER
+        job_id = subprocess.run(
+            [sys.executable, "-c", code, private_redis.env["TRAINQ_BROKER_URL"]],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd="/",
+            timeout=60,
+        ).stdout.strip()
+        wait_for(proxy.matched.is_set, 15, message="the record was sent")
+        # then the job runs within seconds of Redis resuming, not lost nor after its lease: once, on its
+        # first attempt
+        wait_for(lambda: private_redis.state(job_id) is JobState.SUCCEEDED, 15, message="the job succeeded")
+    finally:
+        proxy.stop()
+    record = private_redis.registry.get(job_id)
+    assert (record.attempt, record.recoveries) == (1, 0), record
+    starts = [
+        e
+        for e in private_redis.registry.client.lrange(attempts_key(job_id), 0, -1)
+        if e.startswith(b"start:")
+    ]
+    assert len(starts) == 1, starts
+
+
 OUTCOME_UNKNOWN = """
 import json, os, signal, sys
 from trainq import OutcomeUnknown

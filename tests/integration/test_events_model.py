@@ -88,7 +88,7 @@ class EventsModel(RuleBasedStateMachine):
         self.absent = {"worker", "started_at", "finished_at", "progress", "result", "error"}
         self.created = True
         if foreign:  # a job first seen by a worker (sent by a client without trainq)
-            claimed = self.registry.create_and_claim(new, worker, time.time() + 30)
+            claimed = self.registry.create_and_claim(new, worker, time.time() + 30)()
             assert claimed is not None and claimed == self.registry.get(JOB)
             assert claimed.started_at is not None
             self.passed(JobEvent(state=JobState.QUEUED, at=new.created_at, reason=CLEAN_SUBMIT_REASON))

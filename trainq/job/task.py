@@ -31,7 +31,7 @@ from billiard.process import current_process
 from celery import Task, states
 from celery.app.task import Context
 from celery.backends.redis import RedisBackend
-from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded, TaskRevokedError
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, TaskRevokedError
 from celery.result import AsyncResult
 from kombu.utils.json import JSONEncoder
 from pydantic import BaseModel, ValidationError
@@ -502,7 +502,11 @@ class JobTask(Task):
             record, reason = self.unsent_record(self.request.id, payload, options), str(exc)
         kept = message if message is not None and message != record.payload else None
         members = canvas.kept_options(self.request.as_execution_options())
-        claimed = registry.create_and_claim(record, self.request.hostname, lease_until, kept, members)
+        creating = registry.create_and_claim(record, self.request.hostname, lease_until, kept, members)
+        try:
+            claimed = within_lease(creating, get_settings().lease_s)
+        except (redis.RedisError, BrokerUnavailable) as exc:  # its message is the job's only copy: kept
+            raise Reject(f"job {record.id} could not be recorded: {exc}", requeue=True) from exc
         if claimed is None or reason is None:
             if claimed is not None:
                 log.info("recorded job %s sent by a Celery client", claimed.id)

@@ -626,31 +626,36 @@ class Registry:
         lease_until: float,
         message: dict[str, Any] | None = None,
         canvas: dict[str, Any] | None = None,
-    ) -> JobRecord | None:
-        """Store a new record and claim its delivery ``record.fence`` in one transaction.
+    ) -> Callable[[], JobRecord | None]:
+        """Store a new record and claim its delivery ``record.fence`` in one transaction, as a call that
+        may be sent again while Redis does not answer (``within_lease``).
 
         For a job first seen by a worker (sent by a client without trainq): None, and nothing
-        written, if the job already has a record, so a duplicate delivery never runs it twice.
+        written, if the job already has a record, so a duplicate delivery never runs it twice; the
+        record this very call stored, in a try whose answer was lost, is given back by its claim (the
+        same token), as ``claiming`` does.
         """
         key = self.keys.job(record.id)
-        try:
-            with self.client.pipeline(transaction=True) as pipe:
-                pipe.watch(key)
-                if pipe.exists(key):
-                    return None
-                pipe.multi()
-                self._add_many(pipe, [record], writes=self._kept(record.id, message, canvas))
-                self._claim(pipe, record.id, record.fence, worker, lease_until)
-                raw = pipe.execute()[-1]
-        except redis.WatchError:
-            return None
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(self.url, str(exc)) from exc
-        return self.claimed(raw)
+        claim = self._claim_call(record.id, record.fence, worker, lease_until)
 
-    def _claim(self, client: Any, job_id: str, fence: int, worker: str, lease_until: float) -> Any:
-        """Call the transition script that starts delivery ``fence`` (on ``client``: a pipeline or not)."""
-        return self._run(self._claim_call(job_id, fence, worker, lease_until), client)
+        def send() -> JobRecord | None:
+            try:
+                with self.client.pipeline(transaction=True) as pipe:
+                    pipe.watch(key)
+                    if pipe.exists(key):
+                        pipe.unwatch()
+                        return self.claimed(self._run(claim))
+                    pipe.multi()
+                    self._add_many(pipe, [record], writes=self._kept(record.id, message, canvas))
+                    self._run(claim, pipe)
+                    raw = pipe.execute()[-1]
+            except redis.WatchError:
+                return None
+            except redis.RedisError as exc:
+                raise BrokerUnavailable(self.url, str(exc)) from exc
+            return self.claimed(raw)
+
+        return send
 
     def _claim_call(
         self, job_id: str, fence: int, worker: str, lease_until: float
