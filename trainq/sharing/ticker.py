@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import redis
 
+from trainq.errors import BrokerUnavailable
 from trainq.sharing.admission import admit
 from trainq.sharing.fair import CAPACITY_EVERY_S, count_capacity
 
@@ -42,9 +43,10 @@ class Ticker(threading.Thread):
                     count_capacity(self.worker, self.consuming(), self.processes)
                     self.counted = time.monotonic()
                 due = admit()
-            except Exception:  # Redis away: try again next tick (logged once); the thread must live on
-                if not failing:
-                    log.exception("admission failed; retrying every %ss", TICK_S)
+            except Exception as exc:  # Redis away: try again next tick (logged once); the thread must live on
+                if not failing:  # an outage in one line; anything else with its traceback
+                    outage = isinstance(exc, redis.RedisError | BrokerUnavailable)
+                    log.error("admission failed (%s); retrying every %ss", exc, TICK_S, exc_info=not outage)
                 failing, due = True, None
             else:
                 if failing:
