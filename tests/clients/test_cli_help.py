@@ -71,6 +71,11 @@ def test_help_from_the_console_script_in_another_directory(path: tuple[str, ...]
             ["--autoscale", "4,1", "-l", "info"],
         ),
         (["data", "-Psolo", "extra"], ["data"], ["-Psolo", "extra"]),
+        # Celery's own form, as in `celery -A trainq worker -Q training,data`
+        (["-Q", "training,data", "-l", "info"], ["training", "data"], ["-l", "info"]),
+        (["-Qdata"], ["data"], []),
+        (["--pool", "solo", "--queues=data"], ["data"], ["--pool", "solo"]),
+        (["--queues", "data"], ["data"], []),
     ],
 )
 def test_worker_takes_queues_then_celery_options(
@@ -82,7 +87,7 @@ def test_worker_takes_queues_then_celery_options(
 
 
 def test_worker_without_a_queue_is_a_usage_error() -> None:
-    for args in ([], ["--pool", "solo"]):
+    for args in ([], ["--pool", "solo"], ["-Q"], ["--queues="]):
         result = CliRunner().invoke(main, ["worker", *args])
         assert result.exit_code == 2 and "QUEUE" in result.output, result.output
 

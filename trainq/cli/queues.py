@@ -122,15 +122,31 @@ def worker(args: tuple[str, ...], concurrency: int | None) -> None:
       trainq worker data
       trainq worker training data --pool solo -l debug
       trainq worker training -- --autoscale 4,1
+    Celery's own form works too: trainq worker -Q training,data
     """
     queues, celery_args = split_worker_args(args)
     os.execv(sys.executable, worker_command(queues, concurrency=concurrency, extra=celery_args))
 
 
 def split_worker_args(args: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``args`` split into the leading queue names and the celery options after them."""
+    """``args`` split into the leading queue names and the celery options after them; with no leading
+    queue, the queues of Celery's own ``-Q``/``--queues`` option (a Celery user's habit)."""
     first_option = next((i for i, arg in enumerate(args) if arg.startswith("-")), len(args))
-    queues, celery_args = tuple(args[:first_option]), tuple(args[first_option:])
+    queues, celery_args = tuple(args[:first_option]), list(args[first_option:])
+    if not queues:
+        queues = _celery_queues(celery_args)
     if not queues:
         raise click.UsageError(f"give the queues first, then celery options: trainq worker {WORKER_ARGS}")
-    return queues, celery_args
+    return queues, tuple(celery_args)
+
+
+def _celery_queues(celery_args: list[str]) -> tuple[str, ...]:
+    """The queues of the first ``-Q a,b`` (``-Qa,b``, ``--queues a,b``, ``--queues=a,b``) in
+    ``celery_args``, taken out of them; none without one."""
+    for i, arg in enumerate(celery_args):
+        name, _, attached = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
+        if name in ("-Q", "--queues"):
+            value = attached or (celery_args[i + 1] if i + 1 < len(celery_args) else "")
+            del celery_args[i : i + (1 if attached else 2)]
+            return tuple(q for q in value.split(",") if q)
+    return ()
