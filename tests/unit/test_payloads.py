@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import string
-from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +14,6 @@ from pydantic import BaseModel, ConfigDict
 from trainq import PayloadError, get_job_type, job_type
 from trainq.cli import main
 from trainq.inputs.limits import FIELD_NAME_MAX_CHARS, PAYLOAD_ERRORS_MAX
-from trainq.job import payloads
 from workers.training import TrainConfig
 
 
@@ -105,20 +103,3 @@ def test_many_unknown_fields_give_a_bounded_message() -> None:
     message = refusal("training", payload)
     assert message.count("unknown field") == PAYLOAD_ERRORS_MAX
     assert f"and {10_000 - PAYLOAD_ERRORS_MAX} more errors" in message
-
-
-class _Priced(BaseModel):
-    """A model with a Decimal, whose JSON form is text, and an integer."""
-
-    price: Decimal
-    count: int = 0
-
-
-def test_a_number_as_text_is_refused_but_a_decimal_keeps_its_json_form() -> None:
-    # given a payload whose Decimal is text, as trainq's own message carries it (model_dump mode json)
-    sent = _Priced(price=Decimal("1.50")).model_dump(mode="json")
-    # when it is checked again (the worker does), then it is taken
-    assert payloads.parse(_Priced, sent, "priced", "forbid") == _Priced(price=Decimal("1.50"))
-    # and an integer written as text is refused, naming the field and what it got
-    with pytest.raises(PayloadError, match="count: expected an integer, got the text '3'"):
-        payloads.parse(_Priced, {**sent, "count": "3"}, "priced", "forbid")

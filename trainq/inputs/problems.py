@@ -21,8 +21,6 @@ from trainq.inputs.documents import brief
 VALUE_ERROR_PREFIX = "Value error, "
 #: pydantic's errors for text a number field cannot read (a boolean's, below), and what it expects.
 _NUMBER_ERRORS = {"int_parsing": "an integer", "float_parsing": "a number", "decimal_parsing": "a number"}
-#: Those a string is refused for: a ``Decimal``'s JSON form is text, as trainq's messages carry it.
-_TEXT_NUMBER_ERRORS = {k: v for k, v in _NUMBER_ERRORS.items() if k != "decimal_parsing"}
 
 Model = TypeVar("Model", bound=BaseModel)
 Loc = tuple[int | str, ...]
@@ -89,11 +87,10 @@ def _taken_as_numbers(
     except ValidationError as exc:
         errors = exc.errors()
     found: dict[Loc, Error] = {}
-    expected = _TEXT_NUMBER_ERRORS if kind is str else _NUMBER_ERRORS
     for error in errors:
         value = _at(data, error["loc"])
-        if error["type"] in expected and type(value) is kind:
-            words = f"expected {expected[error['type']]}, got {read_as(value)}"
+        if error["type"] in _NUMBER_ERRORS and type(value) is kind:
+            words = f"expected {_NUMBER_ERRORS[error['type']]}, got {read_as(value)}"
             found[error["loc"]] = Error(
                 type=f"{kind.__name__}_as_number", loc=error["loc"], msg=words, input=value
             )
