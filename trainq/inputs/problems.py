@@ -2,8 +2,7 @@
 
 A value of the wrong type says what YAML or JSON read it as (``the number 1.1``, ``the boolean
 false``), since the file shows other text (``1.10``, ``no``). A boolean is never taken as a number,
-as pydantic's lax mode would (``retry_count: yes`` as one retry, ``{"epochs": true}`` as one epoch),
-nor is a payload's string (``{"epochs": "5"}``).
+as pydantic's lax mode would (``retry_count: yes`` as one retry, ``{"epochs": true}`` as one epoch).
 """
 
 from __future__ import annotations
@@ -51,36 +50,26 @@ def not_a_string(value: Any) -> str | None:
     return None if isinstance(value, str) else f"read as {read_as(value)}, not a string; quote the value"
 
 
-def validated(
-    model: type[Model], data: Any, *, text_as_numbers: bool = False, **options: Any
-) -> tuple[Model | None, list[Error]]:
+def validated(model: type[Model], data: Any, **options: Any) -> tuple[Model | None, list[Error]]:
     """``data`` validated by ``model`` (``options`` as ``model_validate`` takes them), or None and every
-    error, each boolean a number field would take among them, and with ``text_as_numbers`` each string
-    too (a payload's ``{"epochs": "5"}``: pydantic's lax mode reads it as 5)."""
+    error, each boolean a number field would take among them."""
     try:
         result: Model | None = model.model_validate(data, **options)
         errors: list[Error] = []
     except ValidationError as exc:
         result, errors = None, exc.errors()
-    numbers = _taken_as_numbers(model, data, options, bool)
-    if text_as_numbers:  # a string no number reads ("lots") keeps pydantic's own words
-        refused = {e["loc"] for e in errors}
-        texts = _taken_as_numbers(model, data, options, str)
-        numbers.update((loc, error) for loc, error in texts.items() if loc not in refused)
+    numbers = _booleans_as_numbers(model, data, options)
     if numbers:
         result, errors = None, [*(e for e in errors if e["loc"] not in numbers), *numbers.values()]
     return result, errors
 
 
-def _taken_as_numbers(
-    model: type[BaseModel], data: Any, options: dict[str, Any], kind: type
-) -> dict[Loc, Error]:
-    """Each place where ``model`` would read a value of ``kind`` (bool, str) in ``data`` as a number, with
-    its error: found by validating again with each such value as text no number reads (``true``,
-    ``5x``), which a number field refuses and a boolean or string field takes."""
-    as_text = _unreadable_as_numbers(data, kind)
+def _booleans_as_numbers(model: type[BaseModel], data: Any, options: dict[str, Any]) -> dict[Loc, Error]:
+    """Each place where ``model`` would read a boolean of ``data`` as a number, with its error: found by
+    validating again with each boolean as its text, which a number field refuses and a boolean takes."""
+    as_text = _booleans_as_text(data)
     if as_text is data:
-        return {}  # no value of that kind in it
+        return {}  # no boolean in it
     try:
         model.model_validate(as_text, **options)
         return {}
@@ -89,24 +78,21 @@ def _taken_as_numbers(
     found: dict[Loc, Error] = {}
     for error in errors:
         value = _at(data, error["loc"])
-        if error["type"] in _NUMBER_ERRORS and type(value) is kind:
+        if error["type"] in _NUMBER_ERRORS and isinstance(value, bool):
             words = f"expected {_NUMBER_ERRORS[error['type']]}, got {read_as(value)}"
-            found[error["loc"]] = Error(
-                type=f"{kind.__name__}_as_number", loc=error["loc"], msg=words, input=value
-            )
+            found[error["loc"]] = Error(type="bool_as_number", loc=error["loc"], msg=words, input=value)
     return found
 
 
-def _unreadable_as_numbers(value: Any, kind: type) -> Any:
-    """``value`` (JSON-like) with each ``kind`` (bool, str) as text no number field reads: a boolean as
-    ``true`` or ``false``, a string with an ``x`` after it; itself if it holds none."""
-    if type(value) is kind:
-        return json.dumps(value) if kind is bool else f"{value}x"
+def _booleans_as_text(value: Any) -> Any:
+    """``value`` (JSON-like) with each boolean as the text ``true`` or ``false``; itself if it holds none."""
+    if isinstance(value, bool):
+        return json.dumps(value)
     if isinstance(value, dict):
-        changed = {key: _unreadable_as_numbers(item, kind) for key, item in value.items()}
+        changed = {key: _booleans_as_text(item) for key, item in value.items()}
         return changed if any(changed[key] is not item for key, item in value.items()) else value
     if isinstance(value, list):
-        items = [_unreadable_as_numbers(item, kind) for item in value]
+        items = [_booleans_as_text(item) for item in value]
         return items if any(new is not old for new, old in zip(items, value, strict=True)) else value
     return value
 

@@ -46,7 +46,7 @@ def parse(model: type[BaseModel], payload: Any, job_type: str, extra: Extra) -> 
             f"(payload): it is {size:,} bytes as JSON, larger than the limit of {MAX_CONFIG_BYTES:,} bytes"
         )
         raise PayloadError(job_type, [problem])
-    parsed, errors = validated(model, payload, text_as_numbers=True, extra=extra)
+    parsed, errors = validated(model, payload, extra=extra)
     if parsed is None:
         raise PayloadError(job_type, describe(errors, model))
     return parsed
