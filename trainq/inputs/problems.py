@@ -75,6 +75,8 @@ def _booleans_as_numbers(model: type[BaseModel], data: Any, options: dict[str, A
         return {}
     except ValidationError as exc:
         errors = exc.errors()
+    except Exception:  # a model's own validator that fails on the altered values (a path '~x'): nothing found
+        return {}
     found: dict[Loc, Error] = {}
     for error in errors:
         value = _at(data, error["loc"])
