@@ -16,7 +16,7 @@ import redis
 
 from tests.clients.test_celery_client import REDIS, SENDER, send
 from tests.clients.test_cli_console import trainq
-from tests.fixtures import Workers
+from tests.fixtures import Workers, wait_for
 from tests.integration.test_web import Web, web  # noqa: F401  (a fixture)
 from trainq import JobState, get_registry
 from trainq.inputs.limits import (
@@ -84,8 +84,10 @@ def test_messages_past_the_limits_are_refused_stored_bounded_and_read_fast(
     assert registry.find(job_id["id"]) is None
     kept = registry.get(payload["id"]).payload["(payload)"]
     assert len(kept) < REFUSED_PAYLOAD_KEPT_BYTES + 100 and kept.endswith("never stored whole)"), kept[-80:]
-    # and no key of trainq's, nor its name, holds the big values (Celery's result of the long id is the
-    # sender's own key, as it chose it)
+    # and, once the worker acked them (kombu holds a message it delivered until then), no key of
+    # trainq's, nor its name, holds the big values (Celery's result of the long id is the sender's own
+    # key, as it chose it)
+    wait_for(lambda: not redis_client.hlen("unacked"), 30, message="the messages acked")
     for key in redis_client.scan_iter(count=1000):
         if key.startswith(b"celery-task-meta-") and job_id["id"].encode() in key:
             continue

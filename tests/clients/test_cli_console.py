@@ -44,10 +44,17 @@ def trainq(
 
 def trainq_following(cwd: Path, *args: str) -> subprocess.Popen[str]:
     """The console script with ``args`` from ``cwd`` that runs on (``logs -f``, ``--wait``): its output
-    is read as it comes."""
+    is read as it comes. It takes Ctrl-C as a terminal's foreground command does, also when the tests
+    run in the background of a script, whose commands inherit SIGINT ignored."""
     env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
     return subprocess.Popen(
-        [str(TRAINQ), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [str(TRAINQ), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
