@@ -16,8 +16,8 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import secrets
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from functools import lru_cache
@@ -61,6 +61,9 @@ ATTEMPT_FROM_RECORD = -1
 #: The record's hash field holding the token of the claim that started its running attempt (not part
 #: of JobRecord): the same claim sent again after its answer was lost is given the record again.
 CLAIM_FIELD = "claim"
+#: Random bytes in a claim's token: two claims of one job's delivery never share one (48 bits), and a
+#: finished record keeps it in about 20 bytes (a finished job's bytes are a #13 target).
+CLAIM_TOKEN_BYTES = 6
 #: The finished states as the transition script reads them (a job leaving one leaves its retention set).
 _FINISHED_ARG = ",".join(sorted(s.value for s in FINISHED_STATES))
 
@@ -668,7 +671,7 @@ class Registry:
             "worker": worker,
             "progress": None,
             "next_attempt_at": None,
-            CLAIM_FIELD: uuid.uuid4().hex,
+            CLAIM_FIELD: secrets.token_hex(CLAIM_TOKEN_BYTES),
         }
         event = JobEvent(state=JobState.RUNNING, at=now, attempt=ATTEMPT_FROM_RECORD, worker=worker)
         return self._transition_call(
