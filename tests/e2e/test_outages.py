@@ -215,6 +215,25 @@ def test_a_short_freeze_as_a_command_ends_neither_fails_nor_reruns_it(
     assert notes.read_text().split() == ["start", "end"]
 
 
+def freezing_proxy(private_redis: PrivateRedis, markers: list[bytes]) -> tuple[TappingProxy, dict[str, str]]:
+    """A proxy to ``private_redis`` that freezes it for 3 s as the first request batch holding every one
+    of ``markers`` goes out (so it lands when Redis resumes, its answer lost), and a worker's settings
+    through it: a 30 s lease, Redis calls that give up after 0.5 s."""
+
+    def freeze() -> None:
+        os.kill(private_redis.server.pid, signal.SIGSTOP)
+        threading.Timer(3, os.kill, (private_redis.server.pid, signal.SIGCONT)).start()
+
+    proxy = TappingProxy(("127.0.0.1", private_redis.port), markers, freeze)
+    env = {
+        **private_redis.env,
+        "TRAINQ_BROKER_URL": f"redis://127.0.0.1:{proxy.port}/0",
+        "TRAINQ_LEASE_S": "30",
+        "TRAINQ_CONNECT_TIMEOUT_S": "0.5",
+    }
+    return proxy, env
+
+
 @pytest.mark.parametrize(
     ("markers", "options"),
     [
@@ -232,18 +251,7 @@ def test_a_claim_whose_answer_a_frozen_redis_lost_runs_its_job_when_redis_is_bac
     # given an idle command worker with a 30 s lease whose Redis calls give up after 0.5 s, reaching
     # Redis through a proxy that freezes Redis for 3 s as soon as the worker sends a claim, so the
     # claim lands when Redis resumes but its answer is lost
-    def freeze() -> None:
-        os.kill(private_redis.server.pid, signal.SIGSTOP)
-        threading.Timer(3, os.kill, (private_redis.server.pid, signal.SIGCONT)).start()
-
-    proxy = TappingProxy(("127.0.0.1", private_redis.port), markers, freeze)
-    url = f"redis://127.0.0.1:{proxy.port}/0"
-    env = {
-        **private_redis.env,
-        "TRAINQ_BROKER_URL": url,
-        "TRAINQ_LEASE_S": "30",
-        "TRAINQ_CONNECT_TIMEOUT_S": "0.5",
-    }
+    proxy, env = freezing_proxy(private_redis, markers)
     try:
         workers.start("command", concurrency=1, env=env)
         notes = tmp_path / "notes"
@@ -277,18 +285,7 @@ def test_a_plain_clients_job_whose_recording_a_frozen_redis_answered_too_late_ru
     # given an idle probe worker whose Redis calls give up after 0.5 s, reaching Redis through a proxy
     # that freezes Redis for 3 s as soon as the worker sends the record of a job a plain Celery client
     # sent (its record and claim in one transaction), so the record lands but its answer is lost
-    def freeze() -> None:
-        os.kill(private_redis.server.pid, signal.SIGSTOP)
-        threading.Timer(3, os.kill, (private_redis.server.pid, signal.SIGCONT)).start()
-
-    proxy = TappingProxy(("127.0.0.1", private_redis.port), [b"MULTI", b"EVALSHA", b"created_at"], freeze)
-    url = f"redis://127.0.0.1:{proxy.port}/0"
-    env = {
-        **private_redis.env,
-        "TRAINQ_BROKER_URL": url,
-        "TRAINQ_LEASE_S": "30",
-        "TRAINQ_CONNECT_TIMEOUT_S": "0.5",
-    }
+    proxy, env = freezing_proxy(private_redis, [b"MULTI", b"EVALSHA", b"created_at"])
     try:
         workers.start("probe", concurrency=1, env=env)
         # when a Celery app without trainq sends a job and the worker records it
