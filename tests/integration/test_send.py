@@ -59,17 +59,19 @@ def monitored(client: redis.Redis) -> Iterator[list[list[str]]]:
 
 @contextmanager
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """How many times this process wrote to Redis (a pipeline or MULTI is one write), in ``[0]``.
+    """How many times this thread wrote to Redis (a pipeline or MULTI is one write), in ``[0]``.
 
     Celery's result consumer's (UN)SUBSCRIBE of each message sent from a client process is not
-    counted: Celery sends it for every message, raw or trainq's, and not from a worker.
+    counted: Celery sends it for every message, raw or trainq's, and not from a worker. Nor is
+    redis-py's health check, a PING on a connection idle for a while, nor another thread's command.
     """
     count = [0]
     send = Connection.send_packed_command
+    caller = threading.get_ident()
 
     def counted(self: Connection, command: Any, check_health: bool = True) -> None:
         head = bytes(command[0] if isinstance(command, list) else command)[:32].upper()
-        count[0] += b"SUBSCRIBE" not in head
+        count[0] += b"SUBSCRIBE" not in head and check_health and threading.get_ident() == caller
         send(self, command, check_health)
 
     monkeypatch.setattr(Connection, "send_packed_command", counted)
