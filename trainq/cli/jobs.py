@@ -320,8 +320,9 @@ def logs(job_id: str, follow: bool) -> None:
         )
     cursor = "0-0"
     shown_progress = ""
+    ended = False  # seen finished: the next read that finds nothing is the end (a last line lands late)
     while True:
-        entries = registry.read_log(job_id, cursor, block_ms=500 if follow else None)
+        entries = registry.read_log(job_id, cursor, block_ms=500 if follow and not ended else None)
         for _, line in entries:
             click.echo(printable(line, lines=True))
         if entries:
@@ -335,9 +336,10 @@ def logs(job_id: str, follow: bool) -> None:
         if bar and bar != shown_progress:
             click.echo(f"[progress] {printable(bar)}", err=True)
             shown_progress = bar
-        if record.state.finished and not entries:
+        if ended and not entries:
             click.echo(f"[{record.state.value}]", err=True)
             return
+        ended = record.state.finished
 
 
 def _started(job_id: str, follow: bool) -> bool:

@@ -187,8 +187,15 @@ async def _follow(request: Request, job_id: str, cursor: str) -> AsyncIterator[s
                     "progress", {"state": record.state.value, "progress": progress, "eta_s": eta_s(record)}
                 )
             if record.state.finished and not entries:
-                yield _event("end", {"state": record.state.value, "error": record.error})
-                return
+                # a line written just before the finish lands after the read above: read once more
+                rest = await run_in_threadpool(registry.read_log, job_id, cursor, None)
+                if not rest:
+                    yield _event("end", {"state": record.state.value, "error": record.error})
+                    return
+                entries = rest
+                for entry, line in rest:
+                    yield _event("log", {"id": entry, "line": line}, entry)
+                cursor = rest[-1][0]
         quiet_s = 0.0 if entries else quiet_s + FOLLOW_BLOCK_MS / 1000
         if quiet_s >= KEEPALIVE_S:
             quiet_s = 0.0
